@@ -1,0 +1,44 @@
+//! Link errors.
+
+use thiserror::Error;
+
+use crate::NodeId;
+
+/// Why a link operation failed.
+#[derive(Debug, Error)]
+pub enum LinkError {
+    /// The inbound port could not be bound (most often: already in use).
+    #[error("cannot listen on {endpoint}: {source}")]
+    Bind {
+        /// The endpoint we tried to bind.
+        endpoint: String,
+        /// libzmq's reason.
+        source: zmq::Error,
+    },
+    /// libzmq refused a socket operation.
+    #[error("zeromq error: {0}")]
+    Zmq(#[from] zmq::Error),
+    /// The outbound queue is full: the peer or the send thread is behind.
+    #[error("outbound queue to node {0} is full")]
+    QueueFull(NodeId),
+    /// The link has been shut down.
+    #[error("link is closed")]
+    Closed,
+}
+
+impl LinkError {
+    /// A short static label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LinkError::Bind { .. } => "bind",
+            LinkError::Zmq(_) => "zmq",
+            LinkError::QueueFull(_) => "queue_full",
+            LinkError::Closed => "closed",
+        }
+    }
+
+    /// True when the bind failed because the address is taken.
+    pub fn is_addr_in_use(&self) -> bool {
+        matches!(self, LinkError::Bind { source: zmq::Error::EADDRINUSE, .. })
+    }
+}

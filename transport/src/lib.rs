@@ -1,0 +1,62 @@
+//! Node-to-node links for gamemesh.
+//!
+//! Every node binds one inbound socket and opens one outbound socket per
+//! peer. Messages to a peer leave on the outbound socket and arrive on the
+//! peer's inbound socket; the peer answers on *its* outbound socket to our
+//! inbound one. So each direction is one ordered, independently reconnecting
+//! pipe, and a node learns a peer's address from that peer's hello (no flag
+//! lists gateways on a game server).
+//!
+//! [`Link`] is the small trait the rest of gamemesh uses;
+//! [`zmq_link::ZmqLink`] implements it with libzmq (ROUTER in, one DEALER per
+//! peer out), which reconnects by itself when a peer restarts, bounds every
+//! queue with high-water marks and runs ZMTP heartbeats. libzmq sockets are
+//! not thread-safe and block, so they live on two dedicated threads (one
+//! receiving, one sending) and never on the tokio runtime.
+
+pub mod error;
+pub mod zmq_link;
+
+use bytes::Bytes;
+
+pub use error::LinkError;
+pub use zmq_link::{LinkConfig, ZmqLink};
+
+/// A node id: unique per role (gateways and game servers each number from 1).
+pub type NodeId = u64;
+
+/// What a link reports to its owner.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// A message from a peer.
+    Message {
+        /// The sender's node id, taken from its ZeroMQ routing id.
+        from: NodeId,
+        /// The payload, untouched.
+        payload: Bytes,
+    },
+    /// A message accepted by [`Link::send`] could not be handed to libzmq
+    /// (the peer is not connected or its high-water mark is reached). The
+    /// payload comes back so the owner can answer whoever is waiting on it
+    /// (a client gets `UNAVAILABLE`, never silence).
+    SendFailed {
+        /// The peer the message was for.
+        to: NodeId,
+        /// The payload that was not sent.
+        payload: Bytes,
+    },
+}
+
+/// A message transport between nodes. Implementations never block the
+/// caller: `send` enqueues, and a failure after enqueueing is reported as
+/// [`LinkEvent::SendFailed`].
+pub trait Link: Send + Sync + 'static {
+    /// Opens (or re-points) the outbound pipe to `peer`.
+    fn connect(&self, peer: NodeId, endpoint: &str) -> Result<(), LinkError>;
+    /// Closes the outbound pipe to `peer`, dropping what it still holds.
+    fn disconnect(&self, peer: NodeId) -> Result<(), LinkError>;
+    /// Queues `payload` for `peer`.
+    fn send(&self, peer: NodeId, payload: Bytes) -> Result<(), LinkError>;
+    /// The endpoint peers connect to, e.g. `tcp://127.0.0.1:8001`.
+    fn local_endpoint(&self) -> &str;
+}
