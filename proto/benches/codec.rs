@@ -1,4 +1,5 @@
 //! Nanoseconds per frame through the framing codec.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

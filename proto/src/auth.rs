@@ -34,7 +34,9 @@ fn mac(secret: &[u8], user_id: u64, expiry: u64) -> HmacSha256 {
 
 /// Mints a token for `user_id` valid until `expiry_unix_secs`.
 pub fn mint_token(secret: &[u8], user_id: u64, expiry_unix_secs: u64) -> String {
-    let sig = mac(secret, user_id, expiry_unix_secs).finalize().into_bytes();
+    let sig = mac(secret, user_id, expiry_unix_secs)
+        .finalize()
+        .into_bytes();
     format!("{expiry_unix_secs}.{}", hex::encode(sig))
 }
 
@@ -79,20 +81,33 @@ mod tests {
     #[test]
     fn wrong_user_or_secret_is_forged() {
         let t = mint_token(S, 42, 2_000);
-        assert_eq!(verify_token(S, 43, &t, 1_000), Err(TokenError::BadSignature));
-        assert_eq!(verify_token(b"other", 42, &t, 1_000), Err(TokenError::BadSignature));
+        assert_eq!(
+            verify_token(S, 43, &t, 1_000),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            verify_token(b"other", 42, &t, 1_000),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]
     fn expired_token_is_refused() {
         let t = mint_token(S, 42, 2_000);
-        assert_eq!(verify_token(S, 42, &t, 2_000), Err(TokenError::Expired(2_000)));
+        assert_eq!(
+            verify_token(S, 42, &t, 2_000),
+            Err(TokenError::Expired(2_000))
+        );
     }
 
     #[test]
     fn malformed_tokens_are_refused() {
         for t in ["", "abc", "12.zz", "12.abcd", ".00", "-1.00", "1"] {
-            assert_eq!(verify_token(S, 1, t, 0), Err(TokenError::Malformed), "{t:?}");
+            assert_eq!(
+                verify_token(S, 1, t, 0),
+                Err(TokenError::Malformed),
+                "{t:?}"
+            );
         }
     }
 }

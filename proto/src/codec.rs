@@ -124,7 +124,9 @@ mod tests {
     fn round_trip() {
         let mut codec = FrameCodec::default();
         let mut buf = BytesMut::new();
-        codec.encode(Bytes::from_static(b"hello"), &mut buf).unwrap();
+        codec
+            .encode(Bytes::from_static(b"hello"), &mut buf)
+            .unwrap();
         assert_eq!(&buf[..], b"\0\0\0\x05hello");
         assert_eq!(codec.decode(&mut buf).unwrap().unwrap(), "hello");
         assert!(codec.decode(&mut buf).unwrap().is_none());
@@ -144,7 +146,10 @@ mod tests {
     fn zero_length_is_an_error() {
         let mut codec = FrameCodec::default();
         let mut buf = BytesMut::from(&[0u8, 0, 0, 0][..]);
-        assert!(matches!(codec.decode(&mut buf), Err(FrameError::ZeroLength)));
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(FrameError::ZeroLength)
+        ));
     }
 
     #[test]

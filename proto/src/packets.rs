@@ -60,7 +60,9 @@ mod tests {
         for seq in [0u64, 1, 127, 128, 300, u64::MAX] {
             let p = ClientPacket {
                 sequence_id: seq,
-                body: Some(client_packet::Body::Echo(EchoRequest { data: Bytes::from_static(b"x") })),
+                body: Some(client_packet::Body::Echo(EchoRequest {
+                    data: Bytes::from_static(b"x"),
+                })),
             };
             assert_eq!(peek_sequence_id(&p.encode_to_vec()), seq);
         }

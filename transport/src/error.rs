@@ -39,6 +39,12 @@ impl LinkError {
 
     /// True when the bind failed because the address is taken.
     pub fn is_addr_in_use(&self) -> bool {
-        matches!(self, LinkError::Bind { source: zmq::Error::EADDRINUSE, .. })
+        matches!(
+            self,
+            LinkError::Bind {
+                source: zmq::Error::EADDRINUSE,
+                ..
+            }
+        )
     }
 }

@@ -12,12 +12,12 @@
 //! - `LINGER` 0: shutdown never waits on a dead peer.
 //! - ZMTP heartbeats: a silently dead TCP peer is noticed by libzmq too.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use std::collections::HashMap;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -214,7 +214,10 @@ fn receive_loop(router: zmq::Socket, events: mpsc::Sender<LinkEvent>, stop: Arc<
             continue;
         };
         let payload = Bytes::copy_from_slice(&body);
-        if events.blocking_send(LinkEvent::Message { from, payload }).is_err() {
+        if events
+            .blocking_send(LinkEvent::Message { from, payload })
+            .is_err()
+        {
             return; // owner gone
         }
     }
@@ -322,7 +325,13 @@ mod tests {
     #[test]
     fn binding_a_taken_port_says_so() {
         let (a, _rx) = ZmqLink::bind(LinkConfig::new("test", 1, "127.0.0.1", 0)).unwrap();
-        let port: u16 = a.local_endpoint().rsplit(':').next().unwrap().parse().unwrap();
+        let port: u16 = a
+            .local_endpoint()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let err = ZmqLink::bind(LinkConfig::new("test", 2, "127.0.0.1", port))
             .err()
             .expect("second bind fails");

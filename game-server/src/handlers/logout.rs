@@ -1,0 +1,51 @@
+//! Logout: deletes the session (record and index are one key, so one
+//! atomic delete) and detaches the socket, which stays open.
+
+use std::sync::Arc;
+
+use gamemesh_proto::client::{server_packet, ErrorCode, LogoutResponse, ServerPacket};
+use tracing::{info, warn};
+
+use crate::pipeline::{BoxError, HubRequest, HubResponse, SessionEffect};
+use crate::state::HubState;
+
+/// Logs the socket's session out.
+pub async fn handle(state: Arc<HubState>, req: HubRequest) -> Result<HubResponse, BoxError> {
+    let seq = req.packet.sequence_id;
+    let Some(session) = req.session else {
+        return Ok(HubResponse::error(
+            seq,
+            ErrorCode::NotAuthenticated,
+            "no session",
+        ));
+    };
+    match state
+        .store
+        .remove(session.user_id, session.session_id)
+        .await
+    {
+        Ok(_) => {}
+        Err(e) => {
+            warn!("Logout failed: SessionId={}: {e}", session.session_id);
+            return Ok(HubResponse::error(
+                seq,
+                ErrorCode::Unavailable,
+                "session store unavailable; retry",
+            ));
+        }
+    }
+    state.sessions.end(session.session_id);
+    // Unpin: later frames of this socket carry no session again.
+    state.gateways.pin(req.conn.gateway, &req.conn.socket, 0, 0);
+    info!(
+        "Session logged out: UserId={}, SessionId={}",
+        session.user_id, session.session_id
+    );
+    Ok(HubResponse {
+        reply: ServerPacket {
+            sequence_id: seq,
+            body: Some(server_packet::Body::Logout(LogoutResponse {})),
+        },
+        effect: SessionEffect::Detach,
+    })
+}

@@ -1,0 +1,211 @@
+//! Resume (a client back on a new connection) and adoption (a game server
+//! taking over a session whose owner died). Both move the session to this
+//! game server with an epoch-fenced take-over in the store, so a stale
+//! owner can never write over it again.
+
+use std::sync::Arc;
+
+use gamemesh_proto::client::{
+    server_packet, ErrorCode, KickReason, ResumeRequest, ResumeResponse, ServerPacket,
+    SessionSnapshot,
+};
+use subtle::ConstantTimeEq;
+use tracing::{info, warn};
+
+use super::login::token_hash;
+use crate::pipeline::{BoxError, ConnInfo, HubRequest, HubResponse, SessionEffect};
+use crate::session::local::Attached;
+use crate::session::{LocalSession, Placement, StoreError};
+use crate::state::HubState;
+
+/// Why a session could not be moved here.
+#[derive(Debug)]
+pub enum MoveError {
+    /// No such live session (expired, logged out, replaced).
+    NotFound,
+    /// The store is unavailable.
+    Store(StoreError),
+}
+
+/// Takes session `session_id` of `user_id` over for the socket `conn`,
+/// closing the socket it had if that one is still open. `check` vets the
+/// record first (the resume token); it returns `Err(code)` to refuse.
+async fn move_here(
+    state: &HubState,
+    conn: ConnInfo,
+    user_id: u64,
+    session_id: u64,
+    check: impl Fn(&crate::session::SessionRecord) -> Result<(), ErrorCode>,
+) -> Result<Result<Arc<LocalSession>, ErrorCode>, MoveError> {
+    let to = Placement {
+        owner: state.node_id,
+        gateway: conn.gateway,
+        socket: conn.socket,
+    };
+    // Two attempts: a concurrent save cannot change the epoch, but a
+    // concurrent take-over can; one retry settles a benign race.
+    for _ in 0..2 {
+        let record = match state.store.get(user_id).await.map_err(MoveError::Store)? {
+            Some(r) if r.session_id == session_id => r,
+            _ => return Err(MoveError::NotFound),
+        };
+        if let Err(code) = check(&record) {
+            return Ok(Err(code));
+        }
+        // Take our own fresher in-memory progress if the session is here.
+        let local = state.sessions.get(session_id);
+        let Some(t) = state
+            .store
+            .take_over(user_id, session_id, record.epoch, to, state.live_ttl)
+            .await
+            .map_err(MoveError::Store)?
+        else {
+            continue;
+        };
+        let session = match local.as_ref().and_then(|a| a.session.progress(false)) {
+            Some(p) if p.last_seq >= t.last_seq => LocalSession::new(
+                session_id,
+                user_id,
+                t.epoch,
+                p.last_seq,
+                &p.replies,
+                state.reply_cache,
+            ),
+            _ => LocalSession::new(
+                session_id,
+                user_id,
+                t.epoch,
+                t.last_seq,
+                &t.replies,
+                state.reply_cache,
+            ),
+        };
+        if let Some(old) = state.sessions.end(session_id) {
+            if old.socket != conn.socket {
+                info!(
+                    "Session {session_id} moved off socket {} on this game server",
+                    old.socket
+                );
+            }
+        }
+        if t.was_connected && !t.previous.socket.is_nil() && t.previous.socket != conn.socket {
+            info!(
+                "Closing the previous socket of SessionId={session_id}: socket {} on gateway {} (game server {})",
+                t.previous.socket, t.previous.gateway, t.previous.owner
+            );
+            state.gateways.kick(
+                t.previous.gateway,
+                &t.previous.socket,
+                session_id,
+                KickReason::DuplicateLogin,
+                "session resumed on another connection",
+            );
+        }
+        let session = Arc::new(session);
+        state.sessions.attach(Attached {
+            session: session.clone(),
+            gateway: conn.gateway,
+            socket: conn.socket,
+        });
+        state
+            .gateways
+            .pin(conn.gateway, &conn.socket, session_id, user_id);
+        return Ok(Ok(session));
+    }
+    Err(MoveError::NotFound)
+}
+
+/// Handles `ResumeRequest`.
+pub async fn handle(
+    state: Arc<HubState>,
+    req: HubRequest,
+    resume: ResumeRequest,
+) -> Result<HubResponse, BoxError> {
+    let seq = req.packet.sequence_id;
+    // The token is `<user_id>.<secret>`: the prefix finds the record.
+    let user_id = resume
+        .resume_token
+        .split_once('.')
+        .and_then(|(u, _)| u.parse::<u64>().ok())
+        .unwrap_or(0);
+    if user_id == 0 || resume.session_id == 0 {
+        return Ok(HubResponse::error(
+            seq,
+            ErrorCode::InvalidToken,
+            "resume token rejected",
+        ));
+    }
+    let presented = token_hash(&resume.resume_token);
+    let check = |r: &crate::session::SessionRecord| {
+        if bool::from(r.token_hash.ct_eq(&presented)) {
+            Ok(())
+        } else {
+            Err(ErrorCode::InvalidToken)
+        }
+    };
+    match move_here(&state, req.conn, user_id, resume.session_id, check).await {
+        Ok(Ok(session)) => {
+            info!(
+                "Session resumed: UserId={user_id}, SessionId={}, Socket={}, LastSequenceId={}",
+                session.session_id,
+                req.conn.socket,
+                session.last_executed()
+            );
+            let reply = ServerPacket {
+                sequence_id: seq,
+                body: Some(server_packet::Body::Resume(ResumeResponse {
+                    snapshot: Some(SessionSnapshot {
+                        session_id: session.session_id,
+                        user_id,
+                        last_sequence_id: session.last_executed(),
+                        game_server_node_id: state.node_id,
+                    }),
+                })),
+            };
+            Ok(HubResponse {
+                reply,
+                effect: SessionEffect::Attach(session),
+            })
+        }
+        Ok(Err(code)) => {
+            warn!(
+                "Resume refused: SessionId={}, Socket={}: bad token",
+                resume.session_id, req.conn.socket
+            );
+            Ok(HubResponse::error(seq, code, "resume token rejected"))
+        }
+        Err(MoveError::NotFound) => Ok(HubResponse::error(
+            seq,
+            ErrorCode::SessionNotFound,
+            "no such session (expired, logged out or replaced)",
+        )),
+        Err(MoveError::Store(e)) => {
+            warn!("Resume failed: SessionId={}: {e}", resume.session_id);
+            Ok(HubResponse::error(
+                seq,
+                ErrorCode::Unavailable,
+                "session store unavailable; retry",
+            ))
+        }
+    }
+}
+
+/// Adopts a session whose frames reached this game server without it being
+/// owned here (its owner died and the gateway re-routed the socket). The
+/// gateway's pin proves the socket holds the session, so no token is asked.
+pub async fn adopt(
+    state: &HubState,
+    conn: ConnInfo,
+    user_id: u64,
+    session_id: u64,
+) -> Result<Arc<LocalSession>, MoveError> {
+    let session = move_here(state, conn, user_id, session_id, |_| Ok(()))
+        .await?
+        .map_err(|_| MoveError::NotFound)?;
+    info!(
+        "Session adopted: UserId={user_id}, SessionId={session_id}, Socket={}, LastSequenceId={}",
+        conn.socket,
+        session.last_executed()
+    );
+    Ok(session)
+}

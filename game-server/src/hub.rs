@@ -1,0 +1,240 @@
+//! The hub's tasks: the dispatcher that turns gateway messages into work
+//! for connection actors, and the flusher that saves sessions' progress
+//! behind them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gamemesh_proto::client::{ErrorCode, KickReason};
+use gamemesh_proto::internal::{gateway_to_server, GatewayToServer};
+use gamemesh_proto::{packets, Message};
+use gamemesh_transport::{LinkEvent, NodeId};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use crate::connection::{spawn_actor, ActorHandle, Frame};
+use crate::pipeline::{ConnInfo, HubService};
+use crate::state::HubState;
+
+/// Routes gateway messages to connection actors. It alone owns the actor
+/// table, so the table needs no lock.
+pub struct Dispatcher {
+    /// Shared state.
+    state: Arc<HubState>,
+    /// The pipeline, cloned into each actor.
+    service: HubService,
+    /// Live connection actors.
+    actors: HashMap<ConnInfo, ActorHandle>,
+    /// Owns the actor tasks.
+    tracker: TaskTracker,
+    /// Whether new logins are taken (false while draining).
+    accepting: bool,
+}
+
+impl Dispatcher {
+    /// A dispatcher spawning actors on `tracker`.
+    pub fn new(state: Arc<HubState>, service: HubService, tracker: TaskTracker) -> Self {
+        Self {
+            state,
+            service,
+            actors: HashMap::new(),
+            tracker,
+            accepting: true,
+        }
+    }
+
+    /// Runs until `shutdown` or until the link closes.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<LinkEvent>,
+        heartbeat: Duration,
+        peer_timeout: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(heartbeat);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                e = events.recv() => match e {
+                    Some(LinkEvent::Message { from, payload }) => match GatewayToServer::decode(payload) {
+                        Ok(GatewayToServer { kind: Some(kind) }) => self.handle(from, kind),
+                        Ok(_) => debug!(gateway = from, "empty message from gateway"),
+                        Err(e) => warn!(gateway = from, error = %e, "undecodable message from gateway dropped"),
+                    },
+                    Some(LinkEvent::SendFailed { to, .. }) => {
+                        debug!(gateway = to, "message to gateway could not be sent (not connected or full)");
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    for gw in self.state.gateways.take_silent(peer_timeout) {
+                        warn!("Gateway {gw} is DOWN: no hello for {} ms; its sockets count as disconnected", peer_timeout.as_millis());
+                        self.drop_gateway(gw);
+                    }
+                }
+            }
+        }
+        // Stop taking work; actors finish what they hold and save.
+        for (_, a) in self.actors.drain() {
+            a.closed.cancel();
+        }
+    }
+
+    fn drop_gateway(&mut self, gateway: NodeId) {
+        self.actors.retain(|conn, a| {
+            if conn.gateway == gateway {
+                a.closed.cancel();
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    fn handle(&mut self, from: NodeId, kind: gateway_to_server::Kind) {
+        match kind {
+            gateway_to_server::Kind::Hello(h) => {
+                let outcome = self
+                    .state
+                    .gateways
+                    .on_hello(from, &h, self.accepting, Vec::new());
+                if outcome == crate::gateways::HelloOutcome::Restarted {
+                    warn!("Gateway {from} restarted: its previous sockets are gone");
+                    self.drop_gateway(from);
+                }
+            }
+            gateway_to_server::Kind::ClientConnected(c) => {
+                debug!(gateway = from, peer = %c.peer_addr, "client connected");
+            }
+            gateway_to_server::Kind::ClientFrame(f) => {
+                let Ok(socket) = Uuid::from_slice(&f.socket_id) else {
+                    warn!(gateway = from, "client frame with a bad socket id dropped");
+                    return;
+                };
+                let conn = ConnInfo {
+                    gateway: from,
+                    socket,
+                };
+                let seq = packets::peek_sequence_id(&f.body);
+                let actor = self.actors.entry(conn).or_insert_with(|| {
+                    let (handle, fut) = spawn_actor(self.state.clone(), self.service.clone(), conn);
+                    self.tracker.spawn(fut);
+                    handle
+                });
+                let frame = Frame {
+                    session_id: f.session_id,
+                    user_id: f.user_id,
+                    body: f.body,
+                };
+                if actor.tx.try_send(frame).is_err() {
+                    // The client has more packets in flight than its actor
+                    // queues: refuse this one explicitly.
+                    let reply =
+                        packets::error(seq, ErrorCode::RateLimited, "too many packets in flight");
+                    self.state.gateways.send_to_client(from, &socket, &reply);
+                }
+            }
+            gateway_to_server::Kind::ClientDisconnected(d) => {
+                let Ok(socket) = Uuid::from_slice(&d.socket_id) else {
+                    return;
+                };
+                if let Some(a) = self.actors.remove(&ConnInfo {
+                    gateway: from,
+                    socket,
+                }) {
+                    a.closed.cancel();
+                }
+            }
+        }
+    }
+}
+
+/// Saves sessions' progress behind their packets: dirty sessions every
+/// `interval`, every session every `refresh` (which also renews the
+/// record's lifetime). A save refused by the store's epoch fence means the
+/// session moved to another owner: its local state is dropped.
+pub async fn flush_loop(
+    state: Arc<HubState>,
+    interval: Duration,
+    refresh: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let refresh_every = (refresh.as_millis() / interval.as_millis().max(1)).max(1) as u64;
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        n += 1;
+        let full = n.is_multiple_of(refresh_every);
+        flush_once(&state, !full).await;
+    }
+}
+
+/// One flush pass; saves run concurrently (the Redis connection pipelines
+/// them).
+pub async fn flush_once(state: &HubState, only_dirty: bool) {
+    let work: Vec<_> = state
+        .sessions
+        .all()
+        .into_iter()
+        .filter(|a| !a.session.is_ended())
+        .filter_map(|a| a.session.progress(only_dirty).map(|p| (a, p)))
+        .collect();
+    let saves = work
+        .iter()
+        .map(|(_, p)| state.store.save(p, state.live_ttl));
+    let results = futures::future::join_all(saves).await;
+    for ((a, _), r) in work.iter().zip(results) {
+        match r {
+            Ok(true) => {}
+            Ok(false) => {
+                info!(
+                    "Session fenced off: SessionId={} moved to another owner or ended; dropping it here",
+                    a.session.session_id
+                );
+                state.sessions.end(a.session.session_id);
+            }
+            Err(e) => {
+                debug!(
+                    "Saving SessionId={} failed: {e}; retrying next pass",
+                    a.session.session_id
+                );
+                a.session.mark_dirty();
+            }
+        }
+    }
+}
+
+/// Graceful stop: every session owned here is saved as disconnected (so it
+/// can be resumed on any game server) and its client is kicked with
+/// `SERVER_SHUTDOWN`.
+pub async fn release_all(state: &HubState) {
+    let all = state.sessions.all();
+    if all.is_empty() {
+        return;
+    }
+    info!("Releasing {} sessions before shutdown", all.len());
+    let saves = all.iter().filter_map(|a| {
+        let p = a.session.progress(false)?;
+        Some(async move {
+            let _ = state.store.disconnect(&p, state.resume_grace).await;
+            state.gateways.kick(
+                a.gateway,
+                &a.socket,
+                a.session.session_id,
+                KickReason::ServerShutdown,
+                "game server shutting down; resume your session",
+            );
+            state.sessions.end(a.session.session_id);
+        })
+    });
+    futures::future::join_all(saves).await;
+}

@@ -1,0 +1,218 @@
+//! The gamemesh game server: the smart hub behind the gateways.
+//!
+//! Modules, in the order a packet meets them:
+//!
+//! - [`gateways`]: the ZeroMQ links to gateways (hellos, and the messages
+//!   we send them: `SendToClient`, `PinSession`, `DisconnectClient`).
+//! - [`hub`]: the dispatcher that hands each client frame to its
+//!   connection actor, and the flusher that saves sessions behind them.
+//! - [`connection`]: one actor per client socket; decodes the
+//!   `ClientPacket` and runs it through the pipeline, one at a time.
+//! - [`pipeline`]: the tower stack, composed in one place:
+//!   [`middleware::exception`] -> [`middleware::logging`] ->
+//!   [`middleware::authentication`] -> [`middleware::idempotency`] ->
+//!   [`middleware::timing`] -> [`handlers`] (the router).
+//! - [`handlers`]: login, resume (and adoption), echo, heartbeat, logout.
+//! - [`session`]: the [`session::SessionStore`] trait (Redis and memory
+//!   backends) and the sessions owned here.
+//! - [`config`], [`error`], [`state`]: flags, start-up errors, shared state.
+
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod gateways;
+pub mod handlers;
+pub mod hub;
+pub mod middleware;
+pub mod pipeline;
+pub mod session;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gamemesh_transport::{Link, LinkConfig, ZmqLink};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+pub use config::{Config, StoreKind};
+pub use error::GameServerError;
+
+use gateways::GatewayLinks;
+use middleware::Timings;
+use session::memory::MemoryStore;
+use session::redis::RedisStore;
+use session::{LocalSessions, SessionStore};
+use state::HubState;
+
+/// A started game server.
+pub struct RunningGameServer {
+    /// Where gateways send (ZeroMQ endpoint).
+    pub p2p_endpoint: String,
+    /// Where other game servers send.
+    pub mesh_endpoint: String,
+    /// Shared state (tests inspect sessions through it).
+    pub state: Arc<HubState>,
+    /// Owns every task.
+    tracker: TaskTracker,
+    /// Stops it.
+    shutdown: CancellationToken,
+    /// Bound on the shutdown.
+    grace: Duration,
+    /// The mesh link, kept open for peers.
+    mesh: ZmqLink,
+}
+
+impl RunningGameServer {
+    /// The P2P port actually bound.
+    pub fn p2p_port(&self) -> u16 {
+        port_of(&self.p2p_endpoint)
+    }
+
+    /// Waits until shutdown is requested, then releases every session
+    /// (saved as resumable, clients kicked with `SERVER_SHUTDOWN`) and stops
+    /// within the grace period.
+    pub async fn wait(self) {
+        self.shutdown.cancelled().await;
+        info!("Game server shutting down");
+        self.tracker.close();
+        if tokio::time::timeout(self.grace, async {
+            self.tracker.wait().await;
+            hub::release_all(&self.state).await;
+        })
+        .await
+        .is_err()
+        {
+            warn!("Shutdown grace of {:?} ran out; exiting anyway", self.grace);
+        }
+        self.state.gateways.shutdown();
+        self.mesh.shutdown();
+        info!("Game server stopped");
+    }
+}
+
+fn port_of(endpoint: &str) -> u16 {
+    endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+fn bind_link(
+    role: &'static str,
+    config: &Config,
+    port: u16,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<ZmqLink, GameServerError> {
+    let (link, _events) = bind_link_with_events(role, config, port, what, flag)?;
+    Ok(link)
+}
+
+fn bind_link_with_events(
+    role: &'static str,
+    config: &Config,
+    port: u16,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<
+    (
+        ZmqLink,
+        tokio::sync::mpsc::Receiver<gamemesh_transport::LinkEvent>,
+    ),
+    GameServerError,
+> {
+    ZmqLink::bind(LinkConfig::new(role, config.node_id, &config.bind, port)).map_err(|e| {
+        if e.is_addr_in_use() {
+            GameServerError::PortInUse { what, port, flag }
+        } else {
+            GameServerError::Link(e)
+        }
+    })
+}
+
+/// Connects the store, binds the ports and starts the hub.
+pub async fn start(
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<RunningGameServer, GameServerError> {
+    config.validate()?;
+    let store: Arc<dyn SessionStore> = match config.session_store {
+        StoreKind::Redis => {
+            let timeout = Duration::from_millis(config.redis_timeout_ms);
+            let s = RedisStore::connect(&config.redis, timeout.max(Duration::from_secs(1)))
+                .await
+                .map_err(|e| GameServerError::RedisUnreachable {
+                    addr: config.redis.clone(),
+                    reason: e.to_string(),
+                })?;
+            Arc::new(s)
+        }
+        StoreKind::Memory => {
+            warn!("Session store is IN MEMORY: sessions live in this process only (one game server, lost on restart)");
+            Arc::new(MemoryStore::new())
+        }
+    };
+    if config.auth_secret.is_none() {
+        warn!("No --auth-secret set: ANY login token is accepted. Set AUTH_SECRET in production.");
+    }
+    let (p2p, events) =
+        bind_link_with_events("game-server", &config, config.p2p_port, "P2P", "--p2p-port")?;
+    let mesh = bind_link("mesh", &config, config.mesh_port, "mesh", "--mesh-port")?;
+    let p2p_endpoint = p2p.local_endpoint().to_string();
+    let mesh_endpoint = mesh.local_endpoint().to_string();
+    let advertised = format!("tcp://{}:{}", config.advertise_host, port_of(&p2p_endpoint));
+
+    let state = Arc::new(HubState {
+        node_id: config.node_id,
+        store,
+        sessions: LocalSessions::default(),
+        gateways: GatewayLinks::new(p2p, config.node_id, advertised),
+        auth_secret: config.auth_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+        resume_grace: config.resume_grace(),
+        live_ttl: config.live_ttl(),
+        reply_cache: config.reply_cache,
+        timings: Arc::new(Timings::default()),
+    });
+    let service = pipeline::build(state.clone());
+    info!(
+        "GameServerHub initialized with {} middlewares",
+        pipeline::MIDDLEWARE_COUNT
+    );
+
+    let tracker = TaskTracker::new();
+    let dispatcher = hub::Dispatcher::new(state.clone(), service, tracker.clone());
+    tracker.spawn(dispatcher.run(
+        events,
+        Duration::from_millis(config.heartbeat_ms),
+        Duration::from_millis(config.peer_timeout_ms),
+        shutdown.clone(),
+    ));
+    tracker.spawn(hub::flush_loop(
+        state.clone(),
+        Duration::from_millis(config.flush_interval_ms),
+        config.live_ttl() / 9,
+        shutdown.clone(),
+    ));
+    info!(
+        "Game server {} ready: P2P {p2p_endpoint}, mesh {mesh_endpoint}, session store {:?}",
+        config.node_id, config.session_store
+    );
+    Ok(RunningGameServer {
+        p2p_endpoint,
+        mesh_endpoint,
+        state,
+        tracker,
+        shutdown,
+        grace: Duration::from_secs(config.shutdown_grace_secs),
+        mesh,
+    })
+}
+
+/// Runs a game server until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), GameServerError> {
+    start(config, shutdown).await?.wait().await;
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! Authentication: a socket with no session may only log in, resume or
+//! heartbeat; anything else is answered `NOT_AUTHENTICATED` and the
+//! connection stays open (PROTOCOL.md, "Login").
+
+use std::task::{Context, Poll};
+
+use futures::future::{Either, Ready};
+use gamemesh_proto::client::{client_packet::Body, ErrorCode};
+use tower::{Layer, Service};
+
+use crate::pipeline::{BoxError, HubRequest, HubResponse};
+
+/// Adds [`Authentication`].
+#[derive(Debug, Clone, Default)]
+pub struct AuthenticationLayer;
+
+impl AuthenticationLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+impl<S> Layer<S> for AuthenticationLayer {
+    type Service = Authentication<S>;
+    fn layer(&self, inner: S) -> Authentication<S> {
+        Authentication { inner }
+    }
+}
+
+/// Refuses session-only packets from sockets without a live session.
+#[derive(Debug, Clone)]
+pub struct Authentication<S> {
+    /// The rest of the pipeline.
+    inner: S,
+}
+
+/// True for the bodies an unauthenticated socket may send. An empty body
+/// passes so the router can answer `UNKNOWN_MESSAGE`, which says more.
+fn allowed_without_session(body: &Option<Body>) -> bool {
+    matches!(
+        body,
+        None | Some(Body::Login(_)) | Some(Body::Resume(_)) | Some(Body::Heartbeat(_))
+    )
+}
+
+impl<S> Service<HubRequest> for Authentication<S>
+where
+    S: Service<HubRequest, Response = HubResponse, Error = BoxError>,
+{
+    type Response = HubResponse;
+    type Error = BoxError;
+    type Future = Either<Ready<Result<HubResponse, BoxError>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: HubRequest) -> Self::Future {
+        // A session replaced or taken over elsewhere no longer authorises
+        // this socket.
+        if req.session.as_ref().is_some_and(|s| s.is_ended()) {
+            req.session = None;
+        }
+        if req.session.is_none() && !allowed_without_session(&req.packet.body) {
+            return Either::Left(futures::future::ready(Ok(HubResponse::error(
+                req.packet.sequence_id,
+                ErrorCode::NotAuthenticated,
+                "log in or resume first",
+            ))));
+        }
+        Either::Right(self.inner.call(req))
+    }
+}

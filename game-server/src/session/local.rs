@@ -1,0 +1,281 @@
+//! The sessions this game server owns right now: their sequence watermark
+//! and reply cache (the exactly-once state), and where their client is.
+//!
+//! The watermark is written behind to the store: the flusher saves dirty
+//! sessions every `--flush-interval-ms`, a disconnect saves at once, and so
+//! does a graceful shutdown. A crash loses at most one flush interval of
+//! watermark; see SESSION_LIFECYCLE.md.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use gamemesh_proto::client::ServerPacket;
+use gamemesh_proto::internal::{CachedReply, ReplyCache};
+use gamemesh_proto::Message;
+use gamemesh_transport::NodeId;
+use uuid::Uuid;
+
+use super::Progress;
+
+/// What the idempotency middleware found for a sequence id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeqCheck {
+    /// Not executed yet: run it.
+    Fresh,
+    /// Executed before; this was the reply.
+    Replay(ServerPacket),
+    /// Executed before; its reply is no longer held.
+    Duplicate,
+}
+
+/// Exactly-once state of one session.
+#[derive(Debug, Default)]
+struct SeqState {
+    /// Highest sequence id executed.
+    last_executed: u64,
+    /// The most recent replies, oldest first.
+    replies: VecDeque<(u64, ServerPacket)>,
+    /// Changed since the last save.
+    dirty: bool,
+}
+
+/// One session owned by this game server.
+#[derive(Debug)]
+pub struct LocalSession {
+    /// Session id.
+    pub session_id: u64,
+    /// Its user.
+    pub user_id: u64,
+    /// The epoch this server holds; every store write is fenced by it.
+    pub epoch: u64,
+    /// Replies kept for replay.
+    reply_capacity: usize,
+    /// Watermark and replies. Held only for a lookup or an insert, never
+    /// across an await.
+    seq: Mutex<SeqState>,
+    /// Set when the session was replaced or taken over elsewhere: its state
+    /// must not be saved any more.
+    ended: AtomicBool,
+}
+
+impl LocalSession {
+    /// A session starting at `last_executed` with the replies from an
+    /// encoded `ReplyCache` (empty for a new session).
+    pub fn new(
+        session_id: u64,
+        user_id: u64,
+        epoch: u64,
+        last_executed: u64,
+        replies: &[u8],
+        reply_capacity: usize,
+    ) -> Self {
+        let cached = ReplyCache::decode(replies).unwrap_or_default();
+        let replies = cached
+            .replies
+            .into_iter()
+            .filter_map(|r| {
+                ServerPacket::decode(r.body)
+                    .ok()
+                    .map(|p| (r.sequence_id, p))
+            })
+            .collect();
+        Self {
+            session_id,
+            user_id,
+            epoch,
+            reply_capacity,
+            seq: Mutex::new(SeqState {
+                last_executed,
+                replies,
+                dirty: false,
+            }),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    fn seq(&self) -> MutexGuard<'_, SeqState> {
+        // Each critical section is a lookup or a push: a panic cannot leave
+        // it half done, so a poisoned lock is still consistent.
+        self.seq.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Highest sequence id executed.
+    pub fn last_executed(&self) -> u64 {
+        self.seq().last_executed
+    }
+
+    /// Classifies a non-zero sequence id.
+    pub fn check(&self, sequence_id: u64) -> SeqCheck {
+        let st = self.seq();
+        if sequence_id > st.last_executed {
+            return SeqCheck::Fresh;
+        }
+        match st.replies.iter().find(|(s, _)| *s == sequence_id) {
+            Some((_, reply)) => SeqCheck::Replay(reply.clone()),
+            None => SeqCheck::Duplicate,
+        }
+    }
+
+    /// Records that `sequence_id` executed and answered `reply`.
+    pub fn record(&self, sequence_id: u64, reply: &ServerPacket) {
+        let mut st = self.seq();
+        if sequence_id <= st.last_executed {
+            return;
+        }
+        st.last_executed = sequence_id;
+        st.replies.push_back((sequence_id, reply.clone()));
+        while st.replies.len() > self.reply_capacity {
+            st.replies.pop_front();
+        }
+        st.dirty = true;
+    }
+
+    /// Marks the session as ended elsewhere.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+    }
+
+    /// True once replaced or taken over elsewhere.
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    /// The progress to save; `only_dirty` skips clean sessions. Clears the
+    /// dirty flag (a failed save calls [`LocalSession::mark_dirty`]).
+    pub fn progress(&self, only_dirty: bool) -> Option<Progress> {
+        let mut st = self.seq();
+        if only_dirty && !st.dirty {
+            return None;
+        }
+        st.dirty = false;
+        let cache = ReplyCache {
+            replies: st
+                .replies
+                .iter()
+                .map(|(s, p)| CachedReply {
+                    sequence_id: *s,
+                    body: Bytes::from(p.encode_to_vec()),
+                })
+                .collect(),
+        };
+        Some(Progress {
+            user_id: self.user_id,
+            session_id: self.session_id,
+            epoch: self.epoch,
+            last_seq: st.last_executed,
+            replies: Bytes::from(cache.encode_to_vec()),
+        })
+    }
+
+    /// Flags the session for the next save (after a failed one).
+    pub fn mark_dirty(&self) {
+        self.seq().dirty = true;
+    }
+}
+
+/// A session attached to a client socket on this game server.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    /// The session.
+    pub session: Arc<LocalSession>,
+    /// The gateway its socket is on.
+    pub gateway: NodeId,
+    /// The socket.
+    pub socket: Uuid,
+}
+
+/// Sessions owned here, by session id and by user id.
+#[derive(Debug, Default)]
+pub struct LocalSessions {
+    /// session id -> attachment.
+    inner: Mutex<HashMap<u64, Attached>>,
+}
+
+impl LocalSessions {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Attached>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers (or moves) a session.
+    pub fn attach(&self, a: Attached) {
+        self.lock().insert(a.session.session_id, a);
+    }
+
+    /// Removes `session_id` if it is still attached to `socket`.
+    pub fn detach(&self, session_id: u64, socket: &Uuid) -> Option<Attached> {
+        let mut map = self.lock();
+        if map.get(&session_id).is_some_and(|a| a.socket == *socket) {
+            map.remove(&session_id)
+        } else {
+            None
+        }
+    }
+
+    /// Removes `session_id` whatever its socket, marking it ended.
+    pub fn end(&self, session_id: u64) -> Option<Attached> {
+        let a = self.lock().remove(&session_id)?;
+        a.session.end();
+        Some(a)
+    }
+
+    /// The attachment of `session_id`.
+    pub fn get(&self, session_id: u64) -> Option<Attached> {
+        self.lock().get(&session_id).cloned()
+    }
+
+    /// Every attached session (for the flusher and shutdown).
+    pub fn all(&self) -> Vec<Attached> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Number of sessions owned here.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gamemesh_proto::client::{server_packet, EchoResponse};
+
+    fn echo(seq: u64, data: &'static [u8]) -> ServerPacket {
+        ServerPacket {
+            sequence_id: seq,
+            body: Some(server_packet::Body::Echo(EchoResponse {
+                data: Bytes::from_static(data),
+            })),
+        }
+    }
+
+    #[test]
+    fn replays_held_replies_and_refuses_older_ones() {
+        let s = LocalSession::new(1, 1, 1, 0, &[], 2);
+        for (seq, d) in [(1, &b"a"[..]), (2, b"b"), (3, b"c")] {
+            assert_eq!(s.check(seq), SeqCheck::Fresh);
+            s.record(seq, &echo(seq, d));
+        }
+        assert_eq!(s.check(3), SeqCheck::Replay(echo(3, b"c")));
+        assert_eq!(s.check(2), SeqCheck::Replay(echo(2, b"b")));
+        assert_eq!(s.check(1), SeqCheck::Duplicate, "only 2 replies kept");
+        assert_eq!(s.check(4), SeqCheck::Fresh);
+    }
+
+    #[test]
+    fn progress_round_trips_through_the_store_format() {
+        let s = LocalSession::new(1, 1, 1, 0, &[], 32);
+        s.record(5, &echo(5, b"x"));
+        let p = s.progress(true).unwrap();
+        assert!(s.progress(true).is_none(), "clean after a save");
+        let back = LocalSession::new(1, 1, 2, p.last_seq, &p.replies, 32);
+        assert_eq!(back.last_executed(), 5);
+        assert_eq!(back.check(5), SeqCheck::Replay(echo(5, b"x")));
+    }
+}

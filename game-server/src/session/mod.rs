@@ -1,0 +1,169 @@
+//! Sessions: the store that is the source of truth ([`SessionStore`], with
+//! [`redis::RedisStore`] and [`memory::MemoryStore`]), and the in-process
+//! view of the sessions this game server owns ([`local`]).
+//!
+//! A session record lives under one key per user (`gm:{u:<user_id>}:session`,
+//! hash-tagged so Redis Cluster keeps it in one slot). One key per user makes
+//! "one live session per user" a property of the data layout, and leaves no
+//! user -> session index to orphan. Every record carries an `epoch`, bumped
+//! whenever the session is created, replaced or changes owner; every write
+//! by an owner names the (session id, epoch) it believes in and is refused
+//! if that is no longer current (fencing).
+
+pub mod local;
+pub mod memory;
+pub mod redis;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use thiserror::Error;
+use uuid::Uuid;
+
+pub use local::{LocalSession, LocalSessions};
+
+/// Where a session's client currently is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// The game server that owns the session.
+    pub owner: u64,
+    /// The gateway the client's socket is on.
+    pub gateway: u64,
+    /// The socket.
+    pub socket: Uuid,
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Never 0.
+    pub session_id: u64,
+    /// The user it belongs to.
+    pub user_id: u64,
+    /// Fencing number (see the module docs).
+    pub epoch: u64,
+    /// Where the client was last seen; `socket` is nil while disconnected.
+    pub placement: Placement,
+    /// SHA-256 of the resume token (the token itself is never stored).
+    pub token_hash: Vec<u8>,
+    /// Highest sequence id executed, as last saved.
+    pub last_seq: u64,
+    /// Encoded `ReplyCache` as last saved.
+    pub replies: Bytes,
+    /// False while the session waits to be resumed.
+    pub connected: bool,
+}
+
+/// A brand-new session to store.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Freshly drawn session id.
+    pub session_id: u64,
+    /// Its user.
+    pub user_id: u64,
+    /// SHA-256 of the resume token.
+    pub token_hash: Vec<u8>,
+    /// Where its client is.
+    pub placement: Placement,
+    /// Sequence id of the login request (0 if none).
+    pub last_seq: u64,
+}
+
+/// What an atomic login did.
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    /// The new session's epoch.
+    pub epoch: u64,
+    /// The session it replaced, if the user had one.
+    pub replaced: Option<ReplacedSession>,
+}
+
+/// The session a login replaced, for the kick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplacedSession {
+    /// Its id.
+    pub session_id: u64,
+    /// Where its client was.
+    pub placement: Placement,
+    /// Whether a client was connected to it.
+    pub connected: bool,
+}
+
+/// Result of taking a session over (resume or adoption).
+#[derive(Debug, Clone)]
+pub struct TakeOver {
+    /// The session's new epoch.
+    pub epoch: u64,
+    /// Progress as stored at the moment of the take-over.
+    pub last_seq: u64,
+    /// Encoded `ReplyCache` at that moment.
+    pub replies: Bytes,
+    /// Where the client was before.
+    pub previous: Placement,
+    /// Whether a client was connected before.
+    pub was_connected: bool,
+}
+
+/// An owner's progress on one session, to save.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// The session's user.
+    pub user_id: u64,
+    /// The session.
+    pub session_id: u64,
+    /// The epoch the owner holds.
+    pub epoch: u64,
+    /// Highest sequence id executed.
+    pub last_seq: u64,
+    /// Encoded `ReplyCache`.
+    pub replies: Bytes,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The store did not answer in time or is unreachable. Clients get
+    /// `UNAVAILABLE`; retrying later is safe.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered something we cannot read.
+    #[error("session store returned bad data: {0}")]
+    Corrupt(String),
+}
+
+/// The source of truth for sessions. Every method is atomic in the store.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Replaces the user's session (if any) with `new`, in one step.
+    async fn login(&self, new: NewSession, ttl: Duration) -> Result<LoginOutcome, StoreError>;
+
+    /// The user's current session.
+    async fn get(&self, user_id: u64) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Moves session `session_id` of `user_id` to `to`, bumping its epoch,
+    /// only if it is still that session at `expected_epoch`. `None` when it
+    /// changed (gone, replaced, or taken by someone else first).
+    async fn take_over(
+        &self,
+        user_id: u64,
+        session_id: u64,
+        expected_epoch: u64,
+        to: Placement,
+        ttl: Duration,
+    ) -> Result<Option<TakeOver>, StoreError>;
+
+    /// Saves an owner's progress and renews the record's lifetime. Returns
+    /// false when fenced off (the session moved on).
+    async fn save(&self, progress: &Progress, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Saves final progress and marks the session disconnected, resumable
+    /// for `grace`. False when fenced off.
+    async fn disconnect(&self, progress: &Progress, grace: Duration) -> Result<bool, StoreError>;
+
+    /// Deletes the session (logout). False when it is not current.
+    async fn remove(&self, user_id: u64, session_id: u64) -> Result<bool, StoreError>;
+
+    /// Checks the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

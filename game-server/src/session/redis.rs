@@ -1,0 +1,329 @@
+//! The Redis [`SessionStore`]: the production source of truth.
+//!
+//! Each operation is one Lua script, so it is atomic in Redis: a login
+//! reads, replaces and creates in one step, which is what makes N racing
+//! logins of one user end with exactly one session. Every call is bounded
+//! by a response timeout; the connection manager reconnects by itself with
+//! backoff when Redis comes back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+use uuid::Uuid;
+
+use super::{
+    LoginOutcome, NewSession, Placement, Progress, ReplacedSession, SessionRecord, SessionStore,
+    StoreError, TakeOver,
+};
+
+/// The key of a user's session record. The `{...}` hash tag keeps
+/// everything about one user in one Redis Cluster slot.
+pub fn session_key(user_id: u64) -> String {
+    format!("gm:{{u:{user_id}}}:session")
+}
+
+const LOGIN: &str = r#"
+local old = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'owner', 'gateway', 'socket', 'connected')
+local epoch = tonumber(old[2] or '0') + 1
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'uid', ARGV[2], 'epoch', epoch, 'token', ARGV[3],
+  'owner', ARGV[4], 'gateway', ARGV[5], 'socket', ARGV[6], 'last_seq', ARGV[7], 'replies', '',
+  'connected', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+return {epoch, old[1] or '', old[3] or '', old[4] or '', old[5] or '', old[6] or ''}
+"#;
+
+const TAKE_OVER: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'owner', 'gateway', 'socket', 'connected', 'last_seq', 'replies')
+if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return false end
+local epoch = tonumber(cur[2]) + 1
+redis.call('HSET', KEYS[1], 'epoch', epoch, 'owner', ARGV[3], 'gateway', ARGV[4], 'socket', ARGV[5], 'connected', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return {epoch, cur[7] or '0', cur[8] or '', cur[3] or '', cur[4] or '', cur[5] or '', cur[6] or ''}
+"#;
+
+const SAVE: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch')
+if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'replies', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"#;
+
+const DISCONNECT: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch')
+if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'replies', ARGV[4], 'connected', '0', 'socket', '')
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"#;
+
+const REMOVE: &str = r#"
+if redis.call('HGET', KEYS[1], 'sid') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"#;
+
+/// Sessions in Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    /// Multiplexed, self-reconnecting connection.
+    conn: ConnectionManager,
+    /// Bound on every call (the manager's own timeout covers the wire; this
+    /// also covers waiting for a reconnect).
+    timeout: Duration,
+    /// The Lua scripts, loaded lazily by `invoke_async` (EVALSHA, falling
+    /// back to EVAL after a Redis restart emptied the script cache).
+    scripts: Scripts,
+}
+
+#[derive(Clone)]
+struct Scripts {
+    login: Script,
+    take_over: Script,
+    save: Script,
+    disconnect: Script,
+    remove: Script,
+}
+
+/// Normalises `host:port` to a `redis://` URL; URLs pass through.
+pub fn redis_url(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("redis://{addr}")
+    }
+}
+
+impl RedisStore {
+    /// Connects, failing within `timeout` if Redis does not answer.
+    pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let client = redis::Client::open(redis_url(addr))
+            .map_err(|e| StoreError::Unavailable(format!("bad Redis address {addr:?}: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = tokio::time::timeout(
+            timeout * 2,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("connect timed out".into()))?
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let store = Self {
+            conn,
+            timeout,
+            scripts: Scripts {
+                login: Script::new(LOGIN),
+                take_over: Script::new(TAKE_OVER),
+                save: Script::new(SAVE),
+                disconnect: Script::new(DISCONNECT),
+                remove: Script::new(REMOVE),
+            },
+        };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        inv: redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().max(1) as u64
+}
+
+fn socket_text(s: &Uuid) -> String {
+    if s.is_nil() {
+        String::new()
+    } else {
+        s.simple().to_string()
+    }
+}
+
+fn parse_socket(s: &str) -> Uuid {
+    Uuid::parse_str(s).unwrap_or(Uuid::nil())
+}
+
+fn num(s: &str) -> u64 {
+    s.parse().unwrap_or(0)
+}
+
+fn strings(v: Value) -> Result<Vec<String>, StoreError> {
+    redis::FromRedisValue::from_redis_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn login(&self, new: NewSession, ttl: Duration) -> Result<LoginOutcome, StoreError> {
+        let mut inv = self.scripts.login.key(session_key(new.user_id));
+        inv.arg(new.session_id)
+            .arg(new.user_id)
+            .arg(hex::encode(&new.token_hash))
+            .arg(new.placement.owner)
+            .arg(new.placement.gateway)
+            .arg(socket_text(&new.placement.socket))
+            .arg(new.last_seq)
+            .arg(ms(ttl));
+        let r = strings(self.run::<Value>(inv).await?)?;
+        if r.len() != 6 {
+            return Err(StoreError::Corrupt(format!("login script returned {r:?}")));
+        }
+        let replaced = (!r[1].is_empty()).then(|| ReplacedSession {
+            session_id: num(&r[1]),
+            placement: Placement {
+                owner: num(&r[2]),
+                gateway: num(&r[3]),
+                socket: parse_socket(&r[4]),
+            },
+            connected: r[5] == "1",
+        });
+        Ok(LoginOutcome {
+            epoch: num(&r[0]),
+            replaced,
+        })
+    }
+
+    async fn get(&self, user_id: u64) -> Result<Option<SessionRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(session_key(user_id));
+        let fut = cmd.query_async::<HashMap<String, Vec<u8>>>(&mut conn);
+        let h = match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return Err(StoreError::Unavailable(e.to_string())),
+            Err(_) => return Err(StoreError::Unavailable("HGETALL timed out".into())),
+        };
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let text = |k: &str| {
+            h.get(k)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        Ok(Some(SessionRecord {
+            session_id: num(&text("sid")),
+            user_id: num(&text("uid")),
+            epoch: num(&text("epoch")),
+            placement: Placement {
+                owner: num(&text("owner")),
+                gateway: num(&text("gateway")),
+                socket: parse_socket(&text("socket")),
+            },
+            token_hash: hex::decode(text("token")).unwrap_or_default(),
+            last_seq: num(&text("last_seq")),
+            replies: Bytes::from(h.get("replies").cloned().unwrap_or_default()),
+            connected: text("connected") == "1",
+        }))
+    }
+
+    async fn take_over(
+        &self,
+        user_id: u64,
+        session_id: u64,
+        expected_epoch: u64,
+        to: Placement,
+        ttl: Duration,
+    ) -> Result<Option<TakeOver>, StoreError> {
+        let mut inv = self.scripts.take_over.key(session_key(user_id));
+        inv.arg(session_id)
+            .arg(expected_epoch)
+            .arg(to.owner)
+            .arg(to.gateway)
+            .arg(socket_text(&to.socket))
+            .arg(ms(ttl));
+        let v: Value = self.run(inv).await?;
+        let items: Vec<Value> = match v {
+            Value::Nil => return Ok(None),
+            Value::Array(items) => items,
+            other => return Err(StoreError::Corrupt(format!("take_over returned {other:?}"))),
+        };
+        if items.len() != 7 {
+            return Err(StoreError::Corrupt(
+                "take_over returned a short reply".into(),
+            ));
+        }
+        let replies: Vec<u8> = redis::FromRedisValue::from_redis_value(items[2].clone())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut text = Vec::with_capacity(7);
+        for (i, item) in items.into_iter().enumerate() {
+            if i == 2 {
+                text.push(String::new());
+                continue;
+            }
+            let s: String = redis::FromRedisValue::from_redis_value(item)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            text.push(s);
+        }
+        Ok(Some(TakeOver {
+            epoch: num(&text[0]),
+            last_seq: num(&text[1]),
+            replies: Bytes::from(replies),
+            previous: Placement {
+                owner: num(&text[3]),
+                gateway: num(&text[4]),
+                socket: parse_socket(&text[5]),
+            },
+            was_connected: text[6] == "1",
+        }))
+    }
+
+    async fn save(&self, p: &Progress, ttl: Duration) -> Result<bool, StoreError> {
+        let mut inv = self.scripts.save.key(session_key(p.user_id));
+        inv.arg(p.session_id)
+            .arg(p.epoch)
+            .arg(p.last_seq)
+            .arg(&p.replies[..])
+            .arg(ms(ttl));
+        Ok(self.run::<i64>(inv).await? == 1)
+    }
+
+    async fn disconnect(&self, p: &Progress, grace: Duration) -> Result<bool, StoreError> {
+        let mut inv = self.scripts.disconnect.key(session_key(p.user_id));
+        inv.arg(p.session_id)
+            .arg(p.epoch)
+            .arg(p.last_seq)
+            .arg(&p.replies[..])
+            .arg(ms(grace));
+        Ok(self.run::<i64>(inv).await? == 1)
+    }
+
+    async fn remove(&self, user_id: u64, session_id: u64) -> Result<bool, StoreError> {
+        let mut inv = self.scripts.remove.key(session_key(user_id));
+        inv.arg(session_id);
+        Ok(self.run::<i64>(inv).await? == 1)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(
+            self.timeout,
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Err(_) => Err(StoreError::Unavailable("PING timed out".into())),
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! What handlers and the hub's tasks share.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gamemesh_transport::NodeId;
+
+use crate::gateways::GatewayLinks;
+use crate::middleware::Timings;
+use crate::session::{LocalSessions, SessionStore};
+
+/// Shared state of one game server.
+pub struct HubState {
+    /// Our node id (in `LoginResponse.game_server_node_id`).
+    pub node_id: NodeId,
+    /// The source of truth for sessions.
+    pub store: Arc<dyn SessionStore>,
+    /// Sessions owned here.
+    pub sessions: LocalSessions,
+    /// Links to gateways.
+    pub gateways: GatewayLinks,
+    /// HMAC secret for login tokens; `None` accepts any token.
+    pub auth_secret: Option<Vec<u8>>,
+    /// Resume grace for disconnected sessions.
+    pub resume_grace: Duration,
+    /// Lifetime of a connected session's record (renewed while owned).
+    pub live_ttl: Duration,
+    /// Replies kept per session.
+    pub reply_cache: usize,
+    /// Handler timings from the timing middleware.
+    pub timings: Arc<Timings>,
+}

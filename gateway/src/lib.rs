@@ -1,0 +1,200 @@
+//! The gamemesh gateway: a dumb TCP proxy in front of game servers.
+//!
+//! It never parses a client's frame body. What it does:
+//!
+//! - [`listener`] accepts sockets (backlog 4096) and gives each a UUID.
+//! - [`connection`] cuts the socket's bytes into frames with
+//!   [`gamemesh_proto::FrameCodec`], enforces the idle timeout, the frame
+//!   size limit and the bounded outbound queue, and writes frames back.
+//! - [`pin_table`] remembers, per socket, the game server its frames go to
+//!   and the session a game server pinned it to.
+//! - [`upstream`] owns the ZeroMQ link to game servers: hellos/heartbeats,
+//!   liveness, round-robin routing of new sockets, and the dispatcher that
+//!   obeys `SendToClient`, `PinSession` and `DisconnectClient`.
+//!
+//! Path of a client frame: socket -> `connection::serve` (decode frame) ->
+//! `pin_table` (which game server, which session) -> `upstream` (wrap in
+//! `ClientFrame`, send on the link). Path of a reply: link -> `upstream`
+//! dispatcher -> the socket's bounded queue -> `connection::serve` -> socket.
+
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod listener;
+pub mod pin_table;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gamemesh_proto::client::KickReason;
+use gamemesh_transport::{Link, LinkConfig, ZmqLink};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+pub use config::Config;
+pub use error::GatewayError;
+
+use connection::ClientRegistry;
+use pin_table::PinTable;
+use upstream::Upstream;
+
+/// State shared by the gateway's tasks.
+pub(crate) struct Shared {
+    /// The configuration it was started with.
+    config: Config,
+    /// socket -> (game server, session).
+    pins: PinTable,
+    /// socket -> its outbound queue.
+    clients: ClientRegistry,
+    /// The link to game servers.
+    upstream: Upstream,
+}
+
+/// A started gateway.
+pub struct RunningGateway {
+    /// Where clients connect.
+    pub client_addr: SocketAddr,
+    /// Where game servers send (the ZeroMQ endpoint).
+    pub p2p_endpoint: String,
+    /// Number of live game servers, updated as hellos come and go.
+    live_game_servers: watch::Receiver<usize>,
+    /// Everything the gateway runs.
+    tracker: TaskTracker,
+    /// Shared state, kept for shutdown.
+    shared: Arc<Shared>,
+    /// Grace period for connections at shutdown.
+    grace: Duration,
+    /// The token that stops it.
+    shutdown: CancellationToken,
+}
+
+impl RunningGateway {
+    /// Waits until at least `n` game servers are linked and live.
+    pub async fn wait_for_game_servers(&mut self, n: usize) {
+        let _ = self.live_game_servers.wait_for(|c| *c >= n).await;
+    }
+
+    /// Number of open client sockets.
+    pub fn open_connections(&self) -> usize {
+        self.shared.clients.len()
+    }
+
+    /// Waits until shutdown is requested, then closes every client with
+    /// `Kicked{SERVER_SHUTDOWN}` and stops, within the grace period.
+    pub async fn wait(self) {
+        self.shutdown.cancelled().await;
+        info!(
+            "Gateway shutting down: kicking {} clients",
+            self.shared.clients.len()
+        );
+        self.shared.clients.close_all(
+            upstream::kick_body(KickReason::ServerShutdown, "gateway shutting down"),
+            "shutdown",
+        );
+        self.tracker.close();
+        if tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "Gateway shutdown grace of {:?} ran out; exiting anyway",
+                self.grace
+            );
+        }
+        self.shared.upstream.shutdown();
+        info!("Gateway stopped");
+    }
+}
+
+/// Binds the gateway's ports and starts its tasks.
+pub async fn start(
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<RunningGateway, GatewayError> {
+    config.validate()?;
+    let listener = listener::bind(&config.client_bind, config.client_port)?;
+    let client_addr = listener
+        .local_addr()
+        .map_err(|source| GatewayError::ClientBind {
+            addr: format!("{}:{}", config.client_bind, config.client_port),
+            source,
+        })?;
+    let (link, events) = ZmqLink::bind(LinkConfig::new(
+        "gateway",
+        config.node_id,
+        &config.p2p_bind,
+        config.p2p_port,
+    ))
+    .map_err(|e| {
+        if e.is_addr_in_use() {
+            GatewayError::P2pPortInUse {
+                port: config.p2p_port,
+            }
+        } else {
+            GatewayError::Link(e)
+        }
+    })?;
+    let p2p_endpoint = link.local_endpoint().to_string();
+    let p2p_port = p2p_endpoint
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let advertised = format!("tcp://{}:{p2p_port}", config.advertise_host);
+    let upstream = Upstream::new(
+        link,
+        config.node_id,
+        advertised,
+        &config.game_servers,
+        Duration::from_millis(config.peer_timeout_ms),
+    )?;
+    let live_game_servers = upstream.live_count();
+    let heartbeat = Duration::from_millis(config.heartbeat_ms);
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    info!(
+        "Gateway {} listening for clients on {client_addr}, P2P on {p2p_endpoint}, game servers {:?}",
+        config.node_id, config.game_servers
+    );
+    let shared = Arc::new(Shared {
+        config,
+        pins: PinTable::new(),
+        clients: ClientRegistry::default(),
+        upstream,
+    });
+    let tracker = TaskTracker::new();
+    tracker.spawn(upstream::dispatch_loop(
+        shared.clone(),
+        events,
+        shutdown.clone(),
+    ));
+    tracker.spawn(upstream::heartbeat_loop(
+        shared.clone(),
+        heartbeat,
+        shutdown.clone(),
+    ));
+    tracker.spawn(listener::accept_loop(
+        listener,
+        shared.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    ));
+    Ok(RunningGateway {
+        client_addr,
+        p2p_endpoint,
+        live_game_servers,
+        tracker,
+        shared,
+        grace,
+        shutdown,
+    })
+}
+
+/// Runs a gateway until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), GatewayError> {
+    start(config, shutdown).await?.wait().await;
+    Ok(())
+}

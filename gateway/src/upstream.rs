@@ -1,0 +1,413 @@
+//! The gateway's side of the ZeroMQ link to game servers: membership,
+//! liveness, routing of new sockets, and the dispatcher that carries out
+//! what game servers tell us (`SendToClient`, `PinSession`,
+//! `DisconnectClient`).
+//!
+//! Membership: the gateway starts with a seed list (`--game-servers`). It
+//! sends a `GatewayHello` to each seed and every known game server every
+//! heartbeat interval; each game server answers with a `ServerHello` that
+//! names it and lists the other live game servers, which the gateway then
+//! links to as well. A game server whose hello has not been heard for the
+//! peer timeout is down: no new socket is routed to it, and the sockets
+//! routed to it move to a live one on their next frame.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gamemesh_proto::client::{ErrorCode, KickReason};
+use gamemesh_proto::internal::{
+    gateway_to_server, server_to_gateway, ClientConnected, ClientDisconnected, ClientFrame,
+    GatewayHello, GatewayToServer, ServerHello, ServerToGateway,
+};
+use gamemesh_proto::{packets, Message};
+use gamemesh_transport::{Link, LinkError, LinkEvent, NodeId, ZmqLink};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use crate::connection::Outbound;
+use crate::pin_table::Route;
+use crate::Shared;
+
+/// Seeds are linked under synthetic ids from the top of the id space until
+/// their hello tells us their real node id.
+const SEED_ID_BASE: NodeId = u64::MAX - 1024;
+
+/// What the gateway knows of one game server.
+#[derive(Debug)]
+struct Peer {
+    /// Its P2P endpoint.
+    endpoint: String,
+    /// When we last heard its hello.
+    last_seen: Instant,
+    /// False while it drains: no new sockets go to it.
+    accepting: bool,
+    /// Whether we currently count it as live (for up/down log lines).
+    up: bool,
+}
+
+/// Links to game servers and tracks which are alive.
+pub(crate) struct Upstream {
+    /// The ZeroMQ link (ROUTER in, a DEALER per game server out).
+    link: ZmqLink,
+    /// Our hello, encoded once; only `open_connections` would change and
+    /// it is informational, so it is refreshed on each tick.
+    node_id: NodeId,
+    /// Where game servers reach us, as announced in our hello.
+    advertised_endpoint: String,
+    /// Start time of this process, so game servers can tell a restart.
+    incarnation: u64,
+    /// Game servers by node id.
+    peers: RwLock<HashMap<NodeId, Peer>>,
+    /// Seed endpoints under synthetic ids.
+    seeds: Vec<(NodeId, String)>,
+    /// Round-robin cursor for new sockets.
+    next: AtomicUsize,
+    /// Silence after which a game server is down.
+    peer_timeout: Duration,
+    /// Number of live game servers, for readiness checks.
+    live_count: watch::Sender<usize>,
+}
+
+impl Upstream {
+    /// Wraps a bound link.
+    pub(crate) fn new(
+        link: ZmqLink,
+        node_id: NodeId,
+        advertised_endpoint: String,
+        seeds: &[String],
+        peer_timeout: Duration,
+    ) -> Result<Self, LinkError> {
+        let seeds: Vec<(NodeId, String)> = seeds
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (SEED_ID_BASE + i as u64, format!("tcp://{s}")))
+            .collect();
+        for (id, ep) in &seeds {
+            link.connect(*id, ep)?;
+        }
+        let incarnation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Ok(Self {
+            link,
+            node_id,
+            advertised_endpoint,
+            incarnation,
+            peers: RwLock::new(HashMap::new()),
+            seeds,
+            next: AtomicUsize::new(0),
+            peer_timeout,
+            live_count: watch::channel(0).0,
+        })
+    }
+
+    /// A receiver of the number of live game servers.
+    pub(crate) fn live_count(&self) -> watch::Receiver<usize> {
+        self.live_count.subscribe()
+    }
+
+    fn is_live_peer(&self, p: &Peer, now: Instant) -> bool {
+        now.duration_since(p.last_seen) < self.peer_timeout
+    }
+
+    /// True when `gs` has been heard from within the peer timeout.
+    pub(crate) fn is_live(&self, gs: NodeId) -> bool {
+        let now = Instant::now();
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&gs)
+            .is_some_and(|p| self.is_live_peer(p, now))
+    }
+
+    /// Picks a live game server for a socket (round robin over the live,
+    /// accepting ones, ordered by node id so the spread is even).
+    pub(crate) fn pick(&self) -> Option<NodeId> {
+        let now = Instant::now();
+        let peers = self.peers.read().unwrap_or_else(|p| p.into_inner());
+        let mut live: Vec<NodeId> = peers
+            .iter()
+            .filter(|(_, p)| p.accepting && self.is_live_peer(p, now))
+            .map(|(id, _)| *id)
+            .collect();
+        if live.is_empty() {
+            return None;
+        }
+        live.sort_unstable();
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(live[i % live.len()])
+    }
+
+    /// Relays one client frame.
+    pub(crate) fn send_frame(
+        &self,
+        gs: NodeId,
+        socket: &Uuid,
+        route: Route,
+        body: Bytes,
+    ) -> Result<(), LinkError> {
+        self.send(
+            gs,
+            gateway_to_server::Kind::ClientFrame(ClientFrame {
+                socket_id: Bytes::copy_from_slice(socket.as_bytes()),
+                session_id: route.session_id,
+                user_id: route.user_id,
+                body,
+            }),
+        )
+    }
+
+    /// Tells `gs` a socket opened.
+    pub(crate) fn client_connected(&self, gs: NodeId, socket: &Uuid, peer: &str) {
+        let _ = self.send(
+            gs,
+            gateway_to_server::Kind::ClientConnected(ClientConnected {
+                socket_id: Bytes::copy_from_slice(socket.as_bytes()),
+                peer_addr: peer.to_string(),
+            }),
+        );
+    }
+
+    /// Tells `gs` a socket closed.
+    pub(crate) fn client_disconnected(
+        &self,
+        gs: NodeId,
+        socket: &Uuid,
+        session_id: u64,
+        reason: &str,
+    ) {
+        let _ = self.send(
+            gs,
+            gateway_to_server::Kind::ClientDisconnected(ClientDisconnected {
+                socket_id: Bytes::copy_from_slice(socket.as_bytes()),
+                session_id,
+                reason: reason.to_string(),
+            }),
+        );
+    }
+
+    fn send(&self, gs: NodeId, kind: gateway_to_server::Kind) -> Result<(), LinkError> {
+        let msg = GatewayToServer { kind: Some(kind) };
+        self.link.send(gs, Bytes::from(msg.encode_to_vec()))
+    }
+
+    /// Sends our hello to every known game server (and to seeds while we
+    /// know none that is alive), and logs up/down transitions.
+    fn tick(&self, open_connections: usize) {
+        let hello = GatewayToServer {
+            kind: Some(gateway_to_server::Kind::Hello(GatewayHello {
+                gateway_node_id: self.node_id,
+                p2p_endpoint: self.advertised_endpoint.clone(),
+                incarnation: self.incarnation,
+                open_connections: open_connections as u32,
+            })),
+        };
+        let payload = Bytes::from(hello.encode_to_vec());
+        let now = Instant::now();
+        let mut live = 0;
+        {
+            let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
+            for (id, p) in peers.iter_mut() {
+                let is_live = self.is_live_peer(p, now);
+                if p.up && !is_live {
+                    warn!(
+                        "Game server {id} is DOWN: no heartbeat for {} ms; its clients move to live game servers",
+                        self.peer_timeout.as_millis()
+                    );
+                }
+                p.up = is_live;
+                live += usize::from(is_live);
+                let _ = self.link.send(*id, payload.clone());
+            }
+        }
+        if live == 0 {
+            for (id, _) in &self.seeds {
+                let _ = self.link.send(*id, payload.clone());
+            }
+        }
+        self.live_count
+            .send_if_modified(|n| std::mem::replace(n, live) != live);
+    }
+
+    /// Records a game server's hello and links to the peers it names.
+    fn on_hello(&self, from: NodeId, hello: ServerHello) {
+        let now = Instant::now();
+        let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
+        let mut learned = vec![(from, hello.p2p_endpoint.clone())];
+        learned.extend(
+            hello
+                .peers
+                .iter()
+                .filter(|n| n.node_id != 0 && !n.p2p_endpoint.is_empty())
+                .map(|n| (n.node_id, n.p2p_endpoint.clone())),
+        );
+        for (id, endpoint) in learned {
+            let known = peers.get(&id).map(|p| p.endpoint == endpoint);
+            if known != Some(true) {
+                if let Err(e) = self.link.connect(id, &endpoint) {
+                    warn!(game_server = id, error = %e, "cannot link to game server");
+                    continue;
+                }
+                peers.insert(
+                    id,
+                    Peer {
+                        endpoint,
+                        // Learned second-hand: not live until it answers.
+                        last_seen: now - self.peer_timeout,
+                        accepting: true,
+                        up: false,
+                    },
+                );
+            }
+        }
+        if let Some(p) = peers.get_mut(&from) {
+            if !p.up {
+                info!("Linked to game server {from} at {}", p.endpoint);
+                p.up = true;
+            }
+            p.last_seen = now;
+            p.accepting = hello.accepting_logins;
+        }
+        let live = peers.values().filter(|p| self.is_live_peer(p, now)).count();
+        drop(peers);
+        self.live_count
+            .send_if_modified(|n| std::mem::replace(n, live) != live);
+    }
+
+    /// Stops the link threads.
+    pub(crate) fn shutdown(&self) {
+        self.link.shutdown();
+    }
+}
+
+/// Sends hellos every `interval`, faster while no game server is live so
+/// a starting gateway links within milliseconds rather than a second.
+pub(crate) async fn heartbeat_loop(
+    shared: Arc<Shared>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        shared.upstream.tick(shared.pins.len());
+        let wait = if *shared.upstream.live_count.borrow() == 0 {
+            interval.min(Duration::from_millis(100))
+        } else {
+            interval
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Carries out what game servers send, until the link closes or shutdown.
+pub(crate) async fn dispatch_loop(
+    shared: Arc<Shared>,
+    mut events: mpsc::Receiver<LinkEvent>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = events.recv() => match e { Some(e) => e, None => return },
+        };
+        match event {
+            LinkEvent::Message { from, payload } => match ServerToGateway::decode(payload) {
+                Ok(ServerToGateway { kind: Some(kind) }) => handle(&shared, from, kind),
+                Ok(_) => debug!(game_server = from, "empty message from game server"),
+                Err(e) => {
+                    warn!(game_server = from, error = %e, "undecodable message from game server dropped")
+                }
+            },
+            LinkEvent::SendFailed { to, payload } => send_failed(&shared, to, payload),
+        }
+    }
+}
+
+fn socket_of(bytes: &[u8]) -> Option<Uuid> {
+    Uuid::from_slice(bytes).ok()
+}
+
+fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
+    match kind {
+        server_to_gateway::Kind::Hello(h) => shared.upstream.on_hello(from, h),
+        server_to_gateway::Kind::Send(s) => {
+            if let Some(socket) = socket_of(&s.socket_id) {
+                shared.clients.deliver(&socket, Outbound::Frame(s.body));
+            }
+        }
+        server_to_gateway::Kind::Pin(p) => {
+            let Some(socket) = socket_of(&p.socket_id) else {
+                return;
+            };
+            let gs = if p.game_server_node_id != 0 {
+                p.game_server_node_id
+            } else {
+                from
+            };
+            if shared.pins.pin(&socket, p.session_id, p.user_id, gs) {
+                info!(
+                    "Session pinned: SocketId={socket}, SessionId={}, GameServer={gs}",
+                    p.session_id
+                );
+            }
+        }
+        server_to_gateway::Kind::Disconnect(d) => {
+            let Some(socket) = socket_of(&d.socket_id) else {
+                return;
+            };
+            if d.session_id != 0 {
+                // A kick aimed at a session must not close a socket that has
+                // since been pinned to another session.
+                match shared.pins.get(&socket) {
+                    Some(r) if r.session_id == d.session_id || r.session_id == 0 => {}
+                    _ => return,
+                }
+            }
+            let last = (!d.last_frame.is_empty()).then_some(d.last_frame);
+            shared.clients.deliver(
+                &socket,
+                Outbound::Close {
+                    last_frame: last,
+                    reason: d.reason,
+                },
+            );
+        }
+    }
+}
+
+/// A message we could not hand to libzmq. A client frame must not vanish:
+/// its sender gets `UNAVAILABLE` for that request.
+fn send_failed(shared: &Shared, to: NodeId, payload: Bytes) {
+    let Ok(GatewayToServer {
+        kind: Some(gateway_to_server::Kind::ClientFrame(f)),
+    }) = GatewayToServer::decode(payload)
+    else {
+        return; // hellos and notices are re-sent or moot
+    };
+    let Some(socket) = socket_of(&f.socket_id) else {
+        return;
+    };
+    warn!("Relay to game server {to} failed: SocketId={socket}; answered UNAVAILABLE");
+    let seq = packets::peek_sequence_id(&f.body);
+    let reply = packets::error(
+        seq,
+        ErrorCode::Unavailable,
+        format!("game server {to} is unreachable; retry"),
+    );
+    shared
+        .clients
+        .deliver(&socket, Outbound::Frame(packets::encode(&reply)));
+}
+
+/// The `Kicked` frame body for `reason`.
+pub(crate) fn kick_body(reason: KickReason, detail: &str) -> Bytes {
+    packets::encode(&packets::kicked(reason, detail))
+}

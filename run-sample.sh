@@ -1,0 +1,463 @@
+#!/usr/bin/env bash
+# Starts a local gamemesh cluster (Redis, game servers, gateways), runs the
+# test client's scenario through every gateway, prints the logs and stops
+# everything it started. One command:
+#
+#   ./run-sample.sh                              # 1 gateway, 1 game server
+#   ./run-sample.sh --gateways 2 --game-servers 3
+#
+# See --help. Logs go to .run/ (gitignored).
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: ./run-sample.sh [--gateways N] [--game-servers M] [--no-build] [--help]
+
+Builds the release binaries, starts M game servers and N gateways on
+127.0.0.1, runs `test-client scenario` once per gateway and prints the logs.
+Exits non-zero if any scenario fails. Everything started is stopped on exit
+(and on Ctrl-C).
+
+Options:
+  --gateways N       gateways to start (default 1); client ports 5000..5000+N-1
+  --game-servers M   game servers to start (default 1); ports 9001..900M
+  --no-build         skip `cargo build --release` (reuse target/release)
+  -h, --help         show this help
+
+Environment:
+  REDIS_CONNECTION   Redis to use (host:port or redis:// URL); when unset or
+                     unreachable a private redis-server is started on the
+                     first free port of 6390..6399. Without any Redis the
+                     game server runs with --session-store memory (1 only).
+  RUST_LOG           log filter for all processes (default: info)
+
+Ports: gateway N: client 5000+N-1, p2p 8000+N; game server N: p2p 9000+N,
+mesh 9100+N.
+EOF
+}
+
+say() { printf '[run-sample] %s\n' "$*"; }
+warn() { printf '[run-sample] WARNING: %s\n' "$*" >&2; }
+die() {
+    printf '[run-sample] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---- flags ---------------------------------------------------------------
+
+gateways=1
+game_servers=1
+build=1
+
+need_value() {
+    [[ $# -ge 2 && -n "$2" ]] || {
+        usage >&2
+        die "$1 needs a value"
+    }
+}
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --gateways)
+            need_value "$@"
+            gateways=$2
+            shift 2
+            ;;
+        --gateways=*)
+            gateways=${1#*=}
+            shift
+            ;;
+        --game-servers)
+            need_value "$@"
+            game_servers=$2
+            shift 2
+            ;;
+        --game-servers=*)
+            game_servers=${1#*=}
+            shift
+            ;;
+        --no-build)
+            build=0
+            shift
+            ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *)
+            usage >&2
+            die "unknown argument: $1"
+            ;;
+    esac
+done
+
+# Upper bound 99: game server p2p (9000+N) and mesh (9100+N) ports would
+# overlap from 100 on.
+for pair in "gateways:$gateways" "game-servers:$game_servers"; do
+    value=${pair#*:}
+    [[ "$value" =~ ^[1-9][0-9]?$ ]] || die "--${pair%%:*} must be a number from 1 to 99 (got '$value')"
+done
+
+# ---- environment ---------------------------------------------------------
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$root"
+run_dir="$root/.run"
+mkdir -p "$run_dir"
+rm -rf "$run_dir"/*.log "$run_dir/redis"
+
+export RUST_LOG="${RUST_LOG:-info}"
+
+command -v timeout >/dev/null 2>&1 || die "'timeout' (coreutils) is required"
+
+# ---- process bookkeeping and cleanup -------------------------------------
+
+pids=()  # every process this script started, killed on exit
+names=() # same index: a name for messages
+client_pid="" # the running test client (its `timeout`), if any
+
+# Starts "$@" in the background with its output in $2; records the pid.
+# NO_COLOR keeps ANSI escapes out of the log files.
+start_proc() {
+    local name=$1 logfile=$2
+    shift 2
+    NO_COLOR=1 "$@" >"$logfile" 2>&1 &
+    pids+=("$!")
+    names+=("$name")
+    say "started $name (pid $!), log ${logfile#"$root"/}"
+}
+
+cleanup() {
+    if [[ -n "$client_pid" ]]; then
+        pids+=("$client_pid")
+        names+=("test-client")
+    fi
+    [[ ${#pids[@]} -gt 0 ]] || return 0
+    say "stopping ${#pids[@]} process(es)"
+    local pid i
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    local deadline=$((SECONDS + 5)) alive=1
+    while ((alive && SECONDS < deadline)); do
+        alive=0
+        for pid in "${pids[@]}"; do
+            if kill -0 "$pid" 2>/dev/null; then
+                alive=1
+                break
+            fi
+        done
+        ((alive)) && sleep 0.1
+    done
+    for i in "${!pids[@]}"; do
+        if kill -0 "${pids[$i]}" 2>/dev/null; then
+            warn "${names[$i]} (pid ${pids[$i]}) ignored TERM for 5 s: sending KILL"
+            kill -KILL "${pids[$i]}" 2>/dev/null || true
+        fi
+        wait "${pids[$i]}" 2>/dev/null || true
+    done
+    pids=()
+}
+trap cleanup EXIT
+# Exiting from INT/TERM runs the EXIT trap once, with the usual 128+N status.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- helpers --------------------------------------------------------------
+
+# True if something accepts TCP connections on host:port.
+port_open() {
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
+}
+
+# True if host:port answers PING (NOAUTH counts: the server is up).
+tcp_ping() {
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    timeout 3 bash -c '
+        exec 3<>"/dev/tcp/$0/$1" || exit 1
+        printf "PING\r\n" >&3
+        IFS= read -r -t 2 line <&3 || exit 1
+        [[ $line == "+PONG"* || $line == "-NOAUTH"* ]]' "$1" "$2" 2>/dev/null
+}
+
+# Prints the last lines of every server log, for failure messages.
+dump_logs() {
+    local lines=$1 f
+    for f in "$run_dir"/redis.log "$run_dir"/game-server-*.log "$run_dir"/gateway-*.log; do
+        [[ -f "$f" ]] || continue
+        printf -- '---- %s (last %d lines) ----\n' "${f#"$root"/}" "$lines"
+        tail -n "$lines" "$f"
+    done
+}
+
+# Dies (with logs) if a started process has exited.
+check_alive() {
+    local i
+    for i in "${!pids[@]}"; do
+        if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+            dump_logs 20 >&2
+            die "${names[$i]} (pid ${pids[$i]}) exited early; see its log above"
+        fi
+    done
+}
+
+as_root() {
+    if [[ "$(id -u)" -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        # Prompt for a password only when someone can type it.
+        if [[ -t 0 ]]; then sudo "$@"; else sudo -n "$@"; fi
+    else
+        return 1
+    fi
+}
+
+# Makes redis-server available if we can; false if not.
+ensure_redis_server() {
+    command -v redis-server >/dev/null 2>&1 && return 0
+    command -v apt-get >/dev/null 2>&1 || return 1
+    if [[ "$(id -u)" -ne 0 ]] && ! command -v sudo >/dev/null 2>&1; then
+        return 1
+    fi
+    say "redis-server not found: installing it with apt-get"
+    as_root apt-get update -qq >&2 || return 1
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2 || return 1
+    command -v redis-server >/dev/null 2>&1
+}
+
+# Starts a private redis-server on the first free port of 6390..6399 and
+# sets redis_addr; false if none came up. (Not called in $(...): the pid
+# must be recorded in this shell for cleanup.)
+start_private_redis() {
+    local port pid deadline
+    mkdir -p "$run_dir/redis"
+    for port in {6390..6399}; do
+        port_open 127.0.0.1 "$port" && continue
+        start_proc "redis-server" "$run_dir/redis.log" \
+            redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+            --daemonize no --dir "$run_dir/redis"
+        pid=${pids[-1]}
+        deadline=$((SECONDS + 10))
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+            if tcp_ping 127.0.0.1 "$port"; then
+                redis_addr="127.0.0.1:$port"
+                return 0
+            fi
+            sleep 0.1
+        done
+        # Died (port raced away?) or hung: forget it and try the next port.
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        unset 'pids[-1]' 'names[-1]'
+        warn "redis-server on port $port did not come up: $(tail -n 1 "$run_dir/redis.log")"
+    done
+    return 1
+}
+
+# ---- build ----------------------------------------------------------------
+
+bin_dir="$root/target/release"
+if ((build)); then
+    command -v cargo >/dev/null 2>&1 ||
+        die "cargo not found: install Rust (https://rustup.rs), or pass --no-build with binaries in target/release"
+    say "building release binaries (cargo build --release)"
+    cargo build --release -p gamemesh-gateway -p gamemesh-game-server -p gamemesh-test-client
+fi
+for bin in gateway game-server test-client; do
+    [[ -x "$bin_dir/$bin" ]] || die "missing $bin_dir/$bin: run without --no-build"
+done
+
+# ---- ports must be free ---------------------------------------------------
+
+ports=()
+for ((n = 1; n <= gateways; n++)); do ports+=($((5000 + n - 1)) $((8000 + n))); done
+for ((n = 1; n <= game_servers; n++)); do ports+=($((9000 + n)) $((9100 + n))); done
+for port in "${ports[@]}"; do
+    if port_open 127.0.0.1 "$port"; then
+        die "port $port is already in use (a previous run still alive? check: ss -ltnp 'sport = :$port')"
+    fi
+done
+
+# ---- redis ----------------------------------------------------------------
+
+redis_args=() # --redis <addr> for the game servers
+redis_addr=""
+store_args=() # --session-store memory when there is no Redis at all
+
+if [[ -n "${REDIS_CONNECTION:-}" ]]; then
+    # Accept host:port or redis://[user:pass@]host[:port][/db].
+    hostport=${REDIS_CONNECTION#*://}
+    hostport=${hostport##*@}
+    hostport=${hostport%%/*}
+    redis_host=${hostport%:*}
+    redis_port=${hostport##*:}
+    [[ "$hostport" == *:* ]] || redis_port=6379
+    reachable=0
+    if command -v redis-cli >/dev/null 2>&1; then
+        url=$REDIS_CONNECTION
+        [[ "$url" == *://* ]] || url="redis://$url"
+        # redis-cli authenticates with the URL's password, so PONG means usable.
+        if [[ "$(timeout 3 redis-cli -u "$url" PING 2>/dev/null)" == *PONG* ]]; then reachable=1; fi
+    elif tcp_ping "$redis_host" "$redis_port"; then
+        reachable=1
+    fi
+    if ((reachable)); then
+        say "using Redis from REDIS_CONNECTION=$REDIS_CONNECTION"
+        redis_args=(--redis "$REDIS_CONNECTION")
+    else
+        warn "REDIS_CONNECTION=$REDIS_CONNECTION does not answer PING: starting a private redis-server instead"
+    fi
+fi
+
+if [[ ${#redis_args[@]} -eq 0 ]]; then
+    if ensure_redis_server && start_private_redis; then
+        say "private redis-server at $redis_addr"
+        redis_args=(--redis "$redis_addr")
+    else
+        warn "no Redis available (redis-server missing and not installable, or it failed to start): game servers use --session-store memory"
+        store_args=(--session-store memory)
+        if ((game_servers > 1)); then
+            warn "memory session store cannot be shared: running 1 game server instead of $game_servers"
+            game_servers=1
+        fi
+    fi
+fi
+# The address is passed explicitly from here on; don't let the servers'
+# env twin pick up an unreachable one.
+unset REDIS_CONNECTION
+
+# ---- game servers and gateways --------------------------------------------
+
+upstreams=()
+for ((n = 1; n <= game_servers; n++)); do
+    start_proc "game-server-$n" "$run_dir/game-server-$n.log" \
+        "$bin_dir/game-server" --node-id "$n" --p2p-port $((9000 + n)) --mesh-port $((9100 + n)) \
+        "${redis_args[@]}" "${store_args[@]}"
+    upstreams+=("127.0.0.1:$((9000 + n))")
+done
+game_server_list=$(
+    IFS=,
+    echo "${upstreams[*]}"
+)
+
+for ((n = 1; n <= gateways; n++)); do
+    start_proc "gateway-$n" "$run_dir/gateway-$n.log" \
+        "$bin_dir/gateway" --node-id "$n" --client-port $((5000 + n - 1)) --p2p-port $((8000 + n)) \
+        --game-servers "$game_server_list"
+done
+
+# ---- wait until ready -----------------------------------------------------
+
+say "waiting for gateway client ports (up to 20 s)"
+deadline=$((SECONDS + 20))
+for ((n = 1; n <= gateways; n++)); do
+    port=$((5000 + n - 1))
+    until port_open 127.0.0.1 "$port"; do
+        check_alive
+        if ((SECONDS >= deadline)); then
+            dump_logs 20 >&2
+            die "gateway-$n does not accept connections on 127.0.0.1:$port after 20 s"
+        fi
+        sleep 0.1
+    done
+    say "gateway-$n accepts clients on 127.0.0.1:$port"
+done
+
+say "waiting for gateways to link to game servers (up to 10 s)"
+deadline=$((SECONDS + 10))
+for ((n = 1; n <= gateways; n++)); do
+    log="$run_dir/gateway-$n.log"
+    until grep -qi "linked to game server" "$log"; do
+        check_alive
+        ((SECONDS < deadline)) || break
+        sleep 0.1
+    done
+    if grep -qi "linked to game server" "$log"; then
+        say "gateway-$n linked to game server(s)"
+    else
+        warn "gateway-$n never logged 'linked to game server'; running the scenario anyway"
+    fi
+done
+
+# ---- scenarios ------------------------------------------------------------
+
+# Runs one scenario through gateway $1 with extra test-client args ($2..),
+# echoing its output and keeping a copy in .run/test-client-$1.log.
+# Usage: run_scenario N BEFORE_SUBCOMMAND_ARGS... -- AFTER_SUBCOMMAND_ARGS...
+run_scenario() {
+    local n=$1 before=() after=() seen_sep=0 status=0 arg
+    shift
+    for arg in "$@"; do
+        if [[ "$arg" == "--" ]]; then
+            seen_sep=1
+        elif ((seen_sep)); then
+            after+=("$arg")
+        else
+            before+=("$arg")
+        fi
+    done
+    local cmd=("$bin_dir/test-client" --addr "127.0.0.1:$((5000 + n - 1))" "${before[@]}" scenario "${after[@]}")
+    say "scenario via gateway-$n: ${cmd[*]#"$root"/}"
+    # The client runs in the background and we `wait` for it, because bash
+    # defers traps until a foreground command ends: this way TERM/Ctrl-C on
+    # the script stops the run at once (cleanup TERMs `timeout`, which
+    # passes it on). `timeout`: a hung client must not hang the run.
+    local out tee_pid
+    exec {out}> >(tee "$run_dir/test-client-$n.log")
+    tee_pid=$!
+    timeout 120 "${cmd[@]}" >&"$out" 2>&1 &
+    client_pid=$!
+    wait "$client_pid" || status=$?
+    client_pid=""
+    exec {out}>&-
+    wait "$tee_pid" 2>/dev/null || true # all output shown before we go on
+    ((status != 124)) || warn "test client via gateway-$n timed out after 120 s"
+    return "$status"
+}
+
+# True if the last run of gateway $1's client was a usage error about --addr2.
+rejected_addr2() {
+    local log="$run_dir/test-client-$1.log"
+    grep -q -- "--addr2" "$log" && grep -qiE "unexpected|wasn't expected|unrecognized|unknown" "$log"
+}
+
+failed=0
+for ((n = 1; n <= gateways; n++)); do
+    status=0
+    if ((n == 1 && gateways >= 2)); then
+        # Cross-gateway steps: the second gateway is 127.0.0.1:5001. The flag
+        # may live on the top-level command or on `scenario`; try both, then
+        # go without.
+        run_scenario 1 --addr2 127.0.0.1:5001 -- || status=$?
+        if ((status == 2)) && rejected_addr2 1; then
+            say "test-client rejected --addr2 before 'scenario'; trying it after"
+            status=0
+            run_scenario 1 -- --addr2 127.0.0.1:5001 || status=$?
+            if ((status == 2)) && rejected_addr2 1; then
+                say "test-client does not support --addr2; running without it"
+                status=0
+                run_scenario 1 -- || status=$?
+            fi
+        fi
+    else
+        run_scenario "$n" -- || status=$?
+    fi
+    if ((status == 0)); then
+        say "scenario via gateway-$n: PASSED"
+    else
+        say "scenario via gateway-$n: FAILED (exit $status)"
+        failed=$((failed + 1))
+    fi
+done
+
+# ---- logs and result -------------------------------------------------------
+
+echo "==== logs ===="
+dump_logs 40
+
+if ((failed > 0)); then
+    say "$failed of $gateways scenario run(s) FAILED"
+    exit 1
+fi
+say "all $gateways scenario run(s) passed"

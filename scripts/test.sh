@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The one command that runs every check and test of the workspace, on a fresh
+# Debian machine or in CI:
+#
+#   ./scripts/test.sh            # fmt --check, clippy -D warnings, all tests
+#   ./scripts/test.sh -E 'test(redis)'   # extra args go to the test runner
+#
+# Tests that need Redis start their own redis-server (gamemesh-test-support)
+# and FAIL when it is missing, so this script installs it first. Debug builds
+# only: nothing here builds --release.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# CI logs are not terminals: no colour codes in them.
+# (rustfmt ignores CARGO_TERM_COLOR, hence its own flag.)
+fmt_color=()
+if [[ "${CI:-}" == "true" ]]; then
+    export CARGO_TERM_COLOR=never NO_COLOR=1
+    fmt_color=(--color never)
+fi
+
+step_no=0
+step() {
+    step_no=$((step_no + 1))
+    printf '\n==== [%d] %s ====\n' "$step_no" "$*"
+}
+
+die() {
+    printf 'test.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+# Runs a command as root: directly if we are root, via sudo if it can work
+# (non-interactively unless a terminal can answer a password prompt).
+as_root() {
+    if [[ "$(id -u)" -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        if [[ -t 0 ]]; then sudo "$@"; else sudo -n "$@"; fi
+    else
+        return 1
+    fi
+}
+
+step "prerequisites"
+
+if ! command -v redis-server >/dev/null 2>&1; then
+    if ! command -v apt-get >/dev/null 2>&1; then
+        die "redis-server is not on PATH and apt-get is unavailable: install redis-server (Redis >= 6) with your package manager, then rerun"
+    fi
+    if [[ "$(id -u)" -ne 0 ]] && ! command -v sudo >/dev/null 2>&1; then
+        die "redis-server is not on PATH and I am not root and have no sudo: run 'apt-get install redis-server' as root, then rerun"
+    fi
+    echo "redis-server missing: installing it with apt-get"
+    if ! { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }; then
+        die "could not install redis-server: run 'sudo apt-get install redis-server' yourself, then rerun"
+    fi
+    command -v redis-server >/dev/null 2>&1 || die "redis-server still not on PATH after installing it"
+fi
+echo "redis-server: $(command -v redis-server) ($(redis-server --version | cut -d' ' -f3))"
+
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    # rustup installed but this shell never sourced ~/.cargo/env.
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    die "cargo not found: install Rust with
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y
+    . \"\$HOME/.cargo/env\"
+then rerun"
+fi
+for component in fmt clippy; do
+    if ! cargo "$component" --version >/dev/null 2>&1; then
+        command -v rustup >/dev/null 2>&1 ||
+            die "cargo $component is missing and rustup is not available to add it: install rustfmt and clippy for your toolchain"
+        case "$component" in
+            fmt) rustup component add rustfmt ;;
+            clippy) rustup component add clippy ;;
+        esac
+    fi
+done
+echo "cargo: $(cargo --version)"
+
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check "${fmt_color[@]}"
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+# --no-fail-fast: one run should show every failure, not just the first.
+if cargo nextest --version >/dev/null 2>&1; then
+    step "cargo nextest run --workspace"
+    cargo nextest run --workspace --no-fail-fast "$@"
+    # nextest does not run doctests.
+    step "cargo test --workspace --doc"
+    cargo test --workspace --doc --no-fail-fast
+else
+    step "cargo test --workspace"
+    cargo test --workspace --no-fail-fast "$@"
+fi
+
+printf '\n==== all checks passed (%ds) ====\n' "$SECONDS"

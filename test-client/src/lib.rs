@@ -1,0 +1,27 @@
+//! The gamemesh test client: a game client that speaks the wire contract of
+//! `PROTOCOL.md` and checks what the system answers.
+//!
+//! - [`client`]: [`Client`], one TCP connection to a gateway with framed
+//!   `ClientPacket` / `ServerPacket` requests, matched by sequence id, and
+//!   pushes kept in a queue; [`token_for`] mints login tokens.
+//! - [`scenario`]: the contract walk printed as `PASS` / `FAIL` lines.
+//! - [`commands`]: the one-shot `login` and `echo` commands.
+//! - [`cli`]: flags and dispatch for the `test-client` binary.
+//!
+//! A request's path: [`Client::echo`] builds a `ClientPacket` with the next
+//! sequence id -> `FrameCodec` frames it onto the socket -> the gateway
+//! relays it to the session's game server -> the `ServerPacket` reply comes
+//! back on the socket -> [`Client`] returns it when its sequence id matches,
+//! queueing any push that arrives first.
+//!
+//! Integration tests use [`Client`] directly; the binary is a thin shell over
+//! [`cli::run`].
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod scenario;
+
+pub use client::{token_for, Client, ClientError};
