@@ -29,7 +29,8 @@ Environment:
                      unreachable a private redis-server is started on the
                      first free port of 6390..6399. Without any Redis the
                      game server runs with --session-store memory (1 only).
-  RUST_LOG           log filter for all processes (default: info)
+  RUST_LOG           log filter for all processes (default: info, plus
+                     per-packet lines)
 
 Ports: gateway N: client 5000+N-1, p2p 8000+N; game server N: p2p 9000+N,
 mesh 9100+N.
@@ -106,7 +107,10 @@ run_dir="$root/.run"
 mkdir -p "$run_dir"
 rm -rf "$run_dir"/*.log "$run_dir/redis"
 
-export RUST_LOG="${RUST_LOG:-info}"
+# INFO everywhere, plus the per-packet lines (gateway "Packet received" at
+# DEBUG, game server "Packet processed" at TRACE) so the sample shows the
+# whole path of a packet.
+export RUST_LOG="${RUST_LOG:-info,gamemesh_gateway::connection=debug,gamemesh_game_server::middleware::timing=trace}"
 
 command -v timeout >/dev/null 2>&1 || die "'timeout' (coreutils) is required"
 

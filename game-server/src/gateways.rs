@@ -120,6 +120,7 @@ impl GatewayLinks {
                 incarnation: self.incarnation,
                 accepting_logins: accepting,
                 peers,
+                probe: hello.probe,
             }),
         );
         outcome

@@ -165,13 +165,19 @@ pub(crate) async fn serve(
                             Err(_) => break,
                         }
                     }
+                    // A blocked write still honours the idle timeout, the
+                    // slow-consumer kick and shutdown.
                     let written = tokio::select! {
                         r = writer.write_all(&wbuf) => r.map_err(|e| e.to_string()),
                         _ = slow.cancelled() => Err("slow consumer".into()),
                         _ = shutdown.cancelled() => Err("shutdown".into()),
+                        _ = &mut idle => Err("idle".into()),
                     };
                     wbuf.clear();
                     if let Err(e) = written {
+                        if e == "idle" {
+                            break End::Kicked(KickReason::IdleTimeout, format!("no frame for {} s", idle_timeout.as_secs()));
+                        }
                         if slow.is_cancelled() {
                             break End::Kicked(KickReason::SlowConsumer, "client is not reading its frames".into());
                         }

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -63,8 +63,8 @@ pub(crate) struct Upstream {
     incarnation: u64,
     /// Game servers by node id.
     peers: RwLock<HashMap<NodeId, Peer>>,
-    /// Seed endpoints under synthetic ids.
-    seeds: Vec<(NodeId, String)>,
+    /// Seed endpoints under synthetic ids, until their answer names them.
+    seeds: Mutex<Vec<(NodeId, String)>>,
     /// Round-robin cursor for new sockets.
     next: AtomicUsize,
     /// Silence after which a game server is down.
@@ -100,7 +100,7 @@ impl Upstream {
             advertised_endpoint,
             incarnation,
             peers: RwLock::new(HashMap::new()),
-            seeds,
+            seeds: Mutex::new(seeds),
             next: AtomicUsize::new(0),
             peer_timeout,
             live_count: watch::channel(0).0,
@@ -198,17 +198,22 @@ impl Upstream {
     }
 
     /// Sends our hello to every known game server (and to seeds while we
-    /// know none that is alive), and logs up/down transitions.
+    /// know none that is alive), and logs up/down transitions. Each hello
+    /// names the pipe it travels on (`probe`), so its answer proves that
+    /// pipe is connected.
     fn tick(&self, open_connections: usize) {
-        let hello = GatewayToServer {
-            kind: Some(gateway_to_server::Kind::Hello(GatewayHello {
-                gateway_node_id: self.node_id,
-                p2p_endpoint: self.advertised_endpoint.clone(),
-                incarnation: self.incarnation,
-                open_connections: open_connections as u32,
-            })),
+        let hello = |probe: NodeId| {
+            let msg = GatewayToServer {
+                kind: Some(gateway_to_server::Kind::Hello(GatewayHello {
+                    gateway_node_id: self.node_id,
+                    p2p_endpoint: self.advertised_endpoint.clone(),
+                    incarnation: self.incarnation,
+                    open_connections: open_connections as u32,
+                    probe,
+                })),
+            };
+            Bytes::from(msg.encode_to_vec())
         };
-        let payload = Bytes::from(hello.encode_to_vec());
         let now = Instant::now();
         let mut live = 0;
         {
@@ -223,12 +228,12 @@ impl Upstream {
                 }
                 p.up = is_live;
                 live += usize::from(is_live);
-                let _ = self.link.send(*id, payload.clone());
+                let _ = self.link.send(*id, hello(*id));
             }
         }
         if live == 0 {
-            for (id, _) in &self.seeds {
-                let _ = self.link.send(*id, payload.clone());
+            for (id, _) in self.seeds.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                let _ = self.link.send(*id, hello(*id));
             }
         }
         self.live_count
@@ -236,30 +241,72 @@ impl Upstream {
     }
 
     /// Records a game server's hello and links to the peers it names.
+    ///
+    /// A game server counts as live only on an answer that came back over a
+    /// pipe of ours (`probe`) which is therefore connected: its own pipe, or
+    /// a seed's, which is then re-filed under the node id it turned out to
+    /// be. (A second pipe with our routing id to the same node would make
+    /// its ROUTER hand the old one over, so a seed never stays beside it.)
     fn on_hello(&self, from: NodeId, hello: ServerHello) {
         let now = Instant::now();
+        let stale = now.checked_sub(self.peer_timeout).unwrap_or(now);
         let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
-        let mut learned = vec![(from, hello.p2p_endpoint.clone())];
-        learned.extend(
-            hello
-                .peers
-                .iter()
-                .filter(|n| n.node_id != 0 && !n.p2p_endpoint.is_empty())
-                .map(|n| (n.node_id, n.p2p_endpoint.clone())),
-        );
-        for (id, endpoint) in learned {
-            let known = peers.get(&id).map(|p| p.endpoint == endpoint);
-            if known != Some(true) {
-                if let Err(e) = self.link.connect(id, &endpoint) {
-                    warn!(game_server = id, error = %e, "cannot link to game server");
-                    continue;
+        let endpoint = hello.p2p_endpoint.clone();
+        let mut proven = hello.probe == from;
+        {
+            let mut seeds = self.seeds.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(pos) = seeds.iter().position(|(id, _)| *id == hello.probe) {
+                let (seed_id, _) = seeds.remove(pos);
+                match peers.entry(from) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        let _ = self.link.disconnect(seed_id);
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        if self.link.rename(seed_id, from).is_ok() {
+                            proven = true;
+                            slot.insert(Peer {
+                                endpoint: endpoint.clone(),
+                                last_seen: stale,
+                                accepting: true,
+                                up: false,
+                            });
+                        }
+                    }
                 }
+            }
+        }
+        let known = peers.get(&from).map(|p| p.endpoint == endpoint);
+        if known != Some(true) {
+            // Unknown, or moved to another endpoint: dial it; it becomes
+            // live when it answers a hello sent on that pipe.
+            proven = false;
+            if let Err(e) = self.link.connect(from, &endpoint) {
+                warn!(game_server = from, error = %e, "cannot link to game server");
+                return;
+            }
+            peers.insert(
+                from,
+                Peer {
+                    endpoint,
+                    last_seen: stale,
+                    accepting: true,
+                    up: false,
+                },
+            );
+        }
+        for n in hello
+            .peers
+            .iter()
+            .filter(|n| n.node_id != 0 && !n.p2p_endpoint.is_empty())
+        {
+            if !peers.contains_key(&n.node_id)
+                && self.link.connect(n.node_id, &n.p2p_endpoint).is_ok()
+            {
                 peers.insert(
-                    id,
+                    n.node_id,
                     Peer {
-                        endpoint,
-                        // Learned second-hand: not live until it answers.
-                        last_seen: now - self.peer_timeout,
+                        endpoint: n.p2p_endpoint.clone(),
+                        last_seen: stale,
                         accepting: true,
                         up: false,
                     },
@@ -267,11 +314,13 @@ impl Upstream {
             }
         }
         if let Some(p) = peers.get_mut(&from) {
-            if !p.up {
-                info!("Linked to game server {from} at {}", p.endpoint);
-                p.up = true;
+            if proven {
+                if !p.up {
+                    info!("Linked to game server {from} at {}", p.endpoint);
+                    p.up = true;
+                }
+                p.last_seen = now;
             }
-            p.last_seen = now;
             p.accepting = hello.accepting_logins;
         }
         let live = peers.values().filter(|p| self.is_live_peer(p, now)).count();

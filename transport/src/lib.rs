@@ -53,6 +53,11 @@ pub enum LinkEvent {
 pub trait Link: Send + Sync + 'static {
     /// Opens (or re-points) the outbound pipe to `peer`.
     fn connect(&self, peer: NodeId, endpoint: &str) -> Result<(), LinkError>;
+    /// Files the open outbound pipe of `from` under `to` (the pipe itself,
+    /// already connected, is kept). Used when a peer dialled by address
+    /// turns out to be node `to`: a fresh pipe would drop messages until
+    /// its handshake completes.
+    fn rename(&self, from: NodeId, to: NodeId) -> Result<(), LinkError>;
     /// Closes the outbound pipe to `peer`, dropping what it still holds.
     fn disconnect(&self, peer: NodeId) -> Result<(), LinkError>;
     /// Queues `payload` for `peer`.

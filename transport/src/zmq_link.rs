@@ -65,6 +65,7 @@ impl LinkConfig {
 enum Command {
     Connect(NodeId, String),
     Disconnect(NodeId),
+    Rename(NodeId, NodeId),
     Send(NodeId, Bytes),
     Stop,
 }
@@ -168,6 +169,12 @@ impl Link for ZmqLink {
             .map_err(|_| LinkError::Closed)
     }
 
+    fn rename(&self, from: NodeId, to: NodeId) -> Result<(), LinkError> {
+        self.commands
+            .send(Command::Rename(from, to))
+            .map_err(|_| LinkError::Closed)
+    }
+
     fn disconnect(&self, peer: NodeId) -> Result<(), LinkError> {
         self.commands
             .send(Command::Disconnect(peer))
@@ -246,6 +253,11 @@ fn send_loop(
             }
             Command::Disconnect(peer) => {
                 peers.remove(&peer);
+            }
+            Command::Rename(from, to) => {
+                if let Some(sock) = peers.remove(&from) {
+                    peers.insert(to, sock);
+                }
             }
             Command::Send(peer, payload) => {
                 let sent = match peers.get(&peer) {

@@ -72,3 +72,42 @@ where
         Either::Right(self.inner.call(req))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::middleware::test_util::{echo, echo_reply, error_code, session};
+    use tower::ServiceExt;
+
+    fn echo_service() -> impl Service<
+        HubRequest,
+        Response = HubResponse,
+        Error = BoxError,
+        Future = futures::future::Ready<Result<HubResponse, BoxError>>,
+    > + Clone {
+        tower::service_fn(|req: HubRequest| {
+            futures::future::ready(Ok(echo_reply(req.packet.sequence_id, b"ok")))
+        })
+    }
+
+    #[tokio::test]
+    async fn session_only_packets_need_a_session() {
+        let svc = AuthenticationLayer::new().layer(echo_service());
+        let resp = svc.clone().oneshot(echo(1, b"x", None)).await.unwrap();
+        assert_eq!(error_code(&resp), Some(ErrorCode::NotAuthenticated as i32));
+        let resp = svc.oneshot(echo(2, b"x", Some(session()))).await.unwrap();
+        assert_eq!(error_code(&resp), None);
+    }
+
+    #[tokio::test]
+    async fn an_ended_session_no_longer_authorises() {
+        let s = session();
+        s.end();
+        let resp = AuthenticationLayer::new()
+            .layer(echo_service())
+            .oneshot(echo(1, b"x", Some(s)))
+            .await
+            .unwrap();
+        assert_eq!(error_code(&resp), Some(ErrorCode::NotAuthenticated as i32));
+    }
+}

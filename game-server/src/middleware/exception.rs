@@ -133,3 +133,41 @@ where
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::middleware::test_util::{echo, error_code};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_handler_error_becomes_internal_for_that_request() {
+        let failing = tower::service_fn(|_req: HubRequest| async {
+            Err::<HubResponse, BoxError>("boom".into())
+        });
+        let resp = ExceptionLayer::new()
+            .layer(failing)
+            .oneshot(echo(3, b"x", None))
+            .await
+            .unwrap();
+        assert_eq!(resp.reply.sequence_id, 3);
+        assert_eq!(error_code(&resp), Some(ErrorCode::Internal as i32));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_internal() {
+        let panicking = tower::service_fn(|_req: HubRequest| async {
+            if true {
+                panic!("handler bug");
+            }
+            Ok::<HubResponse, BoxError>(HubResponse::error(0, ErrorCode::Unspecified, ""))
+        });
+        let resp = ExceptionLayer::new()
+            .layer(panicking)
+            .oneshot(echo(4, b"x", None))
+            .await
+            .unwrap();
+        assert_eq!(resp.reply.sequence_id, 4);
+        assert_eq!(error_code(&resp), Some(ErrorCode::Internal as i32));
+    }
+}

@@ -123,3 +123,75 @@ where
         Poll::Ready(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::middleware::test_util::{echo, echo_reply, error_code, session};
+    use tower_test::mock;
+
+    #[tokio::test]
+    async fn a_fresh_sequence_runs_and_a_resent_one_replays_without_running() {
+        let (svc, mut handle) = mock::pair::<HubRequest, HubResponse>();
+        let mut svc = IdempotencyLayer::new().layer(svc);
+        let s = session();
+        handle.allow(1);
+        let call = tokio::spawn({
+            let mut svc = svc.clone();
+            let s = s.clone();
+            async move {
+                futures::future::poll_fn(|cx| svc.poll_ready(cx))
+                    .await
+                    .unwrap();
+                svc.call(echo(7, b"first", Some(s))).await.unwrap()
+            }
+        });
+        let (req, send) = handle.next_request().await.unwrap();
+        assert_eq!(req.packet.sequence_id, 7);
+        send.send_response(echo_reply(7, b"first"));
+        assert_eq!(call.await.unwrap().reply, echo_reply(7, b"first").reply);
+
+        // Re-sent with other data: the inner service is NOT called again.
+        handle.allow(0);
+        let replay = svc.call(echo(7, b"second", Some(s.clone()))).await.unwrap();
+        assert_eq!(replay.reply, echo_reply(7, b"first").reply);
+        assert_eq!(s.last_executed(), 7);
+    }
+
+    #[tokio::test]
+    async fn an_executed_sequence_without_a_cached_reply_is_a_duplicate() {
+        let (svc, mut handle) = mock::pair::<HubRequest, HubResponse>();
+        let mut svc = IdempotencyLayer::new().layer(svc);
+        handle.allow(0);
+        // Resumed at watermark 10 with no replies held.
+        let s = Arc::new(LocalSession::new(1, 1, 1, 10, &[], 32));
+        let resp = svc.call(echo(9, b"x", Some(s))).await.unwrap();
+        assert_eq!(error_code(&resp), Some(ErrorCode::DuplicateSequence as i32));
+    }
+
+    #[tokio::test]
+    async fn sequence_zero_and_sessionless_packets_are_not_deduplicated() {
+        let (svc, mut handle) = mock::pair::<HubRequest, HubResponse>();
+        let svc = IdempotencyLayer::new().layer(svc);
+        let s = session();
+        handle.allow(2);
+        let run = |req: HubRequest| {
+            let mut svc = svc.clone();
+            tokio::spawn(async move {
+                futures::future::poll_fn(|cx| svc.poll_ready(cx))
+                    .await
+                    .unwrap();
+                svc.call(req).await.unwrap()
+            })
+        };
+        let a = run(echo(0, b"a", Some(s.clone())));
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(echo_reply(0, b"a"));
+        a.await.unwrap();
+        let b = run(echo(0, b"b", Some(s.clone())));
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(echo_reply(0, b"b"));
+        b.await.unwrap();
+        assert_eq!(s.last_executed(), 0, "seq 0 moves no watermark");
+    }
+}

@@ -1,0 +1,249 @@
+//! A gamemesh cluster in one test process: a real `redis-server` on a free
+//! port, game servers and gateways started through their libraries'
+//! `start(config, shutdown)` on free ports, all talking real TCP and real
+//! ZeroMQ.
+//!
+//! Timings are shortened (heartbeats, peer timeouts, flushes) so failure
+//! detection happens in test time; every wait is on a condition.
+
+use std::time::Duration;
+
+use gamemesh_game_server::state::HubState;
+use gamemesh_game_server::{Config as GsConfig, RunningGameServer, StoreKind};
+use gamemesh_gateway::{Config as GwConfig, RunningGateway};
+pub use gamemesh_test_client::client::{Client, ClientError};
+pub use gamemesh_test_support::{free_port, init_tracing, wait_for, wait_for_async, RedisServer};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Default reply timeout for test clients.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A game server running in this process.
+pub struct GameServerNode {
+    /// Its node id.
+    pub node_id: u64,
+    /// Its P2P port (gateways' seed).
+    pub p2p_port: u16,
+    /// Its shared state, to inspect owned sessions.
+    pub state: Arc<HubState>,
+    /// Stops it.
+    pub shutdown: CancellationToken,
+    /// Finishes when it stopped.
+    pub task: JoinHandle<()>,
+}
+
+/// A gateway running in this process.
+pub struct GatewayNode {
+    /// Its node id.
+    pub node_id: u64,
+    /// Where clients connect.
+    pub addr: String,
+    /// Stops it.
+    pub shutdown: CancellationToken,
+    /// Finishes when it stopped.
+    pub task: JoinHandle<()>,
+}
+
+/// Knobs for a test cluster.
+#[derive(Clone)]
+pub struct ClusterOptions {
+    /// Number of gateways.
+    pub gateways: usize,
+    /// Number of game servers.
+    pub game_servers: usize,
+    /// Applied to every game server config.
+    pub game_server: fn(&mut GsConfig),
+    /// Applied to every gateway config.
+    pub gateway: fn(&mut GwConfig),
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            gateways: 1,
+            game_servers: 1,
+            game_server: |_| {},
+            gateway: |_| {},
+        }
+    }
+}
+
+/// Redis + game servers + gateways.
+pub struct Cluster {
+    /// The real Redis.
+    pub redis: RedisServer,
+    /// Game servers, node ids 1..
+    pub game_servers: Vec<GameServerNode>,
+    /// Gateways, node ids 1..
+    pub gateways: Vec<GatewayNode>,
+    /// Kept to start more nodes alike.
+    options: ClusterOptions,
+}
+
+/// A game server config for tests (free ports, short timers).
+pub fn game_server_config(node_id: u64, redis: &str) -> GsConfig {
+    GsConfig {
+        node_id,
+        p2p_port: 0,
+        mesh_port: 0,
+        redis: redis.to_string(),
+        session_store: StoreKind::Redis,
+        heartbeat_ms: 100,
+        peer_timeout_ms: 1000,
+        flush_interval_ms: 20,
+        redis_timeout_ms: 500,
+        shutdown_grace_secs: 2,
+        ..GsConfig::default()
+    }
+}
+
+/// A gateway config for tests (free ports, short timers).
+pub fn gateway_config(node_id: u64, game_server_ports: &[u16]) -> GwConfig {
+    GwConfig {
+        node_id,
+        client_bind: "127.0.0.1".into(),
+        client_port: 0,
+        p2p_port: 0,
+        game_servers: game_server_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect(),
+        heartbeat_ms: 100,
+        peer_timeout_ms: 1000,
+        shutdown_grace_secs: 2,
+        ..GwConfig::default()
+    }
+}
+
+/// Starts a game server in this process.
+pub async fn start_game_server(config: GsConfig) -> GameServerNode {
+    let shutdown = CancellationToken::new();
+    let node_id = config.node_id;
+    let running: RunningGameServer = gamemesh_game_server::start(config, shutdown.clone())
+        .await
+        .expect("game server starts");
+    let p2p_port = running.p2p_port();
+    let state = running.state.clone();
+    let task = tokio::spawn(running.wait());
+    GameServerNode {
+        node_id,
+        p2p_port,
+        state,
+        shutdown,
+        task,
+    }
+}
+
+/// Starts a gateway and waits until it has linked `expect_linked` game
+/// servers.
+pub async fn start_gateway(config: GwConfig, expect_linked: usize) -> GatewayNode {
+    let shutdown = CancellationToken::new();
+    let node_id = config.node_id;
+    let mut running: RunningGateway = gamemesh_gateway::start(config, shutdown.clone())
+        .await
+        .expect("gateway starts");
+    let addr = running.client_addr.to_string();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        running.wait_for_game_servers(expect_linked),
+    )
+    .await
+    .expect("gateway links its game servers within 10 s");
+    let task = tokio::spawn(running.wait());
+    GatewayNode {
+        node_id,
+        addr,
+        shutdown,
+        task,
+    }
+}
+
+impl Cluster {
+    /// Starts `gateways` x `game_servers` with default test settings.
+    pub async fn start(gateways: usize, game_servers: usize) -> Cluster {
+        Self::start_with(ClusterOptions {
+            gateways,
+            game_servers,
+            ..ClusterOptions::default()
+        })
+        .await
+    }
+
+    /// Starts a cluster as `options` says. Every gateway seeds every game
+    /// server.
+    pub async fn start_with(options: ClusterOptions) -> Cluster {
+        init_tracing();
+        let redis = RedisServer::start();
+        let mut game_servers = Vec::new();
+        for id in 1..=options.game_servers as u64 {
+            let mut c = game_server_config(id, &redis.addr());
+            (options.game_server)(&mut c);
+            game_servers.push(start_game_server(c).await);
+        }
+        let ports: Vec<u16> = game_servers.iter().map(|g| g.p2p_port).collect();
+        let mut gateways = Vec::new();
+        for id in 1..=options.gateways as u64 {
+            let mut c = gateway_config(id, &ports);
+            (options.gateway)(&mut c);
+            gateways.push(start_gateway(c, ports.len()).await);
+        }
+        Cluster {
+            redis,
+            game_servers,
+            gateways,
+            options,
+        }
+    }
+
+    /// Client address of gateway `i` (0-based).
+    pub fn gateway_addr(&self, i: usize) -> &str {
+        &self.gateways[i].addr
+    }
+
+    /// A client connected to gateway `i`.
+    pub async fn client(&self, i: usize) -> Client {
+        Client::connect_with_timeout(self.gateway_addr(i), TIMEOUT)
+            .await
+            .expect("client connects")
+    }
+
+    /// A plain Redis connection to inspect what is stored.
+    pub fn redis_conn(&self) -> redis::Connection {
+        redis::Client::open(self.redis.url())
+            .expect("redis url")
+            .get_connection()
+            .expect("redis connection")
+    }
+
+    /// Number of session records in Redis.
+    pub fn session_keys(&self) -> Vec<String> {
+        let mut c = self.redis_conn();
+        redis::cmd("KEYS")
+            .arg("gm:*:session")
+            .query(&mut c)
+            .expect("KEYS")
+    }
+
+    /// The options the cluster was started with.
+    pub fn options(&self) -> &ClusterOptions {
+        &self.options
+    }
+
+    /// Stops every node gracefully and waits for them.
+    pub async fn shutdown(self) {
+        for g in &self.gateways {
+            g.shutdown.cancel();
+        }
+        for g in self.gateways {
+            let _ = g.task.await;
+        }
+        for g in &self.game_servers {
+            g.shutdown.cancel();
+        }
+        for g in self.game_servers {
+            let _ = g.task.await;
+        }
+    }
+}
