@@ -173,13 +173,21 @@ async fn run(
 /// Saves a session whose socket closed as disconnected and resumable,
 /// unless it moved on (replaced, taken over, logged out).
 async fn disconnect(state: &HubState, s: &LocalSession, conn: ConnInfo) {
-    if s.is_ended() || state.sessions.detach(s.session_id, &conn.socket).is_none() {
+    // Save first, detach after: until the save landed, a resume on this
+    // game server still finds the session here and takes its progress.
+    let attached_here = state
+        .sessions
+        .get(s.session_id)
+        .is_some_and(|a| a.socket == conn.socket);
+    if s.is_ended() || !attached_here {
         return;
     }
     let Some(progress) = s.progress(false) else {
         return;
     };
-    match state.store.disconnect(&progress, state.resume_grace).await {
+    let saved = state.store.disconnect(&progress, state.resume_grace).await;
+    state.sessions.detach(s.session_id, &conn.socket);
+    match saved {
         Ok(true) => info!(
             "Session disconnected: UserId={}, SessionId={}, LastSequenceId={}; resumable for {} s",
             s.user_id,

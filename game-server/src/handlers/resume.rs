@@ -4,6 +4,7 @@
 //! owner can never write over it again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use gamemesh_proto::client::{
     server_packet, ErrorCode, KickReason, ResumeRequest, ResumeResponse, ServerPacket,
@@ -15,7 +16,7 @@ use tracing::{info, warn};
 use super::login::token_hash;
 use crate::pipeline::{BoxError, ConnInfo, HubRequest, HubResponse, SessionEffect};
 use crate::session::local::Attached;
-use crate::session::{LocalSession, Placement, StoreError};
+use crate::session::{LocalSession, Placement, SessionRecord, StoreError};
 use crate::state::HubState;
 
 /// Why a session could not be moved here.
@@ -35,7 +36,7 @@ async fn move_here(
     conn: ConnInfo,
     user_id: u64,
     session_id: u64,
-    check: impl Fn(&crate::session::SessionRecord) -> Result<(), ErrorCode>,
+    check: impl Fn(&SessionRecord) -> Result<(), ErrorCode>,
 ) -> Result<Result<Arc<LocalSession>, ErrorCode>, MoveError> {
     let to = Placement {
         owner: state.node_id,
@@ -52,6 +53,17 @@ async fn move_here(
         if let Err(code) = check(&record) {
             return Ok(Err(code));
         }
+        let record = if record.connected
+            && record.placement.owner != state.node_id
+            && record.placement.socket != conn.socket
+        {
+            hand_off(state, &record).await.map_err(MoveError::Store)?
+        } else {
+            Some(record)
+        };
+        let Some(record) = record else {
+            return Err(MoveError::NotFound);
+        };
         // Take our own fresher in-memory progress if the session is here.
         let local = state.sessions.get(session_id);
         let Some(t) = state
@@ -115,6 +127,53 @@ async fn move_here(
     Err(MoveError::NotFound)
 }
 
+/// How long a resume waits for another game server to save a session it
+/// still holds before taking it anyway.
+const HAND_OFF_WAIT: Duration = Duration::from_millis(500);
+
+/// The session is still connected to a socket owned by another game server
+/// (the client came back before its old connection was noticed gone, or
+/// while it is still open). Close that socket through its gateway, then
+/// wait for its owner's final save, so the take-over starts from the
+/// owner's latest progress rather than its last periodic flush. If the
+/// owner is dead the wait runs out and the stored progress is used.
+async fn hand_off(
+    state: &HubState,
+    record: &SessionRecord,
+) -> Result<Option<SessionRecord>, StoreError> {
+    state.gateways.kick(
+        record.placement.gateway,
+        &record.placement.socket,
+        record.session_id,
+        KickReason::DuplicateLogin,
+        "session resumed on another connection",
+    );
+    let deadline = tokio::time::Instant::now() + HAND_OFF_WAIT;
+    loop {
+        let now = state.store.get(record.user_id).await?;
+        match now {
+            Some(r)
+                if r.session_id == record.session_id && r.connected && r.epoch == record.epoch => {}
+            Some(r) if r.session_id == record.session_id => return Ok(Some(r)),
+            _ => return Ok(None),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            warn!(
+                "Game server {} did not release SessionId={} within {} ms; taking its last saved progress",
+                record.placement.owner,
+                record.session_id,
+                HAND_OFF_WAIT.as_millis()
+            );
+            return Ok(state
+                .store
+                .get(record.user_id)
+                .await?
+                .filter(|r| r.session_id == record.session_id));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Handles `ResumeRequest`.
 pub async fn handle(
     state: Arc<HubState>,
@@ -136,7 +195,7 @@ pub async fn handle(
         ));
     }
     let presented = token_hash(&resume.resume_token);
-    let check = |r: &crate::session::SessionRecord| {
+    let check = |r: &SessionRecord| {
         if bool::from(r.token_hash.ct_eq(&presented)) {
             Ok(())
         } else {
