@@ -129,7 +129,8 @@ impl Config {
     }
 
     /// Lifetime of a connected session's record, renewed by its owner
-    /// (every third of it). If the owner dies and nobody adopts the
+    /// (every ninth of it, so two missed renewals in a row still leave it
+    /// alive). If the owner dies and nobody adopts the
     /// session, the record is gone after this.
     pub fn live_ttl(&self) -> Duration {
         self.resume_grace() + Duration::from_secs(30)

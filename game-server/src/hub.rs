@@ -196,11 +196,30 @@ pub async fn flush_once(state: &HubState, only_dirty: bool) {
         match r {
             Ok(true) => {}
             Ok(false) => {
-                info!(
-                    "Session fenced off: SessionId={} moved to another owner or ended; dropping it here",
-                    a.session.session_id
-                );
                 state.sessions.end(a.session.session_id);
+                // Gone from the store altogether (expired, or Redis lost
+                // its data): the client must hear it, not find out later
+                // through NOT_AUTHENTICATED. Moved to another owner: that
+                // owner has the client now; nothing to say.
+                let gone = matches!(state.store.get(a.session.user_id).await, Ok(None));
+                info!(
+                    "Session fenced off: SessionId={} {}; dropping it here",
+                    a.session.session_id,
+                    if gone {
+                        "no longer exists"
+                    } else {
+                        "moved to another owner"
+                    }
+                );
+                if gone {
+                    state.gateways.kick(
+                        a.gateway,
+                        &a.socket,
+                        a.session.session_id,
+                        KickReason::SessionExpired,
+                        "the session no longer exists; log in again",
+                    );
+                }
             }
             Err(e) => {
                 debug!(

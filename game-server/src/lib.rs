@@ -56,8 +56,10 @@ pub struct RunningGameServer {
     pub state: Arc<HubState>,
     /// Owns every task.
     tracker: TaskTracker,
-    /// Stops it.
+    /// Stops it (requested from outside).
     shutdown: CancellationToken,
+    /// Stops the hub's own tasks, after the sessions were released.
+    tasks: CancellationToken,
     /// Bound on the shutdown.
     grace: Duration,
     /// The mesh link, kept open for peers.
@@ -76,10 +78,14 @@ impl RunningGameServer {
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
         info!("Game server shutting down");
+        // Release sessions while the dispatcher still runs (so kicks reach
+        // gateways and released sessions are marked ended, which the actors
+        // then leave alone), and only then stop the tasks.
         self.tracker.close();
         if tokio::time::timeout(self.grace, async {
-            self.tracker.wait().await;
             hub::release_all(&self.state).await;
+            self.tasks.cancel();
+            self.tracker.wait().await;
         })
         .await
         .is_err()
@@ -142,7 +148,7 @@ pub async fn start(
     let store: Arc<dyn SessionStore> = match config.session_store {
         StoreKind::Redis => {
             let timeout = Duration::from_millis(config.redis_timeout_ms);
-            let s = RedisStore::connect(&config.redis, timeout.max(Duration::from_secs(1)))
+            let s = RedisStore::connect(&config.redis, timeout)
                 .await
                 .map_err(|e| GameServerError::RedisUnreachable {
                     addr: config.redis.clone(),
@@ -183,6 +189,11 @@ pub async fn start(
     );
 
     let tracker = TaskTracker::new();
+    // The hub's tasks stop on their own token, cancelled by `wait` after the
+    // sessions were released; the caller's token only starts the shutdown.
+    let tasks = CancellationToken::new();
+    let shutdown_for_tasks = shutdown;
+    let shutdown = tasks.clone();
     let dispatcher = hub::Dispatcher::new(state.clone(), service, tracker.clone());
     tracker.spawn(dispatcher.run(
         events,
@@ -205,7 +216,8 @@ pub async fn start(
         mesh_endpoint,
         state,
         tracker,
-        shutdown,
+        shutdown: shutdown_for_tasks,
+        tasks,
         grace: Duration::from_secs(config.shutdown_grace_secs),
         mesh,
     })

@@ -40,7 +40,8 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_ADVERTISE_HOST", default_value = "127.0.0.1")]
     pub advertise_host: String,
     /// Game servers to link to at start, `host:port` of their P2P ports,
-    /// comma separated. One reachable game server is enough.
+    /// comma separated. A listed game server that starts later is linked
+    /// as soon as it answers.
     #[arg(
         long,
         env = "GAME_SERVERS",

@@ -197,8 +197,8 @@ impl Upstream {
         self.link.send(gs, Bytes::from(msg.encode_to_vec()))
     }
 
-    /// Sends our hello to every known game server (and to seeds while we
-    /// know none that is alive), and logs up/down transitions. Each hello
+    /// Sends our hello to every known game server and to every seed not
+    /// yet identified, and logs up/down transitions. Each hello
     /// names the pipe it travels on (`probe`), so its answer proves that
     /// pipe is connected.
     fn tick(&self, open_connections: usize) {
@@ -231,7 +231,9 @@ impl Upstream {
                 let _ = self.link.send(*id, hello(*id));
             }
         }
-        if live == 0 {
+        // Seeds not yet identified are probed on every tick, so a game
+        // server started after the gateway is linked as soon as it answers.
+        {
             for (id, _) in self.seeds.lock().unwrap_or_else(|p| p.into_inner()).iter() {
                 let _ = self.link.send(*id, hello(*id));
             }

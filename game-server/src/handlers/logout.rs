@@ -21,7 +21,7 @@ pub async fn handle(state: Arc<HubState>, req: HubRequest) -> Result<HubResponse
     };
     match state
         .store
-        .remove(session.user_id, session.session_id)
+        .remove(session.user_id, session.session_id, session.epoch)
         .await
     {
         Ok(_) => {}

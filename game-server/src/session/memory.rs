@@ -108,6 +108,9 @@ impl SessionStore for MemoryStore {
     async fn save(&self, p: &Progress, ttl: Duration) -> Result<bool, StoreError> {
         Ok(
             self.with(|map| match current(map, p.user_id, p.session_id, p.epoch) {
+                // Like the Redis script: never backwards, never after the
+                // disconnect save.
+                Some((r, _)) if !r.connected || p.last_seq < r.last_seq => true,
                 Some((r, exp)) => {
                     r.last_seq = p.last_seq;
                     r.replies = p.replies.clone();
@@ -122,6 +125,9 @@ impl SessionStore for MemoryStore {
     async fn disconnect(&self, p: &Progress, grace: Duration) -> Result<bool, StoreError> {
         Ok(
             self.with(|map| match current(map, p.user_id, p.session_id, p.epoch) {
+                // Like the Redis script: never backwards, never after the
+                // disconnect save.
+                Some((r, _)) if !r.connected || p.last_seq < r.last_seq => true,
                 Some((r, exp)) => {
                     r.last_seq = p.last_seq;
                     r.replies = p.replies.clone();
@@ -135,12 +141,9 @@ impl SessionStore for MemoryStore {
         )
     }
 
-    async fn remove(&self, user_id: u64, session_id: u64) -> Result<bool, StoreError> {
+    async fn remove(&self, user_id: u64, session_id: u64, epoch: u64) -> Result<bool, StoreError> {
         Ok(self.with(|map| {
-            if map
-                .get(&user_id)
-                .is_some_and(|(r, _)| r.session_id == session_id)
-            {
+            if current(map, user_id, session_id, epoch).is_some() {
                 map.remove(&user_id);
                 true
             } else {

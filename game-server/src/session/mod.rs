@@ -161,8 +161,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// for `grace`. False when fenced off.
     async fn disconnect(&self, progress: &Progress, grace: Duration) -> Result<bool, StoreError>;
 
-    /// Deletes the session (logout). False when it is not current.
-    async fn remove(&self, user_id: u64, session_id: u64) -> Result<bool, StoreError>;
+    /// Deletes the session (logout), only if it is still that session at
+    /// `epoch`. False when it is not current.
+    async fn remove(&self, user_id: u64, session_id: u64, epoch: u64) -> Result<bool, StoreError>;
 
     /// Checks the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

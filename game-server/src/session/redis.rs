@@ -47,8 +47,11 @@ return {epoch, cur[7] or '0', cur[8] or '', cur[3] or '', cur[4] or '', cur[5] o
 "#;
 
 const SAVE: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch')
+local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'connected', 'last_seq')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
+-- A periodic save that lands after the disconnect save must neither move
+-- the watermark back nor renew the record as if still connected.
+if cur[3] ~= '1' or tonumber(ARGV[3]) < tonumber(cur[4] or '0') then return 1 end
 redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'replies', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
@@ -63,7 +66,8 @@ return 1
 "#;
 
 const REMOVE: &str = r#"
-if redis.call('HGET', KEYS[1], 'sid') ~= ARGV[1] then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch')
+if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
 "#;
@@ -307,9 +311,9 @@ impl SessionStore for RedisStore {
         Ok(self.run::<i64>(inv).await? == 1)
     }
 
-    async fn remove(&self, user_id: u64, session_id: u64) -> Result<bool, StoreError> {
+    async fn remove(&self, user_id: u64, session_id: u64, epoch: u64) -> Result<bool, StoreError> {
         let mut inv = self.scripts.remove.key(session_key(user_id));
-        inv.arg(session_id);
+        inv.arg(session_id).arg(epoch);
         Ok(self.run::<i64>(inv).await? == 1)
     }
 
