@@ -59,15 +59,11 @@ pub struct GatewayLinks {
 impl GatewayLinks {
     /// Wraps a bound link.
     pub fn new(link: ZmqLink, node_id: NodeId, advertised_endpoint: String) -> Self {
-        let incarnation = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
         Self {
             link,
             node_id,
             advertised_endpoint,
-            incarnation,
+            incarnation: gamemesh_transport::incarnation(),
             gateways: RwLock::new(HashMap::new()),
         }
     }

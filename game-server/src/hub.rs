@@ -153,6 +153,24 @@ impl Dispatcher {
     }
 }
 
+/// Reads the mesh link so its queues never fill. Game servers do not talk
+/// to each other yet (cluster messaging is issue 4); anything a peer sends
+/// is logged and dropped.
+pub async fn drain_mesh(mut events: mpsc::Receiver<LinkEvent>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = events.recv() => match e {
+                Some(LinkEvent::Message { from, payload }) => {
+                    debug!(peer = from, bytes = payload.len(), "mesh message ignored: the service mesh is not implemented yet");
+                }
+                Some(LinkEvent::SendFailed { .. }) => {}
+                None => return,
+            },
+        }
+    }
+}
+
 /// Saves sessions' progress behind their packets: dirty sessions every
 /// `interval`, every session every `refresh` (which also renews the
 /// record's lifetime). A save refused by the store's epoch fence means the

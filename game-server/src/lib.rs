@@ -106,18 +106,9 @@ fn port_of(endpoint: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// Binds one ZeroMQ link, turning "address in use" into the sentence that
+/// names the flag to change.
 fn bind_link(
-    role: &'static str,
-    config: &Config,
-    port: u16,
-    what: &'static str,
-    flag: &'static str,
-) -> Result<ZmqLink, GameServerError> {
-    let (link, _events) = bind_link_with_events(role, config, port, what, flag)?;
-    Ok(link)
-}
-
-fn bind_link_with_events(
     role: &'static str,
     config: &Config,
     port: u16,
@@ -164,9 +155,8 @@ pub async fn start(
     if config.auth_secret.is_none() {
         warn!("No --auth-secret set: ANY login token is accepted. Set AUTH_SECRET in production.");
     }
-    let (p2p, events) =
-        bind_link_with_events("game-server", &config, config.p2p_port, "P2P", "--p2p-port")?;
-    let mesh = bind_link("mesh", &config, config.mesh_port, "mesh", "--mesh-port")?;
+    let (p2p, events) = bind_link("game-server", &config, config.p2p_port, "P2P", "--p2p-port")?;
+    let (mesh, mesh_events) = bind_link("mesh", &config, config.mesh_port, "mesh", "--mesh-port")?;
     let p2p_endpoint = p2p.local_endpoint().to_string();
     let mesh_endpoint = mesh.local_endpoint().to_string();
     let advertised = format!("tcp://{}:{}", config.advertise_host, port_of(&p2p_endpoint));
@@ -192,20 +182,19 @@ pub async fn start(
     // The hub's tasks stop on their own token, cancelled by `wait` after the
     // sessions were released; the caller's token only starts the shutdown.
     let tasks = CancellationToken::new();
-    let shutdown_for_tasks = shutdown;
-    let shutdown = tasks.clone();
     let dispatcher = hub::Dispatcher::new(state.clone(), service, tracker.clone());
     tracker.spawn(dispatcher.run(
         events,
         Duration::from_millis(config.heartbeat_ms),
         Duration::from_millis(config.peer_timeout_ms),
-        shutdown.clone(),
+        tasks.clone(),
     ));
+    tracker.spawn(hub::drain_mesh(mesh_events, tasks.clone()));
     tracker.spawn(hub::flush_loop(
         state.clone(),
         Duration::from_millis(config.flush_interval_ms),
         config.live_ttl() / 9,
-        shutdown.clone(),
+        tasks.clone(),
     ));
     info!(
         "Game server {} ready: P2P {p2p_endpoint}, mesh {mesh_endpoint}, session store {:?}",
@@ -216,7 +205,7 @@ pub async fn start(
         mesh_endpoint,
         state,
         tracker,
-        shutdown: shutdown_for_tasks,
+        shutdown,
         tasks,
         grace: Duration::from_secs(config.shutdown_grace_secs),
         mesh,

@@ -270,10 +270,7 @@ fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<(), String> {
                     );
                     shared.pins.reroute(socket, gs).unwrap_or(old)
                 }
-                None => {
-                    shared.pins.insert(*socket, gs);
-                    shared.pins.get(socket).ok_or("socket closed")?
-                }
+                None => shared.pins.insert(*socket, gs),
             }
         }
     };

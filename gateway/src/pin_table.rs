@@ -38,16 +38,16 @@ impl PinTable {
         Self::default()
     }
 
-    /// Registers a new socket, routed to `game_server` and not yet pinned.
-    pub fn insert(&self, socket: Uuid, game_server: NodeId) {
-        self.lock().insert(
-            socket,
-            Route {
-                game_server,
-                session_id: 0,
-                user_id: 0,
-            },
-        );
+    /// Registers a new socket, routed to `game_server` and not yet pinned,
+    /// and returns its route.
+    pub fn insert(&self, socket: Uuid, game_server: NodeId) -> Route {
+        let route = Route {
+            game_server,
+            session_id: 0,
+            user_id: 0,
+        };
+        self.lock().insert(socket, route);
+        route
     }
 
     /// The route of `socket`, if it is open.

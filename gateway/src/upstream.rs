@@ -90,15 +90,11 @@ impl Upstream {
         for (id, ep) in &seeds {
             link.connect(*id, ep)?;
         }
-        let incarnation = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
         Ok(Self {
             link,
             node_id,
             advertised_endpoint,
-            incarnation,
+            incarnation: gamemesh_transport::incarnation(),
             peers: RwLock::new(HashMap::new()),
             seeds: Mutex::new(seeds),
             next: AtomicUsize::new(0),

@@ -22,6 +22,20 @@ use bytes::Bytes;
 pub use error::LinkError;
 pub use zmq_link::{LinkConfig, ZmqLink};
 
+/// This process's incarnation: its start time in Unix milliseconds, the
+/// same for every link the process opens. Hellos carry it so a peer can
+/// tell a restarted node (whose sockets and sessions are all gone) from
+/// one that merely went quiet.
+pub fn incarnation() -> u64 {
+    static STARTED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    })
+}
+
 /// A node id: unique per role (gateways and game servers each number from 1).
 pub type NodeId = u64;
 
