@@ -9,13 +9,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gamemesh_game_server::gateways::GatewayLinks;
+use gamemesh_game_server::mesh::Mesh;
 use gamemesh_game_server::middleware::Timings;
 use gamemesh_game_server::pipeline::{build, ConnInfo, HubRequest};
 use gamemesh_game_server::session::memory::MemoryStore;
 use gamemesh_game_server::session::{LocalSession, LocalSessions};
 use gamemesh_game_server::state::HubState;
 use gamemesh_proto::client::{client_packet, ClientPacket, EchoRequest};
+use gamemesh_proto::internal::NodeInfo;
 use gamemesh_transport::{LinkConfig, ZmqLink};
+use std::sync::atomic::AtomicBool;
 use tower::{Service, ServiceExt};
 use uuid::Uuid;
 
@@ -27,11 +30,23 @@ fn pipeline(c: &mut Criterion) {
     let (link, _events) = rt
         .block_on(async { ZmqLink::bind(LinkConfig::new("bench", 1, "127.0.0.1", 0)) })
         .unwrap();
+    let (mesh_link, _mesh_events) = rt
+        .block_on(async { ZmqLink::bind(LinkConfig::new("bench-mesh", 1, "127.0.0.1", 0)) })
+        .unwrap();
     let state = Arc::new(HubState {
         node_id: 1,
         store: Arc::new(MemoryStore::new()),
         sessions: LocalSessions::default(),
         gateways: GatewayLinks::new(link, 1, "tcp://127.0.0.1:0".into()),
+        mesh: Mesh::new(
+            mesh_link,
+            NodeInfo {
+                node_id: 1,
+                ..Default::default()
+            },
+            Duration::from_secs(3),
+        ),
+        accepting: AtomicBool::new(true),
         auth_secret: None,
         resume_grace: Duration::from_secs(60),
         live_ttl: Duration::from_secs(90),

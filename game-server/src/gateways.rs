@@ -108,18 +108,28 @@ impl GatewayLinks {
             );
             outcome
         };
-        self.send(
-            from,
-            server_to_gateway::Kind::Hello(ServerHello {
-                game_server_node_id: self.node_id,
-                p2p_endpoint: self.advertised_endpoint.clone(),
-                incarnation: self.incarnation,
-                accepting_logins: accepting,
-                peers,
-                probe: hello.probe,
-            }),
-        );
+        self.send(from, self.hello(accepting, peers, hello.probe));
         outcome
+    }
+
+    fn hello(&self, accepting: bool, peers: Vec<NodeInfo>, probe: u64) -> server_to_gateway::Kind {
+        server_to_gateway::Kind::Hello(ServerHello {
+            game_server_node_id: self.node_id,
+            p2p_endpoint: self.advertised_endpoint.clone(),
+            incarnation: self.incarnation,
+            accepting_logins: accepting,
+            peers,
+            probe,
+        })
+    }
+
+    /// Tells every gateway at once that we stopped taking logins, instead
+    /// of waiting for their next hello. (Probe 0 proves no pipe: the
+    /// gateway only takes the flag from it.)
+    pub fn announce_draining(&self) {
+        for gw in self.ids() {
+            self.send(gw, self.hello(false, Vec::new(), 0));
+        }
     }
 
     /// Gateways silent for longer than `timeout`, removed from the table.

@@ -31,8 +31,6 @@ pub struct Dispatcher {
     actors: HashMap<ConnInfo, ActorHandle>,
     /// Owns the actor tasks.
     tracker: TaskTracker,
-    /// Whether new logins are taken (false while draining).
-    accepting: bool,
 }
 
 impl Dispatcher {
@@ -43,7 +41,6 @@ impl Dispatcher {
             service,
             actors: HashMap::new(),
             tracker,
-            accepting: true,
         }
     }
 
@@ -98,10 +95,12 @@ impl Dispatcher {
     fn handle(&mut self, from: NodeId, kind: gateway_to_server::Kind) {
         match kind {
             gateway_to_server::Kind::Hello(h) => {
-                let outcome = self
-                    .state
-                    .gateways
-                    .on_hello(from, &h, self.accepting, Vec::new());
+                let outcome = self.state.gateways.on_hello(
+                    from,
+                    &h,
+                    self.state.is_accepting(),
+                    self.state.mesh.live_peers(),
+                );
                 if outcome == crate::gateways::HelloOutcome::Restarted {
                     warn!("Gateway {from} restarted: its previous sockets are gone");
                     self.drop_gateway(from);
@@ -149,24 +148,6 @@ impl Dispatcher {
                     a.closed.cancel();
                 }
             }
-        }
-    }
-}
-
-/// Reads the mesh link so its queues never fill. Game servers do not talk
-/// to each other yet (cluster messaging is issue 4); anything a peer sends
-/// is logged and dropped.
-pub async fn drain_mesh(mut events: mpsc::Receiver<LinkEvent>, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            e = events.recv() => match e {
-                Some(LinkEvent::Message { from, payload }) => {
-                    debug!(peer = from, bytes = payload.len(), "mesh message ignored: the service mesh is not implemented yet");
-                }
-                Some(LinkEvent::SendFailed { .. }) => {}
-                None => return,
-            },
         }
     }
 }

@@ -23,6 +23,8 @@ pub mod error;
 pub mod gateways;
 pub mod handlers;
 pub mod hub;
+pub mod membership;
+pub mod mesh;
 pub mod middleware;
 pub mod pipeline;
 pub mod session;
@@ -39,12 +41,16 @@ use tracing::{info, warn};
 pub use config::{Config, StoreKind};
 pub use error::GameServerError;
 
+use gamemesh_proto::internal::NodeInfo;
 use gateways::GatewayLinks;
+use membership::{MemoryRegistry, NodeRegistry};
+use mesh::Mesh;
 use middleware::Timings;
 use session::memory::MemoryStore;
 use session::redis::RedisStore;
 use session::{LocalSessions, SessionStore};
 use state::HubState;
+use std::sync::atomic::AtomicBool;
 
 /// A started game server.
 pub struct RunningGameServer {
@@ -62,8 +68,8 @@ pub struct RunningGameServer {
     tasks: CancellationToken,
     /// Bound on the shutdown.
     grace: Duration,
-    /// The mesh link, kept open for peers.
-    mesh: ZmqLink,
+    /// Where this node is announced, withdrawn from at shutdown.
+    registry: Arc<dyn NodeRegistry>,
 }
 
 impl RunningGameServer {
@@ -77,12 +83,19 @@ impl RunningGameServer {
     /// within the grace period.
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
-        info!("Game server shutting down");
-        // Release sessions while the dispatcher still runs (so kicks reach
+        info!("Game server shutting down: no new logins");
+        // Stop taking logins and say so at once (gateways route new sockets
+        // elsewhere, peers stop relaying us); leave the registry. Then
+        // release sessions while the dispatcher still runs (so kicks reach
         // gateways and released sessions are marked ended, which the actors
         // then leave alone), and only then stop the tasks.
+        self.state.stop_accepting();
+        self.state.gateways.announce_draining();
         self.tracker.close();
         if tokio::time::timeout(self.grace, async {
+            if let Err(e) = self.registry.withdraw(self.state.node_id).await {
+                warn!("Could not leave the registry ({e}); the entry expires by itself");
+            }
             hub::release_all(&self.state).await;
             self.tasks.cancel();
             self.tracker.wait().await;
@@ -93,7 +106,7 @@ impl RunningGameServer {
             warn!("Shutdown grace of {:?} ran out; exiting anyway", self.grace);
         }
         self.state.gateways.shutdown();
-        self.mesh.shutdown();
+        self.state.mesh.shutdown();
         info!("Game server stopped");
     }
 }
@@ -136,20 +149,27 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningGameServer, GameServerError> {
     config.validate()?;
-    let store: Arc<dyn SessionStore> = match config.session_store {
+    let (store, registry): (Arc<dyn SessionStore>, Arc<dyn NodeRegistry>) = match config
+        .session_store
+    {
         StoreKind::Redis => {
             let timeout = Duration::from_millis(config.redis_timeout_ms);
-            let s = RedisStore::connect(&config.redis, timeout)
-                .await
-                .map_err(|e| GameServerError::RedisUnreachable {
-                    addr: config.redis.clone(),
-                    reason: e.to_string(),
-                })?;
-            Arc::new(s)
+            let s = Arc::new(
+                RedisStore::connect(&config.redis, timeout)
+                    .await
+                    .map_err(|e| GameServerError::RedisUnreachable {
+                        addr: config.redis.clone(),
+                        reason: e.to_string(),
+                    })?,
+            );
+            (s.clone(), s)
         }
         StoreKind::Memory => {
             warn!("Session store is IN MEMORY: sessions live in this process only (one game server, lost on restart)");
-            Arc::new(MemoryStore::new())
+            (
+                Arc::new(MemoryStore::new()),
+                Arc::new(MemoryRegistry::default()),
+            )
         }
     };
     if config.auth_secret.is_none() {
@@ -160,12 +180,24 @@ pub async fn start(
     let p2p_endpoint = p2p.local_endpoint().to_string();
     let mesh_endpoint = mesh.local_endpoint().to_string();
     let advertised = format!("tcp://{}:{}", config.advertise_host, port_of(&p2p_endpoint));
+    let me = NodeInfo {
+        node_id: config.node_id,
+        p2p_endpoint: advertised.clone(),
+        mesh_endpoint: format!(
+            "tcp://{}:{}",
+            config.advertise_host,
+            port_of(&mesh_endpoint)
+        ),
+    };
+    let peer_timeout = Duration::from_millis(config.peer_timeout_ms);
 
     let state = Arc::new(HubState {
         node_id: config.node_id,
         store,
         sessions: LocalSessions::default(),
         gateways: GatewayLinks::new(p2p, config.node_id, advertised),
+        mesh: Mesh::new(mesh, me, peer_timeout),
+        accepting: AtomicBool::new(true),
         auth_secret: config.auth_secret.as_ref().map(|s| s.as_bytes().to_vec()),
         resume_grace: config.resume_grace(),
         live_ttl: config.live_ttl(),
@@ -186,10 +218,16 @@ pub async fn start(
     tracker.spawn(dispatcher.run(
         events,
         Duration::from_millis(config.heartbeat_ms),
-        Duration::from_millis(config.peer_timeout_ms),
+        peer_timeout,
         tasks.clone(),
     ));
-    tracker.spawn(hub::drain_mesh(mesh_events, tasks.clone()));
+    tracker.spawn(mesh::run(
+        state.clone(),
+        registry.clone(),
+        mesh_events,
+        Duration::from_millis(config.heartbeat_ms),
+        tasks.clone(),
+    ));
     tracker.spawn(hub::flush_loop(
         state.clone(),
         Duration::from_millis(config.flush_interval_ms),
@@ -208,7 +246,7 @@ pub async fn start(
         shutdown,
         tasks,
         grace: Duration::from_secs(config.shutdown_grace_secs),
-        mesh,
+        registry,
     })
 }
 

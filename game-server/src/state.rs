@@ -1,11 +1,13 @@
 //! What handlers and the hub's tasks share.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use gamemesh_transport::NodeId;
 
 use crate::gateways::GatewayLinks;
+use crate::mesh::Mesh;
 use crate::middleware::Timings;
 use crate::session::{LocalSessions, SessionStore};
 
@@ -19,6 +21,11 @@ pub struct HubState {
     pub sessions: LocalSessions,
     /// Links to gateways.
     pub gateways: GatewayLinks,
+    /// Links to the other game servers.
+    pub mesh: Mesh,
+    /// False once shutdown began: no new logins, gateways told to route
+    /// new sockets elsewhere.
+    pub accepting: AtomicBool,
     /// HMAC secret for login tokens; `None` accepts any token.
     pub auth_secret: Option<Vec<u8>>,
     /// Resume grace for disconnected sessions.
@@ -29,4 +36,16 @@ pub struct HubState {
     pub reply_cache: usize,
     /// Handler timings from the timing middleware.
     pub timings: Arc<Timings>,
+}
+
+impl HubState {
+    /// Whether new logins are taken.
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
+    }
+
+    /// Stops taking new logins.
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::Release);
+    }
 }

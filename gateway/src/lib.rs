@@ -78,6 +78,12 @@ impl RunningGateway {
         let _ = self.live_game_servers.wait_for(|c| *c >= n).await;
     }
 
+    /// A receiver of the number of live game servers (it changes as game
+    /// servers join, die and come back).
+    pub fn live_game_servers(&self) -> watch::Receiver<usize> {
+        self.live_game_servers.clone()
+    }
+
     /// Number of open client sockets.
     pub fn open_connections(&self) -> usize {
         self.shared.clients.len()

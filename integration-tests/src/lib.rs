@@ -182,6 +182,23 @@ impl Cluster {
             (options.game_server)(&mut c);
             game_servers.push(start_game_server(c).await);
         }
+        // The mesh is up when every game server hears every other one.
+        let states: Vec<_> = game_servers
+            .iter()
+            .map(|g| (g.node_id, g.state.clone()))
+            .collect();
+        wait_for(
+            "every game server sees its peers on the mesh",
+            Duration::from_secs(10),
+            || {
+                states.iter().all(|(me, s)| {
+                    states
+                        .iter()
+                        .all(|(other, _)| other == me || s.mesh.is_live(*other))
+                })
+            },
+        )
+        .await;
         let ports: Vec<u16> = game_servers.iter().map(|g| g.p2p_port).collect();
         let mut gateways = Vec::new();
         for id in 1..=options.gateways as u64 {

@@ -51,6 +51,13 @@ pub async fn handle(
             "user id 0 is not a user",
         ));
     }
+    if !state.is_accepting() {
+        return Ok(HubResponse::error(
+            seq,
+            ErrorCode::Unavailable,
+            "this game server is shutting down; log in again",
+        ));
+    }
     if let Some(secret) = &state.auth_secret {
         if let Err(e) = verify_token(secret, user_id, &login.token, now_secs()) {
             warn!("Login refused: UserId={user_id}, Socket={socket}: {e}");
@@ -104,6 +111,13 @@ pub async fn handle(
         // kicked socket's disconnect reaches it, its saves being fenced).
         if old.placement.owner == state.node_id {
             state.sessions.end(old.session_id);
+        } else if old.placement.owner != 0 {
+            state.mesh.session_ended(
+                old.placement.owner,
+                old.session_id,
+                user_id,
+                "replaced by a new login",
+            );
         }
         if old.connected && !old.placement.socket.is_nil() && old.placement.socket != socket {
             state.gateways.kick(

@@ -133,14 +133,16 @@ const HAND_OFF_WAIT: Duration = Duration::from_millis(500);
 
 /// The session is still connected to a socket owned by another game server
 /// (the client came back before its old connection was noticed gone, or
-/// while it is still open). Close that socket through its gateway, then
-/// wait for its owner's final save, so the take-over starts from the
-/// owner's latest progress rather than its last periodic flush. If the
-/// owner is dead the wait runs out and the stored progress is used.
+/// while it is still open). Close that socket through its gateway and, if
+/// the owner is alive, ask it over the mesh to save the session's final
+/// progress and let go, so the take-over starts from the owner's latest
+/// watermark rather than its last periodic flush. A dead owner is not
+/// waited for: its last saved progress is all there is.
 async fn hand_off(
     state: &HubState,
     record: &SessionRecord,
 ) -> Result<Option<SessionRecord>, StoreError> {
+    let owner = record.placement.owner;
     state.gateways.kick(
         record.placement.gateway,
         &record.placement.socket,
@@ -148,30 +150,27 @@ async fn hand_off(
         KickReason::DuplicateLogin,
         "session resumed on another connection",
     );
-    let deadline = tokio::time::Instant::now() + HAND_OFF_WAIT;
-    loop {
-        let now = state.store.get(record.user_id).await?;
-        match now {
-            Some(r)
-                if r.session_id == record.session_id && r.connected && r.epoch == record.epoch => {}
-            Some(r) if r.session_id == record.session_id => return Ok(Some(r)),
-            _ => return Ok(None),
-        }
-        if tokio::time::Instant::now() >= deadline {
-            warn!(
-                "Game server {} did not release SessionId={} within {} ms; taking its last saved progress",
-                record.placement.owner,
-                record.session_id,
-                HAND_OFF_WAIT.as_millis()
-            );
-            return Ok(state
-                .store
-                .get(record.user_id)
-                .await?
-                .filter(|r| r.session_id == record.session_id));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    if !state.mesh.is_live(owner) {
+        info!(
+            "Owner game server {owner} of SessionId={} is down; taking its last saved progress",
+            record.session_id
+        );
+    } else if !state
+        .mesh
+        .release(owner, record.session_id, record.user_id, HAND_OFF_WAIT)
+        .await
+    {
+        warn!(
+            "Game server {owner} did not release SessionId={} within {} ms; taking its last saved progress",
+            record.session_id,
+            HAND_OFF_WAIT.as_millis()
+        );
     }
+    Ok(state
+        .store
+        .get(record.user_id)
+        .await?
+        .filter(|r| r.session_id == record.session_id))
 }
 
 /// Handles `ResumeRequest`.

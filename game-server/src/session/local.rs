@@ -186,28 +186,54 @@ pub struct Attached {
     pub socket: Uuid,
 }
 
+/// Both indexes of [`LocalSessions`], under one lock so they never
+/// disagree.
+#[derive(Debug, Default)]
+struct Index {
+    /// session id -> attachment.
+    by_session: HashMap<u64, Attached>,
+    /// user id -> session id (one live session per user).
+    by_user: HashMap<u64, u64>,
+}
+
+impl Index {
+    fn remove(&mut self, session_id: u64) -> Option<Attached> {
+        let a = self.by_session.remove(&session_id)?;
+        if self.by_user.get(&a.session.user_id) == Some(&session_id) {
+            self.by_user.remove(&a.session.user_id);
+        }
+        Some(a)
+    }
+}
+
 /// Sessions owned here, by session id and by user id.
 #[derive(Debug, Default)]
 pub struct LocalSessions {
-    /// session id -> attachment.
-    inner: Mutex<HashMap<u64, Attached>>,
+    /// The indexes.
+    inner: Mutex<Index>,
 }
 
 impl LocalSessions {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Attached>> {
+    fn lock(&self) -> MutexGuard<'_, Index> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Registers (or moves) a session.
     pub fn attach(&self, a: Attached) {
-        self.lock().insert(a.session.session_id, a);
+        let mut idx = self.lock();
+        idx.by_user.insert(a.session.user_id, a.session.session_id);
+        idx.by_session.insert(a.session.session_id, a);
     }
 
     /// Removes `session_id` if it is still attached to `socket`.
     pub fn detach(&self, session_id: u64, socket: &Uuid) -> Option<Attached> {
-        let mut map = self.lock();
-        if map.get(&session_id).is_some_and(|a| a.socket == *socket) {
-            map.remove(&session_id)
+        let mut idx = self.lock();
+        if idx
+            .by_session
+            .get(&session_id)
+            .is_some_and(|a| a.socket == *socket)
+        {
+            idx.remove(session_id)
         } else {
             None
         }
@@ -215,24 +241,31 @@ impl LocalSessions {
 
     /// Removes `session_id` whatever its socket, marking it ended.
     pub fn end(&self, session_id: u64) -> Option<Attached> {
-        let a = self.lock().remove(&session_id)?;
+        let a = self.lock().remove(session_id)?;
         a.session.end();
         Some(a)
     }
 
     /// The attachment of `session_id`.
     pub fn get(&self, session_id: u64) -> Option<Attached> {
-        self.lock().get(&session_id).cloned()
+        self.lock().by_session.get(&session_id).cloned()
+    }
+
+    /// The attachment of `user_id`'s session, if it is owned here.
+    pub fn by_user(&self, user_id: u64) -> Option<Attached> {
+        let idx = self.lock();
+        let sid = idx.by_user.get(&user_id)?;
+        idx.by_session.get(sid).cloned()
     }
 
     /// Every attached session (for the flusher and shutdown).
     pub fn all(&self) -> Vec<Attached> {
-        self.lock().values().cloned().collect()
+        self.lock().by_session.values().cloned().collect()
     }
 
     /// Number of sessions owned here.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().by_session.len()
     }
 
     /// True when none.

@@ -60,7 +60,7 @@ return 1
 const DISCONNECT: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'replies', ARGV[4], 'connected', '0', 'socket', '')
+redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'replies', ARGV[4], 'connected', '0', 'socket', '', 'owner', '0')
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 "#;
@@ -135,12 +135,29 @@ impl RedisStore {
         Ok(store)
     }
 
-    async fn run<T: redis::FromRedisValue>(
+    /// Runs one command within the timeout.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
         &self,
-        inv: redis::ScriptInvocation<'_>,
+        cmd: &redis::Cmd,
     ) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn)).await {
+        self.bounded(cmd.query_async(&mut conn)).await
+    }
+
+    /// Runs a pipeline within the timeout.
+    pub(crate) async fn query_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(pipe.query_async(&mut conn)).await
+    }
+
+    async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
             Err(_) => Err(StoreError::Unavailable(format!(
@@ -148,6 +165,14 @@ impl RedisStore {
                 self.timeout.as_millis()
             ))),
         }
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        inv: redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(inv.invoke_async(&mut conn)).await
     }
 }
 
@@ -207,15 +232,9 @@ impl SessionStore for RedisStore {
     }
 
     async fn get(&self, user_id: u64) -> Result<Option<SessionRecord>, StoreError> {
-        let mut conn = self.conn.clone();
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(session_key(user_id));
-        let fut = cmd.query_async::<HashMap<String, Vec<u8>>>(&mut conn);
-        let h = match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => return Err(StoreError::Unavailable(e.to_string())),
-            Err(_) => return Err(StoreError::Unavailable("HGETALL timed out".into())),
-        };
+        let h: HashMap<String, Vec<u8>> = self.query(&cmd).await?;
         if h.is_empty() {
             return Ok(None);
         }
@@ -318,16 +337,6 @@ impl SessionStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(
-            self.timeout,
-            redis::cmd("PING").query_async::<String>(&mut conn),
-        )
-        .await
-        {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
-            Err(_) => Err(StoreError::Unavailable("PING timed out".into())),
-        }
+        self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
     }
 }

@@ -1,0 +1,424 @@
+//! The service mesh: game server <-> game server over ZeroMQ (default port
+//! 9101).
+//!
+//! Peers come from the registry ([`crate::membership`]); each heartbeat
+//! every game server sends a `MeshHello` to every peer, and a peer not
+//! heard from within the peer timeout is down. What travels on it:
+//!
+//! - `SessionEnded`: a login elsewhere replaced a session this peer owns;
+//!   it drops its state now instead of on its next fenced save.
+//! - `ReleaseSession` / `SessionReleased`: a resume elsewhere asks the
+//!   owner to save the session's final progress and let go, and waits for
+//!   the answer (bounded), so the snapshot is exact.
+//! - `DeliverToUser`: a server push for a user, sent to the game server
+//!   that owns the user's session, which writes it to the user's socket.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gamemesh_proto::client::ServerPacket;
+use gamemesh_proto::internal::{
+    mesh_message, DeliverToUser, MeshHello, MeshMessage, NodeInfo, ReleaseSession, SessionEnded,
+    SessionReleased,
+};
+use gamemesh_proto::{packets, Message};
+use gamemesh_transport::{Link, LinkEvent, NodeId, ZmqLink};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::membership::NodeRegistry;
+use crate::state::HubState;
+
+/// What we know of one peer game server.
+#[derive(Debug)]
+struct Peer {
+    /// Its mesh endpoint (we dial it).
+    mesh_endpoint: String,
+    /// Its P2P endpoint (relayed to gateways).
+    p2p_endpoint: String,
+    /// Last message from it; `None` until it first speaks.
+    last_seen: Option<Instant>,
+    /// Whether we count it as live (for up/down log lines).
+    up: bool,
+    /// False while it drains.
+    accepting: bool,
+}
+
+/// This game server's end of the mesh.
+pub struct Mesh {
+    /// ROUTER in, a DEALER per peer out.
+    link: ZmqLink,
+    /// Our node id.
+    node_id: NodeId,
+    /// What we announce: our node id and endpoints.
+    me: NodeInfo,
+    /// Peers by node id.
+    peers: RwLock<HashMap<NodeId, Peer>>,
+    /// Release requests waiting for their answer.
+    pending: Mutex<HashMap<u64, oneshot::Sender<bool>>>,
+    /// Next release request id.
+    next_request: AtomicU64,
+    /// Silence after which a peer is down.
+    peer_timeout: Duration,
+}
+
+impl Mesh {
+    /// Wraps the bound mesh link; `me` is what peers and gateways dial.
+    pub fn new(link: ZmqLink, me: NodeInfo, peer_timeout: Duration) -> Self {
+        Self {
+            link,
+            node_id: me.node_id,
+            me,
+            peers: RwLock::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
+            peer_timeout,
+        }
+    }
+
+    /// Our own entry in the registry.
+    pub fn me(&self) -> &NodeInfo {
+        &self.me
+    }
+
+    fn live(&self, p: &Peer, now: Instant) -> bool {
+        p.last_seen
+            .is_some_and(|t| now.duration_since(t) < self.peer_timeout)
+    }
+
+    /// True when `node` answered within the peer timeout.
+    pub fn is_live(&self, node: NodeId) -> bool {
+        let now = Instant::now();
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&node)
+            .is_some_and(|p| self.live(p, now))
+    }
+
+    /// Live peers that take logins, as gateways should learn them.
+    pub fn live_peers(&self) -> Vec<NodeInfo> {
+        let now = Instant::now();
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, p)| p.accepting && self.live(p, now))
+            .map(|(id, p)| NodeInfo {
+                node_id: *id,
+                p2p_endpoint: p.p2p_endpoint.clone(),
+                mesh_endpoint: p.mesh_endpoint.clone(),
+            })
+            .collect()
+    }
+
+    fn send(&self, to: NodeId, kind: mesh_message::Kind) -> bool {
+        let msg = MeshMessage {
+            from_node_id: self.node_id,
+            kind: Some(kind),
+        };
+        self.link.send(to, Bytes::from(msg.encode_to_vec())).is_ok()
+    }
+
+    /// Tells `owner` that a session it owns was replaced.
+    pub fn session_ended(&self, owner: NodeId, session_id: u64, user_id: u64, reason: &str) {
+        self.send(
+            owner,
+            mesh_message::Kind::SessionEnded(SessionEnded {
+                session_id,
+                user_id,
+                reason: reason.to_string(),
+            }),
+        );
+    }
+
+    /// Asks `owner` to save session `session_id` and let it go; true when
+    /// it confirmed within `timeout`.
+    pub async fn release(
+        &self,
+        owner: NodeId,
+        session_id: u64,
+        user_id: u64,
+        timeout: Duration,
+    ) -> bool {
+        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request_id, tx);
+        let sent = self.send(
+            owner,
+            mesh_message::Kind::ReleaseSession(ReleaseSession {
+                request_id,
+                session_id,
+                user_id,
+            }),
+        );
+        let saved = sent && matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(true)));
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&request_id);
+        saved
+    }
+
+    /// Sends a push for `user_id` to the game server that owns its session.
+    pub fn deliver(&self, owner: NodeId, user_id: u64, packet: &ServerPacket) -> bool {
+        self.send(
+            owner,
+            mesh_message::Kind::DeliverToUser(DeliverToUser {
+                user_id,
+                body: packets::encode(packet),
+            }),
+        )
+    }
+
+    /// Links to every registered node not linked yet, sends our hello to
+    /// all of them, and logs up/down transitions.
+    fn tick(&self, registered: Vec<NodeInfo>, accepting: bool) {
+        let now = Instant::now();
+        let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
+        for n in registered.into_iter().filter(|n| n.node_id != self.node_id) {
+            let changed = peers
+                .get(&n.node_id)
+                .map(|p| p.mesh_endpoint != n.mesh_endpoint);
+            if changed != Some(false) {
+                if let Err(e) = self.link.connect(n.node_id, &n.mesh_endpoint) {
+                    warn!(peer = n.node_id, error = %e, "cannot link to mesh peer");
+                    continue;
+                }
+                peers.insert(
+                    n.node_id,
+                    Peer {
+                        mesh_endpoint: n.mesh_endpoint,
+                        p2p_endpoint: n.p2p_endpoint,
+                        last_seen: None,
+                        up: false,
+                        accepting: true,
+                    },
+                );
+            }
+        }
+        let hello = Bytes::from(
+            MeshMessage {
+                from_node_id: self.node_id,
+                kind: Some(mesh_message::Kind::Hello(MeshHello {
+                    node_id: self.node_id,
+                    mesh_endpoint: self.me.mesh_endpoint.clone(),
+                    incarnation: gamemesh_transport::incarnation(),
+                    p2p_endpoint: self.me.p2p_endpoint.clone(),
+                    accepting_logins: accepting,
+                })),
+            }
+            .encode_to_vec(),
+        );
+        for (id, p) in peers.iter_mut() {
+            let live = self.live(p, now);
+            if p.up && !live {
+                warn!(
+                    "Game server {id} is DOWN (mesh): no heartbeat for {} ms",
+                    self.peer_timeout.as_millis()
+                );
+            }
+            p.up = live;
+            let _ = self.link.send(*id, hello.clone());
+        }
+    }
+
+    fn on_hello(&self, from: NodeId, hello: MeshHello) {
+        let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
+        let p = peers.entry(from).or_insert_with(|| {
+            // A peer we have not read from the registry yet: dial it back.
+            let _ = self.link.connect(from, &hello.mesh_endpoint);
+            Peer {
+                mesh_endpoint: hello.mesh_endpoint.clone(),
+                p2p_endpoint: hello.p2p_endpoint.clone(),
+                last_seen: None,
+                up: false,
+                accepting: true,
+            }
+        });
+        if !p.up {
+            info!(
+                "Mesh peer game server {from} is UP at {}",
+                hello.mesh_endpoint
+            );
+            p.up = true;
+        }
+        p.last_seen = Some(Instant::now());
+        p.accepting = hello.accepting_logins;
+        p.p2p_endpoint = hello.p2p_endpoint;
+    }
+
+    fn on_released(&self, r: SessionReleased) {
+        if let Some(tx) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&r.request_id)
+        {
+            let _ = tx.send(r.saved);
+        }
+    }
+
+    /// Stops the link threads.
+    pub fn shutdown(&self) {
+        self.link.shutdown();
+    }
+}
+
+/// Runs the mesh: announces this node, links peers, sends heartbeats, and
+/// handles what peers send, until `shutdown`.
+pub async fn run(
+    state: std::sync::Arc<HubState>,
+    registry: std::sync::Arc<dyn NodeRegistry>,
+    mut events: mpsc::Receiver<LinkEvent>,
+    heartbeat: Duration,
+    shutdown: CancellationToken,
+) {
+    // Registry entries outlive a few missed renewals, never a dead node for
+    // long.
+    let ttl = (heartbeat * 5).max(Duration::from_secs(3));
+    let mut tick = tokio::time::interval(heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let accepting = state.is_accepting();
+                if accepting {
+                    if let Err(e) = registry.announce(state.mesh.me(), ttl).await {
+                        debug!("Registry announce failed: {e}");
+                    }
+                }
+                match registry.nodes().await {
+                    Ok(nodes) => state.mesh.tick(nodes, accepting),
+                    Err(e) => {
+                        debug!("Registry read failed: {e}; keeping the peers we know");
+                        state.mesh.tick(Vec::new(), accepting);
+                    }
+                }
+            }
+            e = events.recv() => match e {
+                Some(LinkEvent::Message { from, payload }) => match MeshMessage::decode(payload) {
+                    Ok(MeshMessage { kind: Some(kind), .. }) => handle(&state, from, kind).await,
+                    Ok(_) => {}
+                    Err(e) => warn!(peer = from, error = %e, "undecodable mesh message dropped"),
+                },
+                Some(LinkEvent::SendFailed { to, .. }) => debug!(peer = to, "mesh message not sent"),
+                None => return,
+            },
+        }
+    }
+}
+
+async fn handle(state: &HubState, from: NodeId, kind: mesh_message::Kind) {
+    match kind {
+        mesh_message::Kind::Hello(h) => state.mesh.on_hello(from, h),
+        mesh_message::Kind::SessionEnded(e) => {
+            if state.sessions.end(e.session_id).is_some() {
+                info!(
+                    "Session {} ended by game server {from} ({}); local state dropped",
+                    e.session_id, e.reason
+                );
+            }
+        }
+        mesh_message::Kind::ReleaseSession(r) => {
+            let saved = release_local(state, r.session_id).await;
+            state.mesh.send(
+                from,
+                mesh_message::Kind::SessionReleased(SessionReleased {
+                    request_id: r.request_id,
+                    session_id: r.session_id,
+                    saved,
+                }),
+            );
+        }
+        mesh_message::Kind::SessionReleased(r) => state.mesh.on_released(r),
+        mesh_message::Kind::DeliverToUser(d) => match ServerPacket::decode(d.body) {
+            Ok(packet) => {
+                if !deliver_local(state, d.user_id, &packet) {
+                    debug!(
+                        user = d.user_id,
+                        "push for a user not connected here dropped"
+                    );
+                }
+            }
+            Err(e) => warn!(peer = from, error = %e, "undecodable push dropped"),
+        },
+    }
+}
+
+/// Saves a session owned here as disconnected and lets it go (a resume on
+/// another game server is taking it). False when it is not here.
+async fn release_local(state: &HubState, session_id: u64) -> bool {
+    let Some(a) = state.sessions.get(session_id) else {
+        return false;
+    };
+    let Some(progress) = a.session.progress(false) else {
+        return false;
+    };
+    // End first: the socket's actor must not save over what we save now.
+    state.sessions.end(session_id);
+    let saved = matches!(
+        state.store.disconnect(&progress, state.resume_grace).await,
+        Ok(true)
+    );
+    info!(
+        "Session released: SessionId={session_id}, LastSequenceId={}, saved={saved}",
+        progress.last_seq
+    );
+    saved
+}
+
+/// Writes `packet` to `user_id`'s socket if its session is owned here.
+fn deliver_local(state: &HubState, user_id: u64, packet: &ServerPacket) -> bool {
+    match state.sessions.by_user(user_id) {
+        Some(a) => {
+            state.gateways.send_to_client(a.gateway, &a.socket, packet);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Why a push could not be delivered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeliverError {
+    /// The user has no connected session.
+    Offline,
+    /// The session store could not be asked.
+    Unavailable,
+}
+
+/// Delivers a server push to `user_id` wherever its session lives: here,
+/// or through the mesh to the game server that owns it.
+pub async fn deliver_to_user(
+    state: &HubState,
+    user_id: u64,
+    packet: &ServerPacket,
+) -> Result<(), DeliverError> {
+    if deliver_local(state, user_id, packet) {
+        return Ok(());
+    }
+    let record = state
+        .store
+        .get(user_id)
+        .await
+        .map_err(|_| DeliverError::Unavailable)?
+        .ok_or(DeliverError::Offline)?;
+    let owner = record.placement.owner;
+    if !record.connected || owner == 0 || owner == state.node_id || !state.mesh.is_live(owner) {
+        return Err(DeliverError::Offline);
+    }
+    if state.mesh.deliver(owner, user_id, packet) {
+        Ok(())
+    } else {
+        Err(DeliverError::Unavailable)
+    }
+}
