@@ -1,0 +1,735 @@
+//! The cluster with game servers as real child processes, so one can be
+//! killed (SIGKILL, a crash) or stopped (SIGTERM, a graceful stop) the way
+//! an operator or the kernel would: a late joiner, failover of 100 clients
+//! from a killed node, a graceful stop that leaves nothing pointing at the
+//! stopped node, and a killed node that comes back.
+//!
+//! Shape of each test: its own `redis-server` ([`RedisServer`]), game
+//! servers spawned from `env!("CARGO_BIN_EXE_game-server")` on free ports
+//! with short timers (logs in a temp dir, printed on failure), gateways in
+//! this process through [`gamemesh_gateway::start`], seeded with the FIRST
+//! game server only: membership has to teach them the others. Every wait is
+//! on a condition with a deadline, never a sleep for luck.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use gamemesh_gateway::Config as GwConfig;
+use gamemesh_proto::client::{server_packet, ErrorCode, KickReason, LoginResponse, ServerPacket};
+use gamemesh_test_client::client::{Client, ClientError};
+use gamemesh_test_support::{free_port, init_tracing, wait_for_async, RedisServer};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Bound on one client request and on a client's connect.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on a cluster-wide change: a node seen up or down by the gateways
+/// (peer timeout 1 s, heartbeat 100 ms), a registry entry removed.
+const SETTLE: Duration = Duration::from_secs(10);
+/// Bound on a game server child printing its "ready" line.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// Lines of a child's log printed when a test fails.
+const LOG_TAIL_LINES: usize = 60;
+
+/// Environment twins of game-server flags these tests do not pass, removed
+/// from the child's environment so a developer's shell cannot change what
+/// is tested (e.g. an `AUTH_SECRET` would make the "dev" token invalid).
+const UNSET_ENV: &[&str] = &[
+    "GAME_SERVER_BIND",
+    "GAME_SERVER_ADVERTISE_HOST",
+    "AUTH_SECRET",
+    "RESUME_GRACE_SECS",
+    "REPLY_CACHE",
+];
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+/// One test's world: a temp dir for the children's logs and a Redis.
+struct Harness {
+    /// Logs of the game server children; kept (and its path printed) when
+    /// the test fails, removed otherwise.
+    dir: PathBuf,
+    /// The shared truth of the cluster.
+    redis: RedisServer,
+}
+
+impl Harness {
+    fn new(test: &str) -> Harness {
+        init_tracing();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "gamemesh-cluster-{test}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).expect("create the test's temp dir");
+        Harness {
+            dir,
+            redis: RedisServer::start(),
+        }
+    }
+
+    /// Spawns game server `node_id` on fresh ports and waits until it is
+    /// ready. A port taken between `free_port` and the child's bind is
+    /// retried on other ports.
+    async fn game_server(&self, node_id: u64) -> GameServer {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let mut gs = GameServer {
+                node_id,
+                p2p_port: free_port(),
+                mesh_port: free_port(),
+                redis_addr: self.redis.addr(),
+                log: self.dir.join(format!("game-server-{node_id}.log")),
+                child: None,
+            };
+            match gs.spawn().await {
+                Ok(()) => return gs,
+                Err(e) if e.contains("in use") => last = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("game server {node_id}: no free ports after 3 attempts: {last}");
+    }
+
+    /// Starts a gateway in this process seeded with `seed` only.
+    async fn gateway(&self, node_id: u64, seed: &GameServer) -> Gateway {
+        let config = GwConfig {
+            node_id,
+            client_bind: "127.0.0.1".into(),
+            client_port: 0,
+            p2p_port: 0,
+            game_servers: vec![format!("127.0.0.1:{}", seed.p2p_port)],
+            heartbeat_ms: 100,
+            peer_timeout_ms: 1000,
+            shutdown_grace_secs: 2,
+            ..GwConfig::default()
+        };
+        let shutdown = CancellationToken::new();
+        let running = gamemesh_gateway::start(config, shutdown.clone())
+            .await
+            .expect("gateway starts");
+        Gateway {
+            node_id,
+            addr: running.client_addr.to_string(),
+            live: running.live_game_servers(),
+            shutdown,
+            task: Some(tokio::spawn(running.wait())),
+        }
+    }
+
+    fn redis_conn(&self) -> redis::Connection {
+        redis::Client::open(self.redis.url())
+            .expect("redis url")
+            .get_connection()
+            .expect("redis connection")
+    }
+
+    /// Every session record as (key, owner field). SCAN, not KEYS, as an
+    /// operator would on a live Redis.
+    fn session_owners(&self) -> Vec<(String, String)> {
+        let mut c = self.redis_conn();
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("gm:*:session")
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut c)
+                .expect("SCAN");
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .map(|k| {
+                let owner: Option<String> = redis::cmd("HGET")
+                    .arg(&k)
+                    .arg("owner")
+                    .query(&mut c)
+                    .expect("HGET owner");
+                (k, owner.unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// Session records whose owner is `node_id`.
+    fn sessions_owned_by(&self, node_id: u64) -> Vec<String> {
+        let owner = node_id.to_string();
+        self.session_owners()
+            .into_iter()
+            .filter(|(_, o)| *o == owner)
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// Node ids in the membership registry set.
+    fn registered_nodes(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = redis::cmd("SMEMBERS")
+            .arg("gm:{cluster}:nodes")
+            .query(&mut self.redis_conn())
+            .expect("SMEMBERS");
+        ids.sort_unstable();
+        ids
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "test failed: game server logs kept in {}",
+                self.dir.display()
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A `game-server` child process; SIGKILLed and reaped on drop.
+struct GameServer {
+    /// Its node id.
+    node_id: u64,
+    /// ZeroMQ port gateways send to (the gateways' seed).
+    p2p_port: u16,
+    /// ZeroMQ port peers send to.
+    mesh_port: u16,
+    /// `127.0.0.1:R`.
+    redis_addr: String,
+    /// stdout and stderr of every run, appended.
+    log: PathBuf,
+    /// The running process; `None` once it was reaped.
+    child: Option<Child>,
+}
+
+impl GameServer {
+    /// Starts the child and waits for its "ready" line. `Err` carries the
+    /// reason and the log's tail.
+    async fn spawn(&mut self) -> Result<(), String> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("open {}: {e}", self.log.display()))?;
+        let from = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_game-server"));
+        cmd.args(["--node-id", &self.node_id.to_string()])
+            .args(["--p2p-port", &self.p2p_port.to_string()])
+            .args(["--mesh-port", &self.mesh_port.to_string()])
+            .args(["--redis", &self.redis_addr])
+            .args(["--session-store", "redis"])
+            .args(["--heartbeat-ms", "100"])
+            .args(["--peer-timeout-ms", "1000"])
+            .args(["--flush-interval-ms", "20"])
+            .args(["--redis-timeout-ms", "500"])
+            .args(["--shutdown-grace-secs", "3"])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err);
+        for var in UNSET_ENV {
+            cmd.env_remove(var);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", env!("CARGO_BIN_EXE_game-server")))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let text = read_from(&self.log, from);
+            if text.contains(&format!("Game server {} ready", self.node_id)) {
+                return Ok(());
+            }
+            if let Some(status) = self.try_wait() {
+                self.child = None;
+                return Err(format!(
+                    "game server {} exited before ready ({status}):\n{}",
+                    self.node_id,
+                    tail(&text)
+                ));
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return Err(format!(
+                    "game server {} not ready within {START_TIMEOUT:?}:\n{}",
+                    self.node_id,
+                    tail(&text)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts it again after it died, same node id and ports.
+    async fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a running game server");
+        if let Err(e) = self.spawn().await {
+            panic!("restart of game server {}: {e}", self.node_id);
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("game server is running").id()
+    }
+
+    /// SIGKILL, then reap: a crash, nothing saved, nothing said.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM: asks for the graceful stop (the workspace forbids unsafe
+    /// code, so no `libc::kill`).
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM {} failed", self.pid());
+    }
+
+    fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// Waits for the process to exit by itself and reaps it.
+    async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.try_wait() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "game server {} still running {within:?} after SIGTERM:\n{}",
+                self.node_id,
+                tail(&read_from(&self.log, 0))
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for GameServer {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- game server {} log ({}), last {LOG_TAIL_LINES} lines ----\n{}",
+                self.node_id,
+                self.log.display(),
+                tail(&read_from(&self.log, 0))
+            );
+        }
+    }
+}
+
+fn read_from(path: &Path, offset: u64) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.seek(SeekFrom::Start(offset));
+        let mut bytes = Vec::new();
+        let _ = f.read_to_end(&mut bytes);
+        text = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    text
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
+
+/// A gateway running in this process.
+struct Gateway {
+    /// Its node id (for messages).
+    node_id: u64,
+    /// Where clients connect.
+    addr: String,
+    /// Number of game servers it counts live.
+    live: watch::Receiver<usize>,
+    /// Stops it.
+    shutdown: CancellationToken,
+    /// Its `wait()`; taken by [`Gateway::stop`].
+    task: Option<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Waits until it counts exactly `n` live game servers.
+    async fn wait_live(&mut self, n: usize) {
+        let node_id = self.node_id;
+        let seen = tokio::time::timeout(SETTLE, self.live.wait_for(|c| *c == n))
+            .await
+            .map(|r| r.is_ok());
+        match seen {
+            Ok(true) => {}
+            Ok(false) => panic!("gateway {node_id} stopped while waiting for {n} live"),
+            Err(_) => panic!(
+                "gateway {node_id} did not see {n} live game servers within {SETTLE:?} (it sees {})",
+                *self.live.borrow()
+            ),
+        }
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect_with_timeout(&self.addr, TIMEOUT)
+            .await
+            .expect("client connects to the gateway")
+    }
+
+    /// Stops it gracefully and waits (bounded) for it.
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(SETTLE, task)
+                .await
+                .expect("gateway stops within its grace")
+                .expect("gateway task");
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        // A failing test must not leave it running for the next one.
+        self.shutdown.cancel();
+    }
+}
+
+/// A fresh client on `gw`, logged in as `user` (servers run without an
+/// auth secret, so any token is accepted).
+async fn logged_in(gw: &Gateway, user: u64) -> (Client, LoginResponse) {
+    let mut c = gw.client().await;
+    let l = c
+        .login(user, "dev")
+        .await
+        .unwrap_or_else(|e| panic!("login of user {user} via gateway {}: {e}", gw.node_id));
+    (c, l)
+}
+
+fn kick_reason(p: &ServerPacket) -> Option<KickReason> {
+    match &p.body {
+        Some(server_packet::Body::Kicked(k)) => KickReason::try_from(k.reason).ok(),
+        _ => None,
+    }
+}
+
+/// Echoes `data`; retries only on `UNAVAILABLE` (the protocol's "retry
+/// later"), at most 3 times, with the SAME sequence id so a retry can never
+/// run twice. Returns how many `UNAVAILABLE` answers came before success.
+async fn echo_allowing_unavailable(c: &mut Client, data: &str) -> Result<u32, String> {
+    let seq = c.allocate_sequence();
+    let mut unavailable = 0;
+    loop {
+        match c.echo_at(seq, data.to_string()).await {
+            Ok(back) if back == data.as_bytes() => return Ok(unavailable),
+            Ok(back) => return Err(format!("echo returned {back:?}, sent {data:?}")),
+            Err(e) if e.error_code() == Some(ErrorCode::Unavailable) && unavailable < 3 => {
+                unavailable += 1;
+                // A retry interval, not a wait for luck: the next attempt
+                // is the check.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(describe_error(&e)),
+        }
+    }
+}
+
+fn describe_error(e: &ClientError) -> String {
+    format!("{} ({e})", e.kind())
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_game_server_joins_without_restarts() {
+    let h = Harness::new("late-join");
+    let gs1 = h.game_server(1).await;
+    let _gs2 = h.game_server(2).await;
+    let mut gw1 = h.gateway(1, &gs1).await;
+    let mut gw2 = h.gateway(2, &gs1).await;
+    // Seeded with gs1 only: gs2 is learnt through membership.
+    gw1.wait_live(2).await;
+    gw2.wait_live(2).await;
+
+    let _gs3 = h.game_server(3).await;
+    gw1.wait_live(3).await;
+    gw2.wait_live(3).await;
+
+    let mut served = Vec::new();
+    let mut clients = Vec::new();
+    for i in 0..9u64 {
+        let gw = if i % 2 == 0 { &gw1 } else { &gw2 };
+        let (mut c, l) = logged_in(gw, 100 + i).await;
+        assert_eq!(c.echo("hi").await.expect("echo"), "hi");
+        served.push(l.game_server_node_id);
+        clients.push(c);
+    }
+    for node in 1..=3 {
+        assert!(
+            served.contains(&node),
+            "game server {node} served none of 9 fresh logins (served: {served:?})"
+        );
+    }
+    gw1.stop().await;
+    gw2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_game_server_moves_its_100_clients_to_live_ones() {
+    const CLIENTS: u64 = 100;
+    let h = Harness::new("kill-100");
+    let gs1 = h.game_server(1).await;
+    let mut gs2 = h.game_server(2).await;
+    let _gs3 = h.game_server(3).await;
+    let mut gws = [h.gateway(1, &gs1).await, h.gateway(2, &gs1).await];
+    for gw in &mut gws {
+        gw.wait_live(3).await;
+    }
+
+    let logins = futures::future::join_all((0..CLIENTS).map(|i| {
+        let gw = &gws[(i % 2) as usize];
+        async move {
+            let user = 1000 + i;
+            let (mut c, l) = logged_in(gw, user).await;
+            let data = format!("before {user}");
+            assert_eq!(c.echo(data.clone()).await.expect("first echo"), data);
+            (user, c, l.game_server_node_id)
+        }
+    }))
+    .await;
+    let on_gs2: Vec<u64> = logins
+        .iter()
+        .filter(|(_, _, node)| *node == 2)
+        .map(|(u, _, _)| *u)
+        .collect();
+    assert!(
+        !on_gs2.is_empty(),
+        "no client was served by game server 2; nothing to fail over"
+    );
+
+    gs2.kill();
+    for gw in &mut gws {
+        gw.wait_live(2).await;
+    }
+
+    // Every client's next request, concurrently, each bounded.
+    let started = Instant::now();
+    let outcomes =
+        futures::future::join_all(logins.into_iter().map(|(user, mut c, node)| async move {
+            let data = format!("after {user}");
+            let r = match tokio::time::timeout(
+                Duration::from_secs(20),
+                echo_allowing_unavailable(&mut c, &data),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err("HUNG: no outcome within 20 s".into()),
+            };
+            (user, node, r, c)
+        }))
+        .await;
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(user, node, r, _)| {
+            r.as_ref()
+                .err()
+                .map(|e| format!("user {user} (was on game server {node}): {e}"))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {CLIENTS} clients failed their echo after game server 2 was killed \
+         ({} of them were on it); took {:?}:\n{}",
+        failed.len(),
+        on_gs2.len(),
+        started.elapsed(),
+        failed.join("\n")
+    );
+    let retried = outcomes
+        .iter()
+        .filter(|(_, _, r, _)| matches!(r, Ok(n) if *n > 0))
+        .count();
+    eprintln!(
+        "all {CLIENTS} clients echoed {:?} after the kill was noticed; {} had been on \
+         game server 2; {retried} needed an UNAVAILABLE retry",
+        started.elapsed(),
+        on_gs2.len()
+    );
+
+    let owners = h.session_owners();
+    assert_eq!(
+        owners.len() as u64,
+        CLIENTS,
+        "one session record per client survives the kill"
+    );
+    let on_dead: Vec<&(String, String)> = owners.iter().filter(|(_, o)| o == "2").collect();
+    assert!(
+        on_dead.is_empty(),
+        "session records still owned by the killed game server 2: {on_dead:?}"
+    );
+    let elsewhere: Vec<&(String, String)> = owners
+        .iter()
+        .filter(|(_, o)| o != "1" && o != "3")
+        .collect();
+    assert!(
+        elsewhere.is_empty(),
+        "connected sessions must be owned by a live game server (1 or 3): {elsewhere:?}"
+    );
+    drop(outcomes);
+    let [gw1, gw2] = gws;
+    gw1.stop().await;
+    gw2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_server_stopped_with_sigterm_kicks_its_clients_and_leaves_nothing_pointing_at_it() {
+    let h = Harness::new("sigterm");
+    let mut gs1 = h.game_server(1).await;
+    let _gs2 = h.game_server(2).await;
+    let mut gw = h.gateway(1, &gs1).await;
+    gw.wait_live(2).await;
+    wait_for_async("both game servers registered", SETTLE, || async {
+        h.registered_nodes() == [1, 2]
+    })
+    .await;
+
+    let mut on_gs1 = Vec::new();
+    let mut on_gs2 = Vec::new();
+    for user in 1..=6u64 {
+        let (mut c, l) = logged_in(&gw, user).await;
+        assert_eq!(c.echo("before").await.expect("echo"), "before");
+        match l.game_server_node_id {
+            1 => on_gs1.push((c, l)),
+            2 => on_gs2.push(c),
+            n => panic!("login served by unknown game server {n}"),
+        }
+    }
+    assert!(
+        !on_gs1.is_empty() && !on_gs2.is_empty(),
+        "round robin put clients on both game servers ({} on 1, {} on 2)",
+        on_gs1.len(),
+        on_gs2.len()
+    );
+
+    let sent = Instant::now();
+    gs1.terminate();
+
+    for (c, l) in &mut on_gs1 {
+        let push = c
+            .next_push(TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("session {}: no push after SIGTERM: {e}", l.session_id));
+        assert_eq!(
+            kick_reason(&push),
+            Some(KickReason::ServerShutdown),
+            "session {}: expected Kicked{{SERVER_SHUTDOWN}}, got {push:?}",
+            l.session_id
+        );
+        assert!(
+            c.wait_closed(TIMEOUT).await,
+            "session {}: socket closed after the kick",
+            l.session_id
+        );
+    }
+
+    let status = gs1.wait_exit(Duration::from_secs(10)).await;
+    assert!(
+        status.success(),
+        "game server 1 exited with {status} after SIGTERM"
+    );
+    eprintln!("game server 1 exited {:?} after SIGTERM", sent.elapsed());
+
+    let left = h.sessions_owned_by(1);
+    assert!(
+        left.is_empty(),
+        "session records still owned by stopped game server 1: {left:?}"
+    );
+    wait_for_async("game server 1 gone from the registry", SETTLE, || async {
+        !h.registered_nodes().contains(&1)
+    })
+    .await;
+
+    // A kicked client resumes on the same gateway, lands on game server 2,
+    // and finds its sequence watermark.
+    let (kicked, login) = &on_gs1[0];
+    let mut again = gw.client().await;
+    let snapshot = again
+        .resume(login.session_id, &login.resume_token)
+        .await
+        .expect("resume of a session released by SIGTERM");
+    assert_eq!(snapshot.game_server_node_id, 2, "resumed on game server 2");
+    assert_eq!(
+        snapshot.last_sequence_id,
+        kicked.last_sequence(),
+        "the snapshot holds the last executed sequence id"
+    );
+    again.set_next_sequence(snapshot.last_sequence_id + 1);
+    assert_eq!(again.echo("resumed").await.expect("echo"), "resumed");
+
+    for c in &mut on_gs2 {
+        assert_eq!(
+            c.echo("undisturbed").await.expect("echo on game server 2"),
+            "undisturbed"
+        );
+        let extra: Vec<&ServerPacket> = c.queued().collect();
+        assert!(
+            extra.is_empty(),
+            "a client of game server 2 received unexpected packets: {extra:?}"
+        );
+    }
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_server_that_comes_back_is_used_again() {
+    let h = Harness::new("comes-back");
+    let gs1 = h.game_server(1).await;
+    let mut gs2 = h.game_server(2).await;
+    let mut gw = h.gateway(1, &gs1).await;
+    gw.wait_live(2).await;
+
+    gs2.kill();
+    gw.wait_live(1).await;
+
+    gs2.restart().await;
+    gw.wait_live(2).await;
+
+    // Round robin over two live game servers: two fresh logins cover both.
+    let mut served = Vec::new();
+    let mut clients = Vec::new();
+    for user in 1..=2u64 {
+        let (mut c, l) = logged_in(&gw, user).await;
+        assert_eq!(c.echo("back").await.expect("echo"), "back");
+        served.push(l.game_server_node_id);
+        clients.push(c);
+    }
+    assert!(
+        served.contains(&2),
+        "the restarted game server 2 serves new logins again (served: {served:?})"
+    );
+    gw.stop().await;
+}
