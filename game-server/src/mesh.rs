@@ -100,6 +100,16 @@ impl Mesh {
             .is_some_and(|p| self.live(p, now))
     }
 
+    /// True while some registered peer has never answered: the mesh is
+    /// still forming, and heartbeats go faster.
+    pub fn settling(&self) -> bool {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|p| p.last_seen.is_none())
+    }
+
     /// Live peers that take logins, as gateways should learn them.
     pub fn live_peers(&self) -> Vec<NodeInfo> {
         let now = Instant::now();
@@ -284,12 +294,16 @@ pub async fn run(
     // Registry entries outlive a few missed renewals, never a dead node for
     // long.
     let ttl = (heartbeat * 5).max(Duration::from_secs(3));
-    let mut tick = tokio::time::interval(heartbeat);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Faster ticks while the mesh forms (a new pipe drops the first hello
+    // until its handshake completes), so a starting node joins in
+    // milliseconds rather than a couple of heartbeats.
+    let fast = heartbeat.min(Duration::from_millis(100));
+    let mut next = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {
+            _ = tokio::time::sleep_until(next) => {
+                next = tokio::time::Instant::now() + if state.mesh.settling() { fast } else { heartbeat };
                 let accepting = state.is_accepting();
                 if accepting {
                     if let Err(e) = registry.announce(state.mesh.me(), ttl).await {
