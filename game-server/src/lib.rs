@@ -221,11 +221,17 @@ pub async fn start(
         peer_timeout,
         tasks.clone(),
     ));
-    tracker.spawn(mesh::run(
+    let heartbeat = Duration::from_millis(config.heartbeat_ms);
+    tracker.spawn(mesh::registry_loop(
         state.clone(),
         registry.clone(),
+        heartbeat,
+        tasks.clone(),
+    ));
+    tracker.spawn(mesh::run(
+        state.clone(),
         mesh_events,
-        Duration::from_millis(config.heartbeat_ms),
+        heartbeat,
         tasks.clone(),
     ));
     tracker.spawn(hub::flush_loop(

@@ -30,6 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use std::sync::Arc;
+
 use crate::membership::NodeRegistry;
 use crate::state::HubState;
 
@@ -46,6 +48,17 @@ struct Peer {
     up: bool,
     /// False while it drains.
     accepting: bool,
+}
+
+/// How a release request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The owner saved the session's final progress and let it go.
+    Saved,
+    /// The owner answered that it does not hold the session.
+    NotHeld,
+    /// No answer in time (or the request could not be sent).
+    NoAnswer,
 }
 
 /// This game server's end of the mesh.
@@ -146,15 +159,15 @@ impl Mesh {
         );
     }
 
-    /// Asks `owner` to save session `session_id` and let it go; true when
-    /// it confirmed within `timeout`.
+    /// Asks `owner` to save session `session_id` and let it go, waiting up
+    /// to `timeout` for its answer.
     pub async fn release(
         &self,
         owner: NodeId,
         session_id: u64,
         user_id: u64,
         timeout: Duration,
-    ) -> bool {
+    ) -> Release {
         let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending
@@ -169,12 +182,20 @@ impl Mesh {
                 user_id,
             }),
         );
-        let saved = sent && matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(true)));
+        let outcome = if !sent {
+            Release::NoAnswer
+        } else {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(true)) => Release::Saved,
+                Ok(Ok(false)) => Release::NotHeld,
+                _ => Release::NoAnswer,
+            }
+        };
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&request_id);
-        saved
+        outcome
     }
 
     /// Sends a push for `user_id` to the game server that owns its session.
@@ -188,10 +209,8 @@ impl Mesh {
         )
     }
 
-    /// Links to every registered node not linked yet, sends our hello to
-    /// all of them, and logs up/down transitions.
-    fn tick(&self, registered: Vec<NodeInfo>, accepting: bool) {
-        let now = Instant::now();
+    /// Links to every registered node not linked yet.
+    fn learn(&self, registered: Vec<NodeInfo>) {
         let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
         for n in registered.into_iter().filter(|n| n.node_id != self.node_id) {
             let changed = peers
@@ -214,6 +233,12 @@ impl Mesh {
                 );
             }
         }
+    }
+
+    /// Sends our hello to every peer and logs up/down transitions.
+    fn heartbeat(&self, accepting: bool) {
+        let now = Instant::now();
+        let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
         let hello = Bytes::from(
             MeshMessage {
                 from_node_id: self.node_id,
@@ -282,56 +307,100 @@ impl Mesh {
     }
 }
 
-/// Runs the mesh: announces this node, links peers, sends heartbeats, and
-/// handles what peers send, until `shutdown`.
-pub async fn run(
-    state: std::sync::Arc<HubState>,
-    registry: std::sync::Arc<dyn NodeRegistry>,
-    mut events: mpsc::Receiver<LinkEvent>,
+/// The interval of the next tick: fast while the mesh forms (a new pipe
+/// drops the first hello until its handshake completes), so a starting
+/// node joins in milliseconds rather than a couple of heartbeats.
+fn next_tick(state: &HubState, heartbeat: Duration) -> tokio::time::Instant {
+    let fast = heartbeat.min(Duration::from_millis(100));
+    tokio::time::Instant::now()
+        + if state.mesh.settling() {
+            fast
+        } else {
+            heartbeat
+        }
+}
+
+/// Keeps this node announced in the registry and links the mesh to every
+/// node the registry lists. Its own task, so a slow Redis delays only
+/// discovery, never heartbeats or releases.
+pub async fn registry_loop(
+    state: Arc<HubState>,
+    registry: Arc<dyn NodeRegistry>,
     heartbeat: Duration,
     shutdown: CancellationToken,
 ) {
     // Registry entries outlive a few missed renewals, never a dead node for
     // long.
     let ttl = (heartbeat * 5).max(Duration::from_secs(3));
-    // Faster ticks while the mesh forms (a new pipe drops the first hello
-    // until its handshake completes), so a starting node joins in
-    // milliseconds rather than a couple of heartbeats.
-    let fast = heartbeat.min(Duration::from_millis(100));
-    let mut next = tokio::time::Instant::now();
     loop {
+        if state.is_accepting() {
+            if let Err(e) = registry.announce(state.mesh.me(), ttl).await {
+                debug!("Registry announce failed: {e}");
+            }
+        }
+        match registry.nodes().await {
+            Ok(nodes) => state.mesh.learn(nodes),
+            Err(e) => debug!("Registry read failed: {e}; keeping the peers we know"),
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(next) => {
-                next = tokio::time::Instant::now() + if state.mesh.settling() { fast } else { heartbeat };
-                let accepting = state.is_accepting();
-                if accepting {
-                    if let Err(e) = registry.announce(state.mesh.me(), ttl).await {
-                        debug!("Registry announce failed: {e}");
-                    }
-                }
-                match registry.nodes().await {
-                    Ok(nodes) => state.mesh.tick(nodes, accepting),
-                    Err(e) => {
-                        debug!("Registry read failed: {e}; keeping the peers we know");
-                        state.mesh.tick(Vec::new(), accepting);
-                    }
-                }
-            }
-            e = events.recv() => match e {
-                Some(LinkEvent::Message { from, payload }) => match MeshMessage::decode(payload) {
-                    Ok(MeshMessage { kind: Some(kind), .. }) => handle(&state, from, kind).await,
-                    Ok(_) => {}
-                    Err(e) => warn!(peer = from, error = %e, "undecodable mesh message dropped"),
-                },
-                Some(LinkEvent::SendFailed { to, .. }) => debug!(peer = to, "mesh message not sent"),
-                None => return,
-            },
+            _ = tokio::time::sleep_until(next_tick(&state, heartbeat)) => {}
         }
     }
 }
 
-async fn handle(state: &HubState, from: NodeId, kind: mesh_message::Kind) {
+/// Sends heartbeats to peers and handles what they send, until
+/// `shutdown`. Releases (which save to the store) run beside the loop, so
+/// they never hold up heartbeats.
+pub async fn run(
+    state: Arc<HubState>,
+    mut events: mpsc::Receiver<LinkEvent>,
+    heartbeat: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut releases = tokio::task::JoinSet::new();
+    let mut next = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(next) => {
+                state.mesh.heartbeat(state.is_accepting());
+                next = next_tick(&state, heartbeat);
+            }
+            Some(_) = releases.join_next(), if !releases.is_empty() => {}
+            e = events.recv() => match e {
+                Some(LinkEvent::Message { from, payload }) => match MeshMessage::decode(payload) {
+                    Ok(MeshMessage { kind: Some(mesh_message::Kind::ReleaseSession(r)), .. }) => {
+                        let state = state.clone();
+                        releases.spawn(async move { answer_release(&state, from, r).await });
+                    }
+                    Ok(MeshMessage { kind: Some(kind), .. }) => handle(&state, from, kind),
+                    Ok(_) => {}
+                    Err(e) => warn!(peer = from, error = %e, "undecodable mesh message dropped"),
+                },
+                Some(LinkEvent::SendFailed { to, .. }) => debug!(peer = to, "mesh message not sent"),
+                None => break,
+            },
+        }
+    }
+    // Let releases in flight finish: their requesters are waiting.
+    while releases.join_next().await.is_some() {}
+}
+
+/// Saves and lets go of a session a peer is resuming, and answers it.
+async fn answer_release(state: &HubState, from: NodeId, r: ReleaseSession) {
+    let saved = release_local(state, r.session_id).await;
+    state.mesh.send(
+        from,
+        mesh_message::Kind::SessionReleased(SessionReleased {
+            request_id: r.request_id,
+            session_id: r.session_id,
+            saved,
+        }),
+    );
+}
+
+fn handle(state: &HubState, from: NodeId, kind: mesh_message::Kind) {
     match kind {
         mesh_message::Kind::Hello(h) => state.mesh.on_hello(from, h),
         mesh_message::Kind::SessionEnded(e) => {
@@ -342,17 +411,8 @@ async fn handle(state: &HubState, from: NodeId, kind: mesh_message::Kind) {
                 );
             }
         }
-        mesh_message::Kind::ReleaseSession(r) => {
-            let saved = release_local(state, r.session_id).await;
-            state.mesh.send(
-                from,
-                mesh_message::Kind::SessionReleased(SessionReleased {
-                    request_id: r.request_id,
-                    session_id: r.session_id,
-                    saved,
-                }),
-            );
-        }
+        // Handled beside the loop by `answer_release`.
+        mesh_message::Kind::ReleaseSession(_) => {}
         mesh_message::Kind::SessionReleased(r) => state.mesh.on_released(r),
         mesh_message::Kind::DeliverToUser(d) => match ServerPacket::decode(d.body) {
             Ok(packet) => {

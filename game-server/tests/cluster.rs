@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 /// Bound on one client request and on a client's connect.
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on a cluster-wide change: a node seen up or down by the gateways
-/// (peer timeout 1 s, heartbeat 100 ms), a registry entry removed.
+/// (peer timeout 2 s, heartbeat 100 ms), a registry entry removed.
 const SETTLE: Duration = Duration::from_secs(10);
 /// Bound on a game server child printing its "ready" line.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -108,7 +108,7 @@ impl Harness {
             p2p_port: 0,
             game_servers: vec![format!("127.0.0.1:{}", seed.p2p_port)],
             heartbeat_ms: 100,
-            peer_timeout_ms: 1000,
+            peer_timeout_ms: 2000,
             shutdown_grace_secs: 2,
             ..GwConfig::default()
         };
@@ -235,7 +235,7 @@ impl GameServer {
             .args(["--redis", &self.redis_addr])
             .args(["--session-store", "redis"])
             .args(["--heartbeat-ms", "100"])
-            .args(["--peer-timeout-ms", "1000"])
+            .args(["--peer-timeout-ms", "2000"])
             .args(["--flush-interval-ms", "20"])
             .args(["--redis-timeout-ms", "500"])
             .args(["--shutdown-grace-secs", "3"])

@@ -254,10 +254,11 @@ async fn write_last(writer: &mut OwnedWriteHalf, frame: Option<Bytes>) {
 }
 
 /// Sends one frame to the socket's game server, moving the socket to a live
-/// game server when its own is down. `Err` means no game server is alive.
+/// game server when its own is down (or, for a socket with no session yet,
+/// draining). `Err` means no game server is available.
 fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<(), String> {
     let route = match shared.pins.get(socket) {
-        Some(r) if shared.upstream.is_live(r.game_server) => r,
+        Some(r) if shared.upstream.can_serve(r.game_server, r.session_id != 0) => r,
         current => {
             let Some(gs) = shared.upstream.pick() else {
                 return Err("no game server is available".into());
@@ -265,7 +266,7 @@ fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<(), String> {
             match current {
                 Some(old) => {
                     warn!(
-                        "Rerouting SocketId={socket}, SessionId={} from game server {} (down) to {gs}",
+                        "Rerouting SocketId={socket}, SessionId={} from game server {} (down or draining) to {gs}",
                         old.session_id, old.game_server
                     );
                     shared.pins.reroute(socket, gs).unwrap_or(old)

@@ -112,14 +112,16 @@ impl Upstream {
         now.duration_since(p.last_seen) < self.peer_timeout
     }
 
-    /// True when `gs` has been heard from within the peer timeout.
-    pub(crate) fn is_live(&self, gs: NodeId) -> bool {
+    /// True when `gs` can take a frame of a socket: it is live and, for a
+    /// socket with no session yet (whose next frame may be a login), it
+    /// still takes logins.
+    pub(crate) fn can_serve(&self, gs: NodeId, pinned: bool) -> bool {
         let now = Instant::now();
         self.peers
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&gs)
-            .is_some_and(|p| self.is_live_peer(p, now))
+            .is_some_and(|p| self.is_live_peer(p, now) && (pinned || p.accepting))
     }
 
     /// Picks a live game server for a socket (round robin over the live,

@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use super::login::token_hash;
+use crate::mesh::Release;
 use crate::pipeline::{BoxError, ConnInfo, HubRequest, HubResponse, SessionEffect};
 use crate::session::local::Attached;
 use crate::session::{LocalSession, Placement, SessionRecord, StoreError};
@@ -155,16 +156,23 @@ async fn hand_off(
             "Owner game server {owner} of SessionId={} is down; taking its last saved progress",
             record.session_id
         );
-    } else if !state
-        .mesh
-        .release(owner, record.session_id, record.user_id, HAND_OFF_WAIT)
-        .await
-    {
-        warn!(
-            "Game server {owner} did not release SessionId={} within {} ms; taking its last saved progress",
-            record.session_id,
-            HAND_OFF_WAIT.as_millis()
-        );
+    } else {
+        match state
+            .mesh
+            .release(owner, record.session_id, record.user_id, HAND_OFF_WAIT)
+            .await
+        {
+            Release::Saved => {}
+            Release::NotHeld => info!(
+                "Game server {owner} no longer held SessionId={}; taking its saved progress",
+                record.session_id
+            ),
+            Release::NoAnswer => warn!(
+                "Game server {owner} did not release SessionId={} within {} ms; taking its last saved progress",
+                record.session_id,
+                HAND_OFF_WAIT.as_millis()
+            ),
+        }
     }
     Ok(state
         .store

@@ -125,14 +125,12 @@ impl SessionStore for MemoryStore {
     async fn disconnect(&self, p: &Progress, grace: Duration) -> Result<bool, StoreError> {
         Ok(
             self.with(|map| match current(map, p.user_id, p.session_id, p.epoch) {
-                // Like the Redis script: never backwards, never after the
-                // disconnect save.
-                Some((r, _)) if !r.connected || p.last_seq < r.last_seq => true,
                 Some((r, exp)) => {
                     r.last_seq = p.last_seq;
                     r.replies = p.replies.clone();
                     r.connected = false;
                     r.placement.socket = Uuid::nil();
+                    r.placement.owner = 0;
                     *exp = Instant::now() + grace;
                     true
                 }
@@ -217,6 +215,25 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_disconnected_record_has_no_owner_and_late_saves_do_not_undo_it() {
+        let s = MemoryStore::new();
+        s.login(new(1, 1), TTL).await.unwrap();
+        let progress = |last_seq| Progress {
+            user_id: 7,
+            session_id: 1,
+            epoch: 1,
+            last_seq,
+            replies: Bytes::new(),
+        };
+        assert!(s.save(&progress(4), TTL).await.unwrap());
+        assert!(s.disconnect(&progress(5), TTL).await.unwrap());
+        // A periodic save that lands after the disconnect save changes nothing.
+        assert!(s.save(&progress(3), TTL).await.unwrap());
+        let r = s.get(7).await.unwrap().unwrap();
+        assert_eq!((r.connected, r.placement.owner, r.last_seq), (false, 0, 5));
     }
 
     #[tokio::test(start_paused = true)]
