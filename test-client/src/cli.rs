@@ -2,10 +2,13 @@
 //! dispatch to the commands. Lives in the library so it can be tested
 //! without spawning the binary.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+use crate::echo_server::{self, EchoServerOptions};
+use crate::load::{self, BenchOptions, Mode};
 use crate::{commands, scenario};
 
 /// gamemesh test client: speaks the client protocol to a gateway.
@@ -48,8 +51,7 @@ impl Cli {
     }
 }
 
-/// The subcommands. `bench`, `echo-server` and `chat` will join them as
-/// further variants (load mode goes in `load.rs`).
+/// The subcommands. `chat` will join them as a further variant.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Log in once and print the LoginResponse.
@@ -84,11 +86,128 @@ pub enum Command {
         #[arg(long, env = "GAMEMESH_ADDR2")]
         addr2: Option<String>,
     },
+    /// Load generator: measure --addr for a while, print one JSON line.
+    Bench(BenchArgs),
+    /// Bare echo server for the same framing: the physical-limit baseline.
+    EchoServer(EchoServerArgs),
 }
 
-/// Runs the parsed command line. `Ok(false)` means the command ran but a
-/// check failed (exit status 1); `Err` is a one-sentence reason it could
-/// not run.
+/// Flags of `bench` (global `--addr`, `--auth-secret` and `--timeout-ms`
+/// apply too).
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(long, env = "GAMEMESH_BENCH_MODE", value_enum, default_value_t = Mode::Echo)]
+    pub mode: Mode,
+    /// Sessions (echo, idle), concurrent workers (login, resume) or
+    /// concurrent pairs (kick).
+    #[arg(
+        long,
+        env = "GAMEMESH_BENCH_CONNS",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub conns: u32,
+    /// Echo requests in flight per connection; 1 is lockstep.
+    #[arg(
+        long,
+        env = "GAMEMESH_BENCH_DEPTH",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub depth: u32,
+    /// Bytes of echo data per request.
+    #[arg(long, env = "GAMEMESH_BENCH_PAYLOAD", default_value_t = 64)]
+    pub payload: u32,
+    /// Seconds the clock runs (after set-up and warm-up).
+    #[arg(
+        long,
+        env = "GAMEMESH_BENCH_DURATION",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub duration: u64,
+    /// Echo without logging in: for the bare echo server or a relay in
+    /// front of it (echo mode only).
+    #[arg(long, env = "GAMEMESH_BENCH_NO_LOGIN")]
+    pub no_login: bool,
+    /// Spread connections over 127.0.0.1..127.0.0.K from the start (more
+    /// are added by themselves when ports run out).
+    #[arg(
+        long,
+        env = "GAMEMESH_BENCH_SOURCES",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u8).range(1..=254)
+    )]
+    pub sources: u8,
+    /// At most this many new connections per second.
+    #[arg(
+        long,
+        env = "GAMEMESH_BENCH_CONNECT_RATE",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub connect_rate: Option<u32>,
+}
+
+/// Flags of `echo-server`.
+#[derive(Debug, Args)]
+pub struct EchoServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "GAMEMESH_ECHO_LISTEN", default_value = "127.0.0.1:7000")]
+    pub listen: SocketAddr,
+    /// Runtime worker threads; 0 runs on one current-thread runtime.
+    #[arg(long, env = "GAMEMESH_ECHO_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+}
+
+impl Cli {
+    /// The options of `bench`, with the global flags folded in.
+    pub fn bench_options(&self, args: &BenchArgs) -> BenchOptions {
+        BenchOptions {
+            addr: self.addr.clone(),
+            mode: args.mode,
+            conns: args.conns as usize,
+            depth: args.depth as usize,
+            payload: args.payload as usize,
+            duration: Duration::from_secs(args.duration),
+            no_login: args.no_login,
+            sources: usize::from(args.sources),
+            connect_rate: args.connect_rate,
+            auth_secret: self.auth_secret.clone(),
+            timeout: self.timeout(),
+        }
+    }
+}
+
+/// Runs the parsed command line on the runtime it calls for: `bench` on a
+/// current-thread runtime (a load generator must not compete with the
+/// servers for cores), `echo-server` on the one `--workers` asks for, the
+/// rest on a multi-threaded one. Returns like [`run`].
+pub fn execute(cli: Cli) -> anyhow::Result<bool> {
+    match cli.command {
+        Command::Bench(ref args) => {
+            let report = load::run(&cli.bench_options(args))?;
+            println!("{}", report.to_json_line());
+            Ok(true)
+        }
+        Command::EchoServer(ref args) => {
+            echo_server::run(&EchoServerOptions {
+                listen: args.listen,
+                workers: args.workers,
+            })?;
+            Ok(true)
+        }
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(run(cli)),
+    }
+}
+
+/// Runs the protocol commands (`login`, `echo`, `scenario`) on the current
+/// runtime. `Ok(false)` means the command ran but a check failed (exit
+/// status 1); `Err` is a one-sentence reason it could not run. `bench` and
+/// `echo-server` build their own runtimes: use [`execute`] for them.
 pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     let timeout = cli.timeout();
     let secret = cli.auth_secret.as_deref();
@@ -108,6 +227,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                 timeout,
             };
             scenario::run(&opts).await
+        }
+        Command::Bench(_) | Command::EchoServer(_) => {
+            anyhow::bail!("bench and echo-server build their own runtime: call cli::execute")
         }
     }
 }
@@ -147,6 +269,87 @@ mod tests {
                 .unwrap();
         assert_eq!(cli.addr, "h:1");
         assert!(matches!(cli.command, Command::Scenario { addr2: Some(ref a), .. } if a == "h:2"));
+    }
+
+    #[test]
+    fn bench_flags_have_defaults_and_fold_in_the_globals() {
+        let cli =
+            Cli::try_parse_from(["test-client", "bench", "--addr", "127.0.0.1:7700"]).unwrap();
+        let Command::Bench(ref args) = cli.command else {
+            panic!("not bench: {:?}", cli.command)
+        };
+        let opts = cli.bench_options(args);
+        assert_eq!(opts.addr, "127.0.0.1:7700");
+        assert_eq!(opts.mode, Mode::Echo);
+        assert_eq!((opts.conns, opts.depth, opts.payload), (100, 1, 64));
+        assert_eq!(opts.duration, Duration::from_secs(10));
+        assert_eq!(
+            (opts.no_login, opts.sources, opts.connect_rate),
+            (false, 1, None)
+        );
+        assert_eq!(opts.timeout, Duration::from_millis(5000));
+
+        let cli = Cli::try_parse_from([
+            "test-client",
+            "bench",
+            "--mode",
+            "kick",
+            "--conns",
+            "1000",
+            "--depth",
+            "16",
+            "--payload",
+            "512",
+            "--duration",
+            "3",
+            "--sources",
+            "4",
+            "--connect-rate",
+            "5000",
+        ])
+        .unwrap();
+        let Command::Bench(ref args) = cli.command else {
+            panic!("not bench")
+        };
+        let opts = cli.bench_options(args);
+        assert_eq!(opts.mode, Mode::Kick);
+        assert_eq!((opts.conns, opts.depth, opts.payload), (1000, 16, 512));
+        assert_eq!(opts.duration, Duration::from_secs(3));
+        assert_eq!((opts.sources, opts.connect_rate), (4, Some(5000)));
+
+        for bad in [
+            &["--conns", "0"][..],
+            &["--depth", "0"],
+            &["--duration", "0"],
+            &["--sources", "0"],
+            &["--sources", "255"],
+            &["--mode", "nope"],
+        ] {
+            let argv = ["test-client", "bench"].iter().chain(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn echo_server_flags() {
+        let cli = Cli::try_parse_from(["test-client", "echo-server"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::EchoServer(EchoServerArgs { workers: 2, listen }) if listen.port() == 7000
+        ));
+        let cli = Cli::try_parse_from([
+            "test-client",
+            "echo-server",
+            "--listen",
+            "127.0.0.1:7700",
+            "--workers",
+            "0",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::EchoServer(EchoServerArgs { workers: 0, listen }) if listen.port() == 7700
+        ));
     }
 
     #[test]

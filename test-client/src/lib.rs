@@ -6,6 +6,11 @@
 //!   pushes kept in a queue; [`token_for`] mints login tokens.
 //! - [`scenario`]: the contract walk printed as `PASS` / `FAIL` lines.
 //! - [`commands`]: the one-shot `login` and `echo` commands.
+//! - [`load`]: `bench`, the load generator: echo (lockstep or pipelined),
+//!   login rate, kick and resume latency, idle sessions; one JSON line out.
+//! - [`echo_server`]: `echo-server`, a bare echo server for the same
+//!   framing, the baseline `bench` compares against.
+//! - [`limits`]: the open-file limit, raised before a benchmark.
 //! - [`cli`]: flags and dispatch for the `test-client` binary.
 //!
 //! A request's path: [`Client::echo`] builds a `ClientPacket` with the next
@@ -22,6 +27,9 @@
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod echo_server;
+pub mod limits;
+pub mod load;
 pub mod scenario;
 
 pub use client::{token_for, Client, ClientError};

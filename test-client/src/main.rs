@@ -1,5 +1,8 @@
 //! `test-client`: parses flags, sets up logging, runs the command, and
 //! turns the outcome into an exit status (0 all good, 1 otherwise).
+//!
+//! No `#[tokio::main]`: each command picks its runtime (`bench` must run
+//! on a current-thread one), see [`cli::execute`].
 
 use std::process::ExitCode;
 
@@ -7,18 +10,18 @@ use clap::Parser;
 use gamemesh_test_client::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr at `warn` unless RUST_LOG says otherwise, so stdout
-    // is just the command's own lines (PASS/FAIL for the scenario).
+    // is just the command's own lines (PASS/FAIL for the scenario, the JSON
+    // line for bench).
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli::run(cli).await {
+    match cli::execute(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
