@@ -62,9 +62,6 @@ impl Dispatcher {
                         Ok(_) => debug!(gateway = from, "empty message from gateway"),
                         Err(e) => warn!(gateway = from, error = %e, "undecodable message from gateway dropped"),
                     },
-                    Some(LinkEvent::SendFailed { to, .. }) => {
-                        debug!(gateway = to, "message to gateway could not be sent (not connected or full)");
-                    }
                     None => break,
                 },
                 _ = tick.tick() => {

@@ -44,6 +44,8 @@ struct Peer {
     p2p_endpoint: String,
     /// Last message from it; `None` until it first speaks.
     last_seen: Option<Instant>,
+    /// Whether its last hello listed us: our pipe to it delivers.
+    hears_us: bool,
     /// Whether we count it as live (for up/down log lines).
     up: bool,
     /// False while it drains.
@@ -98,9 +100,14 @@ impl Mesh {
         &self.me
     }
 
-    fn live(&self, p: &Peer, now: Instant) -> bool {
+    fn heard_recently(&self, p: &Peer, now: Instant) -> bool {
         p.last_seen
             .is_some_and(|t| now.duration_since(t) < self.peer_timeout)
+    }
+
+    /// Live: heard from recently, and it hears us (both pipes deliver).
+    fn live(&self, p: &Peer, now: Instant) -> bool {
+        p.hears_us && self.heard_recently(p, now)
     }
 
     /// True when `node` answered within the peer timeout.
@@ -113,14 +120,14 @@ impl Mesh {
             .is_some_and(|p| self.live(p, now))
     }
 
-    /// True while some registered peer has never answered: the mesh is
-    /// still forming, and heartbeats go faster.
+    /// True while some registered peer has not yet answered, or not yet
+    /// heard us: the mesh is still forming, and heartbeats go faster.
     pub fn settling(&self) -> bool {
         self.peers
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .any(|p| p.last_seen.is_none())
+            .any(|p| p.last_seen.is_none() || !p.hears_us)
     }
 
     /// Live peers that take logins, as gateways should learn them.
@@ -227,6 +234,7 @@ impl Mesh {
                         mesh_endpoint: n.mesh_endpoint,
                         p2p_endpoint: n.p2p_endpoint,
                         last_seen: None,
+                        hears_us: false,
                         up: false,
                         accepting: true,
                     },
@@ -239,6 +247,11 @@ impl Mesh {
     fn heartbeat(&self, accepting: bool) {
         let now = Instant::now();
         let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
+        let heard = peers
+            .iter()
+            .filter(|(_, p)| self.heard_recently(p, now))
+            .map(|(id, _)| *id)
+            .collect();
         let hello = Bytes::from(
             MeshMessage {
                 from_node_id: self.node_id,
@@ -248,6 +261,7 @@ impl Mesh {
                     incarnation: gamemesh_transport::incarnation(),
                     p2p_endpoint: self.me.p2p_endpoint.clone(),
                     accepting_logins: accepting,
+                    heard,
                 })),
             }
             .encode_to_vec(),
@@ -274,18 +288,20 @@ impl Mesh {
                 mesh_endpoint: hello.mesh_endpoint.clone(),
                 p2p_endpoint: hello.p2p_endpoint.clone(),
                 last_seen: None,
+                hears_us: false,
                 up: false,
                 accepting: true,
             }
         });
-        if !p.up {
+        p.last_seen = Some(Instant::now());
+        p.hears_us = hello.heard.contains(&self.node_id);
+        if p.hears_us && !p.up {
             info!(
                 "Mesh peer game server {from} is UP at {}",
                 hello.mesh_endpoint
             );
             p.up = true;
         }
-        p.last_seen = Some(Instant::now());
         p.accepting = hello.accepting_logins;
         p.p2p_endpoint = hello.p2p_endpoint;
     }
@@ -378,7 +394,6 @@ pub async fn run(
                     Ok(_) => {}
                     Err(e) => warn!(peer = from, error = %e, "undecodable mesh message dropped"),
                 },
-                Some(LinkEvent::SendFailed { to, .. }) => debug!(peer = to, "mesh message not sent"),
                 None => break,
             },
         }

@@ -284,7 +284,11 @@ fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<(), String> {
             route.game_server
         );
         let seq = packets::peek_sequence_id(&body);
-        let reply = packets::error(seq, ErrorCode::Unavailable, "gateway is overloaded; retry");
+        let reply = packets::error(
+            seq,
+            ErrorCode::Unavailable,
+            format!("game server {} is unreachable; retry", route.game_server),
+        );
         shared
             .clients
             .deliver(socket, Outbound::Frame(packets::encode(&reply)));

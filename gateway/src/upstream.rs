@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gamemesh_proto::client::{ErrorCode, KickReason};
+use gamemesh_proto::client::KickReason;
 use gamemesh_proto::internal::{
     gateway_to_server, server_to_gateway, ClientConnected, ClientDisconnected, ClientFrame,
     GatewayHello, GatewayToServer, ServerHello, ServerToGateway,
@@ -375,7 +375,6 @@ pub(crate) async fn dispatch_loop(
                     warn!(game_server = from, error = %e, "undecodable message from game server dropped")
                 }
             },
-            LinkEvent::SendFailed { to, payload } => send_failed(&shared, to, payload),
         }
     }
 }
@@ -430,30 +429,6 @@ fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
             );
         }
     }
-}
-
-/// A message we could not hand to libzmq. A client frame must not vanish:
-/// its sender gets `UNAVAILABLE` for that request.
-fn send_failed(shared: &Shared, to: NodeId, payload: Bytes) {
-    let Ok(GatewayToServer {
-        kind: Some(gateway_to_server::Kind::ClientFrame(f)),
-    }) = GatewayToServer::decode(payload)
-    else {
-        return; // hellos and notices are re-sent or moot
-    };
-    let Some(socket) = socket_of(&f.socket_id) else {
-        return;
-    };
-    warn!("Relay to game server {to} failed: SocketId={socket}; answered UNAVAILABLE");
-    let seq = packets::peek_sequence_id(&f.body);
-    let reply = packets::error(
-        seq,
-        ErrorCode::Unavailable,
-        format!("game server {to} is unreachable; retry"),
-    );
-    shared
-        .clients
-        .deliver(&socket, Outbound::Frame(packets::encode(&reply)));
 }
 
 /// The `Kicked` frame body for `reason`.

@@ -18,9 +18,9 @@ pub enum LinkError {
     /// libzmq refused a socket operation.
     #[error("zeromq error: {0}")]
     Zmq(#[from] zmq::Error),
-    /// The outbound queue is full: the peer or the send thread is behind.
-    #[error("outbound queue to node {0} is full")]
-    QueueFull(NodeId),
+    /// No connected pipe to the peer, or its high-water mark is reached.
+    #[error("node {0} is unreachable (not connected, or its queue is full)")]
+    Unreachable(NodeId),
     /// The link has been shut down.
     #[error("link is closed")]
     Closed,
@@ -32,7 +32,7 @@ impl LinkError {
         match self {
             LinkError::Bind { .. } => "bind",
             LinkError::Zmq(_) => "zmq",
-            LinkError::QueueFull(_) => "queue_full",
+            LinkError::Unreachable(_) => "unreachable",
             LinkError::Closed => "closed",
         }
     }

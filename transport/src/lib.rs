@@ -10,9 +10,9 @@
 //! [`Link`] is the small trait the rest of gamemesh uses;
 //! [`zmq_link::ZmqLink`] implements it with libzmq (ROUTER in, one DEALER per
 //! peer out), which reconnects by itself when a peer restarts, bounds every
-//! queue with high-water marks and runs ZMTP heartbeats. libzmq sockets are
-//! not thread-safe and block, so they live on two dedicated threads (one
-//! receiving, one sending) and never on the tokio runtime.
+//! queue with high-water marks and runs ZMTP heartbeats. The blocking
+//! receive lives on a dedicated thread; sends are non-blocking and made
+//! under a mutex from the caller's thread (see [`zmq_link`]).
 
 pub mod error;
 pub mod zmq_link;
@@ -49,21 +49,12 @@ pub enum LinkEvent {
         /// The payload, untouched.
         payload: Bytes,
     },
-    /// A message accepted by [`Link::send`] could not be handed to libzmq
-    /// (the peer is not connected or its high-water mark is reached). The
-    /// payload comes back so the owner can answer whoever is waiting on it
-    /// (a client gets `UNAVAILABLE`, never silence).
-    SendFailed {
-        /// The peer the message was for.
-        to: NodeId,
-        /// The payload that was not sent.
-        payload: Bytes,
-    },
 }
 
 /// A message transport between nodes. Implementations never block the
-/// caller: `send` enqueues, and a failure after enqueueing is reported as
-/// [`LinkEvent::SendFailed`].
+/// caller: `send` hands the message over or fails at once (the peer is not
+/// connected, or its queue is full), so whoever waits on the message can
+/// be answered (a client gets `UNAVAILABLE`, never silence).
 pub trait Link: Send + Sync + 'static {
     /// Opens (or re-points) the outbound pipe to `peer`.
     fn connect(&self, peer: NodeId, endpoint: &str) -> Result<(), LinkError>;
@@ -74,7 +65,7 @@ pub trait Link: Send + Sync + 'static {
     fn rename(&self, from: NodeId, to: NodeId) -> Result<(), LinkError>;
     /// Closes the outbound pipe to `peer`, dropping what it still holds.
     fn disconnect(&self, peer: NodeId) -> Result<(), LinkError>;
-    /// Queues `payload` for `peer`.
+    /// Hands `payload` to the pipe to `peer`, or fails without blocking.
     fn send(&self, peer: NodeId, payload: Bytes) -> Result<(), LinkError>;
     /// The endpoint peers connect to, e.g. `tcp://127.0.0.1:8001`.
     fn local_endpoint(&self) -> &str;

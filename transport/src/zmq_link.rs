@@ -8,14 +8,22 @@
 //! - DEALER `IMMEDIATE`: queue only to a completed connection, so a message
 //!   for a down peer fails now (and the client hears `UNAVAILABLE`) instead of
 //!   waiting in a buffer for a peer that may never come back.
-//! - `SNDHWM`/`RCVHWM`: bounded queues; a full one is reported, not grown.
+//! - `SNDHWM`/`RCVHWM`: bounded queues; a full one is an error, not growth.
 //! - `LINGER` 0: shutdown never waits on a dead peer.
 //! - ZMTP heartbeats: a silently dead TCP peer is noticed by libzmq too.
+//!
+//! Threads: the ROUTER lives on a receive thread (blocking `recv`, handing
+//! messages to tokio through a bounded channel). The DEALERs are owned by
+//! the link behind one mutex and sent on directly, with `DONTWAIT`, from
+//! whatever thread calls [`Link::send`]: a libzmq socket may move between
+//! threads as long as one thread uses it at a time, which the mutex
+//! guarantees, and a non-blocking send never stalls the runtime. (A
+//! dedicated send thread cost a thread wake-up per message each way; see
+//! BENCHMARKS.md.)
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -38,8 +46,6 @@ pub struct LinkConfig {
     pub port: u16,
     /// libzmq high-water mark (messages) per pipe, both directions.
     pub hwm: i32,
-    /// Capacity of the queue between tokio and the send thread.
-    pub send_queue: usize,
     /// Capacity of the queue between the receive thread and tokio.
     pub recv_queue: usize,
     /// ZMTP heartbeat interval.
@@ -55,37 +61,35 @@ impl LinkConfig {
             bind_host: bind_host.to_string(),
             port,
             hwm: 100_000,
-            send_queue: 65_536,
             recv_queue: 65_536,
             heartbeat: Duration::from_secs(1),
         }
     }
 }
 
-enum Command {
-    Connect(NodeId, String),
-    Disconnect(NodeId),
-    Rename(NodeId, NodeId),
-    Send(NodeId, Bytes),
-    Stop,
-}
-
 /// A libzmq-backed [`Link`]. Dropping it (or [`ZmqLink::shutdown`]) stops
-/// both threads.
+/// the receive thread and closes every socket.
 pub struct ZmqLink {
-    /// The send thread's queue; bounded so a stalled peer cannot grow memory.
-    commands: SyncSender<Command>,
+    /// Creates the DEALERs; kept so sockets outlive no context.
+    ctx: zmq::Context,
+    /// Options for new DEALERs.
+    config: LinkConfig,
+    /// Our routing id, `<role>:<node id>`.
+    identity: String,
+    /// One DEALER per peer. The mutex is what makes the sockets usable from
+    /// any thread, one at a time.
+    peers: Mutex<HashMap<NodeId, zmq::Socket>>,
     /// Where peers reach us.
     endpoint: String,
     /// Tells the receive thread to stop at its next poll timeout.
     stop: Arc<AtomicBool>,
-    /// Both threads, joined on shutdown.
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The receive thread, joined on shutdown.
+    receiver: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl ZmqLink {
-    /// Binds the inbound socket and starts the link's threads. Events go to
-    /// the returned receiver.
+    /// Binds the inbound socket and starts the receive thread. Messages go
+    /// to the returned receiver.
     pub fn bind(config: LinkConfig) -> Result<(Self, mpsc::Receiver<LinkEvent>), LinkError> {
         let ctx = zmq::Context::new();
         let router = ctx.socket(zmq::ROUTER)?;
@@ -110,48 +114,61 @@ impl ZmqLink {
             .unwrap_or_else(|_| requested.clone());
 
         let (event_tx, event_rx) = mpsc::channel(config.recv_queue);
-        let (cmd_tx, cmd_rx) = sync_channel(config.send_queue);
         let stop = Arc::new(AtomicBool::new(false));
-
         let recv_stop = stop.clone();
-        let recv_events = event_tx.clone();
-        let recv = std::thread::Builder::new()
+        let receiver = std::thread::Builder::new()
             .name(format!("zmq-recv-{}", config.role))
-            .spawn(move || receive_loop(router, recv_events, recv_stop))
-            .map_err(|e| LinkError::Zmq(zmq::Error::from_raw(e.raw_os_error().unwrap_or(0))))?;
-        let send = std::thread::Builder::new()
-            .name(format!("zmq-send-{}", config.role))
-            .spawn(move || send_loop(ctx, config, cmd_rx, event_tx))
+            .spawn(move || receive_loop(router, event_tx, recv_stop))
             .map_err(|e| LinkError::Zmq(zmq::Error::from_raw(e.raw_os_error().unwrap_or(0))))?;
 
         Ok((
             Self {
-                commands: cmd_tx,
+                ctx,
+                identity: format!("{}:{}", config.role, config.node_id),
+                config,
+                peers: Mutex::new(HashMap::new()),
                 endpoint,
                 stop,
-                threads: Mutex::new(vec![recv, send]),
+                receiver: Mutex::new(Some(receiver)),
             },
             event_rx,
         ))
     }
 
-    /// Stops both threads and waits for them (bounded by the 100 ms receive
-    /// poll). Safe to call more than once.
+    /// Stops the receive thread (bounded by its 100 ms poll) and closes the
+    /// outbound sockets. Safe to call more than once.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Blocking send is fine: the send thread drains fast and Stop is last.
-        let _ = self.commands.send(Command::Stop);
-        let threads = std::mem::take(&mut *self.threads.lock().expect("link threads lock"));
-        for t in threads {
+        self.peers().clear();
+        let receiver = self
+            .receiver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = receiver {
             let _ = t.join();
         }
     }
 
-    fn enqueue(&self, peer: NodeId, cmd: Command) -> Result<(), LinkError> {
-        self.commands.try_send(cmd).map_err(|e| match e {
-            TrySendError::Full(_) => LinkError::QueueFull(peer),
-            TrySendError::Disconnected(_) => LinkError::Closed,
-        })
+    fn peers(&self) -> MutexGuard<'_, HashMap<NodeId, zmq::Socket>> {
+        // Every critical section is one map operation or one non-blocking
+        // send: a panic cannot leave the map half changed.
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn open_dealer(&self, endpoint: &str) -> Result<zmq::Socket, zmq::Error> {
+        let s = self.ctx.socket(zmq::DEALER)?;
+        s.set_identity(self.identity.as_bytes())?;
+        s.set_immediate(true)?;
+        s.set_sndhwm(self.config.hwm)?;
+        s.set_linger(0)?;
+        s.set_reconnect_ivl(50)?;
+        s.set_reconnect_ivl_max(1000)?;
+        let hb = self.config.heartbeat.as_millis() as i32;
+        s.set_heartbeat_ivl(hb)?;
+        s.set_heartbeat_timeout(3 * hb)?;
+        s.connect(endpoint)?;
+        Ok(s)
     }
 }
 
@@ -163,26 +180,38 @@ impl Drop for ZmqLink {
 
 impl Link for ZmqLink {
     fn connect(&self, peer: NodeId, endpoint: &str) -> Result<(), LinkError> {
-        // Control messages must not be lost to a momentarily full queue.
-        self.commands
-            .send(Command::Connect(peer, endpoint.to_string()))
-            .map_err(|_| LinkError::Closed)
+        let socket = self.open_dealer(endpoint)?;
+        debug!(peer, %endpoint, "link connecting");
+        self.peers().insert(peer, socket);
+        Ok(())
     }
 
     fn rename(&self, from: NodeId, to: NodeId) -> Result<(), LinkError> {
-        self.commands
-            .send(Command::Rename(from, to))
-            .map_err(|_| LinkError::Closed)
+        let mut peers = self.peers();
+        if let Some(socket) = peers.remove(&from) {
+            peers.insert(to, socket);
+        }
+        Ok(())
     }
 
     fn disconnect(&self, peer: NodeId) -> Result<(), LinkError> {
-        self.commands
-            .send(Command::Disconnect(peer))
-            .map_err(|_| LinkError::Closed)
+        self.peers().remove(&peer);
+        Ok(())
     }
 
     fn send(&self, peer: NodeId, payload: Bytes) -> Result<(), LinkError> {
-        self.enqueue(peer, Command::Send(peer, payload))
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(LinkError::Closed);
+        }
+        let peers = self.peers();
+        let socket = peers.get(&peer).ok_or(LinkError::Unreachable(peer))?;
+        socket
+            .send(&payload[..], zmq::DONTWAIT)
+            .map_err(|e| match e {
+                // IMMEDIATE: no connected pipe; or the high-water mark is hit.
+                zmq::Error::EAGAIN => LinkError::Unreachable(peer),
+                other => LinkError::Zmq(other),
+            })
     }
 
     fn local_endpoint(&self) -> &str {
@@ -206,14 +235,15 @@ fn receive_loop(router: zmq::Socket, events: mpsc::Sender<LinkEvent>, stop: Arc<
                 return;
             }
         };
-        let mut frames = Vec::with_capacity(1);
+        let mut body = None;
         while router.get_rcvmore().unwrap_or(false) {
             match router.recv_msg(0) {
-                Ok(m) => frames.push(m),
+                // Our peers send one frame; keep the last if more come.
+                Ok(m) => body = Some(m),
                 Err(_) => break,
             }
         }
-        let (Some(from), Some(body)) = (node_of(&identity), frames.pop()) else {
+        let (Some(from), Some(body)) = (node_of(&identity), body) else {
             warn!(
                 identity = %String::from_utf8_lossy(&identity),
                 "dropped a message from a peer with an unknown routing id"
@@ -230,69 +260,6 @@ fn receive_loop(router: zmq::Socket, events: mpsc::Sender<LinkEvent>, stop: Arc<
     }
 }
 
-fn send_loop(
-    ctx: zmq::Context,
-    config: LinkConfig,
-    commands: Receiver<Command>,
-    events: mpsc::Sender<LinkEvent>,
-) {
-    let identity = format!("{}:{}", config.role, config.node_id);
-    let mut peers: HashMap<NodeId, zmq::Socket> = HashMap::new();
-    while let Ok(cmd) = commands.recv() {
-        match cmd {
-            Command::Stop => break,
-            Command::Connect(peer, endpoint) => {
-                peers.remove(&peer);
-                match open_dealer(&ctx, &config, &identity, &endpoint) {
-                    Ok(s) => {
-                        debug!(peer, %endpoint, "link connecting");
-                        peers.insert(peer, s);
-                    }
-                    Err(e) => warn!(peer, %endpoint, error = %e, "cannot connect to peer"),
-                }
-            }
-            Command::Disconnect(peer) => {
-                peers.remove(&peer);
-            }
-            Command::Rename(from, to) => {
-                if let Some(sock) = peers.remove(&from) {
-                    peers.insert(to, sock);
-                }
-            }
-            Command::Send(peer, payload) => {
-                let sent = match peers.get(&peer) {
-                    Some(sock) => sock.send(&payload[..], zmq::DONTWAIT).is_ok(),
-                    None => false,
-                };
-                if !sent {
-                    // try_send: never block the send thread on a slow owner.
-                    let _ = events.try_send(LinkEvent::SendFailed { to: peer, payload });
-                }
-            }
-        }
-    }
-}
-
-fn open_dealer(
-    ctx: &zmq::Context,
-    config: &LinkConfig,
-    identity: &str,
-    endpoint: &str,
-) -> Result<zmq::Socket, zmq::Error> {
-    let s = ctx.socket(zmq::DEALER)?;
-    s.set_identity(identity.as_bytes())?;
-    s.set_immediate(true)?;
-    s.set_sndhwm(config.hwm)?;
-    s.set_linger(0)?;
-    s.set_reconnect_ivl(50)?;
-    s.set_reconnect_ivl_max(1000)?;
-    let hb = config.heartbeat.as_millis() as i32;
-    s.set_heartbeat_ivl(hb)?;
-    s.set_heartbeat_timeout(3 * hb)?;
-    s.connect(endpoint)?;
-    Ok(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,35 +270,36 @@ mod tests {
         let (b, mut b_rx) = ZmqLink::bind(LinkConfig::new("test", 2, "127.0.0.1", 0)).unwrap();
         a.connect(2, b.local_endpoint()).unwrap();
         b.connect(1, a.local_endpoint()).unwrap();
-        // IMMEDIATE drops sends until the pipe is up: retry until one lands.
+        // IMMEDIATE refuses sends until the pipe is up: retry until one lands.
         let got = loop {
-            a.send(2, Bytes::from_static(b"ping")).unwrap();
+            let _ = a.send(2, Bytes::from_static(b"ping"));
             match tokio::time::timeout(Duration::from_millis(50), b_rx.recv()).await {
                 Ok(Some(LinkEvent::Message { from, payload })) => break (from, payload),
-                Ok(Some(LinkEvent::SendFailed { .. })) | Err(_) => continue,
+                Err(_) => continue,
                 Ok(None) => panic!("link closed"),
             }
         };
         assert_eq!(got, (1, Bytes::from_static(b"ping")));
         let reply = loop {
-            b.send(1, Bytes::from_static(b"pong")).unwrap();
+            let _ = b.send(1, Bytes::from_static(b"pong"));
             match tokio::time::timeout(Duration::from_millis(50), a_rx.recv()).await {
                 Ok(Some(LinkEvent::Message { from, payload })) => break (from, payload),
-                Ok(Some(_)) | Err(_) => continue,
+                Err(_) => continue,
                 Ok(None) => panic!("link closed"),
             }
         };
         assert_eq!(reply, (2, Bytes::from_static(b"pong")));
     }
 
-    #[tokio::test]
-    async fn send_to_unknown_peer_is_reported() {
-        let (a, mut rx) = ZmqLink::bind(LinkConfig::new("test", 1, "127.0.0.1", 0)).unwrap();
-        a.send(9, Bytes::from_static(b"x")).unwrap();
-        match rx.recv().await {
-            Some(LinkEvent::SendFailed { to: 9, payload }) => assert_eq!(&payload[..], b"x"),
-            other => panic!("expected SendFailed, got {other:?}"),
-        }
+    #[test]
+    fn sends_to_an_unknown_or_unconnected_peer_fail_at_once() {
+        let (a, _rx) = ZmqLink::bind(LinkConfig::new("test", 1, "127.0.0.1", 0)).unwrap();
+        let err = a.send(9, Bytes::from_static(b"x")).unwrap_err();
+        assert!(matches!(err, LinkError::Unreachable(9)), "{err}");
+        // A peer dialled where nothing listens: IMMEDIATE refuses the send.
+        a.connect(8, "tcp://127.0.0.1:1").unwrap();
+        let err = a.send(8, Bytes::from_static(b"x")).unwrap_err();
+        assert!(matches!(err, LinkError::Unreachable(8)), "{err}");
     }
 
     #[test]
