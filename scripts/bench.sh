@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# Benchmarks gamemesh against the physical limit (a bare echo server) and
+# against the relay a studio would otherwise put in front of its servers
+# (HAProxy in TCP mode in front of the same echo server), on this machine.
+#
+#   ./scripts/bench.sh                 # 3 rounds x 10 s per case (~10 min)
+#   ./scripts/bench.sh --quick         # 1 round x 3 s per case (~2 min)
+#
+# Every case runs the same load generator (`test-client bench`, a
+# current-thread runtime) against the three targets in alternation (A B C A
+# B C ...) so drift on a shared 2-core VM hits all three alike; the table
+# shows medians of the rounds and the ratios gamemesh/HAProxy and
+# gamemesh/direct. gamemesh-only cases follow (logins/s, duplicate-login
+# kick latency, resume latency, memory per idle session).
+set -euo pipefail
+
+usage() {
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    cat <<'EOF2'
+
+Options:
+  --duration S   seconds per measured run (default 10)
+  --repeat R     rounds per case (default 3)
+  --quick        --duration 3 --repeat 1
+  --idle N       idle sessions to hold for the memory case (default 15000; 0 skips)
+  --no-build     reuse target/release
+  -h, --help     this help
+Output: a table on stdout; raw JSON lines in .bench/results.jsonl.
+EOF2
+}
+
+duration=10
+repeat=3
+idle=15000
+build=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --duration) duration=$2; shift 2 ;;
+        --repeat) repeat=$2; shift 2 ;;
+        --quick) duration=3; repeat=1; shift ;;
+        --idle) idle=$2; shift 2 ;;
+        --no-build) build=0; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; echo "bench.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+out="$root/.bench"
+mkdir -p "$out"
+rm -f "$out"/*.log "$out/results.jsonl"
+
+say() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [[ "$(id -u)" -eq 0 ]]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
+    else return 1; fi
+}
+
+# Installs the Debian packages that provide $2.. if command $1 is missing.
+ensure() {
+    local cmd=$1
+    shift
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    command -v apt-get >/dev/null 2>&1 || die "$cmd is missing and apt-get is not available: install $*"
+    say "$cmd missing: installing $* with apt-get"
+    as_root apt-get update -qq >&2 || die "cannot run apt-get (not root, no sudo): install $*"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "installing $* failed"
+}
+
+ensure redis-server redis-server
+ensure haproxy haproxy
+ensure python3 python3
+command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)"
+
+if ((build)); then
+    say "building release binaries"
+    cargo build --release -q -p gamemesh-gateway -p gamemesh-game-server -p gamemesh-test-client
+fi
+bin="$root/target/release"
+
+# ---- processes ---------------------------------------------------------------
+
+pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    sleep 0.5
+    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_open() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1" 2>/dev/null; }
+wait_port() {
+    local deadline=$((SECONDS + 30))
+    until port_open "$1"; do
+        ((SECONDS < deadline)) || die "nothing listens on port $1 after 30 s (see $out/*.log)"
+        sleep 0.1
+    done
+}
+start() {
+    local name=$1
+    shift
+    "$@" >"$out/$name.log" 2>&1 &
+    pids+=("$!")
+    eval "pid_${name//-/_}=$!"
+}
+
+# Fixed ports, checked free first (this is a tool for people, not a test).
+redis_port=6395 gs_p2p=9391 gs_mesh=9491 gw_p2p=8391 gw_port=5391 echo_port=7391 haproxy_port=7392
+for p in $redis_port $gs_p2p $gs_mesh $gw_p2p $gw_port $echo_port $haproxy_port; do
+    port_open "$p" && die "port $p is in use: stop whatever holds it"
+done
+
+# Servers and the load generator all need one fd per connection.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+export RUST_LOG=warn
+
+start redis redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no
+wait_port "$redis_port"
+start echo-server "$bin/test-client" echo-server --listen "127.0.0.1:$echo_port"
+cat >"$out/haproxy.cfg" <<EOF2
+global
+    # Two fds per relayed connection; the cases go up to 1,000 connections
+    # and this machine caps a process at 20,000 open files.
+    maxconn 9000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend bench
+    bind 127.0.0.1:$haproxy_port
+    default_backend echo
+backend echo
+    server echo1 127.0.0.1:$echo_port
+EOF2
+start haproxy haproxy -f "$out/haproxy.cfg" -db
+start game-server "$bin/game-server" --redis "127.0.0.1:$redis_port" \
+    --p2p-port "$gs_p2p" --mesh-port "$gs_mesh"
+start gateway "$bin/gateway" --client-port "$gw_port" --client-bind 127.0.0.1 \
+    --p2p-port "$gw_p2p" --game-servers "127.0.0.1:$gs_p2p" --idle-timeout-secs 600
+for p in $echo_port $haproxy_port $gw_port; do wait_port "$p"; done
+# The gateway answers only once it has linked its game server.
+deadline=$((SECONDS + 20))
+until "$bin/test-client" --addr "127.0.0.1:$gw_port" echo ready >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "gamemesh does not answer (see $out/gateway.log, $out/game-server.log)"
+    sleep 0.2
+done
+
+# bench <label> <target> <args...>: one run, its JSON line tagged and kept.
+bench() {
+    local label=$1 target=$2
+    shift 2
+    local addr extra=()
+    case "$target" in
+        direct) addr=127.0.0.1:$echo_port; extra=(--no-login) ;;
+        haproxy) addr=127.0.0.1:$haproxy_port; extra=(--no-login) ;;
+        gamemesh) addr=127.0.0.1:$gw_port ;;
+    esac
+    local line
+    if ! line=$("$bin/test-client" bench --addr "$addr" --duration "$duration" "${extra[@]}" "$@" 2>>"$out/bench-client.log"); then
+        say "run failed: $label $target (see $out/bench-client.log)"
+        line='{"failed":true}'
+    fi
+    printf '{"case":"%s","target":"%s","run":%s}\n' "$label" "$target" "$line" >>"$out/results.jsonl"
+    say "$label $target: $line"
+}
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+if ((idle > 0)); then
+    say "holding $idle idle sessions for the memory case"
+    gw_before=$(rss_kib "$pid_gateway")
+    gs_before=$(rss_kib "$pid_game_server")
+    "$bin/test-client" bench --addr "127.0.0.1:$gw_port" --mode idle --conns "$idle" \
+        --duration 15 --sources 4 >"$out/idle.json" 2>>"$out/bench-client.log" &
+    idle_pid=$!
+    # First, on fresh servers: later cases leave the allocators holding
+    # memory that would hide the per-session cost. Sample RSS while every
+    # session is open (the client holds them for 15 s after connecting them
+    # all; sample near the end).
+    sleep 12
+    gw_during=$(rss_kib "$pid_gateway")
+    gs_during=$(rss_kib "$pid_game_server")
+    wait "$idle_pid" || say "idle run failed (see $out/bench-client.log)"
+    printf '{"case":"idle","target":"gamemesh","run":%s,"rss_kib":{"gateway":[%s,%s],"game_server":[%s,%s]}}\n' \
+        "$(cat "$out/idle.json" 2>/dev/null || echo '{"failed":true}')" \
+        "$gw_before" "$gw_during" "$gs_before" "$gs_during" >>"$out/results.jsonl"
+fi
+
+
+cases=(
+    "echo 1 conn lockstep|--conns 1"
+    "echo 100 lockstep|--conns 100"
+    "echo 1000 lockstep|--conns 1000"
+    "echo 100 pipelined d16|--conns 100 --depth 16"
+)
+for ((r = 1; r <= repeat; r++)); do
+    say "round $r of $repeat"
+    for c in "${cases[@]}"; do
+        label=${c%%|*}
+        read -r -a args <<<"${c#*|}"
+        for target in direct haproxy gamemesh; do
+            bench "$label" "$target" "${args[@]}"
+        done
+    done
+done
+
+say "gamemesh-only cases"
+for ((r = 1; r <= repeat; r++)); do
+    bench "logins/s (new connection each)" gamemesh --mode login --conns 50
+    bench "duplicate-login kick" gamemesh --mode kick --conns 20
+    bench "resume" gamemesh --mode resume --conns 20
+done
+
+python3 - "$out/results.jsonl" "$duration" "$repeat" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+def pick(case, target, key):
+    return med([r["run"].get(key) for r in rows
+                if r["case"] == case and r["target"] == target and not r["run"].get("failed")])
+def fmt(x, unit=""):
+    if x is None: return "-"
+    return f"{x/1000:.1f}k" if unit == "k" else f"{x:,.0f}"
+print(f"\n## gamemesh vs HAProxy vs direct ({sys.argv[3]} rounds x {sys.argv[2]} s, medians)\n")
+print("| case | direct msgs/s | HAProxy msgs/s | gamemesh msgs/s | gm/HAProxy | gm/direct | p50 us (d/h/gm) | p99 us (d/h/gm) |")
+print("|---|---|---|---|---|---|---|---|")
+for case in dict.fromkeys(r["case"] for r in rows if r["target"] != "gamemesh" or r["case"].startswith("echo")):
+    if not case.startswith("echo"): continue
+    d, h, g = (pick(case, t, "msgs_per_s") for t in ("direct", "haproxy", "gamemesh"))
+    p50 = "/".join(fmt(pick(case, t, "p50_us")) for t in ("direct", "haproxy", "gamemesh"))
+    p99 = "/".join(fmt(pick(case, t, "p99_us")) for t in ("direct", "haproxy", "gamemesh"))
+    r1 = f"{g/h:.2f}" if g and h else "-"
+    r2 = f"{g/d:.2f}" if g and d else "-"
+    print(f"| {case} | {fmt(d,'k')} | {fmt(h,'k')} | {fmt(g,'k')} | {r1} | {r2} | {p50} | {p99} |")
+print("\n## gamemesh only\n")
+print("| case | per second | p50 us | p99 us | max us | errors |")
+print("|---|---|---|---|---|---|")
+for case in dict.fromkeys(r["case"] for r in rows if r["target"] == "gamemesh" and not r["case"].startswith("echo") and r["case"] != "idle"):
+    print(f"| {case} | {fmt(pick(case,'gamemesh','msgs_per_s'))} | {fmt(pick(case,'gamemesh','p50_us'))} | {fmt(pick(case,'gamemesh','p99_us'))} | {fmt(pick(case,'gamemesh','max_us'))} | {fmt(pick(case,'gamemesh','errors'))} |")
+for r in rows:
+    if r["case"] != "idle": continue
+    n = r["run"].get("conns") or 0
+    gw, gs = r["rss_kib"]["gateway"], r["rss_kib"]["game_server"]
+    if n and not r["run"].get("failed"):
+        print(f"\nidle sessions held: {n}; RSS per session: gateway {(gw[1]-gw[0])/n:.2f} KiB, "
+              f"game server {(gs[1]-gs[0])/n:.2f} KiB (RSS before/during: gateway {gw[0]}/{gw[1]} KiB, "
+              f"game server {gs[0]}/{gs[1]} KiB)")
+    else:
+        print("\nidle case failed: see .bench/bench-client.log")
+PY
