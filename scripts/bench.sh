@@ -143,8 +143,12 @@ EOF2
 start haproxy haproxy -f "$out/haproxy.cfg" -db
 start game-server "$bin/game-server" --redis "127.0.0.1:$redis_port" \
     --p2p-port "$gs_p2p" --mesh-port "$gs_mesh"
+# The load generator is one host hammering from a few addresses: lift the
+# per-client abuse limits (meant for players on the internet) out of its way.
 start gateway "$bin/gateway" --client-port "$gw_port" --client-bind 127.0.0.1 \
-    --p2p-port "$gw_p2p" --game-servers "127.0.0.1:$gs_p2p" --idle-timeout-secs 600
+    --p2p-port "$gw_p2p" --game-servers "127.0.0.1:$gs_p2p" --idle-timeout-secs 600 \
+    --login-deadline-secs 600 --max-connections 19000 --max-connects-per-ip-per-sec 1000000 \
+    --max-packets-per-sec 10000000 --outbound-queue-bytes 16777216
 for p in $echo_port $haproxy_port $gw_port; do wait_port "$p"; done
 # The gateway answers only once it has linked its game server.
 deadline=$((SECONDS + 20))

@@ -110,6 +110,9 @@ impl Harness {
             heartbeat_ms: 100,
             peer_timeout_ms: 2000,
             shutdown_grace_secs: 2,
+            // Every test client connects from 127.0.0.1; the per-IP limit
+            // has its own test (integration-tests/tests/overload.rs).
+            max_connects_per_ip_per_sec: 100_000,
             ..GwConfig::default()
         };
         let shutdown = CancellationToken::new();

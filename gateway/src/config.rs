@@ -56,9 +56,61 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_IDLE_TIMEOUT_SECS", default_value_t = 30)]
     pub idle_timeout_secs: u64,
     /// Frames queued for one client before it counts as a slow consumer and
-    /// is kicked.
-    #[arg(long, env = "GATEWAY_OUTBOUND_QUEUE_FRAMES", default_value_t = 64)]
+    /// is kicked. The byte bound (`--outbound-queue-bytes`) is the main
+    /// limit; this one only caps floods of tiny frames, and is well above
+    /// the packet burst so a client that reads but pipelines a burst of
+    /// requests is not mistaken for a slow one.
+    #[arg(long, env = "GATEWAY_OUTBOUND_QUEUE_FRAMES", default_value_t = 1024)]
     pub outbound_queue_frames: usize,
+    /// Bytes queued for one client (replies waiting to be written, plus the
+    /// batch being written) before it counts as a slow consumer and is
+    /// kicked. The frame bound alone lets 64 replies of 64 KiB (4 MiB) pile
+    /// up per socket; this bounds the memory a client that stops reading
+    /// can pin. A single frame is always accepted into an empty queue, so a
+    /// reply larger than this bound still gets through to a reading client.
+    /// Envoy's edge guide uses 32 KiB per connection; 64 KiB holds one
+    /// maximum-size frame.
+    #[arg(long, env = "GATEWAY_OUTBOUND_QUEUE_BYTES", default_value_t = 65_536)]
+    pub outbound_queue_bytes: usize,
+    /// A socket not logged in (pinned to a session by a game server) this
+    /// long after connecting is kicked (`PROTOCOL_ERROR`). Without it an
+    /// attacker holds sockets open for the full idle timeout by sending
+    /// heartbeats and never logging in. Applies only until the first login:
+    /// a socket that logs out later stays open.
+    #[arg(long, env = "GATEWAY_LOGIN_DEADLINE_SECS", default_value_t = 10)]
+    pub login_deadline_secs: u64,
+    /// Open client sockets at most; a socket beyond it is sent
+    /// `Kicked{SERVER_UNAVAILABLE}` and closed at once, and counted. Keeps a
+    /// connection flood from exhausting file descriptors and memory, so the
+    /// players already connected keep playing. Keep it below the process's
+    /// open-file limit minus the gateway's own descriptors.
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// New sockets per second from one source address (one IPv4 address, or
+    /// one IPv6 /64), with bursts of twice that; beyond it a socket is
+    /// refused like a full gateway. Stops one host from taking every slot
+    /// of --max-connections. Behind NAT many players share an address:
+    /// raise it where a whole LAN party reconnects at once.
+    #[arg(
+        long,
+        env = "GATEWAY_MAX_CONNECTS_PER_IP_PER_SEC",
+        default_value_t = 20
+    )]
+    pub max_connects_per_ip_per_sec: u32,
+    /// Frames per second one connection may send, with bursts of twice
+    /// that; a frame over it is not relayed and is answered
+    /// `ErrorResponse{RATE_LIMITED}`. A game client sends a few frames per
+    /// second; 100/s leaves room for bursts while stopping one socket from
+    /// flooding the game servers. Per connection, so neighbours are never
+    /// slowed by it.
+    #[arg(long, env = "GATEWAY_MAX_PACKETS_PER_SEC", default_value_t = 100)]
+    pub max_packets_per_sec: u32,
+    /// A connection that has more than this many frames rate limited
+    /// within 10 s is kicked (`PROTOCOL_ERROR`, "packet rate abuse"): a
+    /// client that ignores `RATE_LIMITED` is a bot or broken, and answering
+    /// its flood costs us as much as relaying it.
+    #[arg(long, env = "GATEWAY_RATE_LIMIT_KICK_AFTER", default_value_t = 50)]
+    pub rate_limit_kick_after: u32,
     /// Interval of the hello/heartbeat sent to each game server.
     #[arg(long, env = "GATEWAY_HEARTBEAT_MS", default_value_t = 1000)]
     pub heartbeat_ms: u64,
@@ -84,7 +136,13 @@ impl Default for Config {
             game_servers: vec!["127.0.0.1:9001".into()],
             max_frame_bytes: gamemesh_proto::DEFAULT_MAX_FRAME_BYTES,
             idle_timeout_secs: 30,
-            outbound_queue_frames: 64,
+            outbound_queue_frames: 1024,
+            outbound_queue_bytes: 65_536,
+            login_deadline_secs: 10,
+            max_connections: 10_000,
+            max_connects_per_ip_per_sec: 20,
+            max_packets_per_sec: 100,
+            rate_limit_kick_after: 50,
             heartbeat_ms: 1000,
             peer_timeout_ms: 3000,
             shutdown_grace_secs: 5,
@@ -119,6 +177,21 @@ impl Config {
         if self.outbound_queue_frames == 0 {
             return bad("--outbound-queue-frames must be at least 1".into());
         }
+        if self.outbound_queue_bytes == 0 {
+            return bad("--outbound-queue-bytes must be at least 1".into());
+        }
+        if self.login_deadline_secs == 0 {
+            return bad("--login-deadline-secs must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return bad("--max-connections must be at least 1".into());
+        }
+        if self.max_connects_per_ip_per_sec == 0 {
+            return bad("--max-connects-per-ip-per-sec must be at least 1".into());
+        }
+        if self.max_packets_per_sec == 0 {
+            return bad("--max-packets-per-sec must be at least 1".into());
+        }
         if self.heartbeat_ms == 0 || self.peer_timeout_ms <= self.heartbeat_ms {
             return bad("--peer-timeout-ms must be larger than --heartbeat-ms (> 0)".into());
         }
@@ -128,6 +201,21 @@ impl Config {
     /// The idle timeout as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// The login deadline as a duration.
+    pub fn login_deadline(&self) -> Duration {
+        Duration::from_secs(self.login_deadline_secs)
+    }
+
+    /// Connect burst per source address: twice the rate.
+    pub fn connect_burst_per_ip(&self) -> u32 {
+        self.max_connects_per_ip_per_sec.saturating_mul(2)
+    }
+
+    /// Frame burst per connection: twice the rate.
+    pub fn packet_burst(&self) -> u32 {
+        self.max_packets_per_sec.saturating_mul(2)
     }
 }
 
@@ -144,6 +232,19 @@ mod tests {
         assert_eq!(parsed.game_servers, d.game_servers);
         assert_eq!(parsed.max_frame_bytes, d.max_frame_bytes);
         assert_eq!(parsed.idle_timeout_secs, d.idle_timeout_secs);
+        assert_eq!(parsed.outbound_queue_frames, d.outbound_queue_frames);
+        assert_eq!(parsed.outbound_queue_bytes, d.outbound_queue_bytes);
+        assert_eq!(parsed.login_deadline_secs, d.login_deadline_secs);
+        assert_eq!(parsed.max_connections, d.max_connections);
+        assert_eq!(
+            parsed.max_connects_per_ip_per_sec,
+            d.max_connects_per_ip_per_sec
+        );
+        assert_eq!(parsed.max_packets_per_sec, d.max_packets_per_sec);
+        assert_eq!(parsed.rate_limit_kick_after, d.rate_limit_kick_after);
+        assert_eq!(parsed.heartbeat_ms, d.heartbeat_ms);
+        assert_eq!(parsed.peer_timeout_ms, d.peer_timeout_ms);
+        assert_eq!(parsed.shutdown_grace_secs, d.shutdown_grace_secs);
         d.validate().unwrap();
     }
 
@@ -155,5 +256,26 @@ mod tests {
         };
         let msg = c.validate().unwrap_err().to_string();
         assert!(msg.contains("--game-servers"), "{msg}");
+    }
+
+    #[test]
+    fn zero_limits_are_refused_with_the_flag_name() {
+        type Case = (fn(&mut Config), &'static str);
+        let cases: [Case; 5] = [
+            (|c| c.outbound_queue_bytes = 0, "--outbound-queue-bytes"),
+            (|c| c.login_deadline_secs = 0, "--login-deadline-secs"),
+            (|c| c.max_connections = 0, "--max-connections"),
+            (
+                |c| c.max_connects_per_ip_per_sec = 0,
+                "--max-connects-per-ip-per-sec",
+            ),
+            (|c| c.max_packets_per_sec = 0, "--max-packets-per-sec"),
+        ];
+        for (set, flag) in cases {
+            let mut c = Config::default();
+            set(&mut c);
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.contains(flag), "{msg}");
+        }
     }
 }

@@ -1,14 +1,18 @@
 //! One client socket: read frames and relay them, write what game servers
-//! send back, enforce the idle timeout, the frame size limit and the
-//! outbound bound.
+//! send back, enforce the idle timeout, the login deadline, the frame size
+//! limit, the packet rate limit and the outbound bounds.
 //!
 //! Each socket is one task that owns both halves of the stream. Frames to
-//! the client arrive through a bounded queue; when a client stops reading
-//! and that queue fills, the client is kicked (`SLOW_CONSUMER`) instead of
-//! letting its backlog grow in our memory.
+//! the client arrive through a queue bounded twice, in frames
+//! (`--outbound-queue-frames`) and in bytes (`--outbound-queue-bytes`);
+//! when a client stops reading and either bound is crossed, the client is
+//! kicked (`SLOW_CONSUMER`) instead of letting its backlog grow in our
+//! memory. The packet rate limit is a token bucket owned by the task, so
+//! checking it takes no lock and one flooding socket slows nobody else.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,11 +30,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use crate::limits::{Abuse, AbuseWindow, TokenBucket};
 use crate::upstream::kick_body;
 use crate::Shared;
 
-/// How long a kicked client gets to take its last frame before we close.
-const LAST_FRAME_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long a kicked (or refused) client gets to take its last frame
+/// before we close.
+pub(crate) const LAST_FRAME_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Something to do on a client socket, in order.
 #[derive(Debug)]
@@ -46,38 +52,102 @@ pub(crate) enum Outbound {
     },
 }
 
-/// The dispatcher's handle on one socket.
-struct ClientHandle {
+/// The handle on one socket's outbound queue, shared by the dispatcher
+/// (through the registry) and the socket's own task.
+pub(crate) struct ClientHandle {
     /// Bounded queue of frames for the socket.
     tx: mpsc::Sender<Outbound>,
-    /// Fired when the queue overflows: the socket task kicks the client.
+    /// Fired when a queue bound is crossed: the socket task kicks the
+    /// client.
     slow: CancellationToken,
+    /// Body bytes delivered and not yet written to the socket (queued, or
+    /// in the batch being written). One atomic add per frame keeps the
+    /// bytes bound cheap.
+    queued_bytes: AtomicUsize,
+    /// `--outbound-queue-bytes`.
+    max_bytes: usize,
+    /// Set when the bytes bound (not the frame bound) fired `slow`, so the
+    /// kick says which.
+    over_bytes: AtomicBool,
+    /// Set when a game server pinned the socket to a session: the login
+    /// deadline no longer applies (not even after a logout).
+    logged_in: AtomicBool,
+}
+
+impl ClientHandle {
+    fn new(tx: mpsc::Sender<Outbound>, max_bytes: usize) -> Self {
+        Self {
+            tx,
+            slow: CancellationToken::new(),
+            queued_bytes: AtomicUsize::new(0),
+            max_bytes,
+            over_bytes: AtomicBool::new(false),
+            logged_in: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues `out`. Over either bound the client is marked for a
+    /// `SLOW_CONSUMER` kick and `out` is dropped. A frame into an empty
+    /// queue is always taken, so one reply larger than the bytes bound
+    /// still reaches a client that reads.
+    fn push(&self, out: Outbound) {
+        let len = match &out {
+            Outbound::Frame(body) => body.len(),
+            Outbound::Close { .. } => 0,
+        };
+        if len > 0 {
+            let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+            if before > 0 && before + len > self.max_bytes {
+                self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                self.over_bytes.store(true, Ordering::Relaxed);
+                self.slow.cancel();
+                return;
+            }
+        }
+        if let Err(e) = self.tx.try_send(out) {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                self.slow.cancel();
+            }
+        }
+    }
+
+    /// `written` body bytes left the queue for the socket.
+    fn written(&self, written: usize) {
+        self.queued_bytes.fetch_sub(written, Ordering::Relaxed);
+    }
 }
 
 /// Open sockets by id, so game servers' messages find their socket.
 #[derive(Default)]
 pub(crate) struct ClientRegistry {
     /// Every open socket.
-    clients: Mutex<HashMap<Uuid, ClientHandle>>,
+    clients: Mutex<HashMap<Uuid, Arc<ClientHandle>>>,
 }
 
 impl ClientRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, ClientHandle>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<ClientHandle>>> {
         // Single-operation critical sections: poisoning cannot leave the map
         // inconsistent.
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `out` for `socket`. A full queue means the client is not
-    /// reading: it is marked for a `SLOW_CONSUMER` kick.
+    /// Queues `out` for `socket`. A full queue (in frames or bytes) means
+    /// the client is not reading: it is marked for a `SLOW_CONSUMER` kick.
     pub(crate) fn deliver(&self, socket: &Uuid, out: Outbound) {
         let clients = self.lock();
         let Some(h) = clients.get(socket) else {
             debug!(%socket, "message for a closed socket dropped");
             return;
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) = h.tx.try_send(out) {
-            h.slow.cancel();
+        h.push(out);
+    }
+
+    /// Records that a game server pinned `socket` to a session, which
+    /// lifts its login deadline.
+    pub(crate) fn mark_logged_in(&self, socket: &Uuid) {
+        if let Some(h) = self.lock().get(socket) {
+            h.logged_in.store(true, Ordering::Relaxed);
         }
     }
 
@@ -102,6 +172,31 @@ impl ClientRegistry {
     }
 }
 
+/// One admitted socket's place under `--max-connections`; dropping it
+/// frees the place.
+pub(crate) struct Slot {
+    /// The gateway's count of admitted sockets.
+    open: Arc<AtomicUsize>,
+}
+
+impl Slot {
+    /// Claims a place if fewer than `max` are taken.
+    pub(crate) fn claim(open: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        // Only the accept loop claims, so load-then-add cannot overshoot.
+        if open.load(Ordering::Acquire) >= max {
+            return None;
+        }
+        open.fetch_add(1, Ordering::AcqRel);
+        Some(Slot { open: open.clone() })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Why a socket ended, for the log line and the game server.
 enum End {
     ClientClosed,
@@ -110,24 +205,23 @@ enum End {
     Error(String),
 }
 
-/// Serves one client socket until it closes.
+/// Serves one client socket until it closes. `slot` is its place under
+/// `--max-connections`, freed when this returns.
 pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    slot: Slot,
 ) {
+    let _slot = slot;
     let socket = Uuid::new_v4();
     let _ = stream.set_nodelay(true);
-    let (tx, mut rx) = mpsc::channel(shared.config.outbound_queue_frames);
-    let slow = CancellationToken::new();
-    shared.clients.lock().insert(
-        socket,
-        ClientHandle {
-            tx,
-            slow: slow.clone(),
-        },
-    );
+    let config = &shared.config;
+    let (tx, mut rx) = mpsc::channel(config.outbound_queue_frames);
+    let handle = Arc::new(ClientHandle::new(tx, config.outbound_queue_bytes));
+    let slow = handle.slow.clone();
+    shared.clients.lock().insert(socket, handle.clone());
     info!("Client connected: SocketId={socket}, Peer={peer}");
     if let Some(gs) = shared.upstream.pick() {
         shared.pins.insert(socket, gs);
@@ -137,12 +231,49 @@ pub(crate) async fn serve(
     }
 
     let (read_half, mut writer) = stream.into_split();
-    let codec = FrameCodec::new(shared.config.max_frame_bytes);
+    let codec = FrameCodec::new(config.max_frame_bytes);
     let mut frames = FramedRead::with_capacity(read_half, codec, 256);
     let mut wbuf = BytesMut::new();
-    let idle_timeout = shared.config.idle_timeout();
+    // End offset in `wbuf` of each frame of the batch being written, so a
+    // write cut short can finish its frame before the kick (a kick written
+    // after half a frame would be garbage to the client).
+    let mut frame_ends: Vec<usize> = Vec::new();
+    let idle_timeout = config.idle_timeout();
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
+    let login_deadline = config.login_deadline();
+    let login_timer = tokio::time::sleep(login_deadline);
+    tokio::pin!(login_timer);
+    let mut login_pending = true;
+    let now = Instant::now();
+    let mut bucket = TokenBucket::new(config.max_packets_per_sec, config.packet_burst(), now);
+    let mut abuse = AbuseWindow::new(config.rate_limit_kick_after, now);
+    let slow_kick = || {
+        if handle.over_bytes.load(Ordering::Relaxed) {
+            warn!(
+                "Slow consumer: SocketId={socket}, Peer={peer}: over --outbound-queue-bytes {} queued; kicking",
+                handle.max_bytes
+            );
+            End::Kicked(
+                KickReason::SlowConsumer,
+                format!(
+                    "more than {} bytes queued for a client that is not reading",
+                    handle.max_bytes
+                ),
+            )
+        } else {
+            warn!(
+                "Slow consumer: SocketId={socket}, Peer={peer}: over --outbound-queue-frames {} queued; kicking",
+                config.outbound_queue_frames
+            );
+            End::Kicked(
+                KickReason::SlowConsumer,
+                "client is not reading its frames".into(),
+            )
+        }
+    };
+    // Bytes of a frame cut off mid-write, to be finished before the kick.
+    let mut unfinished: Option<Bytes> = None;
 
     let end = loop {
         tokio::select! {
@@ -150,36 +281,59 @@ pub(crate) async fn serve(
             _ = shutdown.cancelled() => {
                 break End::Kicked(KickReason::ServerShutdown, "gateway shutting down".into());
             }
-            _ = slow.cancelled() => {
-                break End::Kicked(KickReason::SlowConsumer, "client is not reading its frames".into());
-            }
+            _ = slow.cancelled() => break slow_kick(),
             out = rx.recv() => match out {
                 Some(Outbound::Frame(body)) => {
                     encode(&mut wbuf, &body);
+                    frame_ends.push(wbuf.len());
+                    let mut batch_bytes = body.len();
                     // Batch whatever else is already queued into one write.
                     let mut close = None;
                     while wbuf.len() < 64 * 1024 {
                         match rx.try_recv() {
-                            Ok(Outbound::Frame(b)) => encode(&mut wbuf, &b),
+                            Ok(Outbound::Frame(b)) => {
+                                encode(&mut wbuf, &b);
+                                frame_ends.push(wbuf.len());
+                                batch_bytes += b.len();
+                            }
                             Ok(c @ Outbound::Close { .. }) => { close = Some(c); break }
                             Err(_) => break,
                         }
                     }
                     // A blocked write still honours the idle timeout, the
                     // slow-consumer kick and shutdown.
-                    let written = tokio::select! {
-                        r = writer.write_all(&wbuf) => r.map_err(|e| e.to_string()),
-                        _ = slow.cancelled() => Err("slow consumer".into()),
-                        _ = shutdown.cancelled() => Err("shutdown".into()),
-                        _ = &mut idle => Err("idle".into()),
+                    let mut off = 0;
+                    let written: Result<(), String> = loop {
+                        if off == wbuf.len() {
+                            break Ok(());
+                        }
+                        tokio::select! {
+                            r = writer.write(&wbuf[off..]) => match r {
+                                Ok(0) => break Err("socket closed".into()),
+                                Ok(n) => off += n,
+                                Err(e) => break Err(e.to_string()),
+                            },
+                            _ = slow.cancelled() => break Err("slow consumer".into()),
+                            _ = shutdown.cancelled() => break Err("shutdown".into()),
+                            _ = &mut idle => break Err("idle".into()),
+                        }
                     };
+                    if written.is_err() && off > 0 {
+                        if let Some(&end) = frame_ends.iter().find(|&&e| e > off) {
+                            if !frame_ends.contains(&off) {
+                                unfinished = Some(Bytes::copy_from_slice(&wbuf[off..end]));
+                            }
+                        }
+                    }
                     wbuf.clear();
+                    frame_ends.clear();
+                    handle.written(batch_bytes);
                     if let Err(e) = written {
                         if e == "idle" {
                             break End::Kicked(KickReason::IdleTimeout, format!("no frame for {} s", idle_timeout.as_secs()));
                         }
                         if slow.is_cancelled() {
-                            break End::Kicked(KickReason::SlowConsumer, "client is not reading its frames".into());
+                            break slow_kick();
                         }
                         if shutdown.is_cancelled() {
                             break End::Kicked(KickReason::ServerShutdown, "gateway shutting down".into());
@@ -187,22 +341,49 @@ pub(crate) async fn serve(
                         break End::Error(format!("write failed: {e}"));
                     }
                     if let Some(Outbound::Close { last_frame, reason }) = close {
-                        write_last(&mut writer, last_frame).await;
+                        write_last(&mut writer, None, last_frame).await;
                         break End::Closed(reason);
                     }
                 }
                 Some(Outbound::Close { last_frame, reason }) => {
-                    write_last(&mut writer, last_frame).await;
+                    write_last(&mut writer, None, last_frame).await;
                     break End::Closed(reason);
                 }
                 None => break End::Closed("registry dropped".into()),
             },
             frame = frames.next() => match frame {
                 Some(Ok(body)) => {
-                    idle.as_mut().reset(Instant::now() + idle_timeout);
+                    let now = Instant::now();
+                    idle.as_mut().reset(now + idle_timeout);
                     debug!("Packet received: Socket={socket}, Size={}", body.len());
-                    if let Err(reason) = relay(&shared, &socket, body) {
-                        break End::Kicked(KickReason::ServerUnavailable, reason);
+                    if bucket.try_take(now) {
+                        if let Err(reason) = relay(&shared, &socket, body) {
+                            break End::Kicked(KickReason::ServerUnavailable, reason);
+                        }
+                    } else {
+                        shared.counters.rate_limited();
+                        match abuse.record(now) {
+                            Abuse::Kick => {
+                                warn!(
+                                    "Packet rate abuse: SocketId={socket}, Peer={peer}: more than --rate-limit-kick-after {} frames rate limited within {} s; kicking",
+                                    config.rate_limit_kick_after,
+                                    crate::limits::ABUSE_WINDOW.as_secs()
+                                );
+                                break End::Kicked(KickReason::ProtocolError, "packet rate abuse".into());
+                            }
+                            Abuse::Started => warn!(
+                                "Rate limiting SocketId={socket}, Peer={peer}: over --max-packets-per-sec {} (burst {}); frames answered RATE_LIMITED",
+                                config.max_packets_per_sec,
+                                config.packet_burst()
+                            ),
+                            Abuse::Continuing => {}
+                        }
+                        let reply = packets::error(
+                            packets::peek_sequence_id(&body),
+                            ErrorCode::RateLimited,
+                            format!("over {} packets per second; slow down", config.max_packets_per_sec),
+                        );
+                        handle.push(Outbound::Frame(packets::encode(&reply)));
                     }
                 }
                 Some(Err(FrameError::Io(e))) => break End::Error(format!("read failed: {e}")),
@@ -215,13 +396,24 @@ pub(crate) async fn serve(
             _ = &mut idle => {
                 break End::Kicked(KickReason::IdleTimeout, format!("no frame for {} s", idle_timeout.as_secs()));
             }
+            _ = &mut login_timer, if login_pending => {
+                login_pending = false;
+                if !handle.logged_in.load(Ordering::Relaxed) {
+                    warn!(
+                        "Login deadline: SocketId={socket}, Peer={peer}: not logged in within --login-deadline-secs {}; kicking",
+                        login_deadline.as_secs()
+                    );
+                    break End::Kicked(KickReason::ProtocolError, format!("no login within {} s", login_deadline.as_secs()));
+                }
+            }
         }
     };
 
     let reason = match end {
         End::ClientClosed => "client closed".to_string(),
         End::Kicked(kind, detail) => {
-            write_last(&mut writer, Some(kick_body(kind, &detail))).await;
+            shared.counters.kicked(kind);
+            write_last(&mut writer, unfinished, Some(kick_body(kind, &detail))).await;
             format!("kicked ({}): {detail}", kind.as_str_name())
         }
         End::Closed(r) => r,
@@ -234,7 +426,7 @@ pub(crate) async fn serve(
             .upstream
             .client_disconnected(route.game_server, &socket, route.session_id, &reason);
     }
-    info!("Client disconnected: SocketId={socket}, Reason={reason}");
+    info!("Client disconnected: SocketId={socket}, Peer={peer}, Reason={reason}");
 }
 
 fn encode(buf: &mut BytesMut, body: &Bytes) {
@@ -243,12 +435,18 @@ fn encode(buf: &mut BytesMut, body: &Bytes) {
     let _ = FrameCodec::new(u32::MAX as usize).encode(&body[..], buf);
 }
 
-/// Writes a final frame, giving a client that does not read only a short
+/// Writes the rest of a frame cut off mid-write (`unfinished`, raw bytes)
+/// and a final frame, giving a client that does not read only a short
 /// grace.
-async fn write_last(writer: &mut OwnedWriteHalf, frame: Option<Bytes>) {
+async fn write_last(writer: &mut OwnedWriteHalf, unfinished: Option<Bytes>, frame: Option<Bytes>) {
+    let mut buf = BytesMut::new();
+    if let Some(rest) = unfinished {
+        buf.extend_from_slice(&rest);
+    }
     if let Some(body) = frame {
-        let mut buf = BytesMut::new();
         encode(&mut buf, &body);
+    }
+    if !buf.is_empty() {
         let _ = tokio::time::timeout(LAST_FRAME_TIMEOUT, writer.write_all(&buf)).await;
     }
 }
@@ -294,4 +492,48 @@ fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<(), String> {
             .deliver(socket, Outbound::Frame(packets::encode(&reply)));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: usize) -> Outbound {
+        Outbound::Frame(Bytes::from(vec![0; n]))
+    }
+
+    #[test]
+    fn bytes_bound_takes_one_big_frame_but_kicks_beyond_the_bound() {
+        let (tx, _rx) = mpsc::channel(100);
+        let h = ClientHandle::new(tx, 100);
+        h.push(frame(150));
+        assert!(
+            !h.slow.is_cancelled(),
+            "one frame into an empty queue passes"
+        );
+        h.written(150);
+        h.push(frame(60));
+        h.push(frame(40));
+        assert!(!h.slow.is_cancelled(), "exactly at the bound is fine");
+        h.push(frame(1));
+        assert!(h.slow.is_cancelled(), "one byte over kicks");
+        assert!(h.over_bytes.load(Ordering::Relaxed));
+        assert_eq!(h.queued_bytes.load(Ordering::Relaxed), 100);
+    }
+
+    #[test]
+    fn frame_bound_kicks_without_blaming_bytes() {
+        let (tx, _rx) = mpsc::channel(2);
+        let h = ClientHandle::new(tx, 1 << 20);
+        for _ in 0..3 {
+            h.push(frame(1));
+        }
+        assert!(h.slow.is_cancelled());
+        assert!(!h.over_bytes.load(Ordering::Relaxed));
+        assert_eq!(
+            h.queued_bytes.load(Ordering::Relaxed),
+            2,
+            "dropped frame uncounted"
+        );
+    }
 }

@@ -2,17 +2,23 @@
 //!
 //! It never parses a client's frame body. What it does:
 //!
-//! - [`listener`] accepts sockets (backlog 4096) and gives each a UUID.
+//! - [`listener`] accepts sockets (backlog 4096), refuses those over
+//!   `--max-connections` or the per-IP connect rate, and gives each other
+//!   a UUID.
 //! - [`connection`] cuts the socket's bytes into frames with
-//!   [`gamemesh_proto::FrameCodec`], enforces the idle timeout, the frame
-//!   size limit and the bounded outbound queue, and writes frames back.
+//!   [`gamemesh_proto::FrameCodec`], enforces the idle timeout, the login
+//!   deadline, the frame size limit, the per-connection packet rate and
+//!   the outbound queue bounds (frames and bytes), and writes frames back.
+//! - [`limits`] holds the token bucket, the per-IP limiter and the
+//!   counters of what the protections refused and kicked.
 //! - [`pin_table`] remembers, per socket, the game server its frames go to
 //!   and the session a game server pinned it to.
 //! - [`upstream`] owns the ZeroMQ link to game servers: hellos/heartbeats,
 //!   liveness, round-robin routing of new sockets, and the dispatcher that
 //!   obeys `SendToClient`, `PinSession` and `DisconnectClient`.
 //!
-//! Path of a client frame: socket -> `connection::serve` (decode frame) ->
+//! Path of a client frame: socket -> `connection::serve` (decode frame,
+//! take a token from the socket's bucket or answer `RATE_LIMITED`) ->
 //! `pin_table` (which game server, which session) -> `upstream` (wrap in
 //! `ClientFrame`, send on the link). Path of a reply: link -> `upstream`
 //! dispatcher -> the socket's bounded queue -> `connection::serve` -> socket.
@@ -20,11 +26,13 @@
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod limits;
 pub mod listener;
 pub mod pin_table;
 pub mod upstream;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +47,7 @@ pub use config::Config;
 pub use error::GatewayError;
 
 use connection::ClientRegistry;
+use limits::{ConnectLimiter, Counters, LogThrottle, Refusal};
 use pin_table::PinTable;
 use upstream::Upstream;
 
@@ -52,6 +61,16 @@ pub(crate) struct Shared {
     clients: ClientRegistry,
     /// The link to game servers.
     upstream: Upstream,
+    /// Sockets admitted and not yet closed (`--max-connections`).
+    open: Arc<AtomicUsize>,
+    /// Per-source-address connect buckets.
+    connect_limiter: ConnectLimiter,
+    /// What the protections refused and kicked.
+    counters: Counters,
+    /// One "gateway is full" line a second at most.
+    full_log: LogThrottle,
+    /// One "connect rate" line a second at most.
+    ip_rate_log: LogThrottle,
 }
 
 /// A started gateway.
@@ -84,9 +103,23 @@ impl RunningGateway {
         self.live_game_servers.clone()
     }
 
-    /// Number of open client sockets.
+    /// Number of open client sockets (those counted against
+    /// `--max-connections`).
     pub fn open_connections(&self) -> usize {
-        self.shared.clients.len()
+        self.shared.open.load(Ordering::Acquire)
+    }
+
+    /// Sockets refused so far, for any reason (`--max-connections` or the
+    /// per-IP connect rate).
+    pub fn refused_connections(&self) -> u64 {
+        self.shared.counters.refusals(Refusal::GatewayFull)
+            + self.shared.counters.refusals(Refusal::IpRate)
+    }
+
+    /// Everything the protections counted: refusals by reason, rate-limited
+    /// frames, the gateway's own kicks by reason.
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
     }
 
     /// Waits until shutdown is requested, then closes every client with
@@ -166,10 +199,19 @@ pub async fn start(
         config.node_id, config.game_servers
     );
     let shared = Arc::new(Shared {
-        config,
         pins: PinTable::new(),
         clients: ClientRegistry::default(),
         upstream,
+        open: Arc::new(AtomicUsize::new(0)),
+        connect_limiter: ConnectLimiter::new(
+            config.max_connects_per_ip_per_sec,
+            config.connect_burst_per_ip(),
+            tokio::time::Instant::now(),
+        ),
+        counters: Counters::default(),
+        full_log: LogThrottle::new(Duration::from_secs(1)),
+        ip_rate_log: LogThrottle::new(Duration::from_secs(1)),
+        config,
     });
     let tracker = TaskTracker::new();
     tracker.spawn(upstream::dispatch_loop(

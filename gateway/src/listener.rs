@@ -1,17 +1,30 @@
 //! Accepts client sockets. The listen backlog is 4096, not tokio's 128: a
 //! burst of a thousand connects (a match starting, a reconnect storm after
 //! a network blip) must not overflow it into one-second SYN retries.
+//!
+//! Admission happens here, before a socket costs a task: first the per-IP
+//! connect rate (`--max-connects-per-ip-per-sec`), then
+//! `--max-connections`. A refused socket is still accepted (so the client
+//! learns why instead of hanging in the backlog), sent
+//! `Kicked{SERVER_UNAVAILABLE}` within a short bound, closed and counted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket};
+use gamemesh_proto::client::KickReason;
+use gamemesh_proto::codec::encode_frame;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
+use crate::connection::{Slot, LAST_FRAME_TIMEOUT};
 use crate::error::GatewayError;
+use crate::limits::{ConnectVerdict, Refusal};
+use crate::upstream::kick_body;
 use crate::{connection, Shared};
 
 /// Listen backlog for client sockets.
@@ -61,11 +74,47 @@ pub(crate) async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                let now = Instant::now();
+                if shared.connect_limiter.check(peer.ip(), now) == ConnectVerdict::Refused {
+                    if let Some(suppressed) = shared.ip_rate_log.allow(now) {
+                        warn!(
+                            "Connection refused: Peer={peer}: over --max-connects-per-ip-per-sec {} (burst {}) from {} ({suppressed} more refusals not logged)",
+                            shared.config.max_connects_per_ip_per_sec,
+                            shared.config.connect_burst_per_ip(),
+                            peer.ip()
+                        );
+                    }
+                    refuse(
+                        &shared,
+                        &tracker,
+                        stream,
+                        Refusal::IpRate,
+                        "too many connections from your address; retry later",
+                    );
+                    continue;
+                }
+                let Some(slot) = Slot::claim(&shared.open, shared.config.max_connections) else {
+                    if let Some(suppressed) = shared.full_log.allow(now) {
+                        warn!(
+                            "Connection refused: Peer={peer}: gateway is full (--max-connections {}) ({suppressed} more refusals not logged)",
+                            shared.config.max_connections
+                        );
+                    }
+                    refuse(
+                        &shared,
+                        &tracker,
+                        stream,
+                        Refusal::GatewayFull,
+                        "gateway is full",
+                    );
+                    continue;
+                };
                 tracker.spawn(connection::serve(
                     stream,
                     peer,
                     shared.clone(),
                     shutdown.clone(),
+                    slot,
                 ));
             }
             Err(e) => {
@@ -76,4 +125,25 @@ pub(crate) async fn accept_loop(
             }
         }
     }
+}
+
+/// Counts a refused socket and, in a short-lived task, tells it why
+/// (`Kicked{SERVER_UNAVAILABLE}`, best effort, at most
+/// [`LAST_FRAME_TIMEOUT`]) and closes it.
+fn refuse(
+    shared: &Shared,
+    tracker: &TaskTracker,
+    mut stream: TcpStream,
+    why: Refusal,
+    detail: &'static str,
+) {
+    shared.counters.refused(why);
+    let frame = encode_frame(&kick_body(KickReason::ServerUnavailable, detail));
+    tracker.spawn(async move {
+        let _ = tokio::time::timeout(LAST_FRAME_TIMEOUT, async {
+            stream.write_all(&frame).await?;
+            stream.shutdown().await
+        })
+        .await;
+    });
 }

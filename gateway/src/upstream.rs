@@ -401,6 +401,9 @@ fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
                 from
             };
             if shared.pins.pin(&socket, p.session_id, p.user_id, gs) {
+                if p.session_id != 0 {
+                    shared.clients.mark_logged_in(&socket);
+                }
                 info!(
                     "Session pinned: SocketId={socket}, SessionId={}, GameServer={gs}",
                     p.session_id

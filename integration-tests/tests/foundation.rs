@@ -454,6 +454,9 @@ async fn idle_timeout_kicks_silent_and_trickling_clients() {
 fn idle_timeout_and_a_deep_outbound_queue(c: &mut gamemesh_gateway::Config) {
     c.idle_timeout_secs = 1;
     c.outbound_queue_frames = 4096;
+    // Neither the byte bound nor the packet rate limit may end it first.
+    c.outbound_queue_bytes = 1 << 30;
+    c.max_packets_per_sec = 1_000_000;
 }
 
 /// A client that stopped reading (and so, once TCP buffers fill, also
