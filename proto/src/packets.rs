@@ -34,20 +34,85 @@ pub fn encode(msg: &impl Message) -> Bytes {
 
 /// Reads a `ClientPacket`'s `sequence_id` (field 1) without decoding the
 /// body, so a gateway can answer a frame it failed to relay with the right
-/// sequence id. Returns 0 when the body does not start with that field.
+/// sequence id. Returns 0 when the body holds no such field.
+///
+/// Protobuf lets a field occur more than once, the last occurrence winning
+/// (that is what `ClientPacket::decode` does), and lets fields come in any
+/// order; prost writes field 1 first, but a hostile or hand-rolled client
+/// need not. So this walks every top-level field, skipping the others, and
+/// keeps the last field-1 value: whenever the body decodes, the result is
+/// the decoded `sequence_id` (checked by `fuzz/fuzz_targets/client_packet.rs`).
+/// It stops at the first malformed field, keeping what it had.
 pub fn peek_sequence_id(body: &[u8]) -> u64 {
-    // Field 1, wire type 0 (varint) has tag byte 0x08; prost writes it first.
-    if body.first() != Some(&0x08) {
-        return 0;
-    }
-    let mut value = 0u64;
-    for (i, b) in body[1..].iter().take(10).enumerate() {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return value;
+    const VARINT: u64 = 0;
+    const FIXED64: u64 = 1;
+    const LEN: u64 = 2;
+    const START_GROUP: u64 = 3;
+    const END_GROUP: u64 = 4;
+    const FIXED32: u64 = 5;
+
+    let mut rest = body;
+    let mut sequence_id = 0;
+    // Field numbers of the (deprecated, but still decodable) groups we are
+    // inside; a field 1 inside a group is not the packet's.
+    let mut groups: Vec<u64> = Vec::new();
+    while !rest.is_empty() {
+        let Some(key) = read_varint(&mut rest) else {
+            break;
+        };
+        let (field, wire_type) = (key >> 3, key & 7);
+        let ok = match wire_type {
+            VARINT => match read_varint(&mut rest) {
+                Some(v) if field == 1 && groups.is_empty() => {
+                    sequence_id = v;
+                    true
+                }
+                v => v.is_some(),
+            },
+            FIXED64 => skip(&mut rest, 8),
+            LEN => read_varint(&mut rest)
+                .and_then(|len| usize::try_from(len).ok())
+                .is_some_and(|len| skip(&mut rest, len)),
+            FIXED32 => skip(&mut rest, 4),
+            START_GROUP => {
+                groups.push(field);
+                true
+            }
+            END_GROUP => groups.pop() == Some(field),
+            _ => false,
+        };
+        if !ok {
+            break;
         }
     }
-    0
+    sequence_id
+}
+
+/// A base-128 varint as prost reads one: at most 10 bytes, the 10th at most 1.
+fn read_varint(buf: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for (i, &b) in buf.iter().take(10).enumerate() {
+        if i == 9 && b > 1 {
+            return None;
+        }
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            *buf = &buf[i + 1..];
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Drops `n` bytes, or returns false if there are fewer.
+fn skip(buf: &mut &[u8], n: usize) -> bool {
+    match buf.get(n..) {
+        Some(rest) => {
+            *buf = rest;
+            true
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -68,5 +133,31 @@ mod tests {
         }
         assert_eq!(peek_sequence_id(b"\xff\xff"), 0);
         assert_eq!(peek_sequence_id(b""), 0);
+    }
+
+    /// Found by the `client_packet` fuzz target: field 1 twice
+    /// (`sequence_id` 8, then 120). Protobuf keeps the last, so the peek
+    /// must too, or an error reply carries a sequence id the client never
+    /// sent as the packet's.
+    #[test]
+    fn peek_agrees_with_decode_when_field_1_repeats() {
+        let body = [0x08, 0x08, 0x08, 0x78];
+        assert_eq!(ClientPacket::decode(&body[..]).unwrap().sequence_id, 120);
+        assert_eq!(peek_sequence_id(&body), 120);
+    }
+
+    #[test]
+    fn peek_agrees_with_decode_whatever_the_field_order() {
+        // Echo{data: "x"} first, then sequence_id 5; then the same with an
+        // unknown group (field 7) holding a field 1 of its own, and unknown
+        // fixed32/fixed64 fields.
+        let bodies: [&[u8]; 2] = [
+            b"\x62\x03\x0a\x01x\x08\x05",
+            b"\x3b\x08\x09\x3c\x25\0\0\0\0\x08\x05\x29\0\0\0\0\0\0\0\0",
+        ];
+        for body in bodies {
+            assert_eq!(ClientPacket::decode(body).unwrap().sequence_id, 5);
+            assert_eq!(peek_sequence_id(body), 5);
+        }
     }
 }
