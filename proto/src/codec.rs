@@ -11,6 +11,9 @@ use crate::FrameError;
 /// Size of the length header.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
 
+/// Most room reserved at once for a body still arriving.
+const RESERVE_STEP: usize = 4 * 1024;
+
 /// The default largest body a gateway accepts (PROTOCOL.md).
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
 
@@ -64,8 +67,10 @@ impl Decoder for FrameCodec {
         self.check(len)?;
         let total = LENGTH_PREFIX_BYTES + len;
         if src.len() < total {
-            // Safe to reserve now: `len` passed the maximum check above.
-            src.reserve(total - src.len());
+            // Grow toward the body a step at a time rather than reserving
+            // it whole: a client that sends a 4-byte header and then
+            // nothing must not pin a maximum-sized buffer per connection.
+            src.reserve((total - src.len()).min(RESERVE_STEP));
             return Ok(None);
         }
         src.advance(LENGTH_PREFIX_BYTES);
@@ -161,6 +166,19 @@ mod tests {
         let err = codec.decode(&mut buf).unwrap_err();
         assert!(matches!(err, FrameError::TooLarge { len, max: 1024 } if len == u32::MAX as usize));
         assert_eq!(buf.capacity(), cap_before, "no room reserved for the body");
+    }
+
+    #[test]
+    fn a_header_alone_does_not_reserve_the_whole_body() {
+        let mut codec = FrameCodec::new(1 << 20);
+        let mut buf = BytesMut::new();
+        buf.put_u32(1 << 20);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(
+            buf.capacity() <= LENGTH_PREFIX_BYTES + RESERVE_STEP,
+            "{}",
+            buf.capacity()
+        );
     }
 
     #[test]
