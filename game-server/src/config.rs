@@ -72,6 +72,14 @@ pub struct Config {
     /// Longest wait for sessions to be saved on shutdown.
     #[arg(long, env = "GAME_SERVER_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
+    /// Login attempts one user id may make per minute on this game server
+    /// (also the burst); more get RATE_LIMITED before the token is checked.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_USER_PER_MIN", default_value_t = 10)]
+    pub login_attempts_per_user_per_min: u32,
+    /// Login attempts one client IP (an IPv6 client: its /64) may make per
+    /// minute on this game server (also the burst), all users together.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP_PER_MIN", default_value_t = 60)]
+    pub login_attempts_per_ip_per_min: u32,
 }
 
 impl Default for Config {
@@ -94,6 +102,8 @@ impl Default for Config {
             heartbeat_ms: 1000,
             peer_timeout_ms: 3000,
             shutdown_grace_secs: 5,
+            login_attempts_per_user_per_min: 10,
+            login_attempts_per_ip_per_min: 60,
         }
     }
 }
@@ -116,6 +126,9 @@ impl Config {
         }
         if self.heartbeat_ms == 0 || self.peer_timeout_ms <= self.heartbeat_ms {
             return bad("--peer-timeout-ms must be larger than --heartbeat-ms (> 0)");
+        }
+        if self.login_attempts_per_user_per_min == 0 || self.login_attempts_per_ip_per_min == 0 {
+            return bad("--login-attempts-per-user-per-min and --login-attempts-per-ip-per-min must be at least 1 (0 would refuse every login; set a large value to relax them)");
         }
         if self.auth_secret.as_deref() == Some("") {
             return bad("--auth-secret is empty: give a secret or leave it unset");
@@ -150,6 +163,31 @@ mod tests {
         assert_eq!(parsed.session_store, d.session_store);
         assert_eq!(parsed.resume_grace_secs, d.resume_grace_secs);
         assert_eq!(parsed.reply_cache, d.reply_cache);
+        assert_eq!(
+            parsed.login_attempts_per_user_per_min,
+            d.login_attempts_per_user_per_min
+        );
+        assert_eq!(
+            parsed.login_attempts_per_ip_per_min,
+            d.login_attempts_per_ip_per_min
+        );
         d.validate().unwrap();
+    }
+
+    #[test]
+    fn login_limits_of_zero_are_refused() {
+        for c in [
+            Config {
+                login_attempts_per_user_per_min: 0,
+                ..Config::default()
+            },
+            Config {
+                login_attempts_per_ip_per_min: 0,
+                ..Config::default()
+            },
+        ] {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("--login-attempts-per"), "{e}");
+        }
     }
 }

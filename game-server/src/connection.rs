@@ -6,11 +6,17 @@
 //! resume reply (`SessionEffect`), or, when a frame arrives pinned to a
 //! session this server does not own (its owner died and the gateway
 //! re-routed the socket), by adopting it from the store.
+//!
+//! Before a login enters the pipeline the actor counts it against the
+//! login attempt limits ([`crate::login_limits`]): the actor is where the
+//! socket's client IP is known, and a refused attempt then costs neither
+//! the token check nor the store.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gamemesh_proto::client::{ClientPacket, ErrorCode, KickReason};
+use gamemesh_proto::client::{client_packet, ClientPacket, ErrorCode, KickReason};
 use gamemesh_proto::{packets, Message};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +24,7 @@ use tower::{Service, ServiceExt};
 use tracing::{info, warn};
 
 use crate::handlers::resume::{adopt, MoveError};
+use crate::login_limits::LoginLimits;
 use crate::pipeline::{ConnInfo, HubRequest, HubService, SessionEffect};
 use crate::session::LocalSession;
 use crate::state::HubState;
@@ -45,18 +52,30 @@ pub struct ActorHandle {
     pub closed: CancellationToken,
 }
 
+/// How a connection's login attempts are limited.
+#[derive(Debug, Clone)]
+pub struct LoginGate {
+    /// The game server's login attempt limits.
+    pub limits: Arc<LoginLimits>,
+    /// The client's IP, from the gateway's `ClientConnected`; `None` when
+    /// that went to another game server (a re-routed socket): then only
+    /// the per-user limit applies.
+    pub peer_ip: Option<IpAddr>,
+}
+
 /// Starts the actor for `conn`; the caller spawns the returned future.
 pub fn spawn_actor(
     state: Arc<HubState>,
     service: HubService,
     conn: ConnInfo,
+    gate: LoginGate,
 ) -> (
     ActorHandle,
     impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let (tx, rx) = mpsc::channel(MAILBOX);
     let closed = CancellationToken::new();
-    let fut = run(state, service, conn, rx, closed.clone());
+    let fut = run(state, service, conn, gate, rx, closed.clone());
     (ActorHandle { tx, closed }, fut)
 }
 
@@ -64,6 +83,7 @@ async fn run(
     state: Arc<HubState>,
     mut service: HubService,
     conn: ConnInfo,
+    gate: LoginGate,
     mut rx: mpsc::Receiver<Frame>,
     closed: CancellationToken,
 ) {
@@ -130,6 +150,30 @@ async fn run(
                 continue;
             }
         };
+        // A login on a socket with a live session is no attempt: a re-sent
+        // one is replayed from the reply cache, a new one closes the
+        // socket (handlers::login). Every other login counts.
+        if let Some(client_packet::Body::Login(login)) = &packet.body {
+            if session.as_ref().is_none_or(|s| s.is_ended()) {
+                if let Err(refused) = gate.limits.check(login.user_id, gate.peer_ip) {
+                    if refused.log {
+                        warn!(
+                            "Login attempts over the limit for {}: Socket={}, UserId={}; answering RATE_LIMITED (next line for this key in a minute at the earliest)",
+                            refused.key, conn.socket, login.user_id
+                        );
+                    }
+                    let reply = packets::error(
+                        packet.sequence_id,
+                        ErrorCode::RateLimited,
+                        "too many login attempts; retry later",
+                    );
+                    state
+                        .gateways
+                        .send_to_client(conn.gateway, &conn.socket, &reply);
+                    continue;
+                }
+            }
+        }
         let req = HubRequest {
             conn,
             session: session.clone(),
@@ -160,6 +204,8 @@ async fn run(
                     left.push(old.session_id);
                 }
             }
+            // The handler kicked the socket; the kick is its last frame.
+            SessionEffect::Close => continue,
         }
         state
             .gateways

@@ -3,6 +3,7 @@
 //! behind them.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::connection::{spawn_actor, ActorHandle, Frame};
+use crate::connection::{spawn_actor, ActorHandle, Frame, LoginGate};
+use crate::login_limits::LoginLimits;
 use crate::pipeline::{ConnInfo, HubService};
 use crate::state::HubState;
 
@@ -29,17 +31,42 @@ pub struct Dispatcher {
     service: HubService,
     /// Live connection actors.
     actors: HashMap<ConnInfo, ActorHandle>,
+    /// Client IPs of sockets announced by `ClientConnected` whose first
+    /// frame has not come yet; handed to the actor when it starts. Bounded
+    /// by the open sockets (an entry goes with the first frame, the
+    /// disconnect, or the gateway).
+    peers: HashMap<ConnInfo, IpAddr>,
+    /// Login attempt limits, shared by every actor.
+    login_limits: Arc<LoginLimits>,
     /// Owns the actor tasks.
     tracker: TaskTracker,
 }
 
+/// The IP of a gateway's `peer_addr` (`ip:port`, `[v6]:port`, or a bare
+/// address); `None` if it is neither.
+fn peer_ip(peer_addr: &str) -> Option<IpAddr> {
+    peer_addr
+        .parse::<SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| peer_addr.parse::<IpAddr>())
+        .ok()
+}
+
 impl Dispatcher {
-    /// A dispatcher spawning actors on `tracker`.
-    pub fn new(state: Arc<HubState>, service: HubService, tracker: TaskTracker) -> Self {
+    /// A dispatcher spawning actors on `tracker`, limiting logins with
+    /// `login_limits`.
+    pub fn new(
+        state: Arc<HubState>,
+        service: HubService,
+        tracker: TaskTracker,
+        login_limits: Arc<LoginLimits>,
+    ) -> Self {
         Self {
             state,
             service,
             actors: HashMap::new(),
+            peers: HashMap::new(),
+            login_limits,
             tracker,
         }
     }
@@ -73,12 +100,14 @@ impl Dispatcher {
             }
         }
         // Stop taking work; actors finish what they hold and save.
+        self.peers.clear();
         for (_, a) in self.actors.drain() {
             a.closed.cancel();
         }
     }
 
     fn drop_gateway(&mut self, gateway: NodeId) {
+        self.peers.retain(|conn, _| conn.gateway != gateway);
         self.actors.retain(|conn, a| {
             if conn.gateway == gateway {
                 a.closed.cancel();
@@ -105,6 +134,25 @@ impl Dispatcher {
             }
             gateway_to_server::Kind::ClientConnected(c) => {
                 debug!(gateway = from, peer = %c.peer_addr, "client connected");
+                let Ok(socket) = Uuid::from_slice(&c.socket_id) else {
+                    warn!(gateway = from, "client connected with a bad socket id");
+                    return;
+                };
+                let conn = ConnInfo {
+                    gateway: from,
+                    socket,
+                };
+                match peer_ip(&c.peer_addr) {
+                    Some(ip) if !self.actors.contains_key(&conn) => {
+                        self.peers.insert(conn, ip);
+                    }
+                    Some(_) => {}
+                    None => warn!(
+                        gateway = from,
+                        peer = %c.peer_addr,
+                        "client connected from an unreadable address; only per-user login limits apply to it"
+                    ),
+                }
             }
             gateway_to_server::Kind::ClientFrame(f) => {
                 let Ok(socket) = Uuid::from_slice(&f.socket_id) else {
@@ -117,7 +165,12 @@ impl Dispatcher {
                 };
                 let seq = packets::peek_sequence_id(&f.body);
                 let actor = self.actors.entry(conn).or_insert_with(|| {
-                    let (handle, fut) = spawn_actor(self.state.clone(), self.service.clone(), conn);
+                    let gate = LoginGate {
+                        limits: self.login_limits.clone(),
+                        peer_ip: self.peers.remove(&conn),
+                    };
+                    let (handle, fut) =
+                        spawn_actor(self.state.clone(), self.service.clone(), conn, gate);
                     self.tracker.spawn(fut);
                     handle
                 });
@@ -138,10 +191,12 @@ impl Dispatcher {
                 let Ok(socket) = Uuid::from_slice(&d.socket_id) else {
                     return;
                 };
-                if let Some(a) = self.actors.remove(&ConnInfo {
+                let conn = ConnInfo {
                     gateway: from,
                     socket,
-                }) {
+                };
+                self.peers.remove(&conn);
+                if let Some(a) = self.actors.remove(&conn) {
                     a.closed.cancel();
                 }
             }
@@ -252,4 +307,19 @@ pub async fn release_all(state: &HubState) {
         })
     });
     futures::future::join_all(saves).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_addresses_are_read_as_the_gateway_writes_them() {
+        let v4: IpAddr = "203.0.113.7".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(peer_ip("203.0.113.7:54321"), Some(v4));
+        assert_eq!(peer_ip("[2001:db8::1]:443"), Some(v6));
+        assert_eq!(peer_ip("2001:db8::1"), Some(v6));
+        assert_eq!(peer_ip("not an address"), None);
+    }
 }

@@ -7,7 +7,8 @@
 //! - [`hub`]: the dispatcher that hands each client frame to its
 //!   connection actor, and the flusher that saves sessions behind them.
 //! - [`connection`]: one actor per client socket; decodes the
-//!   `ClientPacket` and runs it through the pipeline, one at a time.
+//!   `ClientPacket`, counts a login against [`login_limits`] (per user and
+//!   per client IP), and runs it through the pipeline, one at a time.
 //! - [`pipeline`]: the tower stack, composed in one place:
 //!   [`middleware::exception`] -> [`middleware::logging`] ->
 //!   [`middleware::authentication`] -> [`middleware::idempotency`] ->
@@ -23,6 +24,7 @@ pub mod error;
 pub mod gateways;
 pub mod handlers;
 pub mod hub;
+pub mod login_limits;
 pub mod membership;
 pub mod mesh;
 pub mod middleware;
@@ -214,7 +216,11 @@ pub async fn start(
     // The hub's tasks stop on their own token, cancelled by `wait` after the
     // sessions were released; the caller's token only starts the shutdown.
     let tasks = CancellationToken::new();
-    let dispatcher = hub::Dispatcher::new(state.clone(), service, tracker.clone());
+    let login_limits = Arc::new(login_limits::LoginLimits::new(
+        config.login_attempts_per_user_per_min,
+        config.login_attempts_per_ip_per_min,
+    ));
+    let dispatcher = hub::Dispatcher::new(state.clone(), service, tracker.clone(), login_limits);
     tracker.spawn(dispatcher.run(
         events,
         Duration::from_millis(config.heartbeat_ms),

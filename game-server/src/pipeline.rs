@@ -71,6 +71,11 @@ pub enum SessionEffect {
     Attach(Arc<LocalSession>),
     /// The socket no longer has a session (logout).
     Detach,
+    /// The handler closed the socket (a `Kicked` is its last frame) and
+    /// executed nothing: the reply is neither sent nor recorded against
+    /// the sequence id, and the socket keeps its session until the close
+    /// arrives (then it is saved as resumable like any other).
+    Close,
 }
 
 /// A handler's answer.

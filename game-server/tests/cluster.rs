@@ -242,6 +242,9 @@ impl GameServer {
             .args(["--flush-interval-ms", "20"])
             .args(["--redis-timeout-ms", "500"])
             .args(["--shutdown-grace-secs", "3"])
+            // Every test client comes from 127.0.0.1; the login limits have
+            // their own test (integration-tests/tests/login_limits.rs).
+            .args(["--login-attempts-per-ip-per-min", "100000"])
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

@@ -20,8 +20,8 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use gamemesh_proto::client::{ErrorCode, KickReason};
 use gamemesh_proto::{packets, FrameCodec, FrameError};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -37,6 +37,10 @@ use crate::Shared;
 /// How long a kicked (or refused) client gets to take its last frame
 /// before we close.
 pub(crate) const LAST_FRAME_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// How long a closed connection's input is drained (see
+/// `drain_before_close`).
+const DRAIN_BEFORE_CLOSE: Duration = Duration::from_millis(500);
 
 /// Something to do on a client socket, in order.
 #[derive(Debug)]
@@ -409,17 +413,32 @@ pub(crate) async fn serve(
         }
     };
 
+    // We are closing on the client (kick, or a game server's disconnect):
+    // its input is drained while the last frames go out, so a client
+    // blocked writing to us gets unstuck and can read them.
+    let drain = matches!(end, End::Kicked(..) | End::Closed(_));
+    let mut last = None;
     let reason = match end {
         End::ClientClosed => "client closed".to_string(),
         End::Kicked(kind, detail) => {
             shared.counters.kicked(kind);
-            write_last(&mut writer, unfinished, Some(kick_body(kind, &detail))).await;
+            last = Some(kick_body(kind, &detail));
             format!("kicked ({}): {detail}", kind.as_str_name())
         }
         End::Closed(r) => r,
         End::Error(e) => e,
     };
-    let _ = writer.shutdown().await;
+    let closing = async {
+        if last.is_some() {
+            write_last(&mut writer, unfinished, last).await;
+        }
+        let _ = writer.shutdown().await;
+    };
+    if drain {
+        tokio::join!(closing, drain_before_close(frames.into_inner()));
+    } else {
+        closing.await;
+    }
     shared.clients.lock().remove(&socket);
     if let Some(route) = shared.pins.remove(&socket) {
         shared
@@ -433,6 +452,24 @@ fn encode(buf: &mut BytesMut, body: &Bytes) {
     // Bodies from game servers are ours; an oversize one would be a bug, so
     // the codec's limit here is the protocol's hard ceiling.
     let _ = FrameCodec::new(u32::MAX as usize).encode(&body[..], buf);
+}
+
+/// After we closed our side, reads and discards what the client still
+/// sends, for a short while. Closing a socket with unread input makes the
+/// kernel send a reset, and a reset can make the client's kernel drop the
+/// frames it has not read yet, the `Kicked` among them: a client kicked
+/// mid-flood would never learn why. Bounded, so a client that keeps
+/// sending cannot hold the task.
+async fn drain_before_close(mut read: OwnedReadHalf) {
+    let mut scratch = [0u8; 4096];
+    let _ = tokio::time::timeout(DRAIN_BEFORE_CLOSE, async {
+        while let Ok(n) = read.read(&mut scratch).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Writes the rest of a frame cut off mid-write (`unfinished`, raw bytes)

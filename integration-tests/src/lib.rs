@@ -98,6 +98,11 @@ pub fn game_server_config(node_id: u64, redis: &str) -> GsConfig {
         flush_interval_ms: 20,
         redis_timeout_ms: 500,
         shutdown_grace_secs: 2,
+        // Tests log one user in many times and every client comes from
+        // 127.0.0.1; the login limits have their own test
+        // (tests/login_limits.rs).
+        login_attempts_per_user_per_min: 1_000,
+        login_attempts_per_ip_per_min: 100_000,
         ..GsConfig::default()
     }
 }

@@ -1,6 +1,10 @@
 //! Login: verify the token, atomically replace-or-create the user's
 //! session in the store, kick the connection of the session it replaced
-//! (wherever it is), pin the socket, answer.
+//! (wherever it is), pin the socket, answer. One login per connection: a
+//! second one on a logged-in socket closes it (see [`handle`]).
+//!
+//! Login attempts are limited per user and per client IP before they get
+//! here, by the connection actor ([`crate::login_limits`]).
 
 use std::sync::Arc;
 
@@ -8,6 +12,7 @@ use gamemesh_proto::auth::verify_token;
 use gamemesh_proto::client::{
     server_packet, ErrorCode, KickReason, LoginRequest, LoginResponse, ServerPacket,
 };
+use gamemesh_proto::packets;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
@@ -35,6 +40,22 @@ fn now_secs() -> u64 {
 }
 
 /// Handles `LoginRequest`.
+///
+/// **One login per connection.** A socket that already holds a live
+/// session and sends a new `login` (a fresh sequence id: a re-sent one was
+/// answered from the reply cache by the idempotency layer and never gets
+/// here) is closed with `Kicked{PROTOCOL_ERROR, "already logged in on this
+/// connection"}`, whichever user it names. Nothing is executed: no token
+/// check, no store call, no reply, and its sequence id is not recorded
+/// ([`SessionEffect::Close`]). The existing session is left as it is; when
+/// the close arrives it is saved as disconnected and can be resumed with
+/// its token on a new connection, like after any dropped connection.
+/// Replacing the session in place instead would silently void the resume
+/// token the client holds, and would let one socket switch users without
+/// the old session ever being closed. A client that wants another user
+/// logs out first (the socket stays open) or opens a new connection.
+/// A socket whose session ended elsewhere (replaced, taken over) counts
+/// as not logged in: the authentication layer has already dropped it.
 pub async fn handle(
     state: Arc<HubState>,
     req: HubRequest,
@@ -43,6 +64,25 @@ pub async fn handle(
     let seq = req.packet.sequence_id;
     let user_id = login.user_id;
     let socket = req.conn.socket;
+    if let Some(current) = req.session.as_ref().filter(|s| !s.is_ended()) {
+        warn!(
+            "Second login on one connection: Socket={socket}, SessionId={}, UserId={} asked for UserId={user_id}; closing the connection, the session stays resumable",
+            current.session_id, current.user_id
+        );
+        let detail = "already logged in on this connection";
+        // Session 0: close the socket whatever it is pinned to.
+        state.gateways.kick(
+            req.conn.gateway,
+            &socket,
+            0,
+            KickReason::ProtocolError,
+            detail,
+        );
+        return Ok(HubResponse {
+            reply: packets::kicked(KickReason::ProtocolError, detail),
+            effect: SessionEffect::Close,
+        });
+    }
     info!("Handling unpinned session: Socket={socket}, UserId={user_id}");
     if user_id == 0 {
         return Ok(HubResponse::error(
@@ -129,13 +169,6 @@ pub async fn handle(
             );
         }
     }
-    // A session this socket had before is superseded.
-    if let Some(prev) = &req.session {
-        if prev.session_id != session_id {
-            state.sessions.end(prev.session_id);
-        }
-    }
-
     let session = Arc::new(LocalSession::new(
         session_id,
         user_id,

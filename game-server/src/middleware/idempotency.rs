@@ -16,7 +16,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::warn;
 
-use crate::pipeline::{BoxError, HubRequest, HubResponse};
+use crate::pipeline::{BoxError, HubRequest, HubResponse, SessionEffect};
 use crate::session::local::SeqCheck;
 use crate::session::LocalSession;
 
@@ -118,7 +118,11 @@ where
             Poll::Ready(out) => out,
         };
         if let (Ok(resp), Some((session, seq))) = (&out, this.record.take()) {
-            session.record(seq, &resp.reply);
+            // A packet answered by closing the socket did not execute: its
+            // sequence id stays fresh for the session.
+            if !matches!(resp.effect, SessionEffect::Close) {
+                session.record(seq, &resp.reply);
+            }
         }
         Poll::Ready(out)
     }
@@ -193,5 +197,28 @@ mod tests {
         send.send_response(echo_reply(0, b"b"));
         b.await.unwrap();
         assert_eq!(s.last_executed(), 0, "seq 0 moves no watermark");
+    }
+
+    #[tokio::test]
+    async fn a_packet_answered_by_closing_the_socket_is_not_recorded() {
+        let (svc, mut handle) = mock::pair::<HubRequest, HubResponse>();
+        let mut svc = IdempotencyLayer::new().layer(svc);
+        let s = session();
+        handle.allow(1);
+        let call = tokio::spawn({
+            let s = s.clone();
+            async move {
+                futures::future::poll_fn(|cx| svc.poll_ready(cx))
+                    .await
+                    .unwrap();
+                svc.call(echo(3, b"x", Some(s))).await.unwrap()
+            }
+        });
+        let (_, send) = handle.next_request().await.unwrap();
+        let mut closed = echo_reply(3, b"x");
+        closed.effect = SessionEffect::Close;
+        send.send_response(closed);
+        call.await.unwrap();
+        assert_eq!(s.last_executed(), 0, "nothing executed");
     }
 }
