@@ -247,12 +247,21 @@ pub async fn flush_once(state: &HubState, only_dirty: bool) {
         match r {
             Ok(true) => {}
             Ok(false) => {
-                state.sessions.end(a.session.session_id);
+                // Ended here meanwhile (logout, a newer login, a release):
+                // whoever ended it has dealt with the client.
+                if a.session.is_ended() {
+                    continue;
+                }
                 // Gone from the store altogether (expired, or Redis lost
                 // its data): the client must hear it, not find out later
                 // through NOT_AUTHENTICATED. Moved to another owner: that
                 // owner has the client now; nothing to say.
                 let gone = matches!(state.store.get(a.session.user_id).await, Ok(None));
+                // A logout's delete also fences this save; it ends the
+                // local session right after, so look again before kicking.
+                if state.sessions.end(a.session.session_id).is_none() {
+                    continue;
+                }
                 info!(
                     "Session fenced off: SessionId={} {}; dropping it here",
                     a.session.session_id,
