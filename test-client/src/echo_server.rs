@@ -152,30 +152,14 @@ pub fn run(opts: &EchoServerOptions) -> anyhow::Result<()> {
         eprintln!("echo-server: listening on {local} ({flavour}); Ctrl-C or SIGTERM stops it");
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(serve(listener, shutdown.clone()));
-        wait_for_signal().await?;
+        gamemesh_node::wait_for_signal()
+            .await
+            .context("cannot watch SIGINT/SIGTERM")?;
         eprintln!("echo-server: stopping");
         shutdown.cancel();
         server.await.context("the echo server task failed")?;
         Ok(())
     })
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn wait_for_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot watch Ctrl-C")?,
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot watch Ctrl-C")?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,19 +8,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gamemesh_test_client::cli::{self, Cli};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr at `warn` unless RUST_LOG says otherwise, so stdout
     // is just the command's own lines (PASS/FAIL for the scenario, the JSON
     // line for bench).
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    gamemesh_node::init_logging("warn");
     match cli::execute(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -1,0 +1,68 @@
+//! The edge every gamemesh binary shares, so `gateway`, `game-server` and
+//! `test-client` start, log and stop the same way:
+//!
+//! - [`init_logging`]: human-readable logs filtered by `RUST_LOG`.
+//! - [`wait_for_signal`] / [`shutdown_on_signal`]: SIGINT (Ctrl-C) and
+//!   SIGTERM become one `CancellationToken`, the only shutdown path the
+//!   libraries know.
+//! - [`exit_on_error`]: a start-up failure ends the process with one plain
+//!   sentence and status 1, never a backtrace.
+
+use std::fmt::Display;
+
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Logs to stderr (stdout stays for a program's own output, e.g. the test
+/// client's PASS/FAIL lines or bench JSON), filtered by `RUST_LOG`, or by
+/// `default_filter` when it is unset or invalid.
+pub fn init_logging(default_filter: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. Errors only if the signal
+/// handlers cannot be installed.
+pub async fn wait_for_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM. The listening task
+/// lives as long as the process: it is the process's own edge, not work a
+/// library owns.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        match wait_for_signal().await {
+            Ok(()) => tracing::info!("Shutdown requested"),
+            Err(e) => tracing::warn!("Cannot watch SIGINT/SIGTERM ({e}); stopping"),
+        }
+        on_signal.cancel();
+    });
+    shutdown
+}
+
+/// Ends the process with `<program>: <error>` and status 1 if `result` is
+/// an error.
+pub fn exit_on_error<E: Display>(program: &str, result: Result<(), E>) {
+    if let Err(e) = result {
+        eprintln!("{program}: {e}");
+        std::process::exit(1);
+    }
+}
