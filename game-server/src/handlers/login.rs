@@ -142,7 +142,6 @@ pub async fn handle(
 
     let mut replaced_existing_session = false;
     if let Some(old) = outcome.replaced {
-        replaced_existing_session = true;
         info!(
             "Duplicate login: UserId={user_id}, OldSessionId={}, NewSessionId={session_id}, old socket {} on gateway {} owned by game server {}",
             old.session_id, old.placement.socket, old.placement.gateway, old.placement.owner
@@ -160,6 +159,10 @@ pub async fn handle(
             );
         }
         if old.connected && !old.placement.socket.is_nil() && old.placement.socket != socket {
+            // PROTOCOL.md: true "when an older session was kicked". A
+            // disconnected (resumable) session is replaced too, but nobody
+            // is kicked for it.
+            replaced_existing_session = true;
             state.gateways.kick(
                 old.placement.gateway,
                 &old.placement.socket,
