@@ -206,16 +206,8 @@ check_alive() {
     done
 }
 
-as_root() {
-    if [[ "$(id -u)" -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        # Prompt for a password only when someone can type it.
-        if [[ -t 0 ]]; then sudo "$@"; else sudo -n "$@"; fi
-    else
-        return 1
-    fi
-}
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 
 # Makes redis-server available if we can; false if not.
 ensure_redis_server() {

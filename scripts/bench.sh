@@ -54,11 +54,8 @@ rm -f "$out"/*.log "$out/results.jsonl"
 say() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
 
-as_root() {
-    if [[ "$(id -u)" -eq 0 ]]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
-    else return 1; fi
-}
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 
 # Installs the Debian packages that provide $2.. if command $1 is missing.
 ensure() {
@@ -85,6 +82,7 @@ bin="$root/target/release"
 # ---- processes ---------------------------------------------------------------
 
 pids=()
+declare -A pid # name -> pid of what `start` started
 cleanup() {
     local p
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -95,6 +93,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# shellcheck disable=SC2016 # $0 is expanded by the inner bash
 port_open() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1" 2>/dev/null; }
 wait_port() {
     local deadline=$((SECONDS + 30))
@@ -108,7 +107,7 @@ start() {
     shift
     "$@" >"$out/$name.log" 2>&1 &
     pids+=("$!")
-    eval "pid_${name//-/_}=$!"
+    pid[$name]=$!
 }
 
 # Fixed ports, checked free first (this is a tool for people, not a test).
@@ -180,8 +179,8 @@ bench() {
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 if ((idle > 0)); then
     say "holding $idle idle sessions for the memory case"
-    gw_before=$(rss_kib "$pid_gateway")
-    gs_before=$(rss_kib "$pid_game_server")
+    gw_before=$(rss_kib "${pid[gateway]}")
+    gs_before=$(rss_kib "${pid[game-server]}")
     "$bin/test-client" bench --addr "127.0.0.1:$gw_port" --mode idle --conns "$idle" \
         --duration 15 --sources 4 >"$out/idle.json" 2>>"$out/bench-client.log" &
     idle_pid=$!
@@ -190,8 +189,8 @@ if ((idle > 0)); then
     # session is open (the client holds them for 15 s after connecting them
     # all; sample near the end).
     sleep 12
-    gw_during=$(rss_kib "$pid_gateway")
-    gs_during=$(rss_kib "$pid_game_server")
+    gw_during=$(rss_kib "${pid[gateway]}")
+    gs_during=$(rss_kib "${pid[game-server]}")
     wait "$idle_pid" || say "idle run failed (see $out/bench-client.log)"
     printf '{"case":"idle","target":"gamemesh","run":%s,"rss_kib":{"gateway":[%s,%s],"game_server":[%s,%s]}}\n' \
         "$(if [[ -s "$out/idle.json" ]]; then cat "$out/idle.json"; else echo '{"failed":true}'; fi)" \

@@ -33,15 +33,8 @@ die() {
 
 # Runs a command as root: directly if we are root, via sudo if it can work
 # (non-interactively unless a terminal can answer a password prompt).
-as_root() {
-    if [[ "$(id -u)" -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        if [[ -t 0 ]]; then sudo "$@"; else sudo -n "$@"; fi
-    else
-        return 1
-    fi
-}
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh # we are at the repository root (cd above)
 
 step "prerequisites"
 
