@@ -362,6 +362,9 @@ fn lost_fields(path: &str, original: &Value, back: &Value, lost: &mut Vec<String
             }
         }
         _ if original == back => {}
+        // A quantity (`cpu: 1`) may be a YAML number; the typed object
+        // keeps it as the string the API server would.
+        (Value::Number(n), Value::String(s)) if n.to_string() == *s => {}
         _ => lost.push(format!("{path} ({original} came back as {back})")),
     }
 }
