@@ -53,6 +53,18 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 echo "redis-server: $(command -v redis-server) ($(redis-server --version | cut -d' ' -f3))"
 
+# The deploy_manifests test checks deploy/systemd/ with systemd-analyze
+# verify, and fails without it.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    command -v apt-get >/dev/null 2>&1 ||
+        die "systemd-analyze is not on PATH and apt-get is unavailable: install systemd (it ships systemd-analyze), then rerun"
+    echo "systemd-analyze missing: installing systemd with apt-get"
+    if ! { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd; }; then
+        die "could not install systemd: run 'sudo apt-get install systemd' yourself, then rerun"
+    fi
+fi
+echo "systemd-analyze: $(command -v systemd-analyze)"
+
 if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
     # rustup installed but this shell never sourced ~/.cargo/env.
     export PATH="$HOME/.cargo/bin:$PATH"
