@@ -1302,16 +1302,25 @@ fn units() -> Vec<(PathBuf, Binary)> {
 /// The env files of a binary: `gateway*.env` or `game-server*.env`, the
 /// shared one first.
 fn env_files(bin: Binary) -> Vec<PathBuf> {
-    files_ending(&deploy_dir().join("systemd"), ".env")
+    let shared = format!("{}.env", bin.name());
+    let mut files: Vec<PathBuf> = files_ending(&deploy_dir().join("systemd"), ".env")
         .into_iter()
         .filter(|p| {
             let f = file_name(p);
-            f == format!("{}.env", bin.name()) || f.starts_with(&format!("{}-", bin.name()))
+            f == shared || f.starts_with(&format!("{}-", bin.name()))
         })
-        .collect()
+        .collect();
+    // By name "game-server-2.env" sorts before "game-server.env".
+    files.sort_by_key(|p| file_name(p) != shared);
+    assert_eq!(
+        files.first().map(|p| file_name(p)),
+        Some(shared.clone()),
+        "deploy/systemd/{shared} is missing"
+    );
+    files
 }
 
-/// Settings from the env files of a binary (shared file, then `extra`).
+/// Settings from env files, later files overriding earlier ones.
 fn env_settings(bin: Binary, files: &[PathBuf]) -> Result<Settings, Vec<String>> {
     let mut settings = Settings::default();
     let mut problems = Vec::new();
