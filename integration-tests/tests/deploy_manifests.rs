@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use clap::{CommandFactory, Parser as _};
+use clap::CommandFactory;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, PodTemplateSpec, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -211,7 +211,7 @@ impl Settings {
 
     fn gateway(&self) -> gamemesh_gateway::Config {
         let argv = self.argv(Binary::Gateway);
-        let c = gamemesh_gateway::Config::try_parse_from(&argv)
+        let c = parse_hermetic::<gamemesh_gateway::Config>(&argv)
             .unwrap_or_else(|e| panic!("gateway refuses {argv:?}: {e}"));
         c.validate()
             .unwrap_or_else(|e| panic!("gateway refuses {argv:?}: {e}"));
@@ -220,12 +220,20 @@ impl Settings {
 
     fn game_server(&self) -> gamemesh_game_server::Config {
         let argv = self.argv(Binary::GameServer);
-        let c = gamemesh_game_server::Config::try_parse_from(&argv)
+        let c = parse_hermetic::<gamemesh_game_server::Config>(&argv)
             .unwrap_or_else(|e| panic!("game-server refuses {argv:?}: {e}"));
         c.validate()
             .unwrap_or_else(|e| panic!("game-server refuses {argv:?}: {e}"));
         c
     }
+}
+
+/// Parses `argv` with a binary's flags but without their environment
+/// twins: the environment of whoever runs the tests (a `REDIS_CONNECTION`
+/// left exported, say) must not leak into the configuration checked.
+fn parse_hermetic<C: clap::Parser>(argv: &[String]) -> Result<C, clap::Error> {
+    let command = C::command().mut_args(|a| a.env(None::<&'static str>));
+    C::from_arg_matches(&command.try_get_matches_from(argv)?)
 }
 
 /// `--flag value` / `--flag=value` pairs of a command line.
