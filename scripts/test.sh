@@ -54,16 +54,20 @@ fi
 echo "redis-server: $(command -v redis-server) ($(redis-server --version | cut -d' ' -f3))"
 
 # The deploy_manifests test checks deploy/systemd/ with systemd-analyze
-# verify, and fails without it.
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-    command -v apt-get >/dev/null 2>&1 ||
-        die "systemd-analyze is not on PATH and apt-get is unavailable: install systemd (it ships systemd-analyze), then rerun"
-    echo "systemd-analyze missing: installing systemd with apt-get"
-    if ! { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd; }; then
-        die "could not install systemd: run 'sudo apt-get install systemd' yourself, then rerun"
+# verify and the gateway pod's shell script with shellcheck, and fails
+# without them. Tool, then the Debian package that ships it:
+for tool_package in systemd-analyze:systemd shellcheck:shellcheck; do
+    tool="${tool_package%%:*}" package="${tool_package#*:}"
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        command -v apt-get >/dev/null 2>&1 ||
+            die "$tool is not on PATH and apt-get is unavailable: install $package, then rerun"
+        echo "$tool missing: installing $package with apt-get"
+        if ! { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package"; }; then
+            die "could not install $package: run 'sudo apt-get install $package' yourself, then rerun"
+        fi
     fi
-fi
-echo "systemd-analyze: $(command -v systemd-analyze)"
+    echo "$tool: $(command -v "$tool")"
+done
 
 if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
     # rustup installed but this shell never sourced ~/.cargo/env.

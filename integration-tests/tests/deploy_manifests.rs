@@ -1194,8 +1194,9 @@ fn services_and_budgets_select_the_pods() {
     }
 }
 
-#[test]
-fn gateway_node_id_script_numbers_the_pod_ip() {
+/// The gateway container's `/bin/sh -c` script as the shell gets it, and
+/// its `$0`.
+fn gateway_script() -> (String, String) {
     let m = manifests();
     let (_, c) = m.running(Binary::Gateway);
     let command = c.command.clone().unwrap();
@@ -1203,7 +1204,45 @@ fn gateway_node_id_script_numbers_the_pod_ip() {
         panic!("the gateway's command is not a /bin/sh -c script: {command:?}");
     };
     // Kubernetes turns "$$" into "$" before the shell sees the script.
-    let script = script.replace("$$", "$");
+    (script.replace("$$", "$"), zero.clone())
+}
+
+#[test]
+fn gateway_node_id_script_passes_shellcheck() {
+    let (script, _) = gateway_script();
+    let child = Command::new("shellcheck")
+        .args(["--shell=sh", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        panic!(
+            "shellcheck is not installed: run `apt-get install shellcheck` (scripts/test.sh does)"
+        );
+    };
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "shellcheck on the gateway's command:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn gateway_node_id_script_numbers_the_pod_ip() {
+    let (script, zero) = gateway_script();
+    let zero = zero.as_str();
     let dir = tempfile::tempdir().unwrap();
     // A stand-in gateway that prints what the script gave it.
     let fake = dir.path().join("gateway");
