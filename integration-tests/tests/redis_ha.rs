@@ -325,3 +325,28 @@ async fn a_dead_sentinel_first_in_the_list_is_skipped() {
     node.shutdown.cancel();
     let _ = node.task.await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_sentinel_password_fails_at_start_up_with_one_plain_sentence() {
+    init_tracing();
+    let ha = SentinelGroup::start_with(SentinelOptions {
+        sentinel_password: Some("right-sentinel-pw".into()),
+        ..SentinelOptions::default()
+    });
+    let mut config = game_server_config(1, &ha.url());
+    config.redis_sentinel_password = Some("wrong-sentinel-pw".into());
+    let e = match gamemesh_game_server::start(config, tokio_util::sync::CancellationToken::new())
+        .await
+    {
+        Ok(_) => panic!("started with a wrong sentinel password"),
+        Err(e) => e,
+    };
+    let message = e.to_string();
+    assert!(
+        matches!(e, gamemesh_game_server::GameServerError::RedisAuth { .. }),
+        "an authentication error: {message}"
+    );
+    assert!(message.contains("--redis-sentinel-password"), "{message}");
+    assert!(!message.contains('\n'), "one line: {message}");
+    assert!(!message.contains("wrong-sentinel-pw"), "{message}");
+}

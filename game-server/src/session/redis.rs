@@ -95,7 +95,9 @@ struct Scripts {
 
 impl RedisStore {
     /// Connects to `addr` (any `--redis` form), failing within about twice
-    /// `timeout` if Redis does not answer.
+    /// `timeout` if Redis does not answer. Nothing follows a Sentinel
+    /// failover here: [`crate::start`] runs [`RedisConn::follow_primary`]
+    /// for the connection it makes.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, StoreError> {
         let conn = RedisConn::connect(&RedisOptions::new(addr, timeout))
             .await
