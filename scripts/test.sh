@@ -68,6 +68,15 @@ for tool_package in systemd-analyze:systemd shellcheck:shellcheck; do
     fi
     echo "$tool: $(command -v "$tool")"
 done
+# The Redis TLS tests make their certificates with the openssl command line
+# (tests/redis_security.rs); redis-server's own --sentinel mode needs nothing.
+if ! command -v openssl >/dev/null 2>&1; then
+    command -v apt-get >/dev/null 2>&1 ||
+        die "openssl is not on PATH and apt-get is unavailable: install openssl, then rerun"
+    echo "openssl missing: installing it with apt-get"
+    { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; } ||
+        die "could not install openssl: run 'sudo apt-get install openssl' yourself, then rerun"
+fi
 
 if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
     # rustup installed but this shell never sourced ~/.cargo/env.

@@ -40,9 +40,32 @@ pub struct Config {
     /// ZeroMQ port other game servers send to (0: any free port).
     #[arg(long, env = "GAME_SERVER_MESH_PORT", default_value_t = 9101)]
     pub mesh_port: u16,
-    /// Redis address: `host:port` or a `redis://` URL.
-    #[arg(long, env = "REDIS_CONNECTION", default_value = "127.0.0.1:6379")]
+    /// Redis address: `host:port`, `redis://[user:pass@]host:port[/db]`,
+    /// `rediss://...` (TLS) or
+    /// `redis+sentinel://[user:pass@]host:port[,host:port...]/<master-name>`
+    /// (the user and password are the data nodes'). Shown redacted.
+    #[arg(
+        long,
+        env = "REDIS_CONNECTION",
+        default_value = "127.0.0.1:6379",
+        hide_env_values = true
+    )]
     pub redis: String,
+    /// PEM file of the CA that signed the Redis servers' certificates, for
+    /// `rediss://`; without it the system's roots are trusted.
+    #[arg(long, env = "GAME_SERVER_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+    /// ACL user of the sentinels (for `redis+sentinel://`), if they need one.
+    #[arg(long, env = "GAME_SERVER_REDIS_SENTINEL_USERNAME")]
+    pub redis_sentinel_username: Option<String>,
+    /// Password of the sentinels (`requirepass` in sentinel.conf), for
+    /// `redis+sentinel://`.
+    #[arg(
+        long,
+        env = "GAME_SERVER_REDIS_SENTINEL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub redis_sentinel_password: Option<String>,
     /// Session store.
     #[arg(long, env = "SESSION_STORE", value_enum, default_value_t = StoreKind::Redis)]
     pub session_store: StoreKind,
@@ -93,6 +116,9 @@ impl Default for Config {
             p2p_port: 9001,
             mesh_port: 9101,
             redis: "127.0.0.1:6379".into(),
+            redis_ca_file: None,
+            redis_sentinel_username: None,
+            redis_sentinel_password: None,
             session_store: StoreKind::Redis,
             auth_secret: None,
             resume_grace_secs: 60,
@@ -132,6 +158,11 @@ impl Config {
         }
         if self.auth_secret.as_deref() == Some("") {
             return bad("--auth-secret is empty: give a secret or leave it unset");
+        }
+        if self.session_store == StoreKind::Redis {
+            crate::redis_connect::RedisOptions::from_config(self)
+                .validate()
+                .map_err(|e| GameServerError::Config(e.to_string()))?;
         }
         Ok(())
     }

@@ -292,6 +292,33 @@ pub async fn flush_once(state: &HubState, only_dirty: bool) {
     }
 }
 
+/// After Redis failed over to a new primary, saves every session owned
+/// here again (a full pass), at once. Saves the old primary acknowledged
+/// after the sentinels had promoted another node (before we noticed) were
+/// lost with it, and the flusher counts them as done; `SAVE` never moves
+/// progress backwards, so saving twice is harmless.
+pub async fn resave_after_failover(
+    state: Arc<HubState>,
+    mut primary_changes: tokio::sync::watch::Receiver<u64>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = primary_changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        info!(
+            "Redis has a new primary: saving all {} sessions owned here again",
+            state.sessions.all().len()
+        );
+        flush_once(&state, false).await;
+    }
+}
+
 /// Graceful stop: every session owned here is saved as disconnected (so it
 /// can be resumed on any game server) and its client is kicked with
 /// `SERVER_SHUTDOWN`.

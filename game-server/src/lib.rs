@@ -16,6 +16,8 @@
 //! - [`handlers`]: login, resume (and adoption), echo, heartbeat, logout.
 //! - [`session`]: the [`session::SessionStore`] trait (Redis and memory
 //!   backends) and the sessions owned here.
+//! - [`redis_connect`]: every Redis connection (plain, ACL user, TLS,
+//!   Sentinel) and following the primary through a failover.
 //! - [`config`], [`error`], [`state`]: flags, start-up errors, shared state.
 
 pub mod config;
@@ -29,6 +31,7 @@ pub mod membership;
 pub mod mesh;
 pub mod middleware;
 pub mod pipeline;
+pub mod redis_connect;
 pub mod session;
 pub mod state;
 
@@ -151,19 +154,18 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningGameServer, GameServerError> {
     config.validate()?;
+    // The Redis connection, kept to follow its primary through failovers.
+    let mut redis = None;
     let (store, registry): (Arc<dyn SessionStore>, Arc<dyn NodeRegistry>) = match config
         .session_store
     {
         StoreKind::Redis => {
-            let timeout = Duration::from_millis(config.redis_timeout_ms);
-            let s = Arc::new(
-                RedisStore::connect(&config.redis, timeout)
-                    .await
-                    .map_err(|e| GameServerError::RedisUnreachable {
-                        addr: config.redis.clone(),
-                        reason: e.to_string(),
-                    })?,
-            );
+            let conn = redis_connect::RedisConn::connect(
+                &redis_connect::RedisOptions::from_config(&config),
+            )
+            .await?;
+            redis = Some(conn.clone());
+            let s = Arc::new(RedisStore::new(conn));
             (s.clone(), s)
         }
         StoreKind::Memory => {
@@ -240,6 +242,14 @@ pub async fn start(
         heartbeat,
         tasks.clone(),
     ));
+    if let Some(redis) = redis {
+        tracker.spawn(hub::resave_after_failover(
+            state.clone(),
+            redis.primary_changes(),
+            tasks.clone(),
+        ));
+        tracker.spawn(redis.follow_primary(tasks.clone()));
+    }
     tracker.spawn(hub::flush_loop(
         state.clone(),
         Duration::from_millis(config.flush_interval_ms),

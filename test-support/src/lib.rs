@@ -5,6 +5,11 @@
 //! - [`redis_server`]: [`RedisServer`], a real `redis-server` child process on
 //!   a free port of 127.0.0.1, killed and reaped on `Drop`. Tests that need
 //!   Redis use it and FAIL (never skip) when `redis-server` is missing.
+//! - [`redis_sentinel`]: [`SentinelGroup`], a primary, replicas and
+//!   sentinels (real processes), with a planned failover
+//!   (`SENTINEL FAILOVER`) and a crash (the primary killed).
+//! - [`redis_security`]: [`AclRedis`] (an ACL user with a password) and
+//!   [`TlsRedis`] (TLS with certificates generated for the test).
 //! - [`wait`]: [`wait_for`] / [`wait_for_async`], poll a condition with a
 //!   deadline, so tests wait for what they need instead of sleeping for luck.
 //! - here: [`free_port`] and [`init_tracing`].
@@ -24,11 +29,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod redis_security;
+pub mod redis_sentinel;
 pub mod redis_server;
 pub mod wait;
 
 use std::net::{Ipv4Addr, TcpListener};
 
+pub use redis_security::{AclRedis, TlsFiles, TlsRedis, TlsUnsupported};
+pub use redis_sentinel::{SentinelGroup, SentinelOptions};
 pub use redis_server::RedisServer;
 pub use wait::{wait_for, wait_for_async};
 

@@ -75,6 +75,9 @@ pub struct RedisServer {
     extra_args: Vec<String>,
     /// Resolved once from PATH so the not-found panic happens up front.
     binary: PathBuf,
+    /// A config file passed first on the command line (a sentinel needs
+    /// one it can rewrite); it lives in `dir`.
+    config_file: Option<PathBuf>,
 }
 
 /// Why one start attempt failed.
@@ -107,24 +110,52 @@ impl RedisServer {
     ///
     /// As [`start`](Self::start).
     pub fn start_with_args(extra: &[&str]) -> RedisServer {
+        Self::try_start(extra, None).unwrap_or_else(|msg| panic!("{msg}"))
+    }
+
+    /// Like [`start_with_args`](Self::start_with_args), but a server that
+    /// exits before answering PING is an `Err` carrying its log tail
+    /// instead of a panic, so the caller can tell "this build lacks a
+    /// feature" from a broken test. `config` is written to a file in the
+    /// server's directory and passed first (sentinels need one).
+    ///
+    /// # Panics
+    ///
+    /// If `redis-server` is not on PATH.
+    pub(crate) fn try_start(extra: &[&str], config: Option<&str>) -> Result<RedisServer, String> {
         let binary = find_in_path("redis-server").unwrap_or_else(|| panic!("{NOT_FOUND}"));
+        let dir = make_temp_dir();
+        let config_file = config.map(|text| {
+            let path = dir.join("redis.conf");
+            fs::write(&path, text)
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+            path
+        });
         let mut server = RedisServer {
             child: None,
             port: 0,
-            dir: make_temp_dir(),
+            dir,
             extra_args: extra.iter().map(|s| (*s).to_owned()).collect(),
             binary,
+            config_file,
         };
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
             server.port = free_port();
             match server.spawn_and_wait() {
-                Ok(()) => return server,
+                Ok(()) => return Ok(server),
                 Err(StartError::PortInUse(msg)) => last = msg,
-                Err(StartError::Fatal(msg)) => panic!("{msg}"),
+                Err(StartError::Fatal(msg)) => return Err(msg),
             }
         }
-        panic!("redis-server: no free port after {START_ATTEMPTS} attempts; last error: {last}");
+        Err(format!(
+            "redis-server: no free port after {START_ATTEMPTS} attempts; last error: {last}"
+        ))
+    }
+
+    /// The server's private directory (its log, and any config file).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The TCP port the server listens on (stable across restarts).
@@ -213,7 +244,11 @@ impl RedisServer {
         let log_err = log
             .try_clone()
             .unwrap_or_else(|e| panic!("cannot dup log handle {}: {e}", log_path.display()));
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(config) = &self.config_file {
+            command.arg(config);
+        }
+        let mut child = command
             .arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1"])

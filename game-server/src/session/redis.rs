@@ -3,17 +3,19 @@
 //! Each operation is one Lua script, so it is atomic in Redis: a login
 //! reads, replaces and creates in one step, which is what makes N racing
 //! logins of one user end with exactly one session. Every call is bounded
-//! by a response timeout; the connection manager reconnects by itself with
-//! backoff when Redis comes back.
+//! by a response timeout. The connection is a [`RedisConn`]: it reconnects
+//! by itself with backoff when Redis comes back, and follows the primary
+//! through a Sentinel failover.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use uuid::Uuid;
+
+use crate::redis_connect::{RedisConn, RedisOptions};
 
 use super::{
     LoginOutcome, NewSession, Placement, Progress, ReplacedSession, SessionRecord, SessionStore,
@@ -75,11 +77,8 @@ return 1
 /// Sessions in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
-    /// Multiplexed, self-reconnecting connection.
-    conn: ConnectionManager,
-    /// Bound on every call (the manager's own timeout covers the wire; this
-    /// also covers waiting for a reconnect).
-    timeout: Duration,
+    /// The connection to the primary (bounded calls, failover following).
+    conn: RedisConn,
     /// The Lua scripts, loaded lazily by `invoke_async` (EVALSHA, falling
     /// back to EVAL after a Redis restart emptied the script cache).
     scripts: Scripts,
@@ -94,35 +93,22 @@ struct Scripts {
     remove: Script,
 }
 
-/// Normalises `host:port` to a `redis://` URL; URLs pass through.
-pub fn redis_url(addr: &str) -> String {
-    if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("redis://{addr}")
-    }
-}
-
 impl RedisStore {
-    /// Connects, failing within `timeout` if Redis does not answer.
+    /// Connects to `addr` (any `--redis` form), failing within about twice
+    /// `timeout` if Redis does not answer. Nothing follows a Sentinel
+    /// failover here: [`crate::start`] runs [`RedisConn::follow_primary`]
+    /// for the connection it makes.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(redis_url(addr))
-            .map_err(|e| StoreError::Unavailable(format!("bad Redis address {addr:?}: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = tokio::time::timeout(
-            timeout * 2,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable("connect timed out".into()))?
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let store = Self {
+        let conn = RedisConn::connect(&RedisOptions::new(addr, timeout))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self::new(conn))
+    }
+
+    /// A store on an open connection.
+    pub fn new(conn: RedisConn) -> Self {
+        Self {
             conn,
-            timeout,
             scripts: Scripts {
                 login: Script::new(LOGIN),
                 take_over: Script::new(TAKE_OVER),
@@ -130,9 +116,12 @@ impl RedisStore {
                 disconnect: Script::new(DISCONNECT),
                 remove: Script::new(REMOVE),
             },
-        };
-        store.ping().await?;
-        Ok(store)
+        }
+    }
+
+    /// The connection (the registry shares it).
+    pub fn conn(&self) -> &RedisConn {
+        &self.conn
     }
 
     /// Runs one command within the timeout.
@@ -140,8 +129,7 @@ impl RedisStore {
         &self,
         cmd: &redis::Cmd,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        self.bounded(cmd.query_async(&mut conn)).await
+        self.conn.query(cmd).await
     }
 
     /// Runs a pipeline within the timeout.
@@ -149,30 +137,14 @@ impl RedisStore {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        self.bounded(pipe.query_async(&mut conn)).await
-    }
-
-    async fn bounded<T>(
-        &self,
-        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
-        }
+        self.conn.query_pipe(pipe).await
     }
 
     async fn run<T: redis::FromRedisValue>(
         &self,
         inv: redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        self.bounded(inv.invoke_async(&mut conn)).await
+        self.conn.invoke(inv).await
     }
 }
 

@@ -1,0 +1,352 @@
+//! Sessions through a Redis primary failover (issue 9, "Redis HA"): a real
+//! primary, replica(s) and sentinel(s) (`SentinelGroup`), two game servers
+//! given only the `redis+sentinel://` address, one gateway, real clients.
+//!
+//! Each test logs [`USERS`] users in and lets their progress reach Redis
+//! and the replica (`WAIT`), then fails the primary over: once as planned
+//! (`SENTINEL FAILOVER`: the old primary is demoted and answers `READONLY`)
+//! and once by killing it (SIGKILL: it is gone, and the sentinels must agree
+//! it is down). Afterwards it counts what the issue promises:
+//!
+//! - every session logged in before is still there, on the new primary,
+//!   and every client keeps being served;
+//! - the game servers write to the new primary without a restart (a fresh
+//!   echo's progress shows up there);
+//! - a resume, a new login and a duplicate-login kick all work.
+//!
+//! How long following took is printed, not asserted (no timed assertions).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use gamemesh_game_server::Config as GsConfig;
+use gamemesh_integration_tests::{
+    game_server_config, gateway_config, init_tracing, start_game_server, start_gateway, wait_for,
+    wait_for_async, Client, GameServerNode, GatewayNode, TIMEOUT,
+};
+use gamemesh_proto::client::{server_packet, KickReason, LoginResponse};
+use gamemesh_test_support::{SentinelGroup, SentinelOptions};
+
+/// Users logged in before the failover.
+const USERS: u64 = 6;
+
+/// How long anything may take to settle after the failover: the game
+/// servers follow within the sentinel poll (500 ms) plus a connect, and
+/// the flusher retries every 20 ms in tests. Generous for a loaded machine.
+const SETTLE: Duration = Duration::from_secs(15);
+
+fn session_key(user_id: u64) -> String {
+    format!("gm:{{u:{user_id}}}:session")
+}
+
+/// The user's record on the data node `conn` points at.
+fn stored(conn: &mut redis::Connection, user_id: u64) -> HashMap<String, String> {
+    let raw: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+        .arg(session_key(user_id))
+        .query(conn)
+        .expect("HGETALL");
+    raw.into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect()
+}
+
+/// Number of session records on the node.
+fn session_count(conn: &mut redis::Connection) -> usize {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("gm:*:session")
+        .query(conn)
+        .expect("KEYS");
+    keys.len()
+}
+
+/// A logged-in client and what its login said.
+struct Player {
+    user: u64,
+    client: Client,
+    login: LoginResponse,
+}
+
+/// Two game servers that know Redis only by `url` (plus `tune`), and a
+/// gateway linked to both.
+async fn start_nodes(
+    url: &str,
+    tune: impl Fn(&mut GsConfig),
+) -> (Vec<GameServerNode>, GatewayNode) {
+    init_tracing();
+    let mut game_servers = Vec::new();
+    for id in 1..=2 {
+        let mut c = game_server_config(id, url);
+        // The flusher's periodic full pass (every ~1/9 of the live TTL)
+        // would repair lost saves by itself; a long grace pushes it past
+        // SETTLE, so what these tests see is the re-save on failover.
+        c.resume_grace_secs = 600;
+        tune(&mut c);
+        game_servers.push(start_game_server(c).await);
+    }
+    let states: Vec<_> = game_servers.iter().map(|g| g.state.clone()).collect();
+    wait_for("the two game servers see each other", SETTLE, || {
+        states[0].mesh.is_live(2) && states[1].mesh.is_live(1)
+    })
+    .await;
+    let ports: Vec<u16> = game_servers.iter().map(|g| g.p2p_port).collect();
+    let gateway = start_gateway(gateway_config(1, &ports), 2).await;
+    (game_servers, gateway)
+}
+
+async fn stop_nodes(game_servers: Vec<GameServerNode>, gateway: GatewayNode) {
+    gateway.shutdown.cancel();
+    let _ = gateway.task.await;
+    for g in &game_servers {
+        g.shutdown.cancel();
+    }
+    for g in game_servers {
+        let _ = g.task.await;
+    }
+}
+
+/// Logs users `1..=USERS` in and echoes once each (sequence ids 1 and 2).
+async fn log_players_in(gateway: &GatewayNode) -> Vec<Player> {
+    let mut players = Vec::new();
+    for user in 1..=USERS {
+        let mut client = Client::connect_with_timeout(&gateway.addr, TIMEOUT)
+            .await
+            .expect("connect");
+        let login = client.login(user, "dev").await.expect("login");
+        client
+            .echo("before")
+            .await
+            .expect("echo before the failover");
+        players.push(Player {
+            user,
+            client,
+            login,
+        });
+    }
+    players
+}
+
+/// Waits until every player's record on the node at `port` shows
+/// `last_seq`.
+async fn wait_saved(ha: &SentinelGroup, port: u16, players: &[Player], last_seq: u64, what: &str) {
+    let want = last_seq.to_string();
+    wait_for(what, SETTLE, || {
+        let mut c = ha.data_conn(port);
+        players
+            .iter()
+            .all(|p| stored(&mut c, p.user).get("last_seq") == Some(&want))
+    })
+    .await;
+}
+
+/// The part both failovers share: everything after the primary changed.
+async fn sessions_keep_working(
+    ha: &SentinelGroup,
+    gateway: &GatewayNode,
+    mut players: Vec<Player>,
+    new_primary: u16,
+    switched_at: Instant,
+) {
+    // 1. Every session is on the new primary (the replica had them all).
+    let mut c = ha.data_conn(new_primary);
+    assert_eq!(
+        session_count(&mut c),
+        USERS as usize,
+        "every session logged in before the failover is on the new primary"
+    );
+
+    // 2. Every client is still served, and the game servers save to the
+    //    new primary without a restart: sequence 3's progress lands there.
+    for p in &mut players {
+        let mut served = false;
+        for _ in 0..3 {
+            match p.client.echo("after").await {
+                Ok(_) => {
+                    served = true;
+                    break;
+                }
+                // An echo needs no Redis, but say it plainly if it failed.
+                Err(e) => eprintln!("user {}: echo after the failover: {e}", p.user),
+            }
+        }
+        assert!(served, "user {} is served after the failover", p.user);
+    }
+    let last = players[0].client.last_sequence();
+    assert!(players.iter().all(|p| p.client.last_sequence() == last));
+    wait_saved(
+        ha,
+        new_primary,
+        &players,
+        last,
+        "every session's newest progress is saved on the new primary",
+    )
+    .await;
+    println!(
+        "failover followed: progress of all {USERS} sessions on the new primary {:?} after the sentinels named it",
+        switched_at.elapsed()
+    );
+
+    // 3. A resume: user 1 drops its connection and resumes on a new one.
+    let Player {
+        user,
+        client: old,
+        login,
+    } = players.remove(0);
+    drop(old);
+    wait_for("user 1's session is saved as disconnected", SETTLE, || {
+        stored(&mut ha.data_conn(new_primary), user).get("connected") == Some(&"0".to_string())
+    })
+    .await;
+    let mut resumed = Client::connect_with_timeout(&gateway.addr, TIMEOUT)
+        .await
+        .expect("connect");
+    let snap = resumed
+        .resume(login.session_id, &login.resume_token)
+        .await
+        .expect("resume after the failover");
+    assert_eq!(snap.session_id, login.session_id);
+    assert_eq!(
+        snap.last_sequence_id, last,
+        "progress survived the failover"
+    );
+    resumed.set_next_sequence(snap.last_sequence_id + 1);
+    resumed.echo("resumed").await.expect("echo after resume");
+
+    // 4. A new login.
+    let mut newcomer = Client::connect_with_timeout(&gateway.addr, TIMEOUT)
+        .await
+        .expect("connect");
+    newcomer
+        .login(USERS + 1, "dev")
+        .await
+        .expect("a new login after the failover");
+    wait_for("the new login is stored on the new primary", SETTLE, || {
+        !stored(&mut ha.data_conn(new_primary), USERS + 1).is_empty()
+    })
+    .await;
+
+    // 5. A duplicate login kicks the session it replaces.
+    let victim = players.remove(0);
+    let mut intruder = Client::connect_with_timeout(&gateway.addr, TIMEOUT)
+        .await
+        .expect("connect");
+    let second = intruder
+        .login(victim.user, "dev")
+        .await
+        .expect("duplicate login");
+    assert!(second.replaced_existing_session);
+    let mut victim_client = victim.client;
+    let push = victim_client
+        .next_push(TIMEOUT)
+        .await
+        .expect("the replaced session gets a push");
+    assert!(
+        matches!(&push.body, Some(server_packet::Body::Kicked(k)) if k.reason() == KickReason::DuplicateLogin),
+        "the replaced session is kicked with DUPLICATE_LOGIN: {push:?}"
+    );
+    assert!(victim_client.wait_closed(TIMEOUT).await);
+
+    // 6. Nobody else noticed: the rest still echo.
+    for p in &mut players {
+        p.client.echo("still here").await.expect("still served");
+    }
+    let mut c = ha.data_conn(new_primary);
+    assert_eq!(
+        session_count(&mut c),
+        USERS as usize + 1,
+        "the {USERS} sessions plus the new login, and the duplicate replaced one: no session lost, none doubled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_keep_working_through_a_planned_sentinel_failover() {
+    let ha = SentinelGroup::start_with(SentinelOptions {
+        password: Some("ha-data-pw".into()),
+        sentinel_password: Some("ha-sentinel-pw".into()),
+        ..SentinelOptions::default()
+    });
+    let (game_servers, gateway) = start_nodes(&ha.url(), |c| {
+        c.redis_sentinel_password = Some("ha-sentinel-pw".into());
+    })
+    .await;
+    let old = ha.primary_port();
+    let players = log_players_in(&gateway).await;
+    wait_saved(&ha, old, &players, 2, "every login and echo is saved").await;
+    ha.wait_replicated();
+
+    let new = ha.failover().await;
+    let switched_at = Instant::now();
+    assert_ne!(new, old);
+    sessions_keep_working(&ha, &gateway, players, new, switched_at).await;
+    stop_nodes(game_servers, gateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_keep_working_after_the_primary_is_killed() {
+    // Three sentinels (quorum 2), as production runs them: the kill must be
+    // agreed on, and the game servers are given all three addresses.
+    let mut ha = SentinelGroup::start_with(SentinelOptions {
+        sentinels: 3,
+        ..SentinelOptions::default()
+    });
+    let (game_servers, gateway) = start_nodes(&ha.url(), |_| {}).await;
+    let old = ha.primary_port();
+    let players = log_players_in(&gateway).await;
+    wait_saved(&ha, old, &players, 2, "every login and echo is saved").await;
+    ha.wait_replicated();
+
+    let new = ha.kill_primary().await;
+    let switched_at = Instant::now();
+    assert_ne!(new, old);
+    sessions_keep_working(&ha, &gateway, players, new, switched_at).await;
+    stop_nodes(game_servers, gateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_sentinel_first_in_the_list_is_skipped() {
+    let ha = SentinelGroup::start();
+    // A port nothing listens on, listed before the real sentinel.
+    let dead = gamemesh_test_support::free_port();
+    let url = ha.url().replacen(
+        "redis+sentinel://",
+        &format!("redis+sentinel://127.0.0.1:{dead},"),
+        1,
+    );
+    let node = start_game_server(game_server_config(1, &url)).await;
+    let store = node.state.store.clone();
+    wait_for_async(
+        "the store answers through the live sentinel",
+        SETTLE,
+        || {
+            let store = store.clone();
+            async move { store.ping().await.is_ok() }
+        },
+    )
+    .await;
+    node.shutdown.cancel();
+    let _ = node.task.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_sentinel_password_fails_at_start_up_with_one_plain_sentence() {
+    init_tracing();
+    let ha = SentinelGroup::start_with(SentinelOptions {
+        sentinel_password: Some("right-sentinel-pw".into()),
+        ..SentinelOptions::default()
+    });
+    let mut config = game_server_config(1, &ha.url());
+    config.redis_sentinel_password = Some("wrong-sentinel-pw".into());
+    let e = match gamemesh_game_server::start(config, tokio_util::sync::CancellationToken::new())
+        .await
+    {
+        Ok(_) => panic!("started with a wrong sentinel password"),
+        Err(e) => e,
+    };
+    let message = e.to_string();
+    assert!(
+        matches!(e, gamemesh_game_server::GameServerError::RedisAuth { .. }),
+        "an authentication error: {message}"
+    );
+    assert!(message.contains("--redis-sentinel-password"), "{message}");
+    assert!(!message.contains('\n'), "one line: {message}");
+    assert!(!message.contains("wrong-sentinel-pw"), "{message}");
+}
