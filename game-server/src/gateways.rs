@@ -216,7 +216,8 @@ impl GatewayLinks {
         let owed = std::mem::take(&mut *self.owed_kicks.lock().unwrap_or_else(|p| p.into_inner()));
         for (gateway, sockets) in owed {
             for socket in sockets {
-                // A refused kick is filed again by `send`.
+                // A refused kick is filed again by `send` (not counted
+                // again: the metric counts clients, not attempts).
                 self.kick(
                     gateway,
                     &socket,
@@ -228,10 +229,10 @@ impl GatewayLinks {
         }
     }
 
-    fn owe_kick(&self, gateway: NodeId, socket: Uuid) {
+    fn owe_kick(&self, gateway: NodeId, socket: Uuid, first: bool) {
         let mut owed = self.owed_kicks.lock().unwrap_or_else(|p| p.into_inner());
         let set = owed.entry(gateway).or_default();
-        if set.len() < MAX_OWED_KICKS && set.insert(socket) {
+        if set.len() < MAX_OWED_KICKS && set.insert(socket) && first {
             metrics::counter!("gamemesh_link_owed_kicks_total").increment(1);
         }
     }
@@ -285,17 +286,21 @@ impl GatewayLinks {
     }
 
     fn send(&self, gateway: NodeId, kind: server_to_gateway::Kind) {
-        // The socket a refused message was for, if a client misses it.
-        let socket = match &kind {
-            server_to_gateway::Kind::Send(m) => Uuid::from_slice(&m.socket_id).ok(),
-            server_to_gateway::Kind::Pin(m) => Uuid::from_slice(&m.socket_id).ok(),
-            server_to_gateway::Kind::Disconnect(m) => Uuid::from_slice(&m.socket_id).ok(),
-            server_to_gateway::Kind::Hello(_) => None,
+        // The socket a refused message was for, if a client misses it (a
+        // refused kick was owed before, unless it was a kick of its own).
+        let (socket, first) = match &kind {
+            server_to_gateway::Kind::Send(m) => (Uuid::from_slice(&m.socket_id).ok(), true),
+            server_to_gateway::Kind::Pin(m) => (Uuid::from_slice(&m.socket_id).ok(), true),
+            server_to_gateway::Kind::Disconnect(m) => (
+                Uuid::from_slice(&m.socket_id).ok(),
+                !m.reason.starts_with(KickReason::SlowConsumer.as_str_name()),
+            ),
+            server_to_gateway::Kind::Hello(_) => (None, false),
         };
         let msg = ServerToGateway { kind: Some(kind) };
         if let Err(e) = self.link.send(gateway, Bytes::from(msg.encode_to_vec())) {
             if let (LinkError::Full(_), Some(socket)) = (&e, socket) {
-                self.owe_kick(gateway, socket);
+                self.owe_kick(gateway, socket, first);
             }
             self.log_failure(gateway, &e);
         }
