@@ -45,12 +45,13 @@ use crate::{Link, LinkError, LinkEvent, NodeId};
 
 /// Default outbound high-water mark, in messages per pipe. One pipe carries
 /// every frame of a gateway's clients to one game server (or one game
-/// server's replies to one gateway): 10,000 is about 40 ms of the measured
-/// peak rate of a pipe (BENCHMARKS.md), far more than a healthy peer ever
-/// lets pile up, while it bounds the memory a stalled peer costs us to
-/// 10,000 x the largest frame (64 KiB by default: 640 MiB at worst, a few
-/// MiB for typical frames). libzmq's own default is 1,000, which a burst of
-/// logins on a busy gateway can reach without anything being wrong.
+/// server's replies to one gateway): 10,000 is about 36 ms at the peak rate
+/// measured through a gateway (276k msgs/s pipelined, BENCHMARKS.md), far
+/// more than a healthy peer ever lets pile up, while it bounds the memory a
+/// stalled peer costs us to 10,000 x the largest frame (64 KiB by default:
+/// 640 MiB at worst, a few MiB for typical frames). libzmq's own default is
+/// 1,000, which a burst of logins on a busy gateway can reach without
+/// anything being wrong.
 pub const DEFAULT_SNDHWM: i32 = 10_000;
 
 /// Default inbound high-water mark, in messages per pipe: the same bound on
