@@ -325,6 +325,13 @@ unset REDIS_CONNECTION
 
 # ---- game servers and gateways --------------------------------------------
 
+# Every node proves the same cluster secret on the internal ports
+# (SECURITY.md); a sample run makes one up unless CLUSTER_SECRET is set.
+if [[ -z "${CLUSTER_SECRET:-}" ]]; then
+    CLUSTER_SECRET=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+fi
+export CLUSTER_SECRET
+
 upstreams=()
 for ((n = 1; n <= game_servers; n++)); do
     start_proc "game-server-$n" "$run_dir/game-server-$n.log" \

@@ -37,7 +37,7 @@ fn pipeline(c: &mut Criterion) {
         node_id: 1,
         store: Arc::new(MemoryStore::new()),
         sessions: LocalSessions::default(),
-        gateways: GatewayLinks::new(link, 1, "tcp://127.0.0.1:0".into()),
+        gateways: GatewayLinks::new(link, 1, "tcp://127.0.0.1:0".into(), None),
         mesh: Mesh::new(
             mesh_link,
             NodeInfo {
@@ -45,6 +45,7 @@ fn pipeline(c: &mut Criterion) {
                 ..Default::default()
             },
             Duration::from_secs(3),
+            None,
         ),
         accepting: AtomicBool::new(true),
         auth_secret: None,

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use gamemesh_proto::cluster_auth::ClusterSecret;
 
 use crate::error::GameServerError;
 
@@ -103,6 +104,28 @@ pub struct Config {
     /// minute on this game server (also the burst), all users together.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP_PER_MIN", default_value_t = 60)]
     pub login_attempts_per_ip_per_min: u32,
+    /// Shared secret every gateway and game server of the cluster holds:
+    /// hellos on the P2P and mesh ports prove it, and nothing from an
+    /// unproven peer is acted on. Unset: any peer that reaches those ports
+    /// is trusted (development).
+    #[arg(long, env = "CLUSTER_SECRET", hide_env_values = true, value_parser = parse_cluster_secret)]
+    pub cluster_secret: Option<ClusterSecret>,
+    /// Messages one outbound ZeroMQ pipe (to one gateway or peer) holds;
+    /// see `gamemesh_transport::DEFAULT_SNDHWM` and SECURITY.md for what
+    /// happens beyond it.
+    #[arg(long, env = "GAME_SERVER_LINK_SNDHWM", default_value_t = gamemesh_transport::DEFAULT_SNDHWM)]
+    pub link_sndhwm: i32,
+    /// Messages one inbound ZeroMQ pipe (from one gateway or peer) holds.
+    #[arg(long, env = "GAME_SERVER_LINK_RCVHWM", default_value_t = gamemesh_transport::DEFAULT_RCVHWM)]
+    pub link_rcvhwm: i32,
+}
+
+/// Parses `--cluster-secret`: any non-empty string.
+pub fn parse_cluster_secret(s: &str) -> Result<ClusterSecret, String> {
+    if s.is_empty() {
+        return Err("the cluster secret must not be empty".into());
+    }
+    Ok(ClusterSecret::new(s))
 }
 
 impl Default for Config {
@@ -130,6 +153,9 @@ impl Default for Config {
             shutdown_grace_secs: 5,
             login_attempts_per_user_per_min: 10,
             login_attempts_per_ip_per_min: 60,
+            cluster_secret: None,
+            link_sndhwm: gamemesh_transport::DEFAULT_SNDHWM,
+            link_rcvhwm: gamemesh_transport::DEFAULT_RCVHWM,
         }
     }
 }
@@ -155,6 +181,10 @@ impl Config {
         }
         if self.login_attempts_per_user_per_min == 0 || self.login_attempts_per_ip_per_min == 0 {
             return bad("--login-attempts-per-user-per-min and --login-attempts-per-ip-per-min must be at least 1 (0 would refuse every login; set a large value to relax them)");
+        }
+        if self.link_sndhwm < 1 || self.link_rcvhwm < 1 {
+            // 0 would mean "no limit" to libzmq: unbounded memory.
+            return bad("--link-sndhwm and --link-rcvhwm must be at least 1");
         }
         if self.auth_secret.as_deref() == Some("") {
             return bad("--auth-secret is empty: give a secret or leave it unset");
@@ -202,6 +232,9 @@ mod tests {
             parsed.login_attempts_per_ip_per_min,
             d.login_attempts_per_ip_per_min
         );
+        assert!(parsed.cluster_secret.is_none() && d.cluster_secret.is_none());
+        assert_eq!(parsed.link_sndhwm, d.link_sndhwm);
+        assert_eq!(parsed.link_rcvhwm, d.link_rcvhwm);
         d.validate().unwrap();
     }
 

@@ -4,19 +4,32 @@
 //!
 //! A game server is told about no gateway by flag: each gateway's hello
 //! carries its endpoint, and we link back to it.
+//!
+//! A gateway that does not read (its pipe is at the high-water mark,
+//! `--link-sndhwm`): what we send it is refused at once by the link, and
+//! counted (`gamemesh_link_hwm_events_total`). A refused frame or pin for a
+//! client socket means that client misses an answer, and the contract
+//! (every request gets its reply unless the connection is closed first)
+//! is kept by closing it: the socket is owed a `Kicked{SLOW_CONSUMER}`,
+//! retried every heartbeat ([`GatewayLinks::retry_owed_kicks`]) until the
+//! gateway's pipe takes it (`gamemesh_link_owed_kicks_total` counts them).
+//! The client then resumes, and a re-sent sequence id gets its cached
+//! reply. Hellos are not owed: the next heartbeat sends a fresh one.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gamemesh_proto::client::{KickReason, ServerPacket};
+use gamemesh_proto::cluster_auth::{self, ClusterSecret, PeerGate};
 use gamemesh_proto::internal::{
     server_to_gateway, DisconnectClient, GatewayHello, NodeInfo, PinSession, SendToClient,
     ServerHello, ServerToGateway,
 };
 use gamemesh_proto::{packets, Message};
-use gamemesh_transport::{Link, NodeId, ZmqLink};
+use gamemesh_transport::{Link, LinkError, NodeId, ZmqLink};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -54,18 +67,70 @@ pub struct GatewayLinks {
     incarnation: u64,
     /// Gateways by node id.
     gateways: RwLock<HashMap<NodeId, Gateway>>,
+    /// Signs our hellos (`--cluster-secret`); `None` sends them unsigned.
+    secret: Option<ClusterSecret>,
+    /// Sockets whose frame or pin a full gateway pipe refused, by gateway:
+    /// each is owed a `Kicked{SLOW_CONSUMER}`. Bounded by
+    /// [`MAX_OWED_KICKS`] per gateway.
+    owed_kicks: Mutex<HashMap<NodeId, HashSet<Uuid>>>,
+    /// When a full pipe was last logged, per gateway (one line a second).
+    full_logged: Mutex<HashMap<NodeId, Instant>>,
+    /// Messages the P2P gate dropped (see [`GatewayLinks::unauthenticated`]).
+    unauthenticated: Arc<AtomicU64>,
 }
+
+/// Most sockets owed a kick per gateway. A gateway has at most
+/// `--max-connections` sockets (10,000 by default); beyond this many the
+/// gateway is so far behind that its peer timeout will drop it anyway.
+const MAX_OWED_KICKS: usize = 65_536;
 
 impl GatewayLinks {
     /// Wraps a bound link.
-    pub fn new(link: ZmqLink, node_id: NodeId, advertised_endpoint: String) -> Self {
+    pub fn new(
+        link: ZmqLink,
+        node_id: NodeId,
+        advertised_endpoint: String,
+        secret: Option<ClusterSecret>,
+    ) -> Self {
         Self {
             link,
             node_id,
             advertised_endpoint,
             incarnation: gamemesh_transport::incarnation(),
             gateways: RwLock::new(HashMap::new()),
+            secret,
+            owed_kicks: Mutex::new(HashMap::new()),
+            full_logged: Mutex::new(HashMap::new()),
+            unauthenticated: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The gate for the P2P port: it admits only pipes that proved the
+    /// cluster secret in a `GatewayHello` (everything without a secret).
+    pub fn gate(&self) -> PeerGate {
+        PeerGate::with(self.secret.clone(), "p2p").counting_into(self.unauthenticated.clone())
+    }
+
+    /// Messages dropped on the P2P port because their sender had not
+    /// authenticated (also `gamemesh_link_unauthenticated_total{link="p2p"}`).
+    pub fn unauthenticated(&self) -> u64 {
+        self.unauthenticated.load(Ordering::Relaxed)
+    }
+
+    /// How many sends to gateways were refused at the high-water mark.
+    pub fn hwm_events(&self) -> u64 {
+        self.link.hwm_events()
+    }
+
+    /// How many sockets are waiting for a `Kicked{SLOW_CONSUMER}` that a
+    /// full gateway pipe has not taken yet.
+    pub fn owed_kicks(&self) -> usize {
+        self.owed_kicks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(HashSet::len)
+            .sum()
     }
 
     /// Our P2P endpoint as advertised.
@@ -108,19 +173,32 @@ impl GatewayLinks {
             );
             outcome
         };
-        self.send(from, self.hello(accepting, peers, hello.probe));
+        self.send_hello(from, accepting, peers, hello.probe);
         outcome
     }
 
-    fn hello(&self, accepting: bool, peers: Vec<NodeInfo>, probe: u64) -> server_to_gateway::Kind {
-        server_to_gateway::Kind::Hello(ServerHello {
+    /// Sends a `ServerHello`, signed for the pipe it goes out on.
+    fn send_hello(&self, gateway: NodeId, accepting: bool, peers: Vec<NodeInfo>, probe: u64) {
+        let hello = ServerHello {
             game_server_node_id: self.node_id,
             p2p_endpoint: self.advertised_endpoint.clone(),
             incarnation: self.incarnation,
             accepting_logins: accepting,
             peers,
             probe,
-        })
+            proof: None,
+        };
+        let signed = |routing_id: &[u8]| {
+            let mut hello = hello.clone();
+            cluster_auth::sign(self.secret.as_ref(), routing_id, &mut hello);
+            let msg = ServerToGateway {
+                kind: Some(server_to_gateway::Kind::Hello(hello)),
+            };
+            Bytes::from(msg.encode_to_vec())
+        };
+        if let Err(e) = self.link.send_signed(gateway, &signed) {
+            self.log_failure(gateway, &e);
+        }
     }
 
     /// Tells every gateway at once that we stopped taking logins, instead
@@ -128,7 +206,54 @@ impl GatewayLinks {
     /// gateway only takes the flag from it.)
     pub fn announce_draining(&self) {
         for gw in self.ids() {
-            self.send(gw, self.hello(false, Vec::new(), 0));
+            self.send_hello(gw, false, Vec::new(), 0);
+        }
+    }
+
+    /// Sends every owed `Kicked{SLOW_CONSUMER}` that the gateways' pipes
+    /// take now; the rest stay owed. Called every heartbeat.
+    pub fn retry_owed_kicks(&self) {
+        let owed = std::mem::take(&mut *self.owed_kicks.lock().unwrap_or_else(|p| p.into_inner()));
+        for (gateway, sockets) in owed {
+            for socket in sockets {
+                // A refused kick is filed again by `send` (not counted
+                // again: the metric counts clients, not attempts).
+                self.kick(
+                    gateway,
+                    &socket,
+                    0,
+                    KickReason::SlowConsumer,
+                    "a reply could not be delivered (gateway link full); resume your session",
+                );
+            }
+        }
+    }
+
+    fn owe_kick(&self, gateway: NodeId, socket: Uuid, first: bool) {
+        let mut owed = self.owed_kicks.lock().unwrap_or_else(|p| p.into_inner());
+        let set = owed.entry(gateway).or_default();
+        if set.len() < MAX_OWED_KICKS && set.insert(socket) && first {
+            metrics::counter!("gamemesh_link_owed_kicks_total").increment(1);
+        }
+    }
+
+    /// One line per gateway per second for refused sends (they come in
+    /// floods when a gateway stalls); every refusal is counted by the link.
+    fn log_failure(&self, gateway: NodeId, e: &LinkError) {
+        let now = Instant::now();
+        let mut logged = self.full_logged.lock().unwrap_or_else(|p| p.into_inner());
+        let due = match logged.get(&gateway) {
+            Some(at) => now.duration_since(*at) >= Duration::from_secs(1),
+            None => true,
+        };
+        if due {
+            logged.insert(gateway, now);
+            match e {
+                LinkError::Full(_) => warn!(
+                    "Gateway {gateway} is not keeping up: its pipe is at the high-water mark (--link-sndhwm); the affected clients are kicked with SLOW_CONSUMER once it drains"
+                ),
+                _ => warn!(gateway, error = %e, "message to gateway not sent"),
+            }
         }
     }
 
@@ -141,8 +266,10 @@ impl GatewayLinks {
             .filter(|(_, g)| now.duration_since(g.last_seen) > timeout)
             .map(|(id, _)| *id)
             .collect();
+        let mut owed = self.owed_kicks.lock().unwrap_or_else(|p| p.into_inner());
         for id in &dead {
             gws.remove(id);
+            owed.remove(id);
             let _ = self.link.disconnect(*id);
         }
         dead
@@ -159,9 +286,23 @@ impl GatewayLinks {
     }
 
     fn send(&self, gateway: NodeId, kind: server_to_gateway::Kind) {
+        // The socket a refused message was for, if a client misses it (a
+        // refused kick was owed before, unless it was a kick of its own).
+        let (socket, first) = match &kind {
+            server_to_gateway::Kind::Send(m) => (Uuid::from_slice(&m.socket_id).ok(), true),
+            server_to_gateway::Kind::Pin(m) => (Uuid::from_slice(&m.socket_id).ok(), true),
+            server_to_gateway::Kind::Disconnect(m) => (
+                Uuid::from_slice(&m.socket_id).ok(),
+                !m.reason.starts_with(KickReason::SlowConsumer.as_str_name()),
+            ),
+            server_to_gateway::Kind::Hello(_) => (None, false),
+        };
         let msg = ServerToGateway { kind: Some(kind) };
         if let Err(e) = self.link.send(gateway, Bytes::from(msg.encode_to_vec())) {
-            warn!(gateway, error = %e, "message to gateway not sent");
+            if let (LinkError::Full(_), Some(socket)) = (&e, socket) {
+                self.owe_kick(gateway, socket, first);
+            }
+            self.log_failure(gateway, &e);
         }
     }
 

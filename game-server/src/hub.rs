@@ -80,18 +80,33 @@ impl Dispatcher {
         shutdown: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(heartbeat);
+        let mut gate = self.state.gateways.gate();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 e = events.recv() => match e {
-                    Some(LinkEvent::Message { from, payload }) => match GatewayToServer::decode(payload) {
-                        Ok(GatewayToServer { kind: Some(kind) }) => self.handle(from, kind),
+                    Some(LinkEvent::Message { from, routing_id, payload }) => match GatewayToServer::decode(payload) {
+                        Ok(GatewayToServer { kind: Some(kind) }) => {
+                            // Nothing from a gateway is acted on before its
+                            // pipe proved the cluster secret (the gate logs
+                            // and counts what it drops).
+                            let admitted = match &kind {
+                                gateway_to_server::Kind::Hello(h) => {
+                                    gate.admit_hello(from, &routing_id, h).is_ok()
+                                }
+                                _ => gate.admit(from, &routing_id),
+                            };
+                            if admitted {
+                                self.handle(from, kind);
+                            }
+                        }
                         Ok(_) => debug!(gateway = from, "empty message from gateway"),
                         Err(e) => warn!(gateway = from, error = %e, "undecodable message from gateway dropped"),
                     },
                     None => break,
                 },
                 _ = tick.tick() => {
+                    self.state.gateways.retry_owed_kicks();
                     for gw in self.state.gateways.take_silent(peer_timeout) {
                         warn!("Gateway {gw} is DOWN: no hello for {} ms; its sockets count as disconnected", peer_timeout.as_millis());
                         self.drop_gateway(gw);

@@ -139,7 +139,10 @@ fn bind_link(
     ),
     GameServerError,
 > {
-    ZmqLink::bind(LinkConfig::new(role, config.node_id, &config.bind, port)).map_err(|e| {
+    let mut link_config = LinkConfig::new(role, config.node_id, &config.bind, port);
+    link_config.sndhwm = config.link_sndhwm;
+    link_config.rcvhwm = config.link_rcvhwm;
+    ZmqLink::bind(link_config).map_err(|e| {
         if e.is_addr_in_use() {
             GameServerError::PortInUse { what, port, flag }
         } else {
@@ -179,6 +182,9 @@ pub async fn start(
     if config.auth_secret.is_none() {
         warn!("No --auth-secret set: ANY login token is accepted. Set AUTH_SECRET in production.");
     }
+    if config.cluster_secret.is_none() {
+        warn!("No --cluster-secret set: the P2P and mesh ports trust ANY peer that reaches them. Set CLUSTER_SECRET on every node in production.");
+    }
     let (p2p, events) = bind_link("game-server", &config, config.p2p_port, "P2P", "--p2p-port")?;
     let (mesh, mesh_events) = bind_link("mesh", &config, config.mesh_port, "mesh", "--mesh-port")?;
     let p2p_endpoint = p2p.local_endpoint().to_string();
@@ -199,8 +205,13 @@ pub async fn start(
         node_id: config.node_id,
         store,
         sessions: LocalSessions::default(),
-        gateways: GatewayLinks::new(p2p, config.node_id, advertised),
-        mesh: Mesh::new(mesh, me, peer_timeout),
+        gateways: GatewayLinks::new(
+            p2p,
+            config.node_id,
+            advertised,
+            config.cluster_secret.clone(),
+        ),
+        mesh: Mesh::new(mesh, me, peer_timeout, config.cluster_secret.clone()),
         accepting: AtomicBool::new(true),
         auth_secret: config.auth_secret.as_ref().map(|s| s.as_bytes().to_vec()),
         resume_grace: config.resume_grace(),

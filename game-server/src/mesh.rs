@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gamemesh_proto::client::ServerPacket;
+use gamemesh_proto::cluster_auth::{self, ClusterSecret, PeerGate};
 use gamemesh_proto::internal::{
     mesh_message, DeliverToUser, MeshHello, MeshMessage, NodeInfo, ReleaseSession, SessionEnded,
     SessionReleased,
@@ -79,12 +80,23 @@ pub struct Mesh {
     next_request: AtomicU64,
     /// Silence after which a peer is down.
     peer_timeout: Duration,
+    /// Signs our hellos (`--cluster-secret`); `None` sends them unsigned.
+    secret: Option<ClusterSecret>,
+    /// Messages the mesh gate dropped (see [`Mesh::unauthenticated`]).
+    unauthenticated: Arc<AtomicU64>,
 }
 
 impl Mesh {
     /// Wraps the bound mesh link; `me` is what peers and gateways dial.
-    pub fn new(link: ZmqLink, me: NodeInfo, peer_timeout: Duration) -> Self {
+    pub fn new(
+        link: ZmqLink,
+        me: NodeInfo,
+        peer_timeout: Duration,
+        secret: Option<ClusterSecret>,
+    ) -> Self {
         Self {
+            secret,
+            unauthenticated: Arc::new(AtomicU64::new(0)),
             link,
             node_id: me.node_id,
             me,
@@ -93,6 +105,23 @@ impl Mesh {
             next_request: AtomicU64::new(1),
             peer_timeout,
         }
+    }
+
+    /// The gate for the mesh port: it admits only pipes that proved the
+    /// cluster secret in a `MeshHello` (everything without a secret).
+    pub fn gate(&self) -> PeerGate {
+        PeerGate::with(self.secret.clone(), "mesh").counting_into(self.unauthenticated.clone())
+    }
+
+    /// Messages dropped on the mesh port because their sender had not
+    /// authenticated (also `gamemesh_link_unauthenticated_total{link="mesh"}`).
+    pub fn unauthenticated(&self) -> u64 {
+        self.unauthenticated.load(Ordering::Relaxed)
+    }
+
+    /// How many sends on the mesh were refused at the high-water mark.
+    pub fn hwm_events(&self) -> u64 {
+        self.link.hwm_events()
     }
 
     /// Our own entry in the registry.
@@ -252,20 +281,27 @@ impl Mesh {
             .filter(|(_, p)| self.heard_recently(p, now))
             .map(|(id, _)| *id)
             .collect();
-        let hello = Bytes::from(
-            MeshMessage {
-                from_node_id: self.node_id,
-                kind: Some(mesh_message::Kind::Hello(MeshHello {
-                    node_id: self.node_id,
-                    mesh_endpoint: self.me.mesh_endpoint.clone(),
-                    incarnation: gamemesh_transport::incarnation(),
-                    p2p_endpoint: self.me.p2p_endpoint.clone(),
-                    accepting_logins: accepting,
-                    heard,
-                })),
-            }
-            .encode_to_vec(),
-        );
+        let hello = MeshHello {
+            node_id: self.node_id,
+            mesh_endpoint: self.me.mesh_endpoint.clone(),
+            incarnation: gamemesh_transport::incarnation(),
+            p2p_endpoint: self.me.p2p_endpoint.clone(),
+            accepting_logins: accepting,
+            heard,
+            proof: None,
+        };
+        // Signed per pipe: the proof names the routing id it travels on.
+        let signed = |routing_id: &[u8]| {
+            let mut hello = hello.clone();
+            cluster_auth::sign(self.secret.as_ref(), routing_id, &mut hello);
+            Bytes::from(
+                MeshMessage {
+                    from_node_id: self.node_id,
+                    kind: Some(mesh_message::Kind::Hello(hello)),
+                }
+                .encode_to_vec(),
+            )
+        };
         for (id, p) in peers.iter_mut() {
             let live = self.live(p, now);
             if p.up && !live {
@@ -275,7 +311,7 @@ impl Mesh {
                 );
             }
             p.up = live;
-            let _ = self.link.send(*id, hello.clone());
+            let _ = self.link.send_signed(*id, &signed);
         }
     }
 
@@ -376,6 +412,7 @@ pub async fn run(
 ) {
     let mut releases = tokio::task::JoinSet::new();
     let mut next = tokio::time::Instant::now();
+    let mut gate = state.mesh.gate();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -385,7 +422,14 @@ pub async fn run(
             }
             Some(_) = releases.join_next(), if !releases.is_empty() => {}
             e = events.recv() => match e {
-                Some(LinkEvent::Message { from, payload }) => match MeshMessage::decode(payload) {
+                Some(LinkEvent::Message { from, routing_id, payload }) => match MeshMessage::decode(payload) {
+                    // Nothing from a peer is acted on before its pipe
+                    // proved the cluster secret (the gate logs and counts).
+                    Ok(MeshMessage { kind: Some(mesh_message::Kind::Hello(h)), .. })
+                        if gate.admit_hello(from, &routing_id, &h).is_err() => {}
+                    Ok(MeshMessage { kind: Some(kind), .. })
+                        if !matches!(kind, mesh_message::Kind::Hello(_))
+                            && !gate.admit(from, &routing_id) => {}
                     Ok(MeshMessage { kind: Some(mesh_message::Kind::ReleaseSession(r)), .. }) => {
                         let state = state.clone();
                         releases.spawn(async move { answer_release(&state, from, r).await });

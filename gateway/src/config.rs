@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use gamemesh_proto::cluster_auth::ClusterSecret;
 
 use crate::error::GatewayError;
 
@@ -120,6 +121,26 @@ pub struct Config {
     /// Longest wait for connections to close on shutdown.
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
+    /// Shared secret every gateway and game server of the cluster holds:
+    /// hellos prove it, and nothing from an unproven peer is acted on.
+    /// Unset: any peer that reaches the P2P port is trusted (development).
+    #[arg(long, env = "CLUSTER_SECRET", hide_env_values = true, value_parser = parse_cluster_secret)]
+    pub cluster_secret: Option<ClusterSecret>,
+    /// Messages one outbound ZeroMQ pipe (to one game server) holds; a frame
+    /// beyond it gets `UNAVAILABLE` (see `gamemesh_transport::DEFAULT_SNDHWM`).
+    #[arg(long, env = "GATEWAY_LINK_SNDHWM", default_value_t = gamemesh_transport::DEFAULT_SNDHWM)]
+    pub link_sndhwm: i32,
+    /// Messages one inbound ZeroMQ pipe (from one game server) holds.
+    #[arg(long, env = "GATEWAY_LINK_RCVHWM", default_value_t = gamemesh_transport::DEFAULT_RCVHWM)]
+    pub link_rcvhwm: i32,
+}
+
+/// Parses `--cluster-secret`: any non-empty string.
+pub fn parse_cluster_secret(s: &str) -> Result<ClusterSecret, String> {
+    if s.is_empty() {
+        return Err("the cluster secret must not be empty".into());
+    }
+    Ok(ClusterSecret::new(s))
 }
 
 impl Default for Config {
@@ -146,6 +167,9 @@ impl Default for Config {
             heartbeat_ms: 1000,
             peer_timeout_ms: 3000,
             shutdown_grace_secs: 5,
+            cluster_secret: None,
+            link_sndhwm: gamemesh_transport::DEFAULT_SNDHWM,
+            link_rcvhwm: gamemesh_transport::DEFAULT_RCVHWM,
         }
     }
 }
@@ -191,6 +215,10 @@ impl Config {
         }
         if self.max_packets_per_sec == 0 {
             return bad("--max-packets-per-sec must be at least 1".into());
+        }
+        if self.link_sndhwm < 1 || self.link_rcvhwm < 1 {
+            // 0 would mean "no limit" to libzmq: unbounded memory.
+            return bad("--link-sndhwm and --link-rcvhwm must be at least 1".into());
         }
         if self.heartbeat_ms == 0 || self.peer_timeout_ms <= self.heartbeat_ms {
             return bad("--peer-timeout-ms must be larger than --heartbeat-ms (> 0)".into());
@@ -245,6 +273,9 @@ mod tests {
         assert_eq!(parsed.heartbeat_ms, d.heartbeat_ms);
         assert_eq!(parsed.peer_timeout_ms, d.peer_timeout_ms);
         assert_eq!(parsed.shutdown_grace_secs, d.shutdown_grace_secs);
+        assert!(parsed.cluster_secret.is_none() && d.cluster_secret.is_none());
+        assert_eq!(parsed.link_sndhwm, d.link_sndhwm);
+        assert_eq!(parsed.link_rcvhwm, d.link_rcvhwm);
         d.validate().unwrap();
     }
 
@@ -261,7 +292,9 @@ mod tests {
     #[test]
     fn zero_limits_are_refused_with_the_flag_name() {
         type Case = (fn(&mut Config), &'static str);
-        let cases: [Case; 5] = [
+        let cases: [Case; 7] = [
+            (|c| c.link_sndhwm = 0, "--link-sndhwm"),
+            (|c| c.link_rcvhwm = 0, "--link-rcvhwm"),
             (|c| c.outbound_queue_bytes = 0, "--outbound-queue-bytes"),
             (|c| c.login_deadline_secs = 0, "--login-deadline-secs"),
             (|c| c.max_connections = 0, "--max-connections"),

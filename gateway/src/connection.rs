@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use gamemesh_proto::client::{ErrorCode, KickReason};
 use gamemesh_proto::{packets, FrameCodec, FrameError};
+use gamemesh_transport::LinkError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -514,16 +515,30 @@ fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<(), String> {
         .upstream
         .send_frame(route.game_server, socket, route, body.clone())
     {
-        warn!(
-            "Relay to game server {} failed: SocketId={socket}: {e}",
-            route.game_server
-        );
+        // A full pipe (the game server is not keeping up) is answered like
+        // a dead one: the client hears UNAVAILABLE for this frame and may
+        // retry. It is counted (`gamemesh_link_hwm_events_total`) and
+        // logged at most once a second, since it comes in floods.
+        let detail = match e {
+            LinkError::Full(_) => {
+                if let Some(suppressed) = shared.hwm_log.allow(Instant::now()) {
+                    warn!(
+                        "Relay to game server {} refused: its queue is at the high-water mark (--link-sndhwm); answering UNAVAILABLE ({suppressed} more not logged)",
+                        route.game_server
+                    );
+                }
+                format!("game server {} is overloaded; retry", route.game_server)
+            }
+            _ => {
+                warn!(
+                    "Relay to game server {} failed: SocketId={socket}: {e}",
+                    route.game_server
+                );
+                format!("game server {} is unreachable; retry", route.game_server)
+            }
+        };
         let seq = packets::peek_sequence_id(&body);
-        let reply = packets::error(
-            seq,
-            ErrorCode::Unavailable,
-            format!("game server {} is unreachable; retry", route.game_server),
-        );
+        let reply = packets::error(seq, ErrorCode::Unavailable, detail);
         shared
             .clients
             .deliver(socket, Outbound::Frame(packets::encode(&reply)));

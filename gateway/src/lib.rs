@@ -71,6 +71,9 @@ pub(crate) struct Shared {
     full_log: LogThrottle,
     /// One "connect rate" line a second at most.
     ip_rate_log: LogThrottle,
+    /// One line per second when relays fail because a game server's pipe
+    /// is at its high-water mark (each failure is answered and counted).
+    hwm_log: LogThrottle,
 }
 
 /// A started gateway.
@@ -114,6 +117,18 @@ impl RunningGateway {
     pub fn refused_connections(&self) -> u64 {
         self.shared.counters.refusals(Refusal::GatewayFull)
             + self.shared.counters.refusals(Refusal::IpRate)
+    }
+
+    /// Messages from game servers dropped because their pipe had not proved
+    /// the cluster secret (`gamemesh_link_unauthenticated_total`).
+    pub fn unauthenticated_messages(&self) -> u64 {
+        self.shared.upstream.unauthenticated()
+    }
+
+    /// Sends to game servers refused at the high-water mark
+    /// (`gamemesh_link_hwm_events_total`).
+    pub fn link_hwm_events(&self) -> u64 {
+        self.shared.upstream.hwm_events()
     }
 
     /// Everything the protections counted: refusals by reason, rate-limited
@@ -162,13 +177,11 @@ pub async fn start(
             addr: format!("{}:{}", config.client_bind, config.client_port),
             source,
         })?;
-    let (link, events) = ZmqLink::bind(LinkConfig::new(
-        "gateway",
-        config.node_id,
-        &config.p2p_bind,
-        config.p2p_port,
-    ))
-    .map_err(|e| {
+    let mut link_config =
+        LinkConfig::new("gateway", config.node_id, &config.p2p_bind, config.p2p_port);
+    link_config.sndhwm = config.link_sndhwm;
+    link_config.rcvhwm = config.link_rcvhwm;
+    let (link, events) = ZmqLink::bind(link_config).map_err(|e| {
         if e.is_addr_in_use() {
             GatewayError::P2pPortInUse {
                 port: config.p2p_port,
@@ -190,7 +203,13 @@ pub async fn start(
         advertised,
         &config.game_servers,
         Duration::from_millis(config.peer_timeout_ms),
+        config.cluster_secret.clone(),
     )?;
+    if config.cluster_secret.is_none() {
+        tracing::warn!(
+            "No --cluster-secret set: the P2P port trusts ANY peer that reaches it. Set CLUSTER_SECRET on every node in production."
+        );
+    }
     let live_game_servers = upstream.live_count();
     let heartbeat = Duration::from_millis(config.heartbeat_ms);
     let grace = Duration::from_secs(config.shutdown_grace_secs);
@@ -211,6 +230,7 @@ pub async fn start(
         counters: Counters::default(),
         full_log: LogThrottle::new(Duration::from_secs(1)),
         ip_rate_log: LogThrottle::new(Duration::from_secs(1)),
+        hwm_log: LogThrottle::new(Duration::from_secs(1)),
         config,
     });
     let tracker = TaskTracker::new();

@@ -12,12 +12,13 @@
 //! routed to it move to a live one on their next frame.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gamemesh_proto::client::KickReason;
+use gamemesh_proto::cluster_auth::{self, ClusterSecret, PeerGate};
 use gamemesh_proto::internal::{
     gateway_to_server, server_to_gateway, ClientConnected, ClientDisconnected, ClientFrame,
     GatewayHello, GatewayToServer, ServerHello, ServerToGateway,
@@ -71,6 +72,10 @@ pub(crate) struct Upstream {
     peer_timeout: Duration,
     /// Number of live game servers, for readiness checks.
     live_count: watch::Sender<usize>,
+    /// Signs our hellos (`--cluster-secret`); `None` sends them unsigned.
+    secret: Option<ClusterSecret>,
+    /// Messages the gate dropped (see [`Upstream::unauthenticated`]).
+    unauthenticated: Arc<AtomicU64>,
 }
 
 impl Upstream {
@@ -81,6 +86,7 @@ impl Upstream {
         advertised_endpoint: String,
         seeds: &[String],
         peer_timeout: Duration,
+        secret: Option<ClusterSecret>,
     ) -> Result<Self, LinkError> {
         let seeds: Vec<(NodeId, String)> = seeds
             .iter()
@@ -100,7 +106,27 @@ impl Upstream {
             next: AtomicUsize::new(0),
             peer_timeout,
             live_count: watch::channel(0).0,
+            secret,
+            unauthenticated: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// The gate for what game servers send us: it admits only pipes that
+    /// proved the cluster secret in a `ServerHello` (everything without a
+    /// secret).
+    pub(crate) fn gate(&self) -> PeerGate {
+        PeerGate::with(self.secret.clone(), "gateway-p2p")
+            .counting_into(self.unauthenticated.clone())
+    }
+
+    /// Messages from game servers the gate dropped.
+    pub(crate) fn unauthenticated(&self) -> u64 {
+        self.unauthenticated.load(Ordering::Relaxed)
+    }
+
+    /// Sends to game servers refused at the high-water mark.
+    pub(crate) fn hwm_events(&self) -> u64 {
+        self.link.hwm_events()
     }
 
     /// A receiver of the number of live game servers.
@@ -200,17 +226,24 @@ impl Upstream {
     /// names the pipe it travels on (`probe`), so its answer proves that
     /// pipe is connected.
     fn tick(&self, open_connections: usize) {
+        // Each hello is signed for the routing id of the pipe it goes out
+        // on, so its proof is good on that pipe only.
         let hello = |probe: NodeId| {
-            let msg = GatewayToServer {
-                kind: Some(gateway_to_server::Kind::Hello(GatewayHello {
+            move |routing_id: &[u8]| {
+                let mut hello = GatewayHello {
                     gateway_node_id: self.node_id,
                     p2p_endpoint: self.advertised_endpoint.clone(),
                     incarnation: self.incarnation,
                     open_connections: open_connections as u32,
                     probe,
-                })),
-            };
-            Bytes::from(msg.encode_to_vec())
+                    proof: None,
+                };
+                cluster_auth::sign(self.secret.as_ref(), routing_id, &mut hello);
+                let msg = GatewayToServer {
+                    kind: Some(gateway_to_server::Kind::Hello(hello)),
+                };
+                Bytes::from(msg.encode_to_vec())
+            }
         };
         let now = Instant::now();
         let mut live = 0;
@@ -226,14 +259,14 @@ impl Upstream {
                 }
                 p.up = is_live;
                 live += usize::from(is_live);
-                let _ = self.link.send(*id, hello(*id));
+                let _ = self.link.send_signed(*id, &hello(*id));
             }
         }
         // Seeds not yet identified are probed on every tick, so a game
         // server started after the gateway is linked as soon as it answers.
         {
             for (id, _) in self.seeds.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                let _ = self.link.send(*id, hello(*id));
+                let _ = self.link.send_signed(*id, &hello(*id));
             }
         }
         self.live_count
@@ -245,8 +278,8 @@ impl Upstream {
     /// A game server counts as live only on an answer that came back over a
     /// pipe of ours (`probe`) which is therefore connected: its own pipe, or
     /// a seed's, which is then re-filed under the node id it turned out to
-    /// be. (A second pipe with our routing id to the same node would make
-    /// its ROUTER hand the old one over, so a seed never stays beside it.)
+    /// be. (When that node already has a pipe of its own, the seed pipe is
+    /// closed: one pipe per game server keeps its messages in one order.)
     fn on_hello(&self, from: NodeId, hello: ServerHello) {
         let now = Instant::now();
         let stale = now.checked_sub(self.peer_timeout).unwrap_or(now);
@@ -362,14 +395,32 @@ pub(crate) async fn dispatch_loop(
     mut events: mpsc::Receiver<LinkEvent>,
     shutdown: CancellationToken,
 ) {
+    let mut gate = shared.upstream.gate();
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => return,
             e = events.recv() => match e { Some(e) => e, None => return },
         };
         match event {
-            LinkEvent::Message { from, payload } => match ServerToGateway::decode(payload) {
-                Ok(ServerToGateway { kind: Some(kind) }) => handle(&shared, from, kind),
+            LinkEvent::Message {
+                from,
+                routing_id,
+                payload,
+            } => match ServerToGateway::decode(payload) {
+                Ok(ServerToGateway { kind: Some(kind) }) => {
+                    // Nothing from a game server is acted on before its
+                    // pipe proved the cluster secret (the gate logs and
+                    // counts what it drops).
+                    let admitted = match &kind {
+                        server_to_gateway::Kind::Hello(h) => {
+                            gate.admit_hello(from, &routing_id, h).is_ok()
+                        }
+                        _ => gate.admit(from, &routing_id),
+                    };
+                    if admitted {
+                        handle(&shared, from, kind);
+                    }
+                }
                 Ok(_) => debug!(game_server = from, "empty message from game server"),
                 Err(e) => {
                     warn!(game_server = from, error = %e, "undecodable message from game server dropped")

@@ -14,6 +14,7 @@ use std::time::Duration;
 use gamemesh_game_server::state::HubState;
 use gamemesh_game_server::{Config as GsConfig, RunningGameServer, StoreKind};
 use gamemesh_gateway::{Config as GwConfig, RunningGateway};
+use gamemesh_proto::cluster_auth::ClusterSecret;
 pub use gamemesh_test_client::client::{Client, ClientError};
 pub use gamemesh_test_support::{free_port, init_tracing, wait_for, wait_for_async, RedisServer};
 use std::sync::Arc;
@@ -22,6 +23,16 @@ use tokio_util::sync::CancellationToken;
 
 /// Default reply timeout for test clients.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `--cluster-secret` every node of a test cluster holds, so the whole
+/// suite runs with the internal ports authenticated (tests/internal_auth.rs
+/// covers nodes without it).
+pub const TEST_CLUSTER_SECRET: &str = "integration-test-cluster-secret";
+
+/// [`TEST_CLUSTER_SECRET`] as a config value.
+pub fn test_cluster_secret() -> Option<ClusterSecret> {
+    Some(ClusterSecret::new(TEST_CLUSTER_SECRET))
+}
 
 /// A game server running in this process.
 pub struct GameServerNode {
@@ -103,6 +114,7 @@ pub fn game_server_config(node_id: u64, redis: &str) -> GsConfig {
         // (tests/login_limits.rs).
         login_attempts_per_user_per_min: 1_000,
         login_attempts_per_ip_per_min: 100_000,
+        cluster_secret: test_cluster_secret(),
         ..GsConfig::default()
     }
 }
@@ -124,6 +136,7 @@ pub fn gateway_config(node_id: u64, game_server_ports: &[u16]) -> GwConfig {
         // Every test client connects from 127.0.0.1; the per-IP limit has
         // its own test (tests/overload.rs).
         max_connects_per_ip_per_sec: 100_000,
+        cluster_secret: test_cluster_secret(),
         ..GwConfig::default()
     }
 }

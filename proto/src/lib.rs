@@ -10,6 +10,8 @@
 //!   length header before allocating anything for it.
 //! - [`auth`]: login tokens (HMAC-SHA256), minted by clients' login
 //!   services and verified by game servers.
+//! - [`cluster_auth`]: the cluster-secret proof in every node hello and the
+//!   [`cluster_auth::PeerGate`] that admits only authenticated peers.
 //! - [`packets`]: small constructors for the server packets every part
 //!   builds (errors, kicks), so their wording lives in one place.
 //!
@@ -19,6 +21,7 @@
 //! [`codec::FrameCodec`] -> socket.
 
 pub mod auth;
+pub mod cluster_auth;
 pub mod codec;
 pub mod error;
 pub mod packets;

@@ -18,9 +18,14 @@ pub enum LinkError {
     /// libzmq refused a socket operation.
     #[error("zeromq error: {0}")]
     Zmq(#[from] zmq::Error),
-    /// No connected pipe to the peer, or its high-water mark is reached.
-    #[error("node {0} is unreachable (not connected, or its queue is full)")]
+    /// No connected pipe to the peer.
+    #[error("node {0} is unreachable (not connected)")]
     Unreachable(NodeId),
+    /// The pipe to the peer is connected but holds its high-water mark of
+    /// messages: the peer is not reading fast enough. Counted in
+    /// `gamemesh_link_hwm_events_total`; the message was not queued.
+    #[error("node {0} is not keeping up (its queue is at the high-water mark)")]
+    Full(NodeId),
     /// The link has been shut down.
     #[error("link is closed")]
     Closed,
@@ -33,6 +38,7 @@ impl LinkError {
             LinkError::Bind { .. } => "bind",
             LinkError::Zmq(_) => "zmq",
             LinkError::Unreachable(_) => "unreachable",
+            LinkError::Full(_) => "hwm",
             LinkError::Closed => "closed",
         }
     }

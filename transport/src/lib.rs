@@ -20,7 +20,7 @@ pub mod zmq_link;
 use bytes::Bytes;
 
 pub use error::LinkError;
-pub use zmq_link::{LinkConfig, ZmqLink};
+pub use zmq_link::{curve_available, LinkConfig, ZmqLink, DEFAULT_RCVHWM, DEFAULT_SNDHWM};
 
 /// This process's incarnation: its start time in Unix milliseconds, the
 /// same for every link the process opens. Hellos carry it so a peer can
@@ -46,6 +46,9 @@ pub enum LinkEvent {
     Message {
         /// The sender's node id, taken from its ZeroMQ routing id.
         from: NodeId,
+        /// The sender's whole routing id (`<role>:<node id>:<token>`): one
+        /// per outbound pipe of the sender. Authentication is bound to it.
+        routing_id: Bytes,
         /// The payload, untouched.
         payload: Bytes,
     },
@@ -67,6 +70,10 @@ pub trait Link: Send + Sync + 'static {
     fn disconnect(&self, peer: NodeId) -> Result<(), LinkError>;
     /// Hands `payload` to the pipe to `peer`, or fails without blocking.
     fn send(&self, peer: NodeId, payload: Bytes) -> Result<(), LinkError>;
+    /// Like [`Link::send`], with the payload built from the routing id of
+    /// the pipe it will travel on, atomically with the send: a hello signs
+    /// that routing id, so its proof is valid on that pipe only.
+    fn send_signed(&self, peer: NodeId, build: &dyn Fn(&[u8]) -> Bytes) -> Result<(), LinkError>;
     /// The endpoint peers connect to, e.g. `tcp://127.0.0.1:8001`.
     fn local_endpoint(&self) -> &str;
 }
