@@ -80,6 +80,17 @@ pub struct Config {
     /// minute on this game server (also the burst), all users together.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP_PER_MIN", default_value_t = 60)]
     pub login_attempts_per_ip_per_min: u32,
+    /// Chat sends (room messages and whispers together) one session may
+    /// make per second; more get RATE_LIMITED.
+    #[arg(long, env = "GAME_SERVER_CHAT_MESSAGES_PER_SEC", default_value_t = 5)]
+    pub chat_messages_per_sec: u32,
+    /// Chat sends one session may make in a burst.
+    #[arg(long, env = "GAME_SERVER_CHAT_BURST", default_value_t = 10)]
+    pub chat_burst: u32,
+    /// How often each room held here drops members whose session ended
+    /// (expired, replaced) and rooms that moved away hand over.
+    #[arg(long, env = "GAME_SERVER_CHAT_SWEEP_MS", default_value_t = 2000)]
+    pub chat_sweep_ms: u64,
 }
 
 impl Default for Config {
@@ -104,6 +115,9 @@ impl Default for Config {
             shutdown_grace_secs: 5,
             login_attempts_per_user_per_min: 10,
             login_attempts_per_ip_per_min: 60,
+            chat_messages_per_sec: 5,
+            chat_burst: 10,
+            chat_sweep_ms: 2000,
         }
     }
 }
@@ -129,6 +143,11 @@ impl Config {
         }
         if self.login_attempts_per_user_per_min == 0 || self.login_attempts_per_ip_per_min == 0 {
             return bad("--login-attempts-per-user-per-min and --login-attempts-per-ip-per-min must be at least 1 (0 would refuse every login; set a large value to relax them)");
+        }
+        if self.chat_messages_per_sec == 0 || self.chat_burst == 0 || self.chat_sweep_ms == 0 {
+            return bad(
+                "--chat-messages-per-sec, --chat-burst and --chat-sweep-ms must be at least 1",
+            );
         }
         if self.auth_secret.as_deref() == Some("") {
             return bad("--auth-secret is empty: give a secret or leave it unset");
@@ -171,6 +190,9 @@ mod tests {
             parsed.login_attempts_per_ip_per_min,
             d.login_attempts_per_ip_per_min
         );
+        assert_eq!(parsed.chat_messages_per_sec, d.chat_messages_per_sec);
+        assert_eq!(parsed.chat_burst, d.chat_burst);
+        assert_eq!(parsed.chat_sweep_ms, d.chat_sweep_ms);
         d.validate().unwrap();
     }
 

@@ -13,11 +13,15 @@
 //!   [`middleware::exception`] -> [`middleware::logging`] ->
 //!   [`middleware::authentication`] -> [`middleware::idempotency`] ->
 //!   [`middleware::timing`] -> [`handlers`] (the router).
-//! - [`handlers`]: login, resume (and adoption), echo, heartbeat, logout.
+//! - [`handlers`]: login, resume (and adoption), echo, heartbeat, logout,
+//!   chat.
+//! - [`chat`]: chat rooms as actors, one per room across the cluster, and
+//!   their store; pushes to members over the [`mesh`].
 //! - [`session`]: the [`session::SessionStore`] trait (Redis and memory
 //!   backends) and the sessions owned here.
 //! - [`config`], [`error`], [`state`]: flags, start-up errors, shared state.
 
+pub mod chat;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -151,9 +155,11 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningGameServer, GameServerError> {
     config.validate()?;
-    let (store, registry): (Arc<dyn SessionStore>, Arc<dyn NodeRegistry>) = match config
-        .session_store
-    {
+    let (store, registry, chat_store): (
+        Arc<dyn SessionStore>,
+        Arc<dyn NodeRegistry>,
+        Arc<dyn chat::ChatStore>,
+    ) = match config.session_store {
         StoreKind::Redis => {
             let timeout = Duration::from_millis(config.redis_timeout_ms);
             let s = Arc::new(
@@ -164,16 +170,23 @@ pub async fn start(
                         reason: e.to_string(),
                     })?,
             );
-            (s.clone(), s)
+            (s.clone(), s.clone(), s)
         }
         StoreKind::Memory => {
             warn!("Session store is IN MEMORY: sessions live in this process only (one game server, lost on restart)");
+            let sessions: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
             (
-                Arc::new(MemoryStore::new()),
+                sessions.clone(),
                 Arc::new(MemoryRegistry::default()),
+                Arc::new(chat::store::MemoryChatStore::new(sessions)),
             )
         }
     };
+    // The default rooms exist before the first client can ask (the chat
+    // sweep keeps re-creating them, should Redis lose them).
+    if let Err(e) = chat_store.create_rooms(&chat::DEFAULT_ROOMS).await {
+        warn!("Could not create the default chat rooms yet ({e}); retrying in the background");
+    }
     if config.auth_secret.is_none() {
         warn!("No --auth-secret set: ANY login token is accepted. Set AUTH_SECRET in production.");
     }
@@ -193,6 +206,10 @@ pub async fn start(
     };
     let peer_timeout = Duration::from_millis(config.peer_timeout_ms);
 
+    let tracker = TaskTracker::new();
+    // The hub's tasks stop on their own token, cancelled by `wait` after the
+    // sessions were released; the caller's token only starts the shutdown.
+    let tasks = CancellationToken::new();
     let state = Arc::new(HubState {
         node_id: config.node_id,
         store,
@@ -205,6 +222,12 @@ pub async fn start(
         live_ttl: config.live_ttl(),
         reply_cache: config.reply_cache,
         timings: Arc::new(Timings::default()),
+        chat: chat::Chat::new(
+            chat_store,
+            chat::ChatLimiter::new(config.chat_messages_per_sec, config.chat_burst),
+            tracker.clone(),
+            tasks.clone(),
+        ),
     });
     let service = pipeline::build(state.clone());
     info!(
@@ -212,10 +235,6 @@ pub async fn start(
         pipeline::MIDDLEWARE_COUNT
     );
 
-    let tracker = TaskTracker::new();
-    // The hub's tasks stop on their own token, cancelled by `wait` after the
-    // sessions were released; the caller's token only starts the shutdown.
-    let tasks = CancellationToken::new();
     let login_limits = Arc::new(login_limits::LoginLimits::new(
         config.login_attempts_per_user_per_min,
         config.login_attempts_per_ip_per_min,
@@ -238,6 +257,11 @@ pub async fn start(
         state.clone(),
         mesh_events,
         heartbeat,
+        tasks.clone(),
+    ));
+    tracker.spawn(chat::sweep_loop(
+        state.clone(),
+        Duration::from_millis(config.chat_sweep_ms),
         tasks.clone(),
     ));
     tracker.spawn(hub::flush_loop(
