@@ -370,10 +370,16 @@ fn a_chain_of_100_000_posts_does_not_grow_the_stack() {
 // ---------------------------------------------------------------------------
 // Fairness
 
-/// Posts to itself forever, never awaiting anything that is pending.
+/// Posts to itself, never awaiting anything that is pending, until it has
+/// run `SPINS` turns: an upper bound, so that a runtime that let it keep
+/// the worker fails this test instead of hanging it.
 struct Spinner {
     turns: Arc<AtomicU64>,
 }
+
+/// Far more turns than the echo calls need between the spinner's slices
+/// (seconds of spinning in a debug build).
+const SPINS: u64 = 10_000_000;
 
 impl Actor for Spinner {
     type Msg = ();
@@ -385,7 +391,10 @@ impl Actor for Spinner {
     }
 
     async fn handle(&mut self, _: (), ctx: &mut Context<Self>) {
-        self.turns.fetch_add(1, Ordering::Relaxed);
+        if self.turns.fetch_add(1, Ordering::Relaxed) >= SPINS {
+            ctx.stop();
+            return;
+        }
         // Full or stopping: either way, nothing to add.
         let _ = ctx.addr().try_post(());
     }
@@ -409,7 +418,10 @@ async fn a_busy_actor_does_not_starve_another_on_the_same_worker() {
             .expect("the echo actor was starved");
         assert_eq!(answer, Ok(i));
     }
-    assert!(!spinner.is_stopped(), "the spinner kept running meanwhile");
+    assert!(
+        !spinner.is_stopped(),
+        "the echo calls were answered only after the spinner gave up"
+    );
     spinner.stop();
     spinner.stopped().await;
 }
