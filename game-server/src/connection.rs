@@ -50,6 +50,14 @@ pub struct Frame {
     pub body: Bytes,
 }
 
+/// What a connection actor's mailbox carries. An enum so that other
+/// features (chat) can add work that must run in the socket's order.
+#[derive(Debug)]
+pub enum ConnectionMsg {
+    /// A frame from the client, to run through the pipeline.
+    Frame(Frame),
+}
+
 /// How a connection's login attempts are limited.
 #[derive(Debug, Clone)]
 pub struct LoginGate {
@@ -94,9 +102,26 @@ impl Connection {
 }
 
 impl Actor for Connection {
-    type Msg = Frame;
+    type Msg = ConnectionMsg;
 
-    async fn handle(&mut self, frame: Frame, _ctx: &mut Context<Self>) {
+    async fn handle(&mut self, msg: ConnectionMsg, _ctx: &mut Context<Self>) {
+        match msg {
+            ConnectionMsg::Frame(frame) => self.frame(frame).await,
+        }
+    }
+
+    /// The socket closed (or the server stops): save the session.
+    async fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if let Some(s) = self.session.take() {
+            disconnect(&self.state, &s, self.conn).await;
+        }
+    }
+}
+
+impl Connection {
+    /// Runs one client frame: adopt its session if needed, check login
+    /// limits, call the pipeline, apply the effect, reply.
+    async fn frame(&mut self, frame: Frame) {
         let conn = self.conn;
         let seq = packets::peek_sequence_id(&frame.body);
         if frame.session_id != 0
@@ -211,13 +236,6 @@ impl Actor for Connection {
         self.state
             .gateways
             .send_to_client(conn.gateway, &conn.socket, &resp.reply);
-    }
-
-    /// The socket closed (or the server stops): save the session.
-    async fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        if let Some(s) = self.session.take() {
-            disconnect(&self.state, &s, self.conn).await;
-        }
     }
 }
 

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use gamemesh_actors::{Addr, Builder, PostError};
 
-use crate::connection::{Connection, Frame, LoginGate, MAILBOX};
+use crate::connection::{Connection, ConnectionMsg, Frame, LoginGate, MAILBOX};
 use crate::login_limits::LoginLimits;
 use crate::pipeline::{ConnInfo, HubService};
 use crate::state::HubState;
@@ -188,11 +188,11 @@ impl Dispatcher {
                     socket,
                 };
                 let seq = packets::peek_sequence_id(&f.body);
-                let frame = Frame {
+                let frame = ConnectionMsg::Frame(Frame {
                     session_id: f.session_id,
                     user_id: f.user_id,
                     body: f.body,
-                };
+                });
                 let refused = match self.actor(conn).try_post(frame) {
                     Ok(()) => return,
                     // The actor stopped on its own: only a panic does that
