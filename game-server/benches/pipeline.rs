@@ -60,6 +60,7 @@ fn pipeline(c: &mut Criterion) {
         chat: Chat::new(
             Arc::new(MemoryChatStore::new(store)),
             ChatLimiter::new(5, 10),
+            Duration::from_secs(2),
             TaskTracker::new(),
             CancellationToken::new(),
         ),

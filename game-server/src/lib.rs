@@ -225,6 +225,7 @@ pub async fn start(
         chat: chat::Chat::new(
             chat_store,
             chat::ChatLimiter::new(config.chat_messages_per_sec, config.chat_burst),
+            Duration::from_millis(config.chat_sweep_ms),
             tracker.clone(),
             tasks.clone(),
         ),

@@ -39,20 +39,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use gamemesh_actors::{Addr, Builder, PostError};
 use gamemesh_proto::client::ServerPacket;
 use gamemesh_proto::internal::{
     mesh_message, ChatRoomDelivery, ChatRoomReply, ChatRoomRequest, ChatRoomStatus,
 };
 use gamemesh_proto::Message;
 use gamemesh_transport::NodeId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::state::HubState;
 pub use limiter::ChatLimiter;
-use room::RoomMsg;
+use room::{RoomActor, RoomMsg};
 pub use store::{ChatStore, MemberSession};
 
 /// Rooms that always exist (created at start, never forgotten).
@@ -100,15 +101,17 @@ pub struct Chat {
     /// Rooms and members, shared by every game server.
     pub store: Arc<dyn ChatStore>,
     /// Room actors held here, by room name. Posting happens under this lock
-    /// (a non-blocking `try_send`), so an actor that retires under it can
+    /// (a non-blocking `try_post`), so an actor that retires under it can
     /// never lose a message posted to it.
-    rooms: Mutex<HashMap<String, mpsc::Sender<RoomMsg>>>,
+    rooms: Mutex<HashMap<String, Addr<RoomActor>>>,
     /// Requests sent to other game servers, waiting for their reply.
     pending: Mutex<HashMap<u64, oneshot::Sender<ChatRoomReply>>>,
     /// Next request id (0 means "no reply wanted").
     next_request: AtomicU64,
     /// Says and whispers per session.
     pub limiter: ChatLimiter,
+    /// How often each room sweeps its members.
+    sweep_every: Duration,
     /// Owns the room actors and leave tasks.
     tracker: TaskTracker,
     /// Stops them.
@@ -116,15 +119,17 @@ pub struct Chat {
 }
 
 impl Chat {
-    /// Chat over `store`; actors and tasks run on `tracker` until
-    /// `shutdown`.
+    /// Chat over `store`; rooms sweep their members every `sweep_every`;
+    /// actors and tasks run on `tracker` until `shutdown`.
     pub fn new(
         store: Arc<dyn ChatStore>,
         limiter: ChatLimiter,
+        sweep_every: Duration,
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
+            sweep_every,
             store,
             rooms: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
@@ -135,7 +140,7 @@ impl Chat {
         }
     }
 
-    fn rooms(&self) -> MutexGuard<'_, HashMap<String, mpsc::Sender<RoomMsg>>> {
+    fn rooms(&self) -> MutexGuard<'_, HashMap<String, Addr<RoomActor>>> {
         // Critical sections are map operations and try_send: never torn.
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -150,14 +155,21 @@ impl Chat {
     }
 
     /// Removes `room`'s actor from the table if its mailbox is empty; true
-    /// when it may stop.
-    fn retire(&self, room: &str, rx: &mpsc::Receiver<RoomMsg>) -> bool {
+    /// when it may stop (nothing can be posted to it any more).
+    fn retire(&self, room: &str, addr: &Addr<RoomActor>) -> bool {
         let mut rooms = self.rooms();
-        if rx.is_empty() {
+        if addr.queued() == 0 {
             rooms.remove(room);
             true
         } else {
             false
+        }
+    }
+
+    /// Stops every room actor (shutdown); none starts after this.
+    fn stop_all(&self) {
+        for (_, addr) in self.rooms().drain() {
+            addr.stop();
         }
     }
 }
@@ -230,34 +242,45 @@ fn unavailable(request_id: u64) -> ChatRoomReply {
 }
 
 /// Posts `msg` to the actor of `room` here, starting it if needed. Gives
-/// the message back when the actor's mailbox is full.
+/// the message back when the actor's mailbox is full or chat is shutting
+/// down.
 fn post(state: &Arc<HubState>, room: &str, msg: RoomMsg) -> Result<(), RoomMsg> {
     let chat = &state.chat;
     let mut rooms = chat.rooms();
-    let tx = rooms
+    if chat.shutdown.is_cancelled() {
+        return Err(msg);
+    }
+    let addr = rooms
         .entry(room.to_string())
         .or_insert_with(|| spawn_room(state, room));
-    match tx.try_send(msg) {
+    match addr.try_post(msg) {
         Ok(()) => Ok(()),
-        Err(mpsc::error::TrySendError::Full(m)) => Err(m),
-        // Stopped by shutdown: nothing will run it.
-        Err(mpsc::error::TrySendError::Closed(m)) => {
-            rooms.remove(room);
-            Err(m)
+        Err(PostError::Full(m)) => Err(m),
+        // It stopped (a handler panicked): a fresh actor loads the room
+        // from the store again.
+        Err(PostError::Stopped(m)) => {
+            warn!(room, "room actor had stopped; starting a new one");
+            let fresh = spawn_room(state, room);
+            let res = fresh.try_post(m).map_err(|e| match e {
+                PostError::Full(m) | PostError::Stopped(m) => m,
+            });
+            rooms.insert(room.to_string(), fresh);
+            res
         }
     }
 }
 
-fn spawn_room(state: &Arc<HubState>, room: &str) -> mpsc::Sender<RoomMsg> {
-    let (tx, rx) = mpsc::channel(ROOM_MAILBOX);
+fn spawn_room(state: &Arc<HubState>, room: &str) -> Addr<RoomActor> {
     let chat = &state.chat;
-    chat.tracker.spawn(room::run(
-        state.clone(),
-        room.to_string(),
-        rx,
-        chat.shutdown.clone(),
-    ));
-    tx
+    Builder::new()
+        .mailbox(ROOM_MAILBOX)
+        .tracker(&chat.tracker)
+        .name(format!("chat room {room}"))
+        .spawn(RoomActor::new(
+            state.clone(),
+            room.to_string(),
+            chat.sweep_every,
+        ))
 }
 
 /// Hands `req` to the room's actor here, or to the game server that holds
@@ -390,9 +413,10 @@ pub(crate) fn deliver_local(state: &HubState, room: &str, users: &[u64], packets
     }
 }
 
-/// Every `every`: makes sure the default rooms exist, has every room held
-/// here sweep its members, and hands rooms that moved away on (their
-/// actors stop). Also forgets idle send limits.
+/// Every `every`: makes sure the default rooms exist and that every room
+/// held here has its actor (which then sweeps its members on its own
+/// timer, and stops once the room is held elsewhere). Also forgets idle
+/// send limits. At shutdown it stops the room actors.
 pub async fn sweep_loop(state: Arc<HubState>, every: Duration, shutdown: CancellationToken) {
     loop {
         if let Err(e) = state.chat.store.create_rooms(&DEFAULT_ROOMS).await {
@@ -401,26 +425,21 @@ pub async fn sweep_loop(state: Arc<HubState>, every: Duration, shutdown: Cancell
         match state.chat.store.rooms().await {
             Ok(rooms) => {
                 for (room, _) in rooms {
-                    if owner_of(&state, &room) == state.node_id {
+                    let held = state.chat.rooms().contains_key(&room);
+                    if !held && owner_of(&state, &room) == state.node_id {
                         let _ = post(&state, &room, RoomMsg::Sweep);
                     }
                 }
             }
             Err(e) => debug!("Reading the room list failed: {e}; sweeping next time"),
         }
-        // Actors of rooms that moved away (or emptied) sweep once more and
-        // stop.
-        for room in state.chat.held_rooms() {
-            if owner_of(&state, &room) != state.node_id {
-                let _ = post(&state, &room, RoomMsg::Sweep);
-            }
-        }
         state.chat.limiter.prune();
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(every) => {}
         }
     }
+    state.chat.stop_all();
 }
 
 #[cfg(test)]

@@ -21,8 +21,9 @@ use gamemesh_proto::internal::{
 };
 use gamemesh_proto::packets;
 use gamemesh_transport::NodeId;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use std::time::Duration;
+
+use gamemesh_actors::{Actor, Context};
 use tracing::{debug, info, warn};
 
 use super::{display_name, now_ms, owner_of, ReplyTo, DEFAULT_ROOMS};
@@ -55,29 +56,46 @@ fn reply(request_id: u64, status: ChatRoomStatus, room_seq: u64) -> ChatRoomRepl
     }
 }
 
-/// Runs the actor of `room` until shutdown, or until a sweep finds the
-/// room held elsewhere with nothing left in the mailbox.
-pub(crate) async fn run(
+/// The room as an actor of [`gamemesh_actors`].
+pub(crate) struct RoomActor {
+    /// What it needs of the game server.
     state: Arc<HubState>,
-    name: String,
-    mut rx: mpsc::Receiver<RoomMsg>,
-    shutdown: CancellationToken,
-) {
-    debug!(room = %name, "room actor started");
-    let mut room = Room {
-        name,
-        members: None,
-    };
-    loop {
-        let msg = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            m = rx.recv() => match m { Some(m) => m, None => break },
-        };
+    /// The room.
+    room: Room,
+    /// How often it sweeps its members.
+    sweep_every: Duration,
+}
+
+impl RoomActor {
+    /// The actor of room `name`; start it with
+    /// [`gamemesh_actors::Builder::spawn`].
+    pub(crate) fn new(state: Arc<HubState>, name: String, sweep_every: Duration) -> Self {
+        Self {
+            state,
+            room: Room {
+                name,
+                members: None,
+            },
+            sweep_every,
+        }
+    }
+}
+
+impl Actor for RoomActor {
+    type Msg = RoomMsg;
+
+    async fn started(&mut self, ctx: &mut Context<Self>) {
+        debug!(room = %self.room.name, "room actor started");
+        // The actor's own timer: it ends when the actor stops.
+        ctx.run_interval(self.sweep_every, || RoomMsg::Sweep);
+    }
+
+    async fn handle(&mut self, msg: RoomMsg, ctx: &mut Context<Self>) {
+        let (state, room) = (&self.state, &mut self.room);
         match msg {
             RoomMsg::Request(req, to) => {
                 let id = req.request_id;
-                let out = match room.handle(&state, req).await {
+                let out = match room.handle(state, req).await {
                     Ok(r) => r,
                     Err(e) => {
                         warn!(room = %room.name, "chat room store failed: {e}");
@@ -87,22 +105,21 @@ pub(crate) async fn run(
                         reply(id, ChatRoomStatus::Unavailable, 0)
                     }
                 };
-                to.send(&state, out);
+                to.send(state, out);
             }
             RoomMsg::Sweep => {
-                if let Err(e) = room.sweep(&state).await {
+                if let Err(e) = room.sweep(state).await {
                     debug!(room = %room.name, "chat room sweep failed: {e}");
                 }
-                if owner_of(&state, &room.name) != state.node_id
-                    && state.chat.retire(&room.name, &rx)
+                if owner_of(state, &room.name) != state.node_id
+                    && state.chat.retire(&room.name, ctx.addr())
                 {
                     debug!(room = %room.name, "room held elsewhere now; actor stops");
-                    return;
+                    ctx.stop();
                 }
             }
         }
     }
-    state.chat.retire(&room.name, &rx);
 }
 
 impl Room {
