@@ -1,12 +1,14 @@
 //! Chat across 2 gateways x 2 game servers: room pushes reach members on
 //! both game servers in the order the room accepted them, whispers cross
 //! nodes (or say the user is offline), membership follows the session
-//! (kick, logout, expiry leave; resume stays), and the input limits hold.
+//! (kick, logout, expiry leave; resume stays), the input limits hold, and
+//! a room moves on when the game server holding it stops.
 
 use std::collections::HashMap;
 
+use gamemesh_game_server::chat::{owner_of, rendezvous};
 use gamemesh_game_server::Config as GsConfig;
-use gamemesh_integration_tests::{Client, ClientError, Cluster, ClusterOptions, TIMEOUT};
+use gamemesh_integration_tests::{wait_for, Client, ClientError, Cluster, ClusterOptions, TIMEOUT};
 use gamemesh_proto::client::{server_packet, ChatNoticeKind, ErrorCode, ServerPacket};
 
 /// A client logged in as `user` on game server `node` through gateway
@@ -369,5 +371,35 @@ async fn bad_names_long_texts_strangers_and_floods_are_refused() {
         code(anon.chat_list_rooms().await),
         ErrorCode::NotAuthenticated
     );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_carries_on_when_the_game_server_holding_it_stops() {
+    let cluster = Cluster::start(1, 2).await;
+    // A room held by game server 1, with both members on game server 2.
+    let room = (0..100)
+        .map(|i| format!("moving-{i}"))
+        .find(|r| rendezvous(r, [1, 2]) == Some(1))
+        .expect("some room hashes to node 1");
+    let mut a = client_on(&cluster, 0, 2, 71).await;
+    let mut b = client_on(&cluster, 0, 2, 72).await;
+    a.chat_join(&room).await.expect("join");
+    b.chat_join(&room).await.expect("join");
+    expect_notice(&mut a, &room, ChatNoticeKind::Joined, 72).await;
+    let before = a.chat_say(&room, "before").await.expect("say");
+    assert_eq!(expect_message(&mut b, &room, "before").await.0, before);
+
+    // Game server 1 stops: it drains, so game server 2 takes the room,
+    // loads its members from Redis and continues its sequence.
+    cluster.game_servers[0].shutdown.cancel();
+    let gs2 = cluster.game_servers[1].state.clone();
+    wait_for("game server 2 holds the room", TIMEOUT, || {
+        owner_of(&gs2, &room) == 2
+    })
+    .await;
+    let after = a.chat_say(&room, "after").await.expect("say");
+    assert_eq!(after, before + 1, "the sequence carries on");
+    assert_eq!(expect_message(&mut b, &room, "after").await.0, after);
     cluster.shutdown().await;
 }

@@ -198,11 +198,17 @@ pub fn rendezvous(room: &str, nodes: impl IntoIterator<Item = NodeId>) -> Option
 /// takes logins) and the live peers that take logins. A draining node
 /// hands its rooms on; if nothing else is live, it keeps them.
 pub fn owner_of(state: &HubState, room: &str) -> NodeId {
+    rendezvous(room, candidates(state)).unwrap_or(state.node_id)
+}
+
+/// The game servers rooms are spread over, as this node sees them, sorted.
+pub fn candidates(state: &HubState) -> Vec<NodeId> {
     let mut nodes: Vec<NodeId> = state.mesh.live_peers().iter().map(|n| n.node_id).collect();
     if state.is_accepting() || nodes.is_empty() {
         nodes.push(state.node_id);
     }
-    rendezvous(room, nodes).unwrap_or(state.node_id)
+    nodes.sort_unstable();
+    nodes
 }
 
 /// Where a room actor's answer goes.

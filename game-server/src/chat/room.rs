@@ -26,7 +26,7 @@ use std::time::Duration;
 use gamemesh_actors::{Actor, Context};
 use tracing::{debug, info, warn};
 
-use super::{display_name, now_ms, owner_of, ReplyTo, DEFAULT_ROOMS};
+use super::{candidates, display_name, now_ms, owner_of, ReplyTo, DEFAULT_ROOMS};
 use crate::session::StoreError;
 use crate::state::HubState;
 
@@ -45,6 +45,10 @@ struct Room {
     name: String,
     /// user id -> the session that joined; `None` until loaded.
     members: Option<HashMap<u64, u64>>,
+    /// The live game servers when the members were loaded. When it
+    /// changes, another node may have held the room meanwhile (the mesh
+    /// was forming or split), so the members are loaded again.
+    view: Vec<NodeId>,
 }
 
 fn reply(request_id: u64, status: ChatRoomStatus, room_seq: u64) -> ChatRoomReply {
@@ -75,6 +79,7 @@ impl RoomActor {
             room: Room {
                 name,
                 members: None,
+                view: Vec::new(),
             },
             sweep_every,
         }
@@ -124,6 +129,11 @@ impl Actor for RoomActor {
 
 impl Room {
     async fn members(&mut self, state: &HubState) -> Result<&mut HashMap<u64, u64>, StoreError> {
+        let view = candidates(state);
+        if view != self.view {
+            self.members = None;
+            self.view = view;
+        }
         if self.members.is_none() {
             self.members = Some(state.chat.store.members(&self.name).await?);
         }
