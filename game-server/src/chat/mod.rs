@@ -29,6 +29,11 @@
 //!   still be resumed stays in its rooms.
 //! - **Whispers** go straight to the user's game server
 //!   ([`crate::mesh::deliver_to_user`]); no room is involved.
+//! - **Metrics** (the `metrics` facade): `gamemesh_chat_messages_total`
+//!   (room messages accepted), `gamemesh_chat_pushes_total` (chat pushes
+//!   written to sockets here), `gamemesh_chat_whispers_total`,
+//!   `gamemesh_chat_rate_limited_total`, and the gauge
+//!   `gamemesh_chat_rooms_held` (room actors on this game server).
 
 pub mod limiter;
 pub mod room;
@@ -160,6 +165,7 @@ impl Chat {
         let mut rooms = self.rooms();
         if addr.queued() == 0 {
             rooms.remove(room);
+            metrics::gauge!("gamemesh_chat_rooms_held").set(rooms.len() as f64);
             true
         } else {
             false
@@ -171,6 +177,7 @@ impl Chat {
         for (_, addr) in self.rooms().drain() {
             addr.stop();
         }
+        metrics::gauge!("gamemesh_chat_rooms_held").set(0.0);
     }
 }
 
@@ -256,9 +263,10 @@ fn post(state: &Arc<HubState>, room: &str, msg: RoomMsg) -> Result<(), RoomMsg> 
     if chat.shutdown.is_cancelled() {
         return Err(msg);
     }
-    let addr = rooms
-        .entry(room.to_string())
-        .or_insert_with(|| spawn_room(state, room));
+    let addr = rooms.entry(room.to_string()).or_insert_with(|| {
+        metrics::gauge!("gamemesh_chat_rooms_held").increment(1.0);
+        spawn_room(state, room)
+    });
     match addr.try_post(msg) {
         Ok(()) => Ok(()),
         Err(PostError::Full(m)) => Err(m),
@@ -410,6 +418,7 @@ pub(crate) fn deliver_local(state: &HubState, room: &str, users: &[u64], packets
                 for p in packets {
                     state.gateways.send_to_client(a.gateway, &a.socket, p);
                 }
+                metrics::counter!("gamemesh_chat_pushes_total").increment(packets.len() as u64);
             }
             None => debug!(
                 room,

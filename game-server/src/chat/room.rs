@@ -116,10 +116,14 @@ impl Actor for RoomActor {
                 if let Err(e) = room.sweep(state).await {
                     debug!(room = %room.name, "chat room sweep failed: {e}");
                 }
-                if owner_of(state, &room.name) != state.node_id
-                    && state.chat.retire(&room.name, ctx.addr())
-                {
-                    debug!(room = %room.name, "room held elsewhere now; actor stops");
+                // Held elsewhere now, or an emptied room that is forgotten:
+                // nothing for this actor to do. (A request that comes
+                // later starts a fresh one, which loads the room again.)
+                let moved = owner_of(state, &room.name) != state.node_id;
+                let empty = room.members.as_ref().is_some_and(|m| m.is_empty())
+                    && !DEFAULT_ROOMS.contains(&room.name.as_str());
+                if (moved || empty) && state.chat.retire(&room.name, ctx.addr()) {
+                    debug!(room = %room.name, moved, "room actor stops");
                     ctx.stop();
                 }
             }
@@ -198,6 +202,7 @@ impl Room {
                     })),
                 };
                 self.deliver(state, vec![push]).await;
+                metrics::counter!("gamemesh_chat_messages_total").increment(1);
                 Ok(reply(id, ChatRoomStatus::Ok, seq))
             }
             ChatRoomOp::Unspecified => Ok(reply(id, ChatRoomStatus::Unspecified, 0)),

@@ -322,3 +322,74 @@ impl ChatStore for MemoryChatStore {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::memory::MemoryStore;
+    use crate::session::{NewSession, Placement};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_memory_store_keeps_rooms_members_and_sequences() {
+        let sessions: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let chat = MemoryChatStore::new(sessions.clone());
+        chat.create_rooms(&["general", "dev"]).await.unwrap();
+        chat.add_member("lobby", 7, 70).await.unwrap();
+        chat.add_member("dev", 7, 70).await.unwrap();
+        let mut rooms = chat.rooms().await.unwrap();
+        rooms.sort();
+        assert_eq!(
+            rooms,
+            [
+                ("dev".into(), 1),
+                ("general".into(), 0),
+                ("lobby".into(), 1)
+            ]
+        );
+        let mut mine = chat.user_rooms(7).await.unwrap();
+        mine.sort();
+        assert_eq!(mine, ["dev", "lobby"]);
+        assert_eq!(chat.next_seq("lobby").await.unwrap(), 1);
+        assert_eq!(chat.next_seq("lobby").await.unwrap(), 2);
+
+        chat.remove_member("lobby", 7, true).await.unwrap();
+        assert!(chat
+            .rooms()
+            .await
+            .unwrap()
+            .iter()
+            .all(|(n, _)| n != "lobby"));
+        assert_eq!(chat.user_rooms(7).await.unwrap(), ["dev"]);
+        assert_eq!(chat.next_seq("lobby").await.unwrap(), 3, "kept, like Redis");
+
+        // Members' sessions come from the session store.
+        assert_eq!(chat.sessions(&[7]).await.unwrap(), [None]);
+        let placement = Placement {
+            owner: 1,
+            gateway: 1,
+            socket: uuid::Uuid::new_v4(),
+        };
+        sessions
+            .login(
+                NewSession {
+                    session_id: 70,
+                    user_id: 7,
+                    token_hash: vec![],
+                    placement,
+                    last_seq: 0,
+                },
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            chat.sessions(&[7]).await.unwrap(),
+            [Some(MemberSession {
+                session_id: 70,
+                owner: 1,
+                connected: true
+            })]
+        );
+    }
+}

@@ -57,6 +57,7 @@ fn bad_text(seq: u64) -> Reply {
 }
 
 fn rate_limited(seq: u64) -> Reply {
+    metrics::counter!("gamemesh_chat_rate_limited_total").increment(1);
     err(
         seq,
         ErrorCode::RateLimited,
@@ -229,12 +230,15 @@ pub async fn whisper(state: Arc<HubState>, req: HubRequest, r: ChatWhisperReques
         })),
     };
     match deliver_to_user(&state, r.to_user_id, &push).await {
-        Ok(()) => ok(
-            seq,
-            server_packet::Body::ChatWhisper(ChatWhisperResponse {
-                to_user_id: r.to_user_id,
-            }),
-        ),
+        Ok(()) => {
+            metrics::counter!("gamemesh_chat_whispers_total").increment(1);
+            ok(
+                seq,
+                server_packet::Body::ChatWhisper(ChatWhisperResponse {
+                    to_user_id: r.to_user_id,
+                }),
+            )
+        }
         Err(DeliverError::Offline) => offline(),
         Err(DeliverError::Unavailable) => err(
             seq,
