@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use gamemesh_game_server::chat::{owner_of, rendezvous};
-use gamemesh_game_server::Config as GsConfig;
+use gamemesh_game_server::{Config as GsConfig, StoreKind};
 use gamemesh_integration_tests::{wait_for, Client, ClientError, Cluster, ClusterOptions, TIMEOUT};
 use gamemesh_proto::client::{server_packet, ChatNoticeKind, ErrorCode, ServerPacket};
 
@@ -401,5 +401,40 @@ async fn a_room_carries_on_when_the_game_server_holding_it_stops() {
     let after = a.chat_say(&room, "after").await.expect("say");
     assert_eq!(after, before + 1, "the sequence carries on");
     assert_eq!(expect_message(&mut b, &room, "after").await.0, after);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_works_on_a_single_game_server_without_redis() {
+    let cluster = Cluster::start_with(ClusterOptions {
+        gateways: 1,
+        game_servers: 1,
+        game_server: |c| c.session_store = StoreKind::Memory,
+        ..ClusterOptions::default()
+    })
+    .await;
+    let mut a = cluster.client(0).await;
+    let mut b = cluster.client(0).await;
+    a.login(81, "dev").await.expect("login");
+    b.login(82, "dev").await.expect("login");
+    let rooms: Vec<String> = a
+        .chat_list_rooms()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(rooms, ["dev", "game", "general"]);
+    a.chat_join("game").await.expect("join");
+    b.chat_join("game").await.expect("join");
+    let seq = b.chat_say("game", "gg").await.expect("say");
+    assert_eq!(expect_message(&mut a, "game", "gg").await, (seq, 82));
+    b.chat_whisper(81, "wp").await.expect("whisper");
+    assert!(matches!(
+        next_chat(&mut a).await.body,
+        Some(server_packet::Body::ChatWhispered(w)) if w.text == "wp"
+    ));
+    b.logout().await.expect("logout");
+    expect_notice(&mut a, "game", ChatNoticeKind::Left, 82).await;
     cluster.shutdown().await;
 }
