@@ -42,6 +42,27 @@ pub(crate) struct Shared {
     tracker: Option<TaskTracker>,
     /// For log lines.
     pub(crate) name: String,
+    /// Unique in the process, for keying maps by actor.
+    pub(crate) id: ActorId,
+}
+
+/// A process-unique actor id: `Copy`, `Eq`, `Hash`, so it can key maps
+/// and sets of actors (an `Addr` itself holds a channel, which clippy
+/// rightly refuses as a map key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ActorId(u64);
+
+impl ActorId {
+    fn next() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for ActorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
 }
 
 impl Shared {
@@ -53,6 +74,7 @@ impl Shared {
             terminated: CancellationToken::new(),
             tracker,
             name,
+            id: ActorId::next(),
         }
     }
 
@@ -105,6 +127,7 @@ impl<A: Actor> fmt::Debug for Addr<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Addr")
             .field("actor", &self.shared.name)
+            .field("id", &self.shared.id)
             .field("stopped", &self.is_stopped())
             .finish()
     }
@@ -200,6 +223,11 @@ impl<A: Actor> Addr<A> {
     /// handled); a snapshot, for gauges and tests.
     pub fn queued(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// The actor's process-unique id.
+    pub fn id(&self) -> ActorId {
+        self.shared.id
     }
 
     /// True if both addresses reach the same actor.

@@ -96,7 +96,7 @@ pub mod spawn;
 pub mod timer;
 
 pub use actor::Actor;
-pub use addr::{Addr, Reply};
+pub use addr::{ActorId, Addr, Reply};
 pub use context::Context;
 pub use error::{CallError, PostError};
 pub use spawn::{spawn, Builder, DEFAULT_MAILBOX, TURNS_BEFORE_YIELD};

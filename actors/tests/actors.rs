@@ -694,3 +694,13 @@ async fn timers_end_when_their_actor_stops() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_actor_has_its_own_id_shared_by_its_addresses() {
+    let a = spawn(Echo);
+    let b = spawn(Echo);
+    let ids: std::collections::HashSet<_> = [a.id(), a.clone().id(), b.id()].into();
+    assert_eq!(ids.len(), 2);
+    assert!(a.same_actor(&a.clone()));
+    assert!(!a.same_actor(&b));
+}
