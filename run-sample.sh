@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts a local gamemesh cluster (Redis, game servers, gateways), runs the
-# test client's scenario through every gateway, prints the logs and stops
+# test client's scenario through every gateway, has two scripted chat
+# clients talk across gateways and game servers, prints the logs and stops
 # everything it started. One command:
 #
 #   ./run-sample.sh                              # 1 gateway, 1 game server
@@ -14,8 +15,10 @@ usage() {
 Usage: ./run-sample.sh [--gateways N] [--game-servers M] [--no-build] [--help]
 
 Builds the release binaries, starts M game servers and N gateways on
-127.0.0.1, runs `test-client scenario` once per gateway and prints the logs.
-Exits non-zero if any scenario fails. Everything started is stopped on exit
+127.0.0.1, runs `test-client scenario` once per gateway, then two scripted
+`test-client chat` clients (first and last gateway, game servers 1 and M)
+that chat in `general` and whisper, and prints the logs. Exits non-zero if
+any scenario or the chat fails. Everything started is stopped on exit
 (and on Ctrl-C).
 
 Options:
@@ -119,6 +122,7 @@ command -v timeout >/dev/null 2>&1 || die "'timeout' (coreutils) is required"
 pids=()  # every process this script started, killed on exit
 names=() # same index: a name for messages
 client_pid="" # the running test client (its `timeout`), if any
+chat_pids=()  # the running chat clients, if any
 
 # Starts "$@" in the background with its output in $2; records the pid.
 # NO_COLOR keeps ANSI escapes out of the log files.
@@ -136,6 +140,11 @@ cleanup() {
         pids+=("$client_pid")
         names+=("test-client")
     fi
+    local chat_pid
+    for chat_pid in "${chat_pids[@]}"; do
+        pids+=("$chat_pid")
+        names+=("test-client chat")
+    done
     [[ ${#pids[@]} -gt 0 ]] || return 0
     say "stopping ${#pids[@]} process(es)"
     local pid i
@@ -383,6 +392,22 @@ for ((n = 1; n <= gateways; n++)); do
     fi
 done
 
+# Chat rooms are spread over the game servers that see each other on the
+# mesh: wait until every game server has logged its peers UP (about one
+# heartbeat after start), so the chat below sees one cluster.
+if ((game_servers >= 2)); then
+    say "waiting for the game servers' mesh (up to 10 s)"
+    deadline=$((SECONDS + 10))
+    for ((n = 1; n <= game_servers; n++)); do
+        log="$run_dir/game-server-$n.log"
+        until (($(grep -c "Mesh peer game server .* is UP" "$log") >= game_servers - 1)); do
+            check_alive
+            ((SECONDS < deadline)) || break
+            sleep 0.1
+        done
+    done
+fi
+
 # ---- scenarios ------------------------------------------------------------
 
 # Runs one scenario through gateway $1 with extra test-client args ($2..),
@@ -437,13 +462,50 @@ for ((n = 1; n <= gateways; n++)); do
     fi
 done
 
+# ---- chat ------------------------------------------------------------------
+
+# Two scripted chat clients, on the first and the last gateway and (with 2+
+# game servers) on game servers 1 and M, talk in the default room
+# `general` and whisper to each other. Each script waits (/expect) for the
+# other's lines, so the exchange is deterministic; output in
+# .run/chat-<user>.log.
+run_chat() {
+    local user=$1 gw=$2 gs=$3 script=$4 target=()
+    ((game_servers >= 2)) && target=(--on-game-server "$gs")
+    printf '%s\n' "$script" |
+        timeout 60 "$bin_dir/test-client" --addr "127.0.0.1:$((5000 + gw - 1))" --timeout-ms 10000 \
+            chat --user "$user" --linger-ms 300 "${target[@]}" >"$run_dir/chat-$user.log" 2>&1
+}
+
+say "chat: user 1001 via gateway-1, user 1002 via gateway-$gateways (game servers 1 and $game_servers)"
+chat_a=$'/join general\n/expect user-1002\nhello from user-1001\n/expect user-1002: hi user-1001\n/w 1002 psst, this is private\n/expect [whisper] user-1002: got it'
+chat_b=$'/join general\n/expect user-1001: hello from user-1001\nhi user-1001\n/expect [whisper] user-1001: psst\n/w 1001 got it\n/list'
+chat_status=0
+run_chat 1001 1 1 "$chat_a" &
+chat_pids+=("$!")
+run_chat 1002 "$gateways" "$game_servers" "$chat_b" &
+chat_pids+=("$!")
+for chat_pid in "${chat_pids[@]}"; do
+    wait "$chat_pid" || chat_status=1
+done
+chat_pids=()
+for user in 1001 1002; do
+    sed "s/^/[chat user-$user] /" "$run_dir/chat-$user.log"
+done
+if ((chat_status == 0)); then
+    say "chat between two clients: PASSED"
+else
+    say "chat between two clients: FAILED"
+    failed=$((failed + 1))
+fi
+
 # ---- logs and result -------------------------------------------------------
 
 echo "==== logs ===="
 dump_logs 40
 
 if ((failed > 0)); then
-    say "$failed of $gateways scenario run(s) FAILED"
+    say "$failed of $((gateways + 1)) run(s) (scenarios and chat) FAILED"
     exit 1
 fi
-say "all $gateways scenario run(s) passed"
+say "all $gateways scenario run(s) and the chat passed"

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use gamemesh_game_server::chat::store::MemoryChatStore;
+use gamemesh_game_server::chat::{Chat, ChatLimiter};
 use gamemesh_game_server::gateways::GatewayLinks;
 use gamemesh_game_server::mesh::Mesh;
 use gamemesh_game_server::middleware::Timings;
@@ -19,6 +21,8 @@ use gamemesh_proto::client::{client_packet, ClientPacket, EchoRequest};
 use gamemesh_proto::internal::NodeInfo;
 use gamemesh_transport::{LinkConfig, ZmqLink};
 use std::sync::atomic::AtomicBool;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::{Service, ServiceExt};
 use uuid::Uuid;
 
@@ -33,9 +37,10 @@ fn pipeline(c: &mut Criterion) {
     let (mesh_link, _mesh_events) = rt
         .block_on(async { ZmqLink::bind(LinkConfig::new("bench-mesh", 1, "127.0.0.1", 0)) })
         .unwrap();
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
     let state = Arc::new(HubState {
         node_id: 1,
-        store: Arc::new(MemoryStore::new()),
+        store: store.clone(),
         sessions: LocalSessions::default(),
         gateways: GatewayLinks::new(link, 1, "tcp://127.0.0.1:0".into(), None),
         mesh: Mesh::new(
@@ -53,6 +58,13 @@ fn pipeline(c: &mut Criterion) {
         live_ttl: Duration::from_secs(90),
         reply_cache: 32,
         timings: Arc::new(Timings::default()),
+        chat: Chat::new(
+            Arc::new(MemoryChatStore::new(store)),
+            ChatLimiter::new(5, 10),
+            Duration::from_secs(2),
+            TaskTracker::new(),
+            CancellationToken::new(),
+        ),
     });
     let mut svc = build(state);
     let session = Arc::new(LocalSession::new(1, 1, 1, 0, &[], 32));

@@ -104,6 +104,17 @@ pub struct Config {
     /// minute on this game server (also the burst), all users together.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP_PER_MIN", default_value_t = 60)]
     pub login_attempts_per_ip_per_min: u32,
+    /// Chat sends (room messages and whispers together) one session may
+    /// make per second; more get RATE_LIMITED.
+    #[arg(long, env = "GAME_SERVER_CHAT_MESSAGES_PER_SEC", default_value_t = 5)]
+    pub chat_messages_per_sec: u32,
+    /// Chat sends one session may make in a burst.
+    #[arg(long, env = "GAME_SERVER_CHAT_BURST", default_value_t = 10)]
+    pub chat_burst: u32,
+    /// How often each room held here drops members whose session ended
+    /// (expired, replaced) and rooms that moved away hand over.
+    #[arg(long, env = "GAME_SERVER_CHAT_SWEEP_MS", default_value_t = 2000)]
+    pub chat_sweep_ms: u64,
     /// Shared secret every gateway and game server of the cluster holds:
     /// hellos on the P2P and mesh ports prove it, and nothing from an
     /// unproven peer is acted on. Unset: any peer that reaches those ports
@@ -156,6 +167,9 @@ impl Default for Config {
             cluster_secret: None,
             link_sndhwm: gamemesh_transport::DEFAULT_SNDHWM,
             link_rcvhwm: gamemesh_transport::DEFAULT_RCVHWM,
+            chat_messages_per_sec: 5,
+            chat_burst: 10,
+            chat_sweep_ms: 2000,
         }
     }
 }
@@ -185,6 +199,11 @@ impl Config {
         if self.link_sndhwm < 1 || self.link_rcvhwm < 1 {
             // 0 would mean "no limit" to libzmq: unbounded memory.
             return bad("--link-sndhwm and --link-rcvhwm must be at least 1");
+        }
+        if self.chat_messages_per_sec == 0 || self.chat_burst == 0 || self.chat_sweep_ms == 0 {
+            return bad(
+                "--chat-messages-per-sec, --chat-burst and --chat-sweep-ms must be at least 1",
+            );
         }
         if self.auth_secret.as_deref() == Some("") {
             return bad("--auth-secret is empty: give a secret or leave it unset");
@@ -235,6 +254,9 @@ mod tests {
         assert!(parsed.cluster_secret.is_none() && d.cluster_secret.is_none());
         assert_eq!(parsed.link_sndhwm, d.link_sndhwm);
         assert_eq!(parsed.link_rcvhwm, d.link_rcvhwm);
+        assert_eq!(parsed.chat_messages_per_sec, d.chat_messages_per_sec);
+        assert_eq!(parsed.chat_burst, d.chat_burst);
+        assert_eq!(parsed.chat_sweep_ms, d.chat_sweep_ms);
         d.validate().unwrap();
     }
 

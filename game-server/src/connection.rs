@@ -1,6 +1,14 @@
-//! One client connection as the game server sees it: an actor that runs
-//! the socket's packets through the pipeline one at a time, in arrival
-//! order, while other connections run in parallel on every core.
+//! One client connection as the game server sees it: a
+//! [`gamemesh_actors`] actor that runs the socket's packets through the
+//! pipeline one at a time, in arrival order, while other connections run
+//! in parallel on every core.
+//!
+//! The per-socket ordering comes from the actor runtime: the dispatcher
+//! posts each frame to the socket's [`Connection`] actor, which handles it
+//! to the end (store, pipeline, reply) before it takes the next. Closing
+//! the socket closes the actor ([`gamemesh_actors::Addr::close`]): the
+//! frames already queued still run, then [`Actor::stopped`] saves the
+//! session as disconnected.
 //!
 //! The actor holds the socket's session. It learns it from the login or
 //! resume reply (`SessionEffect`), or, when a frame arrives pinned to a
@@ -16,10 +24,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use gamemesh_actors::{Actor, Context};
 use gamemesh_proto::client::{client_packet, ClientPacket, ErrorCode, KickReason};
 use gamemesh_proto::{packets, Message};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 use tracing::{info, warn};
 
@@ -43,13 +50,12 @@ pub struct Frame {
     pub body: Bytes,
 }
 
-/// The dispatcher's handle on a connection actor.
-pub struct ActorHandle {
-    /// Its mailbox.
-    pub tx: mpsc::Sender<Frame>,
-    /// Cancelled when the socket closed: the actor finishes what is queued,
-    /// saves its session as disconnected and stops.
-    pub closed: CancellationToken,
+/// What a connection actor's mailbox carries. An enum so that other
+/// features (chat) can add work that must run in the socket's order.
+#[derive(Debug)]
+pub enum ConnectionMsg {
+    /// A frame from the client, to run through the pipeline.
+    Frame(Frame),
 }
 
 /// How a connection's login attempts are limited.
@@ -63,62 +69,82 @@ pub struct LoginGate {
     pub peer_ip: Option<IpAddr>,
 }
 
-/// Starts the actor for `conn`; the caller spawns the returned future.
-pub fn spawn_actor(
+/// The actor of one client socket.
+pub struct Connection {
+    /// Shared state: sessions, store, gateway links.
     state: Arc<HubState>,
+    /// This connection's clone of the pipeline.
     service: HubService,
+    /// The socket and the gateway it is on.
     conn: ConnInfo,
+    /// Login attempt limits and the client's IP.
     gate: LoginGate,
-) -> (
-    ActorHandle,
-    impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    let (tx, rx) = mpsc::channel(MAILBOX);
-    let closed = CancellationToken::new();
-    let fut = run(state, service, conn, gate, rx, closed.clone());
-    (ActorHandle { tx, closed }, fut)
+    /// The session this socket holds, if any.
+    session: Option<Arc<LocalSession>>,
+    /// Sessions this socket held and left (logout, replaced): frames still
+    /// pinned to them are not adopted back.
+    left: Vec<u64>,
 }
 
-async fn run(
-    state: Arc<HubState>,
-    mut service: HubService,
-    conn: ConnInfo,
-    gate: LoginGate,
-    mut rx: mpsc::Receiver<Frame>,
-    closed: CancellationToken,
-) {
-    let mut session: Option<Arc<LocalSession>> = None;
-    // Sessions this socket held and left (logout, replaced): frames still
-    // pinned to them are not adopted back.
-    let mut left: Vec<u64> = Vec::new();
-    loop {
-        let frame = tokio::select! {
-            biased;
-            f = rx.recv() => match f { Some(f) => f, None => break },
-            _ = closed.cancelled() => break,
-        };
+impl Connection {
+    /// The actor for `conn`, holding no session yet; spawn it with a
+    /// mailbox of [`MAILBOX`].
+    pub fn new(state: Arc<HubState>, service: HubService, conn: ConnInfo, gate: LoginGate) -> Self {
+        Self {
+            state,
+            service,
+            conn,
+            gate,
+            session: None,
+            left: Vec::new(),
+        }
+    }
+}
+
+impl Actor for Connection {
+    type Msg = ConnectionMsg;
+
+    async fn handle(&mut self, msg: ConnectionMsg, _ctx: &mut Context<Self>) {
+        match msg {
+            ConnectionMsg::Frame(frame) => self.frame(frame).await,
+        }
+    }
+
+    /// The socket closed (or the server stops): save the session.
+    async fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if let Some(s) = self.session.take() {
+            disconnect(&self.state, &s, self.conn).await;
+        }
+    }
+}
+
+impl Connection {
+    /// Runs one client frame: adopt its session if needed, check login
+    /// limits, call the pipeline, apply the effect, reply.
+    async fn frame(&mut self, frame: Frame) {
+        let conn = self.conn;
         let seq = packets::peek_sequence_id(&frame.body);
         if frame.session_id != 0
-            && session.as_ref().map(|s| s.session_id) != Some(frame.session_id)
-            && !left.contains(&frame.session_id)
+            && self.session.as_ref().map(|s| s.session_id) != Some(frame.session_id)
+            && !self.left.contains(&frame.session_id)
         {
-            match state.sessions.get(frame.session_id) {
-                Some(a) if a.socket == conn.socket => session = Some(a.session),
-                _ => match adopt(&state, conn, frame.user_id, frame.session_id).await {
-                    Ok(s) => session = Some(s),
+            match self.state.sessions.get(frame.session_id) {
+                Some(a) if a.socket == conn.socket => self.session = Some(a.session),
+                _ => match adopt(&self.state, conn, frame.user_id, frame.session_id).await {
+                    Ok(s) => self.session = Some(s),
                     Err(MoveError::NotFound) => {
                         warn!(
                             "Frame for unknown session: SessionId={}, Socket={}; kicking",
                             frame.session_id, conn.socket
                         );
-                        state.gateways.kick(
+                        self.state.gateways.kick(
                             conn.gateway,
                             &conn.socket,
                             0,
                             KickReason::SessionExpired,
                             "the session no longer exists; log in again",
                         );
-                        continue;
+                        return;
                     }
                     Err(MoveError::Store(e)) => {
                         warn!("Adoption of SessionId={} failed: {e}", frame.session_id);
@@ -127,10 +153,10 @@ async fn run(
                             ErrorCode::Unavailable,
                             "session store unavailable; retry",
                         );
-                        state
+                        self.state
                             .gateways
                             .send_to_client(conn.gateway, &conn.socket, &reply);
-                        continue;
+                        return;
                     }
                 },
             }
@@ -144,18 +170,18 @@ async fn run(
                     ErrorCode::MalformedPacket,
                     "body is not a ClientPacket",
                 );
-                state
+                self.state
                     .gateways
                     .send_to_client(conn.gateway, &conn.socket, &reply);
-                continue;
+                return;
             }
         };
         // A login on a socket with a live session is no attempt: a re-sent
         // one is replayed from the reply cache, a new one closes the
         // socket (handlers::login). Every other login counts.
         if let Some(client_packet::Body::Login(login)) = &packet.body {
-            if session.as_ref().is_none_or(|s| s.is_ended()) {
-                if let Err(refused) = gate.limits.check(login.user_id, gate.peer_ip) {
+            if self.session.as_ref().is_none_or(|s| s.is_ended()) {
+                if let Err(refused) = self.gate.limits.check(login.user_id, self.gate.peer_ip) {
                     if refused.log {
                         warn!(
                             "Login attempts over the limit for {}: Socket={}, UserId={}; answering RATE_LIMITED (next line for this key in a minute at the earliest)",
@@ -167,19 +193,19 @@ async fn run(
                         ErrorCode::RateLimited,
                         "too many login attempts; retry later",
                     );
-                    state
+                    self.state
                         .gateways
                         .send_to_client(conn.gateway, &conn.socket, &reply);
-                    continue;
+                    return;
                 }
             }
         }
         let req = HubRequest {
             conn,
-            session: session.clone(),
+            session: self.session.clone(),
             packet,
         };
-        let resp = match service.ready().await {
+        let resp = match self.service.ready().await {
             Ok(svc) => svc.call(req).await,
             Err(e) => Err(e),
         };
@@ -195,24 +221,21 @@ async fn run(
         match resp.effect {
             SessionEffect::None => {}
             SessionEffect::Attach(s) => {
-                if let Some(old) = session.replace(s) {
-                    left.push(old.session_id);
+                if let Some(old) = self.session.replace(s) {
+                    self.left.push(old.session_id);
                 }
             }
             SessionEffect::Detach => {
-                if let Some(old) = session.take() {
-                    left.push(old.session_id);
+                if let Some(old) = self.session.take() {
+                    self.left.push(old.session_id);
                 }
             }
             // The handler kicked the socket; the kick is its last frame.
-            SessionEffect::Close => continue,
+            SessionEffect::Close => return,
         }
-        state
+        self.state
             .gateways
             .send_to_client(conn.gateway, &conn.socket, &resp.reply);
-    }
-    if let Some(s) = session {
-        disconnect(&state, &s, conn).await;
     }
 }
 

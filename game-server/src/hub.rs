@@ -1,5 +1,6 @@
 //! The hub's tasks: the dispatcher that turns gateway messages into work
-//! for connection actors, and the flusher that saves sessions' progress
+//! for connection actors (posted to their mailboxes, see
+//! [`crate::connection`]), and the flusher that saves sessions' progress
 //! behind them.
 
 use std::collections::HashMap;
@@ -17,7 +18,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::connection::{spawn_actor, ActorHandle, Frame, LoginGate};
+use gamemesh_actors::{Addr, Builder, PostError};
+
+use crate::connection::{Connection, ConnectionMsg, Frame, LoginGate, MAILBOX};
 use crate::login_limits::LoginLimits;
 use crate::pipeline::{ConnInfo, HubService};
 use crate::state::HubState;
@@ -30,7 +33,7 @@ pub struct Dispatcher {
     /// The pipeline, cloned into each actor.
     service: HubService,
     /// Live connection actors.
-    actors: HashMap<ConnInfo, ActorHandle>,
+    actors: HashMap<ConnInfo, Addr<Connection>>,
     /// Client IPs of sockets announced by `ClientConnected` whose first
     /// frame has not come yet; handed to the actor when it starts. Bounded
     /// by the open sockets (an entry goes with the first frame, the
@@ -38,7 +41,7 @@ pub struct Dispatcher {
     peers: HashMap<ConnInfo, IpAddr>,
     /// Login attempt limits, shared by every actor.
     login_limits: Arc<LoginLimits>,
-    /// Owns the actor tasks.
+    /// Owns the actor tasks, so the shutdown waits for their last saves.
     tracker: TaskTracker,
 }
 
@@ -117,15 +120,36 @@ impl Dispatcher {
         // Stop taking work; actors finish what they hold and save.
         self.peers.clear();
         for (_, a) in self.actors.drain() {
-            a.closed.cancel();
+            a.close();
         }
+    }
+
+    /// The actor of `conn`, spawned on first use with the client IP its
+    /// `ClientConnected` announced.
+    fn actor(&mut self, conn: ConnInfo) -> &Addr<Connection> {
+        self.actors.entry(conn).or_insert_with(|| {
+            let gate = LoginGate {
+                limits: self.login_limits.clone(),
+                peer_ip: self.peers.remove(&conn),
+            };
+            Builder::new()
+                .mailbox(MAILBOX)
+                .tracker(&self.tracker)
+                .name(format!("connection {}", conn.socket))
+                .spawn(Connection::new(
+                    self.state.clone(),
+                    self.service.clone(),
+                    conn,
+                    gate,
+                ))
+        })
     }
 
     fn drop_gateway(&mut self, gateway: NodeId) {
         self.peers.retain(|conn, _| conn.gateway != gateway);
         self.actors.retain(|conn, a| {
             if conn.gateway == gateway {
-                a.closed.cancel();
+                a.close();
                 false
             } else {
                 true
@@ -179,22 +203,27 @@ impl Dispatcher {
                     socket,
                 };
                 let seq = packets::peek_sequence_id(&f.body);
-                let actor = self.actors.entry(conn).or_insert_with(|| {
-                    let gate = LoginGate {
-                        limits: self.login_limits.clone(),
-                        peer_ip: self.peers.remove(&conn),
-                    };
-                    let (handle, fut) =
-                        spawn_actor(self.state.clone(), self.service.clone(), conn, gate);
-                    self.tracker.spawn(fut);
-                    handle
-                });
-                let frame = Frame {
+                let frame = ConnectionMsg::Frame(Frame {
                     session_id: f.session_id,
                     user_id: f.user_id,
                     body: f.body,
+                });
+                let refused = match self.actor(conn).try_post(frame) {
+                    Ok(()) => return,
+                    // The actor stopped on its own: only a panic does that
+                    // (and it saved its session on the way out). A fresh
+                    // actor takes the socket, adopting the session if the
+                    // frame is pinned to one.
+                    Err(PostError::Stopped(frame)) => {
+                        warn!(
+                            "Connection actor for Socket={socket} had stopped; starting a new one"
+                        );
+                        self.actors.remove(&conn);
+                        self.actor(conn).try_post(frame)
+                    }
+                    Err(full) => Err(full),
                 };
-                if actor.tx.try_send(frame).is_err() {
+                if refused.is_err() {
                     // The client has more packets in flight than its actor
                     // queues: refuse this one explicitly.
                     let reply =
@@ -212,7 +241,7 @@ impl Dispatcher {
                 };
                 self.peers.remove(&conn);
                 if let Some(a) = self.actors.remove(&conn) {
-                    a.closed.cancel();
+                    a.close();
                 }
             }
         }

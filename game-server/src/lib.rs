@@ -13,13 +13,17 @@
 //!   [`middleware::exception`] -> [`middleware::logging`] ->
 //!   [`middleware::authentication`] -> [`middleware::idempotency`] ->
 //!   [`middleware::timing`] -> [`handlers`] (the router).
-//! - [`handlers`]: login, resume (and adoption), echo, heartbeat, logout.
+//! - [`handlers`]: login, resume (and adoption), echo, heartbeat, logout,
+//!   chat.
+//! - [`chat`]: chat rooms as actors, one per room across the cluster, and
+//!   their store; pushes to members over the [`mesh`].
 //! - [`session`]: the [`session::SessionStore`] trait (Redis and memory
 //!   backends) and the sessions owned here.
 //! - [`redis_connect`]: every Redis connection (plain, ACL user, TLS,
 //!   Sentinel) and following the primary through a failover.
 //! - [`config`], [`error`], [`state`]: flags, start-up errors, shared state.
 
+pub mod chat;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -159,9 +163,11 @@ pub async fn start(
     config.validate()?;
     // The Redis connection, kept to follow its primary through failovers.
     let mut redis = None;
-    let (store, registry): (Arc<dyn SessionStore>, Arc<dyn NodeRegistry>) = match config
-        .session_store
-    {
+    let (store, registry, chat_store): (
+        Arc<dyn SessionStore>,
+        Arc<dyn NodeRegistry>,
+        Arc<dyn chat::ChatStore>,
+    ) = match config.session_store {
         StoreKind::Redis => {
             let conn = redis_connect::RedisConn::connect(
                 &redis_connect::RedisOptions::from_config(&config),
@@ -169,16 +175,23 @@ pub async fn start(
             .await?;
             redis = Some(conn.clone());
             let s = Arc::new(RedisStore::new(conn));
-            (s.clone(), s)
+            (s.clone(), s.clone(), s)
         }
         StoreKind::Memory => {
             warn!("Session store is IN MEMORY: sessions live in this process only (one game server, lost on restart)");
+            let sessions: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
             (
-                Arc::new(MemoryStore::new()),
+                sessions.clone(),
                 Arc::new(MemoryRegistry::default()),
+                Arc::new(chat::store::MemoryChatStore::new(sessions)),
             )
         }
     };
+    // The default rooms exist before the first client can ask (the chat
+    // sweep keeps re-creating them, should Redis lose them).
+    if let Err(e) = chat_store.create_rooms(&chat::DEFAULT_ROOMS).await {
+        warn!("Could not create the default chat rooms yet ({e}); retrying in the background");
+    }
     if config.auth_secret.is_none() {
         warn!("No --auth-secret set: ANY login token is accepted. Set AUTH_SECRET in production.");
     }
@@ -201,6 +214,10 @@ pub async fn start(
     };
     let peer_timeout = Duration::from_millis(config.peer_timeout_ms);
 
+    let tracker = TaskTracker::new();
+    // The hub's tasks stop on their own token, cancelled by `wait` after the
+    // sessions were released; the caller's token only starts the shutdown.
+    let tasks = CancellationToken::new();
     let state = Arc::new(HubState {
         node_id: config.node_id,
         store,
@@ -218,6 +235,13 @@ pub async fn start(
         live_ttl: config.live_ttl(),
         reply_cache: config.reply_cache,
         timings: Arc::new(Timings::default()),
+        chat: chat::Chat::new(
+            chat_store,
+            chat::ChatLimiter::new(config.chat_messages_per_sec, config.chat_burst),
+            Duration::from_millis(config.chat_sweep_ms),
+            tracker.clone(),
+            tasks.clone(),
+        ),
     });
     let service = pipeline::build(state.clone());
     info!(
@@ -225,10 +249,6 @@ pub async fn start(
         pipeline::MIDDLEWARE_COUNT
     );
 
-    let tracker = TaskTracker::new();
-    // The hub's tasks stop on their own token, cancelled by `wait` after the
-    // sessions were released; the caller's token only starts the shutdown.
-    let tasks = CancellationToken::new();
     let login_limits = Arc::new(login_limits::LoginLimits::new(
         config.login_attempts_per_user_per_min,
         config.login_attempts_per_ip_per_min,
@@ -261,6 +281,11 @@ pub async fn start(
         ));
         tracker.spawn(redis.follow_primary(tasks.clone()));
     }
+    tracker.spawn(chat::sweep_loop(
+        state.clone(),
+        Duration::from_millis(config.chat_sweep_ms),
+        tasks.clone(),
+    ));
     tracker.spawn(hub::flush_loop(
         state.clone(),
         Duration::from_millis(config.flush_interval_ms),

@@ -12,6 +12,8 @@
 //!   the answer (bounded), so the snapshot is exact.
 //! - `DeliverToUser`: a server push for a user, sent to the game server
 //!   that owns the user's session, which writes it to the user's socket.
+//! - `ChatRoomRequest` / `ChatRoomReply` / `ChatRoomDelivery`: chat rooms
+//!   (see [`crate::chat`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -173,6 +175,12 @@ impl Mesh {
                 mesh_endpoint: p.mesh_endpoint.clone(),
             })
             .collect()
+    }
+
+    /// Sends one mesh message to `to`; false when it could not be handed
+    /// to the link (peer unreachable or its queue full).
+    pub fn send_kind(&self, to: NodeId, kind: mesh_message::Kind) -> bool {
+        self.send(to, kind)
     }
 
     fn send(&self, to: NodeId, kind: mesh_message::Kind) -> bool {
@@ -459,7 +467,7 @@ async fn answer_release(state: &HubState, from: NodeId, r: ReleaseSession) {
     );
 }
 
-fn handle(state: &HubState, from: NodeId, kind: mesh_message::Kind) {
+fn handle(state: &Arc<HubState>, from: NodeId, kind: mesh_message::Kind) {
     match kind {
         mesh_message::Kind::Hello(h) => state.mesh.on_hello(from, h),
         mesh_message::Kind::SessionEnded(e) => {
@@ -484,6 +492,9 @@ fn handle(state: &HubState, from: NodeId, kind: mesh_message::Kind) {
             }
             Err(e) => warn!(peer = from, error = %e, "undecodable push dropped"),
         },
+        mesh_message::Kind::ChatRoomRequest(r) => crate::chat::on_request(state, from, r),
+        mesh_message::Kind::ChatRoomReply(r) => crate::chat::on_reply(state, r),
+        mesh_message::Kind::ChatRoomDelivery(d) => crate::chat::on_delivery(state, d),
     }
 }
 

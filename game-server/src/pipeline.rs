@@ -56,6 +56,11 @@ impl HubRequest {
             Some(client_packet::Body::Echo(_)) => "echo",
             Some(client_packet::Body::Heartbeat(_)) => "heartbeat",
             Some(client_packet::Body::Logout(_)) => "logout",
+            Some(client_packet::Body::ChatListRooms(_)) => "chat_list_rooms",
+            Some(client_packet::Body::ChatJoin(_)) => "chat_join",
+            Some(client_packet::Body::ChatLeave(_)) => "chat_leave",
+            Some(client_packet::Body::ChatSay(_)) => "chat_say",
+            Some(client_packet::Body::ChatWhisper(_)) => "chat_whisper",
             None => "empty",
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use gamemesh_transport::NodeId;
 
+use crate::chat::Chat;
 use crate::gateways::GatewayLinks;
 use crate::mesh::Mesh;
 use crate::middleware::Timings;
@@ -36,6 +37,8 @@ pub struct HubState {
     pub reply_cache: usize,
     /// Handler timings from the timing middleware.
     pub timings: Arc<Timings>,
+    /// Chat rooms held here and chat requests in flight.
+    pub chat: Chat,
 }
 
 impl HubState {

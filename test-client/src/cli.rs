@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::echo_server::{self, EchoServerOptions};
 use crate::load::{self, BenchOptions, Mode};
-use crate::{commands, scenario};
+use crate::{chat, commands, scenario};
 
 /// gamemesh test client: speaks the client protocol to a gateway.
 #[derive(Debug, Parser)]
@@ -51,7 +51,7 @@ impl Cli {
     }
 }
 
-/// The subcommands. `chat` will join them as a further variant.
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Log in once and print the LoginResponse.
@@ -85,6 +85,25 @@ pub enum Command {
         /// --addr).
         #[arg(long, env = "GAMEMESH_ADDR2")]
         addr2: Option<String>,
+    },
+    /// Interactive chat: log in, read commands from stdin (/join, /say or
+    /// plain text, /w, /leave, /list; /help lists them), print what others
+    /// say as it arrives.
+    Chat {
+        /// User id to log in as (random when absent).
+        #[arg(long, env = "GAMEMESH_USER")]
+        user: Option<u64>,
+        /// A room to join at once.
+        #[arg(long, env = "GAMEMESH_CHAT_ROOM")]
+        room: Option<String>,
+        /// After the end of input, keep printing pushes this long (for
+        /// scripted runs).
+        #[arg(long, env = "GAMEMESH_CHAT_LINGER_MS", default_value_t = 0)]
+        linger_ms: u64,
+        /// Reconnect (up to 10 times) until the gateway routes this client
+        /// to game server N, to show chat across game servers.
+        #[arg(long, env = "GAMEMESH_CHAT_GAME_SERVER")]
+        on_game_server: Option<u64>,
     },
     /// Load generator: measure --addr for a while, print one JSON line.
     Bench(BenchArgs),
@@ -227,6 +246,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                 timeout,
             };
             scenario::run(&opts).await
+        }
+        Command::Chat {
+            user,
+            ref room,
+            linger_ms,
+            on_game_server,
+        } => {
+            chat::run(&chat::ChatOptions {
+                addr: cli.addr.clone(),
+                auth_secret: cli.auth_secret.clone(),
+                user: user.unwrap_or_else(commands::random_user),
+                room: room.clone(),
+                linger: Duration::from_millis(linger_ms),
+                timeout,
+                game_server: on_game_server,
+            })
+            .await
         }
         Command::Bench(_) | Command::EchoServer(_) => {
             anyhow::bail!("bench and echo-server build their own runtime: call cli::execute")

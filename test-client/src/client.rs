@@ -14,9 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use gamemesh_proto::client::{
-    client_packet, server_packet, ClientPacket, EchoRequest, ErrorCode, ErrorResponse,
-    HeartbeatRequest, HeartbeatResponse, KickReason, LoginRequest, LoginResponse, LogoutRequest,
-    ResumeRequest, ResumeResponse, ServerPacket, SessionSnapshot,
+    client_packet, server_packet, ChatJoinRequest, ChatJoinResponse, ChatLeaveRequest,
+    ChatLeaveResponse, ChatListRoomsRequest, ChatRoomInfo, ChatSayRequest, ChatWhisperRequest,
+    ClientPacket, EchoRequest, ErrorCode, ErrorResponse, HeartbeatRequest, HeartbeatResponse,
+    KickReason, LoginRequest, LoginResponse, LogoutRequest, ResumeRequest, ResumeResponse,
+    ServerPacket, SessionSnapshot,
 };
 use gamemesh_proto::{FrameCodec, FrameError, Message};
 use thiserror::Error;
@@ -464,6 +466,71 @@ impl Client {
         }
     }
 
+    /// Lists the chat rooms.
+    pub async fn chat_list_rooms(&mut self) -> Result<Vec<ChatRoomInfo>, ClientError> {
+        let reply = self
+            .call(client_packet::Body::ChatListRooms(ChatListRoomsRequest {}))
+            .await?;
+        match reply.body {
+            Some(server_packet::Body::ChatListRooms(r)) => Ok(r.rooms),
+            _ => Err(not_the_reply("chat_list_rooms", reply)),
+        }
+    }
+
+    /// Joins (and creates) a chat room.
+    pub async fn chat_join(&mut self, room: &str) -> Result<ChatJoinResponse, ClientError> {
+        let reply = self
+            .call(client_packet::Body::ChatJoin(ChatJoinRequest {
+                room: room.to_owned(),
+            }))
+            .await?;
+        match reply.body {
+            Some(server_packet::Body::ChatJoin(r)) => Ok(r),
+            _ => Err(not_the_reply("chat_join", reply)),
+        }
+    }
+
+    /// Leaves a chat room.
+    pub async fn chat_leave(&mut self, room: &str) -> Result<ChatLeaveResponse, ClientError> {
+        let reply = self
+            .call(client_packet::Body::ChatLeave(ChatLeaveRequest {
+                room: room.to_owned(),
+            }))
+            .await?;
+        match reply.body {
+            Some(server_packet::Body::ChatLeave(r)) => Ok(r),
+            _ => Err(not_the_reply("chat_leave", reply)),
+        }
+    }
+
+    /// Says `text` in `room`; returns the `room_seq` the room gave it.
+    pub async fn chat_say(&mut self, room: &str, text: &str) -> Result<u64, ClientError> {
+        let reply = self
+            .call(client_packet::Body::ChatSay(ChatSayRequest {
+                room: room.to_owned(),
+                text: text.to_owned(),
+            }))
+            .await?;
+        match reply.body {
+            Some(server_packet::Body::ChatSay(r)) => Ok(r.room_seq),
+            _ => Err(not_the_reply("chat_say", reply)),
+        }
+    }
+
+    /// Whispers `text` to `user_id`.
+    pub async fn chat_whisper(&mut self, user_id: u64, text: &str) -> Result<(), ClientError> {
+        let reply = self
+            .call(client_packet::Body::ChatWhisper(ChatWhisperRequest {
+                to_user_id: user_id,
+                text: text.to_owned(),
+            }))
+            .await?;
+        match reply.body {
+            Some(server_packet::Body::ChatWhisper(_)) => Ok(()),
+            _ => Err(not_the_reply("chat_whisper", reply)),
+        }
+    }
+
     /// Waits up to `timeout` for the server to close the connection: true
     /// when it did, false on timeout or another socket error. Packets read
     /// meanwhile are queued.
@@ -631,6 +698,26 @@ pub fn describe(packet: &ServerPacket) -> String {
         }
         Some(Body::Kicked(k)) => format!("kicked({}: {})", kick_reason_name(k.reason), k.detail),
         Some(Body::Error(e)) => format!("error({})", describe_error(e)),
+        Some(Body::ChatListRooms(r)) => format!("chat_list_rooms({} rooms)", r.rooms.len()),
+        Some(Body::ChatJoin(r)) => format!(
+            "chat_join({}, {} members, room_seq {})",
+            r.room,
+            r.member_user_ids.len(),
+            r.room_seq
+        ),
+        Some(Body::ChatLeave(r)) => format!("chat_leave({}, room_seq {})", r.room, r.room_seq),
+        Some(Body::ChatSay(r)) => format!("chat_say({}, room_seq {})", r.room, r.room_seq),
+        Some(Body::ChatWhisper(r)) => format!("chat_whisper(to user {})", r.to_user_id),
+        Some(Body::ChatMessage(m)) => format!(
+            "chat_message({} #{} from user {}: {:?})",
+            m.room, m.room_seq, m.from_user_id, m.text
+        ),
+        Some(Body::ChatNotice(n)) => {
+            format!("chat_notice({} #{}: {:?})", n.room, n.room_seq, n.text)
+        }
+        Some(Body::ChatWhispered(w)) => {
+            format!("chat_whispered(from user {}: {:?})", w.from_user_id, w.text)
+        }
     };
     format!("{body} [sequence id {}]", packet.sequence_id)
 }

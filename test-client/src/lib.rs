@@ -24,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod commands;

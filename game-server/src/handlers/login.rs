@@ -148,6 +148,8 @@ pub async fn handle(
         );
         // The old owner drops its state (here directly; elsewhere when the
         // kicked socket's disconnect reaches it, its saves being fenced).
+        // A replaced session leaves its rooms; members see it leave.
+        crate::chat::leave_all(&state, user_id, old.session_id);
         if old.placement.owner == state.node_id {
             state.sessions.end(old.session_id);
         } else if old.placement.owner != 0 {

@@ -1,0 +1,440 @@
+//! Chat across 2 gateways x 2 game servers: room pushes reach members on
+//! both game servers in the order the room accepted them, whispers cross
+//! nodes (or say the user is offline), membership follows the session
+//! (kick, logout, expiry leave; resume stays), the input limits hold, and
+//! a room moves on when the game server holding it stops.
+
+use std::collections::HashMap;
+
+use gamemesh_game_server::chat::{owner_of, rendezvous};
+use gamemesh_game_server::{Config as GsConfig, StoreKind};
+use gamemesh_integration_tests::{wait_for, Client, ClientError, Cluster, ClusterOptions, TIMEOUT};
+use gamemesh_proto::client::{server_packet, ChatNoticeKind, ErrorCode, ServerPacket};
+
+/// A client logged in as `user` on game server `node` through gateway
+/// `gateway`. Sockets go round robin over game servers and keep theirs
+/// across logout, so a throwaway login finds a socket on `node` first.
+async fn client_on(cluster: &Cluster, gateway: usize, node: u64, user: u64) -> Client {
+    for probe_user in 1_000_000..1_000_010 {
+        let mut c = cluster.client(gateway).await;
+        let probe = c.login(probe_user, "dev").await.expect("probe login");
+        c.logout().await.expect("probe logout");
+        if probe.game_server_node_id == node {
+            let login = c.login(user, "dev").await.expect("login");
+            assert_eq!(login.game_server_node_id, node);
+            return c;
+        }
+    }
+    panic!("no socket was routed to game server {node}");
+}
+
+/// The error code of a refused call.
+fn code(r: Result<impl std::fmt::Debug, ClientError>) -> ErrorCode {
+    match r {
+        Err(ClientError::Server { error, .. }) => {
+            ErrorCode::try_from(error.code).expect("a known code")
+        }
+        other => panic!("expected an ErrorResponse, got {other:?}"),
+    }
+}
+
+/// The next chat push (message, notice or whisper), skipping nothing else:
+/// any other push fails the test.
+async fn next_chat(c: &mut Client) -> ServerPacket {
+    let p = c.next_push(TIMEOUT).await.expect("a chat push arrives");
+    assert!(
+        matches!(
+            p.body,
+            Some(server_packet::Body::ChatMessage(_))
+                | Some(server_packet::Body::ChatNotice(_))
+                | Some(server_packet::Body::ChatWhispered(_))
+        ),
+        "not a chat push: {p:?}"
+    );
+    p
+}
+
+/// Reads chat pushes until a notice of `kind` about `user` in `room`.
+async fn expect_notice(c: &mut Client, room: &str, kind: ChatNoticeKind, user: u64) -> u64 {
+    loop {
+        if let Some(server_packet::Body::ChatNotice(n)) = next_chat(c).await.body {
+            if n.room == room && n.kind == kind as i32 && n.user_id == user {
+                return n.room_seq;
+            }
+        }
+    }
+}
+
+/// Reads chat pushes until a message in `room` with `text`.
+async fn expect_message(c: &mut Client, room: &str, text: &str) -> (u64, u64) {
+    loop {
+        if let Some(server_packet::Body::ChatMessage(m)) = next_chat(c).await.body {
+            if m.room == room && m.text == text {
+                return (m.room_seq, m.from_user_id);
+            }
+        }
+    }
+}
+
+fn unlimited_chat(c: &mut GsConfig) {
+    c.chat_messages_per_sec = 100_000;
+    c.chat_burst = 100_000;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_rooms_exist_at_start() {
+    let cluster = Cluster::start(2, 2).await;
+    let mut c = cluster.client(1).await;
+    c.login(1, "dev").await.expect("login");
+    let rooms: Vec<String> = c
+        .chat_list_rooms()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(rooms, ["dev", "game", "general"]);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_message_reaches_members_on_both_game_servers_and_gateways() {
+    let cluster = Cluster::start(2, 2).await;
+    let mut clients = [
+        (11, client_on(&cluster, 0, 1, 11).await),
+        (12, client_on(&cluster, 0, 2, 12).await),
+        (13, client_on(&cluster, 1, 1, 13).await),
+        (14, client_on(&cluster, 1, 2, 14).await),
+    ];
+    for (_, c) in clients.iter_mut() {
+        c.chat_join("lobby").await.expect("join");
+    }
+    // Everyone sees the later joiners arrive; the last join is seen by all.
+    for (_, c) in clients.iter_mut() {
+        expect_notice(c, "lobby", ChatNoticeKind::Joined, 14).await;
+    }
+    let seq = clients[0].1.chat_say("lobby", "hello").await.expect("say");
+    for (user, c) in clients.iter_mut() {
+        let (got_seq, from) = expect_message(c, "lobby", "hello").await;
+        assert_eq!((got_seq, from), (seq, 11), "user {user}");
+    }
+    // Rooms list their members.
+    let lobby = clients[3]
+        .1
+        .chat_list_rooms()
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|r| r.name == "lobby")
+        .expect("lobby exists");
+    assert_eq!(lobby.member_count, 4);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_member_sees_the_room_order_under_concurrent_senders() {
+    const EACH: usize = 25;
+    let cluster = Cluster::start_with(ClusterOptions {
+        gateways: 2,
+        game_servers: 2,
+        game_server: unlimited_chat,
+        ..ClusterOptions::default()
+    })
+    .await;
+    let mut clients = vec![
+        (21, client_on(&cluster, 0, 1, 21).await),
+        (22, client_on(&cluster, 0, 2, 22).await),
+        (23, client_on(&cluster, 1, 1, 23).await),
+        (24, client_on(&cluster, 1, 2, 24).await),
+    ];
+    for (_, c) in clients.iter_mut() {
+        c.chat_join("race").await.expect("join");
+    }
+    for (_, c) in clients.iter_mut() {
+        expect_notice(c, "race", ChatNoticeKind::Joined, 24).await;
+    }
+    // Every client sends EACH messages while the others do, then reads
+    // what the room pushed until it has all of them.
+    let total = EACH * clients.len();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|(user, mut c)| {
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    c.chat_say("race", &format!("{user}:{i}"))
+                        .await
+                        .expect("say");
+                }
+                let mut seen = Vec::new();
+                while seen.len() < total {
+                    if let Some(server_packet::Body::ChatMessage(m)) = next_chat(&mut c).await.body
+                    {
+                        seen.push((m.room_seq, m.from_user_id, m.text));
+                    }
+                }
+                (user, seen)
+            })
+        })
+        .collect();
+    let mut views = HashMap::new();
+    for t in tasks {
+        let (user, seen) = t.await.expect("client task");
+        views.insert(user, seen);
+    }
+    let reference = &views[&21];
+    for (user, seen) in &views {
+        assert_eq!(seen, reference, "user {user} saw another order");
+    }
+    assert!(
+        reference.windows(2).all(|w| w[0].0 < w[1].0),
+        "room_seq rises with every push"
+    );
+    // Each sender's messages keep the order it sent them in.
+    for sender in [21u64, 22, 23, 24] {
+        let mine: Vec<&String> = reference
+            .iter()
+            .filter(|(_, from, _)| *from == sender)
+            .map(|(_, _, t)| t)
+            .collect();
+        let expected: Vec<String> = (0..EACH).map(|i| format!("{sender}:{i}")).collect();
+        assert_eq!(mine, expected.iter().collect::<Vec<_>>());
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whispers_reach_users_on_other_nodes_and_offline_users_are_an_error() {
+    let cluster = Cluster::start(2, 2).await;
+    let mut a = client_on(&cluster, 0, 1, 31).await;
+    let mut b = client_on(&cluster, 1, 2, 32).await;
+
+    a.chat_whisper(32, "psst").await.expect("whisper");
+    match next_chat(&mut b).await.body {
+        Some(server_packet::Body::ChatWhispered(w)) => {
+            assert_eq!((w.from_user_id, w.text.as_str()), (31, "psst"))
+        }
+        other => panic!("expected a whisper, got {other:?}"),
+    }
+    b.chat_whisper(31, "hi back").await.expect("whisper back");
+    match next_chat(&mut a).await.body {
+        Some(server_packet::Body::ChatWhispered(w)) => {
+            assert_eq!((w.from_user_id, w.text.as_str()), (32, "hi back"))
+        }
+        other => panic!("expected a whisper, got {other:?}"),
+    }
+
+    // Never logged in.
+    assert_eq!(
+        code(a.chat_whisper(39, "anyone?").await),
+        ErrorCode::UserOffline
+    );
+    // Logged out.
+    b.logout().await.expect("logout");
+    assert_eq!(
+        code(a.chat_whisper(32, "gone?").await),
+        ErrorCode::UserOffline
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_follows_the_session_through_resume_kick_and_logout() {
+    let cluster = Cluster::start(2, 2).await;
+    let mut watcher = client_on(&cluster, 0, 1, 40).await;
+    let mut a = client_on(&cluster, 0, 2, 41).await;
+    let mut b = client_on(&cluster, 1, 1, 42).await;
+    watcher.chat_join("club").await.expect("join");
+    let a_login = {
+        // `a` needs its resume token: log it in afresh on its socket.
+        a.logout().await.expect("logout");
+        a.login(41, "dev").await.expect("login")
+    };
+    a.chat_join("club").await.expect("join");
+    b.chat_join("club").await.expect("join");
+    expect_notice(&mut watcher, "club", ChatNoticeKind::Joined, 42).await;
+
+    // Resume: a's connection drops and it resumes through the other
+    // gateway; it is still in the room.
+    drop(a);
+    let mut a = cluster.client(1).await;
+    let snap = a
+        .resume(a_login.session_id, &a_login.resume_token)
+        .await
+        .expect("resume");
+    a.set_next_sequence(snap.last_sequence_id + 1);
+    let seq = watcher.chat_say("club", "still there?").await.expect("say");
+    assert_eq!(expect_message(&mut a, "club", "still there?").await.0, seq);
+    a.chat_say("club", "yes")
+        .await
+        .expect("a resumed member may speak");
+
+    // Kick: user 42 logs in again elsewhere; the old session leaves.
+    let mut b2 = client_on(&cluster, 0, 2, 42).await;
+    assert!(b.wait_closed(TIMEOUT).await, "the old socket is kicked");
+    expect_notice(&mut watcher, "club", ChatNoticeKind::Left, 42).await;
+    assert_eq!(code(b2.chat_say("club", "me?").await), ErrorCode::NotInRoom);
+
+    // Logout: the session leaves.
+    a.logout().await.expect("logout");
+    expect_notice(&mut watcher, "club", ChatNoticeKind::Left, 41).await;
+    let club = watcher
+        .chat_list_rooms()
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|r| r.name == "club")
+        .expect("club exists");
+    assert_eq!(club.member_count, 1);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_leaves_its_rooms() {
+    let cluster = Cluster::start_with(ClusterOptions {
+        gateways: 2,
+        game_servers: 2,
+        game_server: |c| {
+            c.resume_grace_secs = 1;
+            c.chat_sweep_ms = 200;
+        },
+        ..ClusterOptions::default()
+    })
+    .await;
+    let mut watcher = client_on(&cluster, 0, 1, 50).await;
+    let mut gone = client_on(&cluster, 1, 2, 51).await;
+    watcher.chat_join("dev").await.expect("join");
+    gone.chat_join("dev").await.expect("join");
+    expect_notice(&mut watcher, "dev", ChatNoticeKind::Joined, 51).await;
+    // Disconnected, never resumed: after the resume grace the record
+    // expires and the room's sweep drops the member.
+    drop(gone);
+    expect_notice(&mut watcher, "dev", ChatNoticeKind::Left, 51).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_names_long_texts_strangers_and_floods_are_refused() {
+    let cluster = Cluster::start_with(ClusterOptions {
+        gateways: 1,
+        game_servers: 2,
+        game_server: |c| {
+            c.chat_messages_per_sec = 1;
+            c.chat_burst = 3;
+        },
+        ..ClusterOptions::default()
+    })
+    .await;
+    let mut c = cluster.client(0).await;
+    c.login(60, "dev").await.expect("login");
+    assert_eq!(
+        code(c.chat_join("no spaces").await),
+        ErrorCode::InvalidRoomName
+    );
+    assert_eq!(
+        code(c.chat_join(&"r".repeat(33)).await),
+        ErrorCode::InvalidRoomName
+    );
+    assert_eq!(code(c.chat_join("").await), ErrorCode::InvalidRoomName);
+    assert_eq!(
+        code(c.chat_say("general", "not joined").await),
+        ErrorCode::NotInRoom
+    );
+    assert_eq!(code(c.chat_leave("general").await), ErrorCode::NotInRoom);
+    c.chat_join(&"r".repeat(32))
+        .await
+        .expect("32 bytes is fine");
+    c.chat_join("general").await.expect("join");
+    assert_eq!(
+        code(c.chat_say("general", &"x".repeat(513)).await),
+        ErrorCode::InvalidText
+    );
+    assert_eq!(
+        code(c.chat_say("general", "").await),
+        ErrorCode::InvalidText
+    );
+    // A burst of 3, one of them taken by the say refused with NOT_IN_ROOM
+    // (invalid input takes none): five more sends at once are too many.
+    let mut limited = false;
+    for i in 0..5 {
+        match c.chat_say("general", &format!("flood {i}")).await {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(code(Err::<(), _>(e)), ErrorCode::RateLimited);
+                limited = true;
+            }
+        }
+    }
+    assert!(limited, "five sends at once exceed a burst of three");
+    // Unauthenticated sockets get nothing.
+    let mut anon = cluster.client(0).await;
+    assert_eq!(
+        code(anon.chat_list_rooms().await),
+        ErrorCode::NotAuthenticated
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_carries_on_when_the_game_server_holding_it_stops() {
+    let cluster = Cluster::start(1, 2).await;
+    // A room held by game server 1, with both members on game server 2.
+    let room = (0..100)
+        .map(|i| format!("moving-{i}"))
+        .find(|r| rendezvous(r, [1, 2]) == Some(1))
+        .expect("some room hashes to node 1");
+    let mut a = client_on(&cluster, 0, 2, 71).await;
+    let mut b = client_on(&cluster, 0, 2, 72).await;
+    a.chat_join(&room).await.expect("join");
+    b.chat_join(&room).await.expect("join");
+    expect_notice(&mut a, &room, ChatNoticeKind::Joined, 72).await;
+    let before = a.chat_say(&room, "before").await.expect("say");
+    assert_eq!(expect_message(&mut b, &room, "before").await.0, before);
+
+    // Game server 1 stops: it drains, so game server 2 takes the room,
+    // loads its members from Redis and continues its sequence.
+    cluster.game_servers[0].shutdown.cancel();
+    let gs2 = cluster.game_servers[1].state.clone();
+    wait_for("game server 2 holds the room", TIMEOUT, || {
+        owner_of(&gs2, &room) == 2
+    })
+    .await;
+    let after = a.chat_say(&room, "after").await.expect("say");
+    assert_eq!(after, before + 1, "the sequence carries on");
+    assert_eq!(expect_message(&mut b, &room, "after").await.0, after);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_works_on_a_single_game_server_without_redis() {
+    let cluster = Cluster::start_with(ClusterOptions {
+        gateways: 1,
+        game_servers: 1,
+        game_server: |c| c.session_store = StoreKind::Memory,
+        ..ClusterOptions::default()
+    })
+    .await;
+    let mut a = cluster.client(0).await;
+    let mut b = cluster.client(0).await;
+    a.login(81, "dev").await.expect("login");
+    b.login(82, "dev").await.expect("login");
+    let rooms: Vec<String> = a
+        .chat_list_rooms()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(rooms, ["dev", "game", "general"]);
+    a.chat_join("game").await.expect("join");
+    b.chat_join("game").await.expect("join");
+    let seq = b.chat_say("game", "gg").await.expect("say");
+    assert_eq!(expect_message(&mut a, "game", "gg").await, (seq, 82));
+    b.chat_whisper(81, "wp").await.expect("whisper");
+    assert!(matches!(
+        next_chat(&mut a).await.body,
+        Some(server_packet::Body::ChatWhispered(w)) if w.text == "wp"
+    ));
+    b.logout().await.expect("logout");
+    expect_notice(&mut a, "game", ChatNoticeKind::Left, 82).await;
+    cluster.shutdown().await;
+}
