@@ -17,7 +17,11 @@
 //! - [`session`]: the [`session::SessionStore`] trait (Redis and memory
 //!   backends) and the sessions owned here.
 //! - [`config`], [`error`], [`state`]: flags, start-up errors, shared state.
+//! - [`background`]: background jobs (runner), cluster events (listener)
+//!   and the bounded work queue, from `gamemesh-jobs`; pushes notices to
+//!   the sessions owned here.
 
+pub mod background;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -72,6 +76,9 @@ pub struct RunningGameServer {
     grace: Duration,
     /// Where this node is announced, withdrawn from at shutdown.
     registry: Arc<dyn NodeRegistry>,
+    /// Jobs, events and the work queue (`None` with the memory store:
+    /// there is no Redis to keep them in).
+    pub background: Option<background::Background>,
 }
 
 impl RunningGameServer {
@@ -246,6 +253,22 @@ pub async fn start(
         config.live_ttl() / 9,
         tasks.clone(),
     ));
+    let background = match config.session_store {
+        StoreKind::Redis => Some(
+            background::start(
+                state.clone(),
+                &config,
+                &tracker,
+                shutdown.clone(),
+                tasks.clone(),
+            )
+            .await?,
+        ),
+        StoreKind::Memory => {
+            warn!("No background jobs or cluster events: they need Redis (--session-store redis)");
+            None
+        }
+    };
     info!(
         "Game server {} ready: P2P {p2p_endpoint}, mesh {mesh_endpoint}, session store {:?}",
         config.node_id, config.session_store
@@ -259,6 +282,7 @@ pub async fn start(
         tasks,
         grace: Duration::from_secs(config.shutdown_grace_secs),
         registry,
+        background,
     })
 }
 
