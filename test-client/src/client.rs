@@ -16,7 +16,7 @@ use futures::{SinkExt, StreamExt};
 use gamemesh_proto::client::{
     client_packet, server_packet, ClientPacket, EchoRequest, ErrorCode, ErrorResponse,
     HeartbeatRequest, HeartbeatResponse, KickReason, LoginRequest, LoginResponse, LogoutRequest,
-    ResumeRequest, ResumeResponse, ServerPacket, SessionSnapshot,
+    ResumeRequest, ResumeResponse, ServerNotice, ServerPacket, SessionSnapshot,
 };
 use gamemesh_proto::{FrameCodec, FrameError, Message};
 use thiserror::Error;
@@ -350,14 +350,19 @@ impl Client {
     /// the same `sequence_id`; anything else read meanwhile is queued (see
     /// [`Client::next_push`], [`Client::queued`]). A packet with sequence id
     /// 0 cannot be told from a push by its reply: it takes the next
-    /// sequence-id-0 packet that is not a `Kicked`.
+    /// sequence-id-0 packet that is not a `Kicked` or a `ServerNotice`
+    /// (both only ever pushed).
     pub async fn request(&mut self, packet: &ClientPacket) -> Result<ServerPacket, ClientError> {
         let deadline = Deadline::after(self.timeout);
         self.send(packet).await?;
         let seq = packet.sequence_id;
         if seq == 0 {
             self.wait_for(deadline, |p| {
-                p.sequence_id == 0 && !matches!(p.body, Some(server_packet::Body::Kicked(_)))
+                p.sequence_id == 0
+                    && !matches!(
+                        p.body,
+                        Some(server_packet::Body::Kicked(_) | server_packet::Body::Notice(_))
+                    )
             })
             .await
         } else {
@@ -526,6 +531,20 @@ impl Client {
         self.queue.push_back(packet);
     }
 
+    /// Takes the notices read so far (pushes kept while waiting for
+    /// replies), oldest first; other queued packets stay.
+    pub fn take_notices(&mut self) -> Vec<ServerNotice> {
+        let mut notices = Vec::new();
+        self.queue.retain(|p| match &p.body {
+            Some(server_packet::Body::Notice(n)) => {
+                notices.push(n.clone());
+                false
+            }
+            _ => true,
+        });
+        notices
+    }
+
     /// Reads one packet from the socket.
     async fn read_one(&mut self, deadline: Deadline) -> Result<ServerPacket, ClientError> {
         // `Framed::next` is cancel-safe: a timeout mid-frame keeps the
@@ -631,6 +650,7 @@ pub fn describe(packet: &ServerPacket) -> String {
         }
         Some(Body::Kicked(k)) => format!("kicked({}: {})", kick_reason_name(k.reason), k.detail),
         Some(Body::Error(e)) => format!("error({})", describe_error(e)),
+        Some(Body::Notice(n)) => format!("notice({}: {})", n.kind, n.text),
     };
     format!("{body} [sequence id {}]", packet.sequence_id)
 }
