@@ -75,6 +75,7 @@ pub async fn start(
         let s = s.clone();
         async move {
             let pushed = push_to_local(&s, &n);
+            metrics::counter!("gamemesh_notices_pushed_total").increment(pushed as u64);
             info!("Notice {} pushed to {pushed} local session(s)", n.kind);
             Ok::<(), BoxError>(())
         }

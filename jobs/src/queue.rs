@@ -90,7 +90,10 @@ impl WorkQueue {
         F: Future<Output = ()> + Send + 'static,
     {
         self.tx.try_send(work.boxed()).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => QueueError::Busy,
+            mpsc::error::TrySendError::Full(_) => {
+                metrics::counter!("gamemesh_work_queue_rejected_total").increment(1);
+                QueueError::Busy
+            }
             mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
         })
     }

@@ -243,7 +243,11 @@ impl JobRun {
                 ),
             },
             Some(Ok(Ok(()))) => match self.store.complete(&job.id, owner).await {
-                Ok(Outcome::Done) => debug!("Job {} ({}) done", job.id, job.kind),
+                Ok(Outcome::Done) => {
+                    metrics::counter!("gamemesh_jobs_completed_total", "kind" => job.kind.clone())
+                        .increment(1);
+                    debug!("Job {} ({}) done", job.id, job.kind)
+                }
                 Ok(Outcome::NotOwner) => {
                     warn!("Job {} finished after its lease was taken over", job.id)
                 }
@@ -258,6 +262,8 @@ impl JobRun {
     }
 
     async fn failed(&self, job: &Job, error: String) {
+        metrics::counter!("gamemesh_jobs_attempts_failed_total", "kind" => job.kind.clone())
+            .increment(1);
         let delay = self.config.backoff.delay(job.attempt);
         match self
             .store
@@ -268,10 +274,14 @@ impl JobRun {
                 "Job {} ({}) failed attempt {}/{}: {error}; retrying in {delay:?}",
                 job.id, job.kind, job.attempt, job.max_attempts
             ),
-            Ok(FailOutcome::Failed) => warn!(
-                "Job {} ({}) failed its last attempt ({}): {error}; moved to the failed list",
-                job.id, job.kind, job.attempt
-            ),
+            Ok(FailOutcome::Failed) => {
+                metrics::counter!("gamemesh_jobs_dead_total", "kind" => job.kind.clone())
+                    .increment(1);
+                warn!(
+                    "Job {} ({}) failed its last attempt ({}): {error}; moved to the failed list",
+                    job.id, job.kind, job.attempt
+                )
+            }
             Ok(FailOutcome::NotOwner) => {
                 warn!(
                     "Job {} failed after its lease was taken over: {error}",
