@@ -235,13 +235,22 @@ async fn dispatch(handlers: &EventHandlers, queue: &WorkQueue, body: &[u8]) {
         // listener (Redis buffers for us) instead of unbounded memory.
         let queued = queue
             .submit(async move {
-                match AssertUnwindSafe(handler(value)).catch_unwind().await {
-                    Ok(Ok(())) => debug!("Event {kind} from node {origin} handled by {name}"),
-                    Ok(Err(e)) => {
-                        warn!("Event handler {name} failed on {kind} from node {origin}: {e}")
+                let outcome = match AssertUnwindSafe(handler(value)).catch_unwind().await {
+                    Ok(Ok(())) => {
+                        debug!("Event {kind} from node {origin} handled by {name}");
+                        "ok"
                     }
-                    Err(_) => warn!("Event handler {name} panicked on {kind} from node {origin}"),
-                }
+                    Ok(Err(e)) => {
+                        warn!("Event handler {name} failed on {kind} from node {origin}: {e}");
+                        "error"
+                    }
+                    Err(_) => {
+                        warn!("Event handler {name} panicked on {kind} from node {origin}");
+                        "panic"
+                    }
+                };
+                metrics::counter!("gamemesh_events_handled_total", "type" => kind, "outcome" => outcome)
+                    .increment(1);
             })
             .await;
         if queued.is_err() {
