@@ -10,6 +10,7 @@
 //! | `gm:{jobs}:due` | sorted set | queued and retrying jobs, scored by due time (Unix ms) |
 //! | `gm:{jobs}:running` | sorted set | claimed jobs, scored by lease expiry |
 //! | `gm:{jobs}:failed` | sorted set | jobs out of attempts, scored by when they failed |
+//! | `gm:{jobs}:waiting` | sorted set | continuations waiting for their parent, scored by when they were enqueued |
 //! | `gm:{jobs}:then:<id>` | list | continuations waiting for job `<id>` to succeed |
 //! | `gm:{jobs}:cron` | hash | name -> JSON of a recurring job (expression, kind, payload) |
 //! | `gm:{jobs}:cron:next` | sorted set | name -> its next tick (Unix ms) |
@@ -88,6 +89,7 @@ for _, kid in ipairs(redis.call('LRANGE', thenkey, 0, -1)) do
   local at = now + tonumber(redis.call('HGET', kkey, 'after_ms') or '0')
   redis.call('HSET', kkey, 'state', 'queued', 'run_at', at)
   redis.call('ZADD', KEYS[2], at, kid)
+  redis.call('ZREM', KEYS[3], kid)
 end
 redis.call('DEL', thenkey)
 return 1
@@ -158,6 +160,7 @@ if parent ~= '' then
   else
     state = 'waiting'
     redis.call('RPUSH', p .. 'then:' .. parent, ARGV[1])
+    redis.call('ZADD', KEYS[2], now, ARGV[1])
   end
 end
 redis.call('HSET', key, 'kind', ARGV[3], 'payload', ARGV[4], 'max_attempts', ARGV[5],
@@ -406,7 +409,7 @@ impl JobStore {
         let r: i64 = self
             .run_script(
                 &self.scripts.enqueue,
-                &[key("due")],
+                &[key("due"), key("waiting")],
                 &[
                     id.to_string(),
                     PREFIX.to_string(),
@@ -467,7 +470,7 @@ impl JobStore {
         let r: i64 = self
             .run_script(
                 &self.scripts.complete,
-                &[key("running"), key("due")],
+                &[key("running"), key("due"), key("waiting")],
                 &[
                     id.to_string(),
                     owner.to_string(),
@@ -610,10 +613,12 @@ impl JobStore {
         Ok(out)
     }
 
-    /// Jobs queued or retrying (in due order), then running.
+    /// Jobs queued or retrying (in due order), then running, then
+    /// continuations waiting for their parent.
     pub async fn list(&self) -> Result<Vec<JobInfo>, JobsError> {
         let mut ids = self.ids("due").await?;
         ids.extend(self.ids("running").await?);
+        ids.extend(self.ids("waiting").await?);
         self.infos(ids).await
     }
 

@@ -294,9 +294,20 @@ async fn a_continuation_runs_only_after_its_parent_succeeded() {
         s.inspect(&b).await.unwrap().unwrap().state,
         Some(JobState::Waiting)
     );
+    let listed: Vec<_> = s.list().await.unwrap().into_iter().map(|j| j.id).collect();
+    assert_eq!(
+        listed,
+        vec![a.clone(), b.clone()],
+        "operators see the waiting job"
+    );
     let r = Running::start(&s, h, fast(1)).await;
     wait_for("both ran", WAIT, || order.lock().unwrap().len() == 2).await;
     assert_eq!(*order.lock().unwrap(), vec!["A", "B"]);
+    wait_for_async("nothing is left waiting", WAIT, || {
+        let s = s.clone();
+        async move { s.list().await.unwrap().is_empty() }
+    })
+    .await;
     // A continuation of a job that already succeeded is due at once.
     let c = s
         .enqueue_then(&a, &JobSpec::new("t", "C"), Duration::ZERO)
