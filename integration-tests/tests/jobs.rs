@@ -8,8 +8,8 @@ use gamemesh_integration_tests::{
     game_server_config, gateway_config, start_game_server, start_gateway, wait_for_async, Client,
     Cluster, ClusterOptions, TIMEOUT,
 };
-use gamemesh_jobs::catalog::{self, GameEvent};
-use gamemesh_jobs::{JobSpec, JobState, JobStore};
+use gamemesh_jobs::catalog::{self, GameEvent, Notice};
+use gamemesh_jobs::{EventBus, JobSpec, JobState, JobStore};
 use gamemesh_proto::client::{server_packet, ServerNotice};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -78,6 +78,30 @@ async fn the_daily_reset_reaches_players_on_both_game_servers() {
     for c in [&mut a, &mut b] {
         let got = notices_until(c, |n| count(n, "daily_reset", "Daily reset") >= 1).await;
         assert!(got[0].sent_at_ms > 0);
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_published_once_is_handled_on_every_game_server() {
+    let cluster = Cluster::start(1, 2).await;
+    let mut a = client_on(&cluster, 1, 21).await;
+    let mut b = client_on(&cluster, 2, 22).await;
+    // Published by another node (an admin tool, a third server): both game
+    // servers' listeners hand it to their notice handler.
+    let bus = EventBus::new(job_store(&cluster).await, 99);
+    let listening = bus
+        .publish(&Notice {
+            kind: "maintenance".into(),
+            text: "Maintenance in 10 minutes".into(),
+            sent_at_ms: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listening, 2, "both game servers are subscribed");
+    for c in [&mut a, &mut b] {
+        let got = notices_until(c, |n| count(n, "maintenance", "Maintenance") == 1).await;
+        assert_eq!(got.len(), 1, "{got:?}");
     }
     cluster.shutdown().await;
 }
