@@ -12,7 +12,8 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: ./run-sample.sh [--gateways N] [--game-servers M] [--no-build] [--help]
+Usage: ./run-sample.sh [--gateways N] [--game-servers M] [--daily-reset-cron EXPR]
+                       [--no-build] [--help]
 
 Builds the release binaries, starts M game servers and N gateways on
 127.0.0.1, runs `test-client scenario` once per gateway, then two scripted
@@ -21,9 +22,18 @@ that chat in `general` and whisper, and prints the logs. Exits non-zero if
 any scenario or the chat fails. Everything started is stopped on exit
 (and on Ctrl-C).
 
+With Redis, it then shows background jobs and cluster events: one client
+per gateway stays logged in and prints the notices pushed to it, the daily
+reset fires on a short schedule, and `test-client admin event schedule`
+schedules a timed in-game event (start and end notices).
+
 Options:
   --gateways N       gateways to start (default 1); client ports 5000..5000+N-1
   --game-servers M   game servers to start (default 1); ports 9001..900M
+  --daily-reset-cron EXPR
+                     when the daily reset job runs (six fields, seconds
+                     first, UTC; default '*/10 * * * * *' so the sample
+                     shows it; production default '0 0 0 * * *')
   --no-build         skip `cargo build --release` (reuse target/release)
   -h, --help         show this help
 
@@ -52,6 +62,7 @@ die() {
 gateways=1
 game_servers=1
 build=1
+daily_reset_cron='*/10 * * * * *'
 
 need_value() {
     [[ $# -ge 2 && -n "$2" ]] || {
@@ -78,6 +89,15 @@ while [[ $# -gt 0 ]]; do
             ;;
         --game-servers=*)
             game_servers=${1#*=}
+            shift
+            ;;
+        --daily-reset-cron)
+            need_value "$@"
+            daily_reset_cron=$2
+            shift 2
+            ;;
+        --daily-reset-cron=*)
+            daily_reset_cron=${1#*=}
             shift
             ;;
         --no-build)
@@ -345,7 +365,7 @@ upstreams=()
 for ((n = 1; n <= game_servers; n++)); do
     start_proc "game-server-$n" "$run_dir/game-server-$n.log" \
         "$bin_dir/game-server" --node-id "$n" --p2p-port $((9000 + n)) --mesh-port $((9100 + n)) \
-        "${redis_args[@]}" "${store_args[@]}"
+        "${redis_args[@]}" "${store_args[@]}" --daily-reset-cron "$daily_reset_cron"
     upstreams+=("127.0.0.1:$((9000 + n))")
 done
 game_server_list=$(
@@ -499,13 +519,72 @@ else
     failed=$((failed + 1))
 fi
 
+# ---- jobs and events -------------------------------------------------------
+
+# One client per gateway stays logged in for a while and prints the notices
+# it gets: the daily reset (every 10 s here) and the start and end of an
+# event scheduled by the admin command. Needs Redis (jobs live there).
+show_jobs_and_events() {
+    local listen=16 n log listeners=() pid status=0 ok=1 deadline want
+    local client=("$bin_dir/test-client" --timeout-ms 5000)
+    for ((n = 1; n <= gateways; n++)); do
+        log="$run_dir/notices-$n.log"
+        start_proc "listener-$n" "$log" \
+            "${client[@]}" --addr "127.0.0.1:$((5000 + n - 1))" login --user $((9000000 + n)) --listen-secs "$listen"
+        listeners+=("${pids[-1]}")
+    done
+    deadline=$((SECONDS + 10))
+    for ((n = 1; n <= gateways; n++)); do
+        until grep -q "listening for notices" "$run_dir/notices-$n.log"; do
+            if ((SECONDS >= deadline)); then
+                cat "$run_dir/notices-$n.log" >&2
+                warn "listener-$n did not log in"
+                return 1
+            fi
+            sleep 0.1
+        done
+    done
+    say "admin: scheduling event 'Double XP': starts in 3 s, lasts 5 s"
+    "${client[@]}" admin "${redis_args[@]}" event schedule --name "Double XP" --start-in 3s --duration 5s || return 1
+    "${client[@]}" admin "${redis_args[@]}" jobs list || return 1
+    say "waiting ${listen} s for the listeners' notices"
+    for pid in "${listeners[@]}"; do
+        wait "$pid" || status=$?
+    done
+    ((status == 0)) || warn "a listener exited with status $status"
+    for ((n = 1; n <= gateways; n++)); do
+        log="$run_dir/notices-$n.log"
+        printf -- '---- %s ----\n' "${log#"$root"/}"
+        cat "$log"
+        for want in "notice: daily_reset" "notice: event_start" "notice: event_end"; do
+            if ! grep -q "$want" "$log"; then
+                warn "listener-$n never printed '$want'"
+                ok=0
+            fi
+        done
+    done
+    "${client[@]}" admin "${redis_args[@]}" jobs failed || return 1
+    ((ok && status == 0))
+}
+
+if [[ ${#store_args[@]} -eq 0 ]]; then
+    if show_jobs_and_events; then
+        say "jobs and events: every listener got the daily reset and the event's start and end"
+    else
+        say "jobs and events: FAILED"
+        failed=$((failed + 1))
+    fi
+else
+    warn "no Redis: skipping the jobs and events sample"
+fi
+
 # ---- logs and result -------------------------------------------------------
 
 echo "==== logs ===="
 dump_logs 40
 
 if ((failed > 0)); then
-    say "$failed of $((gateways + 1)) run(s) (scenarios and chat) FAILED"
+    say "$failed check(s) FAILED (scenario runs, chat, jobs and events)"
     exit 1
 fi
 say "all $gateways scenario run(s) and the chat passed"

@@ -104,6 +104,32 @@ pub struct Config {
     /// minute on this game server (also the burst), all users together.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP_PER_MIN", default_value_t = 60)]
     pub login_attempts_per_ip_per_min: u32,
+    /// When the daily reset job runs: a six-field cron expression (seconds
+    /// first), UTC. Every game server should be given the same one.
+    #[arg(
+        long,
+        env = "GAME_SERVER_DAILY_RESET_CRON",
+        default_value = "0 0 0 * * *"
+    )]
+    pub daily_reset_cron: String,
+    /// Background jobs run at once on this game server.
+    #[arg(long, env = "GAME_SERVER_JOB_WORKERS", default_value_t = 4)]
+    pub job_workers: usize,
+    /// How often due jobs and cron ticks are looked for.
+    #[arg(long, env = "GAME_SERVER_JOB_POLL_MS", default_value_t = 250)]
+    pub job_poll_ms: u64,
+    /// How long a claimed job holds without renewal: a job of a game server
+    /// that died runs elsewhere after this.
+    #[arg(long, env = "GAME_SERVER_JOB_LEASE_SECS", default_value_t = 30)]
+    pub job_lease_secs: u64,
+    /// Workers of the bounded local work queue (event handlers, long work
+    /// handed off by request handlers).
+    #[arg(long, env = "GAME_SERVER_WORK_QUEUE_WORKERS", default_value_t = 4)]
+    pub work_queue_workers: usize,
+    /// Items that may wait in the work queue; when full, producers wait or
+    /// get RATE_LIMITED.
+    #[arg(long, env = "GAME_SERVER_WORK_QUEUE_CAPACITY", default_value_t = 1024)]
+    pub work_queue_capacity: usize,
     /// Chat sends (room messages and whispers together) one session may
     /// make per second; more get RATE_LIMITED.
     #[arg(long, env = "GAME_SERVER_CHAT_MESSAGES_PER_SEC", default_value_t = 5)]
@@ -170,6 +196,12 @@ impl Default for Config {
             chat_messages_per_sec: 5,
             chat_burst: 10,
             chat_sweep_ms: 2000,
+            daily_reset_cron: "0 0 0 * * *".into(),
+            job_workers: 4,
+            job_poll_ms: 250,
+            job_lease_secs: 30,
+            work_queue_workers: 4,
+            work_queue_capacity: 1024,
         }
     }
 }
@@ -204,6 +236,17 @@ impl Config {
             return bad(
                 "--chat-messages-per-sec, --chat-burst and --chat-sweep-ms must be at least 1",
             );
+        }
+        if let Err(e) = gamemesh_jobs::CronSchedule::parse(&self.daily_reset_cron) {
+            return Err(GameServerError::Config(format!("--daily-reset-cron: {e}")));
+        }
+        if self.job_workers == 0
+            || self.job_poll_ms == 0
+            || self.job_lease_secs == 0
+            || self.work_queue_workers == 0
+            || self.work_queue_capacity == 0
+        {
+            return bad("--job-workers, --job-poll-ms, --job-lease-secs, --work-queue-workers and --work-queue-capacity must be at least 1");
         }
         if self.auth_secret.as_deref() == Some("") {
             return bad("--auth-secret is empty: give a secret or leave it unset");
@@ -257,7 +300,26 @@ mod tests {
         assert_eq!(parsed.chat_messages_per_sec, d.chat_messages_per_sec);
         assert_eq!(parsed.chat_burst, d.chat_burst);
         assert_eq!(parsed.chat_sweep_ms, d.chat_sweep_ms);
+        assert_eq!(parsed.daily_reset_cron, d.daily_reset_cron);
+        assert_eq!(parsed.job_workers, d.job_workers);
+        assert_eq!(parsed.job_poll_ms, d.job_poll_ms);
+        assert_eq!(parsed.job_lease_secs, d.job_lease_secs);
+        assert_eq!(parsed.work_queue_workers, d.work_queue_workers);
+        assert_eq!(parsed.work_queue_capacity, d.work_queue_capacity);
         d.validate().unwrap();
+    }
+
+    #[test]
+    fn a_bad_daily_reset_cron_is_refused_before_start() {
+        let c = Config {
+            daily_reset_cron: "midnight".into(),
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("--daily-reset-cron") && e.contains("midnight"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -22,8 +22,12 @@
 //! - [`redis_connect`]: every Redis connection (plain, ACL user, TLS,
 //!   Sentinel) and following the primary through a failover.
 //! - [`config`], [`error`], [`state`]: flags, start-up errors, shared state.
+//! - [`background`]: background jobs (runner), cluster events (listener)
+//!   and the bounded work queue, from `gamemesh-jobs`; pushes notices to
+//!   the sessions owned here.
 
 pub mod chat;
+pub mod background;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -79,6 +83,9 @@ pub struct RunningGameServer {
     grace: Duration,
     /// Where this node is announced, withdrawn from at shutdown.
     registry: Arc<dyn NodeRegistry>,
+    /// Jobs, events and the work queue (`None` with the memory store:
+    /// there is no Redis to keep them in).
+    pub background: Option<background::Background>,
 }
 
 impl RunningGameServer {
@@ -292,6 +299,22 @@ pub async fn start(
         config.live_ttl() / 9,
         tasks.clone(),
     ));
+    let background = match config.session_store {
+        StoreKind::Redis => Some(
+            background::start(
+                state.clone(),
+                &config,
+                &tracker,
+                shutdown.clone(),
+                tasks.clone(),
+            )
+            .await?,
+        ),
+        StoreKind::Memory => {
+            warn!("No background jobs or cluster events: they need Redis (--session-store redis)");
+            None
+        }
+    };
     info!(
         "Game server {} ready: P2P {p2p_endpoint}, mesh {mesh_endpoint}, session store {:?}",
         config.node_id, config.session_store
@@ -305,6 +328,7 @@ pub async fn start(
         tasks,
         grace: Duration::from_secs(config.shutdown_grace_secs),
         registry,
+        background,
     })
 }
 

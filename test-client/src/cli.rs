@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::echo_server::{self, EchoServerOptions};
 use crate::load::{self, BenchOptions, Mode};
-use crate::{chat, commands, scenario};
+use crate::{admin, chat, commands, scenario};
 
 /// gamemesh test client: speaks the client protocol to a gateway.
 #[derive(Debug, Parser)]
@@ -59,6 +59,10 @@ pub enum Command {
         /// User id to log in as (random when absent).
         #[arg(long, env = "GAMEMESH_USER")]
         user: Option<u64>,
+        /// Stay connected this many seconds and print the server notices
+        /// that arrive (0: log in and leave).
+        #[arg(long, env = "GAMEMESH_LISTEN_SECS", default_value_t = 0)]
+        listen_secs: u64,
     },
     /// Log in, then echo TEXT and print each reply with its round-trip time.
     Echo {
@@ -109,6 +113,68 @@ pub enum Command {
     Bench(BenchArgs),
     /// Bare echo server for the same framing: the physical-limit baseline.
     EchoServer(EchoServerArgs),
+    /// Operator commands on background jobs and events (talks to Redis).
+    Admin(AdminArgs),
+}
+
+/// Flags of `admin`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Redis address: `host:port` or a `redis://` URL.
+    #[arg(long, env = "REDIS_CONNECTION", default_value = "127.0.0.1:6379")]
+    pub redis: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// `admin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Background jobs: list, failed, inspect, requeue.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Timed in-game events.
+    #[command(subcommand)]
+    Event(EventCommand),
+}
+
+/// `admin jobs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Jobs queued, retrying or running.
+    List,
+    /// Jobs out of attempts.
+    Failed,
+    /// Every stored field of one job.
+    Inspect {
+        /// The job id.
+        id: String,
+    },
+    /// Put a failed job back in the queue with fresh attempts.
+    Requeue {
+        /// The job id.
+        id: String,
+    },
+}
+
+/// `admin event` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EventCommand {
+    /// Schedule a timed in-game event: a start notice after --start-in, an
+    /// end notice --duration after it started, to every online player.
+    Schedule {
+        /// The event's name, shown to players.
+        #[arg(long, env = "GAMEMESH_EVENT_NAME")]
+        name: String,
+        /// Delay before it starts (30s, 500ms, 2m, 1h; bare numbers are
+        /// seconds).
+        #[arg(long, env = "GAMEMESH_EVENT_START_IN", value_parser = admin::parse_duration)]
+        start_in: Duration,
+        /// How long it lasts.
+        #[arg(long, env = "GAMEMESH_EVENT_DURATION", value_parser = admin::parse_duration)]
+        duration: Duration,
+    },
 }
 
 /// Flags of `bench` (global `--addr`, `--auth-secret` and `--timeout-ms`
@@ -231,7 +297,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     let timeout = cli.timeout();
     let secret = cli.auth_secret.as_deref();
     match cli.command {
-        Command::Login { user } => commands::login(&cli.addr, secret, user, timeout).await,
+        Command::Login { user, listen_secs } => {
+            commands::login(
+                &cli.addr,
+                secret,
+                user,
+                Duration::from_secs(listen_secs),
+                timeout,
+            )
+            .await
+        }
+        Command::Admin(ref args) => {
+            let redis = args.redis.as_str();
+            match &args.command {
+                AdminCommand::Jobs(JobsCommand::List) => admin::list(redis, timeout).await,
+                AdminCommand::Jobs(JobsCommand::Failed) => admin::failed(redis, timeout).await,
+                AdminCommand::Jobs(JobsCommand::Inspect { id }) => {
+                    admin::inspect(redis, id, timeout).await
+                }
+                AdminCommand::Jobs(JobsCommand::Requeue { id }) => {
+                    admin::requeue(redis, id, timeout).await
+                }
+                AdminCommand::Event(EventCommand::Schedule {
+                    name,
+                    start_in,
+                    duration,
+                }) => admin::schedule_event(redis, name, *start_in, *duration, timeout).await,
+            }
+        }
         Command::Echo {
             ref text,
             user,
@@ -274,6 +367,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn admin_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "test-client",
+            "admin",
+            "--redis",
+            "127.0.0.1:7001",
+            "event",
+            "schedule",
+            "--name",
+            "Double XP",
+            "--start-in",
+            "5s",
+            "--duration",
+            "1m",
+        ])
+        .unwrap();
+        let Command::Admin(ref a) = cli.command else {
+            panic!("not admin: {:?}", cli.command)
+        };
+        assert_eq!(a.redis, "127.0.0.1:7001");
+        assert!(matches!(
+            a.command,
+            AdminCommand::Event(EventCommand::Schedule { ref name, start_in, duration })
+                if name == "Double XP" && start_in == Duration::from_secs(5) && duration == Duration::from_secs(60)
+        ));
+        let cli = Cli::try_parse_from(["test-client", "admin", "jobs", "requeue", "abc"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Admin(AdminArgs { command: AdminCommand::Jobs(JobsCommand::Requeue { ref id }), .. }) if id == "abc"
+        ));
+    }
 
     #[test]
     fn the_cli_definition_is_consistent() {

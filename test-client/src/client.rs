@@ -18,7 +18,7 @@ use gamemesh_proto::client::{
     ChatLeaveResponse, ChatListRoomsRequest, ChatRoomInfo, ChatSayRequest, ChatWhisperRequest,
     ClientPacket, EchoRequest, ErrorCode, ErrorResponse, HeartbeatRequest, HeartbeatResponse,
     KickReason, LoginRequest, LoginResponse, LogoutRequest, ResumeRequest, ResumeResponse,
-    ServerPacket, SessionSnapshot,
+    ServerNotice, ServerPacket, SessionSnapshot,
 };
 use gamemesh_proto::{FrameCodec, FrameError, Message};
 use thiserror::Error;
@@ -352,14 +352,19 @@ impl Client {
     /// the same `sequence_id`; anything else read meanwhile is queued (see
     /// [`Client::next_push`], [`Client::queued`]). A packet with sequence id
     /// 0 cannot be told from a push by its reply: it takes the next
-    /// sequence-id-0 packet that is not a `Kicked`.
+    /// sequence-id-0 packet that is not a `Kicked` or a `ServerNotice`
+    /// (both only ever pushed).
     pub async fn request(&mut self, packet: &ClientPacket) -> Result<ServerPacket, ClientError> {
         let deadline = Deadline::after(self.timeout);
         self.send(packet).await?;
         let seq = packet.sequence_id;
         if seq == 0 {
             self.wait_for(deadline, |p| {
-                p.sequence_id == 0 && !matches!(p.body, Some(server_packet::Body::Kicked(_)))
+                p.sequence_id == 0
+                    && !matches!(
+                        p.body,
+                        Some(server_packet::Body::Kicked(_) | server_packet::Body::Notice(_))
+                    )
             })
             .await
         } else {
@@ -593,6 +598,20 @@ impl Client {
         self.queue.push_back(packet);
     }
 
+    /// Takes the notices read so far (pushes kept while waiting for
+    /// replies), oldest first; other queued packets stay.
+    pub fn take_notices(&mut self) -> Vec<ServerNotice> {
+        let mut notices = Vec::new();
+        self.queue.retain(|p| match &p.body {
+            Some(server_packet::Body::Notice(n)) => {
+                notices.push(n.clone());
+                false
+            }
+            _ => true,
+        });
+        notices
+    }
+
     /// Reads one packet from the socket.
     async fn read_one(&mut self, deadline: Deadline) -> Result<ServerPacket, ClientError> {
         // `Framed::next` is cancel-safe: a timeout mid-frame keeps the
@@ -718,6 +737,7 @@ pub fn describe(packet: &ServerPacket) -> String {
         Some(Body::ChatWhispered(w)) => {
             format!("chat_whispered(from user {}: {:?})", w.from_user_id, w.text)
         }
+        Some(Body::Notice(n)) => format!("notice({}: {})", n.kind, n.text),
     };
     format!("{body} [sequence id {}]", packet.sequence_id)
 }

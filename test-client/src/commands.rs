@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 
-use crate::client::{token_for, Client};
+use gamemesh_proto::client::server_packet;
+
+use crate::client::{describe, token_for, Client, ClientError};
 
 /// A random user id, so ad-hoc runs do not kick each other.
 pub fn random_user() -> u64 {
@@ -27,15 +29,17 @@ async fn logged_in(
     Ok((client, login))
 }
 
-/// `login`: logs in once and prints the reply.
+/// `login`: logs in once and prints the reply; with `listen` > 0, stays
+/// connected that long and prints every server notice as it arrives.
 pub async fn login(
     addr: &str,
     secret: Option<&str>,
     user: Option<u64>,
+    listen: Duration,
     timeout: Duration,
 ) -> anyhow::Result<bool> {
     let user = user.unwrap_or_else(random_user);
-    let (_client, login) = logged_in(addr, secret, user, timeout).await?;
+    let (mut client, login) = logged_in(addr, secret, user, timeout).await?;
     println!("logged in as user {user}");
     println!("session_id: {}", login.session_id);
     println!("resume_token: {}", login.resume_token);
@@ -45,7 +49,57 @@ pub async fn login(
         login.replaced_existing_session
     );
     println!("served by game server {}", login.game_server_node_id);
+    if !listen.is_zero() {
+        listen_for_notices(&mut client, user, listen).await?;
+    }
     Ok(true)
+}
+
+/// Prints the pushes `client` receives for `listen`, sending a heartbeat
+/// whenever it has been quiet for a while so the gateway's idle timeout
+/// (30 s by default) does not close it.
+async fn listen_for_notices(
+    client: &mut Client,
+    user: u64,
+    listen: Duration,
+) -> anyhow::Result<()> {
+    const QUIET: Duration = Duration::from_secs(5);
+    println!(
+        "user {user}: listening for notices for {} s",
+        listen.as_secs()
+    );
+    let end = Instant::now() + listen;
+    for n in client.take_notices() {
+        println!("user {user}: notice: {}: {}", n.kind, n.text);
+    }
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        match client.next_push(left.min(QUIET)).await {
+            Ok(p) => match p.body {
+                Some(server_packet::Body::Notice(n)) => {
+                    println!("user {user}: notice: {}: {}", n.kind, n.text)
+                }
+                Some(server_packet::Body::Kicked(_)) => {
+                    println!("user {user}: {}", describe(&p));
+                    return Ok(());
+                }
+                _ => println!("user {user}: push {}", describe(&p)),
+            },
+            Err(ClientError::Timeout(_)) => {
+                client
+                    .heartbeat()
+                    .await
+                    .context("heartbeat while listening")?;
+                for n in client.take_notices() {
+                    println!("user {user}: notice: {}: {}", n.kind, n.text);
+                }
+            }
+            Err(e) => return Err(e).context("listening for notices"),
+        }
+    }
 }
 
 /// `echo`: logs in, echoes `text` `count` times, prints each reply with its

@@ -5,7 +5,10 @@
 //!   `ClientPacket` / `ServerPacket` requests, matched by sequence id, and
 //!   pushes kept in a queue; [`token_for`] mints login tokens.
 //! - [`scenario`]: the contract walk printed as `PASS` / `FAIL` lines.
-//! - [`commands`]: the one-shot `login` and `echo` commands.
+//! - [`commands`]: the one-shot `login` and `echo` commands (`login
+//!   --listen-secs` stays to print server notices).
+//! - [`admin`]: `admin jobs ...` and `admin event schedule`, operator
+//!   commands on the background jobs in Redis.
 //! - [`load`]: `bench`, the load generator: echo (lockstep or pipelined),
 //!   login rate, kick and resume latency, idle sessions; one JSON line out.
 //! - [`echo_server`]: `echo-server`, a bare echo server for the same
@@ -25,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chat;
+pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -112,6 +112,7 @@ pub async fn run(opts: &ScenarioOptions) -> anyhow::Result<bool> {
     s.record(step::WRONG_TOKEN, r);
     let r = s.logout().await;
     s.record(step::LOGOUT, r);
+    s.print_notices();
     let t = &s.tally;
     let verdict = if t.failed == 0 { "OK" } else { "FAILED" };
     println!(
@@ -150,6 +151,22 @@ struct Scenario {
 }
 
 impl Scenario {
+    /// Prints the server notices (daily reset, in-game events) any of the
+    /// held connections received along the way: they are pushes, not part
+    /// of a step.
+    fn print_notices(&mut self) {
+        let clients = [
+            self.first.as_mut(),
+            self.second.as_mut().map(|(c, _)| c),
+            self.resumed.as_mut().map(|(c, _)| c),
+        ];
+        for c in clients.into_iter().flatten() {
+            for n in c.take_notices() {
+                println!("notice: {}: {}", n.kind, n.text);
+            }
+        }
+    }
+
     fn record(&mut self, name: &str, result: StepResult) {
         match result {
             Ok(None) => {

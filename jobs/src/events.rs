@@ -1,0 +1,260 @@
+//! Cluster events: typed domain events published on one game server and
+//! handled on every game server, over Redis pub/sub.
+//!
+//! Pub/sub, not streams: an event here is "tell the players online now"
+//! (a reset happened, an in-game event starts). A server that is down has
+//! no players to tell, and a server that comes back must not replay an
+//! hour of old notices. What must not be lost is a job, and jobs live in
+//! the job store. So: delivery is at most once per running server; an
+//! event published while a server is down, or while its pub/sub connection
+//! is reconnecting, is lost for that server.
+//!
+//! Handlers are registered by event type before the listener starts. Each
+//! received event is handed, per handler, to the bounded [`WorkQueue`], so
+//! handlers never run on the request path nor on the listener, and a
+//! failing or panicking handler is logged and does not affect the others.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::queue::WorkQueue;
+use crate::runner::BoxError;
+use crate::store::{JobStore, PREFIX};
+use crate::JobsError;
+
+/// A domain event: a serializable value with a stable type name.
+pub trait Event: Serialize + DeserializeOwned + Send + 'static {
+    /// The name handlers are registered under (stable across versions).
+    const TYPE: &'static str;
+}
+
+/// What travels on the channel.
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    /// [`Event::TYPE`].
+    #[serde(rename = "type")]
+    kind: String,
+    /// The node that published it (for logs).
+    origin: u64,
+    /// The event itself.
+    payload: serde_json::Value,
+}
+
+type ErasedHandler =
+    Arc<dyn Fn(serde_json::Value) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync>;
+
+/// Handlers by event type, filled before [`EventBus::listen`].
+#[derive(Default)]
+pub struct EventHandlers {
+    /// type -> (handler name, handler).
+    by_type: HashMap<&'static str, Vec<(String, ErasedHandler)>>,
+}
+
+impl EventHandlers {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `f` (named `name` in logs) for every event of type `E`.
+    pub fn on<E, F, Fut>(&mut self, name: impl Into<String>, f: F) -> &mut Self
+    where
+        E: Event,
+        F: Fn(E) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let handler: ErasedHandler = Arc::new(move |value| {
+            let f = f.clone();
+            async move {
+                let event: E = serde_json::from_value(value)?;
+                f(event).await
+            }
+            .boxed()
+        });
+        self.by_type
+            .entry(E::TYPE)
+            .or_default()
+            .push((name.into(), handler));
+        self
+    }
+}
+
+/// Publishes events and, once listening, hands received ones to handlers.
+#[derive(Clone)]
+pub struct EventBus {
+    /// Where events are published (the job store's connection).
+    store: JobStore,
+    /// The channel name.
+    channel: String,
+    /// This node (in the envelope).
+    node_id: u64,
+    /// True while subscribed (tests wait for it before publishing).
+    subscribed: watch::Receiver<bool>,
+    /// Its sender, taken by `listen`.
+    subscribed_tx: Arc<watch::Sender<bool>>,
+}
+
+impl EventBus {
+    /// A bus on `store`'s Redis for node `node_id`.
+    pub fn new(store: JobStore, node_id: u64) -> Self {
+        let (tx, rx) = watch::channel(false);
+        Self {
+            store,
+            channel: format!("{PREFIX}events"),
+            node_id,
+            subscribed: rx,
+            subscribed_tx: Arc::new(tx),
+        }
+    }
+
+    /// Publishes `event` to every listening server (this one included).
+    /// Returns how many servers were listening.
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<usize, JobsError> {
+        let envelope = Envelope {
+            kind: E::TYPE.to_string(),
+            origin: self.node_id,
+            payload: serde_json::to_value(event)?,
+        };
+        let body = serde_json::to_string(&envelope)?;
+        let mut conn = self.store.connection();
+        let channel = self.channel.clone();
+        let n: usize = tokio::time::timeout(
+            self.store.timeout(),
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(body)
+                .query_async(&mut conn),
+        )
+        .await
+        .map_err(|_| JobsError::Timeout(self.store.timeout()))??;
+        Ok(n)
+    }
+
+    /// Waits until the listener is subscribed.
+    pub async fn wait_subscribed(&self) {
+        let mut rx = self.subscribed.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Starts the listener on `tracker`: it subscribes (again after every
+    /// lost connection, with a short pause) until `shutdown`, and queues
+    /// each handler of each received event on `queue`.
+    pub fn listen(
+        &self,
+        handlers: EventHandlers,
+        queue: WorkQueue,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) {
+        let client = self.store.client().clone();
+        let channel = self.channel.clone();
+        let subscribed = self.subscribed_tx.clone();
+        let handlers = Arc::new(handlers);
+        tracker.spawn(async move {
+            let mut logged_down = false;
+            while !shutdown.is_cancelled() {
+                let mut pubsub = match tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    r = subscribe(&client, &channel) => r,
+                } {
+                    Ok(p) => p,
+                    Err(e) => {
+                        if !logged_down {
+                            warn!("Event listener cannot subscribe ({e}); events are missed until it can");
+                            logged_down = true;
+                        }
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                        }
+                    }
+                };
+                if logged_down {
+                    info!("Event listener subscribed again");
+                    logged_down = false;
+                }
+                let _ = subscribed.send(true);
+                let mut messages = pubsub.on_message();
+                loop {
+                    let msg = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        m = messages.next() => m,
+                    };
+                    let Some(msg) = msg else {
+                        warn!("Event listener lost its Redis connection; subscribing again");
+                        break;
+                    };
+                    dispatch(&handlers, &queue, msg.get_payload_bytes()).await;
+                }
+                let _ = subscribed.send(false);
+            }
+        });
+    }
+}
+
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSub, redis::RedisError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
+}
+
+/// Queues every handler of one received event.
+async fn dispatch(handlers: &EventHandlers, queue: &WorkQueue, body: &[u8]) {
+    let envelope: Envelope = match serde_json::from_slice(body) {
+        Ok(e) => e,
+        Err(e) => {
+            warn!("Dropped an event that does not decode: {e}");
+            return;
+        }
+    };
+    let Some(list) = handlers.by_type.get(envelope.kind.as_str()) else {
+        debug!("No handler for event {} here", envelope.kind);
+        return;
+    };
+    for (name, handler) in list {
+        let (name, handler, value) = (name.clone(), handler.clone(), envelope.payload.clone());
+        let kind = envelope.kind.clone();
+        let origin = envelope.origin;
+        // `submit` waits while the queue is full: back-pressure on the
+        // listener (Redis buffers for us) instead of unbounded memory.
+        let queued = queue
+            .submit(async move {
+                let outcome = match AssertUnwindSafe(handler(value)).catch_unwind().await {
+                    Ok(Ok(())) => {
+                        debug!("Event {kind} from node {origin} handled by {name}");
+                        "ok"
+                    }
+                    Ok(Err(e)) => {
+                        warn!("Event handler {name} failed on {kind} from node {origin}: {e}");
+                        "error"
+                    }
+                    Err(_) => {
+                        warn!("Event handler {name} panicked on {kind} from node {origin}");
+                        "panic"
+                    }
+                };
+                metrics::counter!("gamemesh_events_handled_total", "type" => kind, "outcome" => outcome)
+                    .increment(1);
+            })
+            .await;
+        if queued.is_err() {
+            return;
+        }
+    }
+}
