@@ -56,6 +56,7 @@ impl HubRequest {
             Some(client_packet::Body::Echo(_)) => "echo",
             Some(client_packet::Body::Heartbeat(_)) => "heartbeat",
             Some(client_packet::Body::Logout(_)) => "logout",
+            Some(client_packet::Body::Increment(_)) => "increment",
             None => "empty",
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod echo;
 pub mod heartbeat;
+pub mod increment;
 pub mod login;
 pub mod logout;
 pub mod resume;
@@ -51,6 +52,7 @@ impl Service<HubRequest> for Router {
             Some(Body::Echo(r)) => Box::pin(async move { Ok(echo::handle(seq, r)) }),
             Some(Body::Heartbeat(r)) => Box::pin(async move { Ok(heartbeat::handle(seq, r)) }),
             Some(Body::Logout(_)) => Box::pin(logout::handle(state, req)),
+            Some(Body::Increment(_)) => Box::pin(increment::handle(state, req)),
             None => Box::pin(async move {
                 Ok(HubResponse::error(
                     seq,
