@@ -9,6 +9,9 @@
 //!   [`gamemesh_proto::FrameCodec`], enforces the idle timeout, the login
 //!   deadline, the frame size limit, the per-connection packet rate and
 //!   the outbound queue bounds (frames and bytes), and writes frames back.
+//! - `in_flight` tracks each socket's requests relayed and not yet
+//!   answered, and answers `UNAVAILABLE` for those of a game server that is
+//!   down or too slow.
 //! - [`limits`] holds the token bucket, the per-IP limiter and the
 //!   counters of what the protections refused and kicked.
 //! - [`pin_table`] remembers, per socket, the game server its frames go to
@@ -26,6 +29,7 @@
 pub mod config;
 pub mod connection;
 pub mod error;
+pub(crate) mod in_flight;
 pub mod limits;
 pub mod listener;
 pub mod pin_table;

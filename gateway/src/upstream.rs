@@ -71,6 +71,9 @@ pub(crate) struct Upstream {
     peer_timeout: Duration,
     /// Number of live game servers, for readiness checks.
     live_count: watch::Sender<usize>,
+    /// Bumped each time a game server is declared DOWN, so sockets answer
+    /// their requests in flight to it at once (see `in_flight`).
+    down_events: watch::Sender<u64>,
 }
 
 impl Upstream {
@@ -100,7 +103,13 @@ impl Upstream {
             next: AtomicUsize::new(0),
             peer_timeout,
             live_count: watch::channel(0).0,
+            down_events: watch::channel(0).0,
         })
+    }
+
+    /// A receiver that changes each time a game server is declared DOWN.
+    pub(crate) fn down_events(&self) -> watch::Receiver<u64> {
+        self.down_events.subscribe()
     }
 
     /// A receiver of the number of live game servers.
@@ -214,6 +223,7 @@ impl Upstream {
         };
         let now = Instant::now();
         let mut live = 0;
+        let mut went_down = false;
         {
             let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
             for (id, p) in peers.iter_mut() {
@@ -223,6 +233,7 @@ impl Upstream {
                         "Game server {id} is DOWN: no heartbeat for {} ms; its clients move to live game servers",
                         self.peer_timeout.as_millis()
                     );
+                    went_down = true;
                 }
                 p.up = is_live;
                 live += usize::from(is_live);
@@ -238,6 +249,9 @@ impl Upstream {
         }
         self.live_count
             .send_if_modified(|n| std::mem::replace(n, live) != live);
+        if went_down {
+            self.down_events.send_modify(|n| *n += 1);
+        }
     }
 
     /// Records a game server's hello and links to the peers it names.
@@ -388,7 +402,7 @@ fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
         server_to_gateway::Kind::Hello(h) => shared.upstream.on_hello(from, h),
         server_to_gateway::Kind::Send(s) => {
             if let Some(socket) = socket_of(&s.socket_id) {
-                shared.clients.deliver(&socket, Outbound::Frame(s.body));
+                shared.clients.deliver(&socket, Outbound::Reply(s.body));
             }
         }
         server_to_gateway::Kind::Pin(p) => {
