@@ -52,6 +52,10 @@ fn pipeline(c: &mut Criterion) {
         live_ttl: Duration::from_secs(90),
         reply_cache: 32,
         timings: Arc::new(Timings::default()),
+        violations: gamemesh_game_server::violations::ViolationPolicy {
+            kick_after: 10,
+            window: Duration::from_secs(10),
+        },
     });
     let mut svc = build(state);
     let session = Arc::new(LocalSession::new(1, 1, 1, 0, &[], 32));

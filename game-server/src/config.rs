@@ -80,6 +80,25 @@ pub struct Config {
     /// minute on this game server (also the burst), all users together.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP_PER_MIN", default_value_t = 60)]
     pub login_attempts_per_ip_per_min: u32,
+    /// A connection whose frames are not the contract (a body that is not
+    /// a ClientPacket, or an empty or unknown body) this many times within
+    /// --protocol-error-window-secs is kicked (PROTOCOL_ERROR). Each such
+    /// frame is answered first (MALFORMED_PACKET / UNKNOWN_MESSAGE); a
+    /// well-behaved client sends none, one a version ahead sends a few and
+    /// adapts.
+    #[arg(
+        long,
+        env = "GAME_SERVER_PROTOCOL_ERROR_KICK_AFTER",
+        default_value_t = 10
+    )]
+    pub protocol_error_kick_after: u32,
+    /// The window of --protocol-error-kick-after, in seconds.
+    #[arg(
+        long,
+        env = "GAME_SERVER_PROTOCOL_ERROR_WINDOW_SECS",
+        default_value_t = 10
+    )]
+    pub protocol_error_window_secs: u64,
 }
 
 impl Default for Config {
@@ -104,6 +123,8 @@ impl Default for Config {
             shutdown_grace_secs: 5,
             login_attempts_per_user_per_min: 10,
             login_attempts_per_ip_per_min: 60,
+            protocol_error_kick_after: 10,
+            protocol_error_window_secs: 10,
         }
     }
 }
@@ -129,6 +150,11 @@ impl Config {
         }
         if self.login_attempts_per_user_per_min == 0 || self.login_attempts_per_ip_per_min == 0 {
             return bad("--login-attempts-per-user-per-min and --login-attempts-per-ip-per-min must be at least 1 (0 would refuse every login; set a large value to relax them)");
+        }
+        if self.protocol_error_kick_after == 0 || self.protocol_error_window_secs == 0 {
+            return bad(
+                "--protocol-error-kick-after and --protocol-error-window-secs must be at least 1",
+            );
         }
         if self.auth_secret.as_deref() == Some("") {
             return bad("--auth-secret is empty: give a secret or leave it unset");
@@ -170,6 +196,14 @@ mod tests {
         assert_eq!(
             parsed.login_attempts_per_ip_per_min,
             d.login_attempts_per_ip_per_min
+        );
+        assert_eq!(
+            parsed.protocol_error_kick_after,
+            d.protocol_error_kick_after
+        );
+        assert_eq!(
+            parsed.protocol_error_window_secs,
+            d.protocol_error_window_secs
         );
         d.validate().unwrap();
     }

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use gamemesh_proto::client::{client_packet, ClientPacket, ErrorCode, KickReason};
 use gamemesh_proto::{packets, Message};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 use tracing::{info, warn};
@@ -28,6 +29,7 @@ use crate::login_limits::LoginLimits;
 use crate::pipeline::{ConnInfo, HubRequest, HubService, SessionEffect};
 use crate::session::LocalSession;
 use crate::state::HubState;
+use crate::violations::Violations;
 
 /// Frames queued per connection before the client is told to slow down.
 pub const MAILBOX: usize = 256;
@@ -91,12 +93,19 @@ async fn run(
     // Sessions this socket held and left (logout, replaced): frames still
     // pinned to them are not adopted back.
     let mut left: Vec<u64> = Vec::new();
+    let mut violations = Violations::new(state.violations, Instant::now());
+    // Set once this actor kicked its socket for contract violations: what
+    // is still queued from it is dropped, not answered.
+    let mut kicked = false;
     loop {
         let frame = tokio::select! {
             biased;
             f = rx.recv() => match f { Some(f) => f, None => break },
             _ = closed.cancelled() => break,
         };
+        if kicked {
+            continue;
+        }
         let seq = packets::peek_sequence_id(&frame.body);
         if frame.session_id != 0
             && session.as_ref().map(|s| s.session_id) != Some(frame.session_id)
@@ -147,9 +156,13 @@ async fn run(
                 state
                     .gateways
                     .send_to_client(conn.gateway, &conn.socket, &reply);
+                kicked = violation(&state, &mut violations, conn, &session);
                 continue;
             }
         };
+        // An empty or unknown body is answered UNKNOWN_MESSAGE by the
+        // router below; it counts as a violation all the same.
+        let unknown = packet.body.is_none();
         // A login on a socket with a live session is no attempt: a re-sent
         // one is replayed from the reply cache, a new one closes the
         // socket (handlers::login). Every other login counts.
@@ -210,10 +223,41 @@ async fn run(
         state
             .gateways
             .send_to_client(conn.gateway, &conn.socket, &resp.reply);
+        if unknown {
+            kicked = violation(&state, &mut violations, conn, &session);
+        }
     }
     if let Some(s) = session {
         disconnect(&state, &s, conn).await;
     }
+}
+
+/// Counts a frame that is not the contract; the one over the policy kicks
+/// the socket (`PROTOCOL_ERROR`). Returns true when it kicked.
+fn violation(
+    state: &HubState,
+    violations: &mut Violations,
+    conn: ConnInfo,
+    session: &Option<Arc<LocalSession>>,
+) -> bool {
+    if !violations.record(Instant::now()) {
+        return false;
+    }
+    let policy = state.violations;
+    warn!(
+        "Protocol abuse: Socket={}: {} frames that are not the contract within {} s (--protocol-error-kick-after); kicking",
+        conn.socket,
+        policy.kick_after,
+        policy.window.as_secs()
+    );
+    state.gateways.kick(
+        conn.gateway,
+        &conn.socket,
+        session.as_ref().map_or(0, |s| s.session_id),
+        KickReason::ProtocolError,
+        "too many frames that are not the contract",
+    );
+    true
 }
 
 /// Saves a session whose socket closed as disconnected and resumable,

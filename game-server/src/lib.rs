@@ -13,7 +13,10 @@
 //!   [`middleware::exception`] -> [`middleware::logging`] ->
 //!   [`middleware::authentication`] -> [`middleware::idempotency`] ->
 //!   [`middleware::timing`] -> [`handlers`] (the router).
-//! - [`handlers`]: login, resume (and adoption), echo, heartbeat, logout.
+//! - [`handlers`]: login, resume (and adoption), echo, heartbeat, logout,
+//!   increment.
+//! - [`violations`]: repeated frames that are not the contract get the
+//!   connection kicked.
 //! - [`session`]: the [`session::SessionStore`] trait (Redis and memory
 //!   backends) and the sessions owned here.
 //! - [`config`], [`error`], [`state`]: flags, start-up errors, shared state.
@@ -31,6 +34,7 @@ pub mod middleware;
 pub mod pipeline;
 pub mod session;
 pub mod state;
+pub mod violations;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,6 +209,10 @@ pub async fn start(
         live_ttl: config.live_ttl(),
         reply_cache: config.reply_cache,
         timings: Arc::new(Timings::default()),
+        violations: violations::ViolationPolicy {
+            kick_after: config.protocol_error_kick_after,
+            window: Duration::from_secs(config.protocol_error_window_secs),
+        },
     });
     let service = pipeline::build(state.clone());
     info!(

@@ -10,6 +10,7 @@ use crate::gateways::GatewayLinks;
 use crate::mesh::Mesh;
 use crate::middleware::Timings;
 use crate::session::{LocalSessions, SessionStore};
+use crate::violations::ViolationPolicy;
 
 /// Shared state of one game server.
 pub struct HubState {
@@ -36,6 +37,9 @@ pub struct HubState {
     pub reply_cache: usize,
     /// Handler timings from the timing middleware.
     pub timings: Arc<Timings>,
+    /// When a connection sending frames that are not the contract is
+    /// kicked.
+    pub violations: ViolationPolicy,
 }
 
 impl HubState {
