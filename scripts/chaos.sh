@@ -132,8 +132,8 @@ start_redis() {
 
 start_game_server() {
     local n=$1 log="$out/game-server-$1.log"
-    local mark
-    mark=$(wc -l <"$log" 2>/dev/null || echo 0)
+    local mark=0
+    [[ -f $log ]] && mark=$(wc -l <"$log")
     RUST_LOG=info NO_COLOR=1 "$bin/game-server" --node-id "$n" \
         --p2p-port "${port[gs${n}_p2p]}" --mesh-port "${port[gs${n}_mesh]}" \
         --redis "127.0.0.1:${port[redis]}" --session-store redis \
