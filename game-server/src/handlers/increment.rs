@@ -47,5 +47,6 @@ pub async fn handle(state: Arc<HubState>, req: HubRequest) -> Result<HubResponse
         }
     };
     session.undo_increment(&done);
+    metrics::counter!("gamemesh_game_server_increments_undone_total").increment(1);
     Ok(HubResponse::error(seq, ErrorCode::Unavailable, detail))
 }
