@@ -308,13 +308,16 @@ pub(crate) async fn serve(
             _ = slow.cancelled() => break slow_kick(),
             _ = &mut expiry, if armed => {
                 armed = false;
-                let expired = in_flight.expire(Instant::now());
+                let now = Instant::now();
+                let expired = in_flight.expire(now);
                 if !expired.is_empty() {
-                    warn!(
-                        "Request timeout: SocketId={socket}: {} requests unanswered for --request-timeout-ms {}; answering UNAVAILABLE",
-                        expired.len(),
-                        config.request_timeout_ms
-                    );
+                    if let Some(suppressed) = shared.timeout_log.allow(now) {
+                        warn!(
+                            "Request timeout: SocketId={socket}: {} requests unanswered for --request-timeout-ms {}; answering UNAVAILABLE ({suppressed} more sockets' lines not logged)",
+                            expired.len(),
+                            config.request_timeout_ms
+                        );
+                    }
                     metrics::counter!("gamemesh_gateway_requests_failed_total", "reason" => "timeout")
                         .increment(expired.len() as u64);
                     for seq in expired {

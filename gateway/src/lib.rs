@@ -75,6 +75,9 @@ pub(crate) struct Shared {
     full_log: LogThrottle,
     /// One "connect rate" line a second at most.
     ip_rate_log: LogThrottle,
+    /// One "request timeout" line a second at most: a stuck game server
+    /// times out requests on every one of its sockets at once.
+    timeout_log: LogThrottle,
 }
 
 /// A started gateway.
@@ -215,6 +218,7 @@ pub async fn start(
         counters: Counters::default(),
         full_log: LogThrottle::new(Duration::from_secs(1)),
         ip_rate_log: LogThrottle::new(Duration::from_secs(1)),
+        timeout_log: LogThrottle::new(Duration::from_secs(1)),
         config,
     });
     let tracker = TaskTracker::new();

@@ -14,9 +14,12 @@
 //! - a higher value means an increment ran twice (`executed_twice`);
 //! - a lower one means an acknowledged increment was lost (`lost`);
 //! - a request with no answer at all within `--deadline-ms` is `hung`;
-//! - `doubled` counts users whose session record in Redis (`--redis`)
-//!   names another session than the one their client holds at the end:
-//!   two live sessions for one user.
+//! - `doubled` counts users left with two live sessions or connections:
+//!   through Redis (`--redis`), a user whose session record names another
+//!   session than the one their client holds at the end; through the
+//!   clients, an old connection the worker left open when it moved on
+//!   (after a request hung on it) that the server did not close when the
+//!   session was resumed elsewhere.
 //!
 //! A session the cluster lost (resume says `SESSION_NOT_FOUND`) is logged
 //! in again and its count starts over (`sessions_lost`); with Redis
@@ -157,6 +160,7 @@ struct Counters {
     sessions_lost: AtomicU64,
     resumes: AtomicU64,
     gateway_switches: AtomicU64,
+    doubled: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -179,6 +183,9 @@ struct Session {
     acked: u64,
     /// Requests given up as hung: each may or may not have run.
     slack: u64,
+    /// Connections left open when the session moved on; the resume must
+    /// have closed them.
+    left_open: Vec<Client>,
 }
 
 /// Runs the chaos load and returns what it counted.
@@ -211,12 +218,13 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<ChaosReport> {
         sessions_lost: get(&c.sessions_lost),
         resumes: get(&c.resumes),
         gateway_switches: get(&c.gateway_switches),
+        doubled: get(&c.doubled),
         ..ChaosReport::default()
     };
     if let Some(url) = &opts.redis {
         let (checked, doubled) = check_redis(url, &held).await?;
         report.checked_in_redis = checked;
-        report.doubled = doubled;
+        report.doubled += doubled;
     }
     Ok(report)
 }
@@ -264,6 +272,16 @@ async fn worker(
         increment(opts, &mut s, &mut seq, c).await;
         tokio::time::sleep(opts.interval).await;
     }
+    // Every connection this session left behind must have been closed by
+    // the resume that replaced it.
+    let mut doubled = 0;
+    for mut old in s.left_open.drain(..) {
+        if !old.wait_closed(Duration::from_secs(3)).await {
+            tracing::warn!("user {user}: an old connection is still open after the resume");
+            doubled += 1;
+        }
+    }
+    c.doubled.fetch_add(doubled, Ordering::Relaxed);
     Ok((s.user, s.session_id))
 }
 
@@ -301,12 +319,7 @@ async fn increment(opts: &ChaosOptions, s: &mut Session, seq: &mut u64, c: &Coun
             Err(ClientError::Timeout(_)) => {
                 hung(s, *seq, c);
                 // Whatever the old connection is doing, continue elsewhere.
-                if reconnect(opts, s, seq, c, Instant::now() + opts.deadline)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
+                let _ = reconnect(opts, s, seq, c, Instant::now() + opts.deadline, true).await;
                 return;
             }
             Err(e) => match e.error_code() {
@@ -318,7 +331,7 @@ async fn increment(opts: &ChaosOptions, s: &mut Session, seq: &mut u64, c: &Coun
                 }
                 Some(ErrorCode::NotAuthenticated) => {
                     bump(&c.explicitly_failed);
-                    if reconnect(opts, s, seq, c, deadline).await.is_err() {
+                    if reconnect(opts, s, seq, c, deadline, false).await.is_err() {
                         hung(s, *seq, c);
                         return;
                     }
@@ -330,7 +343,7 @@ async fn increment(opts: &ChaosOptions, s: &mut Session, seq: &mut u64, c: &Coun
                 }
                 None => {
                     // Closed, kicked, or the connection failed: resume.
-                    if reconnect(opts, s, seq, c, deadline).await.is_err() {
+                    if reconnect(opts, s, seq, c, deadline, false).await.is_err() {
                         hung(s, *seq, c);
                         return;
                     }
@@ -370,6 +383,7 @@ async fn login(
                         resume_token: l.resume_token,
                         acked: 0,
                         slack: 0,
+                        left_open: Vec::new(),
                     })
                 }
                 Err(e) => last = e.to_string(),
@@ -391,6 +405,7 @@ async fn reconnect(
     seq: &mut u64,
     c: &Counters,
     deadline: Instant,
+    keep_old: bool,
 ) -> Result<(), ()> {
     let n = opts.addrs.len();
     let mut attempt = 0usize;
@@ -410,7 +425,10 @@ async fn reconnect(
                 if g != s.gateway {
                     bump(&c.gateway_switches);
                 }
-                s.client = client;
+                let old = std::mem::replace(&mut s.client, client);
+                if keep_old {
+                    s.left_open.push(old);
+                }
                 s.gateway = g;
                 return Ok(());
             }
@@ -422,7 +440,8 @@ async fn reconnect(
                         s.session_id
                     );
                     bump(&c.sessions_lost);
-                    let fresh = login(opts, s.user, g, deadline).await.map_err(|_| ())?;
+                    let mut fresh = login(opts, s.user, g, deadline).await.map_err(|_| ())?;
+                    fresh.left_open = std::mem::take(&mut s.left_open);
                     *s = fresh;
                     *seq = s.client.last_sequence() + 1;
                     return Ok(());
