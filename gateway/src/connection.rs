@@ -53,6 +53,10 @@ pub(crate) enum Outbound {
     /// the socket's in-flight table (or is a push), and is dropped if the
     /// gateway already answered that request (see [`crate::in_flight`]).
     Reply(Bytes),
+    /// A game server was declared DOWN: answer the requests in flight to
+    /// it (`UNAVAILABLE`). Travels in the socket's own queue, so the
+    /// socket's task learns it without another wake-up source per frame.
+    GameServerDown(NodeId),
     /// Write `last_frame` (if any), then close.
     Close {
         /// Usually a `Kicked`.
@@ -103,7 +107,7 @@ impl ClientHandle {
     fn push(&self, out: Outbound) {
         let len = match &out {
             Outbound::Frame(body) | Outbound::Reply(body) => body.len(),
-            Outbound::Close { .. } => 0,
+            Outbound::Close { .. } | Outbound::GameServerDown(_) => 0,
         };
         if len > 0 {
             let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
@@ -158,6 +162,14 @@ impl ClientRegistry {
     pub(crate) fn mark_logged_in(&self, socket: &Uuid) {
         if let Some(h) = self.lock().get(socket) {
             h.logged_in.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Tells every socket that `gs` is down. A socket whose queue is full
+    /// is already being kicked as a slow consumer.
+    pub(crate) fn game_server_down(&self, gs: NodeId) {
+        for h in self.lock().values() {
+            let _ = h.tx.try_send(Outbound::GameServerDown(gs));
         }
     }
 
@@ -291,7 +303,6 @@ pub(crate) async fn serve(
     let expiry = tokio::time::sleep(config.request_timeout());
     tokio::pin!(expiry);
     let mut armed = false;
-    let mut down = shared.upstream.down_events();
 
     let end = loop {
         if !armed {
@@ -325,21 +336,10 @@ pub(crate) async fn serve(
                     }
                 }
             }
-            changed = down.changed(), if !in_flight.is_empty() => {
-                if changed.is_ok() {
-                    let failed = in_flight.fail(|gs| !shared.upstream.can_serve(gs, true));
-                    if !failed.is_empty() {
-                        metrics::counter!("gamemesh_gateway_requests_failed_total", "reason" => "game_server_down")
-                            .increment(failed.len() as u64);
-                    }
-                    for (seq, gs) in failed {
-                        answer_unavailable(&handle, seq, &format!("game server {gs} is down; retry with the same sequence id"));
-                    }
-                }
-            }
             out = rx.recv() => match out.map(|o| admit(&mut in_flight, &handle, o)) {
-                // A late answer the gateway already gave: dropped.
-                Some(None) => continue,
+                // A late answer the gateway already gave (dropped), or a
+                // DOWN notice (acted on by `admit`).
+                Some(None | Some(Outbound::GameServerDown(_))) => continue,
                 Some(Some(Outbound::Frame(body) | Outbound::Reply(body))) => {
                     encode(&mut wbuf, &body);
                     frame_ends.push(wbuf.len());
@@ -348,7 +348,7 @@ pub(crate) async fn serve(
                     let mut close = None;
                     while wbuf.len() < 64 * 1024 {
                         match rx.try_recv().map(|o| admit(&mut in_flight, &handle, o)) {
-                            Ok(None) => {}
+                            Ok(None | Some(Outbound::GameServerDown(_))) => {}
                             Ok(Some(Outbound::Frame(b) | Outbound::Reply(b))) => {
                                 encode(&mut wbuf, &b);
                                 frame_ends.push(wbuf.len());
@@ -546,9 +546,25 @@ async fn write_last(writer: &mut OwnedWriteHalf, unfinished: Option<Bytes>, fram
 }
 
 /// Passes a frame on to be written, except a game server's late answer to
-/// a request the gateway already answered (`None`). The bytes of a dropped
-/// frame leave the queue's count here.
+/// a request the gateway already answered (`None`; its bytes leave the
+/// queue's count here). A DOWN notice is acted on here (its answers are
+/// queued behind) and yields `None` too.
 fn admit(in_flight: &mut InFlight, handle: &ClientHandle, out: Outbound) -> Option<Outbound> {
+    if let Outbound::GameServerDown(down) = out {
+        let failed = in_flight.fail(|gs| gs == down);
+        if !failed.is_empty() {
+            metrics::counter!("gamemesh_gateway_requests_failed_total", "reason" => "game_server_down")
+                .increment(failed.len() as u64);
+        }
+        for (seq, _) in failed {
+            answer_unavailable(
+                handle,
+                seq,
+                &format!("game server {down} is down; retry with the same sequence id"),
+            );
+        }
+        return None;
+    }
     let Outbound::Reply(body) = &out else {
         return Some(out);
     };

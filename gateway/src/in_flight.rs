@@ -85,6 +85,7 @@ impl InFlight {
     }
 
     /// True when nothing is in flight.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -146,7 +147,8 @@ impl InFlight {
     }
 
     /// Removes and returns the entries of game servers `is_down` says are
-    /// down, with the game server each went to.
+    /// down, with the game server each went to (a scan: it runs once per
+    /// DOWN declaration, not per frame).
     pub(crate) fn fail(&mut self, is_down: impl Fn(NodeId) -> bool) -> Vec<(u64, NodeId)> {
         let mut out = Vec::new();
         self.entries.retain(|e| {

@@ -71,9 +71,6 @@ pub(crate) struct Upstream {
     peer_timeout: Duration,
     /// Number of live game servers, for readiness checks.
     live_count: watch::Sender<usize>,
-    /// Bumped each time a game server is declared DOWN, so sockets answer
-    /// their requests in flight to it at once (see `in_flight`).
-    down_events: watch::Sender<u64>,
 }
 
 impl Upstream {
@@ -103,13 +100,7 @@ impl Upstream {
             next: AtomicUsize::new(0),
             peer_timeout,
             live_count: watch::channel(0).0,
-            down_events: watch::channel(0).0,
         })
-    }
-
-    /// A receiver that changes each time a game server is declared DOWN.
-    pub(crate) fn down_events(&self) -> watch::Receiver<u64> {
-        self.down_events.subscribe()
     }
 
     /// A receiver of the number of live game servers.
@@ -207,8 +198,8 @@ impl Upstream {
     /// Sends our hello to every known game server and to every seed not
     /// yet identified, and logs up/down transitions. Each hello
     /// names the pipe it travels on (`probe`), so its answer proves that
-    /// pipe is connected.
-    fn tick(&self, open_connections: usize) {
+    /// pipe is connected. Returns the game servers it declared DOWN.
+    fn tick(&self, open_connections: usize) -> Vec<NodeId> {
         let hello = |probe: NodeId| {
             let msg = GatewayToServer {
                 kind: Some(gateway_to_server::Kind::Hello(GatewayHello {
@@ -223,7 +214,7 @@ impl Upstream {
         };
         let now = Instant::now();
         let mut live = 0;
-        let mut went_down = false;
+        let mut went_down = Vec::new();
         {
             let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
             for (id, p) in peers.iter_mut() {
@@ -233,7 +224,7 @@ impl Upstream {
                         "Game server {id} is DOWN: no heartbeat for {} ms; its clients move to live game servers",
                         self.peer_timeout.as_millis()
                     );
-                    went_down = true;
+                    went_down.push(*id);
                 }
                 p.up = is_live;
                 live += usize::from(is_live);
@@ -249,9 +240,7 @@ impl Upstream {
         }
         self.live_count
             .send_if_modified(|n| std::mem::replace(n, live) != live);
-        if went_down {
-            self.down_events.send_modify(|n| *n += 1);
-        }
+        went_down
     }
 
     /// Records a game server's hello and links to the peers it names.
@@ -357,7 +346,10 @@ pub(crate) async fn heartbeat_loop(
     shutdown: CancellationToken,
 ) {
     loop {
-        shared.upstream.tick(shared.pins.len());
+        for gs in shared.upstream.tick(shared.pins.len()) {
+            // Its sockets answer their requests in flight to it at once.
+            shared.clients.game_server_down(gs);
+        }
         let wait = if *shared.upstream.live_count.borrow() == 0 {
             interval.min(Duration::from_millis(100))
         } else {
