@@ -177,9 +177,10 @@ start_gateway 1
 start_gateway 2
 
 say "load: $sessions sessions for $duration s through both gateways"
-"$bin/test-client" --addr "127.0.0.1:${port[gw1_client]}" chaos \
+NO_COLOR=1 "$bin/test-client" --addr "127.0.0.1:${port[gw1_client]}" chaos \
     --addr2 "127.0.0.1:${port[gw2_client]}" --sessions "$sessions" \
     --duration "$duration" --redis "redis://127.0.0.1:${port[redis]}" \
+    --deadline-ms 5000 \
     >"$out/chaos.out" 2>"$out/chaos.log" &
 client=$!
 
@@ -194,6 +195,8 @@ sleep 3
 say "restart game server 2"
 start_game_server 2
 sleep 4
+# Longer than the client's 5 s deadline: only the gateways' own answers
+# (DOWN after 1.5 s, or --request-timeout-ms 3 s) keep its clients unhung.
 say "SIGSTOP game server 1 for 6 s"
 kill -STOP "${pid[gs1]}"
 sleep 6

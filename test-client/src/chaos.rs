@@ -13,7 +13,9 @@
 //!
 //! - a higher value means an increment ran twice (`executed_twice`);
 //! - a lower one means an acknowledged increment was lost (`lost`);
-//! - a request with no answer at all within `--deadline-ms` is `hung`;
+//! - a request attempt with no answer at all (neither a value nor an
+//!   explicit error) within `--deadline-ms` is `hung`, and so is a request
+//!   still refused after four deadlines of retries;
 //! - `doubled` counts users left with two live sessions or connections:
 //!   through Redis (`--redis`), a user whose session record names another
 //!   session than the one their client holds at the end; through the
@@ -53,8 +55,8 @@ pub struct ChaosOptions {
     pub duration: Duration,
     /// Pause between one session's requests.
     pub interval: Duration,
-    /// A request not answered at all (neither a value nor an explicit
-    /// error) within this long is hung.
+    /// A request attempt not answered at all (neither a value nor an
+    /// explicit error) within this long is hung.
     pub deadline: Duration,
     /// Redis URL for the doubled-session check (skipped without it).
     pub redis: Option<String>,
@@ -166,6 +168,10 @@ struct Counters {
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
+
+/// A request explicitly refused again and again is given up (and counted
+/// hung) after this many deadlines.
+const RETRY_DEADLINES: u32 = 4;
 
 /// One session's state on the client side.
 struct Session {
@@ -285,16 +291,18 @@ async fn worker(
     Ok((s.user, s.session_id))
 }
 
-/// Runs one increment to its end: answered, or hung.
+/// Runs one increment to its end: answered, or hung. Each attempt must be
+/// answered (a value or an explicit error) within the deadline; retries
+/// after explicit errors go on for at most [`RETRY_DEADLINES`] deadlines.
 async fn increment(opts: &ChaosOptions, s: &mut Session, seq: &mut u64, c: &Counters) {
-    let deadline = Instant::now() + opts.deadline;
+    let deadline = Instant::now() + opts.deadline * RETRY_DEADLINES;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             hung(s, *seq, c);
             return;
         }
-        s.client.set_timeout(left);
+        s.client.set_timeout(left.min(opts.deadline));
         match s.client.increment_at(*seq).await {
             Ok(value) => {
                 bump(&c.answered);

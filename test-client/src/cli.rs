@@ -122,9 +122,10 @@ pub struct ChaosArgs {
     /// Pause between one session's increments, in milliseconds.
     #[arg(long, env = "GAMEMESH_CHAOS_INTERVAL_MS", default_value_t = 20)]
     pub interval_ms: u64,
-    /// A request with no answer at all (value or explicit error) within
-    /// this long counts as hung.
-    #[arg(long, env = "GAMEMESH_CHAOS_DEADLINE_MS", default_value_t = 15_000)]
+    /// A request attempt with no answer at all (value or explicit error)
+    /// within this long counts as hung. The default is above a gateway's
+    /// default bound (--request-timeout-ms 5000).
+    #[arg(long, env = "GAMEMESH_CHAOS_DEADLINE_MS", default_value_t = 10_000)]
     pub deadline_ms: u64,
     /// User id of the first session (the others follow).
     #[arg(long, env = "GAMEMESH_CHAOS_FIRST_USER", default_value_t = 1_000_000)]
