@@ -65,6 +65,10 @@ fn pipeline(c: &mut Criterion) {
             TaskTracker::new(),
             CancellationToken::new(),
         ),
+        violations: gamemesh_game_server::violations::ViolationPolicy {
+            kick_after: 10,
+            window: Duration::from_secs(10),
+        },
     });
     let mut svc = build(state);
     let session = Arc::new(LocalSession::new(1, 1, 1, 0, &[], 32));

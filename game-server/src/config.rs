@@ -104,6 +104,25 @@ pub struct Config {
     /// minute on this game server (also the burst), all users together.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP_PER_MIN", default_value_t = 60)]
     pub login_attempts_per_ip_per_min: u32,
+    /// A connection whose frames are not the contract (a body that is not
+    /// a ClientPacket, or an empty or unknown body) this many times within
+    /// --protocol-error-window-secs is kicked (PROTOCOL_ERROR). Each such
+    /// frame is answered first (MALFORMED_PACKET / UNKNOWN_MESSAGE); a
+    /// well-behaved client sends none, one a version ahead sends a few and
+    /// adapts.
+    #[arg(
+        long,
+        env = "GAME_SERVER_PROTOCOL_ERROR_KICK_AFTER",
+        default_value_t = 10
+    )]
+    pub protocol_error_kick_after: u32,
+    /// The window of --protocol-error-kick-after, in seconds.
+    #[arg(
+        long,
+        env = "GAME_SERVER_PROTOCOL_ERROR_WINDOW_SECS",
+        default_value_t = 10
+    )]
+    pub protocol_error_window_secs: u64,
     /// When the daily reset job runs: a six-field cron expression (seconds
     /// first), UTC. Every game server should be given the same one.
     #[arg(
@@ -202,6 +221,8 @@ impl Default for Config {
             job_lease_secs: 30,
             work_queue_workers: 4,
             work_queue_capacity: 1024,
+            protocol_error_kick_after: 10,
+            protocol_error_window_secs: 10,
         }
     }
 }
@@ -247,6 +268,11 @@ impl Config {
             || self.work_queue_capacity == 0
         {
             return bad("--job-workers, --job-poll-ms, --job-lease-secs, --work-queue-workers and --work-queue-capacity must be at least 1");
+        }
+        if self.protocol_error_kick_after == 0 || self.protocol_error_window_secs == 0 {
+            return bad(
+                "--protocol-error-kick-after and --protocol-error-window-secs must be at least 1",
+            );
         }
         if self.auth_secret.as_deref() == Some("") {
             return bad("--auth-secret is empty: give a secret or leave it unset");
@@ -306,6 +332,14 @@ mod tests {
         assert_eq!(parsed.job_lease_secs, d.job_lease_secs);
         assert_eq!(parsed.work_queue_workers, d.work_queue_workers);
         assert_eq!(parsed.work_queue_capacity, d.work_queue_capacity);
+        assert_eq!(
+            parsed.protocol_error_kick_after,
+            d.protocol_error_kick_after
+        );
+        assert_eq!(
+            parsed.protocol_error_window_secs,
+            d.protocol_error_window_secs
+        );
         d.validate().unwrap();
     }
 

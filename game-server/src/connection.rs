@@ -27,6 +27,7 @@ use bytes::Bytes;
 use gamemesh_actors::{Actor, Context};
 use gamemesh_proto::client::{client_packet, ClientPacket, ErrorCode, KickReason};
 use gamemesh_proto::{packets, Message};
+use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 use tracing::{info, warn};
 
@@ -35,6 +36,7 @@ use crate::login_limits::LoginLimits;
 use crate::pipeline::{ConnInfo, HubRequest, HubService, SessionEffect};
 use crate::session::LocalSession;
 use crate::state::HubState;
+use crate::violations::Violations;
 
 /// Frames queued per connection before the client is told to slow down.
 pub const MAILBOX: usize = 256;
@@ -84,6 +86,10 @@ pub struct Connection {
     /// Sessions this socket held and left (logout, replaced): frames still
     /// pinned to them are not adopted back.
     left: Vec<u64>,
+    /// Frames that were not the contract, recently.
+    violations: Violations,
+    /// Set once this actor kicked its socket for contract violations.
+    kicked: bool,
 }
 
 impl Connection {
@@ -91,12 +97,14 @@ impl Connection {
     /// mailbox of [`MAILBOX`].
     pub fn new(state: Arc<HubState>, service: HubService, conn: ConnInfo, gate: LoginGate) -> Self {
         Self {
+            violations: Violations::new(state.violations, Instant::now()),
             state,
             service,
             conn,
             gate,
             session: None,
             left: Vec::new(),
+            kicked: false,
         }
     }
 }
@@ -122,6 +130,11 @@ impl Connection {
     /// Runs one client frame: adopt its session if needed, check login
     /// limits, call the pipeline, apply the effect, reply.
     async fn frame(&mut self, frame: Frame) {
+        if self.kicked {
+            // This actor kicked its socket for contract violations: what
+            // is still queued from it is dropped, not answered.
+            return;
+        }
         let conn = self.conn;
         let seq = packets::peek_sequence_id(&frame.body);
         if frame.session_id != 0
@@ -173,9 +186,13 @@ impl Connection {
                 self.state
                     .gateways
                     .send_to_client(conn.gateway, &conn.socket, &reply);
+                self.kicked = violation(&self.state, &mut self.violations, conn, &self.session);
                 return;
             }
         };
+        // An empty or unknown body is answered UNKNOWN_MESSAGE by the
+        // router below; it counts as a violation all the same.
+        let unknown = packet.body.is_none();
         // A login on a socket with a live session is no attempt: a re-sent
         // one is replayed from the reply cache, a new one closes the
         // socket (handlers::login). Every other login counts.
@@ -236,7 +253,39 @@ impl Connection {
         self.state
             .gateways
             .send_to_client(conn.gateway, &conn.socket, &resp.reply);
+        if unknown {
+            self.kicked = violation(&self.state, &mut self.violations, conn, &self.session);
+        }
     }
+}
+
+/// Counts a frame that is not the contract; the one over the policy kicks
+/// the socket (`PROTOCOL_ERROR`). Returns true when it kicked.
+fn violation(
+    state: &HubState,
+    violations: &mut Violations,
+    conn: ConnInfo,
+    session: &Option<Arc<LocalSession>>,
+) -> bool {
+    if !violations.record(Instant::now()) {
+        return false;
+    }
+    let policy = state.violations;
+    metrics::counter!("gamemesh_game_server_protocol_kicks_total").increment(1);
+    warn!(
+        "Protocol abuse: Socket={}: {} frames that are not the contract within {} s (--protocol-error-kick-after); kicking",
+        conn.socket,
+        policy.kick_after,
+        policy.window.as_secs()
+    );
+    state.gateways.kick(
+        conn.gateway,
+        &conn.socket,
+        session.as_ref().map_or(0, |s| s.session_id),
+        KickReason::ProtocolError,
+        "too many frames that are not the contract",
+    );
+    true
 }
 
 /// Saves a session whose socket closed as disconnected and resumable,

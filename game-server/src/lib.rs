@@ -14,9 +14,11 @@
 //!   [`middleware::authentication`] -> [`middleware::idempotency`] ->
 //!   [`middleware::timing`] -> [`handlers`] (the router).
 //! - [`handlers`]: login, resume (and adoption), echo, heartbeat, logout,
-//!   chat.
+//!   chat, increment.
 //! - [`chat`]: chat rooms as actors, one per room across the cluster, and
 //!   their store; pushes to members over the [`mesh`].
+//! - [`violations`]: repeated frames that are not the contract get the
+//!   connection kicked.
 //! - [`session`]: the [`session::SessionStore`] trait (Redis and memory
 //!   backends) and the sessions owned here.
 //! - [`redis_connect`]: every Redis connection (plain, ACL user, TLS,
@@ -26,8 +28,8 @@
 //!   and the bounded work queue, from `gamemesh-jobs`; pushes notices to
 //!   the sessions owned here.
 
-pub mod chat;
 pub mod background;
+pub mod chat;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -42,6 +44,7 @@ pub mod pipeline;
 pub mod redis_connect;
 pub mod session;
 pub mod state;
+pub mod violations;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -249,6 +252,10 @@ pub async fn start(
             tracker.clone(),
             tasks.clone(),
         ),
+        violations: violations::ViolationPolicy {
+            kick_after: config.protocol_error_kick_after,
+            window: Duration::from_secs(config.protocol_error_window_secs),
+        },
     });
     let service = pipeline::build(state.clone());
     info!(

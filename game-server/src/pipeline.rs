@@ -61,6 +61,7 @@ impl HubRequest {
             Some(client_packet::Body::ChatLeave(_)) => "chat_leave",
             Some(client_packet::Body::ChatSay(_)) => "chat_say",
             Some(client_packet::Body::ChatWhisper(_)) => "chat_whisper",
+            Some(client_packet::Body::Increment(_)) => "increment",
             None => "empty",
         }
     }

@@ -11,6 +11,7 @@ use crate::gateways::GatewayLinks;
 use crate::mesh::Mesh;
 use crate::middleware::Timings;
 use crate::session::{LocalSessions, SessionStore};
+use crate::violations::ViolationPolicy;
 
 /// Shared state of one game server.
 pub struct HubState {
@@ -39,6 +40,9 @@ pub struct HubState {
     pub timings: Arc<Timings>,
     /// Chat rooms held here and chat requests in flight.
     pub chat: Chat,
+    /// When a connection sending frames that are not the contract is
+    /// kicked.
+    pub violations: ViolationPolicy,
 }
 
 impl HubState {

@@ -31,6 +31,12 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on a cluster-wide change: a node seen up or down by the gateways
 /// (peer timeout 2 s, heartbeat 100 ms), a registry entry removed.
 const SETTLE: Duration = Duration::from_secs(10);
+/// The gateways' `--request-timeout-ms`: above their peer timeout (2 s)
+/// plus a heartbeat, as the default is.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bound on a gateway answering a request relayed to a game server that
+/// stopped: the request timeout, plus scheduling slack on a busy machine.
+const UNAVAILABLE_BOUND: Duration = Duration::from_millis(4500);
 /// Bound on a game server child printing its "ready" line.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// Lines of a child's log printed when a test fails.
@@ -62,6 +68,19 @@ struct Harness {
 
 impl Harness {
     fn new(test: &str) -> Harness {
+        Self::with_redis(test, RedisServer::start)
+    }
+
+    /// A harness whose Redis keeps its data across a restart (an
+    /// append-only file synced on every write), as a production Redis with
+    /// persistence does.
+    fn persistent(test: &str) -> Harness {
+        Self::with_redis(test, || {
+            RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"])
+        })
+    }
+
+    fn with_redis(test: &str, redis: impl FnOnce() -> RedisServer) -> Harness {
         init_tracing();
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -72,7 +91,7 @@ impl Harness {
         fs::create_dir_all(&dir).expect("create the test's temp dir");
         Harness {
             dir,
-            redis: RedisServer::start(),
+            redis: redis(),
         }
     }
 
@@ -109,6 +128,7 @@ impl Harness {
             game_servers: vec![format!("127.0.0.1:{}", seed.p2p_port)],
             heartbeat_ms: 100,
             peer_timeout_ms: 2000,
+            request_timeout_ms: REQUEST_TIMEOUT.as_millis() as u64,
             shutdown_grace_secs: 2,
             // Every test client connects from 127.0.0.1; the per-IP limit
             // has its own test (integration-tests/tests/overload.rs).
@@ -301,6 +321,16 @@ impl GameServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGSTOP (`pause`) or SIGCONT: a stalled process, alive to the
+    /// kernel, deaf to everyone.
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {} failed", self.pid());
     }
 
     /// SIGTERM: asks for the graceful stop (the workspace forbids unsafe
@@ -738,4 +768,232 @@ async fn a_game_server_that_comes_back_is_used_again() {
         "the restarted game server 2 serves new logins again (served: {served:?})"
     );
     gw.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Faults: a stalled game server, a restarted Redis, a killed gateway. The
+// increment is the probe: unlike echo, running it twice shows.
+// ---------------------------------------------------------------------------
+
+/// Increments as `seq` until it is answered with a value, retrying the SAME
+/// sequence id on `UNAVAILABLE` (so it can never run twice), within
+/// `within`. Returns the value and how many `UNAVAILABLE` came first.
+async fn increment_until_answered(
+    c: &mut Client,
+    seq: u64,
+    within: Duration,
+) -> Result<(u64, u32), String> {
+    let deadline = Instant::now() + within;
+    let mut unavailable = 0;
+    loop {
+        match c.increment_at(seq).await {
+            Ok(v) => return Ok((v, unavailable)),
+            Err(e) if e.error_code() == Some(ErrorCode::Unavailable) => {
+                unavailable += 1;
+                if Instant::now() >= deadline {
+                    return Err(format!("still UNAVAILABLE after {within:?}"));
+                }
+                // A retry interval, not a wait for luck: the next attempt
+                // is the check.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(describe_error(&e)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_game_server_gets_its_clients_unavailable_within_the_bound_and_recovers() {
+    let h = Harness::new("sigstop");
+    let gs1 = h.game_server(1).await;
+    let gs2 = h.game_server(2).await;
+    let mut gw = h.gateway(1, &gs1).await;
+    gw.wait_live(2).await;
+
+    // Log users in until both game servers hold some.
+    let mut stalled = Vec::new();
+    let mut healthy = Vec::new();
+    for user in 3000..3012u64 {
+        let (mut c, l) = logged_in(&gw, user).await;
+        let seq = c.allocate_sequence();
+        assert_eq!(c.increment_at(seq).await.expect("first increment"), 1);
+        if l.game_server_node_id == gs1.node_id {
+            stalled.push(c);
+        } else {
+            healthy.push(c);
+        }
+    }
+    assert!(
+        !stalled.is_empty() && !healthy.is_empty(),
+        "round robin should put users on both game servers ({} on 1, {} on 2)",
+        stalled.len(),
+        healthy.len()
+    );
+
+    gs1.signal("-STOP");
+    let stopped_at = Instant::now();
+    // Each stalled client's request is relayed to the stopped game server
+    // (the gateway has not noticed yet): the gateway itself must answer it.
+    let answers = futures::future::join_all(stalled.iter_mut().map(|c| async move {
+        c.set_timeout(UNAVAILABLE_BOUND + Duration::from_secs(5));
+        let seq = c.allocate_sequence();
+        let sent = Instant::now();
+        let r = c.increment_at(seq).await;
+        (seq, sent.elapsed(), r)
+    }))
+    .await;
+    for (seq, took, r) in &answers {
+        match r {
+            Err(e) if e.error_code() == Some(ErrorCode::Unavailable) => assert!(
+                *took <= UNAVAILABLE_BOUND,
+                "UNAVAILABLE for seq {seq} took {took:?}, bound {UNAVAILABLE_BOUND:?}"
+            ),
+            other => panic!(
+                "a request to the stalled game server must get UNAVAILABLE within \
+                 {UNAVAILABLE_BOUND:?}; seq {seq} got {other:?} after {took:?}"
+            ),
+        }
+    }
+    // The other game server's clients never noticed.
+    for c in &mut healthy {
+        let seq = c.allocate_sequence();
+        let v = c
+            .increment_at(seq)
+            .await
+            .expect("a client of the healthy game server is unaffected");
+        assert_eq!(v, 2, "exactly one earlier increment");
+    }
+    eprintln!(
+        "stalled game server's {} clients answered UNAVAILABLE within {:?} of SIGSTOP",
+        stalled.len(),
+        stopped_at.elapsed()
+    );
+
+    // The same sequence id again: moved to the live game server, run once.
+    for (c, (seq, _, _)) in stalled.iter_mut().zip(&answers) {
+        let (v, _) = increment_until_answered(c, *seq, SETTLE)
+            .await
+            .expect("the retry is answered by the live game server");
+        assert_eq!(v, 2, "the retried increment ran exactly once");
+    }
+
+    // SIGCONT: the woken game server finds its sessions taken (fenced off),
+    // runs nothing twice, and takes new sessions again.
+    gs1.signal("-CONT");
+    wait_for_async("the gateway sees both game servers again", SETTLE, || {
+        let live = *gw.live.borrow();
+        async move { live == 2 }
+    })
+    .await;
+    for c in stalled.iter_mut().chain(healthy.iter_mut()) {
+        let seq = c.allocate_sequence();
+        let (v, _) = increment_until_answered(c, seq, SETTLE)
+            .await
+            .expect("increments go on after SIGCONT");
+        assert_eq!(v, 3, "no increment ran twice across the stall");
+    }
+    let mut on_gs1 = false;
+    for user in 3100..3110u64 {
+        let (mut c, l) = logged_in(&gw, user).await;
+        let seq = c.allocate_sequence();
+        assert_eq!(c.increment_at(seq).await.expect("fresh session"), 1);
+        on_gs1 |= l.game_server_node_id == gs1.node_id;
+    }
+    assert!(on_gs1, "the resumed game server takes new logins again");
+    drop(gs2);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_under_load_gives_explicit_errors_then_recovers_without_double_execution() {
+    const CLIENTS: u64 = 8;
+    let mut h = Harness::persistent("redis-restart");
+    let gs1 = h.game_server(1).await;
+    let mut gw = h.gateway(1, &gs1).await;
+    gw.wait_live(1).await;
+    let mut clients = Vec::new();
+    for user in 0..CLIENTS {
+        let (mut c, _) = logged_in(&gw, 4000 + user).await;
+        let seq = c.allocate_sequence();
+        assert_eq!(c.increment_at(seq).await.expect("first increment"), 1);
+        clients.push(c);
+    }
+
+    h.redis.stop();
+    // With Redis gone every increment is refused explicitly (it could not
+    // be made durable), within the Redis timeout: never a silent hang.
+    let mut refused = 0;
+    for c in &mut clients {
+        let seq = c.allocate_sequence();
+        match c.increment_at(seq).await {
+            Err(e) if e.error_code() == Some(ErrorCode::Unavailable) => refused += 1,
+            other => panic!("an increment with Redis down must be UNAVAILABLE, got {other:?}"),
+        }
+        // Undo the allocation: the same id is retried below.
+        c.set_next_sequence(seq);
+    }
+    assert_eq!(refused, CLIENTS);
+
+    h.redis.restart();
+    for c in &mut clients {
+        let seq = c.allocate_sequence();
+        let (v, _) = increment_until_answered(c, seq, SETTLE)
+            .await
+            .expect("increments work again once Redis is back");
+        assert_eq!(
+            v, 2,
+            "the refused increment did not run; the retry ran once"
+        );
+        let seq = c.allocate_sequence();
+        assert_eq!(c.increment_at(seq).await.expect("next increment"), 3);
+    }
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_gateways_clients_resume_through_the_other_with_the_counter_exact() {
+    const CLIENTS: u64 = 10;
+    let h = Harness::new("gateway-kill");
+    let gs1 = h.game_server(1).await;
+    let _gs2 = h.game_server(2).await;
+    let mut gw1 = h.gateway(1, &gs1).await;
+    let mut gw2 = h.gateway(2, &gs1).await;
+    gw1.wait_live(2).await;
+    gw2.wait_live(2).await;
+
+    let mut sessions = Vec::new();
+    for user in 0..CLIENTS {
+        let (mut c, l) = logged_in(&gw1, 5000 + user).await;
+        for expected in 1..=3 {
+            let seq = c.allocate_sequence();
+            assert_eq!(c.increment_at(seq).await.expect("increment"), expected);
+        }
+        sessions.push((c, l));
+    }
+
+    gw1.stop().await;
+    for (mut old, l) in sessions {
+        assert!(old.wait_closed(TIMEOUT).await, "gateway 1's sockets close");
+        let mut c = gw2.client().await;
+        let snapshot = c
+            .resume(l.session_id, &l.resume_token)
+            .await
+            .expect("resume through gateway 2");
+        assert_eq!(snapshot.last_sequence_id, old.last_sequence());
+        let seq = snapshot.last_sequence_id + 1;
+        let (v, _) = increment_until_answered(&mut c, seq, SETTLE)
+            .await
+            .expect("increment after the resume");
+        assert_eq!(
+            v, 4,
+            "three increments before, one after: none lost or doubled"
+        );
+    }
+    let owners = h.session_owners();
+    assert_eq!(
+        owners.len() as u64,
+        CLIENTS,
+        "one session per user, no more"
+    );
+    gw2.stop().await;
 }

@@ -118,6 +118,19 @@ pub struct Config {
     /// A game server silent for this long is declared down.
     #[arg(long, env = "GATEWAY_PEER_TIMEOUT_MS", default_value_t = 3000)]
     pub peer_timeout_ms: u64,
+    /// A request relayed to a game server and not answered within this
+    /// long is answered `ErrorResponse{UNAVAILABLE}` by the gateway (a late
+    /// real answer is then dropped; the client retries with the same
+    /// sequence id and gets the cached reply). A game server that stops
+    /// altogether is declared DOWN after --peer-timeout-ms and its requests
+    /// are answered at once, so this is the backstop for one that still
+    /// heartbeats but does not answer. The default (5000) is above the peer
+    /// timeout (3000) plus a heartbeat, so DOWN, which also moves the
+    /// socket, comes first; and above the game server's slowest healthy
+    /// answer (a Redis call bounded by its --redis-timeout-ms 1000, twice
+    /// for an adoption).
+    #[arg(long, env = "GATEWAY_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
+    pub request_timeout_ms: u64,
     /// Longest wait for connections to close on shutdown.
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
@@ -166,6 +179,7 @@ impl Default for Config {
             rate_limit_kick_after: 50,
             heartbeat_ms: 1000,
             peer_timeout_ms: 3000,
+            request_timeout_ms: 5000,
             shutdown_grace_secs: 5,
             cluster_secret: None,
             link_sndhwm: gamemesh_transport::DEFAULT_SNDHWM,
@@ -223,7 +237,15 @@ impl Config {
         if self.heartbeat_ms == 0 || self.peer_timeout_ms <= self.heartbeat_ms {
             return bad("--peer-timeout-ms must be larger than --heartbeat-ms (> 0)".into());
         }
+        if self.request_timeout_ms == 0 {
+            return bad("--request-timeout-ms must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// The request timeout as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
     }
 
     /// The idle timeout as a duration.
@@ -272,6 +294,7 @@ mod tests {
         assert_eq!(parsed.rate_limit_kick_after, d.rate_limit_kick_after);
         assert_eq!(parsed.heartbeat_ms, d.heartbeat_ms);
         assert_eq!(parsed.peer_timeout_ms, d.peer_timeout_ms);
+        assert_eq!(parsed.request_timeout_ms, d.request_timeout_ms);
         assert_eq!(parsed.shutdown_grace_secs, d.shutdown_grace_secs);
         assert!(parsed.cluster_secret.is_none() && d.cluster_secret.is_none());
         assert_eq!(parsed.link_sndhwm, d.link_sndhwm);

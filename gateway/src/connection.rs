@@ -21,6 +21,7 @@ use futures::StreamExt;
 use gamemesh_proto::client::{ErrorCode, KickReason};
 use gamemesh_proto::{packets, FrameCodec, FrameError};
 use gamemesh_transport::LinkError;
+use gamemesh_transport::NodeId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use crate::in_flight::{InFlight, Reply};
 use crate::limits::{Abuse, AbuseWindow, TokenBucket};
 use crate::upstream::kick_body;
 use crate::Shared;
@@ -46,8 +48,16 @@ const DRAIN_BEFORE_CLOSE: Duration = Duration::from_millis(500);
 /// Something to do on a client socket, in order.
 #[derive(Debug)]
 pub(crate) enum Outbound {
-    /// Write one frame body.
+    /// Write one frame body (the gateway's own answers and kicks).
     Frame(Bytes),
+    /// Write one frame body a game server sent: it answers a request in
+    /// the socket's in-flight table (or is a push), and is dropped if the
+    /// gateway already answered that request (see [`crate::in_flight`]).
+    Reply(Bytes),
+    /// A game server was declared DOWN: answer the requests in flight to
+    /// it (`UNAVAILABLE`). Travels in the socket's own queue, so the
+    /// socket's task learns it without another wake-up source per frame.
+    GameServerDown(NodeId),
     /// Write `last_frame` (if any), then close.
     Close {
         /// Usually a `Kicked`.
@@ -97,8 +107,8 @@ impl ClientHandle {
     /// still reaches a client that reads.
     fn push(&self, out: Outbound) {
         let len = match &out {
-            Outbound::Frame(body) => body.len(),
-            Outbound::Close { .. } => 0,
+            Outbound::Frame(body) | Outbound::Reply(body) => body.len(),
+            Outbound::Close { .. } | Outbound::GameServerDown(_) => 0,
         };
         if len > 0 {
             let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
@@ -153,6 +163,14 @@ impl ClientRegistry {
     pub(crate) fn mark_logged_in(&self, socket: &Uuid) {
         if let Some(h) = self.lock().get(socket) {
             h.logged_in.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Tells every socket that `gs` is down. A socket whose queue is full
+    /// is already being kicked as a slow consumer.
+    pub(crate) fn game_server_down(&self, gs: NodeId) {
+        for h in self.lock().values() {
+            let _ = h.tx.try_send(Outbound::GameServerDown(gs));
         }
     }
 
@@ -279,29 +297,65 @@ pub(crate) async fn serve(
     };
     // Bytes of a frame cut off mid-write, to be finished before the kick.
     let mut unfinished: Option<Bytes> = None;
+    // Requests relayed and not yet answered; `expiry` is armed at the
+    // oldest one's deadline (lazily: an answered entry leaves the timer
+    // set, and a wake-up with nothing due only re-arms it).
+    let mut in_flight = InFlight::new(config.request_timeout());
+    let expiry = tokio::time::sleep(config.request_timeout());
+    tokio::pin!(expiry);
+    let mut armed = false;
 
     let end = loop {
+        if !armed {
+            if let Some(deadline) = in_flight.next_deadline() {
+                expiry.as_mut().reset(deadline);
+                armed = true;
+            }
+        }
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
                 break End::Kicked(KickReason::ServerShutdown, "gateway shutting down".into());
             }
             _ = slow.cancelled() => break slow_kick(),
-            out = rx.recv() => match out {
-                Some(Outbound::Frame(body)) => {
+            _ = &mut expiry, if armed => {
+                armed = false;
+                let now = Instant::now();
+                let expired = in_flight.expire(now);
+                if !expired.is_empty() {
+                    if let Some(suppressed) = shared.timeout_log.allow(now) {
+                        warn!(
+                            "Request timeout: SocketId={socket}: {} requests unanswered for --request-timeout-ms {}; answering UNAVAILABLE ({suppressed} more sockets' lines not logged)",
+                            expired.len(),
+                            config.request_timeout_ms
+                        );
+                    }
+                    metrics::counter!("gamemesh_gateway_requests_failed_total", "reason" => "timeout")
+                        .increment(expired.len() as u64);
+                    for seq in expired {
+                        answer_unavailable(&handle, seq, "the game server did not answer in time; retry with the same sequence id");
+                    }
+                }
+            }
+            out = rx.recv() => match out.map(|o| admit(&mut in_flight, &handle, o)) {
+                // A late answer the gateway already gave (dropped), or a
+                // DOWN notice (acted on by `admit`).
+                Some(None | Some(Outbound::GameServerDown(_))) => continue,
+                Some(Some(Outbound::Frame(body) | Outbound::Reply(body))) => {
                     encode(&mut wbuf, &body);
                     frame_ends.push(wbuf.len());
                     let mut batch_bytes = body.len();
                     // Batch whatever else is already queued into one write.
                     let mut close = None;
                     while wbuf.len() < 64 * 1024 {
-                        match rx.try_recv() {
-                            Ok(Outbound::Frame(b)) => {
+                        match rx.try_recv().map(|o| admit(&mut in_flight, &handle, o)) {
+                            Ok(None | Some(Outbound::GameServerDown(_))) => {}
+                            Ok(Some(Outbound::Frame(b) | Outbound::Reply(b))) => {
                                 encode(&mut wbuf, &b);
                                 frame_ends.push(wbuf.len());
                                 batch_bytes += b.len();
                             }
-                            Ok(c @ Outbound::Close { .. }) => { close = Some(c); break }
+                            Ok(Some(c @ Outbound::Close { .. })) => { close = Some(c); break }
                             Err(_) => break,
                         }
                     }
@@ -350,7 +404,7 @@ pub(crate) async fn serve(
                         break End::Closed(reason);
                     }
                 }
-                Some(Outbound::Close { last_frame, reason }) => {
+                Some(Some(Outbound::Close { last_frame, reason })) => {
                     write_last(&mut writer, None, last_frame).await;
                     break End::Closed(reason);
                 }
@@ -362,8 +416,11 @@ pub(crate) async fn serve(
                     idle.as_mut().reset(now + idle_timeout);
                     debug!("Packet received: Socket={socket}, Size={}", body.len());
                     if bucket.try_take(now) {
-                        if let Err(reason) = relay(&shared, &socket, body) {
-                            break End::Kicked(KickReason::ServerUnavailable, reason);
+                        let seq = packets::peek_sequence_id(&body);
+                        match relay(&shared, &socket, body) {
+                            Ok(Some(gs)) => in_flight.sent(seq, gs, now),
+                            Ok(None) => {}
+                            Err(reason) => break End::Kicked(KickReason::ServerUnavailable, reason),
                         }
                     } else {
                         shared.counters.rate_limited();
@@ -489,10 +546,53 @@ async fn write_last(writer: &mut OwnedWriteHalf, unfinished: Option<Bytes>, fram
     }
 }
 
+/// Passes a frame on to be written, except a game server's late answer to
+/// a request the gateway already answered (`None`; its bytes leave the
+/// queue's count here). A DOWN notice is acted on here (its answers are
+/// queued behind) and yields `None` too.
+fn admit(in_flight: &mut InFlight, handle: &ClientHandle, out: Outbound) -> Option<Outbound> {
+    if let Outbound::GameServerDown(down) = out {
+        let failed = in_flight.fail(|gs| gs == down);
+        if !failed.is_empty() {
+            metrics::counter!("gamemesh_gateway_requests_failed_total", "reason" => "game_server_down")
+                .increment(failed.len() as u64);
+        }
+        for (seq, _) in failed {
+            answer_unavailable(
+                handle,
+                seq,
+                &format!("game server {down} is down; retry with the same sequence id"),
+            );
+        }
+        return None;
+    }
+    let Outbound::Reply(body) = &out else {
+        return Some(out);
+    };
+    let seq = packets::peek_sequence_id(body);
+    match in_flight.reply(seq) {
+        Reply::Pass => Some(out),
+        Reply::Late => {
+            debug!("Late answer dropped: SequenceId={seq} was already answered UNAVAILABLE");
+            metrics::counter!("gamemesh_gateway_late_replies_dropped_total").increment(1);
+            handle.written(body.len());
+            None
+        }
+    }
+}
+
+/// Answers `seq` with `UNAVAILABLE` on the gateway's own account.
+fn answer_unavailable(handle: &ClientHandle, seq: u64, detail: &str) {
+    let reply = packets::error(seq, ErrorCode::Unavailable, detail);
+    handle.push(Outbound::Frame(packets::encode(&reply)));
+}
+
 /// Sends one frame to the socket's game server, moving the socket to a live
 /// game server when its own is down (or, for a socket with no session yet,
-/// draining). `Err` means no game server is available.
-fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<(), String> {
+/// draining). `Ok(Some(gs))`: relayed to `gs`; `Ok(None)`: not relayed, and
+/// the client was answered `UNAVAILABLE`. `Err` means no game server is
+/// available.
+fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<Option<NodeId>, String> {
     let route = match shared.pins.get(socket) {
         Some(r) if shared.upstream.can_serve(r.game_server, r.session_id != 0) => r,
         current => {
@@ -542,8 +642,9 @@ fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<(), String> {
         shared
             .clients
             .deliver(socket, Outbound::Frame(packets::encode(&reply)));
+        return Ok(None);
     }
-    Ok(())
+    Ok(Some(route.game_server))
 }
 
 #[cfg(test)]

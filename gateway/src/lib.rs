@@ -9,6 +9,9 @@
 //!   [`gamemesh_proto::FrameCodec`], enforces the idle timeout, the login
 //!   deadline, the frame size limit, the per-connection packet rate and
 //!   the outbound queue bounds (frames and bytes), and writes frames back.
+//! - `in_flight` tracks each socket's requests relayed and not yet
+//!   answered, and answers `UNAVAILABLE` for those of a game server that is
+//!   down or too slow.
 //! - [`limits`] holds the token bucket, the per-IP limiter and the
 //!   counters of what the protections refused and kicked.
 //! - [`pin_table`] remembers, per socket, the game server its frames go to
@@ -26,6 +29,7 @@
 pub mod config;
 pub mod connection;
 pub mod error;
+pub(crate) mod in_flight;
 pub mod limits;
 pub mod listener;
 pub mod pin_table;
@@ -74,6 +78,9 @@ pub(crate) struct Shared {
     /// One line per second when relays fail because a game server's pipe
     /// is at its high-water mark (each failure is answered and counted).
     hwm_log: LogThrottle,
+    /// One "request timeout" line a second at most: a stuck game server
+    /// times out requests on every one of its sockets at once.
+    timeout_log: LogThrottle,
 }
 
 /// A started gateway.
@@ -231,6 +238,7 @@ pub async fn start(
         full_log: LogThrottle::new(Duration::from_secs(1)),
         ip_rate_log: LogThrottle::new(Duration::from_secs(1)),
         hwm_log: LogThrottle::new(Duration::from_secs(1)),
+        timeout_log: LogThrottle::new(Duration::from_secs(1)),
         config,
     });
     let tracker = TaskTracker::new();

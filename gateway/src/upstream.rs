@@ -224,8 +224,8 @@ impl Upstream {
     /// Sends our hello to every known game server and to every seed not
     /// yet identified, and logs up/down transitions. Each hello
     /// names the pipe it travels on (`probe`), so its answer proves that
-    /// pipe is connected.
-    fn tick(&self, open_connections: usize) {
+    /// pipe is connected. Returns the game servers it declared DOWN.
+    fn tick(&self, open_connections: usize) -> Vec<NodeId> {
         // Each hello is signed for the routing id of the pipe it goes out
         // on, so its proof is good on that pipe only.
         let hello = |probe: NodeId| {
@@ -247,6 +247,7 @@ impl Upstream {
         };
         let now = Instant::now();
         let mut live = 0;
+        let mut went_down = Vec::new();
         {
             let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
             for (id, p) in peers.iter_mut() {
@@ -256,6 +257,7 @@ impl Upstream {
                         "Game server {id} is DOWN: no heartbeat for {} ms; its clients move to live game servers",
                         self.peer_timeout.as_millis()
                     );
+                    went_down.push(*id);
                 }
                 p.up = is_live;
                 live += usize::from(is_live);
@@ -271,6 +273,7 @@ impl Upstream {
         }
         self.live_count
             .send_if_modified(|n| std::mem::replace(n, live) != live);
+        went_down
     }
 
     /// Records a game server's hello and links to the peers it names.
@@ -376,7 +379,10 @@ pub(crate) async fn heartbeat_loop(
     shutdown: CancellationToken,
 ) {
     loop {
-        shared.upstream.tick(shared.pins.len());
+        for gs in shared.upstream.tick(shared.pins.len()) {
+            // Its sockets answer their requests in flight to it at once.
+            shared.clients.game_server_down(gs);
+        }
         let wait = if *shared.upstream.live_count.borrow() == 0 {
             interval.min(Duration::from_millis(100))
         } else {
@@ -439,7 +445,7 @@ fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
         server_to_gateway::Kind::Hello(h) => shared.upstream.on_hello(from, h),
         server_to_gateway::Kind::Send(s) => {
             if let Some(socket) = socket_of(&s.socket_id) {
-                shared.clients.deliver(&socket, Outbound::Frame(s.body));
+                shared.clients.deliver(&socket, Outbound::Reply(s.body));
             }
         }
         server_to_gateway::Kind::Pin(p) => {

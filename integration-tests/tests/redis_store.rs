@@ -40,6 +40,8 @@ fn progress(session_id: u64, epoch: u64, last_seq: u64) -> Progress {
         epoch,
         last_seq,
         replies: Bytes::new(),
+        // Distinct from last_seq so a test can tell which field came back.
+        counter: last_seq * 10,
     }
 }
 
@@ -54,6 +56,26 @@ async fn a_late_periodic_save_does_not_undo_the_disconnect_save() {
     assert!(s.save(&progress(1, epoch, 3), TTL).await.unwrap());
     let r = s.get(7).await.unwrap().unwrap();
     assert_eq!((r.connected, r.placement.owner, r.last_seq), (false, 0, 5));
+    assert_eq!(r.counter, 50, "the counter is saved with its watermark");
+}
+
+#[tokio::test]
+async fn the_increment_counter_travels_with_the_session_through_a_take_over() {
+    let redis = RedisServer::start();
+    let s = store(&redis).await;
+    let epoch = s.login(new_session(1, 1), TTL).await.unwrap().epoch;
+    assert_eq!(s.get(7).await.unwrap().unwrap().counter, 0, "new session");
+    assert!(s.save(&progress(1, epoch, 3), TTL).await.unwrap());
+    let to = Placement {
+        owner: 2,
+        gateway: 1,
+        socket: Uuid::new_v4(),
+    };
+    let t = s.take_over(7, 1, epoch, to, TTL).await.unwrap().unwrap();
+    assert_eq!((t.last_seq, t.counter), (3, 30));
+    // A new login starts a new counter.
+    s.login(new_session(2, 1), TTL).await.unwrap();
+    assert_eq!(s.get(7).await.unwrap().unwrap().counter, 0);
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::echo_server::{self, EchoServerOptions};
 use crate::load::{self, BenchOptions, Mode};
-use crate::{admin, chat, commands, scenario};
+use crate::{admin, chaos, chat, commands, scenario};
 
 /// gamemesh test client: speaks the client protocol to a gateway.
 #[derive(Debug, Parser)]
@@ -113,6 +113,10 @@ pub enum Command {
     Bench(BenchArgs),
     /// Bare echo server for the same framing: the physical-limit baseline.
     EchoServer(EchoServerArgs),
+    /// Sessions incrementing their counters through two gateways while the
+    /// cluster is broken around them; prints one JSON line and a table,
+    /// exits 1 if anything that must be 0 is not.
+    Chaos(ChaosArgs),
     /// Operator commands on background jobs and events (talks to Redis).
     Admin(AdminArgs),
 }
@@ -175,6 +179,46 @@ pub enum EventCommand {
         #[arg(long, env = "GAMEMESH_EVENT_DURATION", value_parser = admin::parse_duration)]
         duration: Duration,
     },
+}
+
+/// Flags of `chaos` (global `--addr`, `--auth-secret` apply too).
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// The second gateway; sessions start on both and resume through the
+    /// other when theirs fails.
+    #[arg(long, env = "GAMEMESH_ADDR2")]
+    pub addr2: Option<String>,
+    /// Concurrent sessions.
+    #[arg(
+        long,
+        env = "GAMEMESH_CHAOS_SESSIONS",
+        default_value_t = 50,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub sessions: u32,
+    /// Seconds new increments are started.
+    #[arg(
+        long,
+        env = "GAMEMESH_CHAOS_DURATION",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub duration: u64,
+    /// Pause between one session's increments, in milliseconds.
+    #[arg(long, env = "GAMEMESH_CHAOS_INTERVAL_MS", default_value_t = 20)]
+    pub interval_ms: u64,
+    /// A request attempt with no answer at all (value or explicit error)
+    /// within this long counts as hung. The default is above a gateway's
+    /// default bound (--request-timeout-ms 5000).
+    #[arg(long, env = "GAMEMESH_CHAOS_DEADLINE_MS", default_value_t = 10_000)]
+    pub deadline_ms: u64,
+    /// User id of the first session (the others follow).
+    #[arg(long, env = "GAMEMESH_CHAOS_FIRST_USER", default_value_t = 1_000_000)]
+    pub first_user: u64,
+    /// Redis URL (`redis://host:port`) for the doubled-session check; the
+    /// check is skipped without it.
+    #[arg(long, env = "GAMEMESH_CHAOS_REDIS")]
+    pub redis: Option<String>,
 }
 
 /// Flags of `bench` (global `--addr`, `--auth-secret` and `--timeout-ms`
@@ -356,6 +400,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                 game_server: on_game_server,
             })
             .await
+        }
+        Command::Chaos(ref args) => {
+            let mut addrs = vec![cli.addr.clone()];
+            addrs.extend(args.addr2.clone());
+            let opts = chaos::ChaosOptions {
+                addrs,
+                auth_secret: cli.auth_secret.clone(),
+                sessions: args.sessions as usize,
+                first_user: args.first_user,
+                duration: Duration::from_secs(args.duration),
+                interval: Duration::from_millis(args.interval_ms),
+                deadline: Duration::from_millis(args.deadline_ms),
+                redis: args.redis.clone(),
+            };
+            let report = chaos::run(&opts).await?;
+            println!("{}", report.to_json_line());
+            print!("{}", report.table());
+            Ok(report.passed())
         }
         Command::Bench(_) | Command::EchoServer(_) => {
             anyhow::bail!("bench and echo-server build their own runtime: call cli::execute")

@@ -17,8 +17,8 @@ use gamemesh_proto::client::{
     client_packet, server_packet, ChatJoinRequest, ChatJoinResponse, ChatLeaveRequest,
     ChatLeaveResponse, ChatListRoomsRequest, ChatRoomInfo, ChatSayRequest, ChatWhisperRequest,
     ClientPacket, EchoRequest, ErrorCode, ErrorResponse, HeartbeatRequest, HeartbeatResponse,
-    KickReason, LoginRequest, LoginResponse, LogoutRequest, ResumeRequest, ResumeResponse,
-    ServerNotice, ServerPacket, SessionSnapshot,
+    IncrementRequest, KickReason, LoginRequest, LoginResponse, LogoutRequest, ResumeRequest,
+    ResumeResponse, ServerNotice, ServerPacket, SessionSnapshot,
 };
 use gamemesh_proto::{FrameCodec, FrameError, Message};
 use thiserror::Error;
@@ -443,6 +443,22 @@ impl Client {
         }
     }
 
+    /// Increments the session's counter as `sequence_id` and returns the
+    /// new value. Re-sending the same sequence id after a lost reply is
+    /// safe: the server answers from its reply cache.
+    pub async fn increment_at(&mut self, sequence_id: u64) -> Result<u64, ClientError> {
+        let reply = self
+            .request(&ClientPacket {
+                sequence_id,
+                body: Some(client_packet::Body::Increment(IncrementRequest {})),
+            })
+            .await?;
+        match reply.body {
+            Some(server_packet::Body::Increment(i)) => Ok(i.value),
+            _ => Err(not_the_reply("increment", reply)),
+        }
+    }
+
     /// Sends a heartbeat carrying the local wall clock.
     pub async fn heartbeat(&mut self) -> Result<HeartbeatResponse, ClientError> {
         let client_time_ms = SystemTime::now()
@@ -712,6 +728,7 @@ pub fn describe(packet: &ServerPacket) -> String {
         Some(Body::Echo(e)) => format!("echo({})", show_data(&e.data)),
         Some(Body::Heartbeat(_)) => "heartbeat".to_owned(),
         Some(Body::Logout(_)) => "logout".to_owned(),
+        Some(Body::Increment(i)) => format!("increment({})", i.value),
         Some(Body::Kicked(k)) if k.detail.is_empty() => {
             format!("kicked({})", kick_reason_name(k.reason))
         }

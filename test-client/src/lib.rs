@@ -13,6 +13,8 @@
 //!   login rate, kick and resume latency, idle sessions; one JSON line out.
 //! - [`echo_server`]: `echo-server`, a bare echo server for the same
 //!   framing, the baseline `bench` compares against.
+//! - [`chaos`]: `chaos`, increments retried through faults, counting what
+//!   hung, ran twice or was lost.
 //! - [`limits`]: the open-file limit, raised before a benchmark.
 //! - [`cli`]: flags and dispatch for the `test-client` binary.
 //!
@@ -27,8 +29,9 @@
 
 #![forbid(unsafe_code)]
 
-pub mod chat;
 pub mod admin;
+pub mod chaos;
+pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -4,6 +4,7 @@
 pub mod chat;
 pub mod echo;
 pub mod heartbeat;
+pub mod increment;
 pub mod login;
 pub mod logout;
 pub mod resume;
@@ -57,6 +58,7 @@ impl Service<HubRequest> for Router {
             Some(Body::ChatLeave(r)) => Box::pin(chat::leave(state, req, r)),
             Some(Body::ChatSay(r)) => Box::pin(chat::say(state, req, r)),
             Some(Body::ChatWhisper(r)) => Box::pin(chat::whisper(state, req, r)),
+            Some(Body::Increment(_)) => Box::pin(increment::handle(state, req)),
             None => Box::pin(async move {
                 Ok(HubResponse::error(
                     seq,

@@ -83,7 +83,8 @@ async fn move_here(
                 p.last_seq,
                 &p.replies,
                 state.reply_cache,
-            ),
+            )
+            .with_counter(p.counter),
             _ => LocalSession::new(
                 session_id,
                 user_id,
@@ -91,7 +92,8 @@ async fn move_here(
                 t.last_seq,
                 &t.replies,
                 state.reply_cache,
-            ),
+            )
+            .with_counter(t.counter),
         };
         if let Some(old) = state.sessions.end(session_id) {
             if old.socket != conn.socket {

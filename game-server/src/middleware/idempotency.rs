@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::{Either, Ready};
-use gamemesh_proto::client::ErrorCode;
+use gamemesh_proto::client::{server_packet, ErrorCode, ServerPacket};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::warn;
@@ -119,13 +119,20 @@ where
         };
         if let (Ok(resp), Some((session, seq))) = (&out, this.record.take()) {
             // A packet answered by closing the socket did not execute: its
-            // sequence id stays fresh for the session.
-            if !matches!(resp.effect, SessionEffect::Close) {
+            // sequence id stays fresh for the session. Nor did one answered
+            // UNAVAILABLE (a store call failed and nothing changed): caching
+            // that answer would give every retry the same error forever.
+            if !matches!(resp.effect, SessionEffect::Close) && !is_unavailable(&resp.reply) {
                 session.record(seq, &resp.reply);
             }
         }
         Poll::Ready(out)
     }
+}
+
+/// True for an `ErrorResponse{UNAVAILABLE}`.
+fn is_unavailable(reply: &ServerPacket) -> bool {
+    matches!(&reply.body, Some(server_packet::Body::Error(e)) if e.code == ErrorCode::Unavailable as i32)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use gamemesh_proto::client::ServerPacket;
+use gamemesh_proto::client::{server_packet, IncrementResponse, ServerPacket};
 use gamemesh_proto::internal::{CachedReply, ReplyCache};
 use gamemesh_proto::Message;
 use gamemesh_transport::NodeId;
@@ -37,8 +37,24 @@ struct SeqState {
     last_executed: u64,
     /// The most recent replies, oldest first.
     replies: VecDeque<(u64, ServerPacket)>,
+    /// The session's increment counter (`IncrementRequest`). Kept under
+    /// the same lock as the watermark so a saved snapshot never has one
+    /// without the other: a counter saved ahead of its sequence id would
+    /// run that increment twice after a failover.
+    counter: u64,
     /// Changed since the last save.
     dirty: bool,
+}
+
+/// One increment as executed, so a failed write-through can undo it.
+#[derive(Debug, Clone)]
+pub struct Increment {
+    /// The reply, already recorded under its sequence id.
+    pub reply: ServerPacket,
+    /// The sequence id it ran as (0: not deduplicated).
+    sequence_id: u64,
+    /// The watermark before it.
+    previous_last: u64,
 }
 
 /// One session owned by this game server.
@@ -89,10 +105,75 @@ impl LocalSession {
             seq: Mutex::new(SeqState {
                 last_executed,
                 replies,
+                counter: 0,
                 dirty: false,
             }),
             ended: AtomicBool::new(false),
         }
+    }
+
+    /// The same session with its increment counter at `counter` (as
+    /// loaded from the store).
+    pub fn with_counter(mut self, counter: u64) -> Self {
+        self.seq
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .counter = counter;
+        self
+    }
+
+    /// The increment counter.
+    pub fn counter(&self) -> u64 {
+        self.seq().counter
+    }
+
+    /// Adds 1 to the counter and, for a non-zero `sequence_id`, records the
+    /// reply and the new watermark in the same critical section, so no
+    /// snapshot (flush, release) can see the new counter without the
+    /// sequence id that produced it.
+    pub fn increment(&self, sequence_id: u64) -> Increment {
+        let mut st = self.seq();
+        let previous_last = st.last_executed;
+        st.counter += 1;
+        let reply = ServerPacket {
+            sequence_id,
+            body: Some(server_packet::Body::Increment(IncrementResponse {
+                value: st.counter,
+            })),
+        };
+        if sequence_id > st.last_executed {
+            st.last_executed = sequence_id;
+            st.replies.push_back((sequence_id, reply.clone()));
+            while st.replies.len() > self.reply_capacity {
+                st.replies.pop_front();
+            }
+        }
+        st.dirty = true;
+        Increment {
+            reply,
+            sequence_id,
+            previous_last,
+        }
+    }
+
+    /// Takes back `done` (its save failed, so it was never acknowledged):
+    /// the counter, the watermark and the recorded reply return to what
+    /// they were. Only the connection actor executes on a session, one
+    /// packet at a time, so nothing ran in between.
+    pub fn undo_increment(&self, done: &Increment) {
+        let mut st = self.seq();
+        st.counter = st.counter.saturating_sub(1);
+        if done.sequence_id != 0 && st.last_executed == done.sequence_id {
+            st.last_executed = done.previous_last;
+            if st
+                .replies
+                .back()
+                .is_some_and(|(s, _)| *s == done.sequence_id)
+            {
+                st.replies.pop_back();
+            }
+        }
+        st.dirty = true;
     }
 
     fn seq(&self) -> MutexGuard<'_, SeqState> {
@@ -166,6 +247,7 @@ impl LocalSession {
             epoch: self.epoch,
             last_seq: st.last_executed,
             replies: Bytes::from(cache.encode_to_vec()),
+            counter: st.counter,
         })
     }
 
@@ -310,5 +392,20 @@ mod tests {
         let back = LocalSession::new(1, 1, 2, p.last_seq, &p.replies, 32);
         assert_eq!(back.last_executed(), 5);
         assert_eq!(back.check(5), SeqCheck::Replay(echo(5, b"x")));
+    }
+
+    #[test]
+    fn an_increment_records_its_reply_and_an_undo_takes_it_all_back() {
+        let s = LocalSession::new(1, 1, 1, 0, &[], 32).with_counter(4);
+        let a = s.increment(1);
+        assert_eq!((s.counter(), s.last_executed()), (5, 1));
+        assert_eq!(s.check(1), SeqCheck::Replay(a.reply.clone()));
+        let p = s.progress(false).unwrap();
+        assert_eq!((p.last_seq, p.counter), (1, 5), "saved together");
+        let b = s.increment(2);
+        s.undo_increment(&b);
+        assert_eq!((s.counter(), s.last_executed()), (5, 1));
+        assert_eq!(s.check(2), SeqCheck::Fresh, "undone: may run again");
+        assert_eq!(s.check(1), SeqCheck::Replay(a.reply));
     }
 }

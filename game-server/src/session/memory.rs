@@ -61,6 +61,7 @@ impl SessionStore for MemoryStore {
                 token_hash: new.token_hash,
                 last_seq: new.last_seq,
                 replies: Bytes::new(),
+                counter: 0,
                 connected: true,
             };
             map.insert(new.user_id, (record, Instant::now() + ttl));
@@ -99,6 +100,7 @@ impl SessionStore for MemoryStore {
                 epoch: r.epoch,
                 last_seq: r.last_seq,
                 replies: r.replies.clone(),
+                counter: r.counter,
                 previous,
                 was_connected,
             })
@@ -114,6 +116,7 @@ impl SessionStore for MemoryStore {
                 Some((r, exp)) => {
                     r.last_seq = p.last_seq;
                     r.replies = p.replies.clone();
+                    r.counter = p.counter;
                     *exp = Instant::now() + ttl;
                     true
                 }
@@ -128,6 +131,7 @@ impl SessionStore for MemoryStore {
                 Some((r, exp)) => {
                     r.last_seq = p.last_seq;
                     r.replies = p.replies.clone();
+                    r.counter = p.counter;
                     r.connected = false;
                     r.placement.socket = Uuid::nil();
                     r.placement.owner = 0;
@@ -208,6 +212,7 @@ mod tests {
             epoch: 1,
             last_seq: 9,
             replies: Bytes::new(),
+            counter: 0,
         };
         assert!(!s.save(&stale, TTL).await.unwrap());
         assert!(s
@@ -227,6 +232,7 @@ mod tests {
             epoch: 1,
             last_seq,
             replies: Bytes::new(),
+            counter: last_seq * 10,
         };
         assert!(s.save(&progress(4), TTL).await.unwrap());
         assert!(s.disconnect(&progress(5), TTL).await.unwrap());
@@ -234,6 +240,13 @@ mod tests {
         assert!(s.save(&progress(3), TTL).await.unwrap());
         let r = s.get(7).await.unwrap().unwrap();
         assert_eq!((r.connected, r.placement.owner, r.last_seq), (false, 0, 5));
+        assert_eq!(r.counter, 50, "the counter travels with the watermark");
+        let t = s
+            .take_over(7, 1, 1, placement(2), TTL)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((t.last_seq, t.counter), (5, 50));
     }
 
     #[tokio::test(start_paused = true)]
@@ -246,6 +259,7 @@ mod tests {
             epoch: 1,
             last_seq: 3,
             replies: Bytes::new(),
+            counter: 0,
         };
         assert!(s.disconnect(&p, Duration::from_secs(5)).await.unwrap());
         tokio::time::advance(Duration::from_secs(4)).await;

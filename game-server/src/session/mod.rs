@@ -51,6 +51,9 @@ pub struct SessionRecord {
     pub last_seq: u64,
     /// Encoded `ReplyCache` as last saved.
     pub replies: Bytes,
+    /// The session's increment counter as last saved (saved together with
+    /// `last_seq`, so the two always agree).
+    pub counter: u64,
     /// False while the session waits to be resumed.
     pub connected: bool,
 }
@@ -99,6 +102,8 @@ pub struct TakeOver {
     pub last_seq: u64,
     /// Encoded `ReplyCache` at that moment.
     pub replies: Bytes,
+    /// The increment counter at that moment.
+    pub counter: u64,
     /// Where the client was before.
     pub previous: Placement,
     /// Whether a client was connected before.
@@ -118,6 +123,8 @@ pub struct Progress {
     pub last_seq: u64,
     /// Encoded `ReplyCache`.
     pub replies: Bytes,
+    /// The increment counter, as of `last_seq`.
+    pub counter: u64,
 }
 
 /// Why a store operation failed.

@@ -40,12 +40,12 @@ return {epoch, old[1] or '', old[3] or '', old[4] or '', old[5] or '', old[6] or
 "#;
 
 const TAKE_OVER: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'owner', 'gateway', 'socket', 'connected', 'last_seq', 'replies')
+local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'owner', 'gateway', 'socket', 'connected', 'last_seq', 'replies', 'counter')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return false end
 local epoch = tonumber(cur[2]) + 1
 redis.call('HSET', KEYS[1], 'epoch', epoch, 'owner', ARGV[3], 'gateway', ARGV[4], 'socket', ARGV[5], 'connected', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-return {epoch, cur[7] or '0', cur[8] or '', cur[3] or '', cur[4] or '', cur[5] or '', cur[6] or ''}
+return {epoch, cur[7] or '0', cur[8] or '', cur[3] or '', cur[4] or '', cur[5] or '', cur[6] or '', cur[9] or '0'}
 "#;
 
 const SAVE: &str = r#"
@@ -54,7 +54,7 @@ if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
 -- A periodic save that lands after the disconnect save must neither move
 -- the watermark back nor renew the record as if still connected.
 if cur[3] ~= '1' or tonumber(ARGV[3]) < tonumber(cur[4] or '0') then return 1 end
-redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'replies', ARGV[4])
+redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'replies', ARGV[4], 'counter', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 "#;
@@ -62,7 +62,7 @@ return 1
 const DISCONNECT: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'replies', ARGV[4], 'connected', '0', 'socket', '', 'owner', '0')
+redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'replies', ARGV[4], 'counter', ARGV[6], 'connected', '0', 'socket', '', 'owner', '0')
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 "#;
@@ -227,6 +227,7 @@ impl SessionStore for RedisStore {
             token_hash: hex::decode(text("token")).unwrap_or_default(),
             last_seq: num(&text("last_seq")),
             replies: Bytes::from(h.get("replies").cloned().unwrap_or_default()),
+            counter: num(&text("counter")),
             connected: text("connected") == "1",
         }))
     }
@@ -252,14 +253,14 @@ impl SessionStore for RedisStore {
             Value::Array(items) => items,
             other => return Err(StoreError::Corrupt(format!("take_over returned {other:?}"))),
         };
-        if items.len() != 7 {
+        if items.len() != 8 {
             return Err(StoreError::Corrupt(
                 "take_over returned a short reply".into(),
             ));
         }
         let replies: Vec<u8> = redis::FromRedisValue::from_redis_value(items[2].clone())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut text = Vec::with_capacity(7);
+        let mut text = Vec::with_capacity(8);
         for (i, item) in items.into_iter().enumerate() {
             if i == 2 {
                 text.push(String::new());
@@ -273,6 +274,7 @@ impl SessionStore for RedisStore {
             epoch: num(&text[0]),
             last_seq: num(&text[1]),
             replies: Bytes::from(replies),
+            counter: num(&text[7]),
             previous: Placement {
                 owner: num(&text[3]),
                 gateway: num(&text[4]),
@@ -288,7 +290,8 @@ impl SessionStore for RedisStore {
             .arg(p.epoch)
             .arg(p.last_seq)
             .arg(&p.replies[..])
-            .arg(ms(ttl));
+            .arg(ms(ttl))
+            .arg(p.counter);
         Ok(self.run::<i64>(inv).await? == 1)
     }
 
@@ -298,7 +301,8 @@ impl SessionStore for RedisStore {
             .arg(p.epoch)
             .arg(p.last_seq)
             .arg(&p.replies[..])
-            .arg(ms(grace));
+            .arg(ms(grace))
+            .arg(p.counter);
         Ok(self.run::<i64>(inv).await? == 1)
     }
 
