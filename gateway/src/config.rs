@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use gamemesh_node::LogFormat;
 
 use crate::error::GatewayError;
 
@@ -11,6 +12,8 @@ use crate::error::GatewayError;
 pub const DEFAULT_CLIENT_PORT: u16 = 5000;
 /// Default ZeroMQ port game servers send to.
 pub const DEFAULT_P2P_PORT: u16 = 8001;
+/// Default admin (metrics, health) port.
+pub const DEFAULT_ADMIN_PORT: u16 = 9190;
 
 /// How a gateway is run.
 #[derive(Debug, Clone, Parser)]
@@ -120,6 +123,18 @@ pub struct Config {
     /// Longest wait for connections to close on shutdown.
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
+    /// Interface of the admin port (`/metrics`, `/healthz`, `/readyz`).
+    /// Loopback by default: metrics are for the operator, not the internet.
+    #[arg(long, env = "GATEWAY_ADMIN_BIND", default_value = "127.0.0.1")]
+    pub admin_bind: String,
+    /// HTTP admin port: Prometheus `/metrics`, `/healthz` (alive) and
+    /// `/readyz` (a game server is linked) (0: any free port).
+    #[arg(long, env = "GATEWAY_ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT)]
+    pub admin_port: u16,
+    /// Log line format: `text` for people, `json` for log shippers.
+    /// `RUST_LOG` picks what is logged.
+    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -146,6 +161,9 @@ impl Default for Config {
             heartbeat_ms: 1000,
             peer_timeout_ms: 3000,
             shutdown_grace_secs: 5,
+            admin_bind: "127.0.0.1".into(),
+            admin_port: DEFAULT_ADMIN_PORT,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -245,6 +263,9 @@ mod tests {
         assert_eq!(parsed.heartbeat_ms, d.heartbeat_ms);
         assert_eq!(parsed.peer_timeout_ms, d.peer_timeout_ms);
         assert_eq!(parsed.shutdown_grace_secs, d.shutdown_grace_secs);
+        assert_eq!(parsed.admin_bind, d.admin_bind);
+        assert_eq!(parsed.admin_port, d.admin_port);
+        assert_eq!(parsed.log_format, d.log_format);
         d.validate().unwrap();
     }
 
