@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use gamemesh_node::LogFormat;
 
 use crate::error::GameServerError;
 
@@ -80,7 +81,22 @@ pub struct Config {
     /// minute on this game server (also the burst), all users together.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP_PER_MIN", default_value_t = 60)]
     pub login_attempts_per_ip_per_min: u32,
+    /// Interface of the admin port (`/metrics`, `/healthz`, `/readyz`).
+    /// Loopback by default: metrics are for the operator, not the internet.
+    #[arg(long, env = "GAME_SERVER_ADMIN_BIND", default_value = "127.0.0.1")]
+    pub admin_bind: String,
+    /// HTTP admin port: Prometheus `/metrics`, `/healthz` (alive) and
+    /// `/readyz` (Redis answers and not draining) (0: any free port).
+    #[arg(long, env = "GAME_SERVER_ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT)]
+    pub admin_port: u16,
+    /// Log line format: `text` for people, `json` for log shippers.
+    /// `RUST_LOG` picks what is logged.
+    #[arg(long, env = "GAME_SERVER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
+
+/// Default admin (metrics, health) port.
+pub const DEFAULT_ADMIN_PORT: u16 = 9191;
 
 impl Default for Config {
     fn default() -> Self {
@@ -104,6 +120,9 @@ impl Default for Config {
             shutdown_grace_secs: 5,
             login_attempts_per_user_per_min: 10,
             login_attempts_per_ip_per_min: 60,
+            admin_bind: "127.0.0.1".into(),
+            admin_port: DEFAULT_ADMIN_PORT,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -163,6 +182,9 @@ mod tests {
         assert_eq!(parsed.session_store, d.session_store);
         assert_eq!(parsed.resume_grace_secs, d.resume_grace_secs);
         assert_eq!(parsed.reply_cache, d.reply_cache);
+        assert_eq!(parsed.admin_bind, d.admin_bind);
+        assert_eq!(parsed.admin_port, d.admin_port);
+        assert_eq!(parsed.log_format, d.log_format);
         assert_eq!(
             parsed.login_attempts_per_user_per_min,
             d.login_attempts_per_user_per_min

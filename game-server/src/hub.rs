@@ -96,6 +96,7 @@ impl Dispatcher {
                         warn!("Gateway {gw} is DOWN: no hello for {} ms; its sockets count as disconnected", peer_timeout.as_millis());
                         self.drop_gateway(gw);
                     }
+                    self.sample_gauges();
                 }
             }
         }
@@ -104,6 +105,20 @@ impl Dispatcher {
         for (_, a) in self.actors.drain() {
             a.closed.cancel();
         }
+    }
+
+    /// Gauges sampled once a heartbeat: the actor table is this task's
+    /// own, and a sample a second is all a dashboard needs.
+    fn sample_gauges(&self) {
+        let metrics = crate::metrics::hub();
+        metrics.connections.set(self.actors.len() as f64);
+        metrics.sessions.set(self.state.sessions.len() as f64);
+        metrics
+            .gateways_linked
+            .set(self.state.gateways.ids().len() as f64);
+        metrics
+            .mesh_peers_up
+            .set(self.state.mesh.live_peers().len() as f64);
     }
 
     fn drop_gateway(&mut self, gateway: NodeId) {
@@ -163,6 +178,9 @@ impl Dispatcher {
                     gateway: from,
                     socket,
                 };
+                let metrics = crate::metrics::hub();
+                metrics.packets_in.increment(1);
+                metrics.bytes_in.increment(f.body.len() as u64);
                 let seq = packets::peek_sequence_id(&f.body);
                 let actor = self.actors.entry(conn).or_insert_with(|| {
                     let gate = LoginGate {
@@ -182,6 +200,7 @@ impl Dispatcher {
                 if actor.tx.try_send(frame).is_err() {
                     // The client has more packets in flight than its actor
                     // queues: refuse this one explicitly.
+                    metrics.mailbox_full.increment(1);
                     let reply =
                         packets::error(seq, ErrorCode::RateLimited, "too many packets in flight");
                     self.state.gateways.send_to_client(from, &socket, &reply);

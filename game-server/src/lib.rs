@@ -16,6 +16,8 @@
 //! - [`handlers`]: login, resume (and adoption), echo, heartbeat, logout.
 //! - [`session`]: the [`session::SessionStore`] trait (Redis and memory
 //!   backends) and the sessions owned here.
+//! - [`metrics`]: the Prometheus metrics, served with `/healthz` and
+//!   `/readyz` on the admin port (`gamemesh_node::admin`).
 //! - [`config`], [`error`], [`state`]: flags, start-up errors, shared state.
 
 pub mod config;
@@ -27,6 +29,7 @@ pub mod hub;
 pub mod login_limits;
 pub mod membership;
 pub mod mesh;
+pub mod metrics;
 pub mod middleware;
 pub mod pipeline;
 pub mod session;
@@ -60,6 +63,8 @@ pub struct RunningGameServer {
     pub p2p_endpoint: String,
     /// Where other game servers send.
     pub mesh_endpoint: String,
+    /// The admin port (`/metrics`, `/healthz`, `/readyz`) actually bound.
+    pub admin_addr: std::net::SocketAddr,
     /// Shared state (tests inspect sessions through it).
     pub state: Arc<HubState>,
     /// Owns every task.
@@ -151,6 +156,9 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningGameServer, GameServerError> {
     config.validate()?;
+    // Before any metric handle is registered, or those handles would
+    // record nowhere.
+    gamemesh_node::admin::install_recorder();
     let (store, registry): (Arc<dyn SessionStore>, Arc<dyn NodeRegistry>) = match config
         .session_store
     {
@@ -213,6 +221,18 @@ pub async fn start(
     );
 
     let tracker = TaskTracker::new();
+    let admin = gamemesh_node::admin::serve(
+        &config.admin_bind,
+        config.admin_port,
+        readiness(state.clone()),
+        &tracker,
+        shutdown.clone(),
+    )
+    .await
+    .inspect_err(|_| {
+        state.gateways.shutdown();
+        state.mesh.shutdown();
+    })?;
     // The hub's tasks stop on their own token, cancelled by `wait` after the
     // sessions were released; the caller's token only starts the shutdown.
     let tasks = CancellationToken::new();
@@ -253,12 +273,32 @@ pub async fn start(
     Ok(RunningGameServer {
         p2p_endpoint,
         mesh_endpoint,
+        admin_addr: admin.addr,
         state,
         tracker,
         shutdown,
         tasks,
         grace: Duration::from_secs(config.shutdown_grace_secs),
         registry,
+    })
+}
+
+/// `/readyz`: a game server can serve while it takes logins (not
+/// draining) and its session store answers (`PING`, bounded by
+/// `--redis-timeout-ms`). Without Redis every login and resume would fail.
+fn readiness(state: Arc<HubState>) -> gamemesh_node::admin::ReadyCheck {
+    Arc::new(move || {
+        let state = state.clone();
+        Box::pin(async move {
+            if !state.is_accepting() {
+                return Err("draining: shutting down, no new logins".to_string());
+            }
+            state
+                .store
+                .ping()
+                .await
+                .map_err(|e| format!("session store does not answer: {e}"))
+        })
     })
 }
 

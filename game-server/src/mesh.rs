@@ -273,6 +273,7 @@ impl Mesh {
                     "Game server {id} is DOWN (mesh): no heartbeat for {} ms",
                     self.peer_timeout.as_millis()
                 );
+                crate::metrics::hub().mesh_peer_down.increment(1);
             }
             p.up = live;
             let _ = self.link.send(*id, hello.clone());
@@ -300,6 +301,7 @@ impl Mesh {
                 "Mesh peer game server {from} is UP at {}",
                 hello.mesh_endpoint
             );
+            crate::metrics::hub().mesh_peer_up.increment(1);
             p.up = true;
         }
         p.accepting = hello.accepting_logins;

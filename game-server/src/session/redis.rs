@@ -157,13 +157,23 @@ impl RedisStore {
         &self,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        let metrics = crate::metrics::hub();
+        let start = std::time::Instant::now();
+        let result = tokio::time::timeout(self.timeout, fut).await;
+        metrics.redis_seconds.record(start.elapsed().as_secs_f64());
+        match result {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
+            Ok(Err(e)) => {
+                metrics.redis_errors.increment(1);
+                Err(StoreError::Unavailable(e.to_string()))
+            }
+            Err(_) => {
+                metrics.redis_timeouts.increment(1);
+                Err(StoreError::Unavailable(format!(
+                    "no answer within {} ms",
+                    self.timeout.as_millis()
+                )))
+            }
         }
     }
 
