@@ -11,6 +11,8 @@
 //! - [`echo_server`]: `echo-server`, a bare echo server for the same
 //!   framing, the baseline `bench` compares against.
 //! - [`limits`]: the open-file limit, raised before a benchmark.
+//! - [`top`]: `top`, a live cluster view from the nodes' admin ports
+//!   (`/metrics`), and the scraper the integration tests use.
 //! - [`cli`]: flags and dispatch for the `test-client` binary.
 //!
 //! A request's path: [`Client::echo`] builds a `ClientPacket` with the next
@@ -31,5 +33,6 @@ pub mod echo_server;
 pub mod limits;
 pub mod load;
 pub mod scenario;
+pub mod top;
 
 pub use client::{token_for, Client, ClientError};
