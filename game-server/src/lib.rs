@@ -221,21 +221,23 @@ pub async fn start(
     );
 
     let tracker = TaskTracker::new();
+    // The hub's tasks stop on their own token, cancelled by `wait` after the
+    // sessions were released; the caller's token only starts the shutdown.
+    let tasks = CancellationToken::new();
+    // The admin port lives as long as the hub's tasks, so while sessions
+    // are released /readyz still answers, and says "draining".
     let admin = gamemesh_node::admin::serve(
         &config.admin_bind,
         config.admin_port,
         readiness(state.clone()),
         &tracker,
-        shutdown.clone(),
+        tasks.clone(),
     )
     .await
     .inspect_err(|_| {
         state.gateways.shutdown();
         state.mesh.shutdown();
     })?;
-    // The hub's tasks stop on their own token, cancelled by `wait` after the
-    // sessions were released; the caller's token only starts the shutdown.
-    let tasks = CancellationToken::new();
     let login_limits = Arc::new(login_limits::LoginLimits::new(
         config.login_attempts_per_user_per_min,
         config.login_attempts_per_ip_per_min,
