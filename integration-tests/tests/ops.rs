@@ -12,7 +12,7 @@ use gamemesh_integration_tests::{
     Cluster, ClusterOptions, RedisServer, TIMEOUT,
 };
 use gamemesh_proto::client::{client_packet, ClientPacket, EchoRequest};
-use gamemesh_test_client::top::{get, scrape, Scrape};
+use gamemesh_test_client::top::{get, node_line, render, scrape, Scrape};
 
 const HTTP: Duration = Duration::from_secs(5);
 
@@ -198,5 +198,36 @@ async fn game_server_is_not_ready_while_its_redis_is_down() {
         || async { status(admin, "/readyz").await.0 == 200 },
     )
     .await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_shows_a_node_with_its_packet_rate_and_p99() {
+    let cluster = Cluster::start(1, 1).await;
+    let addr = cluster.game_servers[0].admin_addr;
+    let admin = addr.to_string();
+    let first = (std::time::Instant::now(), metrics(addr).await);
+    let mut client = cluster.client(0).await;
+    client.login(7002, "dev").await.expect("login");
+    client.echo(vec![1u8; 8]).await.expect("echo");
+    // Counters only grow, so once a scrape shows the traffic every later
+    // one does too.
+    let line_now = || async {
+        let now = (std::time::Instant::now(), metrics(addr).await);
+        node_line(&admin, Some(&first), Some(&now))
+    };
+    wait_for_async("top sees the traffic", TIMEOUT, || async {
+        let l = line_now().await;
+        l.packets_per_sec.is_some_and(|p| p > 0.0) && l.p99_ms.is_some()
+    })
+    .await;
+    let line = line_now().await;
+    // In one process the gateway's metrics are in the same registry.
+    assert!(matches!(line.role, "game-server" | "both"), "{line:?}");
+    let table = render(std::slice::from_ref(&line));
+    assert!(
+        table.contains(&admin) && table.contains("1/1 nodes up"),
+        "{table}"
+    );
     cluster.shutdown().await;
 }
