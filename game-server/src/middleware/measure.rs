@@ -4,8 +4,16 @@
 //! It wraps each middleware in [`crate::pipeline::build`], so the stack
 //! gives one cumulative time per layer: a middleware's own cost is its
 //! time minus the next one's. The histogram handle is registered once,
-//! when the pipeline is built; a packet costs two clock reads and one
-//! histogram sample per layer.
+//! when the pipeline is built.
+//!
+//! **Sampled.** Timing every packet through four layers doubled the
+//! pipeline's cost in `benches/pipeline.rs` (two clock reads and a
+//! histogram sample per layer, ~65 ns each). One packet in
+//! [`SAMPLE_EVERY`] per connection is timed instead (the first one
+//! included); the others cost a counter increment. The distribution stays
+//! right; the histogram's `_count` is about 1/16 of the packets (the
+//! packet counts are in `gamemesh_game_server_packets_in_total` and the
+//! per-kind handler histogram, which times every packet).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +24,9 @@ use metrics::Histogram;
 use pin_project_lite::pin_project;
 use tower::layer::util::Stack;
 use tower::{Layer, Service};
+
+/// One packet in this many (per connection) is timed.
+pub const SAMPLE_EVERY: u32 = 16;
 
 /// Wraps `layer` so the time spent in it is recorded under `name`.
 pub fn measured<L>(name: &'static str, layer: L) -> Stack<L, MeasureLayer> {
@@ -44,6 +55,7 @@ impl<S> Layer<S> for MeasureLayer {
         Measure {
             inner,
             histogram: self.histogram.clone(),
+            calls: 0,
         }
     }
 }
@@ -55,6 +67,8 @@ pub struct Measure<S> {
     inner: S,
     /// Where durations go.
     histogram: Histogram,
+    /// Calls so far (this clone's: one per connection actor), to sample.
+    calls: u32,
 }
 
 impl<S, Req> Service<Req> for Measure<S>
@@ -70,10 +84,11 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        let sampled = self.calls % SAMPLE_EVERY == 0;
+        self.calls = self.calls.wrapping_add(1);
         Measured {
+            timer: sampled.then(|| (Instant::now(), self.histogram.clone())),
             inner: self.inner.call(req),
-            start: Instant::now(),
-            histogram: self.histogram.clone(),
         }
     }
 }
@@ -83,8 +98,7 @@ pin_project! {
     pub struct Measured<F> {
         #[pin]
         inner: F,
-        start: Instant,
-        histogram: Histogram,
+        timer: Option<(Instant, Histogram)>,
     }
 }
 
@@ -94,7 +108,9 @@ impl<F: Future> Future for Measured<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let out = std::task::ready!(this.inner.poll(cx));
-        this.histogram.record(this.start.elapsed().as_secs_f64());
+        if let Some((start, histogram)) = this.timer.take() {
+            histogram.record(start.elapsed().as_secs_f64());
+        }
         Poll::Ready(out)
     }
 }
