@@ -55,7 +55,7 @@ impl<S> Layer<S> for MeasureLayer {
         Measure {
             inner,
             histogram: self.histogram.clone(),
-            calls: 0,
+            until_sample: 0,
         }
     }
 }
@@ -67,8 +67,9 @@ pub struct Measure<S> {
     inner: S,
     /// Where durations go.
     histogram: Histogram,
-    /// Calls so far (this clone's: one per connection actor), to sample.
-    calls: u32,
+    /// Calls until the next timed one (this clone's: one per connection
+    /// actor); 0 times the next call.
+    until_sample: u32,
 }
 
 impl<S, Req> Service<Req> for Measure<S>
@@ -84,8 +85,12 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let sampled = self.calls % SAMPLE_EVERY == 0;
-        self.calls = self.calls.wrapping_add(1);
+        let sampled = self.until_sample == 0;
+        self.until_sample = if sampled {
+            SAMPLE_EVERY - 1
+        } else {
+            self.until_sample - 1
+        };
         Measured {
             timer: sampled.then(|| (Instant::now(), self.histogram.clone())),
             inner: self.inner.call(req),
