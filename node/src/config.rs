@@ -11,7 +11,8 @@
 //!   precedence. A key that is no flag is an error naming it.
 //! - `--print-config` renders the effective value of every flag as TOML
 //!   that `--config` accepts. Flags marked `hide_env_values` (secrets) are
-//!   printed as a comment, redacted.
+//!   printed as a comment, redacted, and so is the password of any URL
+//!   (`redis://user:<redacted>@host`).
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -240,6 +241,7 @@ fn render(cmd: &Command, matches: &ArgMatches) -> String {
             let _ = writeln!(out, "# {key} = \"<redacted>\"");
             continue;
         }
+        let values: Vec<String> = values.iter().map(|v| redact_password(v)).collect();
         let many = arg.get_value_delimiter().is_some()
             || matches!(arg.get_action(), ArgAction::Append)
             || values.len() > 1;
@@ -251,6 +253,22 @@ fn render(cmd: &Command, matches: &ArgMatches) -> String {
         let _ = writeln!(out, "{key} = {value}");
     }
     out
+}
+
+/// A URL's password (`redis://user:secret@host`) replaced by
+/// `<redacted>`: Redis URLs carry credentials in a flag that is no secret
+/// as a whole.
+fn redact_password(v: &str) -> String {
+    let Some((scheme, rest)) = v.split_once("://") else {
+        return v.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return v.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => v.to_string(),
+    }
 }
 
 /// Numbers and booleans print as TOML numbers and booleans, so the file
@@ -365,6 +383,11 @@ mod tests {
         assert!(text.contains("port = 6001"), "{text}");
         assert!(text.contains("peers = [\"a:1\"]"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(
+            redact_password("redis://app:pw@h:6379,h2:6379"),
+            "redis://app:<redacted>@h:6379,h2:6379"
+        );
+        assert_eq!(redact_password("127.0.0.1:6379"), "127.0.0.1:6379");
         let (_d, path) = file(&text);
         let d = run(&["demo", "--config", &path]).unwrap();
         assert_eq!(d.port, 6001);
