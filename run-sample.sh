@@ -13,7 +13,7 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 Usage: ./run-sample.sh [--gateways N] [--game-servers M] [--daily-reset-cron EXPR]
-                       [--no-build] [--help]
+                       [--no-build] [--keep] [--help]
 
 Builds the release binaries, starts M game servers and N gateways on
 127.0.0.1, runs `test-client scenario` once per gateway, then two scripted
@@ -35,6 +35,8 @@ Options:
                      first, UTC; default '*/10 * * * * *' so the sample
                      shows it; production default '0 0 0 * * *')
   --no-build         skip `cargo build --release` (reuse target/release)
+  --keep             after the scenarios, keep the cluster running until
+                     Ctrl-C (watch it with scripts/top.sh)
   -h, --help         show this help
 
 Environment:
@@ -45,8 +47,9 @@ Environment:
   RUST_LOG           log filter for all processes (default: info, plus
                      per-packet lines)
 
-Ports: gateway N: client 5000+N-1, p2p 8000+N; game server N: p2p 9000+N,
-mesh 9100+N.
+Ports: gateway N: client 5000+N-1, p2p 8000+N, admin 9200+N; game server N:
+p2p 9000+N, mesh 9100+N, admin 9300+N. The admin ports (/metrics, /healthz,
+/readyz) are also written to .run/admin-ports for scripts/top.sh.
 EOF
 }
 
@@ -63,6 +66,7 @@ gateways=1
 game_servers=1
 build=1
 daily_reset_cron='*/10 * * * * *'
+keep=0
 
 need_value() {
     [[ $# -ge 2 && -n "$2" ]] || {
@@ -102,6 +106,10 @@ while [[ $# -gt 0 ]]; do
             ;;
         --no-build)
             build=0
+            shift
+            ;;
+        --keep)
+            keep=1
             shift
             ;;
         -h | --help)
@@ -296,8 +304,8 @@ done
 # ---- ports must be free ---------------------------------------------------
 
 ports=()
-for ((n = 1; n <= gateways; n++)); do ports+=($((5000 + n - 1)) $((8000 + n))); done
-for ((n = 1; n <= game_servers; n++)); do ports+=($((9000 + n)) $((9100 + n))); done
+for ((n = 1; n <= gateways; n++)); do ports+=($((5000 + n - 1)) $((8000 + n)) $((9200 + n))); done
+for ((n = 1; n <= game_servers; n++)); do ports+=($((9000 + n)) $((9100 + n)) $((9300 + n))); done
 for port in "${ports[@]}"; do
     if port_open 127.0.0.1 "$port"; then
         die "port $port is already in use (a previous run still alive? check: ss -ltnp 'sport = :$port')"
@@ -362,11 +370,13 @@ fi
 export CLUSTER_SECRET
 
 upstreams=()
+admins=() # admin ports, gateways' and game servers', for scripts/top.sh
 for ((n = 1; n <= game_servers; n++)); do
     start_proc "game-server-$n" "$run_dir/game-server-$n.log" \
         "$bin_dir/game-server" --node-id "$n" --p2p-port $((9000 + n)) --mesh-port $((9100 + n)) \
-        "${redis_args[@]}" "${store_args[@]}" --daily-reset-cron "$daily_reset_cron"
+        --admin-port $((9300 + n)) "${redis_args[@]}" "${store_args[@]}" --daily-reset-cron "$daily_reset_cron"
     upstreams+=("127.0.0.1:$((9000 + n))")
+    admins+=("127.0.0.1:$((9300 + n))")
 done
 game_server_list=$(
     IFS=,
@@ -376,8 +386,15 @@ game_server_list=$(
 for ((n = 1; n <= gateways; n++)); do
     start_proc "gateway-$n" "$run_dir/gateway-$n.log" \
         "$bin_dir/gateway" --node-id "$n" --client-port $((5000 + n - 1)) --p2p-port $((8000 + n)) \
-        --game-servers "$game_server_list"
+        --admin-port $((9200 + n)) --game-servers "$game_server_list"
+    admins+=("127.0.0.1:$((9200 + n))")
 done
+admin_list=$(
+    IFS=,
+    echo "${admins[*]}"
+)
+echo "$admin_list" >"$run_dir/admin-ports"
+say "admin ports (/metrics, /healthz, /readyz): $admin_list"
 
 # ---- wait until ready -----------------------------------------------------
 
@@ -588,3 +605,10 @@ if ((failed > 0)); then
     exit 1
 fi
 say "all $gateways scenario run(s) and the chat passed"
+if ((keep)); then
+    say "cluster kept running; watch it: scripts/top.sh (admin ports $admin_list); Ctrl-C stops it"
+    while true; do
+        check_alive
+        sleep 1
+    done
+fi

@@ -141,12 +141,12 @@ backend echo
 EOF2
 start haproxy haproxy -f "$out/haproxy.cfg" -db
 start game-server "$bin/game-server" --redis "127.0.0.1:$redis_port" \
-    --p2p-port "$gs_p2p" --mesh-port "$gs_mesh" \
+    --p2p-port "$gs_p2p" --mesh-port "$gs_mesh" --admin-port 0 \
     --login-attempts-per-user-per-min 1000000 --login-attempts-per-ip-per-min 100000000
 # The load generator is one host hammering from a few addresses: lift the
 # per-client abuse limits (meant for players on the internet) out of its way.
 start gateway "$bin/gateway" --client-port "$gw_port" --client-bind 127.0.0.1 \
-    --p2p-port "$gw_p2p" --game-servers "127.0.0.1:$gs_p2p" --idle-timeout-secs 600 \
+    --p2p-port "$gw_p2p" --game-servers "127.0.0.1:$gs_p2p" --admin-port 0 --idle-timeout-secs 600 \
     --login-deadline-secs 600 --max-connections 19000 --max-connects-per-ip-per-sec 1000000 \
     --max-packets-per-sec 10000000 --outbound-queue-bytes 16777216
 for p in $echo_port $haproxy_port $gw_port; do wait_port "$p"; done

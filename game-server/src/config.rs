@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use gamemesh_node::LogFormat;
 use gamemesh_proto::cluster_auth::ClusterSecret;
 
 use crate::error::GameServerError;
@@ -104,6 +105,18 @@ pub struct Config {
     /// minute on this game server (also the burst), all users together.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP_PER_MIN", default_value_t = 60)]
     pub login_attempts_per_ip_per_min: u32,
+    /// Interface of the admin port (`/metrics`, `/healthz`, `/readyz`).
+    /// Loopback by default: metrics are for the operator, not the internet.
+    #[arg(long, env = "GAME_SERVER_ADMIN_BIND", default_value = "127.0.0.1")]
+    pub admin_bind: String,
+    /// HTTP admin port: Prometheus `/metrics`, `/healthz` (alive) and
+    /// `/readyz` (Redis answers and not draining) (0: any free port).
+    #[arg(long, env = "GAME_SERVER_ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT)]
+    pub admin_port: u16,
+    /// Log line format: `text` for people, `json` for log shippers.
+    /// `RUST_LOG` picks what is logged.
+    #[arg(long, env = "GAME_SERVER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// A connection whose frames are not the contract (a body that is not
     /// a ClientPacket, or an empty or unknown body) this many times within
     /// --protocol-error-window-secs is kicked (PROTOCOL_ERROR). Each such
@@ -184,6 +197,9 @@ pub fn parse_cluster_secret(s: &str) -> Result<ClusterSecret, String> {
     Ok(ClusterSecret::new(s))
 }
 
+/// Default admin (metrics, health) port.
+pub const DEFAULT_ADMIN_PORT: u16 = 9191;
+
 impl Default for Config {
     fn default() -> Self {
         // The flag defaults, written out so tests never read environment
@@ -223,6 +239,9 @@ impl Default for Config {
             work_queue_capacity: 1024,
             protocol_error_kick_after: 10,
             protocol_error_window_secs: 10,
+            admin_bind: "127.0.0.1".into(),
+            admin_port: DEFAULT_ADMIN_PORT,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -312,6 +331,9 @@ mod tests {
         assert_eq!(parsed.session_store, d.session_store);
         assert_eq!(parsed.resume_grace_secs, d.resume_grace_secs);
         assert_eq!(parsed.reply_cache, d.reply_cache);
+        assert_eq!(parsed.admin_bind, d.admin_bind);
+        assert_eq!(parsed.admin_port, d.admin_port);
+        assert_eq!(parsed.log_format, d.log_format);
         assert_eq!(
             parsed.login_attempts_per_user_per_min,
             d.login_attempts_per_user_per_min

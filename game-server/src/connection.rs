@@ -199,6 +199,7 @@ impl Connection {
         if let Some(client_packet::Body::Login(login)) = &packet.body {
             if self.session.as_ref().is_none_or(|s| s.is_ended()) {
                 if let Err(refused) = self.gate.limits.check(login.user_id, self.gate.peer_ip) {
+                    crate::metrics::hub().logins_failed.increment(1);
                     if refused.log {
                         warn!(
                             "Login attempts over the limit for {}: Socket={}, UserId={}; answering RATE_LIMITED (next line for this key in a minute at the earliest)",

@@ -42,6 +42,9 @@ pub enum GameServerError {
     /// The ZeroMQ link failed.
     #[error("ZeroMQ link failed: {0}")]
     Link(#[from] gamemesh_transport::LinkError),
+    /// The admin port could not be opened.
+    #[error(transparent)]
+    Admin(#[from] gamemesh_node::admin::AdminError),
     /// A flag has a value that cannot work.
     #[error("invalid configuration: {0}")]
     Config(String),

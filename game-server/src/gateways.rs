@@ -308,11 +308,15 @@ impl GatewayLinks {
 
     /// Sends a server packet to a client socket.
     pub fn send_to_client(&self, gateway: NodeId, socket: &Uuid, packet: &ServerPacket) {
+        let body = packets::encode(packet);
+        let metrics = crate::metrics::hub();
+        metrics.packets_out.increment(1);
+        metrics.bytes_out.increment(body.len() as u64);
         self.send(
             gateway,
             server_to_gateway::Kind::Send(SendToClient {
                 socket_id: Bytes::copy_from_slice(socket.as_bytes()),
-                body: packets::encode(packet),
+                body,
             }),
         );
     }
@@ -341,6 +345,7 @@ impl GatewayLinks {
         reason: KickReason,
         detail: &str,
     ) {
+        crate::metrics::hub().kicked(reason);
         self.send(
             gateway,
             server_to_gateway::Kind::Disconnect(DisconnectClient {

@@ -114,6 +114,7 @@ impl Dispatcher {
                         warn!("Gateway {gw} is DOWN: no hello for {} ms; its sockets count as disconnected", peer_timeout.as_millis());
                         self.drop_gateway(gw);
                     }
+                    self.sample_gauges();
                 }
             }
         }
@@ -143,6 +144,20 @@ impl Dispatcher {
                     gate,
                 ))
         })
+    }
+
+    /// Gauges sampled once a heartbeat: the actor table is this task's
+    /// own, and a sample a second is all a dashboard needs.
+    fn sample_gauges(&self) {
+        let metrics = crate::metrics::hub();
+        metrics.connections.set(self.actors.len() as f64);
+        metrics.sessions.set(self.state.sessions.len() as f64);
+        metrics
+            .gateways_linked
+            .set(self.state.gateways.ids().len() as f64);
+        metrics
+            .mesh_peers_up
+            .set(self.state.mesh.live_peers().len() as f64);
     }
 
     fn drop_gateway(&mut self, gateway: NodeId) {
@@ -202,6 +217,9 @@ impl Dispatcher {
                     gateway: from,
                     socket,
                 };
+                let metrics = crate::metrics::hub();
+                metrics.packets_in.increment(1);
+                metrics.bytes_in.increment(f.body.len() as u64);
                 let seq = packets::peek_sequence_id(&f.body);
                 let frame = ConnectionMsg::Frame(Frame {
                     session_id: f.session_id,
@@ -226,6 +244,7 @@ impl Dispatcher {
                 if refused.is_err() {
                     // The client has more packets in flight than its actor
                     // queues: refuse this one explicitly.
+                    metrics.mailbox_full.increment(1);
                     let reply =
                         packets::error(seq, ErrorCode::RateLimited, "too many packets in flight");
                     self.state.gateways.send_to_client(from, &socket, &reply);

@@ -23,6 +23,8 @@
 //!   backends) and the sessions owned here.
 //! - [`redis_connect`]: every Redis connection (plain, ACL user, TLS,
 //!   Sentinel) and following the primary through a failover.
+//! - [`metrics`]: the Prometheus metrics, served with `/healthz` and
+//!   `/readyz` on the admin port (`gamemesh_node::admin`).
 //! - [`config`], [`error`], [`state`]: flags, start-up errors, shared state.
 //! - [`background`]: background jobs (runner), cluster events (listener)
 //!   and the bounded work queue, from `gamemesh-jobs`; pushes notices to
@@ -39,6 +41,7 @@ pub mod hub;
 pub mod login_limits;
 pub mod membership;
 pub mod mesh;
+pub mod metrics;
 pub mod middleware;
 pub mod pipeline;
 pub mod redis_connect;
@@ -74,6 +77,8 @@ pub struct RunningGameServer {
     pub p2p_endpoint: String,
     /// Where other game servers send.
     pub mesh_endpoint: String,
+    /// The admin port (`/metrics`, `/healthz`, `/readyz`) actually bound.
+    pub admin_addr: std::net::SocketAddr,
     /// Shared state (tests inspect sessions through it).
     pub state: Arc<HubState>,
     /// Owns every task.
@@ -171,6 +176,9 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningGameServer, GameServerError> {
     config.validate()?;
+    // Before any metric handle is registered, or those handles would
+    // record nowhere.
+    gamemesh_node::admin::install_recorder();
     // The Redis connection, kept to follow its primary through failovers.
     let mut redis = None;
     let (store, registry, chat_store): (
@@ -263,6 +271,20 @@ pub async fn start(
         pipeline::MIDDLEWARE_COUNT
     );
 
+    // The admin port lives as long as the hub's tasks, so while sessions
+    // are released /readyz still answers, and says "draining".
+    let admin = gamemesh_node::admin::serve(
+        &config.admin_bind,
+        config.admin_port,
+        readiness(state.clone()),
+        &tracker,
+        tasks.clone(),
+    )
+    .await
+    .inspect_err(|_| {
+        state.gateways.shutdown();
+        state.mesh.shutdown();
+    })?;
     let login_limits = Arc::new(login_limits::LoginLimits::new(
         config.login_attempts_per_user_per_min,
         config.login_attempts_per_ip_per_min,
@@ -329,6 +351,7 @@ pub async fn start(
     Ok(RunningGameServer {
         p2p_endpoint,
         mesh_endpoint,
+        admin_addr: admin.addr,
         state,
         tracker,
         shutdown,
@@ -336,6 +359,25 @@ pub async fn start(
         grace: Duration::from_secs(config.shutdown_grace_secs),
         registry,
         background,
+    })
+}
+
+/// `/readyz`: a game server can serve while it takes logins (not
+/// draining) and its session store answers (`PING`, bounded by
+/// `--redis-timeout-ms`). Without Redis every login and resume would fail.
+fn readiness(state: Arc<HubState>) -> gamemesh_node::admin::ReadyCheck {
+    Arc::new(move || {
+        let state = state.clone();
+        Box::pin(async move {
+            if !state.is_accepting() {
+                return Err("draining: shutting down, no new logins".to_string());
+            }
+            state
+                .store
+                .ping()
+                .await
+                .map_err(|e| format!("session store does not answer: {e}"))
+        })
     })
 }
 

@@ -317,6 +317,7 @@ impl Mesh {
                     "Game server {id} is DOWN (mesh): no heartbeat for {} ms",
                     self.peer_timeout.as_millis()
                 );
+                crate::metrics::hub().mesh_peer_down.increment(1);
             }
             p.up = live;
             let _ = self.link.send_signed(*id, &signed);
@@ -344,6 +345,7 @@ impl Mesh {
                 "Mesh peer game server {from} is UP at {}",
                 hello.mesh_endpoint
             );
+            crate::metrics::hub().mesh_peer_up.increment(1);
             p.up = true;
         }
         p.accepting = hello.accepting_logins;

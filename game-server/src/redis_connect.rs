@@ -689,13 +689,23 @@ impl RedisConn {
         &self,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        let result = match tokio::time::timeout(self.inner.timeout, fut).await {
+        let metrics = crate::metrics::hub();
+        let start = std::time::Instant::now();
+        let outcome = tokio::time::timeout(self.inner.timeout, fut).await;
+        metrics.redis_seconds.record(start.elapsed().as_secs_f64());
+        let result = match outcome {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => StoreError::Unavailable(self.scrub(e.to_string())),
-            Err(_) => StoreError::Unavailable(format!(
-                "no answer within {} ms",
-                self.inner.timeout.as_millis()
-            )),
+            Ok(Err(e)) => {
+                metrics.redis_errors.increment(1);
+                StoreError::Unavailable(self.scrub(e.to_string()))
+            }
+            Err(_) => {
+                metrics.redis_timeouts.increment(1);
+                StoreError::Unavailable(format!(
+                    "no answer within {} ms",
+                    self.inner.timeout.as_millis()
+                ))
+            }
         };
         if self.inner.sentinels.is_some() {
             // Maybe the primary moved: ask the sentinels now rather than

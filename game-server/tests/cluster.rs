@@ -133,6 +133,7 @@ impl Harness {
             // Every test client connects from 127.0.0.1; the per-IP limit
             // has its own test (integration-tests/tests/overload.rs).
             max_connects_per_ip_per_sec: 100_000,
+            admin_port: 0,
             ..GwConfig::default()
         };
         let shutdown = CancellationToken::new();
@@ -255,6 +256,7 @@ impl GameServer {
         cmd.args(["--node-id", &self.node_id.to_string()])
             .args(["--p2p-port", &self.p2p_port.to_string()])
             .args(["--mesh-port", &self.mesh_port.to_string()])
+            .args(["--admin-port", "0"])
             .args(["--redis", &self.redis_addr])
             .args(["--session-store", "redis"])
             .args(["--heartbeat-ms", "100"])

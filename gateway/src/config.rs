@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use gamemesh_node::LogFormat;
 use gamemesh_proto::cluster_auth::ClusterSecret;
 
 use crate::error::GatewayError;
@@ -12,6 +13,8 @@ use crate::error::GatewayError;
 pub const DEFAULT_CLIENT_PORT: u16 = 5000;
 /// Default ZeroMQ port game servers send to.
 pub const DEFAULT_P2P_PORT: u16 = 8001;
+/// Default admin (metrics, health) port.
+pub const DEFAULT_ADMIN_PORT: u16 = 9190;
 
 /// How a gateway is run.
 #[derive(Debug, Clone, Parser)]
@@ -134,6 +137,18 @@ pub struct Config {
     /// Longest wait for connections to close on shutdown.
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
+    /// Interface of the admin port (`/metrics`, `/healthz`, `/readyz`).
+    /// Loopback by default: metrics are for the operator, not the internet.
+    #[arg(long, env = "GATEWAY_ADMIN_BIND", default_value = "127.0.0.1")]
+    pub admin_bind: String,
+    /// HTTP admin port: Prometheus `/metrics`, `/healthz` (alive) and
+    /// `/readyz` (a game server is linked) (0: any free port).
+    #[arg(long, env = "GATEWAY_ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT)]
+    pub admin_port: u16,
+    /// Log line format: `text` for people, `json` for log shippers.
+    /// `RUST_LOG` picks what is logged.
+    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Shared secret every gateway and game server of the cluster holds:
     /// hellos prove it, and nothing from an unproven peer is acted on.
     /// Unset: any peer that reaches the P2P port is trusted (development).
@@ -184,6 +199,9 @@ impl Default for Config {
             cluster_secret: None,
             link_sndhwm: gamemesh_transport::DEFAULT_SNDHWM,
             link_rcvhwm: gamemesh_transport::DEFAULT_RCVHWM,
+            admin_bind: "127.0.0.1".into(),
+            admin_port: DEFAULT_ADMIN_PORT,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -299,6 +317,9 @@ mod tests {
         assert!(parsed.cluster_secret.is_none() && d.cluster_secret.is_none());
         assert_eq!(parsed.link_sndhwm, d.link_sndhwm);
         assert_eq!(parsed.link_rcvhwm, d.link_rcvhwm);
+        assert_eq!(parsed.admin_bind, d.admin_bind);
+        assert_eq!(parsed.admin_port, d.admin_port);
+        assert_eq!(parsed.log_format, d.log_format);
         d.validate().unwrap();
     }
 

@@ -193,6 +193,14 @@ impl ClientRegistry {
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
+
+    /// Reply bytes queued for all sockets together (a metrics sample).
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.lock()
+            .values()
+            .map(|h| h.queued_bytes.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 /// One admitted socket's place under `--max-connections`; dropping it
@@ -384,6 +392,9 @@ pub(crate) async fn serve(
                             }
                         }
                     }
+                    let metrics = shared.counters.metrics();
+                    metrics.packets_out.increment(frame_ends.len() as u64);
+                    metrics.bytes_out.increment(batch_bytes as u64);
                     wbuf.clear();
                     frame_ends.clear();
                     handle.written(batch_bytes);
@@ -415,6 +426,9 @@ pub(crate) async fn serve(
                     let now = Instant::now();
                     idle.as_mut().reset(now + idle_timeout);
                     debug!("Packet received: Socket={socket}, Size={}", body.len());
+                    let metrics = shared.counters.metrics();
+                    metrics.packets_in.increment(1);
+                    metrics.bytes_in.increment(body.len() as u64);
                     if bucket.try_take(now) {
                         let seq = packets::peek_sequence_id(&body);
                         match relay(&shared, &socket, body) {
@@ -637,6 +651,7 @@ fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<Option<NodeId>, 
                 format!("game server {} is unreachable; retry", route.game_server)
             }
         };
+        shared.counters.metrics().relay_failures.increment(1);
         let seq = packets::peek_sequence_id(&body);
         let reply = packets::error(seq, ErrorCode::Unavailable, detail);
         shared

@@ -33,6 +33,9 @@ pub enum GatewayError {
     /// The ZeroMQ link failed.
     #[error("ZeroMQ link failed: {0}")]
     Link(#[from] gamemesh_transport::LinkError),
+    /// The admin port could not be opened.
+    #[error(transparent)]
+    Admin(#[from] gamemesh_node::admin::AdminError),
     /// A flag has a value that cannot work.
     #[error("invalid configuration: {0}")]
     Config(String),

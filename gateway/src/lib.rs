@@ -16,6 +16,8 @@
 //!   counters of what the protections refused and kicked.
 //! - [`pin_table`] remembers, per socket, the game server its frames go to
 //!   and the session a game server pinned it to.
+//! - [`metrics`] registers the gateway's Prometheus metrics, served with
+//!   `/healthz` and `/readyz` on the admin port (`gamemesh_node::admin`).
 //! - [`upstream`] owns the ZeroMQ link to game servers: hellos/heartbeats,
 //!   liveness, round-robin routing of new sockets, and the dispatcher that
 //!   obeys `SendToClient`, `PinSession` and `DisconnectClient`.
@@ -32,6 +34,7 @@ pub mod error;
 pub(crate) mod in_flight;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod pin_table;
 pub mod upstream;
 
@@ -89,6 +92,8 @@ pub struct RunningGateway {
     pub client_addr: SocketAddr,
     /// Where game servers send (the ZeroMQ endpoint).
     pub p2p_endpoint: String,
+    /// The admin port (`/metrics`, `/healthz`, `/readyz`) actually bound.
+    pub admin_addr: SocketAddr,
     /// Number of live game servers, updated as hellos come and go.
     live_game_servers: watch::Receiver<usize>,
     /// Everything the gateway runs.
@@ -177,6 +182,9 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningGateway, GatewayError> {
     config.validate()?;
+    // Before any metric handle is registered (`Counters` below), or those
+    // handles would record nowhere.
+    gamemesh_node::admin::install_recorder();
     let listener = listener::bind(&config.client_bind, config.client_port)?;
     let client_addr = listener
         .local_addr()
@@ -242,6 +250,15 @@ pub async fn start(
         config,
     });
     let tracker = TaskTracker::new();
+    let admin = gamemesh_node::admin::serve(
+        &shared.config.admin_bind,
+        shared.config.admin_port,
+        readiness(live_game_servers.clone()),
+        &tracker,
+        shutdown.clone(),
+    )
+    .await
+    .inspect_err(|_| shared.upstream.shutdown())?;
     tracker.spawn(upstream::dispatch_loop(
         shared.clone(),
         events,
@@ -261,11 +278,27 @@ pub async fn start(
     Ok(RunningGateway {
         client_addr,
         p2p_endpoint,
+        admin_addr: admin.addr,
         live_game_servers,
         tracker,
         shared,
         grace,
         shutdown,
+    })
+}
+
+/// `/readyz`: a gateway can serve once at least one game server is linked
+/// and live; before that every new client would be kicked.
+fn readiness(live: watch::Receiver<usize>) -> gamemesh_node::admin::ReadyCheck {
+    Arc::new(move || {
+        let n = *live.borrow();
+        Box::pin(async move {
+            if n > 0 {
+                Ok(())
+            } else {
+                Err("no game server is linked".to_string())
+            }
+        })
     })
 }
 

@@ -25,6 +25,8 @@ use std::time::Duration;
 use gamemesh_proto::client::KickReason;
 use tokio::time::Instant;
 
+use crate::metrics::GatewayMetrics;
+
 /// A classic token bucket: `rate` tokens per second, holding at most
 /// `burst`. Starts full, so a fresh client can send its login burst at once.
 #[derive(Debug, Clone)]
@@ -277,9 +279,12 @@ pub enum Refusal {
     IpRate,
 }
 
-/// What the gateway's protections did, for tests and (later) metrics.
+/// What the gateway's protections did, for tests and metrics.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// The same events (and the rest of the gateway's) as Prometheus
+    /// metrics.
+    metrics: GatewayMetrics,
     /// Sockets refused because the gateway was full.
     refused_full: AtomicU64,
     /// Sockets refused by the per-IP connect rate.
@@ -291,8 +296,14 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// The gateway's metric handles.
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.metrics
+    }
+
     /// Counts one refused socket.
     pub fn refused(&self, why: Refusal) {
+        self.metrics.refused(why);
         match why {
             Refusal::GatewayFull => &self.refused_full,
             Refusal::IpRate => &self.refused_ip_rate,
@@ -311,6 +322,7 @@ impl Counters {
 
     /// Counts one rate-limited frame.
     pub fn rate_limited(&self) {
+        self.metrics.rate_limited.increment(1);
         self.rate_limited_frames.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -321,6 +333,7 @@ impl Counters {
 
     /// Counts one kick.
     pub fn kicked(&self, reason: KickReason) {
+        self.metrics.kicked(reason);
         self.kicks[kick_index(reason)].fetch_add(1, Ordering::Relaxed);
     }
 

@@ -109,6 +109,7 @@ pub(crate) async fn accept_loop(
                     );
                     continue;
                 };
+                shared.counters.metrics().accepted.increment(1);
                 tracker.spawn(connection::serve(
                     stream,
                     peer,

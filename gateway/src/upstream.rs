@@ -383,6 +383,7 @@ pub(crate) async fn heartbeat_loop(
             // Its sockets answer their requests in flight to it at once.
             shared.clients.game_server_down(gs);
         }
+        sample_gauges(&shared);
         let wait = if *shared.upstream.live_count.borrow() == 0 {
             interval.min(Duration::from_millis(100))
         } else {
@@ -393,6 +394,21 @@ pub(crate) async fn heartbeat_loop(
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Sets the gauges that are cheaper to sample once a heartbeat than to
+/// keep exact on every frame.
+fn sample_gauges(shared: &Shared) {
+    let metrics = shared.counters.metrics();
+    metrics
+        .open
+        .set(shared.open.load(std::sync::atomic::Ordering::Relaxed) as f64);
+    metrics
+        .game_servers_live
+        .set(*shared.upstream.live_count.borrow() as f64);
+    metrics
+        .outbound_queued_bytes
+        .set(shared.clients.queued_bytes() as f64);
 }
 
 /// Carries out what game servers send, until the link closes or shutdown.

@@ -42,6 +42,8 @@ pub struct GameServerNode {
     pub p2p_port: u16,
     /// Its shared state, to inspect owned sessions.
     pub state: Arc<HubState>,
+    /// Its admin port (`/metrics`, `/healthz`, `/readyz`).
+    pub admin_addr: std::net::SocketAddr,
     /// Stops it.
     pub shutdown: CancellationToken,
     /// Finishes when it stopped.
@@ -54,6 +56,8 @@ pub struct GatewayNode {
     pub node_id: u64,
     /// Where clients connect.
     pub addr: String,
+    /// Its admin port (`/metrics`, `/healthz`, `/readyz`).
+    pub admin_addr: std::net::SocketAddr,
     /// Stops it.
     pub shutdown: CancellationToken,
     /// Finishes when it stopped.
@@ -115,6 +119,7 @@ pub fn game_server_config(node_id: u64, redis: &str) -> GsConfig {
         login_attempts_per_user_per_min: 1_000,
         login_attempts_per_ip_per_min: 100_000,
         cluster_secret: test_cluster_secret(),
+        admin_port: 0,
         ..GsConfig::default()
     }
 }
@@ -137,6 +142,7 @@ pub fn gateway_config(node_id: u64, game_server_ports: &[u16]) -> GwConfig {
         // its own test (tests/overload.rs).
         max_connects_per_ip_per_sec: 100_000,
         cluster_secret: test_cluster_secret(),
+        admin_port: 0,
         ..GwConfig::default()
     }
 }
@@ -150,11 +156,13 @@ pub async fn start_game_server(config: GsConfig) -> GameServerNode {
         .expect("game server starts");
     let p2p_port = running.p2p_port();
     let state = running.state.clone();
+    let admin_addr = running.admin_addr;
     let task = tokio::spawn(running.wait());
     GameServerNode {
         node_id,
         p2p_port,
         state,
+        admin_addr,
         shutdown,
         task,
     }
@@ -169,6 +177,7 @@ pub async fn start_gateway(config: GwConfig, expect_linked: usize) -> GatewayNod
         .await
         .expect("gateway starts");
     let addr = running.client_addr.to_string();
+    let admin_addr = running.admin_addr;
     tokio::time::timeout(
         Duration::from_secs(10),
         running.wait_for_game_servers(expect_linked),
@@ -179,6 +188,7 @@ pub async fn start_gateway(config: GwConfig, expect_linked: usize) -> GatewayNod
     GatewayNode {
         node_id,
         addr,
+        admin_addr,
         shutdown,
         task,
     }

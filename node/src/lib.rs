@@ -1,28 +1,55 @@
 //! The edge every gamemesh binary shares, so `gateway`, `game-server` and
 //! `test-client` start, log and stop the same way:
 //!
-//! - [`init_logging`]: human-readable logs filtered by `RUST_LOG`.
+//! - [`init_logging`] / [`init_logging_as`]: logs filtered by `RUST_LOG`,
+//!   human-readable or JSON lines ([`LogFormat`], `--log-format`).
+//! - [`config`]: flags from the command line, the environment and a TOML
+//!   file (`--config`), and `--print-config`, for any clap parser.
+//! - [`admin`]: the admin port (`/metrics`, `/healthz`, `/readyz`) and the
+//!   process's one Prometheus recorder.
 //! - [`wait_for_signal`] / [`shutdown_on_signal`]: SIGINT (Ctrl-C) and
 //!   SIGTERM become one `CancellationToken`, the only shutdown path the
 //!   libraries know.
 //! - [`exit_on_error`]: a start-up failure ends the process with one plain
 //!   sentence and status 1, never a backtrace.
 
+pub mod admin;
+pub mod config;
+
 use std::fmt::Display;
 
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-/// Logs to stderr (stdout stays for a program's own output, e.g. the test
-/// client's PASS/FAIL lines or bench JSON), filtered by `RUST_LOG`, or by
-/// `default_filter` when it is unset or invalid.
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers (Loki, Elasticsearch,
+    /// Cloud Logging): the message keeps its wording under `fields.message`.
+    Json,
+}
+
+/// Logs human-readable lines to stderr (stdout stays for a program's own
+/// output, e.g. the test client's PASS/FAIL lines or bench JSON), filtered
+/// by `RUST_LOG`, or by `default_filter` when it is unset or invalid.
 pub fn init_logging(default_filter: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging_as(default_filter, LogFormat::Text);
+}
+
+/// [`init_logging`] in the given format.
+pub fn init_logging_as(default_filter: &str, format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM. Errors only if the signal

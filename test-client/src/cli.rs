@@ -113,6 +113,31 @@ pub enum Command {
     Bench(BenchArgs),
     /// Bare echo server for the same framing: the physical-limit baseline.
     EchoServer(EchoServerArgs),
+    /// Live cluster view from the nodes' admin ports: nodes, connections,
+    /// sessions, packets/s and p99 handler latency, refreshed every
+    /// interval.
+    Top {
+        /// Admin ports to watch (`host:port`, comma separated), e.g. the
+        /// ones `run-sample.sh` prints.
+        #[arg(
+            long = "admin",
+            env = "GAMEMESH_ADMIN",
+            value_delimiter = ',',
+            default_value = "127.0.0.1:9190,127.0.0.1:9191"
+        )]
+        admin: Vec<String>,
+        /// Refresh interval in milliseconds.
+        #[arg(
+            long,
+            env = "GAMEMESH_TOP_INTERVAL_MS",
+            default_value_t = 1000,
+            value_parser = clap::value_parser!(u64).range(100..)
+        )]
+        interval_ms: u64,
+        /// Stop after this many refreshes (default: until Ctrl-C).
+        #[arg(long, env = "GAMEMESH_TOP_COUNT")]
+        count: Option<u64>,
+    },
     /// Sessions incrementing their counters through two gateways while the
     /// cluster is broken around them; prints one JSON line and a table,
     /// exits 1 if anything that must be 0 is not.
@@ -419,6 +444,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             print!("{}", report.table());
             Ok(report.passed())
         }
+        Command::Top {
+            ref admin,
+            interval_ms,
+            count,
+        } => crate::top::run(admin, Duration::from_millis(interval_ms), count).await,
         Command::Bench(_) | Command::EchoServer(_) => {
             anyhow::bail!("bench and echo-server build their own runtime: call cli::execute")
         }

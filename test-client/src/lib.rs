@@ -16,6 +16,8 @@
 //! - [`chaos`]: `chaos`, increments retried through faults, counting what
 //!   hung, ran twice or was lost.
 //! - [`limits`]: the open-file limit, raised before a benchmark.
+//! - [`top`]: `top`, a live cluster view from the nodes' admin ports
+//!   (`/metrics`), and the scraper the integration tests use.
 //! - [`cli`]: flags and dispatch for the `test-client` binary.
 //!
 //! A request's path: [`Client::echo`] builds a `ClientPacket` with the next
@@ -39,5 +41,6 @@ pub mod echo_server;
 pub mod limits;
 pub mod load;
 pub mod scenario;
+pub mod top;
 
 pub use client::{token_for, Client, ClientError};

@@ -79,6 +79,7 @@ where
                     "Duplicate packet detected: SessionId={}, SequenceId={seq}; replaying the cached reply",
                     session.session_id
                 );
+                crate::metrics::hub().duplicates.increment(1);
                 Either::Left(futures::future::ready(Ok(HubResponse::reply(reply))))
             }
             SeqCheck::Duplicate => {
@@ -86,6 +87,7 @@ where
                     "Duplicate packet detected: SessionId={}, SequenceId={seq}; no cached reply held",
                     session.session_id
                 );
+                crate::metrics::hub().duplicates.increment(1);
                 Either::Left(futures::future::ready(Ok(HubResponse::error(
                     seq,
                     ErrorCode::DuplicateSequence,

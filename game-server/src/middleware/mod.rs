@@ -5,12 +5,14 @@ pub mod authentication;
 pub mod exception;
 pub mod idempotency;
 pub mod logging;
+pub mod measure;
 pub mod timing;
 
 pub use authentication::AuthenticationLayer;
 pub use exception::ExceptionLayer;
 pub use idempotency::IdempotencyLayer;
 pub use logging::LoggingLayer;
+pub use measure::{measured, MeasureLayer};
 pub use timing::{TimingLayer, Timings};
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Timing: measures the handler (everything below this layer), logs
-//! `Packet processed` at TRACE and records the duration.
+//! `Packet processed` at TRACE and records the duration, in [`Timings`]
+//! and in `gamemesh_game_server_handler_seconds{kind}`; it also counts
+//! logins and resumes by result, since it sees both kind and reply.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use gamemesh_proto::client::server_packet;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::trace;
@@ -81,10 +84,12 @@ where
 
     fn call(&mut self, req: HubRequest) -> Self::Future {
         let socket = req.conn.socket;
+        let kind = req.kind();
         Timed {
             inner: self.inner.call(req),
             start: Instant::now(),
             socket,
+            kind,
             timings: self.timings.clone(),
         }
     }
@@ -97,11 +102,15 @@ pin_project! {
         inner: F,
         start: Instant,
         socket: Uuid,
+        kind: &'static str,
         timings: Arc<Timings>,
     }
 }
 
-impl<F: Future> Future for Timed<F> {
+impl<F> Future for Timed<F>
+where
+    F: Future<Output = Result<HubResponse, BoxError>>,
+{
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -117,6 +126,17 @@ impl<F: Future> Future for Timed<F> {
             this.socket,
             elapsed.as_secs_f64() * 1000.0
         );
+        let metrics = crate::metrics::hub();
+        metrics.handler(this.kind).record(elapsed.as_secs_f64());
+        let results = match *this.kind {
+            "login" => Some((&metrics.logins_ok, &metrics.logins_failed)),
+            "resume" => Some((&metrics.resumes_ok, &metrics.resumes_failed)),
+            _ => None,
+        };
+        if let Some((ok, failed)) = results {
+            let refused = !matches!(&out, Ok(r) if !matches!(r.reply.body, Some(server_packet::Body::Error(_))));
+            if refused { failed } else { ok }.increment(1);
+        }
         Poll::Ready(out)
     }
 }

@@ -1,0 +1,108 @@
+//! The gateway's Prometheus metrics (names in README, "Metrics").
+//!
+//! Every handle is registered once, when the gateway starts, so the hot
+//! path only bumps an atomic: no name lookup and no label allocation per
+//! frame. Gauges that would need a shared atomic per frame (bytes queued
+//! for clients) are sampled on the heartbeat instead.
+
+use gamemesh_proto::client::KickReason;
+use metrics::{counter, gauge, Counter, Gauge};
+
+use crate::limits::Refusal;
+
+/// Kick reasons counted by value (`KickReason` has 0..=7); anything else
+/// is counted as unspecified.
+const KICK_REASONS: usize = 8;
+
+/// The metric label of a kick reason: `slow_consumer` for
+/// `KICK_REASON_SLOW_CONSUMER`.
+pub fn kick_label(reason: KickReason) -> String {
+    let name = reason.as_str_name();
+    name.strip_prefix("KICK_REASON_")
+        .unwrap_or(name)
+        .to_ascii_lowercase()
+}
+
+/// Handles of every gateway metric.
+#[derive(Debug, Clone)]
+pub struct GatewayMetrics {
+    /// `gamemesh_gateway_connections_accepted_total`.
+    pub accepted: Counter,
+    /// `gamemesh_gateway_connections_refused_total{reason="gateway_full"}`.
+    refused_full: Counter,
+    /// `gamemesh_gateway_connections_refused_total{reason="ip_rate"}`.
+    refused_ip_rate: Counter,
+    /// `gamemesh_gateway_connections_open`.
+    pub open: Gauge,
+    /// `gamemesh_gateway_packets_in_total`: frames from clients.
+    pub packets_in: Counter,
+    /// `gamemesh_gateway_bytes_in_total`: their body bytes.
+    pub bytes_in: Counter,
+    /// `gamemesh_gateway_packets_out_total`: frames written to clients.
+    pub packets_out: Counter,
+    /// `gamemesh_gateway_bytes_out_total`: their body bytes.
+    pub bytes_out: Counter,
+    /// `gamemesh_gateway_rate_limited_total`: frames answered
+    /// `RATE_LIMITED`.
+    pub rate_limited: Counter,
+    /// `gamemesh_gateway_relay_failures_total`: frames a game server's pipe
+    /// did not take (answered `UNAVAILABLE`).
+    pub relay_failures: Counter,
+    /// `gamemesh_gateway_kicks_total{reason}`, by `KickReason` value.
+    kicks: [Counter; KICK_REASONS],
+    /// `gamemesh_gateway_game_servers_live`.
+    pub game_servers_live: Gauge,
+    /// `gamemesh_gateway_outbound_queued_bytes`: reply bytes waiting for
+    /// clients, summed over sockets (sampled every heartbeat).
+    pub outbound_queued_bytes: Gauge,
+}
+
+impl GatewayMetrics {
+    /// Registers the handles with the process's recorder (install it
+    /// first: handles registered before it record nowhere).
+    pub fn register() -> Self {
+        let refused = |reason: &'static str| counter!("gamemesh_gateway_connections_refused_total", "reason" => reason);
+        Self {
+            accepted: counter!("gamemesh_gateway_connections_accepted_total"),
+            refused_full: refused("gateway_full"),
+            refused_ip_rate: refused("ip_rate"),
+            open: gauge!("gamemesh_gateway_connections_open"),
+            packets_in: counter!("gamemesh_gateway_packets_in_total"),
+            bytes_in: counter!("gamemesh_gateway_bytes_in_total"),
+            packets_out: counter!("gamemesh_gateway_packets_out_total"),
+            bytes_out: counter!("gamemesh_gateway_bytes_out_total"),
+            rate_limited: counter!("gamemesh_gateway_rate_limited_total"),
+            relay_failures: counter!("gamemesh_gateway_relay_failures_total"),
+            kicks: std::array::from_fn(|i| {
+                let reason = KickReason::try_from(i as i32).unwrap_or(KickReason::Unspecified);
+                counter!("gamemesh_gateway_kicks_total", "reason" => kick_label(reason))
+            }),
+            game_servers_live: gauge!("gamemesh_gateway_game_servers_live"),
+            outbound_queued_bytes: gauge!("gamemesh_gateway_outbound_queued_bytes"),
+        }
+    }
+
+    /// Counts one refused socket.
+    pub fn refused(&self, why: Refusal) {
+        match why {
+            Refusal::GatewayFull => &self.refused_full,
+            Refusal::IpRate => &self.refused_ip_rate,
+        }
+        .increment(1);
+    }
+
+    /// Counts one kick.
+    pub fn kicked(&self, reason: KickReason) {
+        let i = usize::try_from(reason as i32)
+            .ok()
+            .filter(|i| *i < KICK_REASONS)
+            .unwrap_or(0);
+        self.kicks[i].increment(1);
+    }
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        Self::register()
+    }
+}
