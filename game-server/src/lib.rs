@@ -26,8 +26,8 @@
 //!   and the bounded work queue, from `gamemesh-jobs`; pushes notices to
 //!   the sessions owned here.
 
-pub mod chat;
 pub mod background;
+pub mod chat;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -280,7 +280,7 @@ pub async fn start(
         heartbeat,
         tasks.clone(),
     ));
-    if let Some(redis) = redis {
+    if let Some(redis) = redis.clone() {
         tracker.spawn(hub::resave_after_failover(
             state.clone(),
             redis.primary_changes(),
@@ -299,10 +299,12 @@ pub async fn start(
         config.live_ttl() / 9,
         tasks.clone(),
     ));
-    let background = match config.session_store {
-        StoreKind::Redis => Some(
+    // `redis` is there exactly when the session store is Redis.
+    let background = match redis {
+        Some(redis) => Some(
             background::start(
                 state.clone(),
+                redis,
                 &config,
                 &tracker,
                 shutdown.clone(),
@@ -310,7 +312,7 @@ pub async fn start(
             )
             .await?,
         ),
-        StoreKind::Memory => {
+        None => {
             warn!("No background jobs or cluster events: they need Redis (--session-store redis)");
             None
         }
