@@ -17,7 +17,8 @@ use gamemesh_jobs::catalog::{self, GameEvent, Notice};
 use gamemesh_jobs::runner::{self, Handlers, RunnerConfig};
 use gamemesh_jobs::store::now_ms;
 use gamemesh_jobs::{
-    Backoff, BoxError, CronJob, EventBus, EventHandlers, JobStore, QueueError, WorkQueue,
+    Backoff, BoxError, CronJob, EventBus, EventHandlers, JobStore, QueueError, RedisSource,
+    WorkQueue,
 };
 use gamemesh_proto::client::{server_packet, ErrorCode, ServerNotice, ServerPacket};
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,29 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::error::GameServerError;
+use crate::redis_connect::RedisConn;
 use crate::state::HubState;
+
+/// The jobs go through the server's own connection, so they reach Redis
+/// however it is addressed (ACL user, TLS with `--redis-ca-file`,
+/// Sentinel) and follow the primary through a failover with the sessions.
+impl RedisSource for RedisConn {
+    fn connection(&self) -> redis::aio::ConnectionManager {
+        RedisConn::connection(self)
+    }
+
+    fn client(&self) -> redis::Client {
+        self.primary_client()
+    }
+
+    fn primary_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(RedisConn::primary_changes(self))
+    }
+
+    fn command_failed(&self) {
+        self.suspect_primary();
+    }
+}
 
 /// The running background parts, for whoever needs to enqueue or publish.
 #[derive(Clone)]
@@ -40,7 +63,8 @@ pub struct Background {
     pub queue: WorkQueue,
 }
 
-/// Starts the runner, the work queue and the event listener on `tracker`.
+/// Starts the runner, the work queue and the event listener on `tracker`,
+/// all on `redis`, the server's connection.
 ///
 /// The runner stops claiming when `shutdown` (the server's own token) is
 /// cancelled and gives running jobs half the shutdown grace before it
@@ -48,19 +72,20 @@ pub struct Background {
 /// queue's workers stop on `tasks`, with the hub's other tasks.
 pub async fn start(
     state: Arc<HubState>,
+    redis: RedisConn,
     config: &Config,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
     tasks: CancellationToken,
 ) -> Result<Background, GameServerError> {
     let timeout = Duration::from_millis(config.redis_timeout_ms);
+    // `target` is the address with its password redacted.
+    let target = redis.target().to_string();
     let unreachable = |e: gamemesh_jobs::JobsError| GameServerError::RedisUnreachable {
-        addr: config.redis.clone(),
+        addr: target.clone(),
         reason: e.to_string(),
     };
-    let store = JobStore::connect(&config.redis, timeout)
-        .await
-        .map_err(unreachable)?;
+    let store = JobStore::with_source(Arc::new(redis), timeout);
     let bus = EventBus::new(store.clone(), config.node_id);
     let queue = WorkQueue::start(
         config.work_queue_workers,

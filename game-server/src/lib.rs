@@ -309,7 +309,7 @@ pub async fn start(
         heartbeat,
         tasks.clone(),
     ));
-    if let Some(redis) = redis {
+    if let Some(redis) = redis.clone() {
         tracker.spawn(hub::resave_after_failover(
             state.clone(),
             redis.primary_changes(),
@@ -328,10 +328,12 @@ pub async fn start(
         config.live_ttl() / 9,
         tasks.clone(),
     ));
-    let background = match config.session_store {
-        StoreKind::Redis => Some(
+    // `redis` is there exactly when the session store is Redis.
+    let background = match redis {
+        Some(redis) => Some(
             background::start(
                 state.clone(),
+                redis,
                 &config,
                 &tracker,
                 shutdown.clone(),
@@ -339,7 +341,7 @@ pub async fn start(
             )
             .await?,
         ),
-        StoreKind::Memory => {
+        None => {
             warn!("No background jobs or cluster events: they need Redis (--session-store redis)");
             None
         }

@@ -1,6 +1,7 @@
 //! Every connection the game server makes to Redis starts here: the session
-//! store ([`crate::session::redis`]) and the node registry
-//! ([`crate::membership`]) both run their commands through one [`RedisConn`].
+//! store ([`crate::session::redis`]), the node registry
+//! ([`crate::membership`]) and the background jobs ([`crate::background`],
+//! pub/sub included) all run their commands through one [`RedisConn`].
 //!
 //! `--redis` (env `REDIS_CONNECTION`) takes one of these forms:
 //!
@@ -375,6 +376,8 @@ struct Primary {
     addr: String,
     /// Multiplexed, self-reconnecting (to this address).
     conn: ConnectionManager,
+    /// Its client, for connections that cannot be shared (pub/sub).
+    client: Client,
 }
 
 /// What following the sentinels needs; only the follower task uses it, the
@@ -502,7 +505,7 @@ impl RedisConn {
         let addr = client.get_connection_info().addr().to_string();
         let conn = tokio::time::timeout(
             timeout * 2,
-            ConnectionManager::new_with_config(client, manager_config.clone()),
+            ConnectionManager::new_with_config(client.clone(), manager_config.clone()),
         )
         .await
         .map_err(|_| RedisConnectError::Unreachable {
@@ -525,7 +528,7 @@ impl RedisConn {
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                primary: RwLock::new(Primary { addr, conn }),
+                primary: RwLock::new(Primary { addr, conn, client }),
                 sentinels: sentinels.map(Mutex::new),
                 recheck: Notify::new(),
                 timeout,
@@ -552,6 +555,30 @@ impl RedisConn {
     /// node are lost with it, so whoever saved through it must save again.
     pub fn primary_changes(&self) -> watch::Receiver<u64> {
         self.inner.switches.subscribe()
+    }
+
+    /// The multiplexed connection to the current primary, for callers
+    /// with their own bounds and errors (the job store). Bound each call by
+    /// the timeout and report failures with
+    /// [`suspect_primary`](Self::suspect_primary).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn()
+    }
+
+    /// A client for the current primary (same TLS and credentials), for
+    /// connections that cannot be multiplexed: pub/sub. After a failover
+    /// it names the new primary; [`primary_changes`](Self::primary_changes)
+    /// says when to open a new one.
+    pub fn primary_client(&self) -> Client {
+        self.read_primary().client.clone()
+    }
+
+    /// A command through [`connection`](Self::connection) failed: with
+    /// Sentinel, ask the sentinels now rather than at the next poll.
+    pub fn suspect_primary(&self) {
+        if self.inner.sentinels.is_some() {
+            self.inner.recheck.notify_one();
+        }
     }
 
     /// Runs one command within the timeout.
@@ -640,7 +667,7 @@ impl RedisConn {
         }
         let conn = match tokio::time::timeout(
             self.inner.timeout * 2,
-            ConnectionManager::new_with_config(client, self.inner.manager_config.clone()),
+            ConnectionManager::new_with_config(client.clone(), self.inner.manager_config.clone()),
         )
         .await
         {
@@ -664,6 +691,7 @@ impl RedisConn {
             .unwrap_or_else(|p| p.into_inner()) = Primary {
             addr: addr.clone(),
             conn,
+            client,
         };
         self.inner.switches.send_modify(|n| *n += 1);
         metrics::counter!("gamemesh_redis_primary_switches_total").increment(1);
@@ -707,11 +735,9 @@ impl RedisConn {
                 ))
             }
         };
-        if self.inner.sentinels.is_some() {
-            // Maybe the primary moved: ask the sentinels now rather than
-            // at the next poll.
-            self.inner.recheck.notify_one();
-        }
+        // Maybe the primary moved: ask the sentinels now rather than at
+        // the next poll.
+        self.suspect_primary();
         Err(result)
     }
 }

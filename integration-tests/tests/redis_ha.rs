@@ -24,6 +24,7 @@ use gamemesh_integration_tests::{
     game_server_config, gateway_config, init_tracing, start_game_server, start_gateway, wait_for,
     wait_for_async, Client, GameServerNode, GatewayNode, TIMEOUT,
 };
+use gamemesh_jobs::{catalog, JobStore};
 use gamemesh_proto::client::{server_packet, KickReason, LoginResponse};
 use gamemesh_test_support::{SentinelGroup, SentinelOptions};
 
@@ -298,6 +299,45 @@ async fn sessions_keep_working_after_the_primary_is_killed() {
     let switched_at = Instant::now();
     assert_ne!(new, old);
     sessions_keep_working(&ha, &gateway, players, new, switched_at).await;
+    stop_nodes(game_servers, gateway).await;
+}
+
+/// The background jobs follow the failover with the sessions: an in-game
+/// event scheduled on the NEW primary is claimed there by a game server
+/// (on the old, demoted one its scripts would fail `READONLY`), and both
+/// notices it publishes reach a player.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_jobs_and_events_follow_a_planned_sentinel_failover() {
+    let ha = SentinelGroup::start();
+    let (game_servers, gateway) = start_nodes(&ha.url(), |_| {}).await;
+    let mut client = Client::connect_with_timeout(&gateway.addr, TIMEOUT)
+        .await
+        .expect("connect");
+    client.login(1, "dev").await.expect("login");
+    let old = ha.primary_port();
+    let new = ha.failover().await;
+    assert_ne!(new, old);
+
+    let store = JobStore::connect(&format!("127.0.0.1:{new}"), TIMEOUT)
+        .await
+        .expect("job store on the new primary");
+    catalog::schedule_game_event(&store, "after-failover", Duration::ZERO, Duration::ZERO)
+        .await
+        .expect("schedule an event on the new primary");
+    let mut kinds = Vec::new();
+    let deadline = Instant::now() + SETTLE;
+    while !(kinds.iter().any(|k| k == "event_start") && kinds.iter().any(|k| k == "event_end")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let push = client
+            .next_push(left)
+            .await
+            .unwrap_or_else(|e| panic!("waiting for the event's notices, got {kinds:?}: {e}"));
+        if let Some(server_packet::Body::Notice(n)) = push.body {
+            if n.text.contains("after-failover") {
+                kinds.push(n.kind);
+            }
+        }
+    }
     stop_nodes(game_servers, gateway).await;
 }
 

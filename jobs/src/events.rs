@@ -150,8 +150,9 @@ impl EventBus {
     }
 
     /// Starts the listener on `tracker`: it subscribes (again after every
-    /// lost connection, with a short pause) until `shutdown`, and queues
-    /// each handler of each received event on `queue`.
+    /// lost connection, with a short pause, and on the new primary after
+    /// every failover the store's source reports) until `shutdown`, and
+    /// queues each handler of each received event on `queue`.
     pub fn listen(
         &self,
         handlers: EventHandlers,
@@ -159,13 +160,20 @@ impl EventBus {
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) {
-        let client = self.store.client().clone();
+        let source = self.store.source().clone();
         let channel = self.channel.clone();
         let subscribed = self.subscribed_tx.clone();
         let handlers = Arc::new(handlers);
+        let mut changes = source.primary_changes();
         tracker.spawn(async move {
             let mut logged_down = false;
             while !shutdown.is_cancelled() {
+                // Marked seen before asking for the client: a switch after
+                // this point makes us subscribe again, never miss it.
+                if let Some(c) = changes.as_mut() {
+                    c.borrow_and_update();
+                }
+                let client = source.client();
                 let mut pubsub = match tokio::select! {
                     _ = shutdown.cancelled() => break,
                     r = subscribe(&client, &channel) => r,
@@ -191,6 +199,10 @@ impl EventBus {
                 loop {
                     let msg = tokio::select! {
                         _ = shutdown.cancelled() => break,
+                        _ = primary_moved(&mut changes) => {
+                            info!("Redis primary moved; event listener subscribing on the new one");
+                            break;
+                        }
                         m = messages.next() => m,
                     };
                     let Some(msg) = msg else {
@@ -203,6 +215,17 @@ impl EventBus {
             }
         });
     }
+}
+
+/// Resolves when the primary moves; never for a source whose primary
+/// does not (or whose sender is gone).
+async fn primary_moved(changes: &mut Option<watch::Receiver<u64>>) {
+    if let Some(c) = changes {
+        if c.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 async fn subscribe(

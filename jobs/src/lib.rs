@@ -16,6 +16,9 @@
 //! - [`queue`]: [`WorkQueue`], the bounded local work queue.
 //! - [`events`]: [`EventBus`], typed events over Redis pub/sub, handled on
 //!   every server through the work queue.
+//! - [`source`]: [`RedisSource`], where the store gets its connections
+//!   (the game server's own, which follow a Sentinel failover), and
+//!   [`source::PlainRedis`] for one plain address.
 //! - [`catalog`]: the job kinds and events the game server defines.
 //!
 //! The path of a job: `enqueue_in` writes `gm:{jobs}:job:<id>` and puts the
@@ -31,6 +34,7 @@ pub mod job;
 pub mod queue;
 pub mod runner;
 pub mod schedule;
+pub mod source;
 pub mod store;
 
 pub use error::JobsError;
@@ -39,4 +43,5 @@ pub use job::{Backoff, Job, JobInfo, JobSpec, JobState};
 pub use queue::{QueueError, WorkQueue};
 pub use runner::{BoxError, Handlers, RunnerConfig};
 pub use schedule::CronSchedule;
+pub use source::RedisSource;
 pub use store::{CronJob, JobStore};

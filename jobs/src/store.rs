@@ -19,14 +19,16 @@
 //! NTP): a skew of a second moves when a job runs, never how often.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use crate::job::{Job, JobInfo, JobSpec};
 use crate::schedule::CronSchedule;
+use crate::source::{PlainRedis, RedisSource};
 use crate::JobsError;
 
 /// The key prefix, hash tag included.
@@ -253,10 +255,9 @@ struct Scripts {
 /// The job store: a handle on Redis, cheap to clone.
 #[derive(Clone)]
 pub struct JobStore {
-    /// Multiplexed, self-reconnecting connection.
-    conn: ConnectionManager,
-    /// The client, kept to open the event bus's pub/sub connection.
-    client: redis::Client,
+    /// Where commands and the event bus's pub/sub connection go: the
+    /// current primary.
+    source: Arc<dyn RedisSource>,
     /// Bound on every call.
     timeout: Duration,
     /// The Lua scripts (EVALSHA, falling back to EVAL after a Redis restart).
@@ -276,37 +277,21 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Normalises `host:port` to a `redis://` URL; URLs pass through.
-pub fn redis_url(addr: &str) -> String {
-    if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("redis://{addr}")
-    }
-}
+pub use crate::source::redis_url;
 
 impl JobStore {
     /// Connects to Redis at `addr` (`host:port` or a URL), failing within
     /// about `timeout` if it does not answer.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, JobsError> {
-        let client = redis::Client::open(redis_url(addr)).map_err(|e| JobsError::BadAddress {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = tokio::time::timeout(
-            timeout * 2,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| JobsError::Timeout(timeout * 2))??;
-        Ok(Self {
-            conn,
-            client,
+        let source = PlainRedis::connect(addr, timeout).await?;
+        Ok(Self::with_source(Arc::new(source), timeout))
+    }
+
+    /// A store on `source`'s connections (the game server's, which follow
+    /// the primary through failovers), every call bounded by `timeout`.
+    pub fn with_source(source: Arc<dyn RedisSource>, timeout: Duration) -> Self {
+        Self {
+            source,
             timeout,
             scripts: Scripts {
                 claim: Script::new(CLAIM),
@@ -319,17 +304,22 @@ impl JobStore {
                 cron_register: Script::new(CRON_REGISTER),
                 cron_fire: Script::new(CRON_FIRE),
             },
-        })
+        }
     }
 
-    /// The Redis client (for a pub/sub connection).
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// Where this store's connections come from.
+    pub fn source(&self) -> &Arc<dyn RedisSource> {
+        &self.source
     }
 
-    /// A handle on the shared connection.
+    /// A client for the current primary (for a pub/sub connection).
+    pub fn client(&self) -> redis::Client {
+        self.source.client()
+    }
+
+    /// A handle on the shared connection to the current primary.
     pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.source.connection()
     }
 
     /// The bound on every Redis call.
@@ -341,9 +331,14 @@ impl JobStore {
         &self,
         f: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, JobsError> {
-        Ok(tokio::time::timeout(self.timeout, f)
-            .await
-            .map_err(|_| JobsError::Timeout(self.timeout))??)
+        let result = match tokio::time::timeout(self.timeout, f).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => JobsError::Redis(e),
+            Err(_) => JobsError::Timeout(self.timeout),
+        };
+        // Maybe the primary moved: let a source that follows it look now.
+        self.source.command_failed();
+        Err(result)
     }
 
     async fn run_script<T: redis::FromRedisValue>(
@@ -359,7 +354,7 @@ impl JobStore {
         for a in args {
             inv.arg(a);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         self.bounded(async move { inv.invoke_async(&mut conn).await })
             .await
     }
@@ -581,7 +576,7 @@ impl JobStore {
 
     /// Everything stored about job `id`, if it is stored.
     pub async fn inspect(&self, id: &str) -> Result<Option<JobInfo>, JobsError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         let k = job_key(id);
         let fields: HashMap<String, String> = self
             .bounded(async move { redis::cmd("HGETALL").arg(k).query_async(&mut conn).await })
@@ -590,7 +585,7 @@ impl JobStore {
     }
 
     async fn ids(&self, set: &str) -> Result<Vec<String>, JobsError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         let k = key(set);
         self.bounded(async move {
             redis::cmd("ZRANGE")
@@ -650,7 +645,7 @@ impl JobStore {
 
     /// The registered recurring jobs with their next tick (Unix ms).
     pub async fn crons(&self) -> Result<Vec<(CronJob, i64)>, JobsError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         let (defs, next): (HashMap<String, String>, Vec<(String, f64)>) = self
             .bounded(async move {
                 redis::pipe()

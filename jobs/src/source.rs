@@ -1,0 +1,86 @@
+//! Where the job store and the event bus get their Redis connections.
+//!
+//! The game server already holds one connection to Redis that knows TLS
+//! CAs, ACL users and Sentinel, and follows the primary through failovers.
+//! The jobs must go wherever it goes (jobs written to a demoted primary are
+//! lost with it), so the store takes its connections from a
+//! [`RedisSource`] instead of opening its own. [`PlainRedis`] is the simple
+//! one, for `test-client admin` and tests: one address, no failover.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::watch;
+
+use crate::JobsError;
+
+/// Hands out connections to the current Redis primary.
+pub trait RedisSource: Send + Sync + 'static {
+    /// The multiplexed connection commands and scripts go to now.
+    fn connection(&self) -> ConnectionManager;
+
+    /// A client for the current primary, to open a pub/sub connection
+    /// (which cannot share the multiplexed one).
+    fn client(&self) -> redis::Client;
+
+    /// Changes each time the primary moves, so the event listener
+    /// subscribes again on the new one. `None` when it never moves.
+    fn primary_changes(&self) -> Option<watch::Receiver<u64>> {
+        None
+    }
+
+    /// A command failed: the primary may have moved, so a source that
+    /// follows one may look now rather than at its next check.
+    fn command_failed(&self) {}
+}
+
+/// One Redis at one address, reconnecting to it by itself.
+#[derive(Clone)]
+pub struct PlainRedis {
+    /// The client, kept for pub/sub connections.
+    client: redis::Client,
+    /// Multiplexed, self-reconnecting connection.
+    conn: ConnectionManager,
+}
+
+impl PlainRedis {
+    /// Connects to Redis at `addr` (`host:port` or a `redis://` URL),
+    /// failing within about twice `timeout` if it does not answer.
+    pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, JobsError> {
+        let client = redis::Client::open(redis_url(addr)).map_err(|e| JobsError::BadAddress {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = tokio::time::timeout(
+            timeout * 2,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        .map_err(|_| JobsError::Timeout(timeout * 2))??;
+        Ok(Self { client, conn })
+    }
+}
+
+impl RedisSource for PlainRedis {
+    fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    fn client(&self) -> redis::Client {
+        self.client.clone()
+    }
+}
+
+/// Normalises `host:port` to a `redis://` URL; URLs pass through.
+pub fn redis_url(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("redis://{addr}")
+    }
+}
