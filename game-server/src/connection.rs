@@ -272,7 +272,6 @@ fn violation(
         return false;
     }
     let policy = state.violations;
-    metrics::counter!("gamemesh_game_server_protocol_kicks_total").increment(1);
     warn!(
         "Protocol abuse: Socket={}: {} frames that are not the contract within {} s (--protocol-error-kick-after); kicking",
         conn.socket,

@@ -14,7 +14,20 @@ use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 /// Packet kinds timed with their own label; any other kind (one a later
 /// message adds before it is listed here) is timed as `other`.
-const KINDS: [&str; 6] = ["login", "resume", "echo", "heartbeat", "logout", "empty"];
+const KINDS: [&str; 12] = [
+    "login",
+    "resume",
+    "echo",
+    "heartbeat",
+    "logout",
+    "chat_list_rooms",
+    "chat_join",
+    "chat_leave",
+    "chat_say",
+    "chat_whisper",
+    "increment",
+    "empty",
+];
 
 /// Kick reasons by `KickReason` value (0..=7).
 const KICK_REASONS: usize = 8;

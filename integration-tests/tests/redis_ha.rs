@@ -318,17 +318,21 @@ async fn background_jobs_and_events_follow_a_planned_sentinel_failover() {
     // reaches it (ARCHITECTURE.md, "Jobs and events"). So the event is
     // scheduled once both listeners are subscribed there.
     let primary = redis::Client::open(format!("redis://127.0.0.1:{new}")).expect("redis url");
-    wait_for("both event listeners subscribed on the new primary", SETTLE, || {
-        let Ok(mut conn) = primary.get_connection() else {
-            return false;
-        };
-        let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg("gm:{jobs}:events")
-            .query(&mut conn)
-            .unwrap_or_default();
-        counts.first().is_some_and(|(_, n)| *n == 2)
-    })
+    wait_for(
+        "both event listeners subscribed on the new primary",
+        SETTLE,
+        || {
+            let Ok(mut conn) = primary.get_connection() else {
+                return false;
+            };
+            let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg("gm:{jobs}:events")
+                .query(&mut conn)
+                .unwrap_or_default();
+            counts.first().is_some_and(|(_, n)| *n == 2)
+        },
+    )
     .await;
     // The player logs in after the switch: what is under test is the jobs
     // and events following it (sessions across a failover are the other
