@@ -604,7 +604,11 @@ if ((failed > 0)); then
     say "$failed check(s) FAILED (scenario runs, chat, jobs and events)"
     exit 1
 fi
-say "all $gateways scenario run(s) and the chat passed"
+if [[ ${#store_args[@]} -eq 0 ]]; then
+    say "all $gateways scenario run(s), the chat, and the jobs and events sample passed"
+else
+    say "all $gateways scenario run(s) and the chat passed (jobs and events need Redis: skipped)"
+fi
 if ((keep)); then
     say "cluster kept running; watch it: scripts/top.sh (admin ports $admin_list); Ctrl-C stops it"
     while true; do
