@@ -285,7 +285,8 @@ impl GatewayLinks {
             .collect()
     }
 
-    fn send(&self, gateway: NodeId, kind: server_to_gateway::Kind) {
+    /// Sends one message; false when the link refused it.
+    fn send(&self, gateway: NodeId, kind: server_to_gateway::Kind) -> bool {
         // The socket a refused message was for, if a client misses it (a
         // refused kick was owed before, unless it was a kick of its own).
         let (socket, first) = match &kind {
@@ -298,11 +299,15 @@ impl GatewayLinks {
             server_to_gateway::Kind::Hello(_) => (None, false),
         };
         let msg = ServerToGateway { kind: Some(kind) };
-        if let Err(e) = self.link.send(gateway, Bytes::from(msg.encode_to_vec())) {
-            if let (LinkError::Full(_), Some(socket)) = (&e, socket) {
-                self.owe_kick(gateway, socket, first);
+        match self.link.send(gateway, Bytes::from(msg.encode_to_vec())) {
+            Ok(()) => true,
+            Err(e) => {
+                if let (LinkError::Full(_), Some(socket)) = (&e, socket) {
+                    self.owe_kick(gateway, socket, first);
+                }
+                self.log_failure(gateway, &e);
+                false
             }
-            self.log_failure(gateway, &e);
         }
     }
 
@@ -345,8 +350,9 @@ impl GatewayLinks {
         reason: KickReason,
         detail: &str,
     ) {
-        crate::metrics::hub().kicked(reason);
-        self.send(
+        // Counted once it went out: an owed SLOW_CONSUMER kick is retried
+        // every heartbeat until its gateway's pipe takes it.
+        let sent = self.send(
             gateway,
             server_to_gateway::Kind::Disconnect(DisconnectClient {
                 socket_id: Bytes::copy_from_slice(socket.as_bytes()),
@@ -355,6 +361,9 @@ impl GatewayLinks {
                 session_id,
             }),
         );
+        if sent {
+            crate::metrics::hub().kicked(reason);
+        }
     }
 
     /// Stops the link threads.
