@@ -177,7 +177,7 @@ pub struct Config {
     /// hellos on the P2P and mesh ports prove it, and nothing from an
     /// unproven peer is acted on. Unset: any peer that reaches those ports
     /// is trusted (development).
-    #[arg(long, env = "CLUSTER_SECRET", hide_env_values = true, value_parser = parse_cluster_secret)]
+    #[arg(long, env = "CLUSTER_SECRET", hide_env_values = true, value_parser = ClusterSecret::parse)]
     pub cluster_secret: Option<ClusterSecret>,
     /// Messages one outbound ZeroMQ pipe (to one gateway or peer) holds;
     /// see `gamemesh_transport::DEFAULT_SNDHWM` and SECURITY.md for what
@@ -187,14 +187,6 @@ pub struct Config {
     /// Messages one inbound ZeroMQ pipe (from one gateway or peer) holds.
     #[arg(long, env = "GAME_SERVER_LINK_RCVHWM", default_value_t = gamemesh_transport::DEFAULT_RCVHWM)]
     pub link_rcvhwm: i32,
-}
-
-/// Parses `--cluster-secret`: any non-empty string.
-pub fn parse_cluster_secret(s: &str) -> Result<ClusterSecret, String> {
-    if s.is_empty() {
-        return Err("the cluster secret must not be empty".into());
-    }
-    Ok(ClusterSecret::new(s))
 }
 
 /// Default admin (metrics, health) port.

@@ -152,7 +152,7 @@ pub struct Config {
     /// Shared secret every gateway and game server of the cluster holds:
     /// hellos prove it, and nothing from an unproven peer is acted on.
     /// Unset: any peer that reaches the P2P port is trusted (development).
-    #[arg(long, env = "CLUSTER_SECRET", hide_env_values = true, value_parser = parse_cluster_secret)]
+    #[arg(long, env = "CLUSTER_SECRET", hide_env_values = true, value_parser = ClusterSecret::parse)]
     pub cluster_secret: Option<ClusterSecret>,
     /// Messages one outbound ZeroMQ pipe (to one game server) holds; a frame
     /// beyond it gets `UNAVAILABLE` (see `gamemesh_transport::DEFAULT_SNDHWM`).
@@ -161,14 +161,6 @@ pub struct Config {
     /// Messages one inbound ZeroMQ pipe (from one game server) holds.
     #[arg(long, env = "GATEWAY_LINK_RCVHWM", default_value_t = gamemesh_transport::DEFAULT_RCVHWM)]
     pub link_rcvhwm: i32,
-}
-
-/// Parses `--cluster-secret`: any non-empty string.
-pub fn parse_cluster_secret(s: &str) -> Result<ClusterSecret, String> {
-    if s.is_empty() {
-        return Err("the cluster secret must not be empty".into());
-    }
-    Ok(ClusterSecret::new(s))
 }
 
 impl Default for Config {

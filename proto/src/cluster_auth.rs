@@ -67,6 +67,15 @@ impl ClusterSecret {
         Self(Arc::from(bytes.as_ref()))
     }
 
+    /// Parses `--cluster-secret` (both binaries' flag): any non-empty
+    /// string, as a clap `value_parser`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("the cluster secret must not be empty".into());
+        }
+        Ok(Self::new(s))
+    }
+
     fn mac(&self, domain: &[u8], routing_id: &[u8], body: &[u8]) -> HmacSha256 {
         let mut m = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         m.update(domain);
