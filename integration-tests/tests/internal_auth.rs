@@ -433,6 +433,11 @@ async fn stalling_game_server(
     let endpoint = link.local_endpoint().to_string();
     tokio::spawn(async move {
         let secret = test_cluster_secret();
+        // One pipe per gateway, opened on its first hello: `connect` opens
+        // a new pipe each time, and an answer sent on a pipe that is not
+        // connected yet is refused, so reconnecting on every hello could
+        // leave the gateway unanswered for as long as the race goes on.
+        let mut linked = std::collections::HashSet::new();
         loop {
             let event = tokio::select! {
                 _ = stall.cancelled() => break,
@@ -445,7 +450,9 @@ async fn stalling_game_server(
             else {
                 continue;
             };
-            let _ = link.connect(from, &h.p2p_endpoint);
+            if linked.insert(from) {
+                let _ = link.connect(from, &h.p2p_endpoint);
+            }
             let me = link.local_endpoint().to_string();
             let _ = link.send_signed(from, &|rid| {
                 let mut hello = ServerHello {
