@@ -13,7 +13,6 @@ use gamemesh_game_server::chat::store::MemoryChatStore;
 use gamemesh_game_server::chat::{Chat, ChatLimiter};
 use gamemesh_game_server::gateways::GatewayLinks;
 use gamemesh_game_server::mesh::Mesh;
-use gamemesh_game_server::middleware::Timings;
 use gamemesh_game_server::pipeline::{build, ConnInfo, HubRequest};
 use gamemesh_game_server::session::memory::MemoryStore;
 use gamemesh_game_server::session::{LocalSession, LocalSessions};
@@ -61,7 +60,6 @@ fn pipeline(c: &mut Criterion) {
         resume_grace: Duration::from_secs(60),
         live_ttl: Duration::from_secs(90),
         reply_cache: 32,
-        timings: Arc::new(Timings::default()),
         chat: Chat::new(
             Arc::new(MemoryChatStore::new(store)),
             ChatLimiter::new(5, 10),

@@ -64,7 +64,6 @@ use gamemesh_proto::internal::NodeInfo;
 use gateways::GatewayLinks;
 use membership::{MemoryRegistry, NodeRegistry};
 use mesh::Mesh;
-use middleware::Timings;
 use session::memory::MemoryStore;
 use session::redis::RedisStore;
 use session::{LocalSessions, SessionStore};
@@ -252,7 +251,6 @@ pub async fn start(
         resume_grace: config.resume_grace(),
         live_ttl: config.live_ttl(),
         reply_cache: config.reply_cache,
-        timings: Arc::new(Timings::default()),
         chat: chat::Chat::new(
             chat_store,
             chat::ChatLimiter::new(config.chat_messages_per_sec, config.chat_burst),

@@ -121,7 +121,7 @@ pub fn build(state: Arc<HubState>) -> HubService {
         .layer(measured("logging", LoggingLayer::new()))
         .layer(measured("authentication", AuthenticationLayer::new()))
         .layer(measured("idempotency", IdempotencyLayer::new()))
-        .layer(TimingLayer::new(state.timings.clone()))
+        .layer(TimingLayer::new())
         .service(Router::new(state));
     BoxCloneService::new(stack)
 }

@@ -9,7 +9,6 @@ use gamemesh_transport::NodeId;
 use crate::chat::Chat;
 use crate::gateways::GatewayLinks;
 use crate::mesh::Mesh;
-use crate::middleware::Timings;
 use crate::session::{LocalSessions, SessionStore};
 use crate::violations::ViolationPolicy;
 
@@ -36,8 +35,6 @@ pub struct HubState {
     pub live_ttl: Duration,
     /// Replies kept per session.
     pub reply_cache: usize,
-    /// Handler timings from the timing middleware.
-    pub timings: Arc<Timings>,
     /// Chat rooms held here and chat requests in flight.
     pub chat: Chat,
     /// When a connection sending frames that are not the contract is

@@ -13,7 +13,7 @@ pub use exception::ExceptionLayer;
 pub use idempotency::IdempotencyLayer;
 pub use logging::LoggingLayer;
 pub use measure::{measured, MeasureLayer};
-pub use timing::{TimingLayer, Timings};
+pub use timing::TimingLayer;
 
 #[cfg(test)]
 pub(crate) mod test_util {

@@ -1,12 +1,10 @@
 //! Timing: measures the handler (everything below this layer), logs
-//! `Packet processed` at TRACE and records the duration, in [`Timings`]
-//! and in `gamemesh_game_server_handler_seconds{kind}`; it also counts
+//! `Packet processed` at TRACE and records the duration in
+//! `gamemesh_game_server_handler_seconds{kind}`; it also counts
 //! logins and resumes by result, since it sees both kind and reply.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -18,46 +16,21 @@ use uuid::Uuid;
 
 use crate::pipeline::{BoxError, HubRequest, HubResponse};
 
-/// Handler time totals, read by tests and the metrics endpoint.
-#[derive(Debug, Default)]
-pub struct Timings {
-    /// Packets timed.
-    pub count: AtomicU64,
-    /// Sum of their durations, in nanoseconds.
-    pub total_nanos: AtomicU64,
-    /// Longest one, in nanoseconds.
-    pub max_nanos: AtomicU64,
-}
-
-impl Timings {
-    fn record(&self, nanos: u64) {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.total_nanos.fetch_add(nanos, Ordering::Relaxed);
-        self.max_nanos.fetch_max(nanos, Ordering::Relaxed);
-    }
-}
-
 /// Adds [`Timing`].
-#[derive(Debug, Clone)]
-pub struct TimingLayer {
-    /// Where durations go.
-    timings: Arc<Timings>,
-}
+#[derive(Debug, Clone, Default)]
+pub struct TimingLayer;
 
 impl TimingLayer {
-    /// A layer recording into `timings`.
-    pub fn new(timings: Arc<Timings>) -> Self {
-        Self { timings }
+    /// A layer recording into the process's metrics.
+    pub fn new() -> Self {
+        Self
     }
 }
 
 impl<S> Layer<S> for TimingLayer {
     type Service = Timing<S>;
     fn layer(&self, inner: S) -> Timing<S> {
-        Timing {
-            inner,
-            timings: self.timings.clone(),
-        }
+        Timing { inner }
     }
 }
 
@@ -66,8 +39,6 @@ impl<S> Layer<S> for TimingLayer {
 pub struct Timing<S> {
     /// The rest of the pipeline.
     inner: S,
-    /// Where durations go.
-    timings: Arc<Timings>,
 }
 
 impl<S> Service<HubRequest> for Timing<S>
@@ -90,7 +61,6 @@ where
             start: Instant::now(),
             socket,
             kind,
-            timings: self.timings.clone(),
         }
     }
 }
@@ -103,7 +73,6 @@ pin_project! {
         start: Instant,
         socket: Uuid,
         kind: &'static str,
-        timings: Arc<Timings>,
     }
 }
 
@@ -120,7 +89,6 @@ where
             Poll::Ready(out) => out,
         };
         let elapsed = this.start.elapsed();
-        this.timings.record(elapsed.as_nanos() as u64);
         trace!(
             "Packet processed: Socket={}, Elapsed={:.3}ms",
             this.socket,
