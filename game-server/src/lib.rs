@@ -30,6 +30,7 @@
 //!   and the bounded work queue, from `gamemesh-jobs`; pushes notices to
 //!   the sessions owned here.
 
+pub mod api;
 pub mod background;
 pub mod chat;
 pub mod config;
