@@ -51,7 +51,9 @@ impl Room for ArenaRoom {
 
     fn create(init: &RoomInit<'_>) -> Result<Self, GameError> {
         if !rules::valid_room(init.name) {
-            return Err(refuse("a room name is 1 to 32 bytes of A-Z, a-z, 0-9, '_' and '-'"));
+            return Err(refuse(
+                "a room name is 1 to 32 bytes of A-Z, a-z, 0-9, '_' and '-'",
+            ));
         }
         Ok(Self {
             name: init.name.to_string(),

@@ -162,9 +162,9 @@ impl App {
             return self;
         };
         match check_registered(&module, kind) {
-            Ok(_) if self.background.has_job(kind) => {
-                self.errors.push(BuildError::DuplicateRoute(kind.to_string()))
-            }
+            Ok(_) if self.background.has_job(kind) => self
+                .errors
+                .push(BuildError::DuplicateRoute(kind.to_string())),
             Ok(_) => self.background.job(kind.to_string(), handler),
             Err(e) => self.errors.push(e),
         }

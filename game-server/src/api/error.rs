@@ -133,7 +133,11 @@ mod tests {
         let cases = [
             (refuse("room full"), "REFUSED", "room full"),
             (GameError::BadPayload("x".into()), "BAD_PAYLOAD", "x"),
-            (GameError::UnknownRoute("a.b".into()), "UNKNOWN_ROUTE", "a.b"),
+            (
+                GameError::UnknownRoute("a.b".into()),
+                "UNKNOWN_ROUTE",
+                "a.b",
+            ),
             (GameError::unavailable("retry"), "UNAVAILABLE", "retry"),
             (GameError::internal("bug"), "INTERNAL", "bug"),
         ];

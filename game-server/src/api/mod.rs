@@ -65,6 +65,8 @@ pub mod sessions;
 pub mod testing;
 
 mod redis_calls;
+#[cfg(test)]
+mod tests;
 
 pub use app::{App, Module};
 pub use context::{Caller, Ctx};

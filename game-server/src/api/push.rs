@@ -265,7 +265,10 @@ mod tests {
         p.to_sessions(&[at(10, 0)], &push);
         assert_eq!(p.to_user(1, &push).await, Err(PushError::Offline));
         p.to_everyone(&push);
-        assert!(p.pushes(1).is_empty(), "a disconnected session misses pushes");
+        assert!(
+            p.pushes(1).is_empty(),
+            "a disconnected session misses pushes"
+        );
     }
 
     #[tokio::test]

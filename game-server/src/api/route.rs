@@ -99,7 +99,14 @@ mod tests {
         assert!(valid_route(&"a".repeat(MAX_ROUTE)));
         assert!(!valid_route(""));
         assert!(!valid_route(&"a".repeat(MAX_ROUTE + 1)));
-        for bad in ["Arena.move", "arena move", "arena-move", "arena/move", "é", "a\0"] {
+        for bad in [
+            "Arena.move",
+            "arena move",
+            "arena-move",
+            "arena/move",
+            "é",
+            "a\0",
+        ] {
             assert!(!valid_route(bad), "{bad:?} accepted");
         }
     }
@@ -115,7 +122,14 @@ mod tests {
     fn a_module_registers_only_its_own_routes() {
         assert!(check_registered("arena", "arena.move").is_ok());
         assert!(check_registered("arena", "arena.sub.name").is_ok());
-        for bad in ["chat.say", "arena", "arena.", "arena..x", "arenax.move", "Arena.move"] {
+        for bad in [
+            "chat.say",
+            "arena",
+            "arena.",
+            "arena..x",
+            "arenax.move",
+            "Arena.move",
+        ] {
             assert!(
                 check_registered("arena", bad).is_err(),
                 "{bad:?} accepted for arena"

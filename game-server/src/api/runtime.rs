@@ -72,6 +72,11 @@ impl GameRuntime {
         self.game.host().kind_names()
     }
 
+    /// `"<kind>:<name>"` of every room running on this game server.
+    pub fn running_rooms(&self) -> Vec<String> {
+        self.game.host().running_rooms()
+    }
+
     /// Every job kind modules handle, sorted.
     pub fn job_kinds(&self) -> Vec<String> {
         self.background.job_kinds()
@@ -91,7 +96,10 @@ impl GameRuntime {
     ) -> BoxFuture<'static, Result<Bytes, GameError>> {
         let Some(entry) = self.routes.get(route) else {
             metrics::counter!("gamemesh_game_requests_total", "route" => "unknown", "outcome" => "UNKNOWN_ROUTE").increment(1);
-            let detail = format!("no game code is registered for route \"{}\"", route.escape_debug());
+            let detail = format!(
+                "no game code is registered for route \"{}\"",
+                route.escape_debug()
+            );
             return Box::pin(std::future::ready(Err(GameError::UnknownRoute(detail))));
         };
         let ctx = Ctx::new(caller, self.game.clone(), entry.module.clone());
@@ -153,7 +161,10 @@ impl GameRuntime {
             let rooms = match game.room_store().member_of(user_id).await {
                 Ok(r) => r,
                 Err(e) => {
-                    debug!(user_id, "rooms of the user unknown ({e}); their sweeps will catch up");
+                    debug!(
+                        user_id,
+                        "rooms of the user unknown ({e}); their sweeps will catch up"
+                    );
                     return;
                 }
             };

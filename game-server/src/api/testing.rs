@@ -28,11 +28,12 @@ use tokio_util::task::TaskTracker;
 use super::app::App;
 use super::context::Caller;
 use super::data::memory::MemoryPlayerData;
+use super::data::PlayerDataStore;
 use super::error::GameError;
 use super::game::{Game, RoomSettings, Services};
 use super::placement::{rendezvous, RoomPlacement, SingleNode};
 use super::push::MemoryPusher;
-use super::room::store::MemoryRoomStore;
+use super::room::store::{MemoryRoomStore, RoomStore};
 use super::room::RoomKey;
 use super::runtime::GameRuntime;
 use super::sessions::{MemorySessions, SessionAt};
@@ -54,6 +55,11 @@ pub struct MemoryParts {
     pub rooms: Arc<MemoryRoomStore>,
     /// Player data.
     pub data: Arc<MemoryPlayerData>,
+    /// The room store game servers get: `rooms`, unless replaced (by
+    /// Redis, say) with [`with_stores`](Self::with_stores).
+    pub room_store: Arc<dyn RoomStore>,
+    /// The player-data store game servers get: `data`, unless replaced.
+    pub data_store: Arc<dyn PlayerDataStore>,
 }
 
 impl Default for MemoryParts {
@@ -66,11 +72,28 @@ impl MemoryParts {
     /// Fresh twins (the pusher delivers by these sessions).
     pub fn new() -> Self {
         let sessions = Arc::new(MemorySessions::default());
+        let rooms = Arc::new(MemoryRoomStore::new());
+        let data = Arc::new(MemoryPlayerData::new());
         Self {
             pusher: Arc::new(MemoryPusher::new(sessions.clone())),
             sessions,
-            rooms: Arc::new(MemoryRoomStore::new()),
-            data: Arc::new(MemoryPlayerData::new()),
+            room_store: rooms.clone(),
+            data_store: data.clone(),
+            rooms,
+            data,
+        }
+    }
+
+    /// Memory sessions and pushes, with these stores (real Redis ones,
+    /// for tests of the Redis backends under the room runtime).
+    pub fn with_stores(
+        room_store: Arc<dyn RoomStore>,
+        data_store: Arc<dyn PlayerDataStore>,
+    ) -> Self {
+        Self {
+            room_store,
+            data_store,
+            ..Self::new()
         }
     }
 
@@ -85,8 +108,8 @@ impl MemoryParts {
             node_id,
             pusher: self.pusher.clone(),
             placement,
-            rooms: self.rooms.clone(),
-            data: self.data.clone(),
+            rooms: self.room_store.clone(),
+            data: self.data_store.clone(),
             sessions: self.sessions.clone(),
             settings,
             tracker: TaskTracker::new(),
@@ -197,7 +220,10 @@ impl TestGame {
         route: &str,
         req: &Req,
     ) -> Result<Resp, GameError> {
-        decode(self.call_raw(caller, route, Bytes::from(req.encode_to_vec())).await)
+        decode(
+            self.call_raw(caller, route, Bytes::from(req.encode_to_vec()))
+                .await,
+        )
     }
 
     /// Calls `route` with a raw payload as `caller`.
@@ -333,9 +359,14 @@ pub struct MemoryCluster {
 impl MemoryCluster {
     /// An empty cluster whose game servers use `settings`.
     pub fn new(settings: RoomSettings) -> Self {
+        Self::with_parts(settings, MemoryParts::new())
+    }
+
+    /// An empty cluster on `parts` (stores replaced, say).
+    pub fn with_parts(settings: RoomSettings, parts: MemoryParts) -> Self {
         Self {
             inner: Arc::new(ClusterInner::default()),
-            parts: MemoryParts::new(),
+            parts,
             settings,
             next_session: AtomicU64::new(1000),
         }
@@ -398,6 +429,22 @@ impl MemoryCluster {
         };
         runtime.crash().await;
         self.changed();
+    }
+
+    /// Stops game server `node` gracefully: out of every placement first,
+    /// then its rooms save and let go (others take them at once).
+    pub async fn stop(&self, node: u64) {
+        let runtime = {
+            let mut nodes = self.inner.nodes();
+            let n = nodes.get_mut(&node).expect("no such node");
+            n.live = false;
+            n.runtime.clone()
+        };
+        self.changed();
+        runtime.shutdown().await;
+        if let Some(n) = self.inner.nodes().get(&node) {
+            n.shutdown.cancel();
+        }
     }
 
     /// Makes `node` believe only `alive` are alive (`None`: the truth

@@ -35,7 +35,7 @@ pub const MAX_KEY: usize = 64;
 /// currency balance), not a blob store.
 pub const MAX_VALUE: usize = 64 * 1024;
 /// Compare-and-set attempts of [`Data::update`] before it gives up.
-pub const UPDATE_ATTEMPTS: u32 = 8;
+pub const UPDATE_ATTEMPTS: u32 = 16;
 
 /// A stored value and its version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,13 +216,18 @@ impl Data {
     /// and writes it back only if nobody wrote in between; on a conflict
     /// it reads again and retries, up to [`UPDATE_ATTEMPTS`] times. `f`
     /// may refuse, which writes nothing. Returns the message written and
-    /// its version.
+    /// its version. Between attempts it waits a short random time, so two
+    /// writers in lockstep do not keep colliding.
     pub async fn update<M, F>(&self, user: u64, key: &str, mut f: F) -> Result<(M, u64), GameError>
     where
         M: Message + Default,
         F: FnMut(&mut M) -> Result<(), GameError>,
     {
-        for _ in 0..UPDATE_ATTEMPTS {
+        for attempt in 0..UPDATE_ATTEMPTS {
+            if attempt > 0 {
+                let jitter = rand::random_range(0..200 * u64::from(attempt));
+                tokio::time::sleep(std::time::Duration::from_micros(jitter)).await;
+            }
             let (mut msg, expect) = match self.get_msg::<M>(user, key).await? {
                 Some((m, v)) => (m, Expect::Version(v)),
                 None => (M::default(), Expect::Absent),
@@ -306,9 +311,15 @@ pub(crate) mod conformance {
         assert_eq!((&got.value[..], got.version), (&b"b"[..], v2));
 
         // Binary values, the empty value, a value with the separator.
-        let v = d.set(1, "bin", vec![0u8, b':', 255], Expect::Any).await.unwrap();
+        let v = d
+            .set(1, "bin", vec![0u8, b':', 255], Expect::Any)
+            .await
+            .unwrap();
         assert_eq!(d.get(1, "bin").await.unwrap().unwrap().version, v);
-        assert_eq!(&d.get(1, "bin").await.unwrap().unwrap().value[..], &[0u8, b':', 255]);
+        assert_eq!(
+            &d.get(1, "bin").await.unwrap().unwrap().value[..],
+            &[0u8, b':', 255]
+        );
         d.set(1, "empty", Bytes::new(), Expect::Any).await.unwrap();
         assert!(d.get(1, "empty").await.unwrap().unwrap().value.is_empty());
 
@@ -324,13 +335,22 @@ pub(crate) mod conformance {
             Err(DataError::Conflict { current: None })
         );
         let v3 = d.set(1, "k", &b"again"[..], Expect::Absent).await.unwrap();
-        assert!(v3 > v2, "a recreated key gets a version above any before (no ABA)");
+        assert!(
+            v3 > v2,
+            "a recreated key gets a version above any before (no ABA)"
+        );
 
         // Modules and users are apart.
         assert_eq!(other.get(1, "k").await.unwrap(), None);
         other.set(1, "k", &b"o"[..], Expect::Any).await.unwrap();
         assert_eq!(d.get(2, "k").await.unwrap(), None);
-        let keys: Vec<String> = d.all(1).await.unwrap().into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = d
+            .all(1)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(keys, vec!["bin", "empty", "k"]);
         assert_eq!(other.all(1).await.unwrap().len(), 1);
 
@@ -343,6 +363,9 @@ pub(crate) mod conformance {
             d.set(1, "big", vec![0u8; MAX_VALUE + 1], Expect::Any).await,
             Err(DataError::TooLarge(MAX_VALUE + 1))
         );
-        assert!(d.set(1, "max", vec![7u8; MAX_VALUE], Expect::Any).await.is_ok());
+        assert!(d
+            .set(1, "max", vec![7u8; MAX_VALUE], Expect::Any)
+            .await
+            .is_ok());
     }
 }

@@ -154,7 +154,11 @@ impl PlayerDataStore for RedisPlayerData {
         let expect = expectation(expect);
         let (ok, version): (i64, i64) = self
             .calls
-            .script(&self.delete, &[&key], &[field.as_bytes(), expect.as_bytes()])
+            .script(
+                &self.delete,
+                &[&key],
+                &[field.as_bytes(), expect.as_bytes()],
+            )
             .await
             .map_err(DataError::Unavailable)?;
         match ok {
@@ -240,8 +244,18 @@ mod tests {
         let v0 = a.set(7, "gold", &b"0"[..], Expect::Absent).await.unwrap();
         for round in 0..50u64 {
             let base = a.get(7, "gold").await.unwrap().unwrap().version;
-            let wa = a.set(7, "gold", format!("a{round}").into_bytes(), Expect::Version(base));
-            let wb = b.set(7, "gold", format!("b{round}").into_bytes(), Expect::Version(base));
+            let wa = a.set(
+                7,
+                "gold",
+                format!("a{round}").into_bytes(),
+                Expect::Version(base),
+            );
+            let wb = b.set(
+                7,
+                "gold",
+                format!("b{round}").into_bytes(),
+                Expect::Version(base),
+            );
             let (ra, rb) = tokio::join!(wa, wb);
             let wins = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
             assert_eq!(wins, 1, "round {round}: {ra:?} {rb:?}");

@@ -203,10 +203,12 @@ impl<R: Room> RoomActor<R> {
         let Some(bytes) = store.load(&self.key).await? else {
             return Ok(true);
         };
-        let cp = Checkpoint::decode(bytes)
-            .map_err(|e| GameError::internal(format!("checkpoint of {} unreadable: {e}", self.key)))?;
-        let snapshot = R::Snapshot::decode(cp.state.clone())
-            .map_err(|e| GameError::internal(format!("snapshot of {} unreadable: {e}", self.key)))?;
+        let cp = Checkpoint::decode(bytes).map_err(|e| {
+            GameError::internal(format!("checkpoint of {} unreadable: {e}", self.key))
+        })?;
+        let snapshot = R::Snapshot::decode(cp.state.clone()).map_err(|e| {
+            GameError::internal(format!("snapshot of {} unreadable: {e}", self.key))
+        })?;
         let room = R::restore(&init(&self.kind.config, &self.key), snapshot)?;
         // Continue above every tick the previous holder can have sent;
         // `saved_tick` stays at the checkpoint's, so nothing ticks before
@@ -234,7 +236,9 @@ impl<R: Room> RoomActor<R> {
     /// room is live.
     fn start_timers(&self, ctx: &Context<Self>) {
         let settings = self.game.settings();
-        let maintain = (self.config().checkpoint_every / 2).max(Duration::from_millis(5));
+        let maintain = (self.config().checkpoint_every / 2)
+            .min(settings.lease_ttl / 6)
+            .max(Duration::from_millis(5));
         ctx.run_interval(maintain, || RoomMsg::Maintain);
         ctx.run_interval(settings.members_every, || RoomMsg::Sweep);
         let Some(period) = self.config().tick_period() else {
@@ -287,12 +291,15 @@ impl<R: Room> RoomActor<R> {
         ctx.stop();
     }
 
-    /// True when a checkpoint is due by ticks or time.
+    /// True when a checkpoint is due: members changed, or by ticks, or by
+    /// time, or the lease needs renewing (a third of its time to live has
+    /// passed: two more chances before it runs out).
     fn checkpoint_due(&self) -> bool {
+        let renew = self.game.settings().lease_ttl / 3;
         self.live.as_ref().is_some_and(|l| {
             l.members_unsaved
                 || l.tick - l.saved_tick >= u64::from(self.config().checkpoint_ticks)
-                || l.saved_at.elapsed() >= self.config().checkpoint_every
+                || l.saved_at.elapsed() >= self.config().checkpoint_every.min(renew)
         })
     }
 
@@ -684,11 +691,11 @@ impl<R: Room> RoomActor<R> {
         if ctx.is_stopping() || self.live.as_ref().is_some_and(|l| !l.members.is_empty()) {
             return;
         }
-        // Not while requests wait in the mailbox (a join, probably): the
-        // room is still wanted.
-        if !self.kind.retire(&self.key.name, ctx.addr()) {
-            return;
-        }
+        // Out of the table first: a request that comes now starts a fresh
+        // actor, which waits for this one's lease to go. Requests already
+        // queued here are dropped with the mailbox, and their callers ask
+        // again (`Stopped` is "retry").
+        self.kind.forget(&self.key.name, ctx.addr());
         self.end = match self.game.room_store().close(&self.key, &self.token).await {
             Ok(_) => End::Keep,
             Err(e) => {
@@ -726,8 +733,11 @@ impl<R: Room> Actor for RoomActor<R> {
             // The new tick base first; then where the members are now.
             self.checkpoint(ctx).await;
             self.start_timers(ctx);
-            let _ = ctx.addr().try_post(RoomMsg::Sweep);
         }
+        // Restored: find the members' sessions now. Not restored and no
+        // join waiting (the sweep started a room that was never saved):
+        // the sweep closes it.
+        let _ = ctx.addr().try_post(RoomMsg::Sweep);
     }
 
     async fn handle(&mut self, msg: RoomMsg, ctx: &mut Context<Self>) {
@@ -740,6 +750,7 @@ impl<R: Room> Actor for RoomActor<R> {
             RoomMsg::Tick => {
                 self.tick_pending.store(false, Ordering::Release);
                 self.tick(ctx).await;
+                self.close_if_empty(ctx).await;
             }
             RoomMsg::Maintain => {
                 if self.checkpoint_due() {

@@ -86,13 +86,13 @@ pub(crate) fn answer<M: Message + Default>(reply: RoomReply, room: &str) -> Resu
         RoomStatus::Refused => Err(GameError::Refused(reply.detail)),
         RoomStatus::NotMember => Err(refuse(format!("not in room {room}"))),
         RoomStatus::Internal => Err(GameError::Internal(reply.detail)),
-        RoomStatus::Unavailable | RoomStatus::Unspecified => Err(GameError::Unavailable(
-            if reply.detail.is_empty() {
+        RoomStatus::Unavailable | RoomStatus::Unspecified => {
+            Err(GameError::Unavailable(if reply.detail.is_empty() {
                 format!("room {room} is unavailable; retry")
             } else {
                 reply.detail
-            },
-        )),
+            }))
+        }
     }
 }
 
@@ -148,7 +148,9 @@ impl<'a, R: Room> Rooms<'a, R> {
     /// the session then leaves the room it was in.
     pub async fn join(&self, room: &str) -> Result<R::JoinReply, GameError> {
         let key = self.key(room)?;
-        let reply = self.ask(&key, RoomOp::Join, Bytes::new(), WireLeave::Left).await;
+        let reply = self
+            .ask(&key, RoomOp::Join, Bytes::new(), WireLeave::Left)
+            .await;
         let answer = answer::<R::JoinReply>(reply, room)?;
         let session = self.ctx.caller().session_id;
         let one_per_session = self.kind()?.one_per_session;
@@ -171,15 +173,23 @@ impl<'a, R: Room> Rooms<'a, R> {
     /// Leaves room `room`; false when the session was not in it.
     pub async fn leave(&self, room: &str) -> Result<bool, GameError> {
         let key = self.key(room)?;
-        let reply = self.ask(&key, RoomOp::Leave, Bytes::new(), WireLeave::Left).await;
+        let reply = self
+            .ask(&key, RoomOp::Leave, Bytes::new(), WireLeave::Left)
+            .await;
         let session = self.ctx.caller().session_id;
         match reply.status() {
             RoomStatus::Ok => {
-                self.ctx.game().session_rooms().remove(session, &key.kind, room);
+                self.ctx
+                    .game()
+                    .session_rooms()
+                    .remove(session, &key.kind, room);
                 Ok(true)
             }
             RoomStatus::NotMember => {
-                self.ctx.game().session_rooms().remove(session, &key.kind, room);
+                self.ctx
+                    .game()
+                    .session_rooms()
+                    .remove(session, &key.kind, room);
                 Ok(false)
             }
             _ => answer::<()>(reply, room).map(|_| false),
@@ -197,7 +207,10 @@ impl<'a, R: Room> Rooms<'a, R> {
         if reply.status() == RoomStatus::NotMember {
             // What we remembered is stale (the room removed the member).
             let session = self.ctx.caller().session_id;
-            self.ctx.game().session_rooms().forget_kind(session, &key.kind);
+            self.ctx
+                .game()
+                .session_rooms()
+                .forget_kind(session, &key.kind);
         }
         answer(reply, room)
     }

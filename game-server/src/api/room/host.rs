@@ -47,8 +47,8 @@ const MAX_BACKOFF: Duration = Duration::from_millis(250);
 pub(crate) struct KindRuntime<R: Room> {
     /// The kind's settings.
     pub(crate) config: KindConfig,
-    /// Running rooms by name. Spawning and retiring happen under this
-    /// lock, so a room that retires can never lose a request posted to it.
+    /// Running rooms by name. A room leaves the table before it stops;
+    /// requests that reach a stopping room are answered "retry".
     table: Mutex<HashMap<String, Addr<RoomActor<R>>>>,
 }
 
@@ -88,19 +88,6 @@ impl<R: Room> KindRuntime<R> {
             .spawn(RoomActor::new(self.clone(), game.clone(), key));
         table.insert(name.to_string(), addr.clone());
         Some(addr)
-    }
-
-    /// Takes `addr` out of the table if it is still there and nothing
-    /// waits in its mailbox; true when it may stop.
-    pub(crate) fn retire(&self, name: &str, addr: &Addr<RoomActor<R>>) -> bool {
-        let mut table = self.table();
-        if addr.queued() > 0 {
-            return false;
-        }
-        if table.get(name).is_some_and(|a| a.same_actor(addr)) {
-            table.remove(name);
-        }
-        true
     }
 
     /// Takes `addr` out of the table if it is still there (it stops).
@@ -177,9 +164,8 @@ impl<R: Room> KindHost for KindRuntime<R> {
     fn stop_all(&self, crash: bool) -> BoxFuture<'static, ()> {
         let rooms: Vec<_> = self.table().drain().map(|(_, a)| a).collect();
         for a in &rooms {
-            if crash {
-                a.stop();
-            } else if a.try_post(RoomMsg::HandOff).is_err() {
+            // A crash stops at once; a hand-off that cannot be queued too.
+            if crash || a.try_post(RoomMsg::HandOff).is_err() {
                 a.stop();
             }
         }
@@ -208,10 +194,8 @@ impl RoomHost {
             return false;
         }
         self.by_type.insert(type_id, config.name.clone());
-        self.kinds.insert(
-            config.name.clone(),
-            Arc::new(KindRuntime::<R>::new(config)),
-        );
+        self.kinds
+            .insert(config.name.clone(), Arc::new(KindRuntime::<R>::new(config)));
         true
     }
 
@@ -234,6 +218,18 @@ impl RoomHost {
         let mut names: Vec<String> = self.kinds.keys().cloned().collect();
         names.sort();
         names
+    }
+
+    /// `"<kind>:<name>"` of every room running here, sorted (tests,
+    /// gauges).
+    pub(crate) fn running_rooms(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .kinds
+            .iter()
+            .flat_map(|(kind, k)| k.running().into_iter().map(move |r| format!("{kind}:{r}")))
+            .collect();
+        all.sort();
+        all
     }
 
     /// Asks the room `req` names, wherever it runs, retrying while it
@@ -326,7 +322,10 @@ impl RoomHost {
     /// would; resolves when all have stopped.
     /// The rooms are asked to stop at once (before the future is first
     /// polled), so a caller that cannot wait (a `Drop`) can drop it.
-    pub(crate) fn stop_all(&self, crash: bool) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub(crate) fn stop_all(
+        &self,
+        crash: bool,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let waits: Vec<_> = self.kinds.values().map(|k| k.stop_all(crash)).collect();
         async move {
             futures::future::join_all(waits).await;

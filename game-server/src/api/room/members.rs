@@ -123,10 +123,7 @@ mod tests {
         assert!(m.has(1, 10));
         assert!(!m.has(1, 11));
         assert_eq!(m.remove(1), Some(r(1, 10, 2)));
-        assert_eq!(
-            m.iter().map(|x| x.user_id).collect::<Vec<_>>(),
-            vec![3, 2]
-        );
+        assert_eq!(m.iter().map(|x| x.user_id).collect::<Vec<_>>(), vec![3, 2]);
         assert!(m.relocate(2, 20, 5));
         assert!(!m.relocate(2, 20, 5), "no change the second time");
         assert!(!m.relocate(2, 21, 6), "another session is not moved");

@@ -229,10 +229,15 @@ impl KindConfig {
             why,
         };
         if !valid_module(&self.name) {
-            return Err(bad("a kind name is 1 to 32 bytes of a-z, 0-9 and '_'".into()));
+            return Err(bad(
+                "a kind name is 1 to 32 bytes of a-z, 0-9 and '_'".into()
+            ));
         }
         if self.tick_hz > MAX_TICK_HZ {
-            return Err(bad(format!("tick_hz {} is over {MAX_TICK_HZ}", self.tick_hz)));
+            return Err(bad(format!(
+                "tick_hz {} is over {MAX_TICK_HZ}",
+                self.tick_hz
+            )));
         }
         if self.max_members == 0 {
             return Err(bad("max_members must be at least 1".into()));
@@ -372,13 +377,6 @@ mod tests {
         for k in broken {
             assert!(k.check().is_err(), "{k:?}");
         }
-        assert_eq!(
-            KindConfig {
-                tick_hz: 0,
-                ..base
-            }
-            .tick_period(),
-            None
-        );
+        assert_eq!(KindConfig { tick_hz: 0, ..base }.tick_period(), None);
     }
 }

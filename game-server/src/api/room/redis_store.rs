@@ -232,12 +232,7 @@ impl RoomStore for RedisRoomStore {
         Ok(())
     }
 
-    async fn remove_member(
-        &self,
-        user: u64,
-        key: &RoomKey,
-        session: u64,
-    ) -> Result<(), GameError> {
+    async fn remove_member(&self, user: u64, key: &RoomKey, session: u64) -> Result<(), GameError> {
         let _: i64 = self
             .calls
             .script(
@@ -337,6 +332,9 @@ mod tests {
             .query_async(&mut conn)
             .await
             .unwrap();
-        assert!(ttl > 0 && ttl <= 5000, "the lease has a time to live: {ttl}");
+        assert!(
+            ttl > 0 && ttl <= 5000,
+            "the lease has a time to live: {ttl}"
+        );
     }
 }

@@ -67,8 +67,7 @@ pub trait RoomStore: Send + Sync + 'static {
 
     /// Forgets that `user` is in room `key`, if it is there through
     /// `session` (a newer session's entry stays).
-    async fn remove_member(&self, user: u64, key: &RoomKey, session: u64)
-        -> Result<(), GameError>;
+    async fn remove_member(&self, user: u64, key: &RoomKey, session: u64) -> Result<(), GameError>;
 
     /// The rooms `user` is in, with the session that joined each.
     async fn member_of(&self, user: u64) -> Result<Vec<(RoomKey, u64)>, GameError>;
@@ -250,12 +249,7 @@ impl RoomStore for MemoryRoomStore {
         Ok(())
     }
 
-    async fn remove_member(
-        &self,
-        user: u64,
-        key: &RoomKey,
-        session: u64,
-    ) -> Result<(), GameError> {
+    async fn remove_member(&self, user: u64, key: &RoomKey, session: u64) -> Result<(), GameError> {
         let mut inner = self.inner()?;
         if let Some(rooms) = inner.users.get_mut(&user) {
             if rooms.get(&key.tag()) == Some(&session) {
@@ -305,14 +299,23 @@ pub(crate) mod conformance {
         assert_eq!(store.holder(&k).await.unwrap().as_deref(), Some("a"));
 
         // Saves are fenced by the lease.
-        assert!(store.save(&k, "a", ttl, Bytes::from_static(b"cp1")).await.unwrap());
-        assert!(!store.save(&k, "b", ttl, Bytes::from_static(b"x")).await.unwrap());
+        assert!(store
+            .save(&k, "a", ttl, Bytes::from_static(b"cp1"))
+            .await
+            .unwrap());
+        assert!(!store
+            .save(&k, "b", ttl, Bytes::from_static(b"x"))
+            .await
+            .unwrap());
         assert_eq!(store.load(&k).await.unwrap().as_deref(), Some(&b"cp1"[..]));
 
         // A lease not renewed runs out; the checkpoint stays.
         expire().await;
         assert_eq!(store.holder(&k).await.unwrap(), None);
-        assert!(!store.save(&k, "a", ttl, Bytes::from_static(b"late")).await.unwrap());
+        assert!(!store
+            .save(&k, "a", ttl, Bytes::from_static(b"late"))
+            .await
+            .unwrap());
         assert!(store.acquire(&k, "b", ttl).await.unwrap());
         assert_eq!(store.load(&k).await.unwrap().as_deref(), Some(&b"cp1"[..]));
 
@@ -325,7 +328,10 @@ pub(crate) mod conformance {
         // The index, and closing (only by the holder).
         store.index(&k).await.unwrap();
         store.index(&other).await.unwrap();
-        store.index(&RoomKey::new("chat", "x").unwrap()).await.unwrap();
+        store
+            .index(&RoomKey::new("chat", "x").unwrap())
+            .await
+            .unwrap();
         assert_eq!(store.rooms("arena").await.unwrap(), vec!["r1", "r2"]);
         assert!(!store.close(&k, "b").await.unwrap());
         assert!(store.close(&k, "c").await.unwrap());

@@ -188,7 +188,10 @@ mod tests {
             route: String::new(),
             leave: WireLeave::Moved as i32,
         };
-        assert_eq!(RoomRequest::decode(req.encode_to_vec().as_slice()).unwrap(), req);
+        assert_eq!(
+            RoomRequest::decode(req.encode_to_vec().as_slice()).unwrap(),
+            req
+        );
         let cp = Checkpoint {
             tick: 41,
             tick_bound: 10,
@@ -200,7 +203,10 @@ mod tests {
             state: Bytes::from_static(b"xyz"),
             saved_at_ms: 5,
         };
-        assert_eq!(Checkpoint::decode(cp.encode_to_vec().as_slice()).unwrap(), cp);
+        assert_eq!(
+            Checkpoint::decode(cp.encode_to_vec().as_slice()).unwrap(),
+            cp
+        );
     }
 
     #[test]
