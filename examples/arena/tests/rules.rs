@@ -254,7 +254,7 @@ async fn a_disconnected_member_keeps_its_place_and_gets_states_again_after_resum
 #[tokio::test(start_paused = true)]
 async fn an_arena_carries_on_from_its_checkpoint_when_its_game_server_dies() {
     let settings = RoomSettings {
-        lease_ttl: std::time::Duration::from_millis(500),
+        lease_ttl: std::time::Duration::from_millis(1200),
         restart_every: std::time::Duration::from_millis(50),
         ..RoomSettings::default()
     };

@@ -212,7 +212,14 @@ impl App {
     /// Starts the game on the core's `services`: the room runtime's
     /// sweeper runs on `services.tracker` until `services.shutdown`.
     /// Returns every registration mistake at once.
-    pub fn start(self, services: Services) -> Result<GameRuntime, BuildError> {
+    pub fn start(mut self, services: Services) -> Result<GameRuntime, BuildError> {
+        let lease = services.settings.lease_ttl;
+        let late: Vec<BuildError> = self
+            .rooms
+            .configs()
+            .filter_map(|k| k.check_lease(lease).err())
+            .collect();
+        self.errors.extend(late);
         match self.errors.len() {
             0 => {}
             1 => return Err(self.errors.into_iter().next().expect("one error")),

@@ -85,6 +85,11 @@ struct Live<R> {
     saved_tick: u64,
     /// When it was saved.
     saved_at: Instant,
+    /// Until when the lease surely holds: the moment the last successful
+    /// save (or the acquisition) was sent, plus the lease's time to live.
+    /// Past it (a frozen process, a Redis outage) another game server may
+    /// hold the room, so nothing ticks until a save renews it.
+    lease_until: Instant,
     /// The room is in the store's index (it was saved before).
     indexed: bool,
     /// Members changed since the last save: a join or leave is not
@@ -106,6 +111,8 @@ pub(crate) struct RoomActor<R: Room> {
     /// `None` until the first join creates the room or a checkpoint
     /// restored it.
     live: Option<Live<R>>,
+    /// Until when the lease taken at start holds (copied into `Live`).
+    lease_until: Instant,
     /// A tick is posted and not handled yet.
     tick_pending: Arc<AtomicBool>,
     /// Stops the tick task.
@@ -179,6 +186,7 @@ impl<R: Room> RoomActor<R> {
             key,
             token: uuid::Uuid::new_v4().simple().to_string(),
             live: None,
+            lease_until: Instant::now(),
             tick_pending: Arc::new(AtomicBool::new(false)),
             timers: CancellationToken::new(),
             end: End::Keep,
@@ -196,10 +204,12 @@ impl<R: Room> RoomActor<R> {
     async fn activate(&mut self) -> Result<bool, GameError> {
         let store = self.game.room_store();
         let ttl = self.game.settings().lease_ttl;
+        let asked = Instant::now();
         if !store.acquire(&self.key, &self.token, ttl).await? {
             return Ok(false);
         }
         self.end = End::Release;
+        self.lease_until = asked + ttl;
         let Some(bytes) = store.load(&self.key).await? else {
             return Ok(true);
         };
@@ -220,6 +230,7 @@ impl<R: Room> RoomActor<R> {
             tick: cp.tick + bound,
             saved_tick: cp.tick,
             saved_at: Instant::now(),
+            lease_until: self.lease_until,
             indexed: true,
             members_unsaved: false,
         });
@@ -340,6 +351,7 @@ impl<R: Room> RoomActor<R> {
             live.indexed = true;
         }
         let ttl = self.game.settings().lease_ttl;
+        let asked = Instant::now();
         let saved = store
             .save(&self.key, &self.token, ttl, Bytes::from(cp.encode_to_vec()))
             .await;
@@ -348,6 +360,7 @@ impl<R: Room> RoomActor<R> {
             Ok(true) => {
                 live.saved_tick = live.tick;
                 live.saved_at = Instant::now();
+                live.lease_until = asked + ttl;
                 live.members_unsaved = false;
                 if self.failed_saves > 0 {
                     info!(room = %self.key, "Room checkpoints work again after {} failures", self.failed_saves);
@@ -377,14 +390,16 @@ impl<R: Room> RoomActor<R> {
     }
 
     /// One tick, unless the room is as far past its last checkpoint as it
-    /// may go and cannot save.
+    /// may go, or its lease may be running out, and it cannot save.
     async fn tick(&mut self, ctx: &Context<Self>) {
         let bound = u64::from(self.config().checkpoint_ticks);
-        let behind = self
-            .live
-            .as_ref()
-            .is_some_and(|l| l.tick - l.saved_tick >= bound);
-        if behind && !self.checkpoint(ctx).await {
+        // A tick's worth of margin: the tick must be out before the lease
+        // could pass to another game server.
+        let margin = self.config().tick_period().unwrap_or_default();
+        let must_save = self.live.as_ref().is_some_and(|l| {
+            l.tick - l.saved_tick >= bound || Instant::now() + margin >= l.lease_until
+        });
+        if must_save && !self.checkpoint(ctx).await {
             metrics::counter!("gamemesh_room_ticks_stalled_total").increment(1);
             return;
         }
@@ -505,6 +520,7 @@ impl<R: Room> RoomActor<R> {
             tick: 0,
             saved_tick: 0,
             saved_at: Instant::now(),
+            lease_until: self.lease_until,
             indexed: false,
             members_unsaved: false,
         });

@@ -213,6 +213,11 @@ impl RoomHost {
             })
     }
 
+    /// The settings of every kind.
+    pub(crate) fn configs(&self) -> impl Iterator<Item = &KindConfig> {
+        self.kinds.values().map(|k| k.config())
+    }
+
     /// Names of the registered kinds.
     pub(crate) fn kind_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.kinds.keys().cloned().collect();

@@ -223,6 +223,28 @@ impl KindConfig {
         (self.tick_hz > 0).then(|| Duration::from_secs(1) / self.tick_hz)
     }
 
+    /// Checks the kind against the room lease: a room must be able to
+    /// save at least twice within its lease while ticking, or it could
+    /// stall for lack of renewal and run past the point where another
+    /// game server may take it.
+    pub(crate) fn check_lease(&self, lease_ttl: Duration) -> Result<(), BuildError> {
+        let Some(period) = self.tick_period() else {
+            return Ok(());
+        };
+        let span = period * self.checkpoint_ticks;
+        if span * 2 > lease_ttl {
+            return Err(BuildError::BadRoomKind {
+                kind: self.name.clone(),
+                why: format!(
+                    "{} ticks at {} Hz last {span:?}, more than half the room lease of {lease_ttl:?}; \
+                     lower checkpoint_ticks",
+                    self.checkpoint_ticks, self.tick_hz
+                ),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn check(&self) -> Result<(), BuildError> {
         let bad = |why: String| BuildError::BadRoomKind {
             kind: self.name.clone(),

@@ -261,7 +261,7 @@ pub(crate) fn app(probe: Probe) -> App {
 /// Room timing short enough for tests.
 pub(crate) fn fast() -> RoomSettings {
     RoomSettings {
-        lease_ttl: Duration::from_millis(400),
+        lease_ttl: Duration::from_millis(1200),
         restart_every: Duration::from_millis(50),
         members_every: Duration::from_millis(100),
         call_timeout: Duration::from_secs(2),

@@ -28,7 +28,7 @@ async fn parts(redis: &RedisServer) -> MemoryParts {
 
 fn settings() -> RoomSettings {
     RoomSettings {
-        lease_ttl: Duration::from_millis(600),
+        lease_ttl: Duration::from_millis(1200),
         ..fast()
     }
 }

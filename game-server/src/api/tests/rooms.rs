@@ -375,3 +375,41 @@ async fn game_code_pushes_to_a_user_a_room_and_everyone() {
     );
     let _ = Bytes::new();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_room_that_outlived_its_lease_never_ticks_again() {
+    use crate::api::RoomStore;
+    let g = game(Probe::default());
+    let a = g.login(1);
+    join(&g, a, "r").await.unwrap();
+    let before = tock(&g, 1).await.tick;
+    // The process froze past its lease (a SIGSTOP, a stalled VM), and
+    // another game server took the room meanwhile.
+    let key = RoomKey::new("counter", "r").unwrap();
+    tokio::time::advance(fast().lease_ttl * 2).await;
+    assert!(g
+        .parts
+        .rooms
+        .acquire(&key, "elsewhere", fast().lease_ttl)
+        .await
+        .unwrap());
+    // Thawed: it must find out before it ticks again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let late: Vec<u64> = g
+        .parts
+        .pusher
+        .take(1)
+        .iter()
+        .map(|p| p.decode::<Tock>().unwrap().tick)
+        .collect();
+    assert!(
+        late.iter().all(|t| *t <= before),
+        "ticked on without its lease: {late:?} after {before}"
+    );
+    assert!(g.runtime().running_rooms().is_empty(), "it stopped");
+    assert_eq!(
+        g.parts.rooms.holder(&key).await.unwrap().as_deref(),
+        Some("elsewhere"),
+        "and left the new holder alone"
+    );
+}

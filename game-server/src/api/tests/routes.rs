@@ -190,3 +190,21 @@ async fn calls_from_two_sessions_of_one_user_are_told_apart() {
     let y: Text = game.call(b, "probe.echo", &text("")).await.unwrap();
     assert_ne!(x.s, y.s);
 }
+
+#[tokio::test]
+async fn a_kind_that_cannot_renew_its_lease_while_ticking_is_refused() {
+    let mut a = App::new();
+    a.add_module(Named("m", |app| {
+        // 100 ticks at 20 Hz: 5 s between saves, against a 2 s lease.
+        app.room(
+            RoomKind::<Counter>::new("slow")
+                .tick_hz(20)
+                .checkpoint_ticks(100),
+        );
+    }));
+    let e = build_error(a);
+    assert!(
+        matches!(&e, BuildError::BadRoomKind { kind, why } if kind == "slow" && why.contains("lease")),
+        "{e}"
+    );
+}
