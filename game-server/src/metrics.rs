@@ -124,7 +124,7 @@ impl HubMetrics {
     }
 
     /// The handler latency histogram of a packet kind
-    /// ([`crate::pipeline::HubRequest::kind`]).
+    /// ([`crate::request::HubRequest::kind`]).
     pub fn handler(&self, kind: &str) -> &Histogram {
         KINDS
             .iter()

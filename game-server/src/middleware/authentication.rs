@@ -8,7 +8,7 @@ use futures::future::{Either, Ready};
 use gamemesh_proto::client::{client_packet::Body, ErrorCode};
 use tower::{Layer, Service};
 
-use crate::pipeline::{BoxError, HubRequest, HubResponse};
+use crate::request::{BoxError, HubRequest, HubResponse};
 
 /// Adds [`Authentication`].
 #[derive(Debug, Clone, Default)]

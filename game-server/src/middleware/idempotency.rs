@@ -16,7 +16,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::warn;
 
-use crate::pipeline::{BoxError, HubRequest, HubResponse, SessionEffect};
+use crate::request::{BoxError, HubRequest, HubResponse, SessionEffect};
 use crate::session::local::SeqCheck;
 use crate::session::LocalSession;
 
