@@ -246,7 +246,7 @@ impl Config {
             return bad("--node-id must not be 0");
         }
         if self.reply_cache < 32 {
-            return bad("--reply-cache must be at least 32 (PROTOCOL.md)");
+            return bad("--reply-cache must be at least 32 (docs/PROTOCOL.md)");
         }
         if self.resume_grace_secs == 0 {
             return bad("--resume-grace-secs must be at least 1");

@@ -161,7 +161,7 @@ pub async fn handle(
             );
         }
         if old.connected && !old.placement.socket.is_nil() && old.placement.socket != socket {
-            // PROTOCOL.md: true "when an older session was kicked". A
+            // docs/PROTOCOL.md: true "when an older session was kicked". A
             // disconnected (resumable) session is replaced too, but nobody
             // is kicked for it.
             replaced_existing_session = true;

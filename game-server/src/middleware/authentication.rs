@@ -1,6 +1,6 @@
 //! Authentication: a socket with no session may only log in, resume or
 //! heartbeat; anything else is answered `NOT_AUTHENTICATED` and the
-//! connection stays open (PROTOCOL.md, "Login").
+//! connection stays open (docs/PROTOCOL.md, "Login").
 
 use std::task::{Context, Poll};
 

@@ -1,4 +1,4 @@
-//! Idempotency (PROTOCOL.md, "Sequence ids"): for a session, a packet whose
+//! Idempotency (docs/PROTOCOL.md, "Sequence ids"): for a session, a packet whose
 //! non-zero sequence id is not above the highest executed one never runs
 //! again. It is answered with the reply it got the first time while the
 //! session still holds it (the last `--reply-cache` replies), otherwise
