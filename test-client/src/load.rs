@@ -1445,6 +1445,14 @@ mod tests {
                 connect_rate: Some(0),
                 ..ok.clone()
             },
+            BenchOptions {
+                room_size: 0,
+                ..ok.clone()
+            },
+            BenchOptions {
+                room_size: 17,
+                ..ok.clone()
+            },
         ];
         for opts in bad {
             assert!(opts.validate().is_err(), "{opts:?}");
