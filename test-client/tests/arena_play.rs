@@ -11,7 +11,7 @@ use gamemesh_test_client::arena::proto::{JoinRequest, JoinResponse, MoveRequest}
 use gamemesh_test_client::arena::wire;
 use gamemesh_test_client::Client;
 use support::mock_arena::MockArena;
-use support::tmux::{arena_command, Tmux};
+use support::tmux::{arena_command, Tmux, EXITED};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -72,7 +72,7 @@ async fn arrows_move_the_player_others_show_a_drop_is_resumed_and_q_leaves() {
 
     // q leaves the room and exits 0 with a last line.
     tmux.send_keys(&["q"]);
-    let screen = tmux.wait_for_text("exit status", WAIT).await;
+    let screen = tmux.wait_for_text(EXITED, WAIT).await;
     assert!(screen.contains("left arena r1 at (2, 0)"), "{screen}");
     assert!(screen.contains("exit status 0"), "{screen}");
     assert_eq!(mock.players("r1"), vec![(8, (3, 0))], "7 left the room");
@@ -86,7 +86,7 @@ async fn a_refused_join_is_reported_plainly_before_the_terminal_is_taken() {
         players.push(other_player(&mock.addr, "full", user, 0).await);
     }
     let tmux = Tmux::start("arena-full", &arena_command(&mock.addr, "full", 7), 120, 30);
-    let screen = tmux.wait_for_text("exit status", WAIT).await;
+    let screen = tmux.wait_for_text(EXITED, WAIT).await;
     assert!(
         screen.contains("joining arena full: REFUSED (room full)"),
         "{screen}"

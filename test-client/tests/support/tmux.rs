@@ -88,12 +88,19 @@ impl Tmux {
         }
     }
 
-    /// Waits for `text` on the screen.
+    /// Waits for `text` on the screen; stops early when the program
+    /// exited without showing it (see [`arena_command`]).
     pub async fn wait_for_text(&self, text: &str, timeout: Duration) -> String {
-        self.wait_for(&format!("{text:?} on the screen"), timeout, |s| {
-            s.contains(text)
-        })
-        .await
+        let screen = self
+            .wait_for(&format!("{text:?} on the screen"), timeout, |s| {
+                s.contains(text) || s.contains(EXITED)
+            })
+            .await;
+        assert!(
+            screen.contains(text),
+            "the program exited before {text:?} showed; the screen:\n{screen}"
+        );
+        screen
     }
 }
 
@@ -103,12 +110,15 @@ impl Drop for Tmux {
     }
 }
 
+/// What [`arena_command`] prints when the program has exited.
+pub const EXITED: &str = "exit status";
+
 /// The shell command that runs `test-client arena` against `addr` and then
 /// prints its exit status and stays, so the last screen can be read.
 pub fn arena_command(addr: &str, room: &str, user: u64) -> String {
     format!(
         "{} --addr {addr} --timeout-ms 3000 arena --room {room} --user {user}; \
-         echo \"exit status $?\"; sleep 600",
+         echo \"{EXITED} $?\"; sleep 600",
         env!("CARGO_BIN_EXE_test-client")
     )
 }
