@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use gamemesh_proto::client::KickReason;
 use gamemesh_test_client::arena::proto::{JoinRequest, JoinResponse, MoveRequest};
 use gamemesh_test_client::arena::wire;
 use gamemesh_test_client::Client;
@@ -76,6 +77,39 @@ async fn arrows_move_the_player_others_show_a_drop_is_resumed_and_q_leaves() {
     assert!(screen.contains("left arena r1 at (2, 0)"), "{screen}");
     assert!(screen.contains("exit status 0"), "{screen}");
     assert_eq!(mock.players("r1"), vec![(8, (3, 0))], "7 left the room");
+}
+
+#[tokio::test]
+async fn a_duplicate_login_kick_ends_the_game_with_its_reason() {
+    let mock = MockArena::start(20).await;
+    let tmux = Tmux::start("arena-kick", &arena_command(&mock.addr, "k", 7), 120, 30);
+    tmux.wait_for_text("@ you 7 (0,0)", WAIT).await;
+    mock.kick(7, KickReason::DuplicateLogin);
+    let screen = tmux.wait_for_text(EXITED, WAIT).await;
+    assert!(
+        screen.contains("kicked (DUPLICATE_LOGIN); the game is over"),
+        "{screen}"
+    );
+    assert!(screen.contains("exit status 1"), "{screen}");
+}
+
+#[tokio::test]
+async fn a_come_back_kick_is_resumed_and_q_works_while_the_server_is_gone() {
+    let mock = MockArena::start(20).await;
+    let tmux = Tmux::start("arena-gone", &arena_command(&mock.addr, "g", 7), 120, 30);
+    tmux.wait_for_text("@ you 7 (0,0)", WAIT).await;
+    // SERVER_SHUTDOWN says "resume": the client comes back on its own.
+    mock.kick(7, KickReason::ServerShutdown);
+    tmux.wait_for_text("resumed after: kicked (SERVER_SHUTDOWN)", WAIT)
+        .await;
+    // Now the server goes away for good: the client keeps trying, and the
+    // player can still quit.
+    drop(mock);
+    tmux.wait_for_text("resuming (attempt 2)", WAIT).await;
+    tmux.send_keys(&["q"]);
+    let screen = tmux.wait_for_text(EXITED, WAIT).await;
+    assert!(screen.contains("quit while resuming"), "{screen}");
+    assert!(screen.contains("exit status 1"), "{screen}");
 }
 
 #[tokio::test]

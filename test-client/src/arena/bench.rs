@@ -308,7 +308,7 @@ async fn join(run: &Run, arena: &Arena, i: usize) -> Result<(Conn, JoinResponse)
 fn unexpected(expected: &'static str, got: Incoming) -> Failure {
     let got = match got {
         Incoming::Kicked(k) => format!("kicked ({})", kick_reason_name(k.reason)),
-        Incoming::Other(what) => what,
+        Incoming::Other { what, .. } => what,
         other => format!("{other:?}"),
     };
     Failure::Unexpected { expected, got }
@@ -431,7 +431,6 @@ impl<'a> Player<'a> {
         out: &mut BotTally,
     ) -> Result<(), Failure> {
         let now = Instant::now();
-        let pushed = packet.sequence_id == 0;
         match wire::classify(packet) {
             Incoming::State(state) => self.state(state, window, now, out),
             Incoming::Reply {
@@ -455,7 +454,7 @@ impl<'a> Player<'a> {
                 Ok(())
             }
             // A notice or a push of something else: not ours to judge.
-            Incoming::Other(_) if pushed => Ok(()),
+            Incoming::Other { sequence_id: 0, .. } => Ok(()),
             other => Err(unexpected("a state or a move reply", other)),
         }
     }

@@ -168,9 +168,11 @@ pub async fn run(opts: &ArenaOptions) -> anyhow::Result<bool> {
         },
         asked: HashMap::new(),
     };
-    // ratatui::init switches to the alternate screen in raw mode and
-    // installs a panic hook that restores the terminal first.
-    let mut terminal = ratatui::init();
+    // Switches to the alternate screen in raw mode and installs a panic
+    // hook that restores the terminal first.
+    let mut terminal = ratatui::try_init().context(
+        "cannot take over the terminal (arena needs an interactive terminal: run it in one, or in tmux)",
+    )?;
     let end = play.run(&mut terminal).await;
     ratatui::restore();
     match end? {
@@ -252,7 +254,7 @@ impl Play {
                         Err(e) => Some(Lost::Dropped(format!("connection lost: {e}"))),
                     };
                     if let Some(why) = lost {
-                        if let Err(end) = self.resume(terminal, why).await {
+                        if let Err(end) = self.resume(terminal, &mut keys, why).await {
                             return Ok(end);
                         }
                     }
@@ -324,12 +326,14 @@ impl Play {
                 let line = format!("kicked ({}{detail})", kick_reason_name(k.reason));
                 return Err(Lost::Kicked(k.reason, line));
             }
-            Incoming::Other(what) => {
-                // Replies of other kinds (heartbeat) are expected; anything
-                // pushed is shown.
-                if !what.starts_with("heartbeat") {
-                    self.game.message = Some(what);
-                }
+            // A push we do not play (a notice, another game's): shown.
+            Incoming::Other {
+                sequence_id: 0,
+                what,
+            } => self.game.message = Some(what),
+            // The reply to a heartbeat (or a stray one): nothing to show.
+            Incoming::Other { sequence_id, .. } => {
+                self.asked.remove(&sequence_id);
             }
         }
         Ok(())
@@ -337,7 +341,13 @@ impl Play {
 
     /// Resumes the session on a new connection after `lost` (a drop or a
     /// kick), unless it is a kick that says not to. `Err` ends the game.
-    async fn resume(&mut self, terminal: &mut DefaultTerminal, lost: Lost) -> Result<(), End> {
+    /// The player can quit while it tries.
+    async fn resume(
+        &mut self,
+        terminal: &mut DefaultTerminal,
+        keys: &mut EventStream,
+        lost: Lost,
+    ) -> Result<(), End> {
         let why = lost.line().to_owned();
         if let Lost::Kicked(reason, _) = lost {
             if !resumable(reason) {
@@ -350,7 +360,13 @@ impl Play {
             attempt += 1;
             self.screen.connection = Some(format!("{why}; resuming (attempt {attempt})..."));
             let _ = terminal.draw(|f| ui::draw(f, &self.game, &self.screen));
-            match self.try_resume().await {
+            let attempt = tokio::select! {
+                attempt = self.try_resume() => attempt,
+                () = quit_pressed(keys) => {
+                    return Err(End::Ended(format!("{why}; quit while resuming")));
+                }
+            };
+            match attempt {
                 Ok(()) => {
                     self.screen.connection = None;
                     self.game.message = Some(format!("resumed after: {why}"));
@@ -359,7 +375,14 @@ impl Play {
                 Err(e) if matches!(e.error_code(), Some(c) if is_final(c)) => {
                     return Err(End::Ended(format!("{why}; resume refused: {e}")));
                 }
-                Err(_) => tokio::time::sleep(RESUME_PAUSE).await,
+                Err(_) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(RESUME_PAUSE) => {}
+                        () = quit_pressed(keys) => {
+                            return Err(End::Ended(format!("{why}; quit while resuming")));
+                        }
+                    }
+                }
             }
         }
         Err(End::Ended(format!(
@@ -394,6 +417,18 @@ impl Play {
             .call(wire::request(wire::LEAVE, &LeaveRequest {}))
             .await;
         let _ = self.client.logout().await;
+    }
+}
+
+/// Completes when the player asks to quit (or the keyboard is gone);
+/// other keys are ignored.
+async fn quit_pressed(keys: &mut EventStream) {
+    while let Some(event) = keys.next().await {
+        match event {
+            Ok(Event::Key(key)) if action(&key) == Some(Action::Quit) => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
     }
 }
 

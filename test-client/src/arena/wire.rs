@@ -45,9 +45,14 @@ pub enum Incoming {
     },
     /// A kick: the last frame of the connection.
     Kicked(Kicked),
-    /// Anything else: a notice, another game's push, a reply of another
-    /// kind (heartbeat, logout), described in one line.
-    Other(String),
+    /// Anything else: a notice, another game's push (`sequence_id` 0), a
+    /// reply of another kind (heartbeat, logout), described in one line.
+    Other {
+        /// 0 for a push, else the request it answers.
+        sequence_id: u64,
+        /// What it is.
+        what: String,
+    },
 }
 
 /// Sorts one packet. A state whose payload does not decode is `Other`
@@ -58,7 +63,10 @@ pub fn classify(packet: ServerPacket) -> Incoming {
     match packet.body {
         Some(Body::GamePush(push)) if push.route == STATE => match State::decode(push.payload) {
             Ok(state) => Incoming::State(state),
-            Err(e) => Incoming::Other(format!("an arena.state that does not decode: {e}")),
+            Err(e) => Incoming::Other {
+                sequence_id,
+                what: format!("an arena.state that does not decode: {e}"),
+            },
         },
         Some(Body::Kicked(k)) => Incoming::Kicked(k),
         Some(Body::Game(reply)) if sequence_id != 0 => Incoming::Reply {
@@ -69,11 +77,14 @@ pub fn classify(packet: ServerPacket) -> Incoming {
             sequence_id,
             payload: Err(describe_error(&e)),
         },
-        Some(Body::Notice(n)) => Incoming::Other(format!("notice: {}: {}", n.kind, n.text)),
-        _ => Incoming::Other(crate::client::describe(&ServerPacket {
+        Some(Body::Notice(n)) => Incoming::Other {
             sequence_id,
-            body: packet.body,
-        })),
+            what: format!("notice: {}: {}", n.kind, n.text),
+        },
+        body => Incoming::Other {
+            sequence_id,
+            what: crate::client::describe(&ServerPacket { sequence_id, body }),
+        },
     }
 }
 
@@ -141,11 +152,11 @@ mod tests {
             matches!(classify(push(STATE, state.encode_to_vec())), Incoming::State(s) if s == state)
         );
         assert!(
-            matches!(classify(push(STATE, vec![0xff, 0xff])), Incoming::Other(why) if why.contains("does not decode"))
+            matches!(classify(push(STATE, vec![0xff, 0xff])), Incoming::Other { sequence_id: 0, what } if what.contains("does not decode"))
         );
         assert!(matches!(
             classify(push("chess.board", vec![])),
-            Incoming::Other(_)
+            Incoming::Other { sequence_id: 0, .. }
         ));
         let reply = ServerPacket {
             sequence_id: 4,

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::{SinkExt, StreamExt};
 use gamemesh_proto::client::{
     client_packet, server_packet, ClientPacket, ErrorCode, GamePush, GameResponse,
-    HeartbeatResponse, LoginResponse, LogoutResponse, ResumeResponse, ServerPacket,
+    HeartbeatResponse, KickReason, LoginResponse, LogoutResponse, ResumeResponse, ServerPacket,
     SessionSnapshot,
 };
 use gamemesh_proto::{packets, FrameCodec, Message};
@@ -129,6 +129,17 @@ impl MockArena {
         }
         for s in w.sessions.values_mut() {
             s.conn = None;
+        }
+    }
+
+    /// Kicks every connection of `user` with `reason`, then closes it.
+    pub fn kick(&self, user: u64, reason: KickReason) {
+        let w = self.world.lock().unwrap();
+        for s in w.sessions.values().filter(|s| s.user == user) {
+            if let Some(tx) = s.conn.and_then(|c| w.conns.get(&c)) {
+                let _ = tx.send(Out::Packet(packets::kicked(reason, "")));
+                let _ = tx.send(Out::Close);
+            }
         }
     }
 
