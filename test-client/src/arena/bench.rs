@@ -261,6 +261,9 @@ async fn bot(
     };
     out.joined = true;
     let _ = ready.send(Ok(()));
+    // Every bot lets go of its sender once it has reported, so the channel
+    // closes (and the wait ends) even if a bot dies without reporting.
+    drop(ready);
     let mut player = Player::new(&run, &arena, conn, join.room);
     if let Err(e) = player.play(join.tick_hz, window, &mut out).await {
         out.tally.errors += 1;
