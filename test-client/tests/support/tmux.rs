@@ -1,15 +1,17 @@
 //! Driving a terminal program through tmux, as a person would: start it in
 //! a detached session of a known size, press keys, read the screen.
 //!
-//! Every test gets its own tmux server (`-L`), so it neither sees nor
-//! disturbs anyone's tmux, and the server is killed on drop.
+//! Every test gets its own tmux server on its own socket (`-S`, in the
+//! temp directory), so it neither sees nor disturbs anyone's tmux; the
+//! server is killed and the socket removed on drop.
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// One tmux server with one session running a command.
 pub struct Tmux {
-    socket: String,
+    socket: PathBuf,
 }
 
 impl Tmux {
@@ -17,7 +19,7 @@ impl Tmux {
     /// session. Fails, saying how to install it, when tmux is missing.
     pub fn start(name: &str, command: &str, width: u16, height: u16) -> Tmux {
         let tmux = Tmux {
-            socket: format!("gm-{name}-{}", std::process::id()),
+            socket: std::env::temp_dir().join(format!("gm-tmux-{name}-{}", std::process::id())),
         };
         let out = tmux.run(&[
             "new-session",
@@ -40,7 +42,7 @@ impl Tmux {
 
     fn run(&self, args: &[&str]) -> Output {
         Command::new("tmux")
-            .arg("-L")
+            .arg("-S")
             .arg(&self.socket)
             .args(args)
             .output()
@@ -107,6 +109,7 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
