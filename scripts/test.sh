@@ -69,8 +69,9 @@ echo "redis-server has TLS"
 
 # The deploy_manifests test checks deploy/systemd/ with systemd-analyze
 # verify and the gateway pod's shell script with shellcheck, and fails
-# without them. Tool, then the Debian package that ships it:
-for tool_package in systemd-analyze:systemd shellcheck:shellcheck; do
+# without them; the arena client's tests (test-client/tests/arena_*.rs)
+# play it in tmux. Tool, then the Debian package that ships it:
+for tool_package in systemd-analyze:systemd shellcheck:shellcheck tmux:tmux; do
     tool="${tool_package%%:*}" package="${tool_package#*:}"
     if ! command -v "$tool" >/dev/null 2>&1; then
         command -v apt-get >/dev/null 2>&1 ||
