@@ -37,7 +37,10 @@ use sha2::Sha256;
 use thiserror::Error;
 use tracing::warn;
 
-use crate::internal::{GatewayHello, HelloProof, MeshHello, ServerHello};
+use crate::internal::{
+    gateway_to_server, mesh_message, server_to_gateway, GatewayHello, HelloProof, MeshHello,
+    ServerHello,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -126,8 +129,36 @@ signed_hello!(GatewayHello, b"gamemesh/GatewayHello/v1", gateway_node_id);
 signed_hello!(ServerHello, b"gamemesh/ServerHello/v1", game_server_node_id);
 signed_hello!(MeshHello, b"gamemesh/MeshHello/v1", node_id);
 
+/// A message of an internal envelope (what one node sends another): its
+/// hello, which must carry a proof, or anything else, which is acted on
+/// only from a pipe whose hello was admitted.
+pub trait PeerMessage {
+    /// The envelope's hello.
+    type Hello: SignedHello;
+    /// The hello, if this message is one.
+    fn hello(&self) -> Option<&Self::Hello>;
+}
+
+macro_rules! peer_message {
+    ($envelope:ident, $hello:ty) => {
+        impl PeerMessage for $envelope::Kind {
+            type Hello = $hello;
+            fn hello(&self) -> Option<&$hello> {
+                match self {
+                    $envelope::Kind::Hello(h) => Some(h),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+peer_message!(gateway_to_server, GatewayHello);
+peer_message!(server_to_gateway, ServerHello);
+peer_message!(mesh_message, MeshHello);
+
 /// Unix time in milliseconds.
-fn now_unix_ms() -> u64 {
+pub fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
