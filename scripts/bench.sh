@@ -5,6 +5,7 @@
 #
 #   ./scripts/bench.sh                 # 3 rounds x 10 s per case (~10 min)
 #   ./scripts/bench.sh --quick         # 1 round x 3 s per case (~2 min)
+#   ./scripts/bench.sh --baseline-rev HEAD~1   # A/B: also run that commit
 #
 # Every case runs the same load generator (`test-client bench`, a
 # current-thread runtime) against the three targets in alternation (A B C A
@@ -24,6 +25,11 @@ Options:
   --quick        --duration 3 --repeat 1
   --idle N       idle sessions to hold for the memory case (default 15000; 0 skips)
   --no-build     reuse target/release
+  --baseline DIR       A/B: also run the gateway and game-server binaries in
+                       DIR as a fourth target, "baseline", in the same
+                       alternation (same load generator, its own Redis)
+  --baseline-rev REV   build commit REV (release, in .bench/baseline-src)
+                       and use it as --baseline
   -h, --help     this help
 Output: a table on stdout; raw JSON lines in .bench/results.jsonl.
 EOF2
@@ -33,6 +39,8 @@ duration=10
 repeat=3
 idle=15000
 build=1
+baseline=""
+baseline_rev=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --duration) duration=$2; shift 2 ;;
@@ -40,6 +48,8 @@ while [[ $# -gt 0 ]]; do
         --quick) duration=3; repeat=1; shift ;;
         --idle) idle=$2; shift 2 ;;
         --no-build) build=0; shift ;;
+        --baseline) baseline=$(cd "$2" && pwd); shift 2 ;;
+        --baseline-rev) baseline_rev=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -79,6 +89,28 @@ if ((build)); then
 fi
 bin="$root/target/release"
 
+if [[ -n "$baseline_rev" ]]; then
+    src="$out/baseline-src"
+    rev=$(git rev-parse --verify "$baseline_rev^{commit}") || die "--baseline-rev $baseline_rev is not a commit"
+    if [[ ! -d "$src" ]]; then
+        git worktree add -q --detach "$src" "$rev" || die "cannot check out $baseline_rev into $src"
+    else
+        git -C "$src" checkout -q --detach "$rev" || die "cannot check out $baseline_rev in $src"
+    fi
+    say "building the baseline ($baseline_rev = ${rev:0:12}) in $src"
+    (cd "$src" && cargo build --release -q -p gamemesh-gateway -p gamemesh-game-server) ||
+        die "building the baseline $baseline_rev failed"
+    baseline="$src/target/release"
+fi
+if [[ -n "$baseline" ]]; then
+    for b in gateway game-server; do
+        [[ -x "$baseline/$b" ]] || die "--baseline $baseline has no $b binary"
+    done
+fi
+targets=(direct haproxy gamemesh)
+gm_targets=(gamemesh)
+[[ -n "$baseline" ]] && targets+=(baseline) && gm_targets+=(baseline)
+
 # ---- processes ---------------------------------------------------------------
 
 pids=()
@@ -112,7 +144,10 @@ start() {
 
 # Fixed ports, checked free first (this is a tool for people, not a test).
 redis_port=6395 gs_p2p=9391 gs_mesh=9491 gw_p2p=8391 gw_port=5391 echo_port=7391 haproxy_port=7392
-for p in $redis_port $gs_p2p $gs_mesh $gw_p2p $gw_port $echo_port $haproxy_port; do
+# The baseline stack: its own Redis, so the two never form one cluster.
+b_redis_port=6396 b_gs_p2p=9392 b_gs_mesh=9492 b_gw_p2p=8392 b_gw_port=5392
+for p in $redis_port $gs_p2p $gs_mesh $gw_p2p $gw_port $echo_port $haproxy_port \
+    $b_redis_port $b_gs_p2p $b_gs_mesh $b_gw_p2p $b_gw_port; do
     port_open "$p" && die "port $p is in use: stop whatever holds it"
 done
 
@@ -120,8 +155,6 @@ done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 export RUST_LOG=warn
 
-start redis redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no
-wait_port "$redis_port"
 start echo-server "$bin/test-client" echo-server --listen "127.0.0.1:$echo_port"
 cat >"$out/haproxy.cfg" <<EOF2
 global
@@ -140,22 +173,33 @@ backend echo
     server echo1 127.0.0.1:$echo_port
 EOF2
 start haproxy haproxy -f "$out/haproxy.cfg" -db
-start game-server "$bin/game-server" --redis "127.0.0.1:$redis_port" \
-    --p2p-port "$gs_p2p" --mesh-port "$gs_mesh" --admin-port 0 \
-    --login-attempts-per-user-per-min 1000000 --login-attempts-per-ip-per-min 100000000
-# The load generator is one host hammering from a few addresses: lift the
-# per-client abuse limits (meant for players on the internet) out of its way.
-start gateway "$bin/gateway" --client-port "$gw_port" --client-bind 127.0.0.1 \
-    --p2p-port "$gw_p2p" --game-servers "127.0.0.1:$gs_p2p" --admin-port 0 --idle-timeout-secs 600 \
-    --login-deadline-secs 600 --max-connections 19000 --max-connects-per-ip-per-sec 1000000 \
-    --max-packets-per-sec 10000000 --outbound-queue-bytes 16777216
-for p in $echo_port $haproxy_port $gw_port; do wait_port "$p"; done
-# The gateway answers only once it has linked its game server.
-deadline=$((SECONDS + 20))
-until "$bin/test-client" --addr "127.0.0.1:$gw_port" echo ready >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || die "gamemesh does not answer (see $out/gateway.log, $out/game-server.log)"
-    sleep 0.2
-done
+# start_gamemesh <name prefix> <bin dir> <redis port> <gs p2p> <gs mesh> <gw p2p> <gw port>
+start_gamemesh() {
+    local name=$1 dir=$2 rport=$3 p2p=$4 mesh=$5 gwp2p=$6 gwport=$7
+    start "${name}redis" redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no
+    wait_port "$rport"
+    start "${name}game-server" "$dir/game-server" --redis "127.0.0.1:$rport" \
+        --p2p-port "$p2p" --mesh-port "$mesh" --admin-port 0 \
+        --login-attempts-per-user-per-min 1000000 --login-attempts-per-ip-per-min 100000000
+    # The load generator is one host hammering from a few addresses: lift the
+    # per-client abuse limits (meant for players on the internet) out of its way.
+    start "${name}gateway" "$dir/gateway" --client-port "$gwport" --client-bind 127.0.0.1 \
+        --p2p-port "$gwp2p" --game-servers "127.0.0.1:$p2p" --admin-port 0 --idle-timeout-secs 600 \
+        --login-deadline-secs 600 --max-connections 19000 --max-connects-per-ip-per-sec 1000000 \
+        --max-packets-per-sec 10000000 --outbound-queue-bytes 16777216
+    wait_port "$gwport"
+    # The gateway answers only once it has linked its game server.
+    local deadline=$((SECONDS + 20))
+    until "$bin/test-client" --addr "127.0.0.1:$gwport" echo ready >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || die "gamemesh ($dir) does not answer (see $out/${name}gateway.log, $out/${name}game-server.log)"
+        sleep 0.2
+    done
+}
+for p in $echo_port $haproxy_port; do wait_port "$p"; done
+start_gamemesh "" "$bin" "$redis_port" "$gs_p2p" "$gs_mesh" "$gw_p2p" "$gw_port"
+if [[ -n "$baseline" ]]; then
+    start_gamemesh "baseline-" "$baseline" "$b_redis_port" "$b_gs_p2p" "$b_gs_mesh" "$b_gw_p2p" "$b_gw_port"
+fi
 
 # bench <label> <target> <args...>: one run, its JSON line tagged and kept.
 bench() {
@@ -166,6 +210,7 @@ bench() {
         direct) addr=127.0.0.1:$echo_port; extra=(--no-login) ;;
         haproxy) addr=127.0.0.1:$haproxy_port; extra=(--no-login) ;;
         gamemesh) addr=127.0.0.1:$gw_port ;;
+        baseline) addr=127.0.0.1:$b_gw_port ;;
     esac
     local line
     if ! line=$("$bin/test-client" bench --addr "$addr" --duration "$duration" "${extra[@]}" "$@" 2>>"$out/bench-client.log"); then
@@ -209,7 +254,7 @@ for ((r = 1; r <= repeat; r++)); do
     for c in "${cases[@]}"; do
         label=${c%%|*}
         read -r -a args <<<"${c#*|}"
-        for target in direct haproxy gamemesh; do
+        for target in "${targets[@]}"; do
             bench "$label" "$target" "${args[@]}"
         done
     done
@@ -217,9 +262,12 @@ done
 
 say "gamemesh-only cases"
 for ((r = 1; r <= repeat; r++)); do
-    bench "logins/s (new connection each)" gamemesh --mode login --conns 50
-    bench "duplicate-login kick" gamemesh --mode kick --conns 20
-    bench "resume" gamemesh --mode resume --conns 20
+    for target in "${gm_targets[@]}"; do
+        bench "logins/s (new connection each)" "$target" --mode login --conns 50
+        bench "logins/s, 500 in parallel" "$target" --mode login --conns 500
+        bench "duplicate-login kick" "$target" --mode kick --conns 20
+        bench "resume" "$target" --mode resume --conns 20
+    done
 done
 
 python3 - "$out/results.jsonl" "$duration" "$repeat" <<'PY'
@@ -231,20 +279,38 @@ def med(xs):
 def pick(case, target, key):
     return med([r["run"].get(key) for r in rows
                 if r["case"] == case and r["target"] == target and not r["run"].get("failed")])
+def runs(case, target, key):
+    return [r["run"].get(key) if not r["run"].get("failed") else None
+            for r in rows if r["case"] == case and r["target"] == target]
+def ratio(case, a, b, key="msgs_per_s"):
+    # Ratio within each round (runs seconds apart), then the median over
+    # rounds: steadier on a noisy shared machine than a ratio of medians.
+    rs = [x / y for x, y in zip(runs(case, a, key), runs(case, b, key)) if x and y]
+    return f"{statistics.median(rs):.2f}" if rs else "-"
 def fmt(x, unit=""):
     if x is None: return "-"
     return f"{x/1000:.1f}k" if unit == "k" else f"{x:,.0f}"
 print(f"\n## gamemesh vs HAProxy vs direct ({sys.argv[3]} rounds x {sys.argv[2]} s, medians)\n")
-print("| case | direct msgs/s | HAProxy msgs/s | gamemesh msgs/s | gm/HAProxy | gm/direct | p50 us (d/h/gm) | p99 us (d/h/gm) |")
+print("| case | direct msgs/s | HAProxy msgs/s | gamemesh msgs/s | gm/HAProxy (per-round median) | gm/direct | p50 us (d/h/gm) | p99 us (d/h/gm) |")
 print("|---|---|---|---|---|---|---|---|")
 for case in dict.fromkeys(r["case"] for r in rows if r["target"] != "gamemesh" or r["case"].startswith("echo")):
     if not case.startswith("echo"): continue
     d, h, g = (pick(case, t, "msgs_per_s") for t in ("direct", "haproxy", "gamemesh"))
     p50 = "/".join(fmt(pick(case, t, "p50_us")) for t in ("direct", "haproxy", "gamemesh"))
     p99 = "/".join(fmt(pick(case, t, "p99_us")) for t in ("direct", "haproxy", "gamemesh"))
-    r1 = f"{g/h:.2f}" if g and h else "-"
-    r2 = f"{g/d:.2f}" if g and d else "-"
+    r1 = ratio(case, "gamemesh", "haproxy")
+    r2 = ratio(case, "gamemesh", "direct")
     print(f"| {case} | {fmt(d,'k')} | {fmt(h,'k')} | {fmt(g,'k')} | {r1} | {r2} | {p50} | {p99} |")
+base = any(r["target"] == "baseline" for r in rows)
+if base:
+    print("\n## A/B: gamemesh (this tree) vs baseline (same rounds, medians)\n")
+    print("| case | baseline/s | gamemesh/s | gm/baseline | p50 us (base/gm) | p99 us (base/gm) |")
+    print("|---|---|---|---|---|---|")
+    for case in dict.fromkeys(r["case"] for r in rows if r["target"] == "baseline"):
+        b, g = pick(case, "baseline", "msgs_per_s"), pick(case, "gamemesh", "msgs_per_s")
+        p50 = "/".join(fmt(pick(case, t, "p50_us")) for t in ("baseline", "gamemesh"))
+        p99 = "/".join(fmt(pick(case, t, "p99_us")) for t in ("baseline", "gamemesh"))
+        print(f"| {case} | {fmt(b)} | {fmt(g)} | {ratio(case, 'gamemesh', 'baseline')} | {p50} | {p99} |")
 print("\n## gamemesh only\n")
 print("| case | per second | p50 us | p99 us | max us | errors |")
 print("|---|---|---|---|---|---|")

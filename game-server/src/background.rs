@@ -27,7 +27,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::error::GameServerError;
-use crate::redis_connect::RedisConn;
+use crate::redis::RedisConn;
 use crate::state::HubState;
 
 /// The jobs go through the server's own connection, so they reach Redis

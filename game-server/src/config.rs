@@ -246,7 +246,7 @@ impl Config {
             return bad("--node-id must not be 0");
         }
         if self.reply_cache < 32 {
-            return bad("--reply-cache must be at least 32 (PROTOCOL.md)");
+            return bad("--reply-cache must be at least 32 (docs/PROTOCOL.md)");
         }
         if self.resume_grace_secs == 0 {
             return bad("--resume-grace-secs must be at least 1");
@@ -289,11 +289,22 @@ impl Config {
             return bad("--auth-secret is empty: give a secret or leave it unset");
         }
         if self.session_store == StoreKind::Redis {
-            crate::redis_connect::RedisOptions::from_config(self)
+            self.redis_options()
                 .validate()
                 .map_err(|e| GameServerError::Config(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// How to reach Redis, from the `--redis*` flags.
+    pub fn redis_options(&self) -> crate::redis::RedisOptions {
+        crate::redis::RedisOptions {
+            url: self.redis.clone(),
+            ca_file: self.redis_ca_file.clone(),
+            sentinel_username: self.redis_sentinel_username.clone(),
+            sentinel_password: self.redis_sentinel_password.clone(),
+            timeout: Duration::from_millis(self.redis_timeout_ms),
+        }
     }
 
     /// Resume grace as a duration.

@@ -50,9 +50,9 @@ pub enum GameServerError {
     Config(String),
 }
 
-impl From<crate::redis_connect::RedisConnectError> for GameServerError {
-    fn from(e: crate::redis_connect::RedisConnectError) -> Self {
-        use crate::redis_connect::RedisConnectError as E;
+impl From<crate::redis::RedisConnectError> for GameServerError {
+    fn from(e: crate::redis::RedisConnectError) -> Self {
+        use crate::redis::RedisConnectError as E;
         match e {
             E::Config(m) => GameServerError::Config(m),
             E::Auth { target, reason } => GameServerError::RedisAuth {

@@ -2,27 +2,29 @@
 //!
 //! Modules, in the order a packet meets them:
 //!
-//! - [`gateways`]: the ZeroMQ links to gateways (hellos, and the messages
-//!   we send them: `SendToClient`, `PinSession`, `DisconnectClient`).
-//! - [`hub`]: the dispatcher that hands each client frame to its
-//!   connection actor, and the flusher that saves sessions behind them.
+//! - [`cluster`]: the links to gateways ([`cluster::gateways`]), the
+//!   dispatcher that hands each client frame to its connection actor
+//!   ([`cluster::hub`]), the mesh to other game servers
+//!   ([`cluster::mesh`]) and the node registry ([`cluster::membership`]).
 //! - [`connection`]: one actor per client socket; decodes the
-//!   `ClientPacket`, counts a login against [`login_limits`] (per user and
-//!   per client IP), and runs it through the pipeline, one at a time.
+//!   `ClientPacket`, applies the [`policy`] limits (logins per user and per
+//!   client IP, contract violations) and runs it through the pipeline, one
+//!   at a time.
 //! - [`pipeline`]: the tower stack, composed in one place:
 //!   [`middleware::exception`] -> [`middleware::logging`] ->
 //!   [`middleware::authentication`] -> [`middleware::idempotency`] ->
-//!   [`middleware::timing`] -> [`handlers`] (the router).
+//!   [`middleware::timing`] -> [`handlers`] (the router). What flows
+//!   through it ([`request::HubRequest`], [`request::HubResponse`]) lives
+//!   in [`request`], so handlers and middleware never import the pipeline.
 //! - [`handlers`]: login, resume (and adoption), echo, heartbeat, logout,
 //!   chat, increment.
 //! - [`chat`]: chat rooms as actors, one per room across the cluster, and
-//!   their store; pushes to members over the [`mesh`].
-//! - [`violations`]: repeated frames that are not the contract get the
-//!   connection kicked.
+//!   their store; pushes to members over the mesh.
 //! - [`session`]: the [`session::SessionStore`] trait (Redis and memory
 //!   backends) and the sessions owned here.
-//! - [`redis_connect`]: every Redis connection (plain, ACL user, TLS,
-//!   Sentinel) and following the primary through a failover.
+//! - [`redis`]: every Redis connection (plain, ACL user, TLS, Sentinel):
+//!   address parsing ([`redis::target`]), following the primary through a
+//!   failover ([`redis::sentinel`]).
 //! - [`metrics`]: the Prometheus metrics, served with `/healthz` and
 //!   `/readyz` on the admin port (`gamemesh_node::admin`).
 //! - [`config`], [`error`], [`state`]: flags, start-up errors, shared state.
@@ -32,22 +34,19 @@
 
 pub mod background;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod error;
-pub mod gateways;
 pub mod handlers;
-pub mod hub;
-pub mod login_limits;
-pub mod membership;
-pub mod mesh;
 pub mod metrics;
 pub mod middleware;
 pub mod pipeline;
-pub mod redis_connect;
+pub mod policy;
+pub mod redis;
+pub mod request;
 pub mod session;
 pub mod state;
-pub mod violations;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,10 +59,12 @@ use tracing::{info, warn};
 pub use config::{Config, StoreKind};
 pub use error::GameServerError;
 
+use cluster::gateways::GatewayLinks;
+use cluster::hub;
+use cluster::membership::{MemoryRegistry, NodeRegistry};
+use cluster::mesh::{self, Mesh};
 use gamemesh_proto::internal::NodeInfo;
-use gateways::GatewayLinks;
-use membership::{MemoryRegistry, NodeRegistry};
-use mesh::Mesh;
+use policy::{login_limits, violations};
 use session::memory::MemoryStore;
 use session::redis::RedisStore;
 use session::{LocalSessions, SessionStore};
@@ -186,10 +187,7 @@ pub async fn start(
         Arc<dyn chat::ChatStore>,
     ) = match config.session_store {
         StoreKind::Redis => {
-            let conn = redis_connect::RedisConn::connect(
-                &redis_connect::RedisOptions::from_config(&config),
-            )
-            .await?;
+            let conn = redis::RedisConn::connect(&config.redis_options()).await?;
             redis = Some(conn.clone());
             let s = Arc::new(RedisStore::new(conn));
             (s.clone(), s.clone(), s)

@@ -12,6 +12,9 @@
 //! - `in_flight` tracks each socket's requests relayed and not yet
 //!   answered, and answers `UNAVAILABLE` for those of a game server that is
 //!   down or too slow.
+//! - [`clients`] holds every open socket's bounded outbound queue
+//!   (`ClientRegistry`): where the dispatcher delivers game servers'
+//!   frames and each socket's task takes them from.
 //! - [`limits`] holds the token bucket, the per-IP limiter and the
 //!   counters of what the protections refused and kicked.
 //! - [`pin_table`] remembers, per socket, the game server its frames go to
@@ -28,6 +31,7 @@
 //! `ClientFrame`, send on the link). Path of a reply: link -> `upstream`
 //! dispatcher -> the socket's bounded queue -> `connection::serve` -> socket.
 
+pub mod clients;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -53,7 +57,7 @@ use tracing::info;
 pub use config::Config;
 pub use error::GatewayError;
 
-use connection::ClientRegistry;
+use clients::ClientRegistry;
 use limits::{ConnectLimiter, Counters, LogThrottle, Refusal};
 use pin_table::PinTable;
 use upstream::Upstream;
@@ -158,7 +162,7 @@ impl RunningGateway {
             self.shared.clients.len()
         );
         self.shared.clients.close_all(
-            upstream::kick_body(KickReason::ServerShutdown, "gateway shutting down"),
+            clients::kick_body(KickReason::ServerShutdown, "gateway shutting down"),
             "shutdown",
         );
         self.tracker.close();

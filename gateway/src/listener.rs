@@ -21,10 +21,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
+use crate::clients::kick_body;
 use crate::connection::{Slot, LAST_FRAME_TIMEOUT};
 use crate::error::GatewayError;
 use crate::limits::{ConnectVerdict, Refusal};
-use crate::upstream::kick_body;
 use crate::{connection, Shared};
 
 /// Listen backlog for client sockets.

@@ -1,4 +1,4 @@
-//! The gateway's Prometheus metrics (names in README, "Metrics").
+//! The gateway's Prometheus metrics (names in docs/OPERATIONS.md, "Metrics").
 //!
 //! Every handle is registered once, when the gateway starts, so the hot
 //! path only bumps an atomic: no name lookup and no label allocation per

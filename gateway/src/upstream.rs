@@ -17,20 +17,19 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gamemesh_proto::client::KickReason;
 use gamemesh_proto::cluster_auth::{self, ClusterSecret, PeerGate};
 use gamemesh_proto::internal::{
     gateway_to_server, server_to_gateway, ClientConnected, ClientDisconnected, ClientFrame,
     GatewayHello, GatewayToServer, ServerHello, ServerToGateway,
 };
-use gamemesh_proto::{packets, Message};
+use gamemesh_proto::Message;
 use gamemesh_transport::{Link, LinkError, LinkEvent, NodeId, ZmqLink};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::connection::Outbound;
+use crate::clients::Outbound;
 use crate::pin_table::Route;
 use crate::Shared;
 
@@ -505,9 +504,4 @@ fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
             );
         }
     }
-}
-
-/// The `Kicked` frame body for `reason`.
-pub(crate) fn kick_body(reason: KickReason, detail: &str) -> Bytes {
-    packets::encode(&packets::kicked(reason, detail))
 }

@@ -1,6 +1,6 @@
 //! Foundation end-to-end tests: one real `redis-server`, a gateway and a
 //! game server in process, real TCP and ZeroMQ. Each test starts its own
-//! cluster and checks one rule of PROTOCOL.md (login, echo, sequence ids,
+//! cluster and checks one rule of docs/PROTOCOL.md (login, echo, sequence ids,
 //! errors that keep the connection, framing violations that close it, idle
 //! timeout, logout, start-up errors, slow consumers).
 //!

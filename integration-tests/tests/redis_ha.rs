@@ -315,7 +315,7 @@ async fn background_jobs_and_events_follow_a_planned_sentinel_failover() {
     assert_ne!(new, old);
     // Events are pub/sub, at most once per listening server: one published
     // before a game server's listener has moved to the new primary never
-    // reaches it (ARCHITECTURE.md, "Jobs and events"). So the event is
+    // reaches it (docs/JOBS.md). So the event is
     // scheduled once both listeners are subscribed there.
     let primary = redis::Client::open(format!("redis://127.0.0.1:{new}")).expect("redis url");
     wait_for(

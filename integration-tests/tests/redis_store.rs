@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use gamemesh_game_server::membership::NodeRegistry;
+use gamemesh_game_server::cluster::membership::NodeRegistry;
 use gamemesh_game_server::session::redis::RedisStore;
 use gamemesh_game_server::session::{NewSession, Placement, Progress, SessionStore};
 use gamemesh_integration_tests::{wait_for_async, RedisServer};

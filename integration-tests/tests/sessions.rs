@@ -1,4 +1,4 @@
-//! Sessions end to end (PROTOCOL.md, "Rules" and "Authentication"): login,
+//! Sessions end to end (docs/PROTOCOL.md, "Rules" and "Authentication"): login,
 //! duplicate login, resume, sequence ids across a resume, logout, login
 //! tokens and a Redis outage, each on its own cluster of real gateways, game
 //! servers and a real `redis-server`.
@@ -817,7 +817,7 @@ async fn logout_removes_the_session_and_its_token_no_longer_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_from_a_live_owner_on_another_game_server_keeps_its_latest_sequence() {
-    // Sequence ids (PROTOCOL.md): an executed id is never executed again,
+    // Sequence ids (docs/PROTOCOL.md): an executed id is never executed again,
     // and the snapshot's last_sequence_id is the highest executed. Here the
     // resume lands on game server B while A, the owner, is alive and has
     // just executed sequence id 2, with no wait for A's periodic save.

@@ -1,7 +1,7 @@
 //! The gamemesh wire contract, shared by every part.
 //!
 //! - [`client`]: the client <-> server messages of `proto/client.proto`, the
-//!   fixed public contract (see `PROTOCOL.md`).
+//!   fixed public contract (see `docs/PROTOCOL.md`).
 //! - [`internal`]: the gateway <-> game server and game server <-> game
 //!   server envelopes of `proto/internal.proto`. Client bodies ride inside
 //!   them as opaque bytes.

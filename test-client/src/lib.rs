@@ -1,5 +1,5 @@
 //! The gamemesh test client: a game client that speaks the wire contract of
-//! `PROTOCOL.md` and checks what the system answers.
+//! `docs/PROTOCOL.md` and checks what the system answers.
 //!
 //! - [`client`]: [`Client`], one TCP connection to a gateway with framed
 //!   `ClientPacket` / `ServerPacket` requests, matched by sequence id, and

@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use gamemesh_proto::client::{client_packet::Body, ErrorCode};
 use tower::Service;
 
-use crate::pipeline::{BoxError, HubRequest, HubResponse};
+use crate::request::{BoxError, HubRequest, HubResponse};
 use crate::state::HubState;
 
 /// Dispatches a request to its handler.

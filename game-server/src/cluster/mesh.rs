@@ -1,7 +1,7 @@
 //! The service mesh: game server <-> game server over ZeroMQ (default port
 //! 9101).
 //!
-//! Peers come from the registry ([`crate::membership`]); each heartbeat
+//! Peers come from the registry ([`crate::cluster::membership`]); each heartbeat
 //! every game server sends a `MeshHello` to every peer, and a peer not
 //! heard from within the peer timeout is down. What travels on it:
 //!
@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use std::sync::Arc;
 
-use crate::membership::NodeRegistry;
+use crate::cluster::membership::NodeRegistry;
 use crate::state::HubState;
 
 /// What we know of one peer game server.

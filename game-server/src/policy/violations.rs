@@ -4,7 +4,7 @@
 //! A violation is a frame whose body is not a `ClientPacket`
 //! (`MALFORMED_PACKET`) or carries no body this game server knows
 //! (`UNKNOWN_MESSAGE`: empty, or a body from a newer contract). Each is
-//! answered as PROTOCOL.md says and the connection goes on; the
+//! answered as docs/PROTOCOL.md says and the connection goes on; the
 //! `--protocol-error-kick-after`-th within `--protocol-error-window-secs`
 //! gets `Kicked{PROTOCOL_ERROR}` and the socket is closed. One stray bad
 //! frame (a client one version ahead, a bit flip) costs nothing; a client

@@ -21,8 +21,9 @@ use uuid::Uuid;
 use gamemesh_actors::{Addr, Builder, PostError};
 
 use crate::connection::{Connection, ConnectionMsg, Frame, LoginGate, MAILBOX};
-use crate::login_limits::LoginLimits;
-use crate::pipeline::{ConnInfo, HubService};
+use crate::pipeline::HubService;
+use crate::policy::login_limits::LoginLimits;
+use crate::request::ConnInfo;
 use crate::state::HubState;
 
 /// Routes gateway messages to connection actors. It alone owns the actor
@@ -181,7 +182,7 @@ impl Dispatcher {
                     self.state.is_accepting(),
                     self.state.mesh.live_peers(),
                 );
-                if outcome == crate::gateways::HelloOutcome::Restarted {
+                if outcome == crate::cluster::gateways::HelloOutcome::Restarted {
                     warn!("Gateway {from} restarted: its previous sockets are gone");
                     self.drop_gateway(from);
                 }
