@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gamemesh_proto::cluster_auth::{self, ClusterSecret, PeerGate};
+use gamemesh_node::peer_gate::PeerGate;
+use gamemesh_proto::cluster_auth::{self, ClusterSecret};
 use gamemesh_proto::internal::{
     gateway_to_server, server_to_gateway, ClientConnected, ClientDisconnected, ClientFrame,
     GatewayHello, GatewayToServer, ServerHello, ServerToGateway,
@@ -432,13 +433,7 @@ pub(crate) async fn dispatch_loop(
                     // Nothing from a game server is acted on before its
                     // pipe proved the cluster secret (the gate logs and
                     // counts what it drops).
-                    let admitted = match &kind {
-                        server_to_gateway::Kind::Hello(h) => {
-                            gate.admit_hello(from, &routing_id, h).is_ok()
-                        }
-                        _ => gate.admit(from, &routing_id),
-                    };
-                    if admitted {
+                    if gate.admit(from, &routing_id, &kind) {
                         handle(&shared, from, kind);
                     }
                 }

@@ -195,7 +195,7 @@ async fn unlinked_gateway(
     secret: Option<ClusterSecret>,
 ) -> (RunningGateway, CancellationToken) {
     let mut c = gateway_config(node_id, &[gs.p2p_port]);
-    c.cluster_secret = secret;
+    c.node.cluster_secret = secret;
     let shutdown = CancellationToken::new();
     let running = gamemesh_gateway::start(c, shutdown.clone())
         .await
@@ -394,7 +394,7 @@ async fn a_game_server_with_the_wrong_secret_is_not_linked_on_the_mesh() {
     let cluster = Cluster::start(1, 1).await;
     let gs1 = &cluster.game_servers[0];
     let mut c = game_server_config(2, &cluster.redis.addr());
-    c.cluster_secret = Some(ClusterSecret::new("another cluster"));
+    c.node.cluster_secret = Some(ClusterSecret::new("another cluster"));
     let gs2 = start_game_server(c).await;
     // They find each other in the shared registry and say hello every
     // 100 ms while the mesh is forming.
@@ -505,7 +505,7 @@ async fn a_game_server_that_stops_reading_gets_its_clients_unavailable_not_silen
         stalling_game_server(stall.clone(), resume.clone(), stop.clone(), seen.clone()).await;
     let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
     let mut c = gateway_config(1, &[port]);
-    c.link_sndhwm = 2;
+    c.node.link_sndhwm = 2;
     c.max_packets_per_sec = 1_000_000;
     let shutdown = CancellationToken::new();
     let mut gw = gamemesh_gateway::start(c, shutdown.clone()).await.unwrap();
@@ -568,7 +568,7 @@ async fn a_gateway_that_stops_reading_gets_its_clients_kicked_slow_consumer() {
     let cluster = Cluster::start_with(gamemesh_integration_tests::ClusterOptions {
         gateways: 0,
         game_servers: 1,
-        game_server: |c| c.link_sndhwm = 2,
+        game_server: |c| c.node.link_sndhwm = 2,
         ..Default::default()
     })
     .await;

@@ -22,8 +22,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gamemesh_node::log_throttle::KeyedLogThrottle;
+use gamemesh_node::peer_gate::PeerGate;
 use gamemesh_proto::client::{KickReason, ServerPacket};
-use gamemesh_proto::cluster_auth::{self, ClusterSecret, PeerGate};
+use gamemesh_proto::cluster_auth::{self, ClusterSecret};
 use gamemesh_proto::internal::{
     server_to_gateway, DisconnectClient, GatewayHello, NodeInfo, PinSession, SendToClient,
     ServerHello, ServerToGateway,
@@ -73,8 +75,8 @@ pub struct GatewayLinks {
     /// each is owed a `Kicked{SLOW_CONSUMER}`. Bounded by
     /// [`MAX_OWED_KICKS`] per gateway.
     owed_kicks: Mutex<HashMap<NodeId, HashSet<Uuid>>>,
-    /// When a full pipe was last logged, per gateway (one line a second).
-    full_logged: Mutex<HashMap<NodeId, Instant>>,
+    /// One line per gateway per second about sends it refused.
+    failure_log: KeyedLogThrottle<NodeId>,
     /// Messages the P2P gate dropped (see [`GatewayLinks::unauthenticated`]).
     unauthenticated: Arc<AtomicU64>,
 }
@@ -83,6 +85,11 @@ pub struct GatewayLinks {
 /// `--max-connections` sockets (10,000 by default); beyond this many the
 /// gateway is so far behind that its peer timeout will drop it anyway.
 const MAX_OWED_KICKS: usize = 65_536;
+
+/// Most gateways whose refused sends are throttled apart in the log (a
+/// cluster has a handful; past this many, lines about others are held
+/// back).
+const MAX_LOGGED_GATEWAYS: usize = 1024;
 
 impl GatewayLinks {
     /// Wraps a bound link.
@@ -100,7 +107,7 @@ impl GatewayLinks {
             gateways: RwLock::new(HashMap::new()),
             secret,
             owed_kicks: Mutex::new(HashMap::new()),
-            full_logged: Mutex::new(HashMap::new()),
+            failure_log: KeyedLogThrottle::new(Duration::from_secs(1), MAX_LOGGED_GATEWAYS),
             unauthenticated: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -240,14 +247,7 @@ impl GatewayLinks {
     /// One line per gateway per second for refused sends (they come in
     /// floods when a gateway stalls); every refusal is counted by the link.
     fn log_failure(&self, gateway: NodeId, e: &LinkError) {
-        let now = Instant::now();
-        let mut logged = self.full_logged.lock().unwrap_or_else(|p| p.into_inner());
-        let due = match logged.get(&gateway) {
-            Some(at) => now.duration_since(*at) >= Duration::from_secs(1),
-            None => true,
-        };
-        if due {
-            logged.insert(gateway, now);
+        if self.failure_log.allow(&gateway).is_some() {
             match e {
                 LinkError::Full(_) => warn!(
                     "Gateway {gateway} is not keeping up: its pipe is at the high-water mark (--link-sndhwm); the affected clients are kicked with SLOW_CONSUMER once it drains"

@@ -21,8 +21,9 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gamemesh_node::peer_gate::PeerGate;
 use gamemesh_proto::client::ServerPacket;
-use gamemesh_proto::cluster_auth::{self, ClusterSecret, PeerGate};
+use gamemesh_proto::cluster_auth::{self, ClusterSecret};
 use gamemesh_proto::internal::{
     mesh_message, DeliverToUser, MeshHello, MeshMessage, NodeInfo, ReleaseSession, SessionEnded,
     SessionReleased,
@@ -435,11 +436,8 @@ pub async fn run(
                 Some(LinkEvent::Message { from, routing_id, payload }) => match MeshMessage::decode(payload) {
                     // Nothing from a peer is acted on before its pipe
                     // proved the cluster secret (the gate logs and counts).
-                    Ok(MeshMessage { kind: Some(mesh_message::Kind::Hello(h)), .. })
-                        if gate.admit_hello(from, &routing_id, &h).is_err() => {}
                     Ok(MeshMessage { kind: Some(kind), .. })
-                        if !matches!(kind, mesh_message::Kind::Hello(_))
-                            && !gate.admit(from, &routing_id) => {}
+                        if !gate.admit(from, &routing_id, &kind) => {}
                     Ok(MeshMessage { kind: Some(mesh_message::Kind::ReleaseSession(r)), .. }) => {
                         let state = state.clone();
                         releases.spawn(async move { answer_release(&state, from, r).await });
