@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use gamemesh_node::error::StartError;
 use gamemesh_node::flags::{NodeFlags, NodeRole};
 
 use crate::error::GameServerError;
@@ -202,7 +203,7 @@ impl Default for Config {
 impl Config {
     /// Checks values clap cannot, before anything is bound.
     pub fn validate(&self) -> Result<(), GameServerError> {
-        let bad = |m: &str| Err(GameServerError::Config(m.to_string()));
+        let bad = |m: &str| Err(StartError::Config(m.to_string()).into());
         if self.node.node_id == 0 {
             return bad("--node-id must not be 0");
         }
@@ -227,7 +228,7 @@ impl Config {
             );
         }
         if let Err(e) = gamemesh_jobs::CronSchedule::parse(&self.daily_reset_cron) {
-            return Err(GameServerError::Config(format!("--daily-reset-cron: {e}")));
+            return bad(&format!("--daily-reset-cron: {e}"));
         }
         if self.job_workers == 0
             || self.job_poll_ms == 0
@@ -248,7 +249,7 @@ impl Config {
         if self.session_store == StoreKind::Redis {
             self.redis_options()
                 .validate()
-                .map_err(|e| GameServerError::Config(e.to_string()))?;
+                .map_err(|e| StartError::Config(e.to_string()))?;
         }
         Ok(())
     }

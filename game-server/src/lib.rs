@@ -51,7 +51,8 @@ pub mod state;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gamemesh_transport::{Link, LinkConfig, ZmqLink};
+use gamemesh_node::error::StartError;
+use gamemesh_transport::Link;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -143,33 +144,6 @@ fn port_of(endpoint: &str) -> u16 {
         .unwrap_or(0)
 }
 
-/// Binds one ZeroMQ link, turning "address in use" into the sentence that
-/// names the flag to change.
-fn bind_link(
-    role: &'static str,
-    config: &Config,
-    port: u16,
-    what: &'static str,
-    flag: &'static str,
-) -> Result<
-    (
-        ZmqLink,
-        tokio::sync::mpsc::Receiver<gamemesh_transport::LinkEvent>,
-    ),
-    GameServerError,
-> {
-    let mut link_config = LinkConfig::new(role, config.node.node_id, &config.bind, port);
-    link_config.sndhwm = config.node.link_sndhwm;
-    link_config.rcvhwm = config.node.link_rcvhwm;
-    ZmqLink::bind(link_config).map_err(|e| {
-        if e.is_addr_in_use() {
-            GameServerError::PortInUse { what, port, flag }
-        } else {
-            GameServerError::Link(e)
-        }
-    })
-}
-
 /// Connects the store, binds the ports and starts the hub.
 pub async fn start(
     config: Config,
@@ -211,8 +185,19 @@ pub async fn start(
         warn!("No --auth-secret set: ANY login token is accepted. Set AUTH_SECRET in production.");
     }
     config.node.warn_without_cluster_secret();
-    let (p2p, events) = bind_link("game-server", &config, config.p2p_port, "P2P", "--p2p-port")?;
-    let (mesh, mesh_events) = bind_link("mesh", &config, config.mesh_port, "mesh", "--mesh-port")?;
+    let node = &config.node;
+    let (p2p, events) = node.bind_link(
+        "game-server",
+        &config.bind,
+        config.p2p_port,
+        ("P2P", "--p2p-port"),
+    )?;
+    let (mesh, mesh_events) = node.bind_link(
+        "mesh",
+        &config.bind,
+        config.mesh_port,
+        ("mesh", "--mesh-port"),
+    )?;
     let p2p_endpoint = p2p.local_endpoint().to_string();
     let mesh_endpoint = mesh.local_endpoint().to_string();
     let advertised = format!(
@@ -282,7 +267,8 @@ pub async fn start(
     .inspect_err(|_| {
         state.gateways.shutdown();
         state.mesh.shutdown();
-    })?;
+    })
+    .map_err(StartError::from)?;
     let login_limits = Arc::new(login_limits::LoginLimits::new(
         config.login_attempts_per_user_per_min,
         config.login_attempts_per_ip_per_min,

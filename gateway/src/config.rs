@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use gamemesh_node::error::StartError;
 use gamemesh_node::flags::{NodeFlags, NodeRole};
 
 use crate::error::GatewayError;
@@ -165,7 +166,7 @@ impl Default for Config {
 impl Config {
     /// Checks values that clap cannot, before anything is bound.
     pub fn validate(&self) -> Result<(), GatewayError> {
-        let bad = |m: String| Err(GatewayError::Config(m));
+        let bad = |m: String| Err(StartError::Config(m).into());
         if self.max_frame_bytes == 0 || self.max_frame_bytes > 16 * 1024 * 1024 {
             return bad(format!(
                 "--max-frame-bytes must be between 1 and 16777216, not {}",

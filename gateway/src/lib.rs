@@ -47,8 +47,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gamemesh_node::error::StartError;
 use gamemesh_proto::client::KickReason;
-use gamemesh_transport::{Link, LinkConfig, ZmqLink};
+use gamemesh_transport::Link;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -198,23 +199,12 @@ pub async fn start(
             addr: format!("{}:{}", config.client_bind, config.client_port),
             source,
         })?;
-    let mut link_config = LinkConfig::new(
+    let (link, events) = config.node.bind_link(
         "gateway",
-        config.node.node_id,
         &config.p2p_bind,
         config.p2p_port,
-    );
-    link_config.sndhwm = config.node.link_sndhwm;
-    link_config.rcvhwm = config.node.link_rcvhwm;
-    let (link, events) = ZmqLink::bind(link_config).map_err(|e| {
-        if e.is_addr_in_use() {
-            GatewayError::P2pPortInUse {
-                port: config.p2p_port,
-            }
-        } else {
-            GatewayError::Link(e)
-        }
-    })?;
+        ("P2P", "--p2p-port"),
+    )?;
     let p2p_endpoint = link.local_endpoint().to_string();
     let p2p_port = p2p_endpoint
         .rsplit(':')
@@ -229,7 +219,8 @@ pub async fn start(
         &config.game_servers,
         config.node.peer_timeout(),
         config.node.cluster_secret.clone(),
-    )?;
+    )
+    .map_err(StartError::from)?;
     config.node.warn_without_cluster_secret();
     let live_game_servers = upstream.live_count();
     let heartbeat = config.node.heartbeat();
@@ -263,7 +254,8 @@ pub async fn start(
         shutdown.clone(),
     )
     .await
-    .inspect_err(|_| shared.upstream.shutdown())?;
+    .inspect_err(|_| shared.upstream.shutdown())
+    .map_err(StartError::from)?;
     tracker.spawn(upstream::dispatch_loop(
         shared.clone(),
         events,

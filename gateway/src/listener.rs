@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gamemesh_node::error::StartError;
 use gamemesh_proto::client::KickReason;
 use gamemesh_proto::codec::encode_frame;
 use tokio::io::AsyncWriteExt;
@@ -34,7 +35,9 @@ pub const BACKLOG: u32 = 4096;
 pub fn bind(host: &str, port: u16) -> Result<TcpListener, GatewayError> {
     let addr_text = format!("{host}:{port}");
     let addr: SocketAddr = addr_text.parse().map_err(|_| {
-        GatewayError::Config(format!("--client-bind {host:?} is not an IP address"))
+        GatewayError::from(StartError::Config(format!(
+            "--client-bind {host:?} is not an IP address"
+        )))
     })?;
     let bind_err = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::AddrInUse {

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use clap::Args;
 use gamemesh_proto::cluster_auth::ClusterSecret;
-use gamemesh_transport::{DEFAULT_RCVHWM, DEFAULT_SNDHWM};
+use gamemesh_transport::{LinkConfig, LinkEvent, ZmqLink, DEFAULT_RCVHWM, DEFAULT_SNDHWM};
+use tokio::sync::mpsc;
 
+use crate::error::StartError;
 use crate::LogFormat;
 
 /// What one kind of node sets in the shared flags.
@@ -145,6 +147,29 @@ impl<R: NodeRole> NodeFlags<R> {
         Duration::from_secs(self.shutdown_grace_secs)
     }
 
+    /// Binds one of this node's ZeroMQ ports (`role` names the link, e.g.
+    /// `gateway`, `mesh`) on `host:port` with the pipe bounds of these
+    /// flags; a port in use becomes the sentence naming `what` and the
+    /// `flag` that changes it.
+    pub fn bind_link(
+        &self,
+        role: &'static str,
+        host: &str,
+        port: u16,
+        (what, flag): (&'static str, &'static str),
+    ) -> Result<(ZmqLink, mpsc::Receiver<LinkEvent>), StartError> {
+        let mut link = LinkConfig::new(role, self.node_id, host, port);
+        link.sndhwm = self.link_sndhwm;
+        link.rcvhwm = self.link_rcvhwm;
+        ZmqLink::bind(link).map_err(|e| {
+            if e.is_addr_in_use() {
+                StartError::PortInUse { what, port, flag }
+            } else {
+                StartError::Link(e)
+            }
+        })
+    }
+
     /// The start-up warning of a node with no `--cluster-secret` (nothing
     /// when it has one).
     pub fn warn_without_cluster_secret(&self) {
@@ -233,6 +258,26 @@ mod tests {
         f.link_sndhwm = 1;
         f.peer_timeout_ms = f.heartbeat_ms;
         assert!(f.validate().unwrap_err().0.contains("--peer-timeout-ms"));
+    }
+
+    #[test]
+    fn a_taken_port_is_refused_naming_its_flag() {
+        use gamemesh_transport::Link;
+        let flags = NodeFlags::<Demo>::default();
+        let (link, _events) = flags
+            .bind_link("demo", "127.0.0.1", 0, ("demo", "--demo-port"))
+            .unwrap();
+        let port: u16 = link
+            .local_endpoint()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap();
+        let Err(e) = flags.bind_link("demo", "127.0.0.1", port, ("demo", "--demo-port")) else {
+            panic!("port {port} bound twice");
+        };
+        assert!(matches!(e, StartError::PortInUse { port: p, .. } if p == port));
+        assert!(e.to_string().contains("--demo-port"), "{e}");
     }
 
     #[test]

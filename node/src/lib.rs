@@ -17,7 +17,8 @@
 //!   SIGTERM become one `CancellationToken`, the only shutdown path the
 //!   libraries know.
 //! - [`exit_on_error`]: a start-up failure ends the process with one plain
-//!   sentence and status 1, never a backtrace.
+//!   sentence and status 1, never a backtrace; [`error::StartError`] holds
+//!   the failures every node can have.
 //!
 //! The building blocks:
 //!
@@ -31,6 +32,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod error;
 pub mod fixed_window;
 pub mod flags;
 pub mod log_throttle;

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gamemesh_proto::cluster_auth::{
-    now_unix_ms, verify_at, ClusterSecret, HelloRefused, PeerMessage, SignedHello, MAX_CLOCK_SKEW,
+    now_unix_ms, sign, verify_at, ClusterSecret, HelloRefused, PeerMessage, SignedHello,
+    MAX_CLOCK_SKEW,
 };
 use tracing::warn;
 
@@ -38,6 +39,48 @@ pub const FORGET_AFTER: Duration = Duration::from_secs(60);
 /// Most refused peers remembered for the log's rate limit: past this many
 /// (a flood of fresh routing ids), strangers are only counted.
 const MAX_LOGGED_PEERS: usize = 4096;
+
+/// One link's side of the cluster secret, kept by whoever owns the link:
+/// it signs the hellos we send, makes the [`PeerGate`] of the task that
+/// reads the link, and says how many messages that gate refused.
+#[derive(Debug, Clone)]
+pub struct LinkTrust {
+    /// The secret; `None` signs nothing and admits everything.
+    secret: Option<ClusterSecret>,
+    /// Names the link in logs and metrics.
+    link: &'static str,
+    /// Messages refused by the gates made here.
+    refused: Arc<AtomicU64>,
+}
+
+impl LinkTrust {
+    /// The trust of the link named `link` (`p2p`, `mesh`, `gateway-p2p`).
+    pub fn new(secret: Option<ClusterSecret>, link: &'static str) -> Self {
+        Self {
+            secret,
+            link,
+            refused: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The gate for what arrives on the link: it admits only pipes that
+    /// proved the secret in a hello (everything without a secret).
+    pub fn gate(&self) -> PeerGate {
+        PeerGate::with(self.secret.clone(), self.link).counting_into(self.refused.clone())
+    }
+
+    /// Messages the link's gate dropped (also
+    /// `gamemesh_link_unauthenticated_total{link}`).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Signs `hello` for the pipe `routing_id`; without a secret it leaves
+    /// the hello unsigned.
+    pub fn sign<H: SignedHello>(&self, routing_id: &[u8], hello: &mut H) {
+        sign(self.secret.as_ref(), routing_id, hello);
+    }
+}
 
 /// One receiving link's view of which peers have authenticated. Owned by
 /// the single task that reads that link.
@@ -205,17 +248,12 @@ impl PeerGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gamemesh_proto::cluster_auth::sign;
     use gamemesh_proto::internal::{gateway_to_server, ClientDisconnected, GatewayHello};
 
     fn hello(node: u64) -> GatewayHello {
         GatewayHello {
             gateway_node_id: node,
-            p2p_endpoint: "tcp://127.0.0.1:8001".into(),
-            incarnation: 42,
-            open_connections: 0,
-            probe: 1,
-            proof: None,
+            ..GatewayHello::default()
         }
     }
 
@@ -295,13 +333,16 @@ mod tests {
     }
 
     #[test]
-    fn refusals_count_into_a_shared_counter() {
-        let counter = Arc::new(AtomicU64::new(0));
-        let mut gate =
-            PeerGate::new(ClusterSecret::new("s"), "test").counting_into(counter.clone());
+    fn a_link_trust_signs_what_its_gates_admit_and_counts_what_they_refuse() {
+        let trust = LinkTrust::new(Some(ClusterSecret::new("s")), "test");
+        let mut gate = trust.gate();
         for _ in 0..3 {
             assert!(!gate.admit(7, &rid("x:7:01"), &other()));
         }
-        assert_eq!(counter.load(Ordering::Relaxed), 3);
+        let mut h = hello(7);
+        trust.sign(b"x:7:01", &mut h);
+        assert!(gate.admit(7, &rid("x:7:01"), &gateway_to_server::Kind::Hello(h)));
+        assert_eq!(trust.refused(), 3);
+        assert_eq!(trust.gate().refused(), 3, "every gate counts into it");
     }
 }

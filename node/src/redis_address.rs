@@ -39,20 +39,24 @@ pub enum RedisAddress {
         tls: bool,
     },
     /// A primary named by sentinels.
-    Sentinel {
-        /// Sentinel addresses, in the order given.
-        sentinels: Vec<(String, u16)>,
-        /// The name the sentinels monitor the primary under.
-        master: String,
-        /// Database number on the data nodes.
-        db: i64,
-        /// Data nodes' ACL user.
-        username: Option<String>,
-        /// Data nodes' password.
-        password: Option<String>,
-        /// `rediss+sentinel://`.
-        tls: bool,
-    },
+    Sentinel(SentinelAddress),
+}
+
+/// A `redis+sentinel://` (or `rediss+sentinel://`) address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelAddress {
+    /// Sentinel addresses, in the order given.
+    pub sentinels: Vec<(String, u16)>,
+    /// The name the sentinels monitor the primary under.
+    pub master: String,
+    /// Database number on the data nodes.
+    pub db: i64,
+    /// Data nodes' ACL user.
+    pub username: Option<String>,
+    /// Data nodes' password.
+    pub password: Option<String>,
+    /// `rediss+sentinel://`.
+    pub tls: bool,
 }
 
 /// An address that is not one of the forms. Its text shows the address
@@ -101,7 +105,8 @@ impl RedisAddress {
     /// True for the TLS forms.
     pub fn tls(&self) -> bool {
         match self {
-            RedisAddress::Direct { tls, .. } | RedisAddress::Sentinel { tls, .. } => *tls,
+            RedisAddress::Direct { tls, .. }
+            | RedisAddress::Sentinel(SentinelAddress { tls, .. }) => *tls,
         }
     }
 
@@ -113,7 +118,7 @@ impl RedisAddress {
                 .into_connection_info()
                 .ok()
                 .and_then(|i| i.redis_settings().password().map(str::to_string)),
-            RedisAddress::Sentinel { password, .. } => password.clone(),
+            RedisAddress::Sentinel(s) => s.password.clone(),
         }
     }
 }
@@ -148,14 +153,14 @@ fn parse_sentinel(rest: &str, tls: bool) -> Result<RedisAddress, String> {
             .parse()
             .map_err(|_| format!("database {d:?} is not a number"))?,
     };
-    Ok(RedisAddress::Sentinel {
+    Ok(RedisAddress::Sentinel(SentinelAddress {
         sentinels,
         master,
         db,
         username,
         password,
         tls,
-    })
+    }))
 }
 
 /// User and password of a Sentinel address, decoded as the redis crate
@@ -262,7 +267,7 @@ mod tests {
         assert!(RedisAddress::parse("rediss://h:1").unwrap().tls());
         assert_eq!(
             RedisAddress::parse("redis+sentinel://app:p%40ss@s1:1,s2,[::1]:3/gm/4").unwrap(),
-            RedisAddress::Sentinel {
+            RedisAddress::Sentinel(SentinelAddress {
                 sentinels: vec![
                     ("s1".into(), 1),
                     ("s2".into(), SENTINEL_PORT),
@@ -273,7 +278,7 @@ mod tests {
                 username: Some("app".into()),
                 password: Some("p@ss".into()),
                 tls: false,
-            }
+            })
         );
         assert!(RedisAddress::parse("rediss+sentinel://:pw@s1:1/gm")
             .unwrap()
@@ -283,9 +288,7 @@ mod tests {
     #[test]
     fn sentinel_credentials_are_read_as_written() {
         let creds = |url: &str| match RedisAddress::parse(url).unwrap() {
-            RedisAddress::Sentinel {
-                username, password, ..
-            } => (username, password),
+            RedisAddress::Sentinel(s) => (s.username, s.password),
             other => panic!("{other:?}"),
         };
         let s = |v: &str| Some(v.to_string());
@@ -303,7 +306,7 @@ mod tests {
     #[test]
     fn a_percent_encoded_master_name_is_decoded_and_a_stray_percent_kept() {
         let master = |url: &str| match RedisAddress::parse(url).unwrap() {
-            RedisAddress::Sentinel { master, .. } => master,
+            RedisAddress::Sentinel(s) => s.master,
             other => panic!("{other:?}"),
         };
         assert_eq!(master("redis+sentinel://s:1/my%20master"), "my master");

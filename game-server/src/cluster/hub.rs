@@ -84,7 +84,7 @@ impl Dispatcher {
         shutdown: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(heartbeat);
-        let mut gate = self.state.gateways.gate();
+        let mut gate = self.state.gateways.trust().gate();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,

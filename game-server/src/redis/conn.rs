@@ -105,18 +105,8 @@ impl RedisConn {
                 })?;
                 (client, None)
             }
-            RedisAddress::Sentinel {
-                sentinels,
-                master,
-                db,
-                username,
-                password,
-                tls,
-            } => {
-                let mut sentinel = Sentinels::new(
-                    &sentinels, &master, db, username, password, tls, certs, options,
-                )
-                .map_err(|e| {
+            RedisAddress::Sentinel(address) => {
+                let mut sentinel = Sentinels::new(&address, certs, options).map_err(|e| {
                     RedisConnectError::Config(format!(
                         "REDIS_CONNECTION {shown} cannot be used: {}",
                         scrub(e.to_string())
@@ -127,7 +117,8 @@ impl RedisConn {
                     .map_err(|_| RedisConnectError::Unreachable {
                         target: shown.clone(),
                         reason: format!(
-                            "no sentinel named a primary for {master:?} within {} ms",
+                            "no sentinel named a primary for {:?} within {} ms",
+                            address.master,
                             (timeout * 2).as_millis()
                         ),
                     })?

@@ -129,7 +129,7 @@ impl RedisOptions {
             )));
         }
         if (self.sentinel_password.is_some() || self.sentinel_username.is_some())
-            && !matches!(target, RedisAddress::Sentinel { .. })
+            && !matches!(target, RedisAddress::Sentinel(_))
         {
             return Err(RedisConnectError::Config(format!(
                 "--redis-sentinel-password/--redis-sentinel-username are set but {} is not a redis+sentinel:// address",
