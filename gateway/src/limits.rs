@@ -43,7 +43,7 @@ pub fn packet_bucket(per_sec: u32, burst: u32) -> TokenBucket {
 
 /// The per-source-address connect limiter: `per_sec` connects a second per
 /// address (per /64 for IPv6, see `gamemesh_node::rate_limit::ip_key`),
-/// bursting to `burst`, over at most [`MAX_TRACKED_IPS`] addresses. Only
+/// bursting to `burst`, over at most 100,000 addresses. Only
 /// the accept loop calls it, so its lock is never contended.
 pub fn connect_limiter(per_sec: u32, burst: u32) -> KeyedLimiter<IpAddr> {
     KeyedLimiter::new(Rate::per_second(per_sec).burst(burst))
