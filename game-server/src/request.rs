@@ -50,6 +50,7 @@ impl HubRequest {
             Some(client_packet::Body::ChatSay(_)) => "chat_say",
             Some(client_packet::Body::ChatWhisper(_)) => "chat_whisper",
             Some(client_packet::Body::Increment(_)) => "increment",
+            Some(client_packet::Body::Game(_)) => "game",
             None => "empty",
         }
     }

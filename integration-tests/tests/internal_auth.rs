@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use gamemesh_gateway::RunningGateway;
 use gamemesh_integration_tests::{
-    game_server_config, gateway_config, start_game_server, test_cluster_secret, wait_for,
-    wait_for_async, Client, Cluster, GameServerNode, TIMEOUT,
+    free_port, game_server_config, gateway_config, start_game_server, test_cluster_secret,
+    wait_for, wait_for_async, Client, Cluster, GameServerNode, TIMEOUT,
 };
 use gamemesh_proto::client::{
     client_packet, server_packet, ClientPacket, EchoRequest, ErrorCode, KickReason, LoginRequest,
@@ -43,6 +43,28 @@ fn has_session(cluster: &Cluster, user: u64) -> bool {
         .arg(format!("gm:{{u:{user}}}:session"))
         .query::<bool>(&mut c)
         .expect("EXISTS")
+}
+
+/// `TIME_WAIT` in `/proc/net/tcp`: the connection's end that closed first,
+/// once the other end has closed too.
+const TCP_TIME_WAIT: u8 = 0x06;
+
+/// The state of the IPv4 TCP connection from local port `local` to remote
+/// port `remote`, both on 127.0.0.1, as `/proc/net/tcp` shows it (Linux).
+fn tcp_state(local: u16, remote: u16) -> Option<u8> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let port = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    table.lines().skip(1).find_map(|line| {
+        // "sl local_address rem_address st ...", addresses as HEXIP:HEXPORT.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (l, r, st) = (fields.get(1)?, fields.get(2)?, fields.get(3)?);
+        (port(l)? == local && port(r)? == remote)
+            .then(|| u8::from_str_radix(st, 16).ok())
+            .flatten()
+    })
 }
 
 /// A gateway played by the test: its own ZeroMQ link, speaking the
@@ -314,20 +336,54 @@ async fn a_forged_hello_cannot_take_over_a_live_gateway() {
     // A stranger copying the routing id of an authenticated pipe is not
     // heard at all (ROUTER_HANDOVER is off): its login never runs, while
     // the real pipe's login, sent after it, does.
+    //
+    // Nothing counts what is not heard (libzmq leaves a pipe whose routing
+    // id is taken unnamed, and never reads it), so "not heard" is checked
+    // once the game server has read the thief's login off the wire: the
+    // thief sends it, closes its connection with the login flushed, and
+    // waits until the game server has closed its end too, which it does
+    // only after reading everything before the end. Had the login been
+    // heard, it would have reached the game server's dispatcher before the
+    // real pipe's login was even sent.
     let mut legit = FakeGateway::start(5, test_cluster_secret(), |_| {});
     legit.link_to(gs).await;
     let stolen = legit.routing_id();
-    let ctx = zmq::Context::new();
+    let thief_port = free_port();
+    let mut ctx = zmq::Context::new();
     let thief = ctx.socket(zmq::DEALER).unwrap();
     thief.set_identity(&stolen).unwrap();
     thief.set_immediate(true).unwrap();
-    thief.set_linger(0).unwrap();
-    thief.connect(&p2p_of(gs)).unwrap();
+    // Closing waits (up to this long) until the login is written.
+    thief.set_linger(10_000).unwrap();
+    // From a port of our own, to find the connection in the kernel's table.
+    thief
+        .connect(&format!(
+            "tcp://127.0.0.1:{thief_port};127.0.0.1:{}",
+            gs.p2p_port
+        ))
+        .unwrap();
     let stolen_login = encode_gw(client_frame(&Uuid::new_v4(), 0, 0, &login(1, 5151)));
     wait_for("the thief's connection completes", WAIT, || {
         thief.send(&stolen_login[..], zmq::DONTWAIT).is_ok()
     })
     .await;
+    tokio::task::spawn_blocking(move || {
+        drop(thief);
+        // zmq_ctx_term: returns once every socket's queue is written.
+        ctx.destroy().expect("the thief's context ends");
+    })
+    .await
+    .expect("closing the thief");
+    wait_for(
+        "the game server reads the thief's connection to its end and closes it",
+        WAIT,
+        || tcp_state(thief_port, gs.p2p_port) == Some(TCP_TIME_WAIT),
+    )
+    .await;
+    assert!(
+        !has_session(&cluster, 5151),
+        "the copied routing id was heard: the thief's login ran"
+    );
     let socket = Uuid::new_v4();
     assert!(legit.send(client_frame(&socket, 0, 0, &login(1, 5152))));
     legit
@@ -341,6 +397,9 @@ async fn a_forged_hello_cannot_take_over_a_live_gateway() {
         !has_session(&cluster, 5151),
         "the copied routing id was heard"
     );
+    let mut linked = gs.state.gateways.ids();
+    linked.sort_unstable();
+    assert_eq!(linked, vec![1, 5], "only the real gateways are linked");
     cluster.shutdown().await;
 }
 

@@ -755,6 +755,10 @@ pub fn describe(packet: &ServerPacket) -> String {
             format!("chat_whispered(from user {}: {:?})", w.from_user_id, w.text)
         }
         Some(Body::Notice(n)) => format!("notice({}: {})", n.kind, n.text),
+        Some(Body::Game(g)) => format!("game({} payload bytes)", g.payload.len()),
+        Some(Body::GamePush(p)) => {
+            format!("game_push({}, {} payload bytes)", p.route, p.payload.len())
+        }
     };
     format!("{body} [sequence id {}]", packet.sequence_id)
 }
