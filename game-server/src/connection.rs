@@ -34,10 +34,10 @@ use tracing::{info, warn};
 use crate::handlers::resume::{adopt, MoveError};
 use crate::pipeline::HubService;
 use crate::policy::login_limits::LoginLimits;
-use crate::policy::violations::Violations;
 use crate::request::{ConnInfo, HubRequest, SessionEffect};
 use crate::session::LocalSession;
 use crate::state::HubState;
+use gamemesh_node::fixed_window::{FixedWindow, Tally};
 
 /// Frames queued per connection before the client is told to slow down.
 pub const MAILBOX: usize = 256;
@@ -88,7 +88,7 @@ pub struct Connection {
     /// pinned to them are not adopted back.
     left: Vec<u64>,
     /// Frames that were not the contract, recently.
-    violations: Violations,
+    violations: FixedWindow,
     /// Set once this actor kicked its socket for contract violations.
     kicked: bool,
 }
@@ -98,7 +98,7 @@ impl Connection {
     /// mailbox of [`MAILBOX`].
     pub fn new(state: Arc<HubState>, service: HubService, conn: ConnInfo, gate: LoginGate) -> Self {
         Self {
-            violations: Violations::new(state.violations, Instant::now()),
+            violations: state.violations.counter(),
             state,
             service,
             conn,
@@ -265,11 +265,11 @@ impl Connection {
 /// the socket (`PROTOCOL_ERROR`). Returns true when it kicked.
 fn violation(
     state: &HubState,
-    violations: &mut Violations,
+    violations: &mut FixedWindow,
     conn: ConnInfo,
     session: &Option<Arc<LocalSession>>,
 ) -> bool {
-    if !violations.record(Instant::now()) {
+    if violations.record(Instant::now()) != Tally::Tripped {
         return false;
     }
     let policy = state.violations;

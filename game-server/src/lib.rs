@@ -51,7 +51,8 @@ pub mod state;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gamemesh_transport::{Link, LinkConfig, ZmqLink};
+use gamemesh_node::error::StartError;
+use gamemesh_transport::Link;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -143,33 +144,6 @@ fn port_of(endpoint: &str) -> u16 {
         .unwrap_or(0)
 }
 
-/// Binds one ZeroMQ link, turning "address in use" into the sentence that
-/// names the flag to change.
-fn bind_link(
-    role: &'static str,
-    config: &Config,
-    port: u16,
-    what: &'static str,
-    flag: &'static str,
-) -> Result<
-    (
-        ZmqLink,
-        tokio::sync::mpsc::Receiver<gamemesh_transport::LinkEvent>,
-    ),
-    GameServerError,
-> {
-    let mut link_config = LinkConfig::new(role, config.node_id, &config.bind, port);
-    link_config.sndhwm = config.link_sndhwm;
-    link_config.rcvhwm = config.link_rcvhwm;
-    ZmqLink::bind(link_config).map_err(|e| {
-        if e.is_addr_in_use() {
-            GameServerError::PortInUse { what, port, flag }
-        } else {
-            GameServerError::Link(e)
-        }
-    })
-}
-
 /// Connects the store, binds the ports and starts the hub.
 pub async fn start(
     config: Config,
@@ -210,40 +184,53 @@ pub async fn start(
     if config.auth_secret.is_none() {
         warn!("No --auth-secret set: ANY login token is accepted. Set AUTH_SECRET in production.");
     }
-    if config.cluster_secret.is_none() {
-        warn!("No --cluster-secret set: the P2P and mesh ports trust ANY peer that reaches them. Set CLUSTER_SECRET on every node in production.");
-    }
-    let (p2p, events) = bind_link("game-server", &config, config.p2p_port, "P2P", "--p2p-port")?;
-    let (mesh, mesh_events) = bind_link("mesh", &config, config.mesh_port, "mesh", "--mesh-port")?;
+    config.node.warn_without_cluster_secret();
+    let node = &config.node;
+    let (p2p, events) = node.bind_link(
+        "game-server",
+        &config.bind,
+        config.p2p_port,
+        ("P2P", "--p2p-port"),
+    )?;
+    let (mesh, mesh_events) = node.bind_link(
+        "mesh",
+        &config.bind,
+        config.mesh_port,
+        ("mesh", "--mesh-port"),
+    )?;
     let p2p_endpoint = p2p.local_endpoint().to_string();
     let mesh_endpoint = mesh.local_endpoint().to_string();
-    let advertised = format!("tcp://{}:{}", config.advertise_host, port_of(&p2p_endpoint));
+    let advertised = format!(
+        "tcp://{}:{}",
+        config.node.advertise_host,
+        port_of(&p2p_endpoint)
+    );
     let me = NodeInfo {
-        node_id: config.node_id,
+        node_id: config.node.node_id,
         p2p_endpoint: advertised.clone(),
         mesh_endpoint: format!(
             "tcp://{}:{}",
-            config.advertise_host,
+            config.node.advertise_host,
             port_of(&mesh_endpoint)
         ),
     };
-    let peer_timeout = Duration::from_millis(config.peer_timeout_ms);
+    let peer_timeout = config.node.peer_timeout();
 
     let tracker = TaskTracker::new();
     // The hub's tasks stop on their own token, cancelled by `wait` after the
     // sessions were released; the caller's token only starts the shutdown.
     let tasks = CancellationToken::new();
     let state = Arc::new(HubState {
-        node_id: config.node_id,
+        node_id: config.node.node_id,
         store,
         sessions: LocalSessions::default(),
         gateways: GatewayLinks::new(
             p2p,
-            config.node_id,
+            config.node.node_id,
             advertised,
-            config.cluster_secret.clone(),
+            config.node.cluster_secret.clone(),
         ),
-        mesh: Mesh::new(mesh, me, peer_timeout, config.cluster_secret.clone()),
+        mesh: Mesh::new(mesh, me, peer_timeout, config.node.cluster_secret.clone()),
         accepting: AtomicBool::new(true),
         auth_secret: config.auth_secret.as_ref().map(|s| s.as_bytes().to_vec()),
         resume_grace: config.resume_grace(),
@@ -270,8 +257,8 @@ pub async fn start(
     // The admin port lives as long as the hub's tasks, so while sessions
     // are released /readyz still answers, and says "draining".
     let admin = gamemesh_node::admin::serve(
-        &config.admin_bind,
-        config.admin_port,
+        &config.node.admin_bind,
+        config.node.admin_port,
         readiness(state.clone()),
         &tracker,
         tasks.clone(),
@@ -280,19 +267,15 @@ pub async fn start(
     .inspect_err(|_| {
         state.gateways.shutdown();
         state.mesh.shutdown();
-    })?;
+    })
+    .map_err(StartError::from)?;
     let login_limits = Arc::new(login_limits::LoginLimits::new(
         config.login_attempts_per_user_per_min,
         config.login_attempts_per_ip_per_min,
     ));
     let dispatcher = hub::Dispatcher::new(state.clone(), service, tracker.clone(), login_limits);
-    tracker.spawn(dispatcher.run(
-        events,
-        Duration::from_millis(config.heartbeat_ms),
-        peer_timeout,
-        tasks.clone(),
-    ));
-    let heartbeat = Duration::from_millis(config.heartbeat_ms);
+    let heartbeat = config.node.heartbeat();
+    tracker.spawn(dispatcher.run(events, heartbeat, peer_timeout, tasks.clone()));
     tracker.spawn(mesh::registry_loop(
         state.clone(),
         registry.clone(),
@@ -344,7 +327,7 @@ pub async fn start(
     };
     info!(
         "Game server {} ready: P2P {p2p_endpoint}, mesh {mesh_endpoint}, session store {:?}",
-        config.node_id, config.session_store
+        config.node.node_id, config.session_store
     );
     Ok(RunningGameServer {
         p2p_endpoint,
@@ -354,7 +337,7 @@ pub async fn start(
         tracker,
         shutdown,
         tasks,
-        grace: Duration::from_secs(config.shutdown_grace_secs),
+        grace: config.node.shutdown_grace(),
         registry,
         background,
     })

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gamemesh_gateway::Config as GwConfig;
+use gamemesh_node::flags::NodeFlags;
 use gamemesh_proto::client::{server_packet, ErrorCode, KickReason, LoginResponse, ServerPacket};
 use gamemesh_test_client::client::{Client, ClientError};
 use gamemesh_test_support::{free_port, init_tracing, wait_for_async, RedisServer};
@@ -498,19 +499,22 @@ impl Drop for Gateway {
 /// at `seed_port` only.
 fn gateway_config(node_id: u64, seed_port: u16) -> GwConfig {
     GwConfig {
-        node_id,
+        node: NodeFlags {
+            node_id,
+            heartbeat_ms: 100,
+            peer_timeout_ms: 2000,
+            shutdown_grace_secs: 2,
+            admin_port: 0,
+            ..NodeFlags::default()
+        },
         client_bind: "127.0.0.1".into(),
         client_port: 0,
         p2p_port: 0,
         game_servers: vec![format!("127.0.0.1:{seed_port}")],
-        heartbeat_ms: 100,
-        peer_timeout_ms: 2000,
         request_timeout_ms: REQUEST_TIMEOUT.as_millis() as u64,
-        shutdown_grace_secs: 2,
         // Every test client connects from 127.0.0.1; the per-IP limit
         // has its own test (integration-tests/tests/overload.rs).
         max_connects_per_ip_per_sec: 100_000,
-        admin_port: 0,
         ..GwConfig::default()
     }
 }

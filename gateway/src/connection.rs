@@ -33,8 +33,9 @@ use uuid::Uuid;
 
 use crate::clients::{kick_body, ClientHandle, Outbound};
 use crate::in_flight::{InFlight, Reply};
-use crate::limits::{Abuse, AbuseWindow, TokenBucket};
+use crate::limits::{abuse_window, packet_bucket, ABUSE_WINDOW};
 use crate::Shared;
+use gamemesh_node::fixed_window::Tally;
 
 /// How long a kicked (or refused) client gets to take its last frame
 /// before we close.
@@ -117,9 +118,8 @@ pub(crate) async fn serve(
     let login_timer = tokio::time::sleep(login_deadline);
     tokio::pin!(login_timer);
     let mut login_pending = true;
-    let now = Instant::now();
-    let mut bucket = TokenBucket::new(config.max_packets_per_sec, config.packet_burst(), now);
-    let mut abuse = AbuseWindow::new(config.rate_limit_kick_after, now);
+    let bucket = packet_bucket(config.max_packets_per_sec, config.packet_burst());
+    let mut abuse = abuse_window(config.rate_limit_kick_after);
     let slow_kick = || {
         if handle.over_bytes.load(Ordering::Relaxed) {
             warn!(
@@ -172,7 +172,7 @@ pub(crate) async fn serve(
                 let now = Instant::now();
                 let expired = in_flight.expire(now);
                 if !expired.is_empty() {
-                    if let Some(suppressed) = shared.timeout_log.allow(now) {
+                    if let Some(suppressed) = shared.timeout_log.allow() {
                         warn!(
                             "Request timeout: SocketId={socket}: {} requests unanswered for --request-timeout-ms {}; answering UNAVAILABLE ({suppressed} more sockets' lines not logged)",
                             expired.len(),
@@ -270,7 +270,7 @@ pub(crate) async fn serve(
                     let metrics = shared.counters.metrics();
                     metrics.packets_in.increment(1);
                     metrics.bytes_in.increment(body.len() as u64);
-                    if bucket.try_take(now) {
+                    if bucket.try_take() {
                         let seq = packets::peek_sequence_id(&body);
                         match relay(&shared, &socket, body) {
                             Ok(Some(gs)) => in_flight.sent(seq, gs, now),
@@ -280,20 +280,20 @@ pub(crate) async fn serve(
                     } else {
                         shared.counters.rate_limited();
                         match abuse.record(now) {
-                            Abuse::Kick => {
+                            Tally::Tripped => {
                                 warn!(
                                     "Packet rate abuse: SocketId={socket}, Peer={peer}: more than --rate-limit-kick-after {} frames rate limited within {} s; kicking",
                                     config.rate_limit_kick_after,
-                                    crate::limits::ABUSE_WINDOW.as_secs()
+                                    ABUSE_WINDOW.as_secs()
                                 );
                                 break End::Kicked(KickReason::ProtocolError, "packet rate abuse".into());
                             }
-                            Abuse::Started => warn!(
+                            Tally::Opened => warn!(
                                 "Rate limiting SocketId={socket}, Peer={peer}: over --max-packets-per-sec {} (burst {}); frames answered RATE_LIMITED",
                                 config.max_packets_per_sec,
                                 config.packet_burst()
                             ),
-                            Abuse::Continuing => {}
+                            Tally::Counted => {}
                         }
                         let reply = packets::error(
                             packets::peek_sequence_id(&body),
@@ -476,7 +476,7 @@ fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<Option<NodeId>, 
         // logged at most once a second, since it comes in floods.
         let detail = match e {
             LinkError::Full(_) => {
-                if let Some(suppressed) = shared.hwm_log.allow(Instant::now()) {
+                if let Some(suppressed) = shared.hwm_log.allow() {
                     warn!(
                         "Relay to game server {} refused: its queue is at the high-water mark (--link-sndhwm); answering UNAVAILABLE ({suppressed} more not logged)",
                         route.game_server

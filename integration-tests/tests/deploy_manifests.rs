@@ -860,7 +860,7 @@ fn gateway_ports_binds_and_seeds_agree_with_the_binaries() {
         gw.p2p_bind, "0.0.0.0",
         "the P2P port must not stay on loopback in a pod"
     );
-    assert_eq!(gw.advertise_host, expand_sample("$(POD_IP)"));
+    assert_eq!(gw.node.advertise_host, expand_sample("$(POD_IP)"));
 
     // The public Service exposes the client port and nothing else.
     let public = m.service("gamemesh-gateway");
@@ -934,13 +934,13 @@ fn game_server_ports_binds_and_identity_agree_with_the_binaries() {
         "game-server must bind its internal ports beyond loopback"
     );
     assert_eq!(gs.session_store, gamemesh_game_server::StoreKind::Redis);
-    assert!(gs.node_id >= 1, "node id from the ordinal");
+    assert!(gs.node.node_id >= 1, "node id from the ordinal");
 
     // It advertises its stable DNS name, which the headless Service makes.
     let sts = w.statefulset.as_ref().unwrap();
     let service_name = sts.spec.as_ref().unwrap().service_name.clone().unwrap();
     assert_eq!(
-        gs.advertise_host,
+        gs.node.advertise_host,
         format!(
             "{}.{service_name}.{}.svc",
             expand_sample("$(POD_NAME)"),
@@ -1042,8 +1042,14 @@ fn termination_grace_outlasts_pre_stop_and_shutdown_grace() {
     for bin in [Binary::Gateway, Binary::GameServer] {
         let (w, c) = m.running(bin);
         let grace = match bin {
-            Binary::Gateway => m.settings(bin).unwrap().gateway().shutdown_grace_secs,
-            Binary::GameServer => m.settings(bin).unwrap().game_server().shutdown_grace_secs,
+            Binary::Gateway => m.settings(bin).unwrap().gateway().node.shutdown_grace_secs,
+            Binary::GameServer => {
+                m.settings(bin)
+                    .unwrap()
+                    .game_server()
+                    .node
+                    .shutdown_grace_secs
+            }
         };
         let pre_stop = c
             .lifecycle
@@ -1490,8 +1496,8 @@ fn systemd_units_stop_gracefully_restart_and_are_hardened() {
         let settings =
             env_settings(bin, &files[..1]).unwrap_or_else(|p| panic!("{}", p.join("\n")));
         let grace: u64 = match bin {
-            Binary::Gateway => settings.gateway().shutdown_grace_secs,
-            Binary::GameServer => settings.game_server().shutdown_grace_secs,
+            Binary::Gateway => settings.gateway().node.shutdown_grace_secs,
+            Binary::GameServer => settings.game_server().node.shutdown_grace_secs,
         };
         let stop: u64 = one("TimeoutStopSec")
             .trim_end_matches('s')
@@ -1543,7 +1549,7 @@ fn systemd_env_files_hold_only_known_variables_with_valid_values() {
                         .unwrap_or(1u64);
                     settings.set("node-id", &node.to_string());
                     let c = settings.game_server();
-                    assert_eq!(c.node_id, node);
+                    assert_eq!(c.node.node_id, node);
                 }
             }
         }

@@ -217,7 +217,7 @@ async fn unlinked_gateway(
     secret: Option<ClusterSecret>,
 ) -> (RunningGateway, CancellationToken) {
     let mut c = gateway_config(node_id, &[gs.p2p_port]);
-    c.cluster_secret = secret;
+    c.node.cluster_secret = secret;
     let shutdown = CancellationToken::new();
     let running = gamemesh_gateway::start(c, shutdown.clone())
         .await
@@ -237,8 +237,8 @@ async fn with_the_right_secret_everything_works() {
         );
     }
     for gs in &cluster.game_servers {
-        assert_eq!(gs.state.gateways.unauthenticated(), 0);
-        assert_eq!(gs.state.mesh.unauthenticated(), 0);
+        assert_eq!(gs.state.gateways.trust().refused(), 0);
+        assert_eq!(gs.state.mesh.trust().refused(), 0);
     }
     cluster.shutdown().await;
 }
@@ -254,7 +254,7 @@ async fn a_gateway_with_the_wrong_secret_or_none_is_not_linked() {
     wait_for(
         "the game server refuses both gateways' hellos",
         WAIT,
-        || gs.state.gateways.unauthenticated() >= 10,
+        || gs.state.gateways.trust().refused() >= 10,
     )
     .await;
     assert!(
@@ -302,7 +302,7 @@ async fn messages_from_an_unauthenticated_peer_are_dropped_and_counted() {
     wait_for(
         "the hello, ClientConnected and the login are refused",
         WAIT,
-        || gs.state.gateways.unauthenticated() >= 3,
+        || gs.state.gateways.trust().refused() >= 3,
     )
     .await;
     assert!(gs.state.gateways.ids().is_empty(), "the forger was linked");
@@ -326,7 +326,7 @@ async fn a_forged_hello_cannot_take_over_a_live_gateway() {
     })
     .await;
     wait_for("the forged hello is refused", WAIT, || {
-        gs.state.gateways.unauthenticated() >= 1
+        gs.state.gateways.trust().refused() >= 1
     })
     .await;
     // The real gateway's client carries on, on the same session.
@@ -414,12 +414,12 @@ async fn a_replayed_hello_is_refused() {
         gs.state.gateways.ids() == vec![5]
     })
     .await;
-    let before = gs.state.gateways.unauthenticated();
+    let before = gs.state.gateways.trust().refused();
 
     // The same bytes again, on the same pipe: the nonce was seen.
     assert!(legit.link.send(GS, captured.clone()).is_ok());
     wait_for("a replay on the same pipe is refused", WAIT, || {
-        gs.state.gateways.unauthenticated() > before
+        gs.state.gateways.trust().refused() > before
     })
     .await;
 
@@ -434,14 +434,14 @@ async fn a_replayed_hello_is_refused() {
     )
     .await;
     wait_for("a replay on another pipe is refused", WAIT, || {
-        gs.state.gateways.unauthenticated() >= before + 2
+        gs.state.gateways.trust().refused() >= before + 2
     })
     .await;
     // So the attacker's pipe is not authenticated: its login is dropped.
     let frame = client_frame(&Uuid::new_v4(), 0, 0, &login(1, 6161));
     assert!(attacker.send(frame));
     wait_for("the attacker's login is dropped", WAIT, || {
-        gs.state.gateways.unauthenticated() >= before + 3
+        gs.state.gateways.trust().refused() >= before + 3
     })
     .await;
     assert!(!has_session(&cluster, 6161));
@@ -453,12 +453,12 @@ async fn a_game_server_with_the_wrong_secret_is_not_linked_on_the_mesh() {
     let cluster = Cluster::start(1, 1).await;
     let gs1 = &cluster.game_servers[0];
     let mut c = game_server_config(2, &cluster.redis.addr());
-    c.cluster_secret = Some(ClusterSecret::new("another cluster"));
+    c.node.cluster_secret = Some(ClusterSecret::new("another cluster"));
     let gs2 = start_game_server(c).await;
     // They find each other in the shared registry and say hello every
     // 100 ms while the mesh is forming.
     wait_for("both refuse each other's mesh hellos", WAIT, || {
-        gs1.state.mesh.unauthenticated() >= 3 && gs2.state.mesh.unauthenticated() >= 3
+        gs1.state.mesh.trust().refused() >= 3 && gs2.state.mesh.trust().refused() >= 3
     })
     .await;
     assert!(!gs1.state.mesh.is_live(2));
@@ -564,7 +564,7 @@ async fn a_game_server_that_stops_reading_gets_its_clients_unavailable_not_silen
         stalling_game_server(stall.clone(), resume.clone(), stop.clone(), seen.clone()).await;
     let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
     let mut c = gateway_config(1, &[port]);
-    c.link_sndhwm = 2;
+    c.node.link_sndhwm = 2;
     c.max_packets_per_sec = 1_000_000;
     let shutdown = CancellationToken::new();
     let mut gw = gamemesh_gateway::start(c, shutdown.clone()).await.unwrap();
@@ -627,7 +627,7 @@ async fn a_gateway_that_stops_reading_gets_its_clients_kicked_slow_consumer() {
     let cluster = Cluster::start_with(gamemesh_integration_tests::ClusterOptions {
         gateways: 0,
         game_servers: 1,
-        game_server: |c| c.link_sndhwm = 2,
+        game_server: |c| c.node.link_sndhwm = 2,
         ..Default::default()
     })
     .await;

@@ -1,7 +1,7 @@
 //! The gamemesh wire contract, shared by every part.
 //!
 //! - [`client`]: the client <-> server messages of `proto/client.proto`, the
-//!   fixed public contract (see `docs/PROTOCOL.md`).
+//!   fixed public contract (see `PROTOCOL.md`).
 //! - [`internal`]: the gateway <-> game server and game server <-> game
 //!   server envelopes of `proto/internal.proto`. Client bodies ride inside
 //!   them as opaque bytes.
@@ -10,8 +10,9 @@
 //!   length header before allocating anything for it.
 //! - [`auth`]: login tokens (HMAC-SHA256), minted by clients' login
 //!   services and verified by game servers.
-//! - [`cluster_auth`]: the cluster-secret proof in every node hello and the
-//!   [`cluster_auth::PeerGate`] that admits only authenticated peers.
+//! - [`cluster_auth`]: the cluster-secret proof in every node hello, and
+//!   which message of each internal envelope is the hello (the gate that
+//!   checks them is `gamemesh_node::peer_gate`).
 //! - [`packets`]: small constructors for the server packets every part
 //!   builds (errors, kicks), so their wording lives in one place.
 //!

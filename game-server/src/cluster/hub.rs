@@ -84,7 +84,7 @@ impl Dispatcher {
         shutdown: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(heartbeat);
-        let mut gate = self.state.gateways.gate();
+        let mut gate = self.state.gateways.trust().gate();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -94,13 +94,7 @@ impl Dispatcher {
                             // Nothing from a gateway is acted on before its
                             // pipe proved the cluster secret (the gate logs
                             // and counts what it drops).
-                            let admitted = match &kind {
-                                gateway_to_server::Kind::Hello(h) => {
-                                    gate.admit_hello(from, &routing_id, h).is_ok()
-                                }
-                                _ => gate.admit(from, &routing_id),
-                            };
-                            if admitted {
+                            if gate.admit(from, &routing_id, &kind) {
                                 self.handle(from, kind);
                             }
                         }

@@ -11,12 +11,14 @@
 //! that ignores the errors and keeps going is broken or probing us, and
 //! answering it costs a decode and a reply per frame.
 //!
-//! The check lives in the game server, not the gateway, because only the
-//! game server decodes bodies: the gateway stays a dumb proxy.
+//! The counting is `gamemesh_node::fixed_window` (a window opened by the
+//! first violation after the last one ran out). The check lives in the
+//! game server, not the gateway, because only the game server decodes
+//! bodies: the gateway stays a dumb proxy.
 
 use std::time::Duration;
 
-use tokio::time::Instant;
+use gamemesh_node::fixed_window::FixedWindow;
 
 /// The policy, from the flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,45 +29,19 @@ pub struct ViolationPolicy {
     pub window: Duration,
 }
 
-/// One connection's count of recent violations. Owned by the connection
-/// actor, so it needs no lock.
-#[derive(Debug)]
-pub struct Violations {
-    /// The policy.
-    policy: ViolationPolicy,
-    /// Start of the current window.
-    since: Instant,
-    /// Violations in it.
-    count: u32,
-}
-
-impl Violations {
-    /// No violations yet.
-    pub fn new(policy: ViolationPolicy, now: Instant) -> Self {
-        Self {
-            policy,
-            since: now,
-            count: 0,
-        }
-    }
-
-    /// Counts one violation at `now`; true when it is the one that kicks.
-    /// The window is fixed, opened by the first violation after the last
-    /// window ran out: simple, and at worst it lets 2 x (N - 1) through in
-    /// one window's length, which is still a bound.
-    pub fn record(&mut self, now: Instant) -> bool {
-        if now.duration_since(self.since) >= self.policy.window {
-            self.since = now;
-            self.count = 0;
-        }
-        self.count += 1;
-        self.count >= self.policy.kick_after
+impl ViolationPolicy {
+    /// One connection's count of recent violations, none yet. Owned by the
+    /// connection actor, so it needs no lock.
+    pub fn counter(&self) -> FixedWindow {
+        FixedWindow::new(self.kick_after, self.window)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gamemesh_node::fixed_window::Tally;
+    use tokio::time::Instant;
 
     const POLICY: ViolationPolicy = ViolationPolicy {
         kick_after: 3,
@@ -75,18 +51,19 @@ mod tests {
     #[test]
     fn the_nth_violation_within_the_window_kicks() {
         let t = Instant::now();
-        let mut v = Violations::new(POLICY, t);
-        assert!(!v.record(t));
-        assert!(!v.record(t + Duration::from_secs(1)));
-        assert!(v.record(t + Duration::from_secs(2)));
+        let mut v = POLICY.counter();
+        assert_ne!(v.record(t), Tally::Tripped);
+        assert_ne!(v.record(t + Duration::from_secs(1)), Tally::Tripped);
+        assert_eq!(v.record(t + Duration::from_secs(2)), Tally::Tripped);
     }
 
     #[test]
     fn violations_spread_beyond_the_window_do_not_kick() {
         let t = Instant::now();
-        let mut v = Violations::new(POLICY, t);
+        let mut v = POLICY.counter();
         for i in 0..10 {
-            assert!(!v.record(t + Duration::from_secs(6 * i)), "violation {i}");
+            let at = t + Duration::from_secs(6 * i);
+            assert_ne!(v.record(at), Tally::Tripped, "violation {i}");
         }
     }
 }

@@ -6,13 +6,14 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use gamemesh_node::redis_address::{redact, RedisAddress, REDACTED};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ErrorKind, RedisError, TlsCertificates};
 use tokio::sync::{watch, Mutex, Notify};
 use tracing::info;
 
 use super::sentinel::Sentinels;
-use super::target::{redact, Target};
+use super::target;
 use super::{CommandError, RedisConnectError, RedisOptions};
 
 /// The primary's connection, and where it points.
@@ -69,7 +70,7 @@ impl RedisConn {
     /// follow failovers.
     pub async fn connect(options: &RedisOptions) -> Result<Self, RedisConnectError> {
         options.validate()?;
-        let target = Target::parse(&options.url)?;
+        let target = target::parse(&options.url)?;
         let shown = redact(&options.url);
         let secrets = options.secrets();
         let scrub = |s: String| scrub_secrets(s, &secrets);
@@ -91,7 +92,7 @@ impl RedisConn {
         let fail = |e: RedisError| classify(&shown, scrub(e.to_string()), &e);
 
         let (client, sentinels) = match target {
-            Target::Direct { url, .. } => {
+            RedisAddress::Direct { url, .. } => {
                 let client = match certs {
                     Some(certs) => Client::build_with_tls(url.as_str(), certs),
                     None => Client::open(url.as_str()),
@@ -104,18 +105,8 @@ impl RedisConn {
                 })?;
                 (client, None)
             }
-            Target::Sentinel {
-                sentinels,
-                master,
-                db,
-                username,
-                password,
-                tls,
-            } => {
-                let mut sentinel = Sentinels::new(
-                    &sentinels, &master, db, username, password, tls, certs, options,
-                )
-                .map_err(|e| {
+            RedisAddress::Sentinel(address) => {
+                let mut sentinel = Sentinels::new(&address, certs, options).map_err(|e| {
                     RedisConnectError::Config(format!(
                         "REDIS_CONNECTION {shown} cannot be used: {}",
                         scrub(e.to_string())
@@ -126,7 +117,8 @@ impl RedisConn {
                     .map_err(|_| RedisConnectError::Unreachable {
                         target: shown.clone(),
                         reason: format!(
-                            "no sentinel named a primary for {master:?} within {} ms",
+                            "no sentinel named a primary for {:?} within {} ms",
+                            address.master,
                             (timeout * 2).as_millis()
                         ),
                     })?
@@ -325,7 +317,7 @@ fn classify(target: &str, reason: String, e: &RedisError) -> RedisConnectError {
 fn scrub_secrets(mut text: String, secrets: &[String]) -> String {
     for s in secrets {
         if text.contains(s.as_str()) {
-            text = text.replace(s.as_str(), "***");
+            text = text.replace(s.as_str(), REDACTED);
         }
     }
     text

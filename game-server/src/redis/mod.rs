@@ -33,7 +33,8 @@
 //! the client as `UNAVAILABLE` and the flusher retries its saves.
 //!
 //! Secrets never reach a log line or an error: addresses are shown through
-//! [`redact`], and every error text is scrubbed of the passwords we hold.
+//! `gamemesh_node::redis_address::redact`, and every error text is scrubbed
+//! of the passwords we hold.
 
 pub mod conn;
 pub mod sentinel;
@@ -42,12 +43,11 @@ pub mod target;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gamemesh_node::redis_address::{redact, RedisAddress};
 use thiserror::Error;
 
 pub use conn::RedisConn;
 pub use sentinel::SENTINEL_POLL;
-pub use target::redact;
-use target::Target;
 
 /// Why a Redis address or connection did not work. Every text here is free
 /// of secrets.
@@ -121,7 +121,7 @@ impl RedisOptions {
 
     /// Checks the address and its flags fit together, without connecting.
     pub fn validate(&self) -> Result<(), RedisConnectError> {
-        let target = Target::parse(&self.url)?;
+        let target = target::parse(&self.url)?;
         if self.ca_file.is_some() && !target.tls() {
             return Err(RedisConnectError::Config(format!(
                 "--redis-ca-file is set but {} does not use TLS: use rediss:// (or rediss+sentinel://), or drop --redis-ca-file",
@@ -129,7 +129,7 @@ impl RedisOptions {
             )));
         }
         if (self.sentinel_password.is_some() || self.sentinel_username.is_some())
-            && !matches!(target, Target::Sentinel { .. })
+            && !matches!(target, RedisAddress::Sentinel(_))
         {
             return Err(RedisConnectError::Config(format!(
                 "--redis-sentinel-password/--redis-sentinel-username are set but {} is not a redis+sentinel:// address",
@@ -142,7 +142,7 @@ impl RedisOptions {
     /// Every password these options carry, to scrub from error texts.
     fn secrets(&self) -> Vec<String> {
         let mut secrets = Vec::new();
-        if let Ok(target) = Target::parse(&self.url) {
+        if let Ok(target) = target::parse(&self.url) {
             if let Some(p) = target.password() {
                 secrets.push(p.to_string());
             }

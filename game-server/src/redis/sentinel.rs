@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use gamemesh_node::redis_address::SentinelAddress;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
@@ -138,17 +139,12 @@ impl RedisConn {
 }
 
 impl Sentinels {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        sentinels: &[(String, u16)],
-        master: &str,
-        db: i64,
-        username: Option<String>,
-        password: Option<String>,
-        tls: bool,
+        address: &SentinelAddress,
         certs: Option<TlsCertificates>,
         options: &RedisOptions,
     ) -> Result<Self, RedisError> {
+        let (sentinels, master, tls) = (&address.sentinels, &address.master, address.tls);
         let addrs = sentinels.iter().map(|(host, port)| {
             if tls {
                 ConnectionAddr::TcpTls {
@@ -162,11 +158,11 @@ impl Sentinels {
             }
         });
         let mut b = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)?
-            .set_client_to_redis_db(db);
-        if let Some(u) = &username {
+            .set_client_to_redis_db(address.db);
+        if let Some(u) = &address.username {
             b = b.set_client_to_redis_username(u);
         }
-        if let Some(p) = &password {
+        if let Some(p) = &address.password {
             b = b.set_client_to_redis_password(p);
         }
         if let Some(u) = &options.sentinel_username {
