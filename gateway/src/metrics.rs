@@ -8,9 +8,9 @@
 use gamemesh_proto::client::KickReason;
 use metrics::{counter, gauge, Counter, Gauge};
 
-/// Kick reasons counted by value (`KickReason` has 0..=7); anything else
+/// Kick reasons counted by value (`KickReason` has 0..=8); anything else
 /// is counted as unspecified.
-pub const KICK_REASONS: usize = 8;
+pub const KICK_REASONS: usize = 9;
 
 /// Where a kick reason is counted: its value, or 0 (unspecified) for one
 /// past [`KICK_REASONS`].
