@@ -262,13 +262,23 @@ ensure_redis_server() {
 # Starts a private redis-server on the first free port of 6390..6399 and
 # sets redis_addr; false if none came up. (Not called in $(...): the pid
 # must be recorded in this shell for cleanup.)
+#
+# It persists as gamemesh needs Redis to (docs/OPERATIONS.md, "Redis
+# persistence"): an append-only file, fsynced every second, in
+# .run/redis/, which it owns. A Redis restarted within a run (kill it
+# under --keep and start it again with the same flags) comes back with
+# every session; with the old `--appendonly no` it came back empty and
+# every player had to log in again. No RDB snapshots (`--save ""`): the
+# append-only file is the one copy. Each run of this script starts from an
+# empty .run/redis/, so one sample's users do not meet the last one's.
 start_private_redis() {
     local port pid deadline
     mkdir -p "$run_dir/redis"
     for port in {6390..6399}; do
         port_open 127.0.0.1 "$port" && continue
         start_proc "redis-server" "$run_dir/redis.log" \
-            redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+            redis-server --port "$port" --bind 127.0.0.1 --save "" \
+            --appendonly yes --appendfsync everysec \
             --daemonize no --dir "$run_dir/redis"
         pid=${pids[-1]}
         deadline=$((SECONDS + 10))

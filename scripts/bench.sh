@@ -5,17 +5,23 @@
 #
 #   ./scripts/bench.sh                 # 3 rounds x 10 s per case (~10 min)
 #   ./scripts/bench.sh --quick         # 1 round x 3 s per case (~2 min)
+#   ./scripts/bench.sh --baseline-rev HEAD~1   # A/B: also run that commit
+#   ./scripts/bench.sh --arena-only   # just the arena case (~2-5 min)
 #
 # Every case runs the same load generator (`test-client bench`, a
 # current-thread runtime) against the three targets in alternation (A B C A
 # B C ...) so drift on a shared 2-core VM hits all three alike; the table
 # shows medians of the rounds and the ratios gamemesh/HAProxy and
 # gamemesh/direct. gamemesh-only cases follow (logins/s, duplicate-login
-# kick latency, resume latency, memory per idle session).
+# kick latency, resume latency, memory per idle session), then the arena
+# case: the arena sample (`arena-server`, examples/arena) behind one
+# gateway, 2,000 players in rooms of 10 at 20 ticks/s each moving every
+# tick, then more players (+1,000 a step) until tick-to-client p99 passes
+# 50 ms; it reports the last count that held.
 set -euo pipefail
 
 usage() {
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     cat <<'EOF2'
 
 Options:
@@ -24,6 +30,14 @@ Options:
   --quick        --duration 3 --repeat 1
   --idle N       idle sessions to hold for the memory case (default 15000; 0 skips)
   --no-build     reuse target/release
+  --arena-only   run only the arena case
+  --arena-max N  the arena ramp stops at N players (default 15000: one
+                 load-generator process tops out near 19,000 open files)
+  --baseline DIR       A/B: also run the gateway and game-server binaries in
+                       DIR as a fourth target, "baseline", in the same
+                       alternation (same load generator, its own Redis)
+  --baseline-rev REV   build commit REV (release, in .bench/baseline-src)
+                       and use it as --baseline
   -h, --help     this help
 Output: a table on stdout; raw JSON lines in .bench/results.jsonl.
 EOF2
@@ -33,6 +47,10 @@ duration=10
 repeat=3
 idle=15000
 build=1
+baseline=""
+baseline_rev=""
+arena_only=0
+arena_max=15000
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --duration) duration=$2; shift 2 ;;
@@ -40,6 +58,10 @@ while [[ $# -gt 0 ]]; do
         --quick) duration=3; repeat=1; shift ;;
         --idle) idle=$2; shift 2 ;;
         --no-build) build=0; shift ;;
+        --arena-only) arena_only=1; shift ;;
+        --arena-max) arena_max=$2; shift 2 ;;
+        --baseline) baseline=$(cd "$2" && pwd); shift 2 ;;
+        --baseline-rev) baseline_rev=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -69,15 +91,46 @@ ensure() {
 }
 
 ensure redis-server redis-server
-ensure haproxy haproxy
+((arena_only)) || ensure haproxy haproxy
 ensure python3 python3
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)"
 
 if ((build)); then
     say "building release binaries"
     cargo build --release -q -p gamemesh-gateway -p gamemesh-game-server -p gamemesh-test-client
+    # The arena sample comes with the game API; a tree without it skips
+    # the arena case below.
+    if cargo pkgid -q gamemesh-arena >/dev/null 2>&1; then
+        cargo build --release -q -p gamemesh-arena
+    fi
 fi
 bin="$root/target/release"
+
+if [[ -n "$baseline_rev" ]] && ((!arena_only)); then
+    src="$out/baseline-src"
+    rev=$(git rev-parse --verify "$baseline_rev^{commit}") || die "--baseline-rev $baseline_rev is not a commit"
+    if [[ ! -d "$src" ]]; then
+        git worktree add -q --detach "$src" "$rev" || die "cannot check out $baseline_rev into $src"
+    else
+        git -C "$src" checkout -q --detach "$rev" || die "cannot check out $baseline_rev in $src"
+    fi
+    say "building the baseline ($baseline_rev = ${rev:0:12}) in $src"
+    (cd "$src" && cargo build --release -q -p gamemesh-gateway -p gamemesh-game-server) ||
+        die "building the baseline $baseline_rev failed"
+    baseline="$src/target/release"
+fi
+if ((arena_only)) && [[ -n "$baseline" ]]; then
+    say "--arena-only: the baseline is not run (the arena case is gamemesh-only)"
+    baseline=""
+fi
+if [[ -n "$baseline" ]]; then
+    for b in gateway game-server; do
+        [[ -x "$baseline/$b" ]] || die "--baseline $baseline has no $b binary"
+    done
+fi
+targets=(direct haproxy gamemesh)
+gm_targets=(gamemesh)
+[[ -n "$baseline" ]] && targets+=(baseline) && gm_targets+=(baseline)
 
 # ---- processes ---------------------------------------------------------------
 
@@ -109,10 +162,27 @@ start() {
     pids+=("$!")
     pid[$name]=$!
 }
+# stop <name>...: ends what `start` started under those names, so a later
+# case has the cores to itself.
+stop() {
+    local name
+    for name in "$@"; do
+        [[ -n "${pid[$name]:-}" ]] || continue
+        kill -TERM "${pid[$name]}" 2>/dev/null || true
+        wait "${pid[$name]}" 2>/dev/null || true
+        unset "pid[$name]"
+    done
+}
 
 # Fixed ports, checked free first (this is a tool for people, not a test).
 redis_port=6395 gs_p2p=9391 gs_mesh=9491 gw_p2p=8391 gw_port=5391 echo_port=7391 haproxy_port=7392
-for p in $redis_port $gs_p2p $gs_mesh $gw_p2p $gw_port $echo_port $haproxy_port; do
+# The baseline stack: its own Redis, so the two never form one cluster.
+b_redis_port=6396 b_gs_p2p=9392 b_gs_mesh=9492 b_gw_p2p=8392 b_gw_port=5392
+# The arena stack (arena-server in place of game-server), likewise.
+a_redis_port=6397 a_gs_p2p=9393 a_gs_mesh=9493 a_gw_p2p=8393 a_gw_port=5393
+for p in $redis_port $gs_p2p $gs_mesh $gw_p2p $gw_port $echo_port $haproxy_port \
+    $b_redis_port $b_gs_p2p $b_gs_mesh $b_gw_p2p $b_gw_port \
+    $a_redis_port $a_gs_p2p $a_gs_mesh $a_gw_p2p $a_gw_port; do
     port_open "$p" && die "port $p is in use: stop whatever holds it"
 done
 
@@ -120,8 +190,29 @@ done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 export RUST_LOG=warn
 
-start redis redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no
-wait_port "$redis_port"
+# start_gamemesh <name prefix> <bin dir> <redis port> <gs p2p> <gs mesh> <gw p2p> <gw port> [<game server binary>]
+start_gamemesh() {
+    local name=$1 dir=$2 rport=$3 p2p=$4 mesh=$5 gwp2p=$6 gwport=$7 gs_bin=${8:-$2/game-server}
+    start "${name}redis" redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no
+    wait_port "$rport"
+    start "${name}game-server" "$gs_bin" --redis "127.0.0.1:$rport" \
+        --p2p-port "$p2p" --mesh-port "$mesh" --admin-port 0 \
+        --login-attempts-per-user-per-min 1000000 --login-attempts-per-ip-per-min 100000000
+    # The load generator is one host hammering from a few addresses: lift the
+    # per-client abuse limits (meant for players on the internet) out of its way.
+    start "${name}gateway" "$dir/gateway" --client-port "$gwport" --client-bind 127.0.0.1 \
+        --p2p-port "$gwp2p" --game-servers "127.0.0.1:$p2p" --admin-port 0 --idle-timeout-secs 600 \
+        --login-deadline-secs 600 --max-connections 19000 --max-connects-per-ip-per-sec 1000000 \
+        --max-packets-per-sec 10000000 --outbound-queue-bytes 16777216
+    wait_port "$gwport"
+    # The gateway answers only once it has linked its game server.
+    local deadline=$((SECONDS + 20))
+    until "$bin/test-client" --addr "127.0.0.1:$gwport" echo ready >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || die "gamemesh ($dir) does not answer (see $out/${name}gateway.log, $out/${name}game-server.log)"
+        sleep 0.2
+    done
+}
+if ((!arena_only)); then
 start echo-server "$bin/test-client" echo-server --listen "127.0.0.1:$echo_port"
 cat >"$out/haproxy.cfg" <<EOF2
 global
@@ -140,22 +231,12 @@ backend echo
     server echo1 127.0.0.1:$echo_port
 EOF2
 start haproxy haproxy -f "$out/haproxy.cfg" -db
-start game-server "$bin/game-server" --redis "127.0.0.1:$redis_port" \
-    --p2p-port "$gs_p2p" --mesh-port "$gs_mesh" --admin-port 0 \
-    --login-attempts-per-user-per-min 1000000 --login-attempts-per-ip-per-min 100000000
-# The load generator is one host hammering from a few addresses: lift the
-# per-client abuse limits (meant for players on the internet) out of its way.
-start gateway "$bin/gateway" --client-port "$gw_port" --client-bind 127.0.0.1 \
-    --p2p-port "$gw_p2p" --game-servers "127.0.0.1:$gs_p2p" --admin-port 0 --idle-timeout-secs 600 \
-    --login-deadline-secs 600 --max-connections 19000 --max-connects-per-ip-per-sec 1000000 \
-    --max-packets-per-sec 10000000 --outbound-queue-bytes 16777216
-for p in $echo_port $haproxy_port $gw_port; do wait_port "$p"; done
-# The gateway answers only once it has linked its game server.
-deadline=$((SECONDS + 20))
-until "$bin/test-client" --addr "127.0.0.1:$gw_port" echo ready >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || die "gamemesh does not answer (see $out/gateway.log, $out/game-server.log)"
-    sleep 0.2
-done
+for p in $echo_port $haproxy_port; do wait_port "$p"; done
+start_gamemesh "" "$bin" "$redis_port" "$gs_p2p" "$gs_mesh" "$gw_p2p" "$gw_port"
+if [[ -n "$baseline" ]]; then
+    start_gamemesh "baseline-" "$baseline" "$b_redis_port" "$b_gs_p2p" "$b_gs_mesh" "$b_gw_p2p" "$b_gw_port"
+fi
+fi # arena_only
 
 # bench <label> <target> <args...>: one run, its JSON line tagged and kept.
 bench() {
@@ -166,6 +247,8 @@ bench() {
         direct) addr=127.0.0.1:$echo_port; extra=(--no-login) ;;
         haproxy) addr=127.0.0.1:$haproxy_port; extra=(--no-login) ;;
         gamemesh) addr=127.0.0.1:$gw_port ;;
+        baseline) addr=127.0.0.1:$b_gw_port ;;
+        arena) addr=127.0.0.1:$a_gw_port ;;
     esac
     local line
     if ! line=$("$bin/test-client" bench --addr "$addr" --duration "$duration" "${extra[@]}" "$@" 2>>"$out/bench-client.log"); then
@@ -177,6 +260,11 @@ bench() {
 }
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+repeat_cases=$repeat
+if ((arena_only)); then
+    idle=0
+    repeat_cases=0
+fi
 if ((idle > 0)); then
     say "holding $idle idle sessions for the memory case"
     gw_before=$(rss_kib "${pid[gateway]}")
@@ -204,23 +292,76 @@ cases=(
     "echo 1000 lockstep|--conns 1000"
     "echo 100 pipelined d16|--conns 100 --depth 16"
 )
-for ((r = 1; r <= repeat; r++)); do
+for ((r = 1; r <= repeat_cases; r++)); do
     say "round $r of $repeat"
     for c in "${cases[@]}"; do
         label=${c%%|*}
         read -r -a args <<<"${c#*|}"
-        for target in direct haproxy gamemesh; do
+        for target in "${targets[@]}"; do
             bench "$label" "$target" "${args[@]}"
         done
     done
 done
 
-say "gamemesh-only cases"
-for ((r = 1; r <= repeat; r++)); do
-    bench "logins/s (new connection each)" gamemesh --mode login --conns 50
-    bench "duplicate-login kick" gamemesh --mode kick --conns 20
-    bench "resume" gamemesh --mode resume --conns 20
+((repeat_cases)) && say "gamemesh-only cases"
+for ((r = 1; r <= repeat_cases; r++)); do
+    for target in "${gm_targets[@]}"; do
+        bench "logins/s (new connection each)" "$target" --mode login --conns 50
+        bench "logins/s, 500 in parallel" "$target" --mode login --conns 500
+        bench "duplicate-login kick" "$target" --mode kick --conns 20
+        bench "resume" "$target" --mode resume --conns 20
+    done
 done
+
+
+# ---- the arena case ------------------------------------------------------------
+# One gateway + one arena-server, everything (bots included) on this
+# machine's cores: the other servers are stopped first. 2,000 players in
+# rooms of 10 at the arena's 20 ticks/s, each moving every tick, `repeat`
+# times; then one ramp from 3,000 up by 1,000 until a run fails the bar
+# (tick-to-client p99 over 50 ms, a player that could not join, or any
+# error) or --arena-max is reached.
+arena_bin="$bin/arena-server"
+arena_pass() { # <json line> <players>: true when the run held the 50 ms bar
+    python3 -c 'import json,sys
+r = json.loads(sys.argv[1]); n = int(sys.argv[2])
+ok = not r.get("failed") and r.get("players") == n and r.get("errors") == 0 and r.get("p99_us", 1e18) <= 50000
+sys.exit(0 if ok else 1)' "$1" "$2"
+}
+if [[ ! -x "$arena_bin" ]]; then
+    say "arena case SKIPPED: $arena_bin is missing (it is built by 'cargo build --release -p gamemesh-arena'; the arena sample comes with the game API, examples/arena)"
+    printf '{"case":"arena skipped","target":"arena","run":{"failed":true,"reason":"no arena-server binary"}}\n' >>"$out/results.jsonl"
+else
+    stop gateway game-server redis echo-server haproxy \
+        baseline-gateway baseline-game-server baseline-redis
+    start_gamemesh "arena-" "$bin" "$a_redis_port" "$a_gs_p2p" "$a_gs_mesh" "$a_gw_p2p" "$a_gw_port" "$arena_bin"
+    say "arena: 2000 players in rooms of 10, $repeat round(s)"
+    for ((r = 1; r <= repeat; r++)); do
+        bench "arena 2000 players" arena --mode arena --conns 2000 --room-size 10 --sources 4
+    done
+    # The ramp starts only if 2,000 held (in the last of its rounds).
+    line=$(tail -n 1 "$out/results.jsonl" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["run"]))')
+    last_pass=""
+    start_n=3000
+    if arena_pass "$line" 2000; then
+        last_pass=2000
+    else
+        say "arena: 2000 players already fail the 50 ms bar; no ramp"
+        start_n=$((arena_max + 1))
+    fi
+    for ((n = start_n; n <= arena_max; n += 1000)); do
+        bench "arena ramp $n players" arena --mode arena --conns "$n" --room-size 10 --sources 4
+        line=$(tail -n 1 "$out/results.jsonl" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["run"]))')
+        if arena_pass "$line" "$n"; then
+            last_pass=$n
+        else
+            say "arena ramp: $n players fail the 50 ms bar; stopping"
+            break
+        fi
+    done
+    printf '{"case":"arena last passing","target":"arena","run":{"players":%s,"max_tried":%s}}\n' \
+        "${last_pass:-0}" "$arena_max" >>"$out/results.jsonl"
+fi
 
 python3 - "$out/results.jsonl" "$duration" "$repeat" <<'PY'
 import json, statistics, sys
@@ -231,23 +372,44 @@ def med(xs):
 def pick(case, target, key):
     return med([r["run"].get(key) for r in rows
                 if r["case"] == case and r["target"] == target and not r["run"].get("failed")])
+def runs(case, target, key):
+    return [r["run"].get(key) if not r["run"].get("failed") else None
+            for r in rows if r["case"] == case and r["target"] == target]
+def ratio(case, a, b, key="msgs_per_s"):
+    # Ratio within each round (runs seconds apart), then the median over
+    # rounds: steadier on a noisy shared machine than a ratio of medians.
+    rs = [x / y for x, y in zip(runs(case, a, key), runs(case, b, key)) if x and y]
+    return f"{statistics.median(rs):.2f}" if rs else "-"
 def fmt(x, unit=""):
     if x is None: return "-"
     return f"{x/1000:.1f}k" if unit == "k" else f"{x:,.0f}"
-print(f"\n## gamemesh vs HAProxy vs direct ({sys.argv[3]} rounds x {sys.argv[2]} s, medians)\n")
-print("| case | direct msgs/s | HAProxy msgs/s | gamemesh msgs/s | gm/HAProxy | gm/direct | p50 us (d/h/gm) | p99 us (d/h/gm) |")
-print("|---|---|---|---|---|---|---|---|")
+if any(r["case"].startswith("echo") for r in rows):
+    print(f"\n## gamemesh vs HAProxy vs direct ({sys.argv[3]} rounds x {sys.argv[2]} s, medians)\n")
+    print("| case | direct msgs/s | HAProxy msgs/s | gamemesh msgs/s | gm/HAProxy (per-round median) | gm/direct | p50 us (d/h/gm) | p99 us (d/h/gm) |")
+    print("|---|---|---|---|---|---|---|---|")
 for case in dict.fromkeys(r["case"] for r in rows if r["target"] != "gamemesh" or r["case"].startswith("echo")):
     if not case.startswith("echo"): continue
     d, h, g = (pick(case, t, "msgs_per_s") for t in ("direct", "haproxy", "gamemesh"))
     p50 = "/".join(fmt(pick(case, t, "p50_us")) for t in ("direct", "haproxy", "gamemesh"))
     p99 = "/".join(fmt(pick(case, t, "p99_us")) for t in ("direct", "haproxy", "gamemesh"))
-    r1 = f"{g/h:.2f}" if g and h else "-"
-    r2 = f"{g/d:.2f}" if g and d else "-"
+    r1 = ratio(case, "gamemesh", "haproxy")
+    r2 = ratio(case, "gamemesh", "direct")
     print(f"| {case} | {fmt(d,'k')} | {fmt(h,'k')} | {fmt(g,'k')} | {r1} | {r2} | {p50} | {p99} |")
-print("\n## gamemesh only\n")
-print("| case | per second | p50 us | p99 us | max us | errors |")
-print("|---|---|---|---|---|---|")
+base = any(r["target"] == "baseline" for r in rows)
+if base:
+    print("\n## A/B: gamemesh (this tree) vs baseline (same rounds, medians)\n")
+    print("| case | baseline/s | gamemesh/s | gm/baseline | p50 us (base/gm) | p99 us (base/gm) |")
+    print("|---|---|---|---|---|---|")
+    for case in dict.fromkeys(r["case"] for r in rows if r["target"] == "baseline"):
+        b, g = pick(case, "baseline", "msgs_per_s"), pick(case, "gamemesh", "msgs_per_s")
+        p50 = "/".join(fmt(pick(case, t, "p50_us")) for t in ("baseline", "gamemesh"))
+        p99 = "/".join(fmt(pick(case, t, "p99_us")) for t in ("baseline", "gamemesh"))
+        print(f"| {case} | {fmt(b)} | {fmt(g)} | {ratio(case, 'gamemesh', 'baseline')} | {p50} | {p99} |")
+gm_cases = [c for c in dict.fromkeys(r["case"] for r in rows if r["target"] == "gamemesh") if not c.startswith("echo") and c != "idle"]
+if gm_cases:
+    print("\n## gamemesh only\n")
+    print("| case | per second | p50 us | p99 us | max us | errors |")
+    print("|---|---|---|---|---|---|")
 for case in dict.fromkeys(r["case"] for r in rows if r["target"] == "gamemesh" and not r["case"].startswith("echo") and r["case"] != "idle"):
     print(f"| {case} | {fmt(pick(case,'gamemesh','msgs_per_s'))} | {fmt(pick(case,'gamemesh','p50_us'))} | {fmt(pick(case,'gamemesh','p99_us'))} | {fmt(pick(case,'gamemesh','max_us'))} | {fmt(pick(case,'gamemesh','errors'))} |")
 for r in rows:
@@ -260,4 +422,38 @@ for r in rows:
               f"game server {gs[0]}/{gs[1]} KiB)")
     else:
         print("\nidle case failed: see .bench/bench-client.log")
+arena = [r for r in rows if r["target"] == "arena"]
+if arena:
+    print("\n## arena (one gateway + one arena-server; rooms of 10, every player moving every tick)\n")
+    skipped = [r for r in arena if r["case"] == "arena skipped"]
+    if skipped:
+        print("skipped: no arena-server binary (cargo build --release -p gamemesh-arena)")
+    else:
+        ms = lambda us: "-" if us is None else f"{us/1000:.1f}"
+        print("| players | joined | pushes/s | tick->client p50 / p99 / max ms | ticks missed | out of order | move rtt p50 / p99 ms | errors |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in arena:
+            x = r["run"]
+            if r["case"] == "arena last passing":
+                continue
+            if x.get("failed"):
+                print(f"| {r['case']} | run failed | | | | | | |")
+                continue
+            print(f"| {x['conns']:,} | {x.get('players', 0):,} | {x.get('pushes_per_s', 0):,.0f} | "
+                  f"{ms(x.get('tick_p50_us'))} / {ms(x.get('tick_p99_us'))} / {ms(x.get('tick_max_us'))} | "
+                  f"{x.get('ticks_missed')} | {x.get('ticks_out_of_order')} | "
+                  f"{ms(x.get('move_p50_us'))} / {ms(x.get('move_p99_us'))} | {x.get('errors')} |")
+        base = [r["run"] for r in arena if r["case"] == "arena 2000 players" and not r["run"].get("failed")]
+        if base:
+            p99 = med([x.get("tick_p99_us") for x in base])
+            clean = all(x.get("ticks_missed") == 0 and x.get("ticks_out_of_order") == 0 and x.get("errors") == 0 and x.get("players") == 2000 for x in base)
+            verdict = "meets" if clean and p99 is not None and p99 <= 20000 else "MISSES"
+            print(f"\n2,000 players: tick-to-client p99 {ms(p99)} ms (median of {len(base)}), "
+                  f"{'every state in order' if clean else 'states missed, out of order, or errors'}: "
+                  f"{verdict} the target (p99 <= 20 ms, every state in order).")
+        for r in arena:
+            if r["case"] == "arena last passing":
+                n, top = r["run"]["players"], r["run"]["max_tried"]
+                print(f"last passing player count (tick-to-client p99 <= 50 ms, all joined, no errors): {n:,}"
+                      + (f" (the ramp stopped at its --arena-max {top:,} cap)" if n >= top else ""))
 PY

@@ -92,7 +92,11 @@ free_port() {
 
 declare -A pid=()
 declare -A port=()
-for p in redis gs1_p2p gs1_mesh gs2_p2p gs2_mesh gw1_client gw1_p2p gw2_client gw2_p2p; do
+# Every port of every node is its own: two game servers (or gateways) on
+# one machine cannot share the default admin port (9191 / 9190), and a
+# restarted node comes back on the same ports.
+for p in redis gs1_p2p gs1_mesh gs1_admin gs2_p2p gs2_mesh gs2_admin \
+    gw1_client gw1_p2p gw1_admin gw2_client gw2_p2p gw2_admin; do
     port[$p]=$(free_port)
 done
 
@@ -136,6 +140,7 @@ start_game_server() {
     [[ -f $log ]] && mark=$(wc -l <"$log")
     RUST_LOG=info NO_COLOR=1 "$bin/game-server" --node-id "$n" \
         --p2p-port "${port[gs${n}_p2p]}" --mesh-port "${port[gs${n}_mesh]}" \
+        --admin-port "${port[gs${n}_admin]}" \
         --redis "127.0.0.1:${port[redis]}" --session-store redis \
         --heartbeat-ms 250 --peer-timeout-ms 1500 --flush-interval-ms 50 \
         --redis-timeout-ms 500 --shutdown-grace-secs 3 \
@@ -153,6 +158,7 @@ start_gateway() {
     local n=$1 log="$out/gateway-$1.log"
     RUST_LOG=info NO_COLOR=1 "$bin/gateway" --node-id "$n" --client-bind 127.0.0.1 \
         --client-port "${port[gw${n}_client]}" --p2p-port "${port[gw${n}_p2p]}" \
+        --admin-port "${port[gw${n}_admin]}" \
         --game-servers "127.0.0.1:${port[gs1_p2p]},127.0.0.1:${port[gs2_p2p]}" \
         --heartbeat-ms 250 --peer-timeout-ms 1500 --request-timeout-ms 3000 \
         --max-connects-per-ip-per-sec 100000 --max-packets-per-sec 1000 \

@@ -52,11 +52,26 @@ if ! command -v redis-server >/dev/null 2>&1; then
     command -v redis-server >/dev/null 2>&1 || die "redis-server still not on PATH after installing it"
 fi
 echo "redis-server: $(command -v redis-server) ($(redis-server --version | cut -d' ' -f3))"
+# The Redis TLS tests (tests/redis_security.rs) need a redis-server built
+# with TLS, and fail without one. Asked for a TLS port with a certificate
+# that does not exist, a build with TLS tries to load it (and exits); a
+# build without TLS refuses the directives instead. Nothing is started.
+tls_probe=$(timeout 10 redis-server --port 0 --tls-port 1 --tls-cert-file /nonexistent/gamemesh.crt \
+    --tls-key-file /nonexistent/gamemesh.key --tls-ca-cert-file /nonexistent/ca.crt \
+    --save "" --appendonly no 2>&1 || true)
+if ! grep -qi "certificate" <<<"$tls_probe"; then
+    die "$(command -v redis-server) was built without TLS, which the Redis TLS tests need.
+Debian's and Ubuntu's redis-server package has it (apt-get install redis-server); a source
+build needs 'make BUILD_TLS=yes'. Put a redis-server with TLS first on PATH, then rerun.
+What it said: $(tail -n 2 <<<"$tls_probe")"
+fi
+echo "redis-server has TLS"
 
 # The deploy_manifests test checks deploy/systemd/ with systemd-analyze
 # verify and the gateway pod's shell script with shellcheck, and fails
-# without them. Tool, then the Debian package that ships it:
-for tool_package in systemd-analyze:systemd shellcheck:shellcheck; do
+# without them; the arena client's tests (test-client/tests/arena_*.rs)
+# play it in tmux. Tool, then the Debian package that ships it:
+for tool_package in systemd-analyze:systemd shellcheck:shellcheck tmux:tmux; do
     tool="${tool_package%%:*}" package="${tool_package#*:}"
     if ! command -v "$tool" >/dev/null 2>&1; then
         command -v apt-get >/dev/null 2>&1 ||

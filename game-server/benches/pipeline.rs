@@ -11,9 +11,10 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gamemesh_game_server::chat::store::MemoryChatStore;
 use gamemesh_game_server::chat::{Chat, ChatLimiter};
-use gamemesh_game_server::gateways::GatewayLinks;
-use gamemesh_game_server::mesh::Mesh;
-use gamemesh_game_server::pipeline::{build, ConnInfo, HubRequest};
+use gamemesh_game_server::cluster::gateways::GatewayLinks;
+use gamemesh_game_server::cluster::mesh::Mesh;
+use gamemesh_game_server::pipeline::build;
+use gamemesh_game_server::request::{ConnInfo, HubRequest};
 use gamemesh_game_server::session::memory::MemoryStore;
 use gamemesh_game_server::session::{LocalSession, LocalSessions};
 use gamemesh_game_server::state::HubState;
@@ -67,7 +68,7 @@ fn pipeline(c: &mut Criterion) {
             TaskTracker::new(),
             CancellationToken::new(),
         ),
-        violations: gamemesh_game_server::violations::ViolationPolicy {
+        violations: gamemesh_game_server::policy::violations::ViolationPolicy {
             kick_after: 10,
             window: Duration::from_secs(10),
         },

@@ -27,7 +27,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::error::GameServerError;
-use crate::redis_connect::RedisConn;
+use crate::redis::RedisConn;
 use crate::state::HubState;
 
 /// The jobs go through the server's own connection, so they reach Redis
@@ -86,7 +86,7 @@ pub async fn start(
         reason: e.to_string(),
     };
     let store = JobStore::with_source(Arc::new(redis), timeout);
-    let bus = EventBus::new(store.clone(), config.node_id);
+    let bus = EventBus::new(store.clone(), config.node.node_id);
     let queue = WorkQueue::start(
         config.work_queue_workers,
         config.work_queue_capacity,
@@ -160,8 +160,8 @@ pub async fn start(
         poll: Duration::from_millis(config.job_poll_ms),
         lease: Duration::from_secs(config.job_lease_secs),
         backoff: Backoff::default(),
-        grace: Duration::from_secs(config.shutdown_grace_secs) / 2,
-        ..RunnerConfig::new(config.node_id)
+        grace: config.node.shutdown_grace() / 2,
+        ..RunnerConfig::new(config.node.node_id)
     };
     runner::start(store.clone(), jobs, runner_config, tracker, shutdown)
         .await

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use gamemesh_node::LogFormat;
-use gamemesh_proto::cluster_auth::ClusterSecret;
+use gamemesh_node::error::StartError;
+use gamemesh_node::flags::{NodeFlags, NodeRole};
 
 use crate::error::GameServerError;
 
@@ -18,6 +18,16 @@ pub enum StoreKind {
     Memory,
 }
 
+/// What a game server sets in the shared node flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GameServerRole;
+
+impl NodeRole for GameServerRole {
+    const ENV_PREFIX: &'static str = "GAME_SERVER";
+    const DEFAULT_ADMIN_PORT: u16 = DEFAULT_ADMIN_PORT;
+    const UNGUARDED: &'static str = "the P2P and mesh ports trust ANY peer that reaches them";
+}
+
 /// How a game server is run.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -26,16 +36,14 @@ pub enum StoreKind {
     about = "gamemesh game server: the hub behind the gateways"
 )]
 pub struct Config {
-    /// This game server's node id, unique among game servers (never 0).
-    #[arg(long, env = "GAME_SERVER_NODE_ID", default_value_t = 1)]
-    pub node_id: u64,
+    /// The flags every node takes (node id, heartbeat, admin port, cluster
+    /// secret, ...), with `GAME_SERVER_` env twins.
+    #[command(flatten)]
+    pub node: NodeFlags<GameServerRole>,
     /// Interface of the P2P and mesh ports. Loopback by default: internal
     /// ports must not face the internet.
     #[arg(long, env = "GAME_SERVER_BIND", default_value = "127.0.0.1")]
     pub bind: String,
-    /// Host name gateways and peers use to reach this game server.
-    #[arg(long, env = "GAME_SERVER_ADVERTISE_HOST", default_value = "127.0.0.1")]
-    pub advertise_host: String,
     /// ZeroMQ port gateways send to (0: any free port).
     #[arg(long, env = "GAME_SERVER_P2P_PORT", default_value_t = 9001)]
     pub p2p_port: u16,
@@ -87,16 +95,6 @@ pub struct Config {
     /// Replies kept per session for re-sent sequence ids (at least 32).
     #[arg(long, env = "REPLY_CACHE", default_value_t = 32)]
     pub reply_cache: usize,
-    /// Interval of hellos to gateways and peers.
-    #[arg(long, env = "GAME_SERVER_HEARTBEAT_MS", default_value_t = 1000)]
-    pub heartbeat_ms: u64,
-    /// A gateway silent for this long is declared down and its sockets
-    /// are treated as disconnected.
-    #[arg(long, env = "GAME_SERVER_PEER_TIMEOUT_MS", default_value_t = 3000)]
-    pub peer_timeout_ms: u64,
-    /// Longest wait for sessions to be saved on shutdown.
-    #[arg(long, env = "GAME_SERVER_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
-    pub shutdown_grace_secs: u64,
     /// Login attempts one user id may make per minute on this game server
     /// (also the burst); more get RATE_LIMITED before the token is checked.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_USER_PER_MIN", default_value_t = 10)]
@@ -105,18 +103,6 @@ pub struct Config {
     /// minute on this game server (also the burst), all users together.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP_PER_MIN", default_value_t = 60)]
     pub login_attempts_per_ip_per_min: u32,
-    /// Interface of the admin port (`/metrics`, `/healthz`, `/readyz`).
-    /// Loopback by default: metrics are for the operator, not the internet.
-    #[arg(long, env = "GAME_SERVER_ADMIN_BIND", default_value = "127.0.0.1")]
-    pub admin_bind: String,
-    /// HTTP admin port: Prometheus `/metrics`, `/healthz` (alive) and
-    /// `/readyz` (Redis answers and not draining) (0: any free port).
-    #[arg(long, env = "GAME_SERVER_ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT)]
-    pub admin_port: u16,
-    /// Log line format: `text` for people, `json` for log shippers.
-    /// `RUST_LOG` picks what is logged.
-    #[arg(long, env = "GAME_SERVER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
     /// A connection whose frames are not the contract (a body that is not
     /// a ClientPacket, or an empty or unknown body) this many times within
     /// --protocol-error-window-secs is kicked (PROTOCOL_ERROR). Each such
@@ -173,20 +159,6 @@ pub struct Config {
     /// (expired, replaced) and rooms that moved away hand over.
     #[arg(long, env = "GAME_SERVER_CHAT_SWEEP_MS", default_value_t = 2000)]
     pub chat_sweep_ms: u64,
-    /// Shared secret every gateway and game server of the cluster holds:
-    /// hellos on the P2P and mesh ports prove it, and nothing from an
-    /// unproven peer is acted on. Unset: any peer that reaches those ports
-    /// is trusted (development).
-    #[arg(long, env = "CLUSTER_SECRET", hide_env_values = true, value_parser = ClusterSecret::parse)]
-    pub cluster_secret: Option<ClusterSecret>,
-    /// Messages one outbound ZeroMQ pipe (to one gateway or peer) holds;
-    /// see `gamemesh_transport::DEFAULT_SNDHWM` and SECURITY.md for what
-    /// happens beyond it.
-    #[arg(long, env = "GAME_SERVER_LINK_SNDHWM", default_value_t = gamemesh_transport::DEFAULT_SNDHWM)]
-    pub link_sndhwm: i32,
-    /// Messages one inbound ZeroMQ pipe (from one gateway or peer) holds.
-    #[arg(long, env = "GAME_SERVER_LINK_RCVHWM", default_value_t = gamemesh_transport::DEFAULT_RCVHWM)]
-    pub link_rcvhwm: i32,
 }
 
 /// Default admin (metrics, health) port.
@@ -197,9 +169,8 @@ impl Default for Config {
         // The flag defaults, written out so tests never read environment
         // variables; `defaults_match_the_flags` keeps the two in step.
         Self {
-            node_id: 1,
+            node: NodeFlags::default(),
             bind: "127.0.0.1".into(),
-            advertise_host: "127.0.0.1".into(),
             p2p_port: 9001,
             mesh_port: 9101,
             redis: "127.0.0.1:6379".into(),
@@ -212,14 +183,8 @@ impl Default for Config {
             redis_timeout_ms: 1000,
             flush_interval_ms: 100,
             reply_cache: 32,
-            heartbeat_ms: 1000,
-            peer_timeout_ms: 3000,
-            shutdown_grace_secs: 5,
             login_attempts_per_user_per_min: 10,
             login_attempts_per_ip_per_min: 60,
-            cluster_secret: None,
-            link_sndhwm: gamemesh_transport::DEFAULT_SNDHWM,
-            link_rcvhwm: gamemesh_transport::DEFAULT_RCVHWM,
             chat_messages_per_sec: 5,
             chat_burst: 10,
             chat_sweep_ms: 2000,
@@ -231,9 +196,6 @@ impl Default for Config {
             work_queue_capacity: 1024,
             protocol_error_kick_after: 10,
             protocol_error_window_secs: 10,
-            admin_bind: "127.0.0.1".into(),
-            admin_port: DEFAULT_ADMIN_PORT,
-            log_format: LogFormat::Text,
         }
     }
 }
@@ -241,12 +203,12 @@ impl Default for Config {
 impl Config {
     /// Checks values clap cannot, before anything is bound.
     pub fn validate(&self) -> Result<(), GameServerError> {
-        let bad = |m: &str| Err(GameServerError::Config(m.to_string()));
-        if self.node_id == 0 {
+        let bad = |m: &str| Err(StartError::Config(m.to_string()).into());
+        if self.node.node_id == 0 {
             return bad("--node-id must not be 0");
         }
         if self.reply_cache < 32 {
-            return bad("--reply-cache must be at least 32 (PROTOCOL.md)");
+            return bad("--reply-cache must be at least 32 (docs/PROTOCOL.md)");
         }
         if self.resume_grace_secs == 0 {
             return bad("--resume-grace-secs must be at least 1");
@@ -254,15 +216,11 @@ impl Config {
         if self.redis_timeout_ms == 0 || self.flush_interval_ms == 0 {
             return bad("--redis-timeout-ms and --flush-interval-ms must be at least 1");
         }
-        if self.heartbeat_ms == 0 || self.peer_timeout_ms <= self.heartbeat_ms {
-            return bad("--peer-timeout-ms must be larger than --heartbeat-ms (> 0)");
+        if let Err(e) = self.node.validate() {
+            return bad(&e.to_string());
         }
         if self.login_attempts_per_user_per_min == 0 || self.login_attempts_per_ip_per_min == 0 {
             return bad("--login-attempts-per-user-per-min and --login-attempts-per-ip-per-min must be at least 1 (0 would refuse every login; set a large value to relax them)");
-        }
-        if self.link_sndhwm < 1 || self.link_rcvhwm < 1 {
-            // 0 would mean "no limit" to libzmq: unbounded memory.
-            return bad("--link-sndhwm and --link-rcvhwm must be at least 1");
         }
         if self.chat_messages_per_sec == 0 || self.chat_burst == 0 || self.chat_sweep_ms == 0 {
             return bad(
@@ -270,7 +228,7 @@ impl Config {
             );
         }
         if let Err(e) = gamemesh_jobs::CronSchedule::parse(&self.daily_reset_cron) {
-            return Err(GameServerError::Config(format!("--daily-reset-cron: {e}")));
+            return bad(&format!("--daily-reset-cron: {e}"));
         }
         if self.job_workers == 0
             || self.job_poll_ms == 0
@@ -289,11 +247,22 @@ impl Config {
             return bad("--auth-secret is empty: give a secret or leave it unset");
         }
         if self.session_store == StoreKind::Redis {
-            crate::redis_connect::RedisOptions::from_config(self)
+            self.redis_options()
                 .validate()
-                .map_err(|e| GameServerError::Config(e.to_string()))?;
+                .map_err(|e| StartError::Config(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// How to reach Redis, from the `--redis*` flags.
+    pub fn redis_options(&self) -> crate::redis::RedisOptions {
+        crate::redis::RedisOptions {
+            url: self.redis.clone(),
+            ca_file: self.redis_ca_file.clone(),
+            sentinel_username: self.redis_sentinel_username.clone(),
+            sentinel_password: self.redis_sentinel_password.clone(),
+            timeout: Duration::from_millis(self.redis_timeout_ms),
+        }
     }
 
     /// Resume grace as a duration.
@@ -323,9 +292,8 @@ mod tests {
         assert_eq!(parsed.session_store, d.session_store);
         assert_eq!(parsed.resume_grace_secs, d.resume_grace_secs);
         assert_eq!(parsed.reply_cache, d.reply_cache);
-        assert_eq!(parsed.admin_bind, d.admin_bind);
-        assert_eq!(parsed.admin_port, d.admin_port);
-        assert_eq!(parsed.log_format, d.log_format);
+        assert_eq!(parsed.node.admin_port, DEFAULT_ADMIN_PORT);
+        assert_eq!(parsed.node.admin_port, d.node.admin_port);
         assert_eq!(
             parsed.login_attempts_per_user_per_min,
             d.login_attempts_per_user_per_min
@@ -334,9 +302,6 @@ mod tests {
             parsed.login_attempts_per_ip_per_min,
             d.login_attempts_per_ip_per_min
         );
-        assert!(parsed.cluster_secret.is_none() && d.cluster_secret.is_none());
-        assert_eq!(parsed.link_sndhwm, d.link_sndhwm);
-        assert_eq!(parsed.link_rcvhwm, d.link_rcvhwm);
         assert_eq!(parsed.chat_messages_per_sec, d.chat_messages_per_sec);
         assert_eq!(parsed.chat_burst, d.chat_burst);
         assert_eq!(parsed.chat_sweep_ms, d.chat_sweep_ms);

@@ -16,7 +16,7 @@
 //! re-routed the socket), by adopting it from the store.
 //!
 //! Before a login enters the pipeline the actor counts it against the
-//! login attempt limits ([`crate::login_limits`]): the actor is where the
+//! login attempt limits ([`crate::policy::login_limits`]): the actor is where the
 //! socket's client IP is known, and a refused attempt then costs neither
 //! the token check nor the store.
 
@@ -32,11 +32,12 @@ use tower::{Service, ServiceExt};
 use tracing::{info, warn};
 
 use crate::handlers::resume::{adopt, MoveError};
-use crate::login_limits::LoginLimits;
-use crate::pipeline::{ConnInfo, HubRequest, HubService, SessionEffect};
+use crate::pipeline::HubService;
+use crate::policy::login_limits::LoginLimits;
+use crate::request::{ConnInfo, HubRequest, SessionEffect};
 use crate::session::LocalSession;
 use crate::state::HubState;
-use crate::violations::Violations;
+use gamemesh_node::fixed_window::{FixedWindow, Tally};
 
 /// Frames queued per connection before the client is told to slow down.
 pub const MAILBOX: usize = 256;
@@ -87,7 +88,7 @@ pub struct Connection {
     /// pinned to them are not adopted back.
     left: Vec<u64>,
     /// Frames that were not the contract, recently.
-    violations: Violations,
+    violations: FixedWindow,
     /// Set once this actor kicked its socket for contract violations.
     kicked: bool,
 }
@@ -97,7 +98,7 @@ impl Connection {
     /// mailbox of [`MAILBOX`].
     pub fn new(state: Arc<HubState>, service: HubService, conn: ConnInfo, gate: LoginGate) -> Self {
         Self {
-            violations: Violations::new(state.violations, Instant::now()),
+            violations: state.violations.counter(),
             state,
             service,
             conn,
@@ -233,7 +234,7 @@ impl Connection {
             // arm only guards against a pipeline built without it.
             Err(e) => {
                 warn!("Pipeline error: Socket={}: {e}", conn.socket);
-                crate::pipeline::HubResponse::error(seq, ErrorCode::Internal, "internal error")
+                crate::request::HubResponse::error(seq, ErrorCode::Internal, "internal error")
             }
         };
         match resp.effect {
@@ -264,11 +265,11 @@ impl Connection {
 /// the socket (`PROTOCOL_ERROR`). Returns true when it kicked.
 fn violation(
     state: &HubState,
-    violations: &mut Violations,
+    violations: &mut FixedWindow,
     conn: ConnInfo,
     session: &Option<Arc<LocalSession>>,
 ) -> bool {
-    if !violations.record(Instant::now()) {
+    if violations.record(Instant::now()) != Tally::Tripped {
         return false;
     }
     let policy = state.violations;

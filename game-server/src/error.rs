@@ -1,5 +1,6 @@
 //! Game server errors. Start-up errors say what to do next.
 
+use gamemesh_node::error::StartError;
 use thiserror::Error;
 
 /// Everything that stops a game server from starting.
@@ -29,32 +30,17 @@ pub enum GameServerError {
         /// What failed.
         reason: String,
     },
-    /// A port is taken.
-    #[error("{what} port {port} is already in use: stop whatever holds it or choose another port with {flag}")]
-    PortInUse {
-        /// Which port ("P2P", "mesh").
-        what: &'static str,
-        /// The port.
-        port: u16,
-        /// The flag that changes it.
-        flag: &'static str,
-    },
-    /// The ZeroMQ link failed.
-    #[error("ZeroMQ link failed: {0}")]
-    Link(#[from] gamemesh_transport::LinkError),
-    /// The admin port could not be opened.
+    /// What stops any node: a ZeroMQ port taken, the link, the admin port,
+    /// a flag that cannot work.
     #[error(transparent)]
-    Admin(#[from] gamemesh_node::admin::AdminError),
-    /// A flag has a value that cannot work.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    Start(#[from] StartError),
 }
 
-impl From<crate::redis_connect::RedisConnectError> for GameServerError {
-    fn from(e: crate::redis_connect::RedisConnectError) -> Self {
-        use crate::redis_connect::RedisConnectError as E;
+impl From<crate::redis::RedisConnectError> for GameServerError {
+    fn from(e: crate::redis::RedisConnectError) -> Self {
+        use crate::redis::RedisConnectError as E;
         match e {
-            E::Config(m) => GameServerError::Config(m),
+            E::Config(m) => StartError::Config(m).into(),
             E::Auth { target, reason } => GameServerError::RedisAuth {
                 addr: target,
                 reason,

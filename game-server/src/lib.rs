@@ -2,27 +2,29 @@
 //!
 //! Modules, in the order a packet meets them:
 //!
-//! - [`gateways`]: the ZeroMQ links to gateways (hellos, and the messages
-//!   we send them: `SendToClient`, `PinSession`, `DisconnectClient`).
-//! - [`hub`]: the dispatcher that hands each client frame to its
-//!   connection actor, and the flusher that saves sessions behind them.
+//! - [`cluster`]: the links to gateways ([`cluster::gateways`]), the
+//!   dispatcher that hands each client frame to its connection actor
+//!   ([`cluster::hub`]), the mesh to other game servers
+//!   ([`cluster::mesh`]) and the node registry ([`cluster::membership`]).
 //! - [`connection`]: one actor per client socket; decodes the
-//!   `ClientPacket`, counts a login against [`login_limits`] (per user and
-//!   per client IP), and runs it through the pipeline, one at a time.
+//!   `ClientPacket`, applies the [`policy`] limits (logins per user and per
+//!   client IP, contract violations) and runs it through the pipeline, one
+//!   at a time.
 //! - [`pipeline`]: the tower stack, composed in one place:
 //!   [`middleware::exception`] -> [`middleware::logging`] ->
 //!   [`middleware::authentication`] -> [`middleware::idempotency`] ->
-//!   [`middleware::timing`] -> [`handlers`] (the router).
+//!   [`middleware::timing`] -> [`handlers`] (the router). What flows
+//!   through it ([`request::HubRequest`], [`request::HubResponse`]) lives
+//!   in [`request`], so handlers and middleware never import the pipeline.
 //! - [`handlers`]: login, resume (and adoption), echo, heartbeat, logout,
 //!   chat, increment.
 //! - [`chat`]: chat rooms as actors, one per room across the cluster, and
-//!   their store; pushes to members over the [`mesh`].
-//! - [`violations`]: repeated frames that are not the contract get the
-//!   connection kicked.
+//!   their store; pushes to members over the mesh.
 //! - [`session`]: the [`session::SessionStore`] trait (Redis and memory
 //!   backends) and the sessions owned here.
-//! - [`redis_connect`]: every Redis connection (plain, ACL user, TLS,
-//!   Sentinel) and following the primary through a failover.
+//! - [`redis`]: every Redis connection (plain, ACL user, TLS, Sentinel):
+//!   address parsing ([`redis::target`]), following the primary through a
+//!   failover ([`redis::sentinel`]).
 //! - [`metrics`]: the Prometheus metrics, served with `/healthz` and
 //!   `/readyz` on the admin port (`gamemesh_node::admin`).
 //! - [`config`], [`error`], [`state`]: flags, start-up errors, shared state.
@@ -33,27 +35,25 @@
 pub mod api;
 pub mod background;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod error;
-pub mod gateways;
 pub mod handlers;
-pub mod hub;
-pub mod login_limits;
-pub mod membership;
-pub mod mesh;
 pub mod metrics;
 pub mod middleware;
 pub mod pipeline;
-pub mod redis_connect;
+pub mod policy;
+pub mod redis;
+pub mod request;
 pub mod session;
 pub mod state;
-pub mod violations;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use gamemesh_transport::{Link, LinkConfig, ZmqLink};
+use gamemesh_node::error::StartError;
+use gamemesh_transport::Link;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -61,10 +61,12 @@ use tracing::{info, warn};
 pub use config::{Config, StoreKind};
 pub use error::GameServerError;
 
+use cluster::gateways::GatewayLinks;
+use cluster::hub;
+use cluster::membership::{MemoryRegistry, NodeRegistry};
+use cluster::mesh::{self, Mesh};
 use gamemesh_proto::internal::NodeInfo;
-use gateways::GatewayLinks;
-use membership::{MemoryRegistry, NodeRegistry};
-use mesh::Mesh;
+use policy::{login_limits, violations};
 use session::memory::MemoryStore;
 use session::redis::RedisStore;
 use session::{LocalSessions, SessionStore};
@@ -143,33 +145,6 @@ fn port_of(endpoint: &str) -> u16 {
         .unwrap_or(0)
 }
 
-/// Binds one ZeroMQ link, turning "address in use" into the sentence that
-/// names the flag to change.
-fn bind_link(
-    role: &'static str,
-    config: &Config,
-    port: u16,
-    what: &'static str,
-    flag: &'static str,
-) -> Result<
-    (
-        ZmqLink,
-        tokio::sync::mpsc::Receiver<gamemesh_transport::LinkEvent>,
-    ),
-    GameServerError,
-> {
-    let mut link_config = LinkConfig::new(role, config.node_id, &config.bind, port);
-    link_config.sndhwm = config.link_sndhwm;
-    link_config.rcvhwm = config.link_rcvhwm;
-    ZmqLink::bind(link_config).map_err(|e| {
-        if e.is_addr_in_use() {
-            GameServerError::PortInUse { what, port, flag }
-        } else {
-            GameServerError::Link(e)
-        }
-    })
-}
-
 /// Connects the store, binds the ports and starts the hub.
 pub async fn start(
     config: Config,
@@ -187,10 +162,7 @@ pub async fn start(
         Arc<dyn chat::ChatStore>,
     ) = match config.session_store {
         StoreKind::Redis => {
-            let conn = redis_connect::RedisConn::connect(
-                &redis_connect::RedisOptions::from_config(&config),
-            )
-            .await?;
+            let conn = redis::RedisConn::connect(&config.redis_options()).await?;
             redis = Some(conn.clone());
             let s = Arc::new(RedisStore::new(conn));
             (s.clone(), s.clone(), s)
@@ -213,40 +185,53 @@ pub async fn start(
     if config.auth_secret.is_none() {
         warn!("No --auth-secret set: ANY login token is accepted. Set AUTH_SECRET in production.");
     }
-    if config.cluster_secret.is_none() {
-        warn!("No --cluster-secret set: the P2P and mesh ports trust ANY peer that reaches them. Set CLUSTER_SECRET on every node in production.");
-    }
-    let (p2p, events) = bind_link("game-server", &config, config.p2p_port, "P2P", "--p2p-port")?;
-    let (mesh, mesh_events) = bind_link("mesh", &config, config.mesh_port, "mesh", "--mesh-port")?;
+    config.node.warn_without_cluster_secret();
+    let node = &config.node;
+    let (p2p, events) = node.bind_link(
+        "game-server",
+        &config.bind,
+        config.p2p_port,
+        ("P2P", "--p2p-port"),
+    )?;
+    let (mesh, mesh_events) = node.bind_link(
+        "mesh",
+        &config.bind,
+        config.mesh_port,
+        ("mesh", "--mesh-port"),
+    )?;
     let p2p_endpoint = p2p.local_endpoint().to_string();
     let mesh_endpoint = mesh.local_endpoint().to_string();
-    let advertised = format!("tcp://{}:{}", config.advertise_host, port_of(&p2p_endpoint));
+    let advertised = format!(
+        "tcp://{}:{}",
+        config.node.advertise_host,
+        port_of(&p2p_endpoint)
+    );
     let me = NodeInfo {
-        node_id: config.node_id,
+        node_id: config.node.node_id,
         p2p_endpoint: advertised.clone(),
         mesh_endpoint: format!(
             "tcp://{}:{}",
-            config.advertise_host,
+            config.node.advertise_host,
             port_of(&mesh_endpoint)
         ),
     };
-    let peer_timeout = Duration::from_millis(config.peer_timeout_ms);
+    let peer_timeout = config.node.peer_timeout();
 
     let tracker = TaskTracker::new();
     // The hub's tasks stop on their own token, cancelled by `wait` after the
     // sessions were released; the caller's token only starts the shutdown.
     let tasks = CancellationToken::new();
     let state = Arc::new(HubState {
-        node_id: config.node_id,
+        node_id: config.node.node_id,
         store,
         sessions: LocalSessions::default(),
         gateways: GatewayLinks::new(
             p2p,
-            config.node_id,
+            config.node.node_id,
             advertised,
-            config.cluster_secret.clone(),
+            config.node.cluster_secret.clone(),
         ),
-        mesh: Mesh::new(mesh, me, peer_timeout, config.cluster_secret.clone()),
+        mesh: Mesh::new(mesh, me, peer_timeout, config.node.cluster_secret.clone()),
         accepting: AtomicBool::new(true),
         auth_secret: config.auth_secret.as_ref().map(|s| s.as_bytes().to_vec()),
         resume_grace: config.resume_grace(),
@@ -273,8 +258,8 @@ pub async fn start(
     // The admin port lives as long as the hub's tasks, so while sessions
     // are released /readyz still answers, and says "draining".
     let admin = gamemesh_node::admin::serve(
-        &config.admin_bind,
-        config.admin_port,
+        &config.node.admin_bind,
+        config.node.admin_port,
         readiness(state.clone()),
         &tracker,
         tasks.clone(),
@@ -283,19 +268,15 @@ pub async fn start(
     .inspect_err(|_| {
         state.gateways.shutdown();
         state.mesh.shutdown();
-    })?;
+    })
+    .map_err(StartError::from)?;
     let login_limits = Arc::new(login_limits::LoginLimits::new(
         config.login_attempts_per_user_per_min,
         config.login_attempts_per_ip_per_min,
     ));
     let dispatcher = hub::Dispatcher::new(state.clone(), service, tracker.clone(), login_limits);
-    tracker.spawn(dispatcher.run(
-        events,
-        Duration::from_millis(config.heartbeat_ms),
-        peer_timeout,
-        tasks.clone(),
-    ));
-    let heartbeat = Duration::from_millis(config.heartbeat_ms);
+    let heartbeat = config.node.heartbeat();
+    tracker.spawn(dispatcher.run(events, heartbeat, peer_timeout, tasks.clone()));
     tracker.spawn(mesh::registry_loop(
         state.clone(),
         registry.clone(),
@@ -347,7 +328,7 @@ pub async fn start(
     };
     info!(
         "Game server {} ready: P2P {p2p_endpoint}, mesh {mesh_endpoint}, session store {:?}",
-        config.node_id, config.session_store
+        config.node.node_id, config.session_store
     );
     Ok(RunningGameServer {
         p2p_endpoint,
@@ -357,7 +338,7 @@ pub async fn start(
         tracker,
         shutdown,
         tasks,
-        grace: Duration::from_secs(config.shutdown_grace_secs),
+        grace: config.node.shutdown_grace(),
         registry,
         background,
     })

@@ -1,4 +1,4 @@
-//! The game server's Prometheus metrics (names in README, "Metrics").
+//! The game server's Prometheus metrics (names in docs/OPERATIONS.md, "Metrics").
 //!
 //! The handles are registered once per process, on first use, and kept in
 //! a static: the hub, the middlewares, the Redis store and the mesh all
@@ -124,7 +124,7 @@ impl HubMetrics {
     }
 
     /// The handler latency histogram of a packet kind
-    /// ([`crate::pipeline::HubRequest::kind`]).
+    /// ([`crate::request::HubRequest::kind`]).
     pub fn handler(&self, kind: &str) -> &Histogram {
         KINDS
             .iter()

@@ -7,10 +7,10 @@ use std::time::Duration;
 use gamemesh_transport::NodeId;
 
 use crate::chat::Chat;
-use crate::gateways::GatewayLinks;
-use crate::mesh::Mesh;
+use crate::cluster::gateways::GatewayLinks;
+use crate::cluster::mesh::Mesh;
+use crate::policy::violations::ViolationPolicy;
 use crate::session::{LocalSessions, SessionStore};
-use crate::violations::ViolationPolicy;
 
 /// Shared state of one game server.
 pub struct HubState {

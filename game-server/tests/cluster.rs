@@ -8,8 +8,10 @@
 //! servers spawned from `env!("CARGO_BIN_EXE_game-server")` on free ports
 //! with short timers (logs in a temp dir, printed on failure), gateways in
 //! this process through [`gamemesh_gateway::start`], seeded with the FIRST
-//! game server only: membership has to teach them the others. Every wait is
-//! on a condition with a deadline, never a sleep for luck.
+//! game server only: membership has to teach them the others. A gateway
+//! that is to be killed runs in a child process of its own
+//! ([`GatewayProcess`]). Every wait is on a condition with a deadline,
+//! never a sleep for luck.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
@@ -19,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gamemesh_gateway::Config as GwConfig;
+use gamemesh_node::flags::NodeFlags;
 use gamemesh_proto::client::{server_packet, ErrorCode, KickReason, LoginResponse, ServerPacket};
 use gamemesh_test_client::client::{Client, ClientError};
 use gamemesh_test_support::{free_port, init_tracing, wait_for_async, RedisServer};
@@ -120,22 +123,7 @@ impl Harness {
 
     /// Starts a gateway in this process seeded with `seed` only.
     async fn gateway(&self, node_id: u64, seed: &GameServer) -> Gateway {
-        let config = GwConfig {
-            node_id,
-            client_bind: "127.0.0.1".into(),
-            client_port: 0,
-            p2p_port: 0,
-            game_servers: vec![format!("127.0.0.1:{}", seed.p2p_port)],
-            heartbeat_ms: 100,
-            peer_timeout_ms: 2000,
-            request_timeout_ms: REQUEST_TIMEOUT.as_millis() as u64,
-            shutdown_grace_secs: 2,
-            // Every test client connects from 127.0.0.1; the per-IP limit
-            // has its own test (integration-tests/tests/overload.rs).
-            max_connects_per_ip_per_sec: 100_000,
-            admin_port: 0,
-            ..GwConfig::default()
-        };
+        let config = gateway_config(node_id, seed.p2p_port);
         let shutdown = CancellationToken::new();
         let running = gamemesh_gateway::start(config, shutdown.clone())
             .await
@@ -147,6 +135,23 @@ impl Harness {
             shutdown,
             task: Some(tokio::spawn(running.wait())),
         }
+    }
+
+    /// Starts a gateway as a child process (so it can be killed), seeded
+    /// with `seed` only, and waits until it links `live` game servers.
+    async fn gateway_process(
+        &self,
+        node_id: u64,
+        seed: &GameServer,
+        live: usize,
+    ) -> GatewayProcess {
+        GatewayProcess::spawn(
+            node_id,
+            seed.p2p_port,
+            live,
+            self.dir.join(format!("gateway-{node_id}.log")),
+        )
+        .await
     }
 
     fn redis_conn(&self) -> redis::Connection {
@@ -335,6 +340,28 @@ impl GameServer {
         assert!(status.success(), "kill {signal} {} failed", self.pid());
     }
 
+    /// SIGSTOP, and returns once every thread of the process is stopped.
+    /// A signal is delivered asynchronously: `kill` returns before the
+    /// process has stopped, and a request sent in between would still be
+    /// served.
+    async fn stop_and_wait_stopped(&self) {
+        self.signal("-STOP");
+        let pid = self.pid();
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let states = thread_states(pid);
+            if !states.is_empty() && states.iter().all(|s| *s == 'T') {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "game server {} (pid {pid}) not stopped {SETTLE:?} after SIGSTOP: thread states {states:?}",
+                self.node_id
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// SIGTERM: asks for the graceful stop (the workspace forbids unsafe
     /// code, so no `libc::kill`).
     fn terminate(&self) {
@@ -380,6 +407,20 @@ impl Drop for GameServer {
             );
         }
     }
+}
+
+/// The scheduler state (`R`, `S`, `T`, ...) of every thread of process
+/// `pid`, from `/proc/<pid>/task/*/stat` (Linux); empty if it is gone.
+fn thread_states(pid: u32) -> Vec<char> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        // "tid (comm) S ...": the command may hold spaces and parentheses,
+        // so the state is the first field after the last ')'.
+        .filter_map(|stat| stat.rsplit_once(')')?.1.trim_start().chars().next())
+        .collect()
 }
 
 fn read_from(path: &Path, offset: u64) -> String {
@@ -452,6 +493,186 @@ impl Drop for Gateway {
         // A failing test must not leave it running for the next one.
         self.shutdown.cancel();
     }
+}
+
+/// A gateway's configuration for these tests, seeded with the game server
+/// at `seed_port` only.
+fn gateway_config(node_id: u64, seed_port: u16) -> GwConfig {
+    GwConfig {
+        node: NodeFlags {
+            node_id,
+            heartbeat_ms: 100,
+            peer_timeout_ms: 2000,
+            shutdown_grace_secs: 2,
+            admin_port: 0,
+            ..NodeFlags::default()
+        },
+        client_bind: "127.0.0.1".into(),
+        client_port: 0,
+        p2p_port: 0,
+        game_servers: vec![format!("127.0.0.1:{seed_port}")],
+        request_timeout_ms: REQUEST_TIMEOUT.as_millis() as u64,
+        // Every test client connects from 127.0.0.1; the per-IP limit
+        // has its own test (integration-tests/tests/overload.rs).
+        max_connects_per_ip_per_sec: 100_000,
+        ..GwConfig::default()
+    }
+}
+
+/// Set in the environment of a gateway child process (see
+/// [`GatewayProcess`]): `<node id>,<seed P2P port>,<live game servers to
+/// wait for>`.
+const GATEWAY_CHILD_ENV: &str = "GAMEMESH_CLUSTER_TEST_GATEWAY";
+
+/// What a gateway child process prints once it is ready, before its client
+/// address.
+const GATEWAY_READY: &str = "gateway child ready, clients at ";
+
+/// A gateway in a process of its own, so that it can be killed (SIGKILL:
+/// nothing flushed, nothing said, its sockets closed by the kernel), which
+/// a gateway inside the test process cannot be.
+///
+/// The process is this test binary run again for the one test
+/// [`gateway_child_process`] (libtest's `--exact --ignored`), with
+/// [`GATEWAY_CHILD_ENV`] set: it runs the gateway library of this very
+/// build, where the `gateway` binary may not be built (`-p` runs) or be
+/// stale. SIGKILLed and reaped on drop.
+struct GatewayProcess {
+    /// Its node id.
+    node_id: u64,
+    /// Where clients connect.
+    addr: String,
+    /// stdout and stderr, printed when the test fails.
+    log: PathBuf,
+    /// The process; `None` once killed and reaped.
+    child: Option<Child>,
+}
+
+impl GatewayProcess {
+    async fn spawn(node_id: u64, seed_port: u16, live: usize, log: PathBuf) -> GatewayProcess {
+        let out = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let err = out.try_clone().expect("clone log handle");
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let child = Command::new(&exe)
+            .args([
+                "gateway_child_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(GATEWAY_CHILD_ENV, format!("{node_id},{seed_port},{live}"))
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {} as a gateway: {e}", exe.display()));
+        let mut gw = GatewayProcess {
+            node_id,
+            addr: String::new(),
+            log,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let text = read_from(&gw.log, 0);
+            if let Some(addr) = text
+                .lines()
+                .find_map(|l| l.split_once(GATEWAY_READY).map(|(_, a)| a.trim()))
+            {
+                gw.addr = addr.to_string();
+                return gw;
+            }
+            let exited = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                exited.is_none(),
+                "gateway {node_id} exited before ready ({exited:?}):\n{}",
+                tail(&text)
+            );
+            assert!(
+                Instant::now() < deadline,
+                "gateway {node_id} not ready (linked to {live} game servers) within {START_TIMEOUT:?}:\n{}",
+                tail(&text)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect_with_timeout(&self.addr, TIMEOUT)
+            .await
+            .expect("client connects to the gateway process")
+    }
+
+    /// SIGKILL, then reap: a crash.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- gateway {} log ({}), last {LOG_TAIL_LINES} lines ----\n{}",
+                self.node_id,
+                self.log.display(),
+                tail(&read_from(&self.log, 0))
+            );
+        }
+    }
+}
+
+/// Not a test: the body of a [`GatewayProcess`], run only in a child
+/// process that has [`GATEWAY_CHILD_ENV`] set (hence ignored). It starts
+/// the gateway, waits until it links the game servers it was told to,
+/// prints [`GATEWAY_READY`] and its client address, and runs until it is
+/// killed. Run by hand, without the variable, it fails and says so.
+#[test]
+#[ignore = "the body of the gateway child process of a_killed_gateways_clients_resume_*; not a test"]
+fn gateway_child_process() {
+    let spec = std::env::var(GATEWAY_CHILD_ENV).unwrap_or_else(|_| {
+        panic!(
+            "not a test: this is the gateway child process that \
+             a_killed_gateways_clients_resume_* starts with {GATEWAY_CHILD_ENV} set"
+        )
+    });
+    let fields: Vec<u64> = spec
+        .split(',')
+        .map(|f| {
+            f.parse()
+                .unwrap_or_else(|e| panic!("{GATEWAY_CHILD_ENV}={spec}: {e}"))
+        })
+        .collect();
+    let [node_id, seed_port, live] = fields[..] else {
+        panic!("{GATEWAY_CHILD_ENV}={spec}: want <node id>,<seed port>,<live game servers>");
+    };
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async move {
+        let seed_port = u16::try_from(seed_port).expect("a port");
+        let running =
+            gamemesh_gateway::start(gateway_config(node_id, seed_port), CancellationToken::new())
+                .await
+                .expect("gateway starts");
+        let mut linked = running.live_game_servers();
+        linked
+            .wait_for(|n| *n as u64 == live)
+            .await
+            .expect("the gateway runs");
+        println!("{GATEWAY_READY}{}", running.client_addr);
+        // Until SIGKILL: the shutdown token is never cancelled.
+        running.wait().await;
+    });
 }
 
 /// A fresh client on `gw`, logged in as `user` (servers run without an
@@ -832,7 +1053,7 @@ async fn a_stalled_game_server_gets_its_clients_unavailable_within_the_bound_and
         healthy.len()
     );
 
-    gs1.signal("-STOP");
+    gs1.stop_and_wait_stopped().await;
     let stopped_at = Instant::now();
     // Each stalled client's request is relayed to the stopped game server
     // (the gateway has not noticed yet): the gateway itself must answer it.
@@ -958,14 +1179,18 @@ async fn a_killed_gateways_clients_resume_through_the_other_with_the_counter_exa
     let h = Harness::new("gateway-kill");
     let gs1 = h.game_server(1).await;
     let _gs2 = h.game_server(2).await;
-    let mut gw1 = h.gateway(1, &gs1).await;
+    // Gateway 1 in a process of its own, to be killed; gateway 2 here.
+    let mut gw1 = h.gateway_process(1, &gs1, 2).await;
     let mut gw2 = h.gateway(2, &gs1).await;
-    gw1.wait_live(2).await;
     gw2.wait_live(2).await;
 
     let mut sessions = Vec::new();
     for user in 0..CLIENTS {
-        let (mut c, l) = logged_in(&gw1, 5000 + user).await;
+        let mut c = gw1.client().await;
+        let l = c
+            .login(5000 + user, "dev")
+            .await
+            .unwrap_or_else(|e| panic!("login of user {} via gateway 1: {e}", 5000 + user));
         for expected in 1..=3 {
             let seq = c.allocate_sequence();
             assert_eq!(c.increment_at(seq).await.expect("increment"), expected);
@@ -973,9 +1198,21 @@ async fn a_killed_gateways_clients_resume_through_the_other_with_the_counter_exa
         sessions.push((c, l));
     }
 
-    gw1.stop().await;
+    // kill -9: no kick, no ClientDisconnected to the game servers, no save
+    // on its way out. The game servers still hold every session as
+    // connected to a socket on gateway 1.
+    gw1.kill();
     for (mut old, l) in sessions {
-        assert!(old.wait_closed(TIMEOUT).await, "gateway 1's sockets close");
+        assert!(
+            old.wait_closed(TIMEOUT).await,
+            "the kernel closes the killed gateway's sockets"
+        );
+        let said: Vec<&ServerPacket> = old.queued().collect();
+        assert!(
+            said.is_empty(),
+            "a killed gateway says nothing, yet session {} got {said:?}",
+            l.session_id
+        );
         let mut c = gw2.client().await;
         let snapshot = c
             .resume(l.session_id, &l.resume_token)

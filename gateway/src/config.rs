@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use clap::Parser;
-use gamemesh_node::LogFormat;
-use gamemesh_proto::cluster_auth::ClusterSecret;
+use gamemesh_node::error::StartError;
+use gamemesh_node::flags::{NodeFlags, NodeRole};
 
 use crate::error::GatewayError;
 
@@ -16,6 +16,16 @@ pub const DEFAULT_P2P_PORT: u16 = 8001;
 /// Default admin (metrics, health) port.
 pub const DEFAULT_ADMIN_PORT: u16 = 9190;
 
+/// What a gateway sets in the shared node flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GatewayRole;
+
+impl NodeRole for GatewayRole {
+    const ENV_PREFIX: &'static str = "GATEWAY";
+    const DEFAULT_ADMIN_PORT: u16 = DEFAULT_ADMIN_PORT;
+    const UNGUARDED: &'static str = "the P2P port trusts ANY peer that reaches it";
+}
+
 /// How a gateway is run.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -24,9 +34,10 @@ pub const DEFAULT_ADMIN_PORT: u16 = 9190;
     about = "gamemesh gateway: relays game clients' frames to game servers"
 )]
 pub struct Config {
-    /// This gateway's node id, unique among gateways.
-    #[arg(long, env = "GATEWAY_NODE_ID", default_value_t = 1)]
-    pub node_id: u64,
+    /// The flags every node takes (node id, heartbeat, admin port, cluster
+    /// secret, ...), with `GATEWAY_` env twins.
+    #[command(flatten)]
+    pub node: NodeFlags<GatewayRole>,
     /// Interface clients connect to.
     #[arg(long, env = "GATEWAY_CLIENT_BIND", default_value = "0.0.0.0")]
     pub client_bind: String,
@@ -40,9 +51,6 @@ pub struct Config {
     /// ZeroMQ port game servers send to (0: any free port).
     #[arg(long, env = "GATEWAY_P2P_PORT", default_value_t = DEFAULT_P2P_PORT)]
     pub p2p_port: u16,
-    /// Host name game servers use to reach this gateway's P2P port.
-    #[arg(long, env = "GATEWAY_ADVERTISE_HOST", default_value = "127.0.0.1")]
-    pub advertise_host: String,
     /// Game servers to link to at start, `host:port` of their P2P ports,
     /// comma separated. A listed game server that starts later is linked
     /// as soon as it answers.
@@ -115,12 +123,6 @@ pub struct Config {
     /// its flood costs us as much as relaying it.
     #[arg(long, env = "GATEWAY_RATE_LIMIT_KICK_AFTER", default_value_t = 50)]
     pub rate_limit_kick_after: u32,
-    /// Interval of the hello/heartbeat sent to each game server.
-    #[arg(long, env = "GATEWAY_HEARTBEAT_MS", default_value_t = 1000)]
-    pub heartbeat_ms: u64,
-    /// A game server silent for this long is declared down.
-    #[arg(long, env = "GATEWAY_PEER_TIMEOUT_MS", default_value_t = 3000)]
-    pub peer_timeout_ms: u64,
     /// A request relayed to a game server and not answered within this
     /// long is answered `ErrorResponse{UNAVAILABLE}` by the gateway (a late
     /// real answer is then dropped; the client retries with the same
@@ -134,33 +136,6 @@ pub struct Config {
     /// for an adoption).
     #[arg(long, env = "GATEWAY_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
     pub request_timeout_ms: u64,
-    /// Longest wait for connections to close on shutdown.
-    #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
-    pub shutdown_grace_secs: u64,
-    /// Interface of the admin port (`/metrics`, `/healthz`, `/readyz`).
-    /// Loopback by default: metrics are for the operator, not the internet.
-    #[arg(long, env = "GATEWAY_ADMIN_BIND", default_value = "127.0.0.1")]
-    pub admin_bind: String,
-    /// HTTP admin port: Prometheus `/metrics`, `/healthz` (alive) and
-    /// `/readyz` (a game server is linked) (0: any free port).
-    #[arg(long, env = "GATEWAY_ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT)]
-    pub admin_port: u16,
-    /// Log line format: `text` for people, `json` for log shippers.
-    /// `RUST_LOG` picks what is logged.
-    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-    /// Shared secret every gateway and game server of the cluster holds:
-    /// hellos prove it, and nothing from an unproven peer is acted on.
-    /// Unset: any peer that reaches the P2P port is trusted (development).
-    #[arg(long, env = "CLUSTER_SECRET", hide_env_values = true, value_parser = ClusterSecret::parse)]
-    pub cluster_secret: Option<ClusterSecret>,
-    /// Messages one outbound ZeroMQ pipe (to one game server) holds; a frame
-    /// beyond it gets `UNAVAILABLE` (see `gamemesh_transport::DEFAULT_SNDHWM`).
-    #[arg(long, env = "GATEWAY_LINK_SNDHWM", default_value_t = gamemesh_transport::DEFAULT_SNDHWM)]
-    pub link_sndhwm: i32,
-    /// Messages one inbound ZeroMQ pipe (from one game server) holds.
-    #[arg(long, env = "GATEWAY_LINK_RCVHWM", default_value_t = gamemesh_transport::DEFAULT_RCVHWM)]
-    pub link_rcvhwm: i32,
 }
 
 impl Default for Config {
@@ -168,12 +143,11 @@ impl Default for Config {
         // The flag defaults, written out so tests never read environment
         // variables; `defaults_match_the_flags` keeps the two in step.
         Self {
-            node_id: 1,
+            node: NodeFlags::default(),
             client_bind: "0.0.0.0".into(),
             client_port: DEFAULT_CLIENT_PORT,
             p2p_bind: "127.0.0.1".into(),
             p2p_port: DEFAULT_P2P_PORT,
-            advertise_host: "127.0.0.1".into(),
             game_servers: vec!["127.0.0.1:9001".into()],
             max_frame_bytes: gamemesh_proto::DEFAULT_MAX_FRAME_BYTES,
             idle_timeout_secs: 30,
@@ -184,16 +158,7 @@ impl Default for Config {
             max_connects_per_ip_per_sec: 20,
             max_packets_per_sec: 100,
             rate_limit_kick_after: 50,
-            heartbeat_ms: 1000,
-            peer_timeout_ms: 3000,
             request_timeout_ms: 5000,
-            shutdown_grace_secs: 5,
-            cluster_secret: None,
-            link_sndhwm: gamemesh_transport::DEFAULT_SNDHWM,
-            link_rcvhwm: gamemesh_transport::DEFAULT_RCVHWM,
-            admin_bind: "127.0.0.1".into(),
-            admin_port: DEFAULT_ADMIN_PORT,
-            log_format: LogFormat::Text,
         }
     }
 }
@@ -201,7 +166,7 @@ impl Default for Config {
 impl Config {
     /// Checks values that clap cannot, before anything is bound.
     pub fn validate(&self) -> Result<(), GatewayError> {
-        let bad = |m: String| Err(GatewayError::Config(m));
+        let bad = |m: String| Err(StartError::Config(m).into());
         if self.max_frame_bytes == 0 || self.max_frame_bytes > 16 * 1024 * 1024 {
             return bad(format!(
                 "--max-frame-bytes must be between 1 and 16777216, not {}",
@@ -240,12 +205,8 @@ impl Config {
         if self.max_packets_per_sec == 0 {
             return bad("--max-packets-per-sec must be at least 1".into());
         }
-        if self.link_sndhwm < 1 || self.link_rcvhwm < 1 {
-            // 0 would mean "no limit" to libzmq: unbounded memory.
-            return bad("--link-sndhwm and --link-rcvhwm must be at least 1".into());
-        }
-        if self.heartbeat_ms == 0 || self.peer_timeout_ms <= self.heartbeat_ms {
-            return bad("--peer-timeout-ms must be larger than --heartbeat-ms (> 0)".into());
+        if let Err(e) = self.node.validate() {
+            return bad(e.to_string());
         }
         if self.request_timeout_ms == 0 {
             return bad("--request-timeout-ms must be at least 1".into());
@@ -302,16 +263,9 @@ mod tests {
         );
         assert_eq!(parsed.max_packets_per_sec, d.max_packets_per_sec);
         assert_eq!(parsed.rate_limit_kick_after, d.rate_limit_kick_after);
-        assert_eq!(parsed.heartbeat_ms, d.heartbeat_ms);
-        assert_eq!(parsed.peer_timeout_ms, d.peer_timeout_ms);
         assert_eq!(parsed.request_timeout_ms, d.request_timeout_ms);
-        assert_eq!(parsed.shutdown_grace_secs, d.shutdown_grace_secs);
-        assert!(parsed.cluster_secret.is_none() && d.cluster_secret.is_none());
-        assert_eq!(parsed.link_sndhwm, d.link_sndhwm);
-        assert_eq!(parsed.link_rcvhwm, d.link_rcvhwm);
-        assert_eq!(parsed.admin_bind, d.admin_bind);
-        assert_eq!(parsed.admin_port, d.admin_port);
-        assert_eq!(parsed.log_format, d.log_format);
+        assert_eq!(parsed.node.admin_port, DEFAULT_ADMIN_PORT);
+        assert_eq!(parsed.node.admin_port, d.node.admin_port);
         d.validate().unwrap();
     }
 
@@ -329,8 +283,8 @@ mod tests {
     fn zero_limits_are_refused_with_the_flag_name() {
         type Case = (fn(&mut Config), &'static str);
         let cases: [Case; 7] = [
-            (|c| c.link_sndhwm = 0, "--link-sndhwm"),
-            (|c| c.link_rcvhwm = 0, "--link-rcvhwm"),
+            (|c| c.node.link_sndhwm = 0, "--link-sndhwm"),
+            (|c| c.node.link_rcvhwm = 0, "--link-rcvhwm"),
             (|c| c.outbound_queue_bytes = 0, "--outbound-queue-bytes"),
             (|c| c.login_deadline_secs = 0, "--login-deadline-secs"),
             (|c| c.max_connections = 0, "--max-connections"),

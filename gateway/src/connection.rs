@@ -10,10 +10,9 @@
 //! memory. The packet rate limit is a token bucket owned by the task, so
 //! checking it takes no lock and one flooding socket slows nobody else.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -32,10 +31,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use crate::clients::{kick_body, ClientHandle, Outbound};
 use crate::in_flight::{InFlight, Reply};
-use crate::limits::{Abuse, AbuseWindow, TokenBucket};
-use crate::upstream::kick_body;
+use crate::limits::{abuse_window, packet_bucket, ABUSE_WINDOW};
 use crate::Shared;
+use gamemesh_node::fixed_window::Tally;
 
 /// How long a kicked (or refused) client gets to take its last frame
 /// before we close.
@@ -44,164 +44,6 @@ pub(crate) const LAST_FRAME_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long a closed connection's input is drained (see
 /// `drain_before_close`).
 const DRAIN_BEFORE_CLOSE: Duration = Duration::from_millis(500);
-
-/// Something to do on a client socket, in order.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    /// Write one frame body (the gateway's own answers and kicks).
-    Frame(Bytes),
-    /// Write one frame body a game server sent: it answers a request in
-    /// the socket's in-flight table (or is a push), and is dropped if the
-    /// gateway already answered that request (see [`crate::in_flight`]).
-    Reply(Bytes),
-    /// A game server was declared DOWN: answer the requests in flight to
-    /// it (`UNAVAILABLE`). Travels in the socket's own queue, so the
-    /// socket's task learns it without another wake-up source per frame.
-    GameServerDown(NodeId),
-    /// Write `last_frame` (if any), then close.
-    Close {
-        /// Usually a `Kicked`.
-        last_frame: Option<Bytes>,
-        /// For the log line.
-        reason: String,
-    },
-}
-
-/// The handle on one socket's outbound queue, shared by the dispatcher
-/// (through the registry) and the socket's own task.
-pub(crate) struct ClientHandle {
-    /// Bounded queue of frames for the socket.
-    tx: mpsc::Sender<Outbound>,
-    /// Fired when a queue bound is crossed: the socket task kicks the
-    /// client.
-    slow: CancellationToken,
-    /// Body bytes delivered and not yet written to the socket (queued, or
-    /// in the batch being written). One atomic add per frame keeps the
-    /// bytes bound cheap.
-    queued_bytes: AtomicUsize,
-    /// `--outbound-queue-bytes`.
-    max_bytes: usize,
-    /// Set when the bytes bound (not the frame bound) fired `slow`, so the
-    /// kick says which.
-    over_bytes: AtomicBool,
-    /// Set when a game server pinned the socket to a session: the login
-    /// deadline no longer applies (not even after a logout).
-    logged_in: AtomicBool,
-}
-
-impl ClientHandle {
-    fn new(tx: mpsc::Sender<Outbound>, max_bytes: usize) -> Self {
-        Self {
-            tx,
-            slow: CancellationToken::new(),
-            queued_bytes: AtomicUsize::new(0),
-            max_bytes,
-            over_bytes: AtomicBool::new(false),
-            logged_in: AtomicBool::new(false),
-        }
-    }
-
-    /// Queues `out`. Over either bound the client is marked for a
-    /// `SLOW_CONSUMER` kick and `out` is dropped. A frame into an empty
-    /// queue is always taken, so one reply larger than the bytes bound
-    /// still reaches a client that reads.
-    fn push(&self, out: Outbound) {
-        let len = match &out {
-            Outbound::Frame(body) | Outbound::Reply(body) => body.len(),
-            Outbound::Close { .. } | Outbound::GameServerDown(_) => 0,
-        };
-        if len > 0 {
-            let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
-            if before > 0 && before + len > self.max_bytes {
-                self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-                self.over_bytes.store(true, Ordering::Relaxed);
-                self.slow.cancel();
-                return;
-            }
-        }
-        if let Err(e) = self.tx.try_send(out) {
-            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                self.slow.cancel();
-            }
-        }
-    }
-
-    /// `written` body bytes left the queue for the socket.
-    fn written(&self, written: usize) {
-        self.queued_bytes.fetch_sub(written, Ordering::Relaxed);
-    }
-}
-
-/// Open sockets by id, so game servers' messages find their socket.
-#[derive(Default)]
-pub(crate) struct ClientRegistry {
-    /// Every open socket.
-    clients: Mutex<HashMap<Uuid, Arc<ClientHandle>>>,
-}
-
-impl ClientRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<ClientHandle>>> {
-        // Single-operation critical sections: poisoning cannot leave the map
-        // inconsistent.
-        self.clients.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Queues `out` for `socket`. A full queue (in frames or bytes) means
-    /// the client is not reading: it is marked for a `SLOW_CONSUMER` kick.
-    pub(crate) fn deliver(&self, socket: &Uuid, out: Outbound) {
-        let clients = self.lock();
-        let Some(h) = clients.get(socket) else {
-            debug!(%socket, "message for a closed socket dropped");
-            return;
-        };
-        h.push(out);
-    }
-
-    /// Records that a game server pinned `socket` to a session, which
-    /// lifts its login deadline.
-    pub(crate) fn mark_logged_in(&self, socket: &Uuid) {
-        if let Some(h) = self.lock().get(socket) {
-            h.logged_in.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Tells every socket that `gs` is down. A socket whose queue is full
-    /// is already being kicked as a slow consumer.
-    pub(crate) fn game_server_down(&self, gs: NodeId) {
-        for h in self.lock().values() {
-            let _ = h.tx.try_send(Outbound::GameServerDown(gs));
-        }
-    }
-
-    /// Tells every socket to close with `last_frame` (shutdown).
-    pub(crate) fn close_all(&self, last_frame: Bytes, reason: &str) {
-        for h in self.lock().values() {
-            if h.tx
-                .try_send(Outbound::Close {
-                    last_frame: Some(last_frame.clone()),
-                    reason: reason.to_string(),
-                })
-                .is_err()
-            {
-                h.slow.cancel();
-            }
-        }
-    }
-
-    /// Number of open sockets.
-    pub(crate) fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Reply bytes queued for all sockets together (a metrics sample).
-    pub(crate) fn queued_bytes(&self) -> usize {
-        self.lock()
-            .values()
-            .map(|h| h.queued_bytes.load(Ordering::Relaxed))
-            .sum()
-    }
-}
 
 /// One admitted socket's place under `--max-connections`; dropping it
 /// frees the place.
@@ -276,9 +118,8 @@ pub(crate) async fn serve(
     let login_timer = tokio::time::sleep(login_deadline);
     tokio::pin!(login_timer);
     let mut login_pending = true;
-    let now = Instant::now();
-    let mut bucket = TokenBucket::new(config.max_packets_per_sec, config.packet_burst(), now);
-    let mut abuse = AbuseWindow::new(config.rate_limit_kick_after, now);
+    let bucket = packet_bucket(config.max_packets_per_sec, config.packet_burst());
+    let mut abuse = abuse_window(config.rate_limit_kick_after);
     let slow_kick = || {
         if handle.over_bytes.load(Ordering::Relaxed) {
             warn!(
@@ -331,7 +172,7 @@ pub(crate) async fn serve(
                 let now = Instant::now();
                 let expired = in_flight.expire(now);
                 if !expired.is_empty() {
-                    if let Some(suppressed) = shared.timeout_log.allow(now) {
+                    if let Some(suppressed) = shared.timeout_log.allow() {
                         warn!(
                             "Request timeout: SocketId={socket}: {} requests unanswered for --request-timeout-ms {}; answering UNAVAILABLE ({suppressed} more sockets' lines not logged)",
                             expired.len(),
@@ -429,7 +270,7 @@ pub(crate) async fn serve(
                     let metrics = shared.counters.metrics();
                     metrics.packets_in.increment(1);
                     metrics.bytes_in.increment(body.len() as u64);
-                    if bucket.try_take(now) {
+                    if bucket.try_take() {
                         let seq = packets::peek_sequence_id(&body);
                         match relay(&shared, &socket, body) {
                             Ok(Some(gs)) => in_flight.sent(seq, gs, now),
@@ -439,20 +280,20 @@ pub(crate) async fn serve(
                     } else {
                         shared.counters.rate_limited();
                         match abuse.record(now) {
-                            Abuse::Kick => {
+                            Tally::Tripped => {
                                 warn!(
                                     "Packet rate abuse: SocketId={socket}, Peer={peer}: more than --rate-limit-kick-after {} frames rate limited within {} s; kicking",
                                     config.rate_limit_kick_after,
-                                    crate::limits::ABUSE_WINDOW.as_secs()
+                                    ABUSE_WINDOW.as_secs()
                                 );
                                 break End::Kicked(KickReason::ProtocolError, "packet rate abuse".into());
                             }
-                            Abuse::Started => warn!(
+                            Tally::Opened => warn!(
                                 "Rate limiting SocketId={socket}, Peer={peer}: over --max-packets-per-sec {} (burst {}); frames answered RATE_LIMITED",
                                 config.max_packets_per_sec,
                                 config.packet_burst()
                             ),
-                            Abuse::Continuing => {}
+                            Tally::Counted => {}
                         }
                         let reply = packets::error(
                             packets::peek_sequence_id(&body),
@@ -635,7 +476,7 @@ fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<Option<NodeId>, 
         // logged at most once a second, since it comes in floods.
         let detail = match e {
             LinkError::Full(_) => {
-                if let Some(suppressed) = shared.hwm_log.allow(Instant::now()) {
+                if let Some(suppressed) = shared.hwm_log.allow() {
                     warn!(
                         "Relay to game server {} refused: its queue is at the high-water mark (--link-sndhwm); answering UNAVAILABLE ({suppressed} more not logged)",
                         route.game_server
@@ -660,48 +501,4 @@ fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<Option<NodeId>, 
         return Ok(None);
     }
     Ok(Some(route.game_server))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(n: usize) -> Outbound {
-        Outbound::Frame(Bytes::from(vec![0; n]))
-    }
-
-    #[test]
-    fn bytes_bound_takes_one_big_frame_but_kicks_beyond_the_bound() {
-        let (tx, _rx) = mpsc::channel(100);
-        let h = ClientHandle::new(tx, 100);
-        h.push(frame(150));
-        assert!(
-            !h.slow.is_cancelled(),
-            "one frame into an empty queue passes"
-        );
-        h.written(150);
-        h.push(frame(60));
-        h.push(frame(40));
-        assert!(!h.slow.is_cancelled(), "exactly at the bound is fine");
-        h.push(frame(1));
-        assert!(h.slow.is_cancelled(), "one byte over kicks");
-        assert!(h.over_bytes.load(Ordering::Relaxed));
-        assert_eq!(h.queued_bytes.load(Ordering::Relaxed), 100);
-    }
-
-    #[test]
-    fn frame_bound_kicks_without_blaming_bytes() {
-        let (tx, _rx) = mpsc::channel(2);
-        let h = ClientHandle::new(tx, 1 << 20);
-        for _ in 0..3 {
-            h.push(frame(1));
-        }
-        assert!(h.slow.is_cancelled());
-        assert!(!h.over_bytes.load(Ordering::Relaxed));
-        assert_eq!(
-            h.queued_bytes.load(Ordering::Relaxed),
-            2,
-            "dropped frame uncounted"
-        );
-    }
 }

@@ -1,6 +1,7 @@
 //! Gateway errors. Start-up errors are written for the person starting the
 //! gateway: what went wrong and which flag changes it.
 
+use gamemesh_node::error::StartError;
 use thiserror::Error;
 
 /// Everything that stops a gateway from starting or running.
@@ -24,19 +25,8 @@ pub enum GatewayError {
         /// The OS's reason.
         source: std::io::Error,
     },
-    /// The P2P port is taken.
-    #[error("P2P port {port} is already in use: stop whatever holds it or choose another port with --p2p-port")]
-    P2pPortInUse {
-        /// Port we tried.
-        port: u16,
-    },
-    /// The ZeroMQ link failed.
-    #[error("ZeroMQ link failed: {0}")]
-    Link(#[from] gamemesh_transport::LinkError),
-    /// The admin port could not be opened.
+    /// What stops any node: the P2P port taken, the link, the admin port,
+    /// a flag that cannot work.
     #[error(transparent)]
-    Admin(#[from] gamemesh_node::admin::AdminError),
-    /// A flag has a value that cannot work.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    Start(#[from] StartError),
 }

@@ -13,7 +13,7 @@
 //! **A late real answer.** Once the gateway answered a sequence id
 //! `UNAVAILABLE`, that id is remembered (the last [`ANSWERED_KEPT`] per
 //! socket) and a real answer that arrives for it later is dropped, so the
-//! client gets exactly one reply per request, as PROTOCOL.md demands. The
+//! client gets exactly one reply per request, as docs/PROTOCOL.md demands. The
 //! request may well have executed: the client retries with the SAME
 //! sequence id and the game server's idempotency answers the retry from its
 //! reply cache (or `DUPLICATE_SEQUENCE` once the reply fell out of it)

@@ -12,6 +12,9 @@
 //! - `in_flight` tracks each socket's requests relayed and not yet
 //!   answered, and answers `UNAVAILABLE` for those of a game server that is
 //!   down or too slow.
+//! - [`clients`] holds every open socket's bounded outbound queue
+//!   (`ClientRegistry`): where the dispatcher delivers game servers'
+//!   frames and each socket's task takes them from.
 //! - [`limits`] holds the token bucket, the per-IP limiter and the
 //!   counters of what the protections refused and kicked.
 //! - [`pin_table`] remembers, per socket, the game server its frames go to
@@ -28,6 +31,7 @@
 //! `ClientFrame`, send on the link). Path of a reply: link -> `upstream`
 //! dispatcher -> the socket's bounded queue -> `connection::serve` -> socket.
 
+pub mod clients;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -43,8 +47,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gamemesh_node::error::StartError;
 use gamemesh_proto::client::KickReason;
-use gamemesh_transport::{Link, LinkConfig, ZmqLink};
+use gamemesh_transport::Link;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -53,8 +58,10 @@ use tracing::info;
 pub use config::Config;
 pub use error::GatewayError;
 
-use connection::ClientRegistry;
-use limits::{ConnectLimiter, Counters, LogThrottle, Refusal};
+use clients::ClientRegistry;
+use gamemesh_node::log_throttle::LogThrottle;
+use gamemesh_node::rate_limit::KeyedLimiter;
+use limits::{Counters, Refusal};
 use pin_table::PinTable;
 use upstream::Upstream;
 
@@ -71,7 +78,7 @@ pub(crate) struct Shared {
     /// Sockets admitted and not yet closed (`--max-connections`).
     open: Arc<AtomicUsize>,
     /// Per-source-address connect buckets.
-    connect_limiter: ConnectLimiter,
+    connect_limiter: KeyedLimiter<std::net::IpAddr>,
     /// What the protections refused and kicked.
     counters: Counters,
     /// One "gateway is full" line a second at most.
@@ -158,7 +165,7 @@ impl RunningGateway {
             self.shared.clients.len()
         );
         self.shared.clients.close_all(
-            upstream::kick_body(KickReason::ServerShutdown, "gateway shutting down"),
+            clients::kick_body(KickReason::ServerShutdown, "gateway shutting down"),
             "shutdown",
         );
         self.tracker.close();
@@ -192,55 +199,44 @@ pub async fn start(
             addr: format!("{}:{}", config.client_bind, config.client_port),
             source,
         })?;
-    let mut link_config =
-        LinkConfig::new("gateway", config.node_id, &config.p2p_bind, config.p2p_port);
-    link_config.sndhwm = config.link_sndhwm;
-    link_config.rcvhwm = config.link_rcvhwm;
-    let (link, events) = ZmqLink::bind(link_config).map_err(|e| {
-        if e.is_addr_in_use() {
-            GatewayError::P2pPortInUse {
-                port: config.p2p_port,
-            }
-        } else {
-            GatewayError::Link(e)
-        }
-    })?;
+    let (link, events) = config.node.bind_link(
+        "gateway",
+        &config.p2p_bind,
+        config.p2p_port,
+        ("P2P", "--p2p-port"),
+    )?;
     let p2p_endpoint = link.local_endpoint().to_string();
     let p2p_port = p2p_endpoint
         .rsplit(':')
         .next()
         .unwrap_or_default()
         .to_string();
-    let advertised = format!("tcp://{}:{p2p_port}", config.advertise_host);
+    let advertised = format!("tcp://{}:{p2p_port}", config.node.advertise_host);
     let upstream = Upstream::new(
         link,
-        config.node_id,
+        config.node.node_id,
         advertised,
         &config.game_servers,
-        Duration::from_millis(config.peer_timeout_ms),
-        config.cluster_secret.clone(),
-    )?;
-    if config.cluster_secret.is_none() {
-        tracing::warn!(
-            "No --cluster-secret set: the P2P port trusts ANY peer that reaches it. Set CLUSTER_SECRET on every node in production."
-        );
-    }
+        config.node.peer_timeout(),
+        config.node.cluster_secret.clone(),
+    )
+    .map_err(StartError::from)?;
+    config.node.warn_without_cluster_secret();
     let live_game_servers = upstream.live_count();
-    let heartbeat = Duration::from_millis(config.heartbeat_ms);
-    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let heartbeat = config.node.heartbeat();
+    let grace = config.node.shutdown_grace();
     info!(
         "Gateway {} listening for clients on {client_addr}, P2P on {p2p_endpoint}, game servers {:?}",
-        config.node_id, config.game_servers
+        config.node.node_id, config.game_servers
     );
     let shared = Arc::new(Shared {
         pins: PinTable::new(),
         clients: ClientRegistry::default(),
         upstream,
         open: Arc::new(AtomicUsize::new(0)),
-        connect_limiter: ConnectLimiter::new(
+        connect_limiter: limits::connect_limiter(
             config.max_connects_per_ip_per_sec,
             config.connect_burst_per_ip(),
-            tokio::time::Instant::now(),
         ),
         counters: Counters::default(),
         full_log: LogThrottle::new(Duration::from_secs(1)),
@@ -251,14 +247,15 @@ pub async fn start(
     });
     let tracker = TaskTracker::new();
     let admin = gamemesh_node::admin::serve(
-        &shared.config.admin_bind,
-        shared.config.admin_port,
+        &shared.config.node.admin_bind,
+        shared.config.node.admin_port,
         readiness(live_game_servers.clone()),
         &tracker,
         shutdown.clone(),
     )
     .await
-    .inspect_err(|_| shared.upstream.shutdown())?;
+    .inspect_err(|_| shared.upstream.shutdown())
+    .map_err(StartError::from)?;
     tracker.spawn(upstream::dispatch_loop(
         shared.clone(),
         events,

@@ -12,20 +12,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gamemesh_node::error::StartError;
 use gamemesh_proto::client::KickReason;
 use gamemesh_proto::codec::encode_frame;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
+use crate::clients::kick_body;
 use crate::connection::{Slot, LAST_FRAME_TIMEOUT};
 use crate::error::GatewayError;
-use crate::limits::{ConnectVerdict, Refusal};
-use crate::upstream::kick_body;
+use crate::limits::Refusal;
 use crate::{connection, Shared};
+use gamemesh_node::rate_limit::{ip_key, Verdict};
 
 /// Listen backlog for client sockets.
 pub const BACKLOG: u32 = 4096;
@@ -34,7 +35,9 @@ pub const BACKLOG: u32 = 4096;
 pub fn bind(host: &str, port: u16) -> Result<TcpListener, GatewayError> {
     let addr_text = format!("{host}:{port}");
     let addr: SocketAddr = addr_text.parse().map_err(|_| {
-        GatewayError::Config(format!("--client-bind {host:?} is not an IP address"))
+        GatewayError::from(StartError::Config(format!(
+            "--client-bind {host:?} is not an IP address"
+        )))
     })?;
     let bind_err = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::AddrInUse {
@@ -74,9 +77,8 @@ pub(crate) async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let now = Instant::now();
-                if shared.connect_limiter.check(peer.ip(), now) == ConnectVerdict::Refused {
-                    if let Some(suppressed) = shared.ip_rate_log.allow(now) {
+                if shared.connect_limiter.check(&ip_key(peer.ip())) == Verdict::Refused {
+                    if let Some(suppressed) = shared.ip_rate_log.allow() {
                         warn!(
                             "Connection refused: Peer={peer}: over --max-connects-per-ip-per-sec {} (burst {}) from {} ({suppressed} more refusals not logged)",
                             shared.config.max_connects_per_ip_per_sec,
@@ -94,7 +96,7 @@ pub(crate) async fn accept_loop(
                     continue;
                 }
                 let Some(slot) = Slot::claim(&shared.open, shared.config.max_connections) else {
-                    if let Some(suppressed) = shared.full_log.allow(now) {
+                    if let Some(suppressed) = shared.full_log.allow() {
                         warn!(
                             "Connection refused: Peer={peer}: gateway is full (--max-connections {}) ({suppressed} more refusals not logged)",
                             shared.config.max_connections

@@ -6,7 +6,7 @@ use gamemesh_gateway::{run, Config};
 #[tokio::main]
 async fn main() {
     let config: Config = gamemesh_node::config::parse("gateway", "GATEWAY_CONFIG");
-    gamemesh_node::init_logging_as("info", config.log_format);
+    gamemesh_node::init_logging_as("info", config.node.log_format);
     let shutdown = gamemesh_node::shutdown_on_signal();
     gamemesh_node::exit_on_error("gateway", run(config, shutdown).await);
 }

@@ -1,4 +1,4 @@
-//! The gateway's Prometheus metrics (names in README, "Metrics").
+//! The gateway's Prometheus metrics (names in docs/OPERATIONS.md, "Metrics").
 //!
 //! Every handle is registered once, when the gateway starts, so the hot
 //! path only bumps an atomic: no name lookup and no label allocation per
@@ -8,11 +8,18 @@
 use gamemesh_proto::client::KickReason;
 use metrics::{counter, gauge, Counter, Gauge};
 
-use crate::limits::Refusal;
-
-/// Kick reasons counted by value (`KickReason` has 0..=7); anything else
+/// Kick reasons counted by value (`KickReason` has 0..=8); anything else
 /// is counted as unspecified.
-const KICK_REASONS: usize = 8;
+pub const KICK_REASONS: usize = 9;
+
+/// Where a kick reason is counted: its value, or 0 (unspecified) for one
+/// past [`KICK_REASONS`].
+pub fn kick_index(reason: KickReason) -> usize {
+    usize::try_from(reason as i32)
+        .ok()
+        .filter(|i| *i < KICK_REASONS)
+        .unwrap_or(0)
+}
 
 /// The metric label of a kick reason: `slow_consumer` for
 /// `KICK_REASON_SLOW_CONSUMER`.
@@ -29,9 +36,9 @@ pub struct GatewayMetrics {
     /// `gamemesh_gateway_connections_accepted_total`.
     pub accepted: Counter,
     /// `gamemesh_gateway_connections_refused_total{reason="gateway_full"}`.
-    refused_full: Counter,
+    pub refused_full: Counter,
     /// `gamemesh_gateway_connections_refused_total{reason="ip_rate"}`.
-    refused_ip_rate: Counter,
+    pub refused_ip_rate: Counter,
     /// `gamemesh_gateway_connections_open`.
     pub open: Gauge,
     /// `gamemesh_gateway_packets_in_total`: frames from clients.
@@ -82,22 +89,9 @@ impl GatewayMetrics {
         }
     }
 
-    /// Counts one refused socket.
-    pub fn refused(&self, why: Refusal) {
-        match why {
-            Refusal::GatewayFull => &self.refused_full,
-            Refusal::IpRate => &self.refused_ip_rate,
-        }
-        .increment(1);
-    }
-
     /// Counts one kick.
     pub fn kicked(&self, reason: KickReason) {
-        let i = usize::try_from(reason as i32)
-            .ok()
-            .filter(|i| *i < KICK_REASONS)
-            .unwrap_or(0);
-        self.kicks[i].increment(1);
+        self.kicks[kick_index(reason)].increment(1);
     }
 }
 

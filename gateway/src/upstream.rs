@@ -12,25 +12,25 @@
 //! routed to it move to a live one on their next frame.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gamemesh_proto::client::KickReason;
-use gamemesh_proto::cluster_auth::{self, ClusterSecret, PeerGate};
+use gamemesh_node::peer_gate::{LinkTrust, PeerGate};
+use gamemesh_proto::cluster_auth::ClusterSecret;
 use gamemesh_proto::internal::{
     gateway_to_server, server_to_gateway, ClientConnected, ClientDisconnected, ClientFrame,
     GatewayHello, GatewayToServer, ServerHello, ServerToGateway,
 };
-use gamemesh_proto::{packets, Message};
+use gamemesh_proto::Message;
 use gamemesh_transport::{Link, LinkError, LinkEvent, NodeId, ZmqLink};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::connection::Outbound;
+use crate::clients::Outbound;
 use crate::pin_table::Route;
 use crate::Shared;
 
@@ -72,10 +72,9 @@ pub(crate) struct Upstream {
     peer_timeout: Duration,
     /// Number of live game servers, for readiness checks.
     live_count: watch::Sender<usize>,
-    /// Signs our hellos (`--cluster-secret`); `None` sends them unsigned.
-    secret: Option<ClusterSecret>,
-    /// Messages the gate dropped (see [`Upstream::unauthenticated`]).
-    unauthenticated: Arc<AtomicU64>,
+    /// Signs our hellos and gates what game servers send
+    /// (`--cluster-secret`).
+    trust: LinkTrust,
 }
 
 impl Upstream {
@@ -106,8 +105,7 @@ impl Upstream {
             next: AtomicUsize::new(0),
             peer_timeout,
             live_count: watch::channel(0).0,
-            secret,
-            unauthenticated: Arc::new(AtomicU64::new(0)),
+            trust: LinkTrust::new(secret, "gateway-p2p"),
         })
     }
 
@@ -115,13 +113,12 @@ impl Upstream {
     /// proved the cluster secret in a `ServerHello` (everything without a
     /// secret).
     pub(crate) fn gate(&self) -> PeerGate {
-        PeerGate::with(self.secret.clone(), "gateway-p2p")
-            .counting_into(self.unauthenticated.clone())
+        self.trust.gate()
     }
 
     /// Messages from game servers the gate dropped.
     pub(crate) fn unauthenticated(&self) -> u64 {
-        self.unauthenticated.load(Ordering::Relaxed)
+        self.trust.refused()
     }
 
     /// Sends to game servers refused at the high-water mark.
@@ -238,7 +235,7 @@ impl Upstream {
                     probe,
                     proof: None,
                 };
-                cluster_auth::sign(self.secret.as_ref(), routing_id, &mut hello);
+                self.trust.sign(routing_id, &mut hello);
                 let msg = GatewayToServer {
                     kind: Some(gateway_to_server::Kind::Hello(hello)),
                 };
@@ -433,13 +430,7 @@ pub(crate) async fn dispatch_loop(
                     // Nothing from a game server is acted on before its
                     // pipe proved the cluster secret (the gate logs and
                     // counts what it drops).
-                    let admitted = match &kind {
-                        server_to_gateway::Kind::Hello(h) => {
-                            gate.admit_hello(from, &routing_id, h).is_ok()
-                        }
-                        _ => gate.admit(from, &routing_id),
-                    };
-                    if admitted {
+                    if gate.admit(from, &routing_id, &kind) {
                         handle(&shared, from, kind);
                     }
                 }
@@ -505,9 +496,4 @@ fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
             );
         }
     }
-}
-
-/// The `Kicked` frame body for `reason`.
-pub(crate) fn kick_body(reason: KickReason, detail: &str) -> Bytes {
-    packets::encode(&packets::kicked(reason, detail))
 }

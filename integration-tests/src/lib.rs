@@ -14,6 +14,7 @@ use std::time::Duration;
 use gamemesh_game_server::state::HubState;
 use gamemesh_game_server::{Config as GsConfig, RunningGameServer, StoreKind};
 use gamemesh_gateway::{Config as GwConfig, RunningGateway};
+use gamemesh_node::flags::{NodeFlags, NodeRole};
 use gamemesh_proto::cluster_auth::ClusterSecret;
 pub use gamemesh_test_client::client::{Client, ClientError};
 pub use gamemesh_test_support::{free_port, init_tracing, wait_for, wait_for_async, RedisServer};
@@ -100,26 +101,35 @@ pub struct Cluster {
     options: ClusterOptions,
 }
 
+/// The shared node flags of a test node: short timers, the test cluster
+/// secret, a free admin port.
+pub fn node_flags<R: NodeRole>(node_id: u64) -> NodeFlags<R> {
+    NodeFlags {
+        node_id,
+        heartbeat_ms: 100,
+        peer_timeout_ms: 2000,
+        shutdown_grace_secs: 2,
+        cluster_secret: test_cluster_secret(),
+        admin_port: 0,
+        ..NodeFlags::default()
+    }
+}
+
 /// A game server config for tests (free ports, short timers).
 pub fn game_server_config(node_id: u64, redis: &str) -> GsConfig {
     GsConfig {
-        node_id,
+        node: node_flags(node_id),
         p2p_port: 0,
         mesh_port: 0,
         redis: redis.to_string(),
         session_store: StoreKind::Redis,
-        heartbeat_ms: 100,
-        peer_timeout_ms: 2000,
         flush_interval_ms: 20,
         redis_timeout_ms: 500,
-        shutdown_grace_secs: 2,
         // Tests log one user in many times and every client comes from
         // 127.0.0.1; the login limits have their own test
         // (tests/login_limits.rs).
         login_attempts_per_user_per_min: 1_000,
         login_attempts_per_ip_per_min: 100_000,
-        cluster_secret: test_cluster_secret(),
-        admin_port: 0,
         ..GsConfig::default()
     }
 }
@@ -127,7 +137,7 @@ pub fn game_server_config(node_id: u64, redis: &str) -> GsConfig {
 /// A gateway config for tests (free ports, short timers).
 pub fn gateway_config(node_id: u64, game_server_ports: &[u16]) -> GwConfig {
     GwConfig {
-        node_id,
+        node: node_flags(node_id),
         client_bind: "127.0.0.1".into(),
         client_port: 0,
         p2p_port: 0,
@@ -135,14 +145,9 @@ pub fn gateway_config(node_id: u64, game_server_ports: &[u16]) -> GwConfig {
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect(),
-        heartbeat_ms: 100,
-        peer_timeout_ms: 2000,
-        shutdown_grace_secs: 2,
         // Every test client connects from 127.0.0.1; the per-IP limit has
         // its own test (tests/overload.rs).
         max_connects_per_ip_per_sec: 100_000,
-        cluster_secret: test_cluster_secret(),
-        admin_port: 0,
         ..GwConfig::default()
     }
 }
@@ -150,7 +155,7 @@ pub fn gateway_config(node_id: u64, game_server_ports: &[u16]) -> GwConfig {
 /// Starts a game server in this process.
 pub async fn start_game_server(config: GsConfig) -> GameServerNode {
     let shutdown = CancellationToken::new();
-    let node_id = config.node_id;
+    let node_id = config.node.node_id;
     let running: RunningGameServer = gamemesh_game_server::start(config, shutdown.clone())
         .await
         .expect("game server starts");
@@ -172,7 +177,7 @@ pub async fn start_game_server(config: GsConfig) -> GameServerNode {
 /// servers.
 pub async fn start_gateway(config: GwConfig, expect_linked: usize) -> GatewayNode {
     let shutdown = CancellationToken::new();
-    let node_id = config.node_id;
+    let node_id = config.node.node_id;
     let mut running: RunningGateway = gamemesh_gateway::start(config, shutdown.clone())
         .await
         .expect("gateway starts");

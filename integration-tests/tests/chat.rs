@@ -8,7 +8,10 @@ use std::collections::HashMap;
 
 use gamemesh_game_server::chat::{owner_of, rendezvous};
 use gamemesh_game_server::{Config as GsConfig, StoreKind};
-use gamemesh_integration_tests::{wait_for, Client, ClientError, Cluster, ClusterOptions, TIMEOUT};
+use gamemesh_integration_tests::{
+    free_port, game_server_config, gateway_config, init_tracing, start_game_server, start_gateway,
+    wait_for, wait_for_async, Client, ClientError, Cluster, ClusterOptions, TIMEOUT,
+};
 use gamemesh_proto::client::{server_packet, ChatNoticeKind, ErrorCode, ServerPacket};
 
 /// A client logged in as `user` on game server `node` through gateway
@@ -288,13 +291,16 @@ async fn membership_follows_the_session_through_resume_kick_and_logout() {
     cluster.shutdown().await;
 }
 
+/// The resume grace of [`an_expired_session_leaves_its_rooms`], in seconds.
+const SHORT_GRACE_SECS: u64 = 2;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_leaves_its_rooms() {
     let cluster = Cluster::start_with(ClusterOptions {
         gateways: 2,
         game_servers: 2,
         game_server: |c| {
-            c.resume_grace_secs = 1;
+            c.resume_grace_secs = SHORT_GRACE_SECS;
             c.chat_sweep_ms = 200;
         },
         ..ClusterOptions::default()
@@ -306,9 +312,18 @@ async fn an_expired_session_leaves_its_rooms() {
     gone.chat_join("dev").await.expect("join");
     expect_notice(&mut watcher, "dev", ChatNoticeKind::Joined, 51).await;
     // Disconnected, never resumed: after the resume grace the record
-    // expires and the room's sweep drops the member.
+    // expires and the room's sweep drops the member. Not before: during
+    // the grace the session can still be resumed, with its rooms.
+    let dropped = std::time::Instant::now();
     drop(gone);
+    // The client's close comes before the server saves the session as
+    // disconnected, so this is at most the time the record really had.
     expect_notice(&mut watcher, "dev", ChatNoticeKind::Left, 51).await;
+    let waited = dropped.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(SHORT_GRACE_SECS),
+        "the member left {waited:?} after disconnecting, before the {SHORT_GRACE_SECS} s resume grace ran out"
+    );
     cluster.shutdown().await;
 }
 
@@ -406,15 +421,25 @@ async fn a_room_carries_on_when_the_game_server_holding_it_stops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_works_on_a_single_game_server_without_redis() {
-    let cluster = Cluster::start_with(ClusterOptions {
-        gateways: 1,
-        game_servers: 1,
-        game_server: |c| c.session_store = StoreKind::Memory,
-        ..ClusterOptions::default()
+    // No Redis anywhere: the address the game server is given has nothing
+    // listening, so anything that still needed Redis would fail here.
+    init_tracing();
+    let mut config = game_server_config(1, &format!("127.0.0.1:{}", free_port()));
+    config.session_store = StoreKind::Memory;
+    let game_server = start_game_server(config).await;
+    let gateway = start_gateway(gateway_config(1, &[game_server.p2p_port]), 1).await;
+    let client = || async {
+        Client::connect_with_timeout(&gateway.addr, TIMEOUT)
+            .await
+            .expect("client connects")
+    };
+    // Linked is not yet relaying (foundation.rs, `start_ready`).
+    wait_for_async("the gateway relays to its game server", TIMEOUT, || async {
+        client().await.heartbeat().await.is_ok()
     })
     .await;
-    let mut a = cluster.client(0).await;
-    let mut b = cluster.client(0).await;
+    let mut a = client().await;
+    let mut b = client().await;
     a.login(81, "dev").await.expect("login");
     b.login(82, "dev").await.expect("login");
     let rooms: Vec<String> = a
@@ -436,5 +461,8 @@ async fn chat_works_on_a_single_game_server_without_redis() {
     ));
     b.logout().await.expect("logout");
     expect_notice(&mut a, "game", ChatNoticeKind::Left, 82).await;
-    cluster.shutdown().await;
+    gateway.shutdown.cancel();
+    let _ = gateway.task.await;
+    game_server.shutdown.cancel();
+    let _ = game_server.task.await;
 }

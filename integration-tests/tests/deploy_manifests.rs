@@ -12,9 +12,12 @@
 //!   binaries' own parser, not guessed);
 //! - ports, bind addresses, probe paths, grace periods, selectors and
 //!   hardening agree with the binaries and with each other;
-//! - the systemd units pass `systemd-analyze verify`.
+//! - the systemd units pass `systemd-analyze verify`;
+//! - `deploy/redis/gamemesh.conf` is a configuration `redis-server` takes,
+//!   and gives a Redis that persists (append-only file) and never evicts.
 //!
-//! Offline and quick: nothing is applied to a cluster or started.
+//! Offline and quick: nothing is applied to a cluster, and the only thing
+//! started is one local `redis-server` for the Redis settings.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -857,7 +860,7 @@ fn gateway_ports_binds_and_seeds_agree_with_the_binaries() {
         gw.p2p_bind, "0.0.0.0",
         "the P2P port must not stay on loopback in a pod"
     );
-    assert_eq!(gw.advertise_host, expand_sample("$(POD_IP)"));
+    assert_eq!(gw.node.advertise_host, expand_sample("$(POD_IP)"));
 
     // The public Service exposes the client port and nothing else.
     let public = m.service("gamemesh-gateway");
@@ -931,13 +934,13 @@ fn game_server_ports_binds_and_identity_agree_with_the_binaries() {
         "game-server must bind its internal ports beyond loopback"
     );
     assert_eq!(gs.session_store, gamemesh_game_server::StoreKind::Redis);
-    assert!(gs.node_id >= 1, "node id from the ordinal");
+    assert!(gs.node.node_id >= 1, "node id from the ordinal");
 
     // It advertises its stable DNS name, which the headless Service makes.
     let sts = w.statefulset.as_ref().unwrap();
     let service_name = sts.spec.as_ref().unwrap().service_name.clone().unwrap();
     assert_eq!(
-        gs.advertise_host,
+        gs.node.advertise_host,
         format!(
             "{}.{service_name}.{}.svc",
             expand_sample("$(POD_NAME)"),
@@ -1039,8 +1042,14 @@ fn termination_grace_outlasts_pre_stop_and_shutdown_grace() {
     for bin in [Binary::Gateway, Binary::GameServer] {
         let (w, c) = m.running(bin);
         let grace = match bin {
-            Binary::Gateway => m.settings(bin).unwrap().gateway().shutdown_grace_secs,
-            Binary::GameServer => m.settings(bin).unwrap().game_server().shutdown_grace_secs,
+            Binary::Gateway => m.settings(bin).unwrap().gateway().node.shutdown_grace_secs,
+            Binary::GameServer => {
+                m.settings(bin)
+                    .unwrap()
+                    .game_server()
+                    .node
+                    .shutdown_grace_secs
+            }
         };
         let pre_stop = c
             .lifecycle
@@ -1487,8 +1496,8 @@ fn systemd_units_stop_gracefully_restart_and_are_hardened() {
         let settings =
             env_settings(bin, &files[..1]).unwrap_or_else(|p| panic!("{}", p.join("\n")));
         let grace: u64 = match bin {
-            Binary::Gateway => settings.gateway().shutdown_grace_secs,
-            Binary::GameServer => settings.game_server().shutdown_grace_secs,
+            Binary::Gateway => settings.gateway().node.shutdown_grace_secs,
+            Binary::GameServer => settings.game_server().node.shutdown_grace_secs,
         };
         let stop: u64 = one("TimeoutStopSec")
             .trim_end_matches('s')
@@ -1540,7 +1549,7 @@ fn systemd_env_files_hold_only_known_variables_with_valid_values() {
                         .unwrap_or(1u64);
                     settings.set("node-id", &node.to_string());
                     let c = settings.game_server();
-                    assert_eq!(c.node_id, node);
+                    assert_eq!(c.node.node_id, node);
                 }
             }
         }
@@ -1562,5 +1571,62 @@ fn systemd_env_files_hold_only_known_variables_with_valid_values() {
         cluster_secrets.len(),
         1,
         "CLUSTER_SECRET must be the same on every node: {cluster_secrets:?}"
+    );
+}
+
+/// `CONFIG GET name` on `conn`.
+fn redis_config(conn: &mut redis::Connection, name: &str) -> String {
+    let pair: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(name)
+        .query(conn)
+        .unwrap_or_else(|e| panic!("CONFIG GET {name}: {e}"));
+    pair.get(1)
+        .cloned()
+        .unwrap_or_else(|| panic!("CONFIG GET {name}: no value in {pair:?}"))
+}
+
+/// The Redis settings file is what docs/OPERATIONS.md ("Redis
+/// persistence") says gamemesh needs, and a real `redis-server` takes it
+/// (an unknown or misspelt directive stops it): append-only persistence
+/// fsynced every second or always, no eviction. And it does what it is
+/// for: a write acknowledged before a kill -9 is there after the restart.
+#[test]
+fn the_redis_settings_make_a_redis_that_persists_and_never_evicts() {
+    let file = deploy_dir().join("redis/gamemesh.conf");
+    let path = file
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    // After the test server's own defaults (`--appendonly no`), so the
+    // file's settings are the ones in force.
+    let mut server = gamemesh_test_support::RedisServer::start_with_args(&[
+        "--include",
+        path.to_str().expect("a UTF-8 path"),
+    ]);
+    let client = redis::Client::open(server.url()).expect("redis url");
+    let mut conn = client.get_connection().expect("connect");
+    assert_eq!(redis_config(&mut conn, "appendonly"), "yes");
+    let fsync = redis_config(&mut conn, "appendfsync");
+    assert!(
+        fsync == "everysec" || fsync == "always",
+        "appendfsync {fsync}: everysec or always, never no"
+    );
+    assert_eq!(redis_config(&mut conn, "maxmemory-policy"), "noeviction");
+
+    redis::cmd("SET")
+        .arg("gm:{u:1}:session")
+        .arg("kept")
+        .exec(&mut conn)
+        .expect("SET");
+    server.restart(); // SIGKILL, then the same flags, port and directory
+    let mut conn = client.get_connection().expect("reconnect");
+    let kept: Option<String> = redis::cmd("GET")
+        .arg("gm:{u:1}:session")
+        .query(&mut conn)
+        .expect("GET");
+    assert_eq!(
+        kept.as_deref(),
+        Some("kept"),
+        "an acknowledged write survives kill -9 of Redis"
     );
 }

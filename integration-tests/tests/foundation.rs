@@ -1,6 +1,6 @@
 //! Foundation end-to-end tests: one real `redis-server`, a gateway and a
 //! game server in process, real TCP and ZeroMQ. Each test starts its own
-//! cluster and checks one rule of PROTOCOL.md (login, echo, sequence ids,
+//! cluster and checks one rule of docs/PROTOCOL.md (login, echo, sequence ids,
 //! errors that keep the connection, framing violations that close it, idle
 //! timeout, logout, start-up errors, slow consumers).
 //!
@@ -375,9 +375,13 @@ async fn idle_timeout_kicks_silent_and_trickling_clients() {
     })
     .await;
 
-    // Silent.
-    let mut silent = logged_in(&cluster, 1010).await;
+    // Silent. The idle clock starts at the client's last frame, the
+    // login: time is measured from just before it is sent, so a slow
+    // login reply on a loaded machine cannot make an on-time kick look
+    // early.
+    let mut silent = cluster.client(0).await;
     let started = Instant::now();
+    silent.login(1010, "dev").await.expect("login succeeds");
     let push = silent
         .next_push(CLOSE_TIMEOUT)
         .await
@@ -584,23 +588,54 @@ async fn startup_errors_name_the_port_flag_and_missing_redis() {
     shutdown.cancel();
 }
 
+/// A four-frame outbound queue, and every other protection out of reach:
+/// the flood below would otherwise trip the packet rate limit (100/s by
+/// default) and be kicked `PROTOCOL_ERROR`, which is not what this tests.
 fn four_frame_outbound_queue(c: &mut gamemesh_gateway::Config) {
     c.outbound_queue_frames = 4;
+    c.max_packets_per_sec = 1_000_000;
+    c.rate_limit_kick_after = 1_000_000;
+    c.idle_timeout_secs = 600;
 }
 
-/// A client that never reads its replies is disconnected; others carry on.
+/// A client that never reads its replies is disconnected with
+/// `SLOW_CONSUMER` (the gateway's own count says so, as the kick frame may
+/// not fit in the full socket buffers); others carry on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_disconnected_and_others_carry_on() {
     const REQUESTS: usize = 400;
     const PAYLOAD: usize = 60 * 1024;
 
+    // The gateway is started here, not through `Cluster`, to read its
+    // kick counters (`RunningGateway::counters`).
     let cluster = start_ready(ClusterOptions {
-        gateway: four_frame_outbound_queue,
+        gateways: 0,
         ..ClusterOptions::default()
     })
     .await;
-    let mut bystander = logged_in(&cluster, 1013).await;
-    let mut slow = logged_in(&cluster, 1014).await;
+    let mut config = gateway_config(1, &[cluster.game_servers[0].p2p_port]);
+    four_frame_outbound_queue(&mut config);
+    let stop_gateway = CancellationToken::new();
+    let mut gateway = gamemesh_gateway::start(config, stop_gateway.clone())
+        .await
+        .expect("gateway starts");
+    tokio::time::timeout(TIMEOUT, gateway.wait_for_game_servers(1))
+        .await
+        .expect("the gateway links its game server");
+    let addr = gateway.client_addr.to_string();
+    wait_relaying(&addr).await;
+    let login = |user: u64| {
+        let addr = addr.clone();
+        async move {
+            let mut c = Client::connect_with_timeout(&addr, TIMEOUT)
+                .await
+                .expect("client connects");
+            c.login(user, "dev").await.expect("login succeeds");
+            c
+        }
+    };
+    let mut bystander = login(1013).await;
+    let mut slow = login(1014).await;
 
     // 400 x 60 KiB = 24 MiB of replies, far more than loopback socket
     // buffers hold, so the gateway's writes block and its 4-frame queue
@@ -659,10 +694,29 @@ async fn slow_consumer_is_disconnected_and_others_carry_on() {
         }
     }
 
+    // Whatever closed it, the gateway says it was the slow-consumer kick,
+    // once, and no other protection acted.
+    let counters = gateway.counters();
+    wait_for("the gateway counts a SLOW_CONSUMER kick", TIMEOUT, || {
+        counters.kicks(KickReason::SlowConsumer) > 0
+    })
+    .await;
+    assert_eq!(
+        counters.kicks(KickReason::SlowConsumer),
+        1,
+        "the slow client was kicked SLOW_CONSUMER"
+    );
+    for other in [KickReason::ProtocolError, KickReason::IdleTimeout] {
+        assert_eq!(counters.kicks(other), 0, "kicked {other:?}");
+    }
+    assert_eq!(counters.rate_limited_frames(), 0, "frames rate limited");
+
     assert_eq!(bystander.echo("after").await.unwrap(), "after");
-    let mut fresh = logged_in(&cluster, 1015).await;
+    let mut fresh = login(1015).await;
     assert_eq!(fresh.echo("fresh").await.unwrap(), "fresh");
 
     drop((slow, bystander, fresh));
+    stop_gateway.cancel();
+    gateway.wait().await;
     cluster.shutdown().await;
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use gamemesh_gateway::RunningGateway;
 use gamemesh_integration_tests::{
-    game_server_config, gateway_config, start_game_server, test_cluster_secret, wait_for,
-    wait_for_async, Client, Cluster, GameServerNode, TIMEOUT,
+    free_port, game_server_config, gateway_config, start_game_server, test_cluster_secret,
+    wait_for, wait_for_async, Client, Cluster, GameServerNode, TIMEOUT,
 };
 use gamemesh_proto::client::{
     client_packet, server_packet, ClientPacket, EchoRequest, ErrorCode, KickReason, LoginRequest,
@@ -43,6 +43,28 @@ fn has_session(cluster: &Cluster, user: u64) -> bool {
         .arg(format!("gm:{{u:{user}}}:session"))
         .query::<bool>(&mut c)
         .expect("EXISTS")
+}
+
+/// `TIME_WAIT` in `/proc/net/tcp`: the connection's end that closed first,
+/// once the other end has closed too.
+const TCP_TIME_WAIT: u8 = 0x06;
+
+/// The state of the IPv4 TCP connection from local port `local` to remote
+/// port `remote`, both on 127.0.0.1, as `/proc/net/tcp` shows it (Linux).
+fn tcp_state(local: u16, remote: u16) -> Option<u8> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let port = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    table.lines().skip(1).find_map(|line| {
+        // "sl local_address rem_address st ...", addresses as HEXIP:HEXPORT.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (l, r, st) = (fields.get(1)?, fields.get(2)?, fields.get(3)?);
+        (port(l)? == local && port(r)? == remote)
+            .then(|| u8::from_str_radix(st, 16).ok())
+            .flatten()
+    })
 }
 
 /// A gateway played by the test: its own ZeroMQ link, speaking the
@@ -195,7 +217,7 @@ async fn unlinked_gateway(
     secret: Option<ClusterSecret>,
 ) -> (RunningGateway, CancellationToken) {
     let mut c = gateway_config(node_id, &[gs.p2p_port]);
-    c.cluster_secret = secret;
+    c.node.cluster_secret = secret;
     let shutdown = CancellationToken::new();
     let running = gamemesh_gateway::start(c, shutdown.clone())
         .await
@@ -215,8 +237,8 @@ async fn with_the_right_secret_everything_works() {
         );
     }
     for gs in &cluster.game_servers {
-        assert_eq!(gs.state.gateways.unauthenticated(), 0);
-        assert_eq!(gs.state.mesh.unauthenticated(), 0);
+        assert_eq!(gs.state.gateways.trust().refused(), 0);
+        assert_eq!(gs.state.mesh.trust().refused(), 0);
     }
     cluster.shutdown().await;
 }
@@ -232,7 +254,7 @@ async fn a_gateway_with_the_wrong_secret_or_none_is_not_linked() {
     wait_for(
         "the game server refuses both gateways' hellos",
         WAIT,
-        || gs.state.gateways.unauthenticated() >= 10,
+        || gs.state.gateways.trust().refused() >= 10,
     )
     .await;
     assert!(
@@ -280,7 +302,7 @@ async fn messages_from_an_unauthenticated_peer_are_dropped_and_counted() {
     wait_for(
         "the hello, ClientConnected and the login are refused",
         WAIT,
-        || gs.state.gateways.unauthenticated() >= 3,
+        || gs.state.gateways.trust().refused() >= 3,
     )
     .await;
     assert!(gs.state.gateways.ids().is_empty(), "the forger was linked");
@@ -304,7 +326,7 @@ async fn a_forged_hello_cannot_take_over_a_live_gateway() {
     })
     .await;
     wait_for("the forged hello is refused", WAIT, || {
-        gs.state.gateways.unauthenticated() >= 1
+        gs.state.gateways.trust().refused() >= 1
     })
     .await;
     // The real gateway's client carries on, on the same session.
@@ -314,20 +336,54 @@ async fn a_forged_hello_cannot_take_over_a_live_gateway() {
     // A stranger copying the routing id of an authenticated pipe is not
     // heard at all (ROUTER_HANDOVER is off): its login never runs, while
     // the real pipe's login, sent after it, does.
+    //
+    // Nothing counts what is not heard (libzmq leaves a pipe whose routing
+    // id is taken unnamed, and never reads it), so "not heard" is checked
+    // once the game server has read the thief's login off the wire: the
+    // thief sends it, closes its connection with the login flushed, and
+    // waits until the game server has closed its end too, which it does
+    // only after reading everything before the end. Had the login been
+    // heard, it would have reached the game server's dispatcher before the
+    // real pipe's login was even sent.
     let mut legit = FakeGateway::start(5, test_cluster_secret(), |_| {});
     legit.link_to(gs).await;
     let stolen = legit.routing_id();
-    let ctx = zmq::Context::new();
+    let thief_port = free_port();
+    let mut ctx = zmq::Context::new();
     let thief = ctx.socket(zmq::DEALER).unwrap();
     thief.set_identity(&stolen).unwrap();
     thief.set_immediate(true).unwrap();
-    thief.set_linger(0).unwrap();
-    thief.connect(&p2p_of(gs)).unwrap();
+    // Closing waits (up to this long) until the login is written.
+    thief.set_linger(10_000).unwrap();
+    // From a port of our own, to find the connection in the kernel's table.
+    thief
+        .connect(&format!(
+            "tcp://127.0.0.1:{thief_port};127.0.0.1:{}",
+            gs.p2p_port
+        ))
+        .unwrap();
     let stolen_login = encode_gw(client_frame(&Uuid::new_v4(), 0, 0, &login(1, 5151)));
     wait_for("the thief's connection completes", WAIT, || {
         thief.send(&stolen_login[..], zmq::DONTWAIT).is_ok()
     })
     .await;
+    tokio::task::spawn_blocking(move || {
+        drop(thief);
+        // zmq_ctx_term: returns once every socket's queue is written.
+        ctx.destroy().expect("the thief's context ends");
+    })
+    .await
+    .expect("closing the thief");
+    wait_for(
+        "the game server reads the thief's connection to its end and closes it",
+        WAIT,
+        || tcp_state(thief_port, gs.p2p_port) == Some(TCP_TIME_WAIT),
+    )
+    .await;
+    assert!(
+        !has_session(&cluster, 5151),
+        "the copied routing id was heard: the thief's login ran"
+    );
     let socket = Uuid::new_v4();
     assert!(legit.send(client_frame(&socket, 0, 0, &login(1, 5152))));
     legit
@@ -341,6 +397,9 @@ async fn a_forged_hello_cannot_take_over_a_live_gateway() {
         !has_session(&cluster, 5151),
         "the copied routing id was heard"
     );
+    let mut linked = gs.state.gateways.ids();
+    linked.sort_unstable();
+    assert_eq!(linked, vec![1, 5], "only the real gateways are linked");
     cluster.shutdown().await;
 }
 
@@ -355,12 +414,12 @@ async fn a_replayed_hello_is_refused() {
         gs.state.gateways.ids() == vec![5]
     })
     .await;
-    let before = gs.state.gateways.unauthenticated();
+    let before = gs.state.gateways.trust().refused();
 
     // The same bytes again, on the same pipe: the nonce was seen.
     assert!(legit.link.send(GS, captured.clone()).is_ok());
     wait_for("a replay on the same pipe is refused", WAIT, || {
-        gs.state.gateways.unauthenticated() > before
+        gs.state.gateways.trust().refused() > before
     })
     .await;
 
@@ -375,14 +434,14 @@ async fn a_replayed_hello_is_refused() {
     )
     .await;
     wait_for("a replay on another pipe is refused", WAIT, || {
-        gs.state.gateways.unauthenticated() >= before + 2
+        gs.state.gateways.trust().refused() >= before + 2
     })
     .await;
     // So the attacker's pipe is not authenticated: its login is dropped.
     let frame = client_frame(&Uuid::new_v4(), 0, 0, &login(1, 6161));
     assert!(attacker.send(frame));
     wait_for("the attacker's login is dropped", WAIT, || {
-        gs.state.gateways.unauthenticated() >= before + 3
+        gs.state.gateways.trust().refused() >= before + 3
     })
     .await;
     assert!(!has_session(&cluster, 6161));
@@ -394,12 +453,12 @@ async fn a_game_server_with_the_wrong_secret_is_not_linked_on_the_mesh() {
     let cluster = Cluster::start(1, 1).await;
     let gs1 = &cluster.game_servers[0];
     let mut c = game_server_config(2, &cluster.redis.addr());
-    c.cluster_secret = Some(ClusterSecret::new("another cluster"));
+    c.node.cluster_secret = Some(ClusterSecret::new("another cluster"));
     let gs2 = start_game_server(c).await;
     // They find each other in the shared registry and say hello every
     // 100 ms while the mesh is forming.
     wait_for("both refuse each other's mesh hellos", WAIT, || {
-        gs1.state.mesh.unauthenticated() >= 3 && gs2.state.mesh.unauthenticated() >= 3
+        gs1.state.mesh.trust().refused() >= 3 && gs2.state.mesh.trust().refused() >= 3
     })
     .await;
     assert!(!gs1.state.mesh.is_live(2));
@@ -505,7 +564,7 @@ async fn a_game_server_that_stops_reading_gets_its_clients_unavailable_not_silen
         stalling_game_server(stall.clone(), resume.clone(), stop.clone(), seen.clone()).await;
     let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
     let mut c = gateway_config(1, &[port]);
-    c.link_sndhwm = 2;
+    c.node.link_sndhwm = 2;
     c.max_packets_per_sec = 1_000_000;
     let shutdown = CancellationToken::new();
     let mut gw = gamemesh_gateway::start(c, shutdown.clone()).await.unwrap();
@@ -568,7 +627,7 @@ async fn a_gateway_that_stops_reading_gets_its_clients_kicked_slow_consumer() {
     let cluster = Cluster::start_with(gamemesh_integration_tests::ClusterOptions {
         gateways: 0,
         game_servers: 1,
-        game_server: |c| c.link_sndhwm = 2,
+        game_server: |c| c.node.link_sndhwm = 2,
         ..Default::default()
     })
     .await;

@@ -1,4 +1,4 @@
-//! `LoginResponse.replaced_existing_session` means what PROTOCOL.md says:
+//! `LoginResponse.replaced_existing_session` means what docs/PROTOCOL.md says:
 //! true when an older session was kicked, false when the login replaced a
 //! disconnected (resumable) session that no connection held.
 

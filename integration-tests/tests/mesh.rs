@@ -2,7 +2,7 @@
 //! whatever game server and gateway its session lives; a duplicate login
 //! tells the old owner over the mesh to drop the session.
 
-use gamemesh_game_server::mesh::{deliver_to_user, DeliverError};
+use gamemesh_game_server::cluster::mesh::{deliver_to_user, DeliverError};
 use gamemesh_integration_tests::{wait_for, Client, Cluster, TIMEOUT};
 use gamemesh_proto::client::{server_packet, EchoResponse, ServerPacket};
 

@@ -1,9 +1,13 @@
-//! The admin port over real HTTP: metrics move with traffic, and the
-//! health endpoints follow what the node can do.
+//! The admin port over real HTTP: the health endpoints follow what the
+//! node can do, and `top` reads a node's rate and p99.
 //!
 //! Every node in this process records into the one global recorder, so
-//! each `/metrics` shows the process's totals: the tests compare numbers
-//! before and after their own traffic and never expect exact values.
+//! each `/metrics` shows the process's totals. Only the `top` test here
+//! sends client traffic, so the packet counters and the handler histogram
+//! it reads move with its own traffic alone, whether the tests of this
+//! binary run one per process (nextest) or side by side (cargo test).
+//! The test that checks the counters themselves is in `ops_metrics.rs`,
+//! a binary of its own.
 
 use std::time::Duration;
 
@@ -11,7 +15,6 @@ use gamemesh_integration_tests::{
     free_port, game_server_config, gateway_config, init_tracing, start_game_server, wait_for_async,
     Cluster, ClusterOptions, RedisServer, TIMEOUT,
 };
-use gamemesh_proto::client::{client_packet, ClientPacket, EchoRequest};
 use gamemesh_test_client::top::{get, node_line, render, scrape, Scrape};
 
 const HTTP: Duration = Duration::from_secs(5);
@@ -22,129 +25,6 @@ async fn metrics(addr: std::net::SocketAddr) -> Scrape {
 
 async fn status(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     get(&addr.to_string(), path, HTTP).await.expect("GET")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_scraped_over_http_move_with_traffic() {
-    let cluster = Cluster::start(1, 1).await;
-    let gw = cluster.gateways[0].admin_addr;
-    let gs = cluster.game_servers[0].admin_addr;
-    let gw0 = metrics(gw).await;
-    let gs0 = metrics(gs).await;
-
-    let mut client = cluster.client(0).await;
-    client.login(7001, "dev").await.expect("login");
-    for i in 0..5u8 {
-        client.echo(vec![i; 16]).await.expect("echo");
-    }
-    // A re-sent sequence id is a duplicate the idempotency layer catches.
-    let seq = client.last_sequence();
-    let dup = ClientPacket {
-        sequence_id: seq,
-        body: Some(client_packet::Body::Echo(EchoRequest {
-            data: vec![4u8; 16].into(),
-        })),
-    };
-    client.send(&dup).await.expect("re-send");
-    client.recv(TIMEOUT).await.expect("replayed reply");
-
-    let moved = |name: &'static str, label: &'static str, before: f64, by: f64| {
-        move |s: &Scrape| s.sum(name, label) >= before + by
-    };
-    let gw_checks = [
-        moved(
-            "gamemesh_gateway_connections_accepted_total",
-            "",
-            gw0.sum("gamemesh_gateway_connections_accepted_total", ""),
-            1.0,
-        ),
-        moved(
-            "gamemesh_gateway_packets_in_total",
-            "",
-            gw0.sum("gamemesh_gateway_packets_in_total", ""),
-            7.0,
-        ),
-        moved(
-            "gamemesh_gateway_packets_out_total",
-            "",
-            gw0.sum("gamemesh_gateway_packets_out_total", ""),
-            7.0,
-        ),
-        moved(
-            "gamemesh_gateway_bytes_in_total",
-            "",
-            gw0.sum("gamemesh_gateway_bytes_in_total", ""),
-            5.0 * 16.0,
-        ),
-    ];
-    wait_for_async("gateway counters move", TIMEOUT, || async {
-        let s = metrics(gw).await;
-        gw_checks.iter().all(|c| c(&s))
-    })
-    .await;
-    let gs_checks = [
-        moved(
-            "gamemesh_game_server_packets_in_total",
-            "",
-            gs0.sum("gamemesh_game_server_packets_in_total", ""),
-            7.0,
-        ),
-        moved(
-            "gamemesh_game_server_logins_total",
-            "result=\"ok\"",
-            gs0.sum("gamemesh_game_server_logins_total", "result=\"ok\""),
-            1.0,
-        ),
-        moved(
-            "gamemesh_game_server_handler_seconds_count",
-            "kind=\"echo\"",
-            gs0.sum(
-                "gamemesh_game_server_handler_seconds_count",
-                "kind=\"echo\"",
-            ),
-            5.0,
-        ),
-        moved(
-            "gamemesh_game_server_middleware_seconds_count",
-            "middleware=\"idempotency\"",
-            gs0.sum(
-                "gamemesh_game_server_middleware_seconds_count",
-                "middleware=\"idempotency\"",
-            ),
-            // Sampled: the connection's first packet, then one in 16.
-            1.0,
-        ),
-        moved(
-            "gamemesh_game_server_duplicates_total",
-            "",
-            gs0.sum("gamemesh_game_server_duplicates_total", ""),
-            1.0,
-        ),
-        moved(
-            "gamemesh_redis_command_seconds_count",
-            "",
-            gs0.sum("gamemesh_redis_command_seconds_count", ""),
-            1.0,
-        ),
-    ];
-    wait_for_async("game server counters move", TIMEOUT, || async {
-        let s = metrics(gs).await;
-        gs_checks.iter().all(|c| c(&s))
-    })
-    .await;
-    // Gauges are sampled every heartbeat (100 ms in tests).
-    wait_for_async("session and link gauges are sampled", TIMEOUT, || async {
-        let s = metrics(gs).await;
-        s.sum("gamemesh_game_server_sessions", "") >= 1.0
-            && s.sum("gamemesh_gateway_game_servers_live", "") >= 1.0
-            && s.sum("gamemesh_game_server_gateways_linked", "") >= 1.0
-    })
-    .await;
-    // The latency histograms have real buckets, so Prometheus can sum
-    // them across nodes and `top` can take a p99.
-    let s = metrics(gs).await;
-    assert!(!s.buckets("gamemesh_game_server_handler_seconds").is_empty());
-    cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@
 //!
 //! How long following took is printed, not asserted (no timed assertions).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use gamemesh_game_server::Config as GsConfig;
@@ -58,6 +58,50 @@ fn session_count(conn: &mut redis::Connection) -> usize {
         .query(conn)
         .expect("KEYS");
     keys.len()
+}
+
+/// Every session held live on any of `game_servers`: user -> the
+/// (game server, session id) pairs holding one. A user with two entries
+/// has a doubled session, whatever Redis says.
+fn live_sessions(game_servers: &[GameServerNode]) -> BTreeMap<u64, Vec<(u64, u64)>> {
+    let mut live: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+    for g in game_servers {
+        for a in g.state.sessions.all() {
+            live.entry(a.session.user_id)
+                .or_default()
+                .push((g.node_id, a.session.session_id));
+        }
+    }
+    for holders in live.values_mut() {
+        holders.sort_unstable();
+    }
+    live
+}
+
+/// Waits until the game servers together hold exactly one live session per
+/// user of `want` (user -> session id), and nothing else; fails with what
+/// they hold when that does not settle.
+async fn assert_one_live_session_each(game_servers: &[GameServerNode], want: &HashMap<u64, u64>) {
+    let matches = |live: &BTreeMap<u64, Vec<(u64, u64)>>| {
+        live.len() == want.len()
+            && live
+                .iter()
+                .all(|(user, holders)| holders.len() == 1 && want.get(user) == Some(&holders[0].1))
+    };
+    let deadline = Instant::now() + SETTLE;
+    let mut live = live_sessions(game_servers);
+    // Kicks and replacements end sessions asynchronously: poll, bounded.
+    while !matches(&live) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        live = live_sessions(game_servers);
+    }
+    let want: BTreeMap<_, _> = want.iter().map(|(u, s)| (*u, *s)).collect();
+    assert!(
+        matches(&live),
+        "every user holds exactly one live session, on one game server, and it is the \
+         session the client has: none doubled, none lost.\n want (user -> session id): \
+         {want:?}\n live (user -> [(game server, session id)]): {live:?}"
+    );
 }
 
 /// A logged-in client and what its login said.
@@ -142,6 +186,7 @@ async fn wait_saved(ha: &SentinelGroup, port: u16, players: &[Player], last_seq:
 /// The part both failovers share: everything after the primary changed.
 async fn sessions_keep_working(
     ha: &SentinelGroup,
+    game_servers: &[GameServerNode],
     gateway: &GatewayNode,
     mut players: Vec<Player>,
     new_primary: u16,
@@ -216,7 +261,7 @@ async fn sessions_keep_working(
     let mut newcomer = Client::connect_with_timeout(&gateway.addr, TIMEOUT)
         .await
         .expect("connect");
-    newcomer
+    let newcomer_login = newcomer
         .login(USERS + 1, "dev")
         .await
         .expect("a new login after the failover");
@@ -254,8 +299,20 @@ async fn sessions_keep_working(
     assert_eq!(
         session_count(&mut c),
         USERS as usize + 1,
-        "the {USERS} sessions plus the new login, and the duplicate replaced one: no session lost, none doubled"
+        "the {USERS} sessions plus the new login, and the duplicate replaced one: no record lost"
     );
+    // One record per user cannot show a doubled session (two game servers
+    // each serving one for the same user): the game servers' own tables
+    // can.
+    let mut want: HashMap<u64, u64> = players
+        .iter()
+        .map(|p| (p.user, p.login.session_id))
+        .collect();
+    want.insert(user, login.session_id);
+    want.insert(USERS + 1, newcomer_login.session_id);
+    want.insert(victim.user, second.session_id);
+    assert_one_live_session_each(game_servers, &want).await;
+    drop((resumed, newcomer, intruder));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,7 +334,7 @@ async fn sessions_keep_working_through_a_planned_sentinel_failover() {
     let new = ha.failover().await;
     let switched_at = Instant::now();
     assert_ne!(new, old);
-    sessions_keep_working(&ha, &gateway, players, new, switched_at).await;
+    sessions_keep_working(&ha, &game_servers, &gateway, players, new, switched_at).await;
     stop_nodes(game_servers, gateway).await;
 }
 
@@ -298,7 +355,7 @@ async fn sessions_keep_working_after_the_primary_is_killed() {
     let new = ha.kill_primary().await;
     let switched_at = Instant::now();
     assert_ne!(new, old);
-    sessions_keep_working(&ha, &gateway, players, new, switched_at).await;
+    sessions_keep_working(&ha, &game_servers, &gateway, players, new, switched_at).await;
     stop_nodes(game_servers, gateway).await;
 }
 
@@ -315,7 +372,7 @@ async fn background_jobs_and_events_follow_a_planned_sentinel_failover() {
     assert_ne!(new, old);
     // Events are pub/sub, at most once per listening server: one published
     // before a game server's listener has moved to the new primary never
-    // reaches it (ARCHITECTURE.md, "Jobs and events"). So the event is
+    // reaches it (docs/JOBS.md). So the event is
     // scheduled once both listeners are subscribed there.
     let primary = redis::Client::open(format!("redis://127.0.0.1:{new}")).expect("redis url");
     wait_for(

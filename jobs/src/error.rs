@@ -12,7 +12,7 @@ pub enum JobsError {
     /// The Redis address could not be parsed.
     #[error("bad Redis address {addr:?}: {reason}")]
     BadAddress {
-        /// The address as given.
+        /// The address as given, its password hidden.
         addr: String,
         /// Why it was refused.
         reason: String,

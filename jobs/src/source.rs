@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use gamemesh_node::redis_address::{normalise, redact};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
@@ -47,8 +48,8 @@ impl PlainRedis {
     /// Connects to Redis at `addr` (`host:port` or a `redis://` URL),
     /// failing within about twice `timeout` if it does not answer.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, JobsError> {
-        let client = redis::Client::open(redis_url(addr)).map_err(|e| JobsError::BadAddress {
-            addr: addr.to_string(),
+        let client = redis::Client::open(normalise(addr)).map_err(|e| JobsError::BadAddress {
+            addr: redact(addr),
             reason: e.to_string(),
         })?;
         let config = ConnectionManagerConfig::new()
@@ -73,14 +74,5 @@ impl RedisSource for PlainRedis {
 
     fn client(&self) -> redis::Client {
         self.client.clone()
-    }
-}
-
-/// Normalises `host:port` to a `redis://` URL; URLs pass through.
-pub fn redis_url(addr: &str) -> String {
-    if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("redis://{addr}")
     }
 }

@@ -277,8 +277,6 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-pub use crate::source::redis_url;
-
 impl JobStore {
     /// Connects to Redis at `addr` (`host:port` or a URL), failing within
     /// about `timeout` if it does not answer.

@@ -12,13 +12,15 @@
 //! - `--print-config` renders the effective value of every flag as TOML
 //!   that `--config` accepts. Flags marked `hide_env_values` (secrets) are
 //!   printed as a comment, redacted, and so is the password of any URL
-//!   (`redis://user:<redacted>@host`).
+//!   (`redis://user:***@host`, by [`crate::redis_address::redact`]).
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use crate::redis_address::{redact, REDACTED};
 
 /// Flags this module adds and handles itself; never file keys.
 const CONFIG_ID: &str = "config";
@@ -246,10 +248,10 @@ fn render(cmd: &Command, matches: &ArgMatches) -> String {
             continue;
         }
         if arg.is_hide_env_values_set() {
-            let _ = writeln!(out, "# {key} = \"<redacted>\"");
+            let _ = writeln!(out, "# {key} = \"{REDACTED}\"");
             continue;
         }
-        let values: Vec<String> = values.iter().map(|v| redact_password(v)).collect();
+        let values: Vec<String> = values.iter().map(|v| redact(v)).collect();
         let many = arg.get_value_delimiter().is_some()
             || matches!(arg.get_action(), ArgAction::Append)
             || values.len() > 1;
@@ -261,22 +263,6 @@ fn render(cmd: &Command, matches: &ArgMatches) -> String {
         let _ = writeln!(out, "{key} = {value}");
     }
     out
-}
-
-/// A URL's password (`redis://user:secret@host`) replaced by
-/// `<redacted>`: Redis URLs carry credentials in a flag that is no secret
-/// as a whole.
-fn redact_password(v: &str) -> String {
-    let Some((scheme, rest)) = v.split_once("://") else {
-        return v.to_string();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return v.to_string();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
-        None => v.to_string(),
-    }
 }
 
 /// Numbers and booleans print as TOML numbers and booleans, so the file
@@ -391,15 +377,22 @@ mod tests {
         assert!(text.contains("port = 6001"), "{text}");
         assert!(text.contains("peers = [\"a:1\"]"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
-        assert_eq!(
-            redact_password("redis://app:pw@h:6379,h2:6379"),
-            "redis://app:<redacted>@h:6379,h2:6379"
-        );
-        assert_eq!(redact_password("127.0.0.1:6379"), "127.0.0.1:6379");
+        assert!(text.contains("# secret = \"***\""), "{text}");
         let (_d, path) = file(&text);
         let d = run(&["demo", "--config", &path]).unwrap();
         assert_eq!(d.port, 6001);
         assert_eq!(d.peers, ["a:1"]);
         assert_eq!(d.secret, None);
+    }
+
+    #[test]
+    fn print_config_hides_url_passwords() {
+        let args = ["demo", "--peers", "redis://app:pw@h:1", "--print-config"];
+        let Parsed::Print(text) = try_parse_from::<Demo>(args, "GM_CFG_TEST_CONFIG").unwrap()
+        else {
+            panic!("expected --print-config output");
+        };
+        assert!(text.contains("peers = [\"redis://app:***@h:1\"]"), "{text}");
+        assert!(!text.contains("pw"), "{text}");
     }
 }

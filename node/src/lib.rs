@@ -1,20 +1,44 @@
-//! The edge every gamemesh binary shares, so `gateway`, `game-server` and
-//! `test-client` start, log and stop the same way:
+//! What every gamemesh process shares, so `gateway`, `game-server` and
+//! `test-client` start, log and stop the same way, and each small building
+//! block exists once.
+//!
+//! The edge:
 //!
 //! - [`init_logging`] / [`init_logging_as`]: logs filtered by `RUST_LOG`,
 //!   human-readable or JSON lines ([`LogFormat`], `--log-format`).
 //! - [`config`]: flags from the command line, the environment and a TOML
 //!   file (`--config`), and `--print-config`, for any clap parser.
+//! - [`flags`]: the flags both nodes take (node id, heartbeat, admin port,
+//!   cluster secret, ...), declared once, and the start-up warning of a
+//!   node without a cluster secret.
 //! - [`admin`]: the admin port (`/metrics`, `/healthz`, `/readyz`) and the
 //!   process's one Prometheus recorder.
 //! - [`wait_for_signal`] / [`shutdown_on_signal`]: SIGINT (Ctrl-C) and
 //!   SIGTERM become one `CancellationToken`, the only shutdown path the
 //!   libraries know.
 //! - [`exit_on_error`]: a start-up failure ends the process with one plain
-//!   sentence and status 1, never a backtrace.
+//!   sentence and status 1, never a backtrace; [`error::StartError`] holds
+//!   the failures every node can have.
+//!
+//! The building blocks:
+//!
+//! - [`rate_limit`]: a token bucket, and buckets per key (IP, user,
+//!   session) with idle sweep and a cap on keys.
+//! - [`fixed_window`]: "kick after N in a window".
+//! - [`log_throttle`]: one log line per interval, globally or per key.
+//! - [`redis_address`]: Redis addresses parsed, normalised and redacted.
+//! - [`peer_gate`]: the cluster-secret check on every message that arrives
+//!   on an internal port.
 
 pub mod admin;
 pub mod config;
+pub mod error;
+pub mod fixed_window;
+pub mod flags;
+pub mod log_throttle;
+pub mod peer_gate;
+pub mod rate_limit;
+pub mod redis_address;
 
 use std::fmt::Display;
 

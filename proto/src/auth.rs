@@ -1,4 +1,4 @@
-//! Login tokens (PROTOCOL.md, "Authentication").
+//! Login tokens (docs/PROTOCOL.md, "Authentication").
 //!
 //! A token is `<expiry_unix_seconds>.<hex(HMAC-SHA256(secret, "<user_id>.<expiry>"))>`.
 //! It lives in `proto` because it is part of the client contract: the game

@@ -4,13 +4,13 @@
 //! [`HelloProof`]: an HMAC-SHA256 under the cluster secret over the hello's
 //! type, the ZeroMQ routing id of the pipe it travels on, and the whole
 //! hello (node id, endpoint, incarnation, ...), plus a timestamp and a
-//! random nonce. A receiver ([`PeerGate`]) accepts a hello only when the
-//! MAC matches, the claimed node id is the one in the routing id, the
-//! timestamp is within [`MAX_CLOCK_SKEW`] of its clock, and the nonce has not
-//! been seen in that window. The routing id it arrived on then counts as
-//! authenticated, and anything else from a routing id that is not is
-//! dropped, logged (one line per peer per [`LOG_EVERY`]) and counted
-//! (`gamemesh_link_unauthenticated_total{link, reason}`).
+//! random nonce. A receiver (`gamemesh_node::peer_gate::PeerGate`) accepts
+//! a hello only when the MAC matches, the claimed node id is the one in the
+//! routing id, the timestamp is within [`MAX_CLOCK_SKEW`] of its clock, and
+//! the nonce has not been seen in that window. The routing id it arrived on
+//! then counts as authenticated, and anything else from a routing id that
+//! is not is dropped. Which message of each internal envelope is the hello
+//! is said here, by [`PeerMessage`].
 //!
 //! Why this holds: only a holder of the secret can make a valid proof; the
 //! proof names one pipe's routing id (random per pipe, see
@@ -21,23 +21,23 @@
 //! be taken over. What it does not do: encrypt, or stop an attacker who
 //! sits on the path and rewrites TCP. SECURITY.md says so.
 //!
-//! Without a secret ([`PeerGate::open`]) hellos go unsigned and everything
-//! is admitted, as before this existed; the binaries warn at start-up.
+//! Without a secret hellos go unsigned and everything is admitted, as
+//! before this existed; the binaries warn at start-up.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use prost::Message;
 use sha2::Sha256;
 use thiserror::Error;
-use tracing::warn;
 
-use crate::internal::{GatewayHello, HelloProof, MeshHello, ServerHello};
+use crate::internal::{
+    gateway_to_server, mesh_message, server_to_gateway, GatewayHello, HelloProof, MeshHello,
+    ServerHello,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -45,14 +45,6 @@ type HmacSha256 = Hmac<Sha256>;
 /// Hellos go out every heartbeat (1 s), so the window only has to absorb
 /// clock skew between machines (NTP keeps it far below this) and queueing.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
-
-/// At most one log line per unauthenticated peer (routing id) this often;
-/// the rest are only counted.
-pub const LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// A routing id that sent no valid hello for this long is forgotten (its
-/// peer has restarted or gone; live peers send one every heartbeat).
-pub const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 /// Bytes of random nonce per hello.
 const NONCE_BYTES: usize = 16;
@@ -126,8 +118,36 @@ signed_hello!(GatewayHello, b"gamemesh/GatewayHello/v1", gateway_node_id);
 signed_hello!(ServerHello, b"gamemesh/ServerHello/v1", game_server_node_id);
 signed_hello!(MeshHello, b"gamemesh/MeshHello/v1", node_id);
 
+/// A message of an internal envelope (what one node sends another): its
+/// hello, which must carry a proof, or anything else, which is acted on
+/// only from a pipe whose hello was admitted.
+pub trait PeerMessage {
+    /// The envelope's hello.
+    type Hello: SignedHello;
+    /// The hello, if this message is one.
+    fn hello(&self) -> Option<&Self::Hello>;
+}
+
+macro_rules! peer_message {
+    ($envelope:ident, $hello:ty) => {
+        impl PeerMessage for $envelope::Kind {
+            type Hello = $hello;
+            fn hello(&self) -> Option<&$hello> {
+                match self {
+                    $envelope::Kind::Hello(h) => Some(h),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+peer_message!(gateway_to_server, GatewayHello);
+peer_message!(server_to_gateway, ServerHello);
+peer_message!(mesh_message, MeshHello);
+
 /// Unix time in milliseconds.
-fn now_unix_ms() -> u64 {
+pub fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -229,8 +249,8 @@ impl HelloRefused {
 }
 
 /// Checks a hello's proof for the pipe `routing_id` at `now_ms`, MAC and
-/// timestamp only (no replay cache: see [`PeerGate`]). The MAC is compared
-/// in constant time.
+/// timestamp only (the replay cache is the receiver's). The MAC is
+/// compared in constant time.
 pub fn verify_at<H: SignedHello>(
     secret: &ClusterSecret,
     routing_id: &[u8],
@@ -247,170 +267,6 @@ pub fn verify_at<H: SignedHello>(
         return Err(HelloRefused::Stale { skew_ms });
     }
     Ok(())
-}
-
-/// One receiving link's view of which peers have authenticated. Owned by
-/// the single task that reads that link, so it needs no lock.
-#[derive(Debug)]
-pub struct PeerGate {
-    /// The secret; `None` admits everything (development).
-    secret: Option<ClusterSecret>,
-    /// Names the link in logs and metrics (`p2p`, `mesh`, `gateway`).
-    link: &'static str,
-    /// Authenticated routing ids: their node and their last valid hello.
-    authenticated: HashMap<Bytes, (u64, Instant)>,
-    /// Nonces of accepted hellos, with their timestamps, for the window.
-    nonces: HashMap<Bytes, u64>,
-    /// When `nonces` and `authenticated` were last pruned.
-    pruned: Instant,
-    /// When each refused peer was last logged (rate limit).
-    logged: HashMap<Bytes, Instant>,
-    /// Messages refused so far (the metric's total for this link), shared
-    /// with whoever wants to read it ([`PeerGate::counter`]).
-    refused: Arc<AtomicU64>,
-}
-
-impl PeerGate {
-    /// A gate that requires proofs made with `secret`.
-    pub fn new(secret: ClusterSecret, link: &'static str) -> Self {
-        Self::with(Some(secret), link)
-    }
-
-    /// A gate that admits everything (no secret configured).
-    pub fn open(link: &'static str) -> Self {
-        Self::with(None, link)
-    }
-
-    /// [`PeerGate::new`] or [`PeerGate::open`], as `secret` says.
-    pub fn with(secret: Option<ClusterSecret>, link: &'static str) -> Self {
-        Self {
-            secret,
-            link,
-            authenticated: HashMap::new(),
-            nonces: HashMap::new(),
-            pruned: Instant::now(),
-            logged: HashMap::new(),
-            refused: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Counts refusals into `counter` (shared with, e.g., the state tests
-    /// read) instead of a private one.
-    pub fn counting_into(mut self, counter: Arc<AtomicU64>) -> Self {
-        self.refused = counter;
-        self
-    }
-
-    /// True when this gate requires proofs.
-    pub fn is_enforcing(&self) -> bool {
-        self.secret.is_some()
-    }
-
-    /// How many messages this gate has refused.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-
-    /// Admits a hello from node `from` (parsed from its routing id) on
-    /// `routing_id`, or refuses it (logged and counted here). An admitted
-    /// hello authenticates its routing id.
-    pub fn admit_hello<H: SignedHello>(
-        &mut self,
-        from: u64,
-        routing_id: &Bytes,
-        hello: &H,
-    ) -> Result<(), HelloRefused> {
-        let result = self.check_hello(from, routing_id, hello, now_unix_ms(), Instant::now());
-        if let Err(e) = &result {
-            self.refuse(from, routing_id, e);
-        }
-        result
-    }
-
-    /// Admits any other message from `routing_id`, or refuses it (logged
-    /// and counted here).
-    pub fn admit(&mut self, from: u64, routing_id: &Bytes) -> bool {
-        if self.secret.is_none() || self.authenticated.contains_key(routing_id) {
-            return true;
-        }
-        self.refuse(from, routing_id, &HelloRefused::NotAuthenticated);
-        false
-    }
-
-    fn check_hello<H: SignedHello>(
-        &mut self,
-        from: u64,
-        routing_id: &Bytes,
-        hello: &H,
-        now_ms: u64,
-        now: Instant,
-    ) -> Result<(), HelloRefused> {
-        let Some(secret) = &self.secret else {
-            return Ok(());
-        };
-        if hello.claimed_node() != from {
-            return Err(HelloRefused::WrongNode {
-                claimed: hello.claimed_node(),
-                pipe: from,
-            });
-        }
-        verify_at(secret, routing_id, hello, now_ms)?;
-        self.prune(now_ms, now);
-        let proof = hello.proof().ok_or(HelloRefused::NoProof)?;
-        // Only a secret holder gets this far, so the cache cannot be
-        // flooded by strangers; it holds one entry per accepted hello in
-        // the window.
-        if self
-            .nonces
-            .insert(proof.nonce.clone(), proof.timestamp_ms)
-            .is_some()
-        {
-            return Err(HelloRefused::Replayed);
-        }
-        self.authenticated.insert(routing_id.clone(), (from, now));
-        Ok(())
-    }
-
-    /// Drops nonces older than the window and routing ids silent for
-    /// [`FORGET_AFTER`], at most once a second.
-    fn prune(&mut self, now_ms: u64, now: Instant) {
-        if now.duration_since(self.pruned) < Duration::from_secs(1) {
-            return;
-        }
-        self.pruned = now;
-        let window = MAX_CLOCK_SKEW.as_millis() as u64;
-        self.nonces.retain(|_, ts| now_ms.abs_diff(*ts) <= window);
-        self.authenticated
-            .retain(|_, (_, seen)| now.duration_since(*seen) < FORGET_AFTER);
-        self.logged
-            .retain(|_, at| now.duration_since(*at) < LOG_EVERY);
-    }
-
-    fn refuse(&mut self, from: u64, routing_id: &Bytes, why: &HelloRefused) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(
-            "gamemesh_link_unauthenticated_total",
-            "link" => self.link,
-            "reason" => why.kind()
-        )
-        .increment(1);
-        let now = Instant::now();
-        let due = match self.logged.get(routing_id) {
-            Some(at) => now.duration_since(*at) >= LOG_EVERY,
-            None => true,
-        };
-        // Bound the rate-limit map against a flood of fresh routing ids:
-        // past this many, strangers are only counted.
-        if due && self.logged.len() < 4096 {
-            self.logged.insert(routing_id.clone(), now);
-            warn!(
-                "Dropped a message on the {} port from node {from} (routing id {}): {why}; more from this peer are counted, not logged, for {} s",
-                self.link,
-                String::from_utf8_lossy(routing_id),
-                LOG_EVERY.as_secs()
-            );
-        }
-    }
 }
 
 #[cfg(test)]
@@ -433,28 +289,32 @@ mod tests {
     }
 
     #[test]
-    fn a_signed_hello_verifies_and_authenticates_its_pipe() {
+    fn a_signed_hello_verifies_for_its_pipe_only() {
         let secret = ClusterSecret::new("s3cret");
-        let mut gate = PeerGate::new(secret.clone(), "test");
         let pipe = rid("gateway:7:0011223344556677");
-        assert!(!gate.admit(7, &pipe), "nothing is admitted before a hello");
         let mut h = hello(7);
         sign(Some(&secret), &pipe, &mut h);
-        gate.admit_hello(7, &pipe, &h).unwrap();
-        assert!(gate.admit(7, &pipe));
-        assert!(!gate.admit(7, &rid("gateway:7:ffffffffffffffff")));
-        assert_eq!(gate.refused(), 2);
+        verify_at(&secret, &pipe, &h, now_unix_ms()).unwrap();
+        assert_eq!(
+            verify_at(&secret, b"gateway:7:ff", &h, now_unix_ms()),
+            Err(HelloRefused::BadMac)
+        );
+        assert_eq!(
+            verify_at(&ClusterSecret::new("wrong"), &pipe, &h, now_unix_ms()),
+            Err(HelloRefused::BadMac)
+        );
     }
 
     #[test]
-    fn wrong_or_missing_secret_is_refused() {
-        let mut gate = PeerGate::new(ClusterSecret::new("right"), "test");
-        let pipe = rid("gateway:7:01");
-        let mut h = hello(7);
-        assert_eq!(gate.admit_hello(7, &pipe, &h), Err(HelloRefused::NoProof));
-        sign(Some(&ClusterSecret::new("wrong")), &pipe, &mut h);
-        assert_eq!(gate.admit_hello(7, &pipe, &h), Err(HelloRefused::BadMac));
-        assert!(!gate.admit(7, &pipe));
+    fn each_envelope_names_its_hello() {
+        let h = hello(7);
+        assert!(gateway_to_server::Kind::Hello(h).hello().is_some());
+        let other = gateway_to_server::Kind::ClientDisconnected(Default::default());
+        assert!(other.hello().is_none());
+        let mesh = mesh_message::Kind::Hello(MeshHello::default());
+        assert!(mesh.hello().is_some());
+        let server = server_to_gateway::Kind::Send(Default::default());
+        assert!(server.hello().is_none());
     }
 
     #[test]
@@ -467,38 +327,6 @@ mod tests {
         assert_eq!(
             verify_at(&secret, &pipe, &h, now_unix_ms()),
             Err(HelloRefused::BadMac)
-        );
-    }
-
-    #[test]
-    fn a_hello_replayed_on_the_same_pipe_is_refused() {
-        let secret = ClusterSecret::new("s");
-        let mut gate = PeerGate::new(secret.clone(), "test");
-        let pipe = rid("gateway:7:01");
-        let mut h = hello(7);
-        sign(Some(&secret), &pipe, &mut h);
-        gate.admit_hello(7, &pipe, &h).unwrap();
-        assert_eq!(gate.admit_hello(7, &pipe, &h), Err(HelloRefused::Replayed));
-    }
-
-    #[test]
-    fn a_hello_replayed_on_another_pipe_or_as_another_node_is_refused() {
-        let secret = ClusterSecret::new("s");
-        let mut gate = PeerGate::new(secret.clone(), "test");
-        let mut h = hello(7);
-        sign(Some(&secret), b"gateway:7:01", &mut h);
-        // The attacker's own connection has its own routing id.
-        assert_eq!(
-            gate.admit_hello(7, &rid("gateway:7:02"), &h),
-            Err(HelloRefused::BadMac)
-        );
-        // Or claims to be node 8 with node 7's hello.
-        assert_eq!(
-            gate.admit_hello(8, &rid("gateway:8:01"), &h),
-            Err(HelloRefused::WrongNode {
-                claimed: 7,
-                pipe: 8
-            })
         );
     }
 
@@ -532,15 +360,6 @@ mod tests {
             verify_at(&secret, &pipe, &as_mesh, now_unix_ms()),
             Err(HelloRefused::BadMac)
         );
-    }
-
-    #[test]
-    fn without_a_secret_everything_is_admitted() {
-        let mut gate = PeerGate::open("test");
-        let pipe = rid("gateway:7:01");
-        assert!(gate.admit(7, &pipe));
-        gate.admit_hello(7, &pipe, &hello(7)).unwrap();
-        assert_eq!(gate.refused(), 0);
     }
 
     #[test]

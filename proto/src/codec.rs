@@ -14,7 +14,7 @@ pub const LENGTH_PREFIX_BYTES: usize = 4;
 /// Most room reserved at once for a body still arriving.
 const RESERVE_STEP: usize = 4 * 1024;
 
-/// The default largest body a gateway accepts (PROTOCOL.md).
+/// The default largest body a gateway accepts (docs/PROTOCOL.md).
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
 
 /// Cuts a byte stream into frame bodies and writes bodies as frames.

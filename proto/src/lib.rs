@@ -10,8 +10,9 @@
 //!   length header before allocating anything for it.
 //! - [`auth`]: login tokens (HMAC-SHA256), minted by clients' login
 //!   services and verified by game servers.
-//! - [`cluster_auth`]: the cluster-secret proof in every node hello and the
-//!   [`cluster_auth::PeerGate`] that admits only authenticated peers.
+//! - [`cluster_auth`]: the cluster-secret proof in every node hello, and
+//!   which message of each internal envelope is the hello (the gate that
+//!   checks them is `gamemesh_node::peer_gate`).
 //! - [`packets`]: small constructors for the server packets every part
 //!   builds (errors, kicks), so their wording lives in one place.
 //!

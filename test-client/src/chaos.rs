@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use gamemesh_node::redis_address::redact;
 use gamemesh_proto::client::ErrorCode;
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -238,7 +239,8 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<ChaosReport> {
 /// (user, session id) of every session at the end, compared with the
 /// record Redis holds for the user.
 async fn check_redis(url: &str, held: &[(u64, u64)]) -> anyhow::Result<(u64, u64)> {
-    let client = redis::Client::open(url).with_context(|| format!("bad Redis URL {url:?}"))?;
+    let client =
+        redis::Client::open(url).with_context(|| format!("bad Redis URL {:?}", redact(url)))?;
     let mut conn = client
         .get_multiplexed_async_connection()
         .await

@@ -109,6 +109,17 @@ pub enum Command {
         #[arg(long, env = "GAMEMESH_CHAT_GAME_SERVER")]
         on_game_server: Option<u64>,
     },
+    /// Play the arena sample in this terminal: arrow keys move, z zooms,
+    /// q leaves the room and quits.
+    Arena {
+        /// The arena room to join (1-32 of A-Z a-z 0-9 _ -; created if it
+        /// does not exist).
+        #[arg(long, env = "GAMEMESH_ARENA_ROOM")]
+        room: String,
+        /// User id to log in as (random when absent).
+        #[arg(long, env = "GAMEMESH_USER")]
+        user: Option<u64>,
+    },
     /// Load generator: measure --addr for a while, print one JSON line.
     Bench(BenchArgs),
     /// Bare echo server for the same framing: the physical-limit baseline.
@@ -301,6 +312,14 @@ pub struct BenchArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub connect_rate: Option<u32>,
+    /// Arena mode: players per room (--conns players in all).
+    #[arg(
+        long,
+        env = "GAMEMESH_BENCH_ROOM_SIZE",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..=16)
+    )]
+    pub room_size: u32,
 }
 
 /// Flags of `echo-server`.
@@ -329,6 +348,7 @@ impl Cli {
             connect_rate: args.connect_rate,
             auth_secret: self.auth_secret.clone(),
             timeout: self.timeout(),
+            room_size: args.room_size as usize,
         }
     }
 }
@@ -423,6 +443,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                 linger: Duration::from_millis(linger_ms),
                 timeout,
                 game_server: on_game_server,
+            })
+            .await
+        }
+        Command::Arena { ref room, user } => {
+            crate::arena::play::run(&crate::arena::play::ArenaOptions {
+                addr: cli.addr.clone(),
+                auth_secret: cli.auth_secret.clone(),
+                user: user.unwrap_or_else(commands::random_user),
+                room: room.clone(),
+                timeout,
             })
             .await
         }
@@ -570,6 +600,27 @@ mod tests {
         assert_eq!((opts.conns, opts.depth, opts.payload), (1000, 16, 512));
         assert_eq!(opts.duration, Duration::from_secs(3));
         assert_eq!((opts.sources, opts.connect_rate), (4, Some(5000)));
+        assert_eq!(opts.room_size, 10);
+
+        let cli = Cli::try_parse_from([
+            "test-client",
+            "bench",
+            "--mode",
+            "arena",
+            "--conns",
+            "2000",
+            "--room-size",
+            "16",
+        ])
+        .unwrap();
+        let Command::Bench(ref args) = cli.command else {
+            panic!("not bench")
+        };
+        let opts = cli.bench_options(args);
+        assert_eq!(
+            (opts.mode, opts.conns, opts.room_size),
+            (Mode::Arena, 2000, 16)
+        );
 
         for bad in [
             &["--conns", "0"][..],
@@ -578,10 +629,33 @@ mod tests {
             &["--sources", "0"],
             &["--sources", "255"],
             &["--mode", "nope"],
+            &["--room-size", "0"],
+            &["--room-size", "17"],
         ] {
             let argv = ["test-client", "bench"].iter().chain(bad);
             assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn arena_takes_a_room_and_a_user() {
+        let cli = Cli::try_parse_from([
+            "test-client",
+            "arena",
+            "--room",
+            "r1",
+            "--user",
+            "7",
+            "--addr",
+            "127.0.0.1:5001",
+        ])
+        .unwrap();
+        assert_eq!(cli.addr, "127.0.0.1:5001");
+        assert!(matches!(cli.command, Command::Arena { ref room, user: Some(7) } if room == "r1"));
+        assert!(
+            Cli::try_parse_from(["test-client", "arena"]).is_err(),
+            "--room is required"
+        );
     }
 
     #[test]

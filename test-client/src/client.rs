@@ -1,5 +1,5 @@
 //! A protocol-level game client: one TCP connection to a gateway, speaking
-//! length-prefixed `ClientPacket` / `ServerPacket` frames (PROTOCOL.md).
+//! length-prefixed `ClientPacket` / `ServerPacket` frames (docs/PROTOCOL.md).
 //!
 //! It is deliberately thin and honest: it never retries, reconnects or hides
 //! what the server sent, because its job is to check what the system does.
@@ -671,7 +671,7 @@ pub fn token_for(secret: Option<&str>, user_id: u64) -> String {
     }
 }
 
-/// An error code's name as PROTOCOL.md writes it (`NOT_AUTHENTICATED`).
+/// An error code's name as docs/PROTOCOL.md writes it (`NOT_AUTHENTICATED`).
 pub fn error_code_name(code: i32) -> String {
     match ErrorCode::try_from(code) {
         Ok(c) => c.as_str_name().trim_start_matches("ERROR_CODE_").to_owned(),
@@ -679,7 +679,7 @@ pub fn error_code_name(code: i32) -> String {
     }
 }
 
-/// A kick reason's name as PROTOCOL.md writes it (`DUPLICATE_LOGIN`).
+/// A kick reason's name as docs/PROTOCOL.md writes it (`DUPLICATE_LOGIN`).
 pub fn kick_reason_name(reason: i32) -> String {
     match KickReason::try_from(reason) {
         Ok(r) => r
@@ -755,6 +755,10 @@ pub fn describe(packet: &ServerPacket) -> String {
             format!("chat_whispered(from user {}: {:?})", w.from_user_id, w.text)
         }
         Some(Body::Notice(n)) => format!("notice({}: {})", n.kind, n.text),
+        Some(Body::Game(g)) => format!("game({} payload bytes)", g.payload.len()),
+        Some(Body::GamePush(p)) => {
+            format!("game_push({}, {} payload bytes)", p.route, p.payload.len())
+        }
     };
     format!("{body} [sequence id {}]", packet.sequence_id)
 }

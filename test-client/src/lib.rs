@@ -1,5 +1,5 @@
 //! The gamemesh test client: a game client that speaks the wire contract of
-//! `PROTOCOL.md` and checks what the system answers.
+//! `docs/PROTOCOL.md` and checks what the system answers.
 //!
 //! - [`client`]: [`Client`], one TCP connection to a gateway with framed
 //!   `ClientPacket` / `ServerPacket` requests, matched by sequence id, and
@@ -18,6 +18,8 @@
 //! - [`limits`]: the open-file limit, raised before a benchmark.
 //! - [`top`]: `top`, a live cluster view from the nodes' admin ports
 //!   (`/metrics`), and the scraper the integration tests use.
+//! - [`arena`]: the arena sample from the player's side: `arena` plays it
+//!   in a terminal (ratatui), `bench --mode arena` with many bots.
 //! - [`cli`]: flags and dispatch for the `test-client` binary.
 //!
 //! A request's path: [`Client::echo`] builds a `ClientPacket` with the next
@@ -32,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod arena;
 pub mod chaos;
 pub mod chat;
 pub mod cli;

@@ -18,6 +18,9 @@
 //!   and resuming on a new one; latency is connect + resume.
 //! - [`Mode::Idle`]: N logged-in sessions that heartbeat every 10 s, held
 //!   for the duration (memory per session is measured from outside).
+//! - [`Mode::Arena`]: N players of the arena sample in rooms of
+//!   `room_size`, each moving once per tick; latency is tick-to-client
+//!   (see [`crate::arena::bench`]).
 //!
 //! It runs on a current-thread runtime ([`run`] builds one): on the small
 //! shared machines these numbers come from, a multi-threaded load generator
@@ -67,7 +70,7 @@ pub const IDLE_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Connections set up at once before the clock starts. Enough to open
 /// thousands quickly, few enough not to measure a SYN flood.
-const SETUP_CONCURRENCY: usize = 256;
+pub(crate) const SETUP_CONCURRENCY: usize = 256;
 
 /// Read room made before each read in the echo loop.
 const ECHO_READ_CHUNK: usize = 16 * 1024;
@@ -88,7 +91,7 @@ const SPREAD_AFTER: usize = 8;
 const ERRORS_SHOWN: u64 = 5;
 
 /// Largest recordable latency (60 s in µs); longer ones saturate.
-const HISTOGRAM_MAX_US: u64 = 60_000_000;
+pub(crate) const HISTOGRAM_MAX_US: u64 = 60_000_000;
 
 /// What a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -104,6 +107,8 @@ pub enum Mode {
     Resume,
     /// Idle sessions that only heartbeat.
     Idle,
+    /// Arena players moving every tick.
+    Arena,
 }
 
 impl Mode {
@@ -115,6 +120,7 @@ impl Mode {
             Mode::Kick => "kick",
             Mode::Resume => "resume",
             Mode::Idle => "idle",
+            Mode::Arena => "arena",
         }
     }
 
@@ -154,6 +160,8 @@ pub struct BenchOptions {
     pub auth_secret: Option<String>,
     /// Bound on every connect and every reply.
     pub timeout: Duration,
+    /// Arena mode: players per room.
+    pub room_size: usize,
 }
 
 impl BenchOptions {
@@ -171,6 +179,7 @@ impl BenchOptions {
             connect_rate: None,
             auth_secret: None,
             timeout: Duration::from_secs(5),
+            room_size: 10,
         }
     }
 
@@ -197,6 +206,13 @@ impl BenchOptions {
         }
         if self.connect_rate == Some(0) {
             bail!("--connect-rate must be at least 1 per second");
+        }
+        if !(1..=crate::arena::bench::MAX_ROOM_SIZE).contains(&self.room_size) {
+            bail!(
+                "--room-size must be 1..={} (an arena room holds at most {} players)",
+                crate::arena::bench::MAX_ROOM_SIZE,
+                crate::arena::bench::MAX_ROOM_SIZE
+            );
         }
         Ok(())
     }
@@ -236,6 +252,10 @@ pub struct BenchReport {
     pub max_us: u64,
     /// Error replies, unexpected replies, timeouts and failed connections.
     pub errors: u64,
+    /// Arena mode only: what the players saw (flattened into the line;
+    /// absent in the other modes, so their lines are unchanged).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub arena: Option<crate::arena::bench::ArenaReport>,
 }
 
 impl BenchReport {
@@ -289,6 +309,7 @@ pub async fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
         bail!("--sources spreads over 127.0.0.x source addresses, so --addr must be a loopback IPv4 address, not {target}");
     }
     let run = Arc::new(Run::new(opts.clone(), target, loopback));
+    let mut arena = None;
     let tallies = match opts.mode {
         Mode::Echo | Mode::Idle => {
             let conns = open_sessions(&run).await?;
@@ -333,11 +354,17 @@ pub async fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
             }
             join_all(tasks).await?
         }
+        Mode::Arena => {
+            let (tallies, report) = crate::arena::bench::run(&run).await?;
+            arena = Some(report);
+            tallies
+        }
     };
     if let Some(reason) = run.fatal() {
         bail!("{reason}");
     }
-    let report = run.report(&tallies);
+    let mut report = run.report(&tallies);
+    report.arena = arena;
     eprintln!(
         "bench: done: {} {} in {:?}, {} errors",
         report.msgs,
@@ -347,6 +374,7 @@ pub async fn run_bench(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
             Mode::Kick => "kicks",
             Mode::Resume => "resumes",
             Mode::Idle => "heartbeats",
+            Mode::Arena => "states",
         },
         opts.duration,
         report.errors
@@ -369,7 +397,7 @@ async fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
 }
 
 /// Waits for every task and sums nothing yet: returns each task's tally.
-async fn join_all(mut tasks: JoinSet<Tally>) -> anyhow::Result<Vec<Tally>> {
+pub(crate) async fn join_all(mut tasks: JoinSet<Tally>) -> anyhow::Result<Vec<Tally>> {
     let mut tallies = Vec::with_capacity(tasks.len());
     while let Some(done) = tasks.join_next().await {
         tallies.push(done.context("a load task panicked")?);
@@ -379,17 +407,17 @@ async fn join_all(mut tasks: JoinSet<Tally>) -> anyhow::Result<Vec<Tally>> {
 
 /// What one task counted.
 #[derive(Debug, Default, Clone, Copy)]
-struct Tally {
+pub(crate) struct Tally {
     /// Operations completed inside the measured window.
-    msgs: u64,
+    pub(crate) msgs: u64,
     /// Operations that failed.
-    errors: u64,
+    pub(crate) errors: u64,
 }
 
 /// Why one operation failed. [`Failure::Limit`] stops the whole run; the
 /// others are counted in `errors`.
 #[derive(Debug, Error)]
-enum Failure {
+pub(crate) enum Failure {
     /// A process or system limit that more tries will not get past.
     #[error("{0}")]
     Limit(String),
@@ -410,7 +438,7 @@ enum Failure {
 }
 
 impl Failure {
-    fn unexpected(expected: &'static str, packet: &ServerPacket) -> Self {
+    pub(crate) fn unexpected(expected: &'static str, packet: &ServerPacket) -> Self {
         Failure::Unexpected {
             expected,
             got: describe(packet),
@@ -436,9 +464,9 @@ fn from_frame(e: FrameError) -> Failure {
 }
 
 /// State shared by every task of a run.
-struct Run {
+pub(crate) struct Run {
     /// The options as given.
-    opts: BenchOptions,
+    pub(crate) opts: BenchOptions,
     /// The resolved target.
     target: SocketAddr,
     /// Where connections come from.
@@ -454,7 +482,7 @@ struct Run {
     /// other, then one up per login so every session is a distinct user.
     next_user: AtomicU64,
     /// Cancelled when a limit stops the run.
-    stop: CancellationToken,
+    pub(crate) stop: CancellationToken,
     /// Why the run was stopped.
     fatal: Mutex<Option<String>>,
     /// Errors seen so far, to print only the first few.
@@ -480,29 +508,29 @@ impl Run {
         }
     }
 
-    fn next_user(&self) -> u64 {
+    pub(crate) fn next_user(&self) -> u64 {
         self.next_user.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn token(&self, user: u64) -> String {
+    pub(crate) fn token(&self, user: u64) -> String {
         token_for(self.opts.auth_secret.as_deref(), user)
     }
 
     /// Records latencies, in µs.
-    fn record(&self, samples_us: &[u64]) {
+    pub(crate) fn record(&self, samples_us: &[u64]) {
         let mut h = self.histogram.lock().unwrap_or_else(|e| e.into_inner());
         for &v in samples_us {
             h.saturating_record(v);
         }
     }
 
-    fn record_one(&self, latency: Duration) {
+    pub(crate) fn record_one(&self, latency: Duration) {
         self.record(&[micros(latency)]);
     }
 
     /// Counts nothing (the caller does) but prints the first few errors so
     /// a run full of them says why.
-    fn note_error(&self, what: impl Display) {
+    pub(crate) fn note_error(&self, what: impl Display) {
         let seen = self.errors_seen.fetch_add(1, Ordering::Relaxed);
         if seen < ERRORS_SHOWN {
             eprintln!("bench: error: {what}");
@@ -512,7 +540,7 @@ impl Run {
     }
 
     /// Stops the run because of a limit; the first reason wins.
-    fn fail(&self, reason: String) {
+    pub(crate) fn fail(&self, reason: String) {
         let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
         if fatal.is_none() {
             *fatal = Some(reason);
@@ -526,7 +554,7 @@ impl Run {
 
     /// Opens a connection, paced, from the next source address, spreading
     /// over more source addresses when ports run out.
-    async fn connect(&self) -> Result<Conn, Failure> {
+    pub(crate) async fn connect(&self) -> Result<Conn, Failure> {
         if let Some(pacer) = &self.pacer {
             pacer.wait().await;
         }
@@ -583,6 +611,16 @@ impl Run {
         }
     }
 
+    /// The 50th and 99th percentiles and the maximum of the run's
+    /// latencies, in µs (zeros when nothing was recorded).
+    pub(crate) fn quantiles(&self) -> (u64, u64, u64) {
+        let h = self.histogram.lock().unwrap_or_else(|e| e.into_inner());
+        if h.is_empty() {
+            return (0, 0, 0);
+        }
+        (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max())
+    }
+
     fn report(&self, tallies: &[Tally]) -> BenchReport {
         let msgs: u64 = tallies.iter().map(|t| t.msgs).sum();
         let errors: u64 = tallies.iter().map(|t| t.errors).sum();
@@ -608,11 +646,12 @@ impl Run {
             p999_us: at(0.999),
             max_us: if h.is_empty() { 0 } else { h.max() },
             errors,
+            arena: None,
         }
     }
 }
 
-fn micros(d: Duration) -> u64 {
+pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -748,7 +787,7 @@ impl Pacer {
 /// One connection with its own buffers: lighter than [`crate::Client`]
 /// (no queue, no per-call allocation), and its buffers are what the echo
 /// loop batches reads and writes in.
-struct Conn {
+pub(crate) struct Conn {
     /// The socket.
     stream: TcpStream,
     /// Bytes read but not yet cut into frames.
@@ -773,7 +812,7 @@ impl Conn {
     }
 
     /// Encodes a request with the next sequence id into the write buffer.
-    fn queue(&mut self, body: client_packet::Body) -> u64 {
+    pub(crate) fn queue(&mut self, body: client_packet::Body) -> u64 {
         let sequence_id = self.next_seq;
         self.next_seq += 1;
         encode_packet(
@@ -786,7 +825,7 @@ impl Conn {
         sequence_id
     }
 
-    async fn flush(&mut self) -> Result<(), Failure> {
+    pub(crate) async fn flush(&mut self) -> Result<(), Failure> {
         self.stream.write_all(&self.wbuf).await.map_err(from_io)?;
         self.wbuf.clear();
         Ok(())
@@ -794,7 +833,7 @@ impl Conn {
 
     /// The next packet from the socket. Cancel-safe: a partial frame stays
     /// in the buffer.
-    async fn read_packet(&mut self, deadline: Instant) -> Result<ServerPacket, Failure> {
+    pub(crate) async fn read_packet(&mut self, deadline: Instant) -> Result<ServerPacket, Failure> {
         loop {
             if let Some(body) = self.codec.decode(&mut self.rbuf).map_err(from_frame)? {
                 return Ok(ServerPacket::decode(body)?);
@@ -839,7 +878,7 @@ impl Conn {
         self.reply_to(sequence_id, deadline).await
     }
 
-    async fn login(&mut self, run: &Run, user: u64) -> Result<LoginResponse, Failure> {
+    pub(crate) async fn login(&mut self, run: &Run, user: u64) -> Result<LoginResponse, Failure> {
         let body = client_packet::Body::Login(LoginRequest {
             user_id: user,
             token: run.token(user),
@@ -1144,7 +1183,7 @@ async fn churn_worker(run: Arc<Run>, end: Instant) -> Tally {
             Mode::Login => login_once(&run).await,
             Mode::Kick => kick_once(&run).await,
             Mode::Resume => resume_once(&run).await,
-            Mode::Echo | Mode::Idle => unreachable!("not a churn mode"),
+            Mode::Echo | Mode::Idle | Mode::Arena => unreachable!("not a churn mode"),
         };
         let done = Instant::now();
         match iteration {
@@ -1404,6 +1443,14 @@ mod tests {
             },
             BenchOptions {
                 connect_rate: Some(0),
+                ..ok.clone()
+            },
+            BenchOptions {
+                room_size: 0,
+                ..ok.clone()
+            },
+            BenchOptions {
+                room_size: 17,
                 ..ok.clone()
             },
         ];

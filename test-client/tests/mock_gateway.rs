@@ -1,5 +1,5 @@
 //! Runs the scenario against a small in-process server that follows
-//! PROTOCOL.md, so the scenario's own logic is checked without the real
+//! docs/PROTOCOL.md, so the scenario's own logic is checked without the real
 //! system, and against a deliberately broken one, so its checks are shown to
 //! catch a real fault.
 

@@ -9,7 +9,8 @@
 //!   sentinels (real processes), with a planned failover
 //!   (`SENTINEL FAILOVER`) and a crash (the primary killed).
 //! - [`redis_security`]: [`AclRedis`] (an ACL user with a password) and
-//!   [`TlsRedis`] (TLS with certificates generated for the test).
+//!   [`TlsRedis`] (TLS with certificates generated for the test; it fails,
+//!   saying how to get one, when `redis-server` has no TLS).
 //! - [`wait`]: [`wait_for`] / [`wait_for_async`], poll a condition with a
 //!   deadline, so tests wait for what they need instead of sleeping for luck.
 //! - here: [`free_port`] and [`init_tracing`].
@@ -36,7 +37,7 @@ pub mod wait;
 
 use std::net::{Ipv4Addr, TcpListener};
 
-pub use redis_security::{AclRedis, TlsFiles, TlsRedis, TlsUnsupported};
+pub use redis_security::{AclRedis, TlsFiles, TlsRedis};
 pub use redis_sentinel::{SentinelGroup, SentinelOptions};
 pub use redis_server::RedisServer;
 pub use wait::{wait_for, wait_for_async};

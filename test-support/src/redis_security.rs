@@ -4,9 +4,9 @@
 //!
 //! Certificates come from the `openssl` command line (a CA, and a server
 //! certificate it signs for `127.0.0.1` and `localhost`), so no crypto
-//! crate is compiled for tests. A `redis-server` built without TLS is
-//! reported by [`TlsRedis::start`] as [`TlsUnsupported`], with its log, so a
-//! test can say so plainly; anything else that stops it is a panic.
+//! crate is compiled for tests. A `redis-server` built without TLS makes
+//! [`TlsRedis::start`] panic with how to get one that has it (a test that
+//! needs TLS fails, it never skips); so does anything else that stops it.
 //!
 //! ```no_run
 //! use gamemesh_test_support::{AclRedis, TlsRedis};
@@ -14,7 +14,7 @@
 //! let acl = AclRedis::start();
 //! let url = acl.url(); // "redis://gamemesh:<password>@127.0.0.1:P"
 //!
-//! let tls = TlsRedis::start().expect("redis-server has TLS");
+//! let tls = TlsRedis::start(); // panics, saying how to get TLS, without it
 //! let url = tls.url(); // "rediss://127.0.0.1:T"
 //! let ca = tls.ca_file(); // trust this (the game server's --redis-ca-file)
 //! ```
@@ -213,19 +213,23 @@ impl Drop for TlsFiles {
     }
 }
 
-/// The installed `redis-server` was built without TLS.
+/// The installed `redis-server` was built without TLS: the message of the
+/// panic, with what to do about it.
 #[derive(Debug)]
-pub struct TlsUnsupported {
+struct TlsUnsupported {
     /// The tail of its log, which says so.
-    pub log: String,
+    log: String,
 }
 
 impl fmt::Display for TlsUnsupported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "the installed redis-server has no TLS support (Debian's redis-server has it; \
-             a source build needs BUILD_TLS=yes); its log:\n{}",
+            "the redis-server on PATH was built without TLS, which this test needs. \
+             Debian's and Ubuntu's redis-server package (Redis 6 or later) has it: \
+             apt-get install redis-server (./scripts/test.sh checks for it); a source \
+             build needs `make BUILD_TLS=yes`. Put a redis-server with TLS first on PATH \
+             and rerun. Its log:\n{}",
             self.log
         )
     }
@@ -249,15 +253,11 @@ impl TlsRedis {
     /// Generates certificates and starts the server, with `extra` arguments
     /// (e.g. a password) after the TLS ones.
     ///
-    /// # Errors
-    ///
-    /// [`TlsUnsupported`] when this `redis-server` has no TLS.
-    ///
     /// # Panics
     ///
-    /// If `redis-server` or `openssl` is missing, or the server fails for
-    /// another reason.
-    pub fn start_with_args(extra: &[&str]) -> Result<TlsRedis, TlsUnsupported> {
+    /// If `redis-server` has no TLS (saying how to get one that has), if it
+    /// or `openssl` is missing, or if the server fails for another reason.
+    pub fn start_with_args(extra: &[&str]) -> TlsRedis {
         let files = TlsFiles::generate();
         let tls_port = free_port();
         let (tls_port_s, cert, key, ca) = (
@@ -282,22 +282,22 @@ impl TlsRedis {
         ];
         args.extend_from_slice(extra);
         match RedisServer::try_start(&args, None) {
-            Ok(server) => Ok(TlsRedis {
+            Ok(server) => TlsRedis {
                 server,
                 tls_port,
                 files,
-            }),
-            Err(log) if lacks_tls(&log) => Err(TlsUnsupported { log }),
+            },
+            Err(log) if lacks_tls(&log) => panic!("{}", TlsUnsupported { log }),
             Err(msg) => panic!("{msg}"),
         }
     }
 
     /// [`start_with_args`](Self::start_with_args) with no extra arguments.
     ///
-    /// # Errors
+    /// # Panics
     ///
     /// As [`start_with_args`](Self::start_with_args).
-    pub fn start() -> Result<TlsRedis, TlsUnsupported> {
+    pub fn start() -> TlsRedis {
         Self::start_with_args(&[])
     }
 
@@ -389,14 +389,24 @@ mod tests {
     }
 
     #[test]
+    fn a_redis_without_tls_is_recognised_and_the_failure_says_how_to_get_tls() {
+        // What a redis-server built without TLS says about the directives.
+        let log = "*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***\n\
+                   >>> 'tls-port \"6380\"'\nBad directive or wrong number of arguments";
+        assert!(lacks_tls(log));
+        assert!(!lacks_tls("Address already in use"));
+        let message = TlsUnsupported { log: log.into() }.to_string();
+        assert!(message.contains("BUILD_TLS=yes"), "{message}");
+        assert!(
+            message.contains("apt-get install redis-server"),
+            "{message}"
+        );
+        assert!(message.contains(log), "{message}");
+    }
+
+    #[test]
     fn a_tls_server_starts_on_its_own_port() {
-        let tls = match TlsRedis::start() {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("SKIPPED: {e}");
-                return;
-            }
-        };
+        let tls = TlsRedis::start();
         assert_ne!(tls.tls_port(), tls.server.port());
         assert!(tls.url().starts_with("rediss://127.0.0.1:"));
         // The TLS port does not speak plain RESP.

@@ -33,14 +33,24 @@ impl ArenaRoom {
         self.players.iter_mut().find(|p| p.user_id == user_id)
     }
 
-    /// The state every member is pushed at `tick`.
+    /// The state every member is pushed at `tick`, stamped now.
     pub fn state(&self, tick: u64) -> State {
         State {
             room: self.name.clone(),
             tick,
             players: self.players.clone(),
+            sent_unix_us: unix_us(),
         }
     }
+}
+
+/// Unix time in microseconds: `State.sent_unix_us`, from which a client
+/// on the same clock measures tick-to-client latency.
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 impl Room for ArenaRoom {
@@ -69,8 +79,11 @@ impl Room for ArenaRoom {
     }
 
     fn snapshot(&self) -> State {
-        // The tick is the runtime's (it saves its own); 0 here.
-        self.state(0)
+        // The tick is the runtime's (it saves its own): only the players.
+        State {
+            players: self.players.clone(),
+            ..State::default()
+        }
     }
 
     fn join(

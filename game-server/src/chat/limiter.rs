@@ -1,68 +1,41 @@
 //! The per-session limit on chat sends (says and whispers together): a
-//! token bucket per session, `--chat-messages-per-sec` refill and
-//! `--chat-burst` capacity. Over it a send is answered `RATE_LIMITED` and
-//! nothing is sent. The limit is per game server, which is where the
-//! session lives, so it holds for the session as a whole.
+//! token bucket per session (`gamemesh_node::rate_limit::KeyedLimiter`),
+//! `--chat-messages-per-sec` refill and `--chat-burst` capacity. Over it a
+//! send is answered `RATE_LIMITED` and nothing is sent. The limit is per
+//! game server, which is where the session lives, so it holds for the
+//! session as a whole.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-use tokio::time::Instant;
+use gamemesh_node::rate_limit::{KeyedLimiter, Rate, Verdict};
 
 /// Token buckets by session id.
-pub struct ChatLimiter {
-    /// Tokens added per second.
-    rate: f64,
-    /// Bucket capacity.
-    burst: f64,
-    /// session id -> (tokens, last refill).
-    buckets: Mutex<HashMap<u64, (f64, Instant)>>,
-}
+#[derive(Debug)]
+pub struct ChatLimiter(KeyedLimiter<u64>);
 
 impl ChatLimiter {
     /// `rate` sends per second, bursts of `burst`.
     pub fn new(rate: u32, burst: u32) -> Self {
-        Self {
-            rate: f64::from(rate),
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
-        }
+        Self(KeyedLimiter::new(Rate::per_second(rate).burst(burst)))
     }
 
     /// Takes a token for `session_id`; false when its bucket is empty.
     pub fn allow(&self, session_id: u64) -> bool {
-        let now = Instant::now();
-        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last) = b.entry(session_id).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.0.check(&session_id) != Verdict::Refused
     }
 
     /// Drops buckets that are full again (an absent bucket counts as full,
-    /// so this changes nothing but memory).
+    /// so this changes nothing but memory); the chat sweep calls it.
     pub fn prune(&self) {
-        let now = Instant::now();
-        let (rate, burst) = (self.rate, self.burst);
-        self.buckets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (t, last)| *t + now.duration_since(*last).as_secs_f64() * rate < burst);
+        self.0.sweep();
     }
 
     /// Sessions tracked (for tests).
     pub fn len(&self) -> usize {
-        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.0.len()
     }
 
     /// True when no session is tracked.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.0.is_empty()
     }
 }
 

@@ -28,7 +28,7 @@
 //!   and the others see `<name> left`. A disconnected session that can
 //!   still be resumed stays in its rooms.
 //! - **Whispers** go straight to the user's game server
-//!   ([`crate::mesh::deliver_to_user`]); no room is involved.
+//!   ([`crate::cluster::mesh::deliver_to_user`]); no room is involved.
 //! - **Metrics** (the `metrics` facade): `gamemesh_chat_messages_total`
 //!   (room messages accepted), `gamemesh_chat_pushes_total` (chat pushes
 //!   written to sockets here), `gamemesh_chat_whispers_total`,

@@ -16,8 +16,8 @@ use gamemesh_proto::internal::{ChatRoomOp, ChatRoomReply, ChatRoomRequest, ChatR
 use tracing::warn;
 
 use crate::chat::{self, display_name, now_ms, valid_room, valid_text, MAX_ROOM_NAME, MAX_TEXT};
-use crate::mesh::{deliver_to_user, DeliverError};
-use crate::pipeline::{BoxError, HubRequest, HubResponse};
+use crate::cluster::mesh::{deliver_to_user, DeliverError};
+use crate::request::{BoxError, HubRequest, HubResponse};
 use crate::session::LocalSession;
 use crate::state::HubState;
 

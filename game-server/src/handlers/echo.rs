@@ -2,7 +2,7 @@
 
 use gamemesh_proto::client::{server_packet, EchoRequest, EchoResponse, ServerPacket};
 
-use crate::pipeline::HubResponse;
+use crate::request::HubResponse;
 
 /// Test hook: an echo of exactly these bytes panics, so tests can prove a
 /// panicking handler answers `INTERNAL` and the server keeps serving.

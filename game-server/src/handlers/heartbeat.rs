@@ -2,7 +2,7 @@
 
 use gamemesh_proto::client::{server_packet, HeartbeatRequest, HeartbeatResponse, ServerPacket};
 
-use crate::pipeline::HubResponse;
+use crate::request::HubResponse;
 
 /// Answers a heartbeat.
 pub fn handle(sequence_id: u64, req: HeartbeatRequest) -> HubResponse {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use gamemesh_proto::client::ErrorCode;
 use tracing::warn;
 
-use crate::pipeline::{BoxError, HubRequest, HubResponse};
+use crate::request::{BoxError, HubRequest, HubResponse};
 use crate::state::HubState;
 
 /// Runs one increment on the socket's session.

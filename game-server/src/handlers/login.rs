@@ -4,7 +4,7 @@
 //! second one on a logged-in socket closes it (see [`handle`]).
 //!
 //! Login attempts are limited per user and per client IP before they get
-//! here, by the connection actor ([`crate::login_limits`]).
+//! here, by the connection actor ([`crate::policy::login_limits`]).
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use gamemesh_proto::packets;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use crate::pipeline::{BoxError, HubRequest, HubResponse, SessionEffect};
+use crate::request::{BoxError, HubRequest, HubResponse, SessionEffect};
 use crate::session::local::Attached;
 use crate::session::{LocalSession, NewSession, Placement};
 use crate::state::HubState;
@@ -161,7 +161,7 @@ pub async fn handle(
             );
         }
         if old.connected && !old.placement.socket.is_nil() && old.placement.socket != socket {
-            // PROTOCOL.md: true "when an older session was kicked". A
+            // docs/PROTOCOL.md: true "when an older session was kicked". A
             // disconnected (resumable) session is replaced too, but nobody
             // is kicked for it.
             replaced_existing_session = true;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use gamemesh_proto::client::{server_packet, ErrorCode, LogoutResponse, ServerPacket};
 use tracing::{info, warn};
 
-use crate::pipeline::{BoxError, HubRequest, HubResponse, SessionEffect};
+use crate::request::{BoxError, HubRequest, HubResponse, SessionEffect};
 use crate::state::HubState;
 
 /// Logs the socket's session out.

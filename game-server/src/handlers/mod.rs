@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use gamemesh_proto::client::{client_packet::Body, ErrorCode};
 use tower::Service;
 
-use crate::pipeline::{BoxError, HubRequest, HubResponse};
+use crate::request::{BoxError, HubRequest, HubResponse};
 use crate::state::HubState;
 
 /// Dispatches a request to its handler.
@@ -59,7 +59,9 @@ impl Service<HubRequest> for Router {
             Some(Body::ChatSay(r)) => Box::pin(chat::say(state, req, r)),
             Some(Body::ChatWhisper(r)) => Box::pin(chat::whisper(state, req, r)),
             Some(Body::Increment(_)) => Box::pin(increment::handle(state, req)),
-            None => Box::pin(async move {
+            // Game routes are wired by the game API (issue 15); until then
+            // a GameRequest is a body this server does not support.
+            Some(Body::Game(_)) | None => Box::pin(async move {
                 Ok(HubResponse::error(
                     seq,
                     ErrorCode::UnknownMessage,

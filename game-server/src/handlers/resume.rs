@@ -14,8 +14,8 @@ use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use super::login::token_hash;
-use crate::mesh::Release;
-use crate::pipeline::{BoxError, ConnInfo, HubRequest, HubResponse, SessionEffect};
+use crate::cluster::mesh::Release;
+use crate::request::{BoxError, ConnInfo, HubRequest, HubResponse, SessionEffect};
 use crate::session::local::Attached;
 use crate::session::{LocalSession, Placement, SessionRecord, StoreError};
 use crate::state::HubState;

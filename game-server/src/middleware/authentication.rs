@@ -1,6 +1,6 @@
 //! Authentication: a socket with no session may only log in, resume or
 //! heartbeat; anything else is answered `NOT_AUTHENTICATED` and the
-//! connection stays open (PROTOCOL.md, "Login").
+//! connection stays open (docs/PROTOCOL.md, "Login").
 
 use std::task::{Context, Poll};
 
@@ -8,7 +8,7 @@ use futures::future::{Either, Ready};
 use gamemesh_proto::client::{client_packet::Body, ErrorCode};
 use tower::{Layer, Service};
 
-use crate::pipeline::{BoxError, HubRequest, HubResponse};
+use crate::request::{BoxError, HubRequest, HubResponse};
 
 /// Adds [`Authentication`].
 #[derive(Debug, Clone, Default)]

@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::error;
 
-use crate::pipeline::{BoxError, HubRequest, HubResponse};
+use crate::request::{BoxError, HubRequest, HubResponse};
 
 /// Adds [`Exception`].
 #[derive(Debug, Clone, Default)]

@@ -1,4 +1,4 @@
-//! Idempotency (PROTOCOL.md, "Sequence ids"): for a session, a packet whose
+//! Idempotency (docs/PROTOCOL.md, "Sequence ids"): for a session, a packet whose
 //! non-zero sequence id is not above the highest executed one never runs
 //! again. It is answered with the reply it got the first time while the
 //! session still holds it (the last `--reply-cache` replies), otherwise
@@ -16,7 +16,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::warn;
 
-use crate::pipeline::{BoxError, HubRequest, HubResponse, SessionEffect};
+use crate::request::{BoxError, HubRequest, HubResponse, SessionEffect};
 use crate::session::local::SeqCheck;
 use crate::session::LocalSession;
 

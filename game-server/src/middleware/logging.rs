@@ -8,7 +8,7 @@ use tower::{Layer, Service};
 use tracing::instrument::Instrumented;
 use tracing::{debug_span, Instrument};
 
-use crate::pipeline::{BoxError, HubRequest, HubResponse};
+use crate::request::{BoxError, HubRequest, HubResponse};
 
 /// Adds [`Logging`].
 #[derive(Debug, Clone, Default)]

@@ -26,7 +26,7 @@ pub(crate) mod test_util {
     };
     use uuid::Uuid;
 
-    use crate::pipeline::{ConnInfo, HubRequest, HubResponse};
+    use crate::request::{ConnInfo, HubRequest, HubResponse};
     use crate::session::LocalSession;
 
     pub fn session() -> Arc<LocalSession> {

@@ -14,7 +14,7 @@ use tower::{Layer, Service};
 use tracing::trace;
 use uuid::Uuid;
 
-use crate::pipeline::{BoxError, HubRequest, HubResponse};
+use crate::request::{BoxError, HubRequest, HubResponse};
 
 /// Adds [`Timing`].
 #[derive(Debug, Clone, Default)]

@@ -139,6 +139,12 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl From<crate::redis::CommandError> for StoreError {
+    fn from(e: crate::redis::CommandError) -> Self {
+        StoreError::Unavailable(e.0)
+    }
+}
+
 /// The source of truth for sessions. Every method is atomic in the store.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {

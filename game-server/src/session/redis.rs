@@ -15,7 +15,7 @@ use bytes::Bytes;
 use redis::{Script, Value};
 use uuid::Uuid;
 
-use crate::redis_connect::{RedisConn, RedisOptions};
+use crate::redis::{RedisConn, RedisOptions};
 
 use super::{
     LoginOutcome, NewSession, Placement, Progress, ReplacedSession, SessionRecord, SessionStore,
@@ -129,7 +129,7 @@ impl RedisStore {
         &self,
         cmd: &redis::Cmd,
     ) -> Result<T, StoreError> {
-        self.conn.query(cmd).await
+        Ok(self.conn.query(cmd).await?)
     }
 
     /// Runs a pipeline within the timeout.
@@ -137,14 +137,14 @@ impl RedisStore {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        self.conn.query_pipe(pipe).await
+        Ok(self.conn.query_pipe(pipe).await?)
     }
 
     async fn run<T: redis::FromRedisValue>(
         &self,
         inv: redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        self.conn.invoke(inv).await
+        Ok(self.conn.invoke(inv).await?)
     }
 }
 

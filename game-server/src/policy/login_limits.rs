@@ -33,18 +33,19 @@
 //!   cap, new keys are let through untracked rather than refused: a flood
 //!   of fresh keys (a botnet, or spoofed user ids) must not lock every
 //!   new player out. Keys already tracked stay limited; the table-full
-//!   condition is logged once a minute.
+//!   condition is logged once a minute. (The buckets are
+//!   `gamemesh_node::rate_limit::KeyedLimiter`, one table for both kinds
+//!   of key, each at its own rate.)
 //! - **Logging.** A refusal is logged once per key per minute at most
 //!   ([`Refused::log`]), so a bot hammering the limit cannot flood the
 //!   log.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use gamemesh_node::log_throttle::{KeyedLogThrottle, LogThrottle};
+use gamemesh_node::rate_limit::{ip_key, KeyedLimiter, Rate};
 use tracing::warn;
 
 /// Most buckets kept at once (user and IP keys together); about 50 bytes
@@ -70,12 +71,14 @@ impl LimitKey {
     /// The key for a client address: IPv4 (also IPv4-mapped IPv6) as is,
     /// IPv6 by its /64.
     pub fn ip(addr: IpAddr) -> Self {
-        match addr.to_canonical() {
-            IpAddr::V4(v4) => LimitKey::Ip(IpAddr::V4(v4)),
-            IpAddr::V6(v6) => {
-                let prefix = u128::from(v6) & !u128::from(u64::MAX);
-                LimitKey::Ip(IpAddr::V6(Ipv6Addr::from(prefix)))
-            }
+        LimitKey::Ip(ip_key(addr))
+    }
+
+    /// Which of [`LoginLimits`]' rates limits this key.
+    fn rate_index(&self) -> usize {
+        match self {
+            LimitKey::User(_) => 0,
+            LimitKey::Ip(_) => 1,
         }
     }
 }
@@ -100,79 +103,15 @@ pub struct Refused {
     pub log: bool,
 }
 
-/// Refill interval and capacity of one kind of bucket.
-///
-/// A bucket is kept as its "theoretical arrival time" (GCRA, the token
-/// bucket in the form ATM switches used): the instant at which it would be
-/// full again. Integer time, so no rounding drift between refills.
-#[derive(Debug, Clone, Copy)]
-struct Rate {
-    /// Time to earn one attempt back (a minute / the per-minute figure).
-    interval: Duration,
-    /// How far ahead of now a bucket may run before it is empty: the
-    /// burst less one interval.
-    tolerance: Duration,
-}
-
-impl Rate {
-    fn per_minute(n: u32) -> Self {
-        let n = n.max(1);
-        let interval = Duration::from_secs(60) / n;
-        Self {
-            interval,
-            tolerance: interval * (n - 1),
-        }
-    }
-}
-
-/// One key's bucket.
-#[derive(Debug)]
-struct Bucket {
-    /// When the bucket is full again; at or before now it is full.
-    full_at: Instant,
-    /// When a refusal of this key was last logged.
-    logged: Option<Instant>,
-}
-
-impl Bucket {
-    /// Whether the bucket holds an attempt at `now`.
-    fn has_token(&self, rate: Rate, now: Instant) -> bool {
-        self.full_at <= now + rate.tolerance
-    }
-
-    /// Takes one attempt.
-    fn take(&mut self, rate: Rate, now: Instant) {
-        self.full_at = self.full_at.max(now) + rate.interval;
-    }
-}
-
-/// The buckets, behind one lock (taken once per login, never across an
-/// await).
-#[derive(Debug)]
-struct Table {
-    /// Buckets by key.
-    buckets: HashMap<LimitKey, Bucket>,
-    /// Last sweep of full buckets.
-    swept: Instant,
-    /// When the table-full warning was last logged.
-    full_logged: Option<Instant>,
-}
-
 /// The login attempt limits of one game server.
 #[derive(Debug)]
 pub struct LoginLimits {
-    /// Per user id.
-    per_user: Rate,
-    /// Per client IP.
-    per_ip: Rate,
-    /// Most buckets kept.
-    max_keys: usize,
-    /// The buckets.
-    table: Mutex<Table>,
-}
-
-fn due(last: Option<Instant>, now: Instant, every: Duration) -> bool {
-    last.is_none_or(|at| now.saturating_duration_since(at) >= every)
+    /// The buckets: users at the per-user rate, IPs at the per-IP rate.
+    buckets: KeyedLimiter<LimitKey>,
+    /// One refusal line per key per minute.
+    refusal_log: KeyedLogThrottle<LimitKey>,
+    /// One table-full line per minute.
+    full_log: LogThrottle,
 }
 
 impl LoginLimits {
@@ -184,22 +123,13 @@ impl LoginLimits {
 
     /// As [`LoginLimits::new`], tracking at most `max_keys` keys.
     pub fn with_max_keys(per_user: u32, per_ip: u32, max_keys: usize) -> Self {
+        let rates = [Rate::per_minute(per_user), Rate::per_minute(per_ip)];
         Self {
-            per_user: Rate::per_minute(per_user),
-            per_ip: Rate::per_minute(per_ip),
-            max_keys,
-            table: Mutex::new(Table {
-                buckets: HashMap::new(),
-                swept: Instant::now(),
-                full_logged: None,
-            }),
-        }
-    }
-
-    fn rate(&self, key: &LimitKey) -> Rate {
-        match key {
-            LimitKey::User(_) => self.per_user,
-            LimitKey::Ip(_) => self.per_ip,
+            buckets: KeyedLimiter::with_rates(&rates, LimitKey::rate_index)
+                .max_keys(max_keys)
+                .sweep_every(SWEEP_EVERY),
+            refusal_log: KeyedLogThrottle::new(LOG_EVERY, max_keys),
+            full_log: LogThrottle::new(LOG_EVERY),
         }
     }
 
@@ -207,71 +137,41 @@ impl LoginLimits {
     /// token from each bucket when every one has one; otherwise takes none
     /// and says which bucket was empty.
     pub fn check(&self, user_id: u64, ip: Option<IpAddr>) -> Result<(), Refused> {
-        let now = Instant::now();
-        let keys = [Some(LimitKey::User(user_id)), ip.map(LimitKey::ip)];
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        if now.saturating_duration_since(table.swept) >= SWEEP_EVERY {
-            self.sweep_locked(&mut table, now);
-        }
-        for key in keys.iter().flatten() {
-            let rate = self.rate(key);
-            if let Some(b) = table.buckets.get_mut(key) {
-                if !b.has_token(rate, now) {
-                    let log = due(b.logged, now, LOG_EVERY);
-                    if log {
-                        b.logged = Some(now);
-                    }
-                    return Err(Refused { key: *key, log });
-                }
+        let user = LimitKey::User(user_id);
+        let both;
+        let keys: &[LimitKey] = match ip {
+            Some(ip) => {
+                both = [user, LimitKey::ip(ip)];
+                &both
             }
-        }
-        for key in keys.iter().flatten() {
-            let rate = self.rate(key);
-            let tracked = table.buckets.len();
-            match table.buckets.get_mut(key) {
-                Some(b) => b.take(rate, now),
-                None if tracked < self.max_keys => {
-                    table.buckets.insert(
-                        *key,
-                        Bucket {
-                            full_at: now + rate.interval,
-                            logged: None,
-                        },
+            None => std::slice::from_ref(&user),
+        };
+        match self.buckets.check_all(keys) {
+            Ok(passed) => {
+                if passed.untracked && self.full_log.allow().is_some() {
+                    warn!(
+                        "Login limit table full ({} keys): new users and IPs go unlimited until idle keys are swept",
+                        self.buckets.len()
                     );
                 }
-                // Past the cap: let the attempt through untracked rather
-                // than refuse every new player while the table is full.
-                None => {
-                    if due(table.full_logged, now, LOG_EVERY) {
-                        table.full_logged = Some(now);
-                        warn!(
-                            "Login limit table full ({tracked} keys): new users and IPs go unlimited until idle keys are swept"
-                        );
-                    }
-                }
+                Ok(())
+            }
+            Err(i) => {
+                let key = keys[i];
+                let log = self.refusal_log.allow(&key).is_some();
+                Err(Refused { key, log })
             }
         }
-        Ok(())
     }
 
     /// Drops the buckets that are full again now.
     pub fn sweep(&self) {
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        self.sweep_locked(&mut table, Instant::now());
-    }
-
-    fn sweep_locked(&self, table: &mut Table, now: Instant) {
-        table.buckets.retain(|_, b| b.full_at > now);
-        table.swept = now;
+        self.buckets.sweep();
     }
 
     /// Number of keys tracked now.
     pub fn tracked(&self) -> usize {
-        self.table
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .buckets
-            .len()
+        self.buckets.len()
     }
 }
 

@@ -5,7 +5,7 @@
 //! the list back to link its mesh to every peer. A node that dies stops
 //! renewing and falls out of the registry when its key expires; whether a
 //! peer is *alive* is decided faster, by mesh heartbeats (see
-//! [`crate::mesh`]). No flag lists peers: a game server started later
+//! [`crate::cluster::mesh`]). No flag lists peers: a game server started later
 //! announces itself and is found by the others on their next heartbeat.
 
 use std::collections::HashMap;

@@ -21,8 +21,9 @@ use uuid::Uuid;
 use gamemesh_actors::{Addr, Builder, PostError};
 
 use crate::connection::{Connection, ConnectionMsg, Frame, LoginGate, MAILBOX};
-use crate::login_limits::LoginLimits;
-use crate::pipeline::{ConnInfo, HubService};
+use crate::pipeline::HubService;
+use crate::policy::login_limits::LoginLimits;
+use crate::request::ConnInfo;
 use crate::state::HubState;
 
 /// Routes gateway messages to connection actors. It alone owns the actor
@@ -83,7 +84,7 @@ impl Dispatcher {
         shutdown: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(heartbeat);
-        let mut gate = self.state.gateways.gate();
+        let mut gate = self.state.gateways.trust().gate();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -93,13 +94,7 @@ impl Dispatcher {
                             // Nothing from a gateway is acted on before its
                             // pipe proved the cluster secret (the gate logs
                             // and counts what it drops).
-                            let admitted = match &kind {
-                                gateway_to_server::Kind::Hello(h) => {
-                                    gate.admit_hello(from, &routing_id, h).is_ok()
-                                }
-                                _ => gate.admit(from, &routing_id),
-                            };
-                            if admitted {
+                            if gate.admit(from, &routing_id, &kind) {
                                 self.handle(from, kind);
                             }
                         }
@@ -181,7 +176,7 @@ impl Dispatcher {
                     self.state.is_accepting(),
                     self.state.mesh.live_peers(),
                 );
-                if outcome == crate::gateways::HelloOutcome::Restarted {
+                if outcome == crate::cluster::gateways::HelloOutcome::Restarted {
                     warn!("Gateway {from} restarted: its previous sockets are gone");
                     self.drop_gateway(from);
                 }

@@ -1,7 +1,7 @@
 //! The service mesh: game server <-> game server over ZeroMQ (default port
 //! 9101).
 //!
-//! Peers come from the registry ([`crate::membership`]); each heartbeat
+//! Peers come from the registry ([`crate::cluster::membership`]); each heartbeat
 //! every game server sends a `MeshHello` to every peer, and a peer not
 //! heard from within the peer timeout is down. What travels on it:
 //!
@@ -21,8 +21,9 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gamemesh_node::peer_gate::LinkTrust;
 use gamemesh_proto::client::ServerPacket;
-use gamemesh_proto::cluster_auth::{self, ClusterSecret, PeerGate};
+use gamemesh_proto::cluster_auth::ClusterSecret;
 use gamemesh_proto::internal::{
     mesh_message, DeliverToUser, MeshHello, MeshMessage, NodeInfo, ReleaseSession, SessionEnded,
     SessionReleased,
@@ -35,7 +36,7 @@ use tracing::{debug, info, warn};
 
 use std::sync::Arc;
 
-use crate::membership::NodeRegistry;
+use crate::cluster::membership::NodeRegistry;
 use crate::state::HubState;
 
 /// What we know of one peer game server.
@@ -82,10 +83,8 @@ pub struct Mesh {
     next_request: AtomicU64,
     /// Silence after which a peer is down.
     peer_timeout: Duration,
-    /// Signs our hellos (`--cluster-secret`); `None` sends them unsigned.
-    secret: Option<ClusterSecret>,
-    /// Messages the mesh gate dropped (see [`Mesh::unauthenticated`]).
-    unauthenticated: Arc<AtomicU64>,
+    /// Signs our hellos and gates what peers send (`--cluster-secret`).
+    trust: LinkTrust,
 }
 
 impl Mesh {
@@ -97,8 +96,7 @@ impl Mesh {
         secret: Option<ClusterSecret>,
     ) -> Self {
         Self {
-            secret,
-            unauthenticated: Arc::new(AtomicU64::new(0)),
+            trust: LinkTrust::new(secret, "mesh"),
             link,
             node_id: me.node_id,
             me,
@@ -109,16 +107,11 @@ impl Mesh {
         }
     }
 
-    /// The gate for the mesh port: it admits only pipes that proved the
-    /// cluster secret in a `MeshHello` (everything without a secret).
-    pub fn gate(&self) -> PeerGate {
-        PeerGate::with(self.secret.clone(), "mesh").counting_into(self.unauthenticated.clone())
-    }
-
-    /// Messages dropped on the mesh port because their sender had not
-    /// authenticated (also `gamemesh_link_unauthenticated_total{link="mesh"}`).
-    pub fn unauthenticated(&self) -> u64 {
-        self.unauthenticated.load(Ordering::Relaxed)
+    /// The mesh port's side of the cluster secret: its gate (admitting
+    /// only pipes that proved the secret in a `MeshHello`) and the count of
+    /// what that gate dropped (`gamemesh_link_unauthenticated_total{link="mesh"}`).
+    pub fn trust(&self) -> &LinkTrust {
+        &self.trust
     }
 
     /// How many sends on the mesh were refused at the high-water mark.
@@ -301,7 +294,7 @@ impl Mesh {
         // Signed per pipe: the proof names the routing id it travels on.
         let signed = |routing_id: &[u8]| {
             let mut hello = hello.clone();
-            cluster_auth::sign(self.secret.as_ref(), routing_id, &mut hello);
+            self.trust.sign(routing_id, &mut hello);
             Bytes::from(
                 MeshMessage {
                     from_node_id: self.node_id,
@@ -422,7 +415,7 @@ pub async fn run(
 ) {
     let mut releases = tokio::task::JoinSet::new();
     let mut next = tokio::time::Instant::now();
-    let mut gate = state.mesh.gate();
+    let mut gate = state.mesh.trust().gate();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -435,11 +428,8 @@ pub async fn run(
                 Some(LinkEvent::Message { from, routing_id, payload }) => match MeshMessage::decode(payload) {
                     // Nothing from a peer is acted on before its pipe
                     // proved the cluster secret (the gate logs and counts).
-                    Ok(MeshMessage { kind: Some(mesh_message::Kind::Hello(h)), .. })
-                        if gate.admit_hello(from, &routing_id, &h).is_err() => {}
                     Ok(MeshMessage { kind: Some(kind), .. })
-                        if !matches!(kind, mesh_message::Kind::Hello(_))
-                            && !gate.admit(from, &routing_id) => {}
+                        if !gate.admit(from, &routing_id, &kind) => {}
                     Ok(MeshMessage { kind: Some(mesh_message::Kind::ReleaseSession(r)), .. }) => {
                         let state = state.clone();
                         releases.spawn(async move { answer_release(&state, from, r).await });

@@ -17,13 +17,14 @@
 //! reply. Hellos are not owed: the next heartbeat sends a fresh one.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gamemesh_node::log_throttle::KeyedLogThrottle;
+use gamemesh_node::peer_gate::LinkTrust;
 use gamemesh_proto::client::{KickReason, ServerPacket};
-use gamemesh_proto::cluster_auth::{self, ClusterSecret, PeerGate};
+use gamemesh_proto::cluster_auth::ClusterSecret;
 use gamemesh_proto::internal::{
     server_to_gateway, DisconnectClient, GatewayHello, NodeInfo, PinSession, SendToClient,
     ServerHello, ServerToGateway,
@@ -67,22 +68,25 @@ pub struct GatewayLinks {
     incarnation: u64,
     /// Gateways by node id.
     gateways: RwLock<HashMap<NodeId, Gateway>>,
-    /// Signs our hellos (`--cluster-secret`); `None` sends them unsigned.
-    secret: Option<ClusterSecret>,
+    /// Signs our hellos and gates what gateways send (`--cluster-secret`).
+    trust: LinkTrust,
     /// Sockets whose frame or pin a full gateway pipe refused, by gateway:
     /// each is owed a `Kicked{SLOW_CONSUMER}`. Bounded by
     /// [`MAX_OWED_KICKS`] per gateway.
     owed_kicks: Mutex<HashMap<NodeId, HashSet<Uuid>>>,
-    /// When a full pipe was last logged, per gateway (one line a second).
-    full_logged: Mutex<HashMap<NodeId, Instant>>,
-    /// Messages the P2P gate dropped (see [`GatewayLinks::unauthenticated`]).
-    unauthenticated: Arc<AtomicU64>,
+    /// One line per gateway per second about sends it refused.
+    failure_log: KeyedLogThrottle<NodeId>,
 }
 
 /// Most sockets owed a kick per gateway. A gateway has at most
 /// `--max-connections` sockets (10,000 by default); beyond this many the
 /// gateway is so far behind that its peer timeout will drop it anyway.
 const MAX_OWED_KICKS: usize = 65_536;
+
+/// Most gateways whose refused sends are throttled apart in the log (a
+/// cluster has a handful; past this many, lines about others are held
+/// back).
+const MAX_LOGGED_GATEWAYS: usize = 1024;
 
 impl GatewayLinks {
     /// Wraps a bound link.
@@ -98,23 +102,17 @@ impl GatewayLinks {
             advertised_endpoint,
             incarnation: gamemesh_transport::incarnation(),
             gateways: RwLock::new(HashMap::new()),
-            secret,
+            trust: LinkTrust::new(secret, "p2p"),
             owed_kicks: Mutex::new(HashMap::new()),
-            full_logged: Mutex::new(HashMap::new()),
-            unauthenticated: Arc::new(AtomicU64::new(0)),
+            failure_log: KeyedLogThrottle::new(Duration::from_secs(1), MAX_LOGGED_GATEWAYS),
         }
     }
 
-    /// The gate for the P2P port: it admits only pipes that proved the
-    /// cluster secret in a `GatewayHello` (everything without a secret).
-    pub fn gate(&self) -> PeerGate {
-        PeerGate::with(self.secret.clone(), "p2p").counting_into(self.unauthenticated.clone())
-    }
-
-    /// Messages dropped on the P2P port because their sender had not
-    /// authenticated (also `gamemesh_link_unauthenticated_total{link="p2p"}`).
-    pub fn unauthenticated(&self) -> u64 {
-        self.unauthenticated.load(Ordering::Relaxed)
+    /// The P2P port's side of the cluster secret: its gate (admitting only
+    /// pipes that proved the secret in a `GatewayHello`) and the count of
+    /// what that gate dropped (`gamemesh_link_unauthenticated_total{link="p2p"}`).
+    pub fn trust(&self) -> &LinkTrust {
+        &self.trust
     }
 
     /// How many sends to gateways were refused at the high-water mark.
@@ -190,7 +188,7 @@ impl GatewayLinks {
         };
         let signed = |routing_id: &[u8]| {
             let mut hello = hello.clone();
-            cluster_auth::sign(self.secret.as_ref(), routing_id, &mut hello);
+            self.trust.sign(routing_id, &mut hello);
             let msg = ServerToGateway {
                 kind: Some(server_to_gateway::Kind::Hello(hello)),
             };
@@ -240,14 +238,7 @@ impl GatewayLinks {
     /// One line per gateway per second for refused sends (they come in
     /// floods when a gateway stalls); every refusal is counted by the link.
     fn log_failure(&self, gateway: NodeId, e: &LinkError) {
-        let now = Instant::now();
-        let mut logged = self.full_logged.lock().unwrap_or_else(|p| p.into_inner());
-        let due = match logged.get(&gateway) {
-            Some(at) => now.duration_since(*at) >= Duration::from_secs(1),
-            None => true,
-        };
-        if due {
-            logged.insert(gateway, now);
+        if self.failure_log.allow(&gateway).is_some() {
             match e {
                 LinkError::Full(_) => warn!(
                     "Gateway {gateway} is not keeping up: its pipe is at the high-water mark (--link-sndhwm); the affected clients are kicked with SLOW_CONSUMER once it drains"

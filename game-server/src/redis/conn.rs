@@ -1,0 +1,338 @@
+//! [`RedisConn`]: one multiplexed connection to the primary, shared by
+//! every Redis user in the game server, with every command bounded by the
+//! timeout and every error text scrubbed of secrets.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use gamemesh_node::redis_address::{redact, RedisAddress, REDACTED};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, ErrorKind, RedisError, TlsCertificates};
+use tokio::sync::{watch, Mutex, Notify};
+use tracing::info;
+
+use super::sentinel::Sentinels;
+use super::target;
+use super::{CommandError, RedisConnectError, RedisOptions};
+
+/// The primary's connection, and where it points.
+pub(crate) struct Primary {
+    /// `host:port`, to tell whether the sentinels name someone else.
+    pub(crate) addr: String,
+    /// Multiplexed, self-reconnecting (to this address).
+    pub(crate) conn: ConnectionManager,
+    /// Its client, for connections that cannot be shared (pub/sub).
+    pub(crate) client: Client,
+}
+
+/// Shared by every clone of a [`RedisConn`].
+pub(crate) struct Inner {
+    /// The current primary; replaced by the follower.
+    pub(crate) primary: RwLock<Primary>,
+    /// `Some` for `redis+sentinel://`.
+    pub(crate) sentinels: Option<Mutex<Sentinels>>,
+    /// Wakes the follower early (a command failed).
+    pub(crate) recheck: Notify,
+    /// Bound on connecting and on every command.
+    pub(crate) timeout: Duration,
+    /// The address, redacted, for log lines.
+    pub(crate) target: String,
+    /// Passwords to scrub from error texts.
+    pub(crate) secrets: Vec<String>,
+    /// How new primaries are connected (same timeouts as the first).
+    pub(crate) manager_config: ConnectionManagerConfig,
+    /// Counts primary switches, for whoever must react to one.
+    pub(crate) switches: watch::Sender<u64>,
+}
+
+/// The game server's connection to Redis: one multiplexed connection to the
+/// primary, followed through Sentinel failovers. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisConn {
+    /// Everything, shared.
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConn")
+            .field("target", &self.inner.target)
+            .field("primary", &self.primary_addr())
+            .finish()
+    }
+}
+
+impl RedisConn {
+    /// Connects to the primary (through the sentinels if the address says
+    /// so) and checks it answers `PING`, all within about twice the
+    /// timeout. Call [`follow_primary`](Self::follow_primary) on a task to
+    /// follow failovers.
+    pub async fn connect(options: &RedisOptions) -> Result<Self, RedisConnectError> {
+        options.validate()?;
+        let target = target::parse(&options.url)?;
+        let shown = redact(&options.url);
+        let secrets = options.secrets();
+        let scrub = |s: String| scrub_secrets(s, &secrets);
+        let certs = match &options.ca_file {
+            Some(path) => Some(read_ca(path)?),
+            None => None,
+        };
+        if target.tls() {
+            // The redis crate enables rustls without a crypto provider;
+            // ring is ours. An Err means one is installed already: fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let timeout = options.timeout;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let fail = |e: RedisError| classify(&shown, scrub(e.to_string()), &e);
+
+        let (client, sentinels) = match target {
+            RedisAddress::Direct { url, .. } => {
+                let client = match certs {
+                    Some(certs) => Client::build_with_tls(url.as_str(), certs),
+                    None => Client::open(url.as_str()),
+                }
+                .map_err(|e| {
+                    RedisConnectError::Config(format!(
+                        "REDIS_CONNECTION {shown} cannot be used: {}",
+                        scrub(e.to_string())
+                    ))
+                })?;
+                (client, None)
+            }
+            RedisAddress::Sentinel(address) => {
+                let mut sentinel = Sentinels::new(&address, certs, options).map_err(|e| {
+                    RedisConnectError::Config(format!(
+                        "REDIS_CONNECTION {shown} cannot be used: {}",
+                        scrub(e.to_string())
+                    ))
+                })?;
+                let client = tokio::time::timeout(timeout * 2, sentinel.client.async_get_client())
+                    .await
+                    .map_err(|_| RedisConnectError::Unreachable {
+                        target: shown.clone(),
+                        reason: format!(
+                            "no sentinel named a primary for {:?} within {} ms",
+                            address.master,
+                            (timeout * 2).as_millis()
+                        ),
+                    })?
+                    .map_err(fail)?;
+                (client, Some(sentinel))
+            }
+        };
+        let addr = client.get_connection_info().addr().to_string();
+        let conn = tokio::time::timeout(
+            timeout * 2,
+            ConnectionManager::new_with_config(client.clone(), manager_config.clone()),
+        )
+        .await
+        .map_err(|_| RedisConnectError::Unreachable {
+            target: shown.clone(),
+            reason: format!("connect timed out after {} ms", (timeout * 2).as_millis()),
+        })?
+        .map_err(fail)?;
+        let mut ping = conn.clone();
+        tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut ping))
+            .await
+            .map_err(|_| RedisConnectError::Unreachable {
+                target: shown.clone(),
+                reason: format!("no answer to PING within {} ms", timeout.as_millis()),
+            })?
+            .map_err(fail)?;
+        if sentinels.is_some() {
+            info!("Redis: {shown}, primary at {addr}");
+        } else {
+            info!("Redis: {shown}");
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                primary: RwLock::new(Primary { addr, conn, client }),
+                sentinels: sentinels.map(Mutex::new),
+                recheck: Notify::new(),
+                timeout,
+                target: shown,
+                secrets,
+                manager_config,
+                switches: watch::Sender::new(0),
+            }),
+        })
+    }
+
+    /// The address, redacted (for log lines).
+    pub fn target(&self) -> &str {
+        &self.inner.target
+    }
+
+    /// `host:port` of the primary commands go to now.
+    pub fn primary_addr(&self) -> String {
+        self.read_primary().addr.clone()
+    }
+
+    /// Changes (a count) each time commands move to a new primary. Writes
+    /// the old primary acknowledged after the sentinels promoted another
+    /// node are lost with it, so whoever saved through it must save again.
+    pub fn primary_changes(&self) -> watch::Receiver<u64> {
+        self.inner.switches.subscribe()
+    }
+
+    /// The multiplexed connection to the current primary, for callers
+    /// with their own bounds and errors (the job store). Bound each call by
+    /// the timeout and report failures with
+    /// [`suspect_primary`](Self::suspect_primary).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn()
+    }
+
+    /// A client for the current primary (same TLS and credentials), for
+    /// connections that cannot be multiplexed: pub/sub. After a failover
+    /// it names the new primary; [`primary_changes`](Self::primary_changes)
+    /// says when to open a new one.
+    pub fn primary_client(&self) -> Client {
+        self.read_primary().client.clone()
+    }
+
+    /// A command through [`connection`](Self::connection) failed: with
+    /// Sentinel, ask the sentinels now rather than at the next poll.
+    pub fn suspect_primary(&self) {
+        if self.inner.sentinels.is_some() {
+            self.inner.recheck.notify_one();
+        }
+    }
+
+    /// Runs one command within the timeout.
+    pub async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, CommandError> {
+        let mut conn = self.conn();
+        self.bounded(cmd.query_async(&mut conn)).await
+    }
+
+    /// Runs a pipeline within the timeout.
+    pub async fn query_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, CommandError> {
+        let mut conn = self.conn();
+        self.bounded(pipe.query_async(&mut conn)).await
+    }
+
+    /// Runs a script within the timeout (`EVALSHA`, loading the script
+    /// when the server does not have it: after a restart or a failover to
+    /// a replica that never saw it).
+    pub async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        inv: redis::ScriptInvocation<'_>,
+    ) -> Result<T, CommandError> {
+        let mut conn = self.conn();
+        self.bounded(inv.invoke_async(&mut conn)).await
+    }
+
+    pub(crate) fn read_primary(&self) -> std::sync::RwLockReadGuard<'_, Primary> {
+        self.inner.primary.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.read_primary().conn.clone()
+    }
+
+    pub(crate) fn scrub(&self, text: String) -> String {
+        scrub_secrets(text, &self.inner.secrets)
+    }
+
+    async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, CommandError> {
+        let metrics = crate::metrics::hub();
+        let start = std::time::Instant::now();
+        let outcome = tokio::time::timeout(self.inner.timeout, fut).await;
+        metrics.redis_seconds.record(start.elapsed().as_secs_f64());
+        let result = match outcome {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => {
+                metrics.redis_errors.increment(1);
+                CommandError(self.scrub(e.to_string()))
+            }
+            Err(_) => {
+                metrics.redis_timeouts.increment(1);
+                CommandError(format!(
+                    "no answer within {} ms",
+                    self.inner.timeout.as_millis()
+                ))
+            }
+        };
+        // Maybe the primary moved: ask the sentinels now rather than at
+        // the next poll.
+        self.suspect_primary();
+        Err(result)
+    }
+}
+
+/// Reads the CA file for `rediss://`.
+fn read_ca(path: &Path) -> Result<TlsCertificates, RedisConnectError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        RedisConnectError::Config(format!(
+            "cannot read --redis-ca-file {}: {e}",
+            path.display()
+        ))
+    })?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(RedisConnectError::Config(format!(
+            "--redis-ca-file {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    })
+}
+
+/// Sorts a failed connect into what the operator must fix.
+fn classify(target: &str, reason: String, e: &RedisError) -> RedisConnectError {
+    let target = target.to_string();
+    let auth = e.kind() == ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+        || reason.contains("WRONGPASS")
+        || reason.contains("NOAUTH");
+    let lower = reason.to_ascii_lowercase();
+    if auth {
+        RedisConnectError::Auth { target, reason }
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        RedisConnectError::Tls { target, reason }
+    } else {
+        RedisConnectError::Unreachable { target, reason }
+    }
+}
+
+/// Replaces every secret in `text` by `***`.
+fn scrub_secrets(mut text: String, secrets: &[String]) -> String {
+    for s in secrets {
+        if text.contains(s.as_str()) {
+            text = text.replace(s.as_str(), REDACTED);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_every_secret() {
+        let secrets = vec!["pw1".to_string(), "sentinel-pw".to_string()];
+        assert_eq!(
+            scrub_secrets("auth pw1 and sentinel-pw failed".into(), &secrets),
+            "auth *** and *** failed"
+        );
+    }
+}

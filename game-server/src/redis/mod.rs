@@ -1,0 +1,173 @@
+//! Every connection the game server makes to Redis starts here: the session
+//! store ([`crate::session::redis`]), the node registry
+//! ([`crate::cluster::membership`]) and the background jobs ([`crate::background`],
+//! pub/sub included) all run their commands through one [`RedisConn`].
+//!
+//! `--redis` (env `REDIS_CONNECTION`) takes one of these forms:
+//!
+//! | Form | Meaning |
+//! |---|---|
+//! | `host:port` | Plain TCP, no password (the original form). |
+//! | `redis://[user:pass@]host:port[/db]` | Plain TCP. `AUTH user pass` for an ACL user, `AUTH pass` for `redis://:pass@...`. |
+//! | `rediss://[user:pass@]host:port[/db]` | TLS. The server's certificate is checked against the system's roots, or against `--redis-ca-file` alone when it is given. |
+//! | `redis+sentinel://[user:pass@]host:port[,host:port...]/<master-name>[/db]` | Sentinel: the sentinels (port 26379 when left out) name the primary of `<master-name>`. The user and password are for the data nodes; the sentinels' own are `--redis-sentinel-username` / `--redis-sentinel-password`. |
+//! | `rediss+sentinel://...` | The same, with TLS to the sentinels and to the data nodes. |
+//!
+//! **Discovery** is the redis crate's `SentinelClient`: it asks each
+//! sentinel in turn and checks that the node named answers `ROLE` as a
+//! primary. **Following a failover** is ours, because the crate's
+//! `ConnectionManager` reconnects to the address it started with forever
+//! (redis-rs issue 1438): [`RedisConn`] keeps the primary's
+//! `ConnectionManager` behind a lock, and [`RedisConn::follow_primary`]
+//! swaps in a new one when the sentinels name another primary. It asks them
+//! (`SENTINEL GET-MASTER-ADDR-BY-NAME`, one small command on a kept
+//! connection) every [`SENTINEL_POLL`], and at once when a command fails: a
+//! killed primary refuses connections, a demoted one answers `READONLY`.
+//!
+//! So once Sentinel has promoted a replica, new commands go to it within
+//! [`SENTINEL_POLL`] plus one connect (bounded by `--redis-timeout-ms`),
+//! 1.5 s at the defaults, and usually at the first failed command. Before
+//! that comes Sentinel's own time to decide (its `down-after-milliseconds`
+//! plus an election and the promotion), which the operator sets. Commands
+//! in flight on the old connection finish or fail there; a failure reaches
+//! the client as `UNAVAILABLE` and the flusher retries its saves.
+//!
+//! Secrets never reach a log line or an error: addresses are shown through
+//! `gamemesh_node::redis_address::redact`, and every error text is scrubbed
+//! of the passwords we hold.
+
+pub mod conn;
+pub mod sentinel;
+pub mod target;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gamemesh_node::redis_address::{redact, RedisAddress};
+use thiserror::Error;
+
+pub use conn::RedisConn;
+pub use sentinel::SENTINEL_POLL;
+
+/// Why a Redis address or connection did not work. Every text here is free
+/// of secrets.
+#[derive(Debug, Error)]
+pub enum RedisConnectError {
+    /// The address or a related flag cannot work as given.
+    #[error("{0}")]
+    Config(String),
+    /// Redis (or a sentinel) refused the credentials.
+    #[error("Redis at {target} refused our credentials ({reason})")]
+    Auth {
+        /// The redacted address.
+        target: String,
+        /// What Redis said.
+        reason: String,
+    },
+    /// The TLS handshake failed (certificate not trusted, wrong name, not
+    /// a TLS port).
+    #[error("TLS to Redis at {target} failed ({reason})")]
+    Tls {
+        /// The redacted address.
+        target: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Nothing answered in time, or the connection was refused.
+    #[error("Redis is not reachable at {target} ({reason})")]
+    Unreachable {
+        /// The redacted address.
+        target: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// A command that did not complete: Redis did not answer within the
+/// timeout, refused the connection or answered an error. The text is free
+/// of secrets. The stores built on Redis turn it into their own error
+/// (`session::StoreError::Unavailable`), so clients get `UNAVAILABLE`.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct CommandError(pub String);
+
+/// How to reach Redis: the address and the flags that go with it.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// One of the forms in the module docs.
+    pub url: String,
+    /// PEM file of the CA(s) to trust for `rediss://`, instead of the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// ACL user for the sentinels (rarely needed).
+    pub sentinel_username: Option<String>,
+    /// Password of the sentinels (`requirepass` in sentinel.conf).
+    pub sentinel_password: Option<String>,
+    /// Bound on connecting and on every command.
+    pub timeout: Duration,
+}
+
+impl RedisOptions {
+    /// Options for `url` with no TLS CA and no sentinel password.
+    pub fn new(url: impl Into<String>, timeout: Duration) -> Self {
+        Self {
+            url: url.into(),
+            ca_file: None,
+            sentinel_username: None,
+            sentinel_password: None,
+            timeout,
+        }
+    }
+
+    /// Checks the address and its flags fit together, without connecting.
+    pub fn validate(&self) -> Result<(), RedisConnectError> {
+        let target = target::parse(&self.url)?;
+        if self.ca_file.is_some() && !target.tls() {
+            return Err(RedisConnectError::Config(format!(
+                "--redis-ca-file is set but {} does not use TLS: use rediss:// (or rediss+sentinel://), or drop --redis-ca-file",
+                redact(&self.url)
+            )));
+        }
+        if (self.sentinel_password.is_some() || self.sentinel_username.is_some())
+            && !matches!(target, RedisAddress::Sentinel(_))
+        {
+            return Err(RedisConnectError::Config(format!(
+                "--redis-sentinel-password/--redis-sentinel-username are set but {} is not a redis+sentinel:// address",
+                redact(&self.url)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every password these options carry, to scrub from error texts.
+    fn secrets(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        if let Ok(target) = target::parse(&self.url) {
+            if let Some(p) = target.password() {
+                secrets.push(p.to_string());
+            }
+        }
+        secrets.extend(self.sentinel_password.clone());
+        secrets.retain(|s| !s.is_empty());
+        secrets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_that_do_not_fit_the_address_are_refused() {
+        let mut o = RedisOptions::new("redis://h:1", Duration::from_secs(1));
+        o.ca_file = Some("/ca.pem".into());
+        assert!(o.validate().unwrap_err().to_string().contains("rediss://"));
+        let mut o = RedisOptions::new("redis://h:1", Duration::from_secs(1));
+        o.sentinel_password = Some("x".into());
+        assert!(o
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("redis+sentinel"));
+    }
+}

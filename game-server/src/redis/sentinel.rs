@@ -1,0 +1,252 @@
+//! Following the primary through a Sentinel failover: the redis crate's
+//! `ConnectionManager` reconnects to the address it started with forever
+//! (redis-rs issue 1438), so [`RedisConn::follow_primary`] asks the
+//! sentinels who the primary is and swaps in a new connection when they
+//! name another node.
+
+use std::time::Duration;
+
+use gamemesh_node::redis_address::SentinelAddress;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisError, TlsCertificates,
+    TlsMode,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::conn::{Primary, RedisConn};
+use super::RedisOptions;
+
+/// How often the sentinels are asked who the primary is. Short enough that
+/// a failover Sentinel announced is followed within half a second even if
+/// no command failed to tell us; long enough that it costs the sentinels
+/// nothing (two tiny commands a second per game server).
+pub const SENTINEL_POLL: Duration = Duration::from_millis(500);
+
+/// The shortest gap between two checks, so a burst of failing commands
+/// during a failover asks the sentinels a few times, not thousands.
+const RECHECK_GAP: Duration = Duration::from_millis(100);
+
+/// What following the sentinels needs; only the follower task uses it, the
+/// lock is for the one-off discovery at connect time.
+pub(crate) struct Sentinels {
+    /// The crate's discovery: asks the sentinels, checks `ROLE`.
+    pub(crate) client: SentinelClient,
+    /// The monitored name.
+    pub(crate) master: String,
+    /// One client per sentinel, for the cheap `GET-MASTER-ADDR-BY-NAME`.
+    probes: Vec<Client>,
+    /// Their kept connections (opened on first use, dropped on error).
+    probe_conns: Vec<Option<MultiplexedConnection>>,
+}
+
+impl RedisConn {
+    /// Follows the primary through failovers until `shutdown`: asks the
+    /// sentinels every [`SENTINEL_POLL`] (and at once after a failed
+    /// command) and moves to the primary they name. Returns at once for a
+    /// plain address, whose `ConnectionManager` reconnects by itself.
+    pub async fn follow_primary(self, shutdown: CancellationToken) {
+        let Some(sentinels) = &self.inner.sentinels else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(SENTINEL_POLL) => {}
+                _ = self.inner.recheck.notified() => {}
+            }
+            self.check_primary(&mut *sentinels.lock().await).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(RECHECK_GAP) => {}
+            }
+        }
+    }
+
+    /// One look at the sentinels; swaps the primary if they name another.
+    async fn check_primary(&self, s: &mut Sentinels) {
+        let current = self.primary_addr();
+        let Some(named) = s.ask(self.inner.timeout).await else {
+            debug!(
+                "Redis: no sentinel of {} answered; keeping primary {current}",
+                self.inner.target
+            );
+            return;
+        };
+        if named == current {
+            return;
+        }
+        // The sentinel that answered names someone else. Let the crate's
+        // discovery confirm it (it asks the sentinels in order and checks
+        // the node answers ROLE as a primary) before we move.
+        let client =
+            match tokio::time::timeout(self.inner.timeout * 2, s.client.async_get_client()).await {
+                Ok(Ok(client)) => client,
+                Ok(Err(e)) => {
+                    debug!(
+                        "Redis: sentinels name {named} for {}, not confirmed yet: {}",
+                        s.master,
+                        self.scrub(e.to_string())
+                    );
+                    return;
+                }
+                Err(_) => {
+                    debug!("Redis: confirming primary {named} timed out");
+                    return;
+                }
+            };
+        let addr = client.get_connection_info().addr().to_string();
+        if addr == current {
+            return;
+        }
+        let conn = match tokio::time::timeout(
+            self.inner.timeout * 2,
+            ConnectionManager::new_with_config(client.clone(), self.inner.manager_config.clone()),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                debug!(
+                    "Redis: cannot connect to the new primary {addr} yet: {}",
+                    self.scrub(e.to_string())
+                );
+                return;
+            }
+            Err(_) => {
+                debug!("Redis: connecting to the new primary {addr} timed out");
+                return;
+            }
+        };
+        *self
+            .inner
+            .primary
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Primary {
+            addr: addr.clone(),
+            conn,
+            client,
+        };
+        self.inner.switches.send_modify(|n| *n += 1);
+        metrics::counter!("gamemesh_redis_primary_switches_total").increment(1);
+        info!(
+            "Redis primary of {} moved from {current} to {addr} (Sentinel failover); new commands go there",
+            s.master
+        );
+    }
+}
+
+impl Sentinels {
+    pub(crate) fn new(
+        address: &SentinelAddress,
+        certs: Option<TlsCertificates>,
+        options: &RedisOptions,
+    ) -> Result<Self, RedisError> {
+        let (sentinels, master, tls) = (&address.sentinels, &address.master, address.tls);
+        let addrs = sentinels.iter().map(|(host, port)| {
+            if tls {
+                ConnectionAddr::TcpTls {
+                    host: host.clone(),
+                    port: *port,
+                    insecure: false,
+                    tls_params: None,
+                }
+            } else {
+                ConnectionAddr::Tcp(host.clone(), *port)
+            }
+        });
+        let mut b = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)?
+            .set_client_to_redis_db(address.db);
+        if let Some(u) = &address.username {
+            b = b.set_client_to_redis_username(u);
+        }
+        if let Some(p) = &address.password {
+            b = b.set_client_to_redis_password(p);
+        }
+        if let Some(u) = &options.sentinel_username {
+            b = b.set_client_to_sentinel_username(u);
+        }
+        if let Some(p) = &options.sentinel_password {
+            b = b.set_client_to_sentinel_password(p);
+        }
+        if tls {
+            b = b
+                .set_client_to_redis_tls_mode(TlsMode::Secure)
+                .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+            if let Some(certs) = &certs {
+                b = b
+                    .set_client_to_redis_certificates(certs.clone())
+                    .set_client_to_sentinel_certificates(certs.clone());
+            }
+        }
+        let client = b.build()?;
+
+        let mut probes = Vec::with_capacity(sentinels.len());
+        for (host, port) in sentinels {
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.clone()
+            };
+            let scheme = if tls { "rediss" } else { "redis" };
+            let mut info = format!("{scheme}://{host}:{port}").into_connection_info()?;
+            let mut settings = info.redis_settings().clone();
+            if let Some(u) = &options.sentinel_username {
+                settings = settings.set_username(u);
+            }
+            if let Some(p) = &options.sentinel_password {
+                settings = settings.set_password(p);
+            }
+            info = info.set_redis_settings(settings);
+            probes.push(match &certs {
+                Some(certs) if tls => Client::build_with_tls(info, certs.clone())?,
+                _ => Client::open(info)?,
+            });
+        }
+        Ok(Self {
+            client,
+            master: master.to_string(),
+            probe_conns: probes.iter().map(|_| None).collect(),
+            probes,
+        })
+    }
+
+    /// The primary's `host:port` as the first sentinel that answers names
+    /// it, or `None` if none does.
+    pub(crate) async fn ask(&mut self, timeout: Duration) -> Option<String> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        for (probe, kept) in self.probes.iter().zip(self.probe_conns.iter_mut()) {
+            if kept.is_none() {
+                match tokio::time::timeout(
+                    timeout,
+                    probe.get_multiplexed_async_connection_with_config(&config),
+                )
+                .await
+                {
+                    Ok(Ok(c)) => *kept = Some(c),
+                    _ => continue,
+                }
+            }
+            let Some(conn) = kept.as_mut() else {
+                continue;
+            };
+            let mut cmd = redis::cmd("SENTINEL");
+            cmd.arg("GET-MASTER-ADDR-BY-NAME").arg(&self.master);
+            match tokio::time::timeout(timeout, cmd.query_async::<Option<(String, u16)>>(conn))
+                .await
+            {
+                Ok(Ok(Some((host, port)))) => {
+                    return Some(ConnectionAddr::Tcp(host, port).to_string());
+                }
+                // This sentinel does not know the name: ask the next.
+                Ok(Ok(None)) => {}
+                _ => *kept = None,
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,98 @@
+//! What flows through the hub's tower pipeline: the request a connection
+//! actor sends in and the response a handler sends back. Middleware and
+//! handlers import these from here; the pipeline (which imports them
+//! both) is composed in [`crate::pipeline`].
+
+use std::sync::Arc;
+
+use gamemesh_proto::client::{client_packet, ClientPacket, ErrorCode, ServerPacket};
+use gamemesh_proto::packets;
+use gamemesh_transport::NodeId;
+use uuid::Uuid;
+
+use crate::session::LocalSession;
+
+/// Error type at tower boundaries.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Which client socket a packet came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnInfo {
+    /// The gateway holding the socket.
+    pub gateway: NodeId,
+    /// The socket's id.
+    pub socket: Uuid,
+}
+
+/// One decoded client packet on its way to a handler.
+#[derive(Debug, Clone)]
+pub struct HubRequest {
+    /// Where it came from.
+    pub conn: ConnInfo,
+    /// The session the socket is attached to here, if any.
+    pub session: Option<Arc<LocalSession>>,
+    /// The packet.
+    pub packet: ClientPacket,
+}
+
+impl HubRequest {
+    /// Short name of the packet's body, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match &self.packet.body {
+            Some(client_packet::Body::Login(_)) => "login",
+            Some(client_packet::Body::Resume(_)) => "resume",
+            Some(client_packet::Body::Echo(_)) => "echo",
+            Some(client_packet::Body::Heartbeat(_)) => "heartbeat",
+            Some(client_packet::Body::Logout(_)) => "logout",
+            Some(client_packet::Body::ChatListRooms(_)) => "chat_list_rooms",
+            Some(client_packet::Body::ChatJoin(_)) => "chat_join",
+            Some(client_packet::Body::ChatLeave(_)) => "chat_leave",
+            Some(client_packet::Body::ChatSay(_)) => "chat_say",
+            Some(client_packet::Body::ChatWhisper(_)) => "chat_whisper",
+            Some(client_packet::Body::Increment(_)) => "increment",
+            Some(client_packet::Body::Game(_)) => "game",
+            None => "empty",
+        }
+    }
+}
+
+/// What the connection actor does with the socket's session after a reply.
+#[derive(Debug, Clone, Default)]
+pub enum SessionEffect {
+    /// Nothing changes.
+    #[default]
+    None,
+    /// The socket is now attached to this session (login, resume).
+    Attach(Arc<LocalSession>),
+    /// The socket no longer has a session (logout).
+    Detach,
+    /// The handler closed the socket (a `Kicked` is its last frame) and
+    /// executed nothing: the reply is neither sent nor recorded against
+    /// the sequence id, and the socket keeps its session until the close
+    /// arrives (then it is saved as resumable like any other).
+    Close,
+}
+
+/// A handler's answer.
+#[derive(Debug, Clone)]
+pub struct HubResponse {
+    /// The reply to send to the client.
+    pub reply: ServerPacket,
+    /// Session change for the socket.
+    pub effect: SessionEffect,
+}
+
+impl HubResponse {
+    /// A plain reply.
+    pub fn reply(reply: ServerPacket) -> Self {
+        Self {
+            reply,
+            effect: SessionEffect::None,
+        }
+    }
+
+    /// An `ErrorResponse` answering `sequence_id`.
+    pub fn error(sequence_id: u64, code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self::reply(packets::error(sequence_id, code, detail))
+    }
+}
