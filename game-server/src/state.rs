@@ -1,12 +1,14 @@
 //! What handlers and the hub's tasks share.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use gamemesh_transport::NodeId;
 
+use crate::api::GameRuntime;
 use crate::chat::Chat;
+use crate::game_host::GameHost;
 use crate::cluster::gateways::GatewayLinks;
 use crate::cluster::mesh::Mesh;
 use crate::policy::violations::ViolationPolicy;
@@ -40,6 +42,10 @@ pub struct HubState {
     /// When a connection sending frames that are not the contract is
     /// kicked.
     pub violations: ViolationPolicy,
+    /// The game: the modules' routes, rooms and jobs (set once at start,
+    /// right after this state exists, because the game's seams hold a weak
+    /// reference to it).
+    pub game: OnceLock<GameHost>,
 }
 
 impl HubState {
@@ -51,5 +57,10 @@ impl HubState {
     /// Stops taking new logins.
     pub fn stop_accepting(&self) {
         self.accepting.store(false, Ordering::Release);
+    }
+
+    /// The game's runtime (`None` only while the server starts).
+    pub fn game(&self) -> Option<&GameRuntime> {
+        self.game.get().map(|g| &g.runtime)
     }
 }

@@ -27,6 +27,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use gamemesh_jobs::{BoxError, CronJob, Event, Job};
+use gamemesh_proto::client::{client_packet, server_packet};
 use prost::Message;
 use tokio::sync::Notify;
 use tracing::debug;
@@ -34,7 +35,7 @@ use tracing::debug;
 use super::context::Ctx;
 use super::error::{BuildError, GameError};
 use super::game::{Game, Services};
-use super::handler::{erase, RouteEntry, RouteTable};
+use super::handler::{erase, erase_body, BodyEntry, RouteEntry, RouteTable};
 use super::jobs::Registry;
 use super::room::host::RoomHost;
 use super::room::{Room, RoomKind};
@@ -62,6 +63,8 @@ pub struct App {
     modules: Vec<String>,
     /// Routes.
     routes: RouteTable,
+    /// Handlers of the client contract's own bodies.
+    bodies: Vec<BodyEntry>,
     /// Room kinds.
     rooms: RoomHost,
     /// Jobs, crons, event handlers.
@@ -130,6 +133,42 @@ impl App {
         };
         if let Err(e) = self.routes.insert(name, entry) {
             self.errors.push(e);
+        }
+        self
+    }
+
+    /// Registers `handler` for a body of the client contract itself, for
+    /// the built-in modules that answer those (echo, increment, chat):
+    /// `extract` picks the request out of a `ClientPacket` body (`None`:
+    /// not this handler's), `wrap` puts the answer into a `ServerPacket`
+    /// body. `name` (`"<module>.<name>"`) names it in logs and metrics.
+    /// Game code uses [`route`](Self::route).
+    pub fn body<Req, Resp, F, Fut>(
+        &mut self,
+        name: &str,
+        extract: fn(&client_packet::Body) -> Option<Req>,
+        wrap: fn(Resp) -> server_packet::Body,
+        handler: F,
+    ) -> &mut Self
+    where
+        Req: Send + 'static,
+        Resp: 'static,
+        F: Fn(Ctx, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, GameError>> + Send + 'static,
+    {
+        let Some(module) = self.module(name) else {
+            return self;
+        };
+        match check_registered(&module, name) {
+            Ok(n) if self.bodies.iter().any(|b| b.name == n) => {
+                self.errors.push(BuildError::DuplicateRoute(name.to_string()))
+            }
+            Ok(n) => self.bodies.push(BodyEntry {
+                name: n,
+                module,
+                handler: erase_body(extract, wrap, handler),
+            }),
+            Err(e) => self.errors.push(e),
         }
         self
     }
@@ -234,6 +273,7 @@ impl App {
             game,
             self.modules,
             self.routes,
+            self.bodies,
             self.background,
             wake,
         ))

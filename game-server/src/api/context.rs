@@ -26,6 +26,8 @@ pub struct Ctx {
     game: Game,
     /// The module the route belongs to (scopes its player data).
     module: Arc<str>,
+    /// The request's sequence id (0: not deduplicated, or not a request).
+    sequence_id: u64,
 }
 
 impl Ctx {
@@ -35,7 +37,20 @@ impl Ctx {
             caller,
             game,
             module,
+            sequence_id: 0,
         }
+    }
+
+    /// The same context for the request with `sequence_id`.
+    pub fn with_sequence_id(mut self, sequence_id: u64) -> Self {
+        self.sequence_id = sequence_id;
+        self
+    }
+
+    /// The request's sequence id (0 when it is not deduplicated): what
+    /// the pipeline answers a re-sent request with is keyed by it.
+    pub fn sequence_id(&self) -> u64 {
+        self.sequence_id
     }
 
     /// Who is calling.

@@ -6,6 +6,7 @@
 //! [`BuildError`] is what a studio sees at start-up when its modules
 //! registered something the API cannot run.
 
+use gamemesh_proto::client::ErrorCode;
 use thiserror::Error;
 
 /// Why game code did not answer with its message. Every variant becomes
@@ -32,6 +33,15 @@ pub enum GameError {
     /// The game code failed (`INTERNAL`): a bug, not the player's fault.
     #[error("internal: {0}")]
     Internal(String),
+    /// Another code of the client contract, for the built-in modules that
+    /// answer the contract's own bodies (chat's `NOT_IN_ROOM`, say).
+    #[error("{}: {detail}", code.as_str_name())]
+    Code {
+        /// The code.
+        code: ErrorCode,
+        /// Why, for the player.
+        detail: String,
+    },
 }
 
 impl GameError {
@@ -51,16 +61,31 @@ impl GameError {
         Self::Internal(detail.into())
     }
 
+    /// Any code of the client contract with `detail`.
+    pub fn code(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self::Code {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// The `ErrorCode` the client receives.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::Refused(_) => ErrorCode::Refused,
+            Self::BadPayload(_) => ErrorCode::BadPayload,
+            Self::UnknownRoute(_) => ErrorCode::UnknownRoute,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Internal(_) => ErrorCode::Internal,
+            Self::Code { code, .. } => *code,
+        }
+    }
+
     /// The `ErrorCode` name the client receives, without the prefix; also
     /// a short static label for metrics.
     pub fn code_name(&self) -> &'static str {
-        match self {
-            Self::Refused(_) => "REFUSED",
-            Self::BadPayload(_) => "BAD_PAYLOAD",
-            Self::UnknownRoute(_) => "UNKNOWN_ROUTE",
-            Self::Unavailable(_) => "UNAVAILABLE",
-            Self::Internal(_) => "INTERNAL",
-        }
+        let name = self.error_code().as_str_name();
+        name.strip_prefix("ERROR_CODE_").unwrap_or(name)
     }
 
     /// The detail the client receives.
@@ -71,6 +96,7 @@ impl GameError {
             | Self::UnknownRoute(d)
             | Self::Unavailable(d)
             | Self::Internal(d) => d,
+            Self::Code { detail, .. } => detail,
         }
     }
 }
@@ -140,6 +166,11 @@ mod tests {
             ),
             (GameError::unavailable("retry"), "UNAVAILABLE", "retry"),
             (GameError::internal("bug"), "INTERNAL", "bug"),
+            (
+                GameError::code(ErrorCode::NotInRoom, "join first"),
+                "NOT_IN_ROOM",
+                "join first",
+            ),
         ];
         for (e, code, detail) in cases {
             assert_eq!(e.code_name(), code);

@@ -278,8 +278,7 @@ impl Pushes<'_> {
             kind,
             room: key.name.clone(),
             op: RoomOp::Broadcast as i32,
-            payload: push.payload,
-            route: push.route.as_str().to_string(),
+            payload: push.encoded().clone(),
             ..RoomRequest::default()
         };
         let reply = self.game.host().call(self.game, req).await;

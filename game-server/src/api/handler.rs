@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use gamemesh_proto::client::{client_packet, server_packet};
 use prost::Message;
 
 use super::context::Ctx;
@@ -100,4 +101,47 @@ impl RouteTable {
         names.sort();
         names
     }
+}
+
+/// A handler of a body of the client contract itself (echo, chat, ...)
+/// with its types erased: `None` when the body is not its own.
+pub(crate) type ErasedBody = Arc<
+    dyn Fn(
+            Ctx,
+            &client_packet::Body,
+        ) -> Option<BoxFuture<'static, Result<server_packet::Body, GameError>>>
+        + Send
+        + Sync,
+>;
+
+/// Wraps a handler of a contract body: `extract` picks its request out
+/// of a `ClientPacket` body, `wrap` puts its answer into a `ServerPacket`
+/// body.
+pub(crate) fn erase_body<Req, Resp, F, Fut>(
+    extract: fn(&client_packet::Body) -> Option<Req>,
+    wrap: fn(Resp) -> server_packet::Body,
+    handler: F,
+) -> ErasedBody
+where
+    Req: Send + 'static,
+    Resp: 'static,
+    F: Fn(Ctx, Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, GameError>> + Send + 'static,
+{
+    Arc::new(move |ctx, body| {
+        let req = extract(body)?;
+        let answer = handler(ctx, req);
+        Some(Box::pin(async move { answer.await.map(wrap) }))
+    })
+}
+
+/// One registered contract body.
+#[derive(Clone)]
+pub(crate) struct BodyEntry {
+    /// Its name (`"<module>.<name>"`, for logs and metrics).
+    pub(crate) name: RouteName,
+    /// The module that registered it.
+    pub(crate) module: Arc<str>,
+    /// Its handler.
+    pub(crate) handler: ErasedBody,
 }

@@ -22,37 +22,94 @@ use prost::Message;
 use thiserror::Error;
 use tokio::sync::Notify;
 
+use gamemesh_proto::client::{server_packet, GamePush, ServerPacket};
+
 use super::error::GameError;
 use super::route::RouteName;
 use super::sessions::MemorySessions;
 
-/// One push: what it is (`route`) and the module's encoded message.
+/// One push, encoded once as the `ServerPacket` every recipient gets
+/// (sequence id 0), so a room's push to its members costs one encoding
+/// however many they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Push {
-    /// What the push is, e.g. `"arena.state"` (the contract's route rule).
-    pub route: RouteName,
-    /// The module's own encoding; gamemesh does not read it.
-    pub payload: Bytes,
+    /// The route of a `GamePush` (`None` for a built-in body).
+    route: Option<RouteName>,
+    /// The encoded `ServerPacket`.
+    packet: Bytes,
 }
 
 impl Push {
-    /// A push of `msg` under `route`. A route that breaks the naming rule
-    /// is a bug in the module: `INTERNAL`.
+    /// A `GamePush` of `msg` under `route`. A route that breaks the naming
+    /// rule is a bug in the module: `INTERNAL`.
     pub fn new<M: Message>(route: &str, msg: &M) -> Result<Self, GameError> {
         let route = RouteName::parse(route).ok_or_else(|| {
             GameError::internal(format!(
                 "push route \"{route}\" is not 1 to 64 bytes of a-z, 0-9, '_' and '.'"
             ))
         })?;
-        Ok(Self {
-            route,
-            payload: Bytes::from(msg.encode_to_vec()),
-        })
+        Ok(Self::game(route, Bytes::from(msg.encode_to_vec())))
     }
 
-    /// Decodes the payload as `M` (tests and clients).
-    pub fn decode<M: Message + Default>(&self) -> Result<M, prost::DecodeError> {
-        M::decode(self.payload.clone())
+    /// A `GamePush` of an encoded payload under a checked route.
+    pub fn game(route: RouteName, payload: Bytes) -> Self {
+        let packet = ServerPacket {
+            sequence_id: 0,
+            body: Some(server_packet::Body::GamePush(GamePush {
+                route: route.as_str().to_string(),
+                payload,
+            })),
+        };
+        Self {
+            route: Some(route),
+            packet: Bytes::from(packet.encode_to_vec()),
+        }
+    }
+
+    /// A push of a body of the client contract itself (chat messages,
+    /// notices): for the built-in modules that speak those bodies.
+    pub fn packet(body: server_packet::Body) -> Self {
+        let packet = ServerPacket {
+            sequence_id: 0,
+            body: Some(body),
+        };
+        Self {
+            route: None,
+            packet: Bytes::from(packet.encode_to_vec()),
+        }
+    }
+
+    /// A push from its encoded `ServerPacket` (as it crossed the mesh).
+    pub fn from_encoded(packet: Bytes) -> Result<Self, prost::DecodeError> {
+        let route = match ServerPacket::decode(packet.clone())?.body {
+            Some(server_packet::Body::GamePush(g)) => RouteName::parse(&g.route),
+            _ => None,
+        };
+        Ok(Self { route, packet })
+    }
+
+    /// The `GamePush` route (`None` for a built-in body).
+    pub fn route(&self) -> Option<&str> {
+        self.route.as_ref().map(|r| r.as_str())
+    }
+
+    /// The encoded `ServerPacket`, as sockets receive it.
+    pub fn encoded(&self) -> &Bytes {
+        &self.packet
+    }
+
+    /// The `ServerPacket` (tests, and the memory twin).
+    pub fn server_packet(&self) -> ServerPacket {
+        ServerPacket::decode(self.packet.clone()).unwrap_or_default()
+    }
+
+    /// A `GamePush`'s payload decoded as `M`; `None` for another body or
+    /// a payload that is not an `M` (tests and clients).
+    pub fn decode<M: Message + Default>(&self) -> Option<M> {
+        match self.server_packet().body {
+            Some(server_packet::Body::GamePush(g)) => M::decode(g.payload).ok(),
+            _ => None,
+        }
     }
 }
 
@@ -164,10 +221,10 @@ impl MemoryPusher {
                 let queue = all.entry(user_id).or_default();
                 while !queue.is_empty() {
                     let push = queue.remove(0);
-                    if push.route.as_str() != route {
+                    if push.route() != Some(route) {
                         continue;
                     }
-                    if let Ok(m) = push.decode::<M>() {
+                    if let Some(m) = push.decode::<M>() {
                         if pick(&m) {
                             return Some(m);
                         }

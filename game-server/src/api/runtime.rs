@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use gamemesh_jobs::{EventBus, EventHandlers, Handlers, JobStore};
+use gamemesh_proto::client::{client_packet, server_packet};
 use prost::Message;
 use tokio::sync::Notify;
 use tracing::debug;
@@ -16,7 +17,7 @@ use tracing::debug;
 use super::context::{Caller, Ctx};
 use super::error::GameError;
 use super::game::Game;
-use super::handler::RouteTable;
+use super::handler::{BodyEntry, RouteTable};
 use super::jobs::Registry;
 use super::room::wire::{RoomOp, RoomReply, RoomRequest, RoomStatus};
 
@@ -29,6 +30,8 @@ pub struct GameRuntime {
     modules: Arc<Vec<String>>,
     /// Route -> handler.
     routes: Arc<RouteTable>,
+    /// Handlers of the contract's own bodies.
+    bodies: Arc<Vec<BodyEntry>>,
     /// Modules' jobs and event handlers.
     background: Arc<Registry>,
     /// Wakes the room sweeper (the cluster changed).
@@ -40,6 +43,7 @@ impl GameRuntime {
         game: Game,
         modules: Vec<String>,
         routes: RouteTable,
+        bodies: Vec<BodyEntry>,
         background: Registry,
         wake: Arc<Notify>,
     ) -> Self {
@@ -47,6 +51,7 @@ impl GameRuntime {
             game,
             modules: Arc::new(modules),
             routes: Arc::new(routes),
+            bodies: Arc::new(bodies),
             background: Arc::new(background),
             wake,
         }
@@ -91,6 +96,7 @@ impl GameRuntime {
     pub fn dispatch(
         &self,
         caller: Caller,
+        sequence_id: u64,
         route: &str,
         payload: Bytes,
     ) -> BoxFuture<'static, Result<Bytes, GameError>> {
@@ -102,7 +108,8 @@ impl GameRuntime {
             );
             return Box::pin(std::future::ready(Err(GameError::UnknownRoute(detail))));
         };
-        let ctx = Ctx::new(caller, self.game.clone(), entry.module.clone());
+        let ctx = Ctx::new(caller, self.game.clone(), entry.module.clone())
+            .with_sequence_id(sequence_id);
         let answer = (entry.handler)(ctx, payload);
         let route = route.to_string();
         Box::pin(async move {
@@ -115,6 +122,28 @@ impl GameRuntime {
                 .increment(1);
             out
         })
+    }
+
+    /// Runs the module handler of a body of the client contract itself
+    /// (echo, chat, ...): `None` when no module handles `body`.
+    pub fn dispatch_body(
+        &self,
+        caller: Caller,
+        sequence_id: u64,
+        body: &client_packet::Body,
+    ) -> Option<BoxFuture<'static, Result<server_packet::Body, GameError>>> {
+        self.bodies.iter().find_map(|b| {
+            let ctx = Ctx::new(caller, self.game.clone(), b.module.clone())
+                .with_sequence_id(sequence_id);
+            (b.handler)(ctx, body)
+        })
+    }
+
+    /// Names of the contract bodies modules answer, sorted.
+    pub fn bodies(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.bodies.iter().map(|b| b.name.to_string()).collect();
+        names.sort();
+        names
     }
 
     /// Serves an encoded room request another game server forwarded here

@@ -126,7 +126,7 @@ async fn call_raw(
     route: &str,
     payload: Bytes,
 ) -> Result<Bytes, GameError> {
-    match AssertUnwindSafe(runtime.dispatch(caller, route, payload))
+    match AssertUnwindSafe(runtime.dispatch(caller, 0, route, payload))
         .catch_unwind()
         .await
     {

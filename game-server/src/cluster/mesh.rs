@@ -170,6 +170,32 @@ impl Mesh {
             .collect()
     }
 
+    /// Node ids of the live peers that take logins: what rooms are spread
+    /// over (cheaper than [`live_peers`](Self::live_peers): no endpoints).
+    pub fn live_peer_ids(&self) -> Vec<NodeId> {
+        let now = Instant::now();
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, p)| p.accepting && self.live(p, now))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Every peer that is live, taking logins or not (pushes to everyone
+    /// reach draining game servers' players too).
+    pub fn live_peer_ids_all(&self) -> Vec<NodeId> {
+        let now = Instant::now();
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, p)| self.live(p, now))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Sends one mesh message to `to`; false when it could not be handed
     /// to the link (peer unreachable or its queue full).
     pub fn send_kind(&self, to: NodeId, kind: mesh_message::Kind) -> bool {
@@ -487,6 +513,10 @@ fn handle(state: &Arc<HubState>, from: NodeId, kind: mesh_message::Kind) {
         mesh_message::Kind::ChatRoomRequest(r) => crate::chat::on_request(state, from, r),
         mesh_message::Kind::ChatRoomReply(r) => crate::chat::on_reply(state, r),
         mesh_message::Kind::ChatRoomDelivery(d) => crate::chat::on_delivery(state, d),
+        mesh_message::Kind::GameRoomRequest(_)
+        | mesh_message::Kind::GameRoomReply(_)
+        | mesh_message::Kind::GamePushDelivery(_)
+        | mesh_message::Kind::GamePushEveryone(_) => crate::game_host::on_mesh(state, from, kind),
     }
 }
 
@@ -501,6 +531,9 @@ async fn release_local(state: &HubState, session_id: u64) -> bool {
     };
     // End first: the socket's actor must not save over what we save now.
     state.sessions.end(session_id);
+    if let Some(game) = state.game() {
+        game.session_released(session_id);
+    }
     let saved = matches!(
         state.store.disconnect(&progress, state.resume_grace).await,
         Ok(true)

@@ -150,6 +150,9 @@ pub async fn handle(
         // kicked socket's disconnect reaches it, its saves being fenced).
         // A replaced session leaves its rooms; members see it leave.
         crate::chat::leave_all(&state, user_id, old.session_id);
+        if let Some(game) = state.game() {
+            game.session_ended(user_id, old.session_id);
+        }
         if old.placement.owner == state.node_id {
             state.sessions.end(old.session_id);
         } else if old.placement.owner != 0 {

@@ -39,7 +39,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::cx::RoomCx;
+use super::cx::{Effects, RoomCx, To};
 use super::host::KindRuntime;
 use super::members::Members;
 use super::wire::{Checkpoint, RoomOp, RoomReply, RoomRequest, RoomStatus, WireLeave};
@@ -143,29 +143,34 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Runs one callback on the room with a fresh [`RoomCx`]; a panic comes
-/// back as its message. Also returns the members the callback removed.
+/// back as its message. Also returns what the callback asked for (pushes,
+/// removals, a save), for [`RoomActor::apply`].
 fn run<R: Room, T>(
     game: &Game,
     init: RoomInit<'_>,
     live: &mut Live<R>,
     f: impl FnOnce(&mut R, &mut RoomCx<'_>) -> T,
-) -> (Result<T, String>, Vec<u64>) {
+) -> (Result<T, String>, Effects) {
     let mut cx = RoomCx {
         init,
         tick: live.tick,
         members: &live.members,
         game,
-        removals: Vec::new(),
+        effects: Effects::default(),
     };
     let room = &mut live.room;
     let out = catch_unwind(AssertUnwindSafe(|| f(room, &mut cx))).map_err(panic_message);
-    (out, cx.removals)
+    (out, cx.effects)
 }
 
 fn error_reply(e: GameError) -> RoomReply {
     match e {
         GameError::Refused(d) => RoomReply::failed(RoomStatus::Refused, d),
         GameError::Unavailable(d) => RoomReply::failed(RoomStatus::Unavailable, d),
+        GameError::Code { code, detail } => RoomReply {
+            code: code as i32,
+            ..RoomReply::failed(RoomStatus::Code, detail)
+        },
         other => RoomReply::failed(RoomStatus::Internal, other.detail()),
     }
 }
@@ -408,7 +413,7 @@ impl<R: Room> RoomActor<R> {
             return;
         };
         live.tick += 1;
-        let (out, removals) = run(&self.game, init(&config, &self.key), live, |room, cx| {
+        let (out, effects) = run(&self.game, init(&config, &self.key), live, |room, cx| {
             room.tick(cx)
         });
         if let Err(why) = out {
@@ -416,9 +421,50 @@ impl<R: Room> RoomActor<R> {
             return;
         }
         metrics::counter!("gamemesh_room_ticks_total", "kind" => config.name).increment(1);
-        self.remove_all(ctx, removals, LeaveReason::Removed).await;
+        self.apply(ctx, effects).await;
         if self.checkpoint_due() {
             self.checkpoint(ctx).await;
+        }
+    }
+
+    /// Does what a callback asked for: a save first (if asked; false when
+    /// it failed, and then nothing else goes out), its pushes, then its
+    /// removals.
+    async fn apply(&mut self, ctx: &Context<Self>, effects: Effects) -> bool {
+        if effects.save && !self.checkpoint(ctx).await {
+            return false;
+        }
+        self.flush(effects.outbox);
+        self.remove_all(ctx, effects.removals, LeaveReason::Removed)
+            .await;
+        true
+    }
+
+    /// Sends a callback's pushes, in order, to the members they name.
+    fn flush(&self, outbox: Vec<(To, Push)>) {
+        let Some(live) = self.live.as_ref() else {
+            return;
+        };
+        let pusher = self.game.pusher();
+        for (to, push) in outbox {
+            match to {
+                To::All => pusher.to_sessions(live.members.recipients(), &push),
+                To::One(user) => {
+                    if let Some(r) = live.members.get(user) {
+                        pusher.to_sessions(std::slice::from_ref(r), &push);
+                    }
+                }
+                To::Others(user) => {
+                    let others: Vec<Recipient> = live
+                        .members
+                        .recipients()
+                        .iter()
+                        .filter(|r| r.user_id != user)
+                        .copied()
+                        .collect();
+                    pusher.to_sessions(&others, &push);
+                }
+            }
         }
     }
 
@@ -439,7 +485,7 @@ impl<R: Room> RoomActor<R> {
                 user_id: r.user_id,
                 session_id: r.session_id,
             };
-            let (out, more) = run(&self.game, init(&config, &self.key), live, |room, cx| {
+            let (out, effects) = run(&self.game, init(&config, &self.key), live, |room, cx| {
                 room.leave(cx, &member, why)
             });
             if let Err(e) = self
@@ -455,7 +501,10 @@ impl<R: Room> RoomActor<R> {
                 return;
             }
             debug!(room = %self.key, user, ?why, "member left");
-            queue.extend(more.into_iter().map(|u| (u, LeaveReason::Removed)));
+            // A leave's own pushes go out now; a save it asks for comes
+            // with the leave's (a member change is always saved).
+            self.flush(effects.outbox);
+            queue.extend(effects.removals.into_iter().map(|u| (u, LeaveReason::Removed)));
         }
     }
 
@@ -479,20 +528,16 @@ impl<R: Room> RoomActor<R> {
         let Some(live) = self.live.as_ref() else {
             return RoomReply::ok(Bytes::new());
         };
-        match crate::api::route::RouteName::parse(&req.route) {
-            Some(route) => {
-                let push = Push {
-                    route,
-                    payload: req.payload,
-                };
+        match Push::from_encoded(req.payload) {
+            Ok(push) => {
                 self.game
                     .pusher()
                     .to_sessions(live.members.recipients(), &push);
                 RoomReply::ok(Bytes::new())
             }
-            None => RoomReply::failed(
+            Err(e) => RoomReply::failed(
                 RoomStatus::Internal,
-                format!("push route \"{}\" breaks the route rule", req.route),
+                format!("undecodable push to broadcast: {e}"),
             ),
         }
     }
@@ -565,7 +610,7 @@ impl<R: Room> RoomActor<R> {
                 node: req.node,
             });
         }
-        let (out, removals) = run(&self.game, init(&config, &self.key), live, |room, cx| {
+        let (out, effects) = run(&self.game, init(&config, &self.key), live, |room, cx| {
             room.join(cx, &member, again)
         });
         let reply = match out {
@@ -595,7 +640,9 @@ impl<R: Room> RoomActor<R> {
                 RoomReply::ok(Bytes::from(answer.encode_to_vec()))
             }
         };
-        self.remove_all(ctx, removals, LeaveReason::Removed).await;
+        if !self.apply(ctx, effects).await {
+            return RoomReply::failed(RoomStatus::Unavailable, "the room could not save; retry");
+        }
         self.acknowledged(reply, ctx).await
     }
 
@@ -649,7 +696,7 @@ impl<R: Room> RoomActor<R> {
                 )
             }
         };
-        let (out, removals) = run(&self.game, init(&config, &self.key), live, |room, cx| {
+        let (out, effects) = run(&self.game, init(&config, &self.key), live, |room, cx| {
             room.request(cx, &member, request)
         });
         let reply = match out {
@@ -660,7 +707,9 @@ impl<R: Room> RoomActor<R> {
             Ok(Ok(answer)) => RoomReply::ok(Bytes::from(answer.encode_to_vec())),
             Ok(Err(e)) => error_reply(e),
         };
-        self.remove_all(ctx, removals, LeaveReason::Removed).await;
+        if !self.apply(ctx, effects).await {
+            return RoomReply::failed(RoomStatus::Unavailable, "the room could not save; retry");
+        }
         reply
     }
 

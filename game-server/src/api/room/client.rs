@@ -86,6 +86,11 @@ pub(crate) fn answer<M: Message + Default>(reply: RoomReply, room: &str) -> Resu
         RoomStatus::Refused => Err(GameError::Refused(reply.detail)),
         RoomStatus::NotMember => Err(refuse(format!("not in room {room}"))),
         RoomStatus::Internal => Err(GameError::Internal(reply.detail)),
+        RoomStatus::Code => Err(GameError::code(
+            gamemesh_proto::client::ErrorCode::try_from(reply.code)
+                .unwrap_or(gamemesh_proto::client::ErrorCode::Internal),
+            reply.detail,
+        )),
         RoomStatus::Unavailable | RoomStatus::Unspecified => {
             Err(GameError::Unavailable(if reply.detail.is_empty() {
                 format!("room {room} is unavailable; retry")

@@ -8,7 +8,33 @@ use tracing::error;
 use super::members::Members;
 use super::{Member, RoomInit};
 use crate::api::game::Game;
-use crate::api::push::{Push, Recipient};
+use gamemesh_proto::client::server_packet;
+
+use crate::api::push::Push;
+
+/// Whom a push from a callback goes to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum To {
+    /// Every member.
+    All,
+    /// One member.
+    One(u64),
+    /// Every member but one.
+    Others(u64),
+}
+
+/// What a callback asked for besides its return value; the runtime does
+/// it once the callback has returned, in this order: save (if asked),
+/// pushes, removals.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// Save a checkpoint before anything else goes out.
+    pub(crate) save: bool,
+    /// Pushes, in the order the callback made them.
+    pub(crate) outbox: Vec<(To, Push)>,
+    /// Members to remove.
+    pub(crate) removals: Vec<u64>,
+}
 
 /// A room callback's view of its room.
 pub struct RoomCx<'a> {
@@ -20,8 +46,8 @@ pub struct RoomCx<'a> {
     pub(crate) members: &'a Members,
     /// Everything else (pusher, data, jobs).
     pub(crate) game: &'a Game,
-    /// Members the callback asked to remove; they leave right after it.
-    pub(crate) removals: Vec<u64>,
+    /// What the callback asked for.
+    pub(crate) effects: Effects,
 }
 
 impl<'a> RoomCx<'a> {
@@ -68,44 +94,41 @@ impl<'a> RoomCx<'a> {
 
     /// Pushes `msg` under `route` to every member whose session is
     /// connected. Each member gets the room's pushes in the order the room
-    /// sent them.
+    /// sent them; they go out when the callback returns.
     pub fn push_all<M: Message>(&mut self, route: &str, msg: &M) {
-        if let Some(push) = self.push(route, msg) {
-            self.game
-                .pusher()
-                .to_sessions(self.members.recipients(), &push);
-        }
+        self.queue(To::All, route, msg);
     }
 
     /// Pushes `msg` under `route` to one member (nothing if `user_id` is
     /// not a member), in order with the room's other pushes.
     pub fn push_to<M: Message>(&mut self, user_id: u64, route: &str, msg: &M) {
-        let Some(r) = self.members.get(user_id).copied() else {
-            return;
-        };
-        if let Some(push) = self.push(route, msg) {
-            self.game.pusher().to_sessions(&[r], &push);
-        }
+        self.queue(To::One(user_id), route, msg);
     }
 
     /// Pushes `msg` under `route` to every member but `user_id`.
     pub fn push_others<M: Message>(&mut self, user_id: u64, route: &str, msg: &M) {
-        let others: Vec<Recipient> = self
-            .members
-            .recipients()
-            .iter()
-            .filter(|r| r.user_id != user_id)
-            .copied()
-            .collect();
-        if let Some(push) = self.push(route, msg) {
-            self.game.pusher().to_sessions(&others, &push);
-        }
+        self.queue(To::Others(user_id), route, msg);
+    }
+
+    /// Pushes a body of the client contract itself to every member: for
+    /// built-in modules that speak those bodies (chat).
+    pub fn push_body_all(&mut self, body: server_packet::Body) {
+        self.effects.outbox.push((To::All, Push::packet(body)));
+    }
+
+    /// Saves a checkpoint before this callback's answer and pushes go out
+    /// (they are dropped, and the caller answered `UNAVAILABLE`, if it
+    /// cannot be saved). For what must never be lost or handed out twice
+    /// across a failover: a sequence number, a purchase. It costs one
+    /// store write.
+    pub fn save_before_reply(&mut self) {
+        self.effects.save = true;
     }
 
     /// Removes `user_id` from the room once this callback returns (its
     /// `leave` runs with [`LeaveReason::Removed`](super::LeaveReason::Removed)).
     pub fn remove(&mut self, user_id: u64) {
-        self.removals.push(user_id);
+        self.effects.removals.push(user_id);
     }
 
     /// The rest of the game (player data, jobs, events, pushes to anyone).
@@ -114,13 +137,12 @@ impl<'a> RoomCx<'a> {
         self.game
     }
 
-    fn push<M: Message>(&self, route: &str, msg: &M) -> Option<Push> {
+    fn queue<M: Message>(&mut self, to: To, route: &str, msg: &M) {
         match Push::new(route, msg) {
-            Ok(p) => Some(p),
+            Ok(p) => self.effects.outbox.push((to, p)),
+            // A bug in the room's code, every time it runs: loud.
             Err(e) => {
-                // A bug in the room's code, every time it runs: loud.
-                error!(room = %self.init.name, kind = %self.init.kind, "push not sent: {e}");
-                None
+                error!(room = %self.init.name, kind = %self.init.kind, "push not sent: {e}")
             }
         }
     }

@@ -22,7 +22,7 @@ pub enum RoomOp {
     Request = 3,
     /// The member's session is now at `node`.
     Relocate = 4,
-    /// Push `payload` under `route` to every member.
+    /// Push `payload` (an encoded `ServerPacket`) to every member.
     Broadcast = 5,
 }
 
@@ -43,6 +43,8 @@ pub enum RoomStatus {
     Unavailable = 4,
     /// The room's code failed.
     Internal = 5,
+    /// The room answered another code of the client contract (`code`).
+    Code = 6,
 }
 
 /// Why a member left, on the wire.
@@ -78,10 +80,11 @@ pub struct RoomRequest {
     /// The game server that owns the member's session.
     #[prost(uint64, tag = "6")]
     pub node: u64,
-    /// The room's request (op `Request`) or the push (op `Broadcast`).
+    /// The room's request (op `Request`) or the encoded `ServerPacket`
+    /// to push (op `Broadcast`).
     #[prost(bytes = "bytes", tag = "7")]
     pub payload: Bytes,
-    /// The push's route (op `Broadcast`).
+    /// Unused (was the push's route; kept so tag 8 is never reused).
     #[prost(string, tag = "8")]
     pub route: String,
     /// Why the member leaves (op `Leave`).
@@ -104,6 +107,9 @@ pub struct RoomReply {
     /// For `Unavailable`: asking again soon may work.
     #[prost(bool, tag = "4")]
     pub retry: bool,
+    /// For `Code`: the client contract's `ErrorCode`.
+    #[prost(int32, tag = "5")]
+    pub code: i32,
 }
 
 impl RoomReply {
