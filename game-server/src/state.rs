@@ -8,9 +8,9 @@ use gamemesh_transport::NodeId;
 
 use crate::api::GameRuntime;
 use crate::chat::Chat;
-use crate::game_host::GameHost;
 use crate::cluster::gateways::GatewayLinks;
 use crate::cluster::mesh::Mesh;
+use crate::game_host::GameHost;
 use crate::policy::violations::ViolationPolicy;
 use crate::session::{LocalSessions, SessionStore};
 

@@ -73,7 +73,10 @@ struct Probe;
 
 async fn count(ctx: Ctx, _n: Note) -> Result<Note, GameError> {
     let mut counts = COUNTS.lock().unwrap();
-    let c = counts.get_or_insert_with(HashMap::new).entry(ctx.user_id()).or_insert(0);
+    let c = counts
+        .get_or_insert_with(HashMap::new)
+        .entry(ctx.user_id())
+        .or_insert(0);
     *c += 1;
     Ok(Note {
         s: format!("user {} session {}", ctx.user_id(), ctx.session_id()),
@@ -225,9 +228,19 @@ async fn route_errors_through_the_whole_pipeline() {
     assert_eq!(n.s, format!("user 101 session {}", login.session_id));
 
     // Unknown routes, bad route names.
-    for route in ["probe.nope", "Probe.Count", "probe count", "", &"a".repeat(65)] {
+    for route in [
+        "probe.nope",
+        "Probe.Count",
+        "probe count",
+        "",
+        &"a".repeat(65),
+    ] {
         let p = c.call(game(route, Bytes::new())).await.unwrap();
-        assert_eq!(answer(&p).unwrap_err().0, ErrorCode::UnknownRoute, "{route:?}");
+        assert_eq!(
+            answer(&p).unwrap_err().0,
+            ErrorCode::UnknownRoute,
+            "{route:?}"
+        );
     }
 
     // A payload that is not the route's message: the handler never runs.
@@ -238,9 +251,16 @@ async fn route_errors_through_the_whole_pipeline() {
     assert_eq!(answer(&p).unwrap_err().0, ErrorCode::BadPayload);
 
     // Refused, with the game's detail.
-    let e = call::<_, Note>(&mut c, "probe.refuse", &Note { s: "not now".into(), n: 0 })
-        .await
-        .unwrap_err();
+    let e = call::<_, Note>(
+        &mut c,
+        "probe.refuse",
+        &Note {
+            s: "not now".into(),
+            n: 0,
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e, (ErrorCode::Refused, "not now".to_string()));
 
     // A panicking handler: INTERNAL, and the session goes on.
@@ -249,7 +269,10 @@ async fn route_errors_through_the_whole_pipeline() {
         .unwrap_err();
     assert_eq!(e.0, ErrorCode::Internal);
     let n: Note = call(&mut c, "probe.count", &Note::default()).await.unwrap();
-    assert_eq!(n.n, 2, "the bad payload did not count: only the two real calls");
+    assert_eq!(
+        n.n, 2,
+        "the bad payload did not count: only the two real calls"
+    );
 
     // A re-sent sequence id: the cached reply, the handler not run again.
     let seq = c.allocate_sequence();
@@ -277,14 +300,20 @@ async fn players_on_two_game_servers_share_one_arena() {
     let mut a = cluster.client_on(0, 1, 1).await;
     let mut b = cluster.client_on(1, 2, 2).await;
     let ja = join(&mut a, "shared").await.unwrap();
-    assert_eq!((ja.room.as_str(), ja.tick_hz, ja.x, ja.y), ("shared", 20, 0, 0));
+    assert_eq!(
+        (ja.room.as_str(), ja.tick_hz, ja.x, ja.y),
+        ("shared", 20, 0, 0)
+    );
     join(&mut b, "shared").await.unwrap();
     assert_eq!(step(&mut b, 1, 1).await, MoveResponse { x: 1, y: 1 });
     assert_eq!(step(&mut a, 1, 0).await, MoveResponse { x: 1, y: 0 });
 
     // Both see both moves, in the same ticks.
     let seen = |s: &State| {
-        s.players.len() == 2 && s.players.iter().all(|p| (p.x, p.y) == (1, 0) || (p.x, p.y) == (1, 1))
+        s.players.len() == 2
+            && s.players
+                .iter()
+                .all(|p| (p.x, p.y) == (1, 0) || (p.x, p.y) == (1, 1))
     };
     let sa = state_where(&mut a, seen).await;
     let sb = state_where(&mut b, |s| s.tick == sa.tick).await;
@@ -294,7 +323,11 @@ async fn players_on_two_game_servers_share_one_arena() {
     for _ in 0..40 {
         let x = state_where(&mut a, |_| true).await;
         let y = state_where(&mut b, |_| true).await;
-        assert_eq!((x.tick, y.tick), (ta + 1, tb + 1), "no tick skipped or repeated");
+        assert_eq!(
+            (x.tick, y.tick),
+            (ta + 1, tb + 1),
+            "no tick skipped or repeated"
+        );
         assert_eq!(x.room, "shared");
         (ta, tb) = (x.tick, y.tick);
     }

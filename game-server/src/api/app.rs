@@ -160,9 +160,9 @@ impl App {
             return self;
         };
         match check_registered(&module, name) {
-            Ok(n) if self.bodies.iter().any(|b| b.name == n) => {
-                self.errors.push(BuildError::DuplicateRoute(name.to_string()))
-            }
+            Ok(n) if self.bodies.iter().any(|b| b.name == n) => self
+                .errors
+                .push(BuildError::DuplicateRoute(name.to_string())),
             Ok(n) => self.bodies.push(BodyEntry {
                 name: n,
                 module,

@@ -108,8 +108,8 @@ impl GameRuntime {
             );
             return Box::pin(std::future::ready(Err(GameError::UnknownRoute(detail))));
         };
-        let ctx = Ctx::new(caller, self.game.clone(), entry.module.clone())
-            .with_sequence_id(sequence_id);
+        let ctx =
+            Ctx::new(caller, self.game.clone(), entry.module.clone()).with_sequence_id(sequence_id);
         let answer = (entry.handler)(ctx, payload);
         let route = route.to_string();
         Box::pin(async move {
@@ -133,8 +133,8 @@ impl GameRuntime {
         body: &client_packet::Body,
     ) -> Option<BoxFuture<'static, Result<server_packet::Body, GameError>>> {
         self.bodies.iter().find_map(|b| {
-            let ctx = Ctx::new(caller, self.game.clone(), b.module.clone())
-                .with_sequence_id(sequence_id);
+            let ctx =
+                Ctx::new(caller, self.game.clone(), b.module.clone()).with_sequence_id(sequence_id);
             (b.handler)(ctx, body)
         })
     }

@@ -27,7 +27,9 @@ use gamemesh_transport::NodeId;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{App, BuildError, GameRuntime, PlayerDataStore, RoomSettings, RoomStore, Services};
+use crate::api::{
+    App, BuildError, GameRuntime, PlayerDataStore, RoomSettings, RoomStore, Services,
+};
 use crate::state::HubState;
 
 /// The started game of this game server.

@@ -96,7 +96,10 @@ impl RoomPlacement for MeshPlacement {
         );
         drop(state);
         let reply = if sent {
-            tokio::time::timeout(self.timeout, rx).await.ok().and_then(Result::ok)
+            tokio::time::timeout(self.timeout, rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
         } else {
             None
         };

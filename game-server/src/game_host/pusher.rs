@@ -32,10 +32,17 @@ impl CorePusher {
 
 /// Writes `packet` to `user`'s socket if its session `session` is owned
 /// here; false when it is not.
-pub(crate) fn deliver_here(state: &HubState, user: u64, session: u64, packet: &bytes::Bytes) -> bool {
+pub(crate) fn deliver_here(
+    state: &HubState,
+    user: u64,
+    session: u64,
+    packet: &bytes::Bytes,
+) -> bool {
     match state.sessions.get(session) {
         Some(a) if a.session.user_id == user && !a.session.is_ended() => {
-            state.gateways.send_encoded(a.gateway, &a.socket, packet.clone());
+            state
+                .gateways
+                .send_encoded(a.gateway, &a.socket, packet.clone());
             true
         }
         _ => false,
@@ -46,7 +53,9 @@ pub(crate) fn deliver_here(state: &HubState, user: u64, session: u64, packet: &b
 pub(crate) fn deliver_everyone_here(state: &HubState, packet: &bytes::Bytes) -> usize {
     let all = state.sessions.all();
     for a in &all {
-        state.gateways.send_encoded(a.gateway, &a.socket, packet.clone());
+        state
+            .gateways
+            .send_encoded(a.gateway, &a.socket, packet.clone());
     }
     all.len()
 }
@@ -140,4 +149,3 @@ impl Pusher for CorePusher {
         }
     }
 }
-

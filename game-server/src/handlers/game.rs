@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use gamemesh_proto::client::{client_packet, server_packet, ErrorCode, GameRequest, GameResponse, ServerPacket};
+use gamemesh_proto::client::{
+    client_packet, server_packet, ErrorCode, GameRequest, GameResponse, ServerPacket,
+};
 
 use crate::api::{Caller, GameError};
 use crate::request::{BoxError, HubRequest, HubResponse};
@@ -44,7 +46,11 @@ pub async fn route(state: Arc<HubState>, req: HubRequest, game: GameRequest) -> 
         Err(reply) => return Ok(reply),
     };
     let Some(runtime) = state.game() else {
-        return Ok(HubResponse::error(seq, ErrorCode::Unavailable, "game server starting"));
+        return Ok(HubResponse::error(
+            seq,
+            ErrorCode::Unavailable,
+            "game server starting",
+        ));
     };
     let answer = runtime.dispatch(who, seq, &game.route, game.payload).await;
     Ok(match answer {
@@ -58,9 +64,14 @@ pub async fn route(state: Arc<HubState>, req: HubRequest, game: GameRequest) -> 
 
 /// Any other body: the module that registered it answers, or nobody does
 /// (`UNKNOWN_MESSAGE`).
-pub async fn builtin(state: Arc<HubState>, req: HubRequest, body: Option<client_packet::Body>) -> Reply {
+pub async fn builtin(
+    state: Arc<HubState>,
+    req: HubRequest,
+    body: Option<client_packet::Body>,
+) -> Reply {
     let seq = req.packet.sequence_id;
-    let unknown = || HubResponse::error(seq, ErrorCode::UnknownMessage, "empty or unsupported body");
+    let unknown =
+        || HubResponse::error(seq, ErrorCode::UnknownMessage, "empty or unsupported body");
     let (Some(body), Some(runtime)) = (body, state.game()) else {
         return Ok(unknown());
     };

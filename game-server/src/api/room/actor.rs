@@ -504,7 +504,12 @@ impl<R: Room> RoomActor<R> {
             // A leave's own pushes go out now; a save it asks for comes
             // with the leave's (a member change is always saved).
             self.flush(effects.outbox);
-            queue.extend(effects.removals.into_iter().map(|u| (u, LeaveReason::Removed)));
+            queue.extend(
+                effects
+                    .removals
+                    .into_iter()
+                    .map(|u| (u, LeaveReason::Removed)),
+            );
         }
     }
 
