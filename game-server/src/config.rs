@@ -289,7 +289,9 @@ impl Config {
         crate::api::RoomSettings {
             lease_ttl: Duration::from_millis(self.room_lease_ms),
             restart_every: Duration::from_millis(self.room_restart_ms),
-            members_every: Duration::from_millis(self.room_members_ms),
+            // Chat rooms are rooms of the runtime: --chat-sweep-ms, older,
+            // still bounds how long an ended member stays.
+            members_every: Duration::from_millis(self.room_members_ms.min(self.chat_sweep_ms)),
             ..crate::api::RoomSettings::default()
         }
     }

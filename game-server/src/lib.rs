@@ -16,10 +16,14 @@
 //!   [`middleware::timing`] -> [`handlers`] (the router). What flows
 //!   through it ([`request::HubRequest`], [`request::HubResponse`]) lives
 //!   in [`request`], so handlers and middleware never import the pipeline.
-//! - [`handlers`]: login, resume (and adoption), echo, heartbeat, logout,
-//!   chat, increment.
-//! - [`chat`]: chat rooms as actors, one per room across the cluster, and
-//!   their store; pushes to members over the mesh.
+//! - [`handlers`]: the router and the core's own handlers: login, resume
+//!   (and adoption), heartbeat, logout; everything else goes to the game
+//!   ([`handlers::game`]): `GameRequest` routes and the contract bodies
+//!   modules answer.
+//! - [`api`]: the game API modules are written against (routes, rooms,
+//!   pushes, player data, jobs); [`game_host`]: the core's side of it
+//!   (pushes and room requests over the mesh, sessions for rooms);
+//!   [`modules`]: the built-in modules on it (echo, increment, chat).
 //! - [`session`]: the [`session::SessionStore`] trait (Redis and memory
 //!   backends) and the sessions owned here.
 //! - [`redis`]: every Redis connection (plain, ACL user, TLS, Sentinel):
@@ -34,7 +38,6 @@
 
 pub mod api;
 pub mod background;
-pub mod chat;
 pub mod cluster;
 pub mod config;
 pub mod connection;
@@ -268,32 +271,23 @@ async fn start_with(
     gamemesh_node::admin::install_recorder();
     // The Redis connection, kept to follow its primary through failovers.
     let mut redis = None;
-    let (store, registry, chat_store): (
-        Arc<dyn SessionStore>,
-        Arc<dyn NodeRegistry>,
-        Arc<dyn chat::ChatStore>,
-    ) = match config.session_store {
+    let (store, registry): (Arc<dyn SessionStore>, Arc<dyn NodeRegistry>) = match config
+        .session_store
+    {
         StoreKind::Redis => {
             let conn = redis::RedisConn::connect(&config.redis_options()).await?;
             redis = Some(conn.clone());
             let s = Arc::new(RedisStore::new(conn));
-            (s.clone(), s.clone(), s)
+            (s.clone(), s)
         }
         StoreKind::Memory => {
             warn!("Session store is IN MEMORY: sessions live in this process only (one game server, lost on restart)");
-            let sessions: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
             (
-                sessions.clone(),
+                Arc::new(MemoryStore::new()),
                 Arc::new(MemoryRegistry::default()),
-                Arc::new(chat::store::MemoryChatStore::new(sessions)),
             )
         }
     };
-    // The default rooms exist before the first client can ask (the chat
-    // sweep keeps re-creating them, should Redis lose them).
-    if let Err(e) = chat_store.create_rooms(&chat::DEFAULT_ROOMS).await {
-        warn!("Could not create the default chat rooms yet ({e}); retrying in the background");
-    }
     if config.auth_secret.is_none() {
         warn!("No --auth-secret set: ANY login token is accepted. Set AUTH_SECRET in production.");
     }
@@ -349,20 +343,13 @@ async fn start_with(
         resume_grace: config.resume_grace(),
         live_ttl: config.live_ttl(),
         reply_cache: config.reply_cache,
-        chat: chat::Chat::new(
-            chat_store,
-            chat::ChatLimiter::new(config.chat_messages_per_sec, config.chat_burst),
-            Duration::from_millis(config.chat_sweep_ms),
-            tracker.clone(),
-            tasks.clone(),
-        ),
         violations: violations::ViolationPolicy {
             kick_after: config.protocol_error_kick_after,
             window: Duration::from_secs(config.protocol_error_window_secs),
         },
         game: std::sync::OnceLock::new(),
     });
-    modules::add_builtins(&mut app, Arc::downgrade(&state));
+    modules::add_builtins(&mut app, Arc::downgrade(&state), &config);
     if let Err(e) = game_host::start(
         &state,
         app,
@@ -431,11 +418,6 @@ async fn start_with(
         ));
         tracker.spawn(redis.follow_primary(tasks.clone()));
     }
-    tracker.spawn(chat::sweep_loop(
-        state.clone(),
-        Duration::from_millis(config.chat_sweep_ms),
-        tasks.clone(),
-    ));
     tracker.spawn(hub::flush_loop(
         state.clone(),
         Duration::from_millis(config.flush_interval_ms),

@@ -7,7 +7,6 @@ use std::time::Duration;
 use gamemesh_transport::NodeId;
 
 use crate::api::GameRuntime;
-use crate::chat::Chat;
 use crate::cluster::gateways::GatewayLinks;
 use crate::cluster::mesh::Mesh;
 use crate::game_host::GameHost;
@@ -37,8 +36,6 @@ pub struct HubState {
     pub live_ttl: Duration,
     /// Replies kept per session.
     pub reply_cache: usize,
-    /// Chat rooms held here and chat requests in flight.
-    pub chat: Chat,
     /// When a connection sending frames that are not the contract is
     /// kicked.
     pub violations: ViolationPolicy,

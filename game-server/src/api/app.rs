@@ -69,6 +69,8 @@ pub struct App {
     rooms: RoomHost,
     /// Jobs, crons, event handlers.
     background: Registry,
+    /// Run once the game has started.
+    on_start: Vec<StartHook>,
     /// Mistakes found so far.
     errors: Vec<BuildError>,
 }
@@ -238,6 +240,22 @@ impl App {
         self
     }
 
+    /// Runs `hook` once the game has started, on its own task (it may
+    /// loop until [`Game::stopping`]). A hook that fails is retried after
+    /// a pause, until it succeeds or the game stops: what it sets up
+    /// (chat's default rooms) may need Redis or the mesh to settle.
+    pub fn on_start<F, Fut>(&mut self, hook: F) -> &mut Self
+    where
+        F: Fn(Game) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), GameError>> + Send + 'static,
+    {
+        if self.module("on_start").is_some() {
+            self.on_start
+                .push(Arc::new(move |game| Box::pin(hook(game))));
+        }
+        self
+    }
+
     /// The modules added, in order.
     pub fn modules(&self) -> &[String] {
         &self.modules
@@ -268,7 +286,10 @@ impl App {
         let shutdown = services.shutdown.clone();
         let game = Game::new(services, self.rooms);
         let wake = Arc::new(Notify::new());
-        tracker.spawn(sweep_loop(game.clone(), wake.clone(), shutdown));
+        tracker.spawn(sweep_loop(game.clone(), wake.clone(), shutdown.clone()));
+        for hook in self.on_start {
+            tracker.spawn(run_hook(hook, game.clone(), shutdown.clone()));
+        }
         Ok(GameRuntime::new(
             game,
             self.modules,
@@ -277,6 +298,29 @@ impl App {
             self.background,
             wake,
         ))
+    }
+}
+
+/// A start hook, its types erased.
+type StartHook =
+    Arc<dyn Fn(Game) -> futures::future::BoxFuture<'static, Result<(), GameError>> + Send + Sync>;
+
+/// Runs `hook` until it succeeds (a second between attempts) or the game
+/// stops.
+async fn run_hook(hook: StartHook, game: Game, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = hook(game.clone()) => r,
+        };
+        match result {
+            Ok(()) => return,
+            Err(e) => debug!("A module's start hook failed ({e}); retrying in a second"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
     }
 }
 

@@ -165,6 +165,29 @@ impl Game {
             .map_err(|e| GameError::unavailable(e.to_string()))
     }
 
+    /// Makes sure room `name` of kind `R` exists (creating it empty if
+    /// not): for kinds whose rooms live on empty
+    /// ([`RoomKind::keep_empty`](super::RoomKind::keep_empty)), the rooms
+    /// that are always there.
+    pub async fn ensure_room<R: Room>(&self, name: &str) -> Result<(), GameError> {
+        let kind = self.host().kind_of::<R>()?.name.clone();
+        let key = RoomKey::new(&kind, name)
+            .ok_or_else(|| GameError::internal(format!("\"{name}\" is not a room name")))?;
+        let req = RoomRequest {
+            kind,
+            room: key.name,
+            op: RoomOp::Ensure as i32,
+            ..RoomRequest::default()
+        };
+        let reply = self.host().call(self, req).await;
+        answer::<()>(reply, name)
+    }
+
+    /// Resolves when the game server stops: for a module's own loops.
+    pub async fn stopping(&self) {
+        self.shutdown_token().cancelled().await;
+    }
+
     pub(crate) fn attach_background(&self, jobs: JobStore, events: EventBus) {
         let _ = self.inner.background.set(Background { jobs, events });
     }
@@ -248,6 +271,17 @@ impl Pushes<'_> {
     ) -> Result<bool, GameError> {
         let push = Push::new(route, msg)?;
         match self.game.pusher().to_user(user_id, &push).await {
+            Ok(()) => Ok(true),
+            Err(PushError::Offline) => Ok(false),
+            Err(PushError::Unavailable(d)) => Err(GameError::Unavailable(d)),
+        }
+    }
+
+    /// Pushes `push` (a `GamePush`, or a contract body built with
+    /// [`Push::packet`]) to `user_id`'s live session wherever it is
+    /// connected. `Ok(false)` when the user is not connected.
+    pub async fn send_to_user(&self, user_id: u64, push: &Push) -> Result<bool, GameError> {
+        match self.game.pusher().to_user(user_id, push).await {
             Ok(()) => Ok(true),
             Err(PushError::Offline) => Ok(false),
             Err(PushError::Unavailable(d)) => Err(GameError::Unavailable(d)),

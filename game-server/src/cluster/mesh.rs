@@ -12,8 +12,9 @@
 //!   the answer (bounded), so the snapshot is exact.
 //! - `DeliverToUser`: a server push for a user, sent to the game server
 //!   that owns the user's session, which writes it to the user's socket.
-//! - `ChatRoomRequest` / `ChatRoomReply` / `ChatRoomDelivery`: chat rooms
-//!   (see [`crate::chat`]).
+//! - `GameRoomRequest` / `GameRoomReply` / `GamePushDelivery` /
+//!   `GamePushEveryone`: the game API's rooms and pushes (see
+//!   [`crate::game_host`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -510,9 +511,6 @@ fn handle(state: &Arc<HubState>, from: NodeId, kind: mesh_message::Kind) {
             }
             Err(e) => warn!(peer = from, error = %e, "undecodable push dropped"),
         },
-        mesh_message::Kind::ChatRoomRequest(r) => crate::chat::on_request(state, from, r),
-        mesh_message::Kind::ChatRoomReply(r) => crate::chat::on_reply(state, r),
-        mesh_message::Kind::ChatRoomDelivery(d) => crate::chat::on_delivery(state, d),
         mesh_message::Kind::GameRoomRequest(_)
         | mesh_message::Kind::GameRoomReply(_)
         | mesh_message::Kind::GamePushDelivery(_)

@@ -61,7 +61,7 @@ impl MeshPlacement {
 }
 
 /// The game servers rooms are spread over, as `state` sees them.
-pub(crate) fn candidates(state: &HubState) -> Vec<u64> {
+pub fn candidates(state: &HubState) -> Vec<u64> {
     let mut nodes = state.mesh.live_peer_ids();
     if state.is_accepting() || nodes.is_empty() {
         nodes.push(state.node_id);

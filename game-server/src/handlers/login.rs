@@ -149,7 +149,6 @@ pub async fn handle(
         // The old owner drops its state (here directly; elsewhere when the
         // kicked socket's disconnect reaches it, its saves being fenced).
         // A replaced session leaves its rooms; members see it leave.
-        crate::chat::leave_all(&state, user_id, old.session_id);
         if let Some(game) = state.game() {
             game.session_ended(user_id, old.session_id);
         }

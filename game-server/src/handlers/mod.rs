@@ -1,7 +1,6 @@
 //! The router at the bottom of the pipeline: one handler per packet body,
 //! one file per handler.
 
-pub mod chat;
 pub mod game;
 pub mod heartbeat;
 pub mod login;
@@ -51,11 +50,6 @@ impl Service<HubRequest> for Router {
             Some(Body::Resume(r)) => Box::pin(resume::handle(state, req, r)),
             Some(Body::Heartbeat(r)) => Box::pin(async move { Ok(heartbeat::handle(seq, r)) }),
             Some(Body::Logout(_)) => Box::pin(logout::handle(state, req)),
-            Some(Body::ChatListRooms(_)) => Box::pin(chat::list_rooms(state, req)),
-            Some(Body::ChatJoin(r)) => Box::pin(chat::join(state, req, r)),
-            Some(Body::ChatLeave(r)) => Box::pin(chat::leave(state, req, r)),
-            Some(Body::ChatSay(r)) => Box::pin(chat::say(state, req, r)),
-            Some(Body::ChatWhisper(r)) => Box::pin(chat::whisper(state, req, r)),
             Some(Body::Game(g)) => Box::pin(game::route(state, req, g)),
             // Everything else is a module's (echo, increment, ...), or
             // nobody's.

@@ -82,7 +82,11 @@ async fn login(opts: &DemoOptions) -> anyhow::Result<(Client, u64)> {
 }
 
 /// Sends a game request and returns its payload, or the error as a line.
-async fn ask(c: &mut Client, route: &str, msg: &impl prost::Message) -> anyhow::Result<Result<bytes::Bytes, (ErrorCode, String)>> {
+async fn ask(
+    c: &mut Client,
+    route: &str,
+    msg: &impl prost::Message,
+) -> anyhow::Result<Result<bytes::Bytes, (ErrorCode, String)>> {
     let reply = c.call(wire::request(route, msg)).await?;
     Ok(match reply.body {
         Some(server_packet::Body::Game(g)) => Ok(g.payload),
@@ -227,8 +231,16 @@ mod tests {
         let s = State {
             tick: 7,
             players: vec![
-                Player { user_id: 1, x: 3, y: 0 },
-                Player { user_id: 2, x: 0, y: 2 },
+                Player {
+                    user_id: 1,
+                    x: 3,
+                    y: 0,
+                },
+                Player {
+                    user_id: 2,
+                    x: 0,
+                    y: 2,
+                },
             ],
             ..State::default()
         };

@@ -123,6 +123,8 @@ pub(crate) struct RoomActor<R: Room> {
     poisoned: bool,
     /// Consecutive failed saves (logged once per streak).
     failed_saves: u32,
+    /// What the last `leave` callback answered (for the leave's reply).
+    leave_answer: Option<Bytes>,
 }
 
 fn init<'a>(config: &'a KindConfig, key: &'a RoomKey) -> RoomInit<'a> {
@@ -197,6 +199,7 @@ impl<R: Room> RoomActor<R> {
             end: End::Keep,
             poisoned: false,
             failed_saves: 0,
+            leave_answer: None,
         }
     }
 
@@ -503,6 +506,12 @@ impl<R: Room> RoomActor<R> {
             debug!(room = %self.key, user, ?why, "member left");
             // A leave's own pushes go out now; a save it asks for comes
             // with the leave's (a member change is always saved).
+            self.leave_answer = effects.answer;
+            // Saved first when the leave asks (its pushes carry numbers
+            // that must not be handed out again after a restore).
+            if effects.save {
+                self.checkpoint(ctx).await;
+            }
             self.flush(effects.outbox);
             queue.extend(
                 effects
@@ -525,6 +534,7 @@ impl<R: Room> RoomActor<R> {
                 RoomReply::ok(Bytes::new())
             }
             Ok(RoomOp::Broadcast) => self.broadcast(req),
+            Ok(RoomOp::Ensure) => self.ensure(ctx).await,
             _ => RoomReply::failed(RoomStatus::Internal, "unknown room operation"),
         }
     }
@@ -672,12 +682,29 @@ impl<R: Room> RoomActor<R> {
         if !member {
             return RoomReply::failed(RoomStatus::NotMember, "not a member");
         }
+        self.leave_answer = None;
         self.remove_all(ctx, vec![req.user_id], leave_reason(req.leave))
             .await;
         // Left in memory whatever the save does: a leave cannot be
         // refused, and the next checkpoint carries it.
         self.checkpoint(ctx).await;
-        RoomReply::ok(Bytes::new())
+        RoomReply::ok(self.leave_answer.take().unwrap_or_default())
+    }
+
+    /// Creates the room if it does not exist, and saves it (so it is in
+    /// the index and restarts wherever it is placed).
+    async fn ensure(&mut self, ctx: &Context<Self>) -> RoomReply {
+        if let Err(reply) = self.create(ctx) {
+            return reply;
+        }
+        if let Some(live) = self.live.as_mut() {
+            live.members_unsaved = true;
+        }
+        if self.checkpoint(ctx).await {
+            RoomReply::ok(Bytes::new())
+        } else {
+            RoomReply::retry("the room could not be saved")
+        }
     }
 
     async fn member_request(&mut self, req: RoomRequest, ctx: &Context<Self>) -> RoomReply {
@@ -759,6 +786,11 @@ impl<R: Room> RoomActor<R> {
     /// restore, nothing to tick.
     async fn close_if_empty(&mut self, ctx: &Context<Self>) {
         if ctx.is_stopping() || self.live.as_ref().is_some_and(|l| !l.members.is_empty()) {
+            return;
+        }
+        // A kind whose rooms outlive their members keeps a room that
+        // exists; only an actor that never had one closes.
+        if self.config().keep_empty && self.live.is_some() {
             return;
         }
         // Out of the table first: a request that comes now starts a fresh

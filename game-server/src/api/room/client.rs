@@ -204,6 +204,18 @@ impl<'a, R: Room> Rooms<'a, R> {
     /// Sends `request` to room `room`, as its member, and returns the
     /// room's answer. Refused when the session is not in the room.
     pub async fn send(&self, room: &str, request: &R::Request) -> Result<R::Reply, GameError> {
+        self.try_send(room, request)
+            .await?
+            .ok_or_else(|| refuse(format!("not in room {room}")))
+    }
+
+    /// [`send`](Self::send), with "not a member" as `Ok(None)` rather than
+    /// a refusal (for modules that answer it with their own code).
+    pub async fn try_send(
+        &self,
+        room: &str,
+        request: &R::Request,
+    ) -> Result<Option<R::Reply>, GameError> {
         let key = self.key(room)?;
         let payload = Bytes::from(request.encode_to_vec());
         let reply = self
@@ -216,8 +228,56 @@ impl<'a, R: Room> Rooms<'a, R> {
                 .game()
                 .session_rooms()
                 .forget_kind(session, &key.kind);
+            return Ok(None);
         }
-        answer(reply, room)
+        answer(reply, room).map(Some)
+    }
+
+    /// Leaves room `room` and returns what the room's `leave` answered
+    /// ([`RoomCx::answer_leave`](crate::api::RoomCx::answer_leave); the
+    /// default message if nothing); `None` when the session was not in it.
+    pub async fn leave_for<M: Message + Default>(
+        &self,
+        room: &str,
+    ) -> Result<Option<M>, GameError> {
+        let key = self.key(room)?;
+        let reply = self
+            .ask(&key, RoomOp::Leave, Bytes::new(), WireLeave::Left)
+            .await;
+        let session = self.ctx.caller().session_id;
+        if matches!(reply.status(), RoomStatus::Ok | RoomStatus::NotMember) {
+            self.ctx
+                .game()
+                .session_rooms()
+                .remove(session, &key.kind, room);
+        }
+        if reply.status() == RoomStatus::NotMember {
+            return Ok(None);
+        }
+        answer(reply, room).map(Some)
+    }
+
+    /// Every room of this kind that exists, with its member count as of
+    /// its last checkpoint, sorted by name.
+    pub async fn list(&self) -> Result<Vec<(String, usize)>, GameError> {
+        let kind = self.kind()?.name.clone();
+        let store = self.ctx.game().room_store();
+        let mut out = Vec::new();
+        for name in store.rooms(&kind).await? {
+            let Some(key) = RoomKey::new(&kind, &name) else {
+                continue;
+            };
+            let members = match store.load(&key).await? {
+                Some(b) => super::wire::Checkpoint::decode(b)
+                    .map(|c| c.members.len())
+                    .unwrap_or(0),
+                // Indexed, not saved yet (being created): empty.
+                None => 0,
+            };
+            out.push((name, members));
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// The rooms of this kind the caller's session is in.

@@ -34,6 +34,8 @@ pub(crate) struct Effects {
     pub(crate) outbox: Vec<(To, Push)>,
     /// Members to remove.
     pub(crate) removals: Vec<u64>,
+    /// What a `leave` callback answers the member leaving.
+    pub(crate) answer: Option<bytes::Bytes>,
 }
 
 /// A room callback's view of its room.
@@ -123,6 +125,13 @@ impl<'a> RoomCx<'a> {
     /// store write.
     pub fn save_before_reply(&mut self) {
         self.effects.save = true;
+    }
+
+    /// In `leave`: what the member that asked to leave is answered
+    /// (read with [`Rooms::leave_for`](crate::api::Rooms::leave_for));
+    /// chat answers the `room_seq` of its "left" notice.
+    pub fn answer_leave<M: Message>(&mut self, msg: &M) {
+        self.effects.answer = Some(bytes::Bytes::from(msg.encode_to_vec()));
     }
 
     /// Removes `user_id` from the room once this callback returns (its

@@ -207,6 +207,9 @@ pub struct KindConfig {
     /// A session is in at most one room of this kind: joining another
     /// leaves the first.
     pub one_per_session: bool,
+    /// Rooms of this kind live on when their last member leaves (chat's
+    /// default rooms); otherwise an empty room is forgotten.
+    pub keep_empty: bool,
     /// Ticks between checkpoints at most (also the most ticks a room runs
     /// past its last saved checkpoint).
     pub checkpoint_ticks: u32,
@@ -301,6 +304,7 @@ impl<R: Room> RoomKind<R> {
                 tick_hz: 0,
                 max_members: 64,
                 one_per_session: false,
+                keep_empty: false,
                 checkpoint_ticks: 10,
                 checkpoint_every: Duration::from_millis(500),
             },
@@ -324,6 +328,14 @@ impl<R: Room> RoomKind<R> {
     /// leaves the first.
     pub fn one_per_session(mut self) -> Self {
         self.config.one_per_session = true;
+        self
+    }
+
+    /// Rooms live on when their last member leaves, until closed (a room
+    /// made with [`Game::ensure_room`](crate::api::Game::ensure_room)
+    /// exists from the start).
+    pub fn keep_empty(mut self) -> Self {
+        self.config.keep_empty = true;
         self
     }
 
@@ -369,6 +381,7 @@ mod tests {
             tick_hz: 20,
             max_members: 16,
             one_per_session: true,
+            keep_empty: false,
             checkpoint_ticks: 10,
             checkpoint_every: Duration::from_millis(500),
         };

@@ -24,6 +24,8 @@ pub enum RoomOp {
     Relocate = 4,
     /// Push `payload` (an encoded `ServerPacket`) to every member.
     Broadcast = 5,
+    /// Create the room if it does not exist (no member joins).
+    Ensure = 6,
 }
 
 /// How a room answered.
