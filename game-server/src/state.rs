@@ -9,7 +9,6 @@ use gamemesh_transport::NodeId;
 use crate::api::GameRuntime;
 use crate::cluster::gateways::GatewayLinks;
 use crate::cluster::mesh::Mesh;
-use crate::game_host::GameHost;
 use crate::policy::violations::ViolationPolicy;
 use crate::session::{LocalSessions, SessionStore};
 
@@ -42,7 +41,7 @@ pub struct HubState {
     /// The game: the modules' routes, rooms and jobs (set once at start,
     /// right after this state exists, because the game's seams hold a weak
     /// reference to it).
-    pub game: OnceLock<GameHost>,
+    pub game: OnceLock<GameRuntime>,
 }
 
 impl HubState {
@@ -58,6 +57,6 @@ impl HubState {
 
     /// The game's runtime (`None` only while the server starts).
     pub fn game(&self) -> Option<&GameRuntime> {
-        self.game.get().map(|g| &g.runtime)
+        self.game.get()
     }
 }

@@ -11,16 +11,18 @@
 //! - [`sessions::StoreDirectory`]: where members' sessions are, from the
 //!   session store.
 //!
-//! The game server's router hands `GameRequest`s (and the contract bodies
-//! the built-in modules answer) to the [`GameRuntime`] kept here, behind
-//! the whole pipeline; the session handlers tell it when a session ends
-//! or moves.
+//! The started [`GameRuntime`] is kept in the game server's state: its
+//! router hands `GameRequest`s (and the contract bodies the built-in
+//! modules answer) to it behind the whole pipeline, and the session
+//! handlers tell it when a session ends or moves. The mesh hands the
+//! game's messages to the hook [`start`] registers, so the mesh does not
+//! know the game.
 
 pub mod placement;
 pub mod pusher;
 pub mod sessions;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use gamemesh_proto::internal::{mesh_message, GameRoomReply};
 use gamemesh_transport::NodeId;
@@ -32,10 +34,12 @@ use crate::api::{
 };
 use crate::state::HubState;
 
-/// The started game of this game server.
-pub struct GameHost {
-    /// What the core calls.
-    pub runtime: GameRuntime,
+/// What the mesh hook needs to answer the game's messages.
+struct Link {
+    /// The game server (weak: the mesh, inside it, holds this).
+    state: Weak<HubState>,
+    /// Serves forwarded room requests.
+    runtime: GameRuntime,
     /// Forwarded room requests waiting for replies.
     placement: Arc<placement::MeshPlacement>,
     /// Owns the tasks serving forwarded room requests.
@@ -50,8 +54,9 @@ pub struct Stores {
     pub data: Arc<dyn PlayerDataStore>,
 }
 
-/// Starts `app`'s modules on this game server and keeps the runtime in
-/// `state`. Their tasks run on `tracker` until `tasks`.
+/// Starts `app`'s modules on this game server: keeps the runtime in
+/// `state` and hooks the game's mesh messages. Their tasks run on
+/// `tracker` until `tasks`.
 pub fn start(
     state: &Arc<HubState>,
     app: App,
@@ -68,7 +73,7 @@ pub fn start(
     ));
     let services = Services {
         node_id: state.node_id,
-        pusher: Arc::new(pusher::CorePusher::new(weak, state.node_id)),
+        pusher: Arc::new(pusher::CorePusher::new(weak.clone(), state.node_id)),
         placement: placement.clone(),
         rooms: stores.rooms,
         data: stores.data,
@@ -78,25 +83,29 @@ pub fn start(
         shutdown: tasks,
     };
     let runtime = app.start(services)?;
-    let _ = state.game.set(GameHost {
+    let _ = state.game.set(runtime.clone());
+    let link = Link {
+        state: weak,
         runtime,
         placement,
         tracker: tracker.clone(),
-    });
+    };
+    state
+        .mesh
+        .set_game_hook(Box::new(move |from, kind| on_mesh(&link, from, kind)));
     Ok(())
 }
 
 /// A game API message from game server `from`.
-pub fn on_mesh(state: &Arc<HubState>, from: NodeId, kind: mesh_message::Kind) {
-    let Some(host) = state.game.get() else {
+fn on_mesh(link: &Link, from: NodeId, kind: mesh_message::Kind) {
+    let Some(state) = link.state.upgrade() else {
         return;
     };
     match kind {
         mesh_message::Kind::GameRoomRequest(r) => {
             // Served beside the mesh loop: a room may take a while.
-            let answer = host.runtime.serve_room(r.body);
-            let state = state.clone();
-            host.tracker.spawn(async move {
+            let answer = link.runtime.serve_room(r.body);
+            link.tracker.spawn(async move {
                 let body = answer.await;
                 state.mesh.send_kind(
                     from,
@@ -107,14 +116,14 @@ pub fn on_mesh(state: &Arc<HubState>, from: NodeId, kind: mesh_message::Kind) {
                 );
             });
         }
-        mesh_message::Kind::GameRoomReply(r) => host.placement.on_reply(r.request_id, r.body),
+        mesh_message::Kind::GameRoomReply(r) => link.placement.on_reply(r.request_id, r.body),
         mesh_message::Kind::GamePushDelivery(d) => {
             for (user, session) in d.user_ids.iter().zip(&d.session_ids) {
-                pusher::deliver_here(state, *user, *session, &d.packet);
+                pusher::deliver_here(&state, *user, *session, &d.packet);
             }
         }
         mesh_message::Kind::GamePushEveryone(e) => {
-            pusher::deliver_everyone_here(state, &e.packet);
+            pusher::deliver_everyone_here(&state, &e.packet);
         }
         _ => {}
     }
