@@ -88,22 +88,27 @@ fn pipeline(c: &mut Criterion) {
         )
     })
     .unwrap();
-    let mut svc = build(state);
+    let mut svc = build(
+        state,
+        Arc::new(gamemesh_game_server::policy::login_limits::LoginLimits::new(10, 60)),
+    );
     let session = Arc::new(LocalSession::new(1, 1, 1, 0, &[], 32));
     let conn = ConnInfo {
         gateway: 1,
         socket: Uuid::new_v4(),
     };
     let data = Bytes::from(vec![7u8; 64]);
-    let request = |seq: u64| HubRequest {
-        conn,
-        session: Some(session.clone()),
-        packet: ClientPacket {
-            sequence_id: seq,
-            body: Some(client_packet::Body::Echo(EchoRequest {
-                data: data.clone(),
-            })),
-        },
+    let request = |seq: u64| {
+        HubRequest::decoded(
+            conn,
+            Some(session.clone()),
+            ClientPacket {
+                sequence_id: seq,
+                body: Some(client_packet::Body::Echo(EchoRequest {
+                    data: data.clone(),
+                })),
+            },
+        )
     };
 
     let mut group = c.benchmark_group("pipeline");

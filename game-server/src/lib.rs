@@ -370,7 +370,11 @@ async fn start_with(
             game.room_kinds().join(", ")
         );
     }
-    let service = pipeline::build(state.clone());
+    let login_limits = Arc::new(login_limits::LoginLimits::new(
+        config.login_attempts_per_user_per_min,
+        config.login_attempts_per_ip_per_min,
+    ));
+    let service = pipeline::build(state.clone(), login_limits);
     info!(
         "GameServerHub initialized with {} middlewares",
         pipeline::MIDDLEWARE_COUNT
@@ -391,11 +395,7 @@ async fn start_with(
         state.mesh.shutdown();
     })
     .map_err(StartError::from)?;
-    let login_limits = Arc::new(login_limits::LoginLimits::new(
-        config.login_attempts_per_user_per_min,
-        config.login_attempts_per_ip_per_min,
-    ));
-    let dispatcher = hub::Dispatcher::new(state.clone(), service, tracker.clone(), login_limits);
+    let dispatcher = hub::Dispatcher::new(state.clone(), service, tracker.clone());
     let heartbeat = config.node.heartbeat();
     tracker.spawn(dispatcher.run(events, heartbeat, peer_timeout, tasks.clone()));
     tracker.spawn(mesh::registry_loop(
