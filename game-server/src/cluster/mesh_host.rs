@@ -28,7 +28,8 @@ impl MeshHost for HubState {
     fn on_message(&self, from: NodeId, kind: mesh_message::Kind) {
         match kind {
             mesh_message::Kind::SessionEnded(e) => {
-                if self.sessions.end(e.session_id).is_some() {
+                let ended = self.sessions.end(e.session_id).is_some();
+                if ended {
                     info!(
                         "Session {} ended by game server {from} ({}); local state dropped",
                         e.session_id, e.reason

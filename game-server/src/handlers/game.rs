@@ -21,29 +21,25 @@ fn error(seq: u64, e: &GameError) -> HubResponse {
     HubResponse::error(seq, e.error_code(), e.detail())
 }
 
-/// The caller of `req`, or the reply for a socket without a session (the
-/// authentication layer normally answers first).
-fn caller(req: &HubRequest) -> Result<Caller, HubResponse> {
-    match &req.session {
-        Some(s) => Ok(Caller {
-            user_id: s.user_id,
-            session_id: s.session_id,
-        }),
-        None => Err(HubResponse::error(
-            req.packet.sequence_id,
-            ErrorCode::NotAuthenticated,
-            "no session",
-        )),
-    }
+/// The caller of `req`; `None` for a socket without a session (the
+/// authentication layer normally answers it first).
+fn caller(req: &HubRequest) -> Option<Caller> {
+    req.session.as_ref().map(|s| Caller {
+        user_id: s.user_id,
+        session_id: s.session_id,
+    })
+}
+
+fn no_session(seq: u64) -> HubResponse {
+    HubResponse::error(seq, ErrorCode::NotAuthenticated, "no session")
 }
 
 /// `GameRequest{route, payload}`: the route's handler answers
 /// `GameResponse{payload}` or an error.
 pub async fn route(state: Arc<HubState>, req: HubRequest, game: GameRequest) -> Reply {
     let seq = req.packet.sequence_id;
-    let who = match caller(&req) {
-        Ok(c) => c,
-        Err(reply) => return Ok(reply),
+    let Some(who) = caller(&req) else {
+        return Ok(no_session(seq));
     };
     let Some(runtime) = state.game() else {
         return Ok(HubResponse::error(
@@ -75,9 +71,8 @@ pub async fn builtin(
     let (Some(body), Some(runtime)) = (body, state.game()) else {
         return Ok(unknown());
     };
-    let who = match caller(&req) {
-        Ok(c) => c,
-        Err(reply) => return Ok(reply),
+    let Some(who) = caller(&req) else {
+        return Ok(no_session(seq));
     };
     let Some(answer) = runtime.dispatch_body(who, seq, &body) else {
         return Ok(unknown());

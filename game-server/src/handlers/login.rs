@@ -74,7 +74,7 @@ pub async fn handle(
     if let Some(closed) = refuse_second_login(&state, &req, login.user_id) {
         return Ok(closed);
     }
-    if let Err(refused) = check(&state, &req, &login) {
+    if let Some(refused) = check(&state, &req, &login) {
         return Ok(refused);
     }
     let created = match create(&state, &req, login.user_id).await {
@@ -128,19 +128,19 @@ fn refuse_second_login(state: &HubState, req: &HubRequest, user_id: u64) -> Opti
 }
 
 /// Step 2: a user id that is a user, a game server that takes logins, and
-/// (with a secret) a token that proves the user id.
-fn check(state: &HubState, req: &HubRequest, login: &LoginRequest) -> Result<(), HubResponse> {
+/// (with a secret) a token that proves the user id. `Some`: the refusal.
+fn check(state: &HubState, req: &HubRequest, login: &LoginRequest) -> Option<HubResponse> {
     let (seq, user_id, socket) = (req.packet.sequence_id, login.user_id, req.conn.socket);
     info!("Handling unpinned session: Socket={socket}, UserId={user_id}");
     if user_id == 0 {
-        return Err(HubResponse::error(
+        return Some(HubResponse::error(
             seq,
             ErrorCode::InvalidToken,
             "user id 0 is not a user",
         ));
     }
     if !state.is_accepting() {
-        return Err(HubResponse::error(
+        return Some(HubResponse::error(
             seq,
             ErrorCode::Unavailable,
             "this game server is shutting down; log in again",
@@ -149,14 +149,14 @@ fn check(state: &HubState, req: &HubRequest, login: &LoginRequest) -> Result<(),
     if let Some(secret) = &state.auth_secret {
         if let Err(e) = verify_token(secret, user_id, &login.token, now_secs()) {
             warn!("Login refused: UserId={user_id}, Socket={socket}: {e}");
-            return Err(HubResponse::error(
+            return Some(HubResponse::error(
                 seq,
                 ErrorCode::InvalidToken,
                 "login token rejected",
             ));
         }
     }
-    Ok(())
+    None
 }
 
 /// Step 3: a fresh session id and resume token, and the user's session
