@@ -327,11 +327,12 @@ impl<R: Room> RoomActor<R> {
         if self.poisoned || self.game.is_crashed() || ctx.is_stopping() {
             return false;
         }
-        let config = self.kind.config.clone();
+        let kind = self.kind.clone();
+        let config = &kind.config;
         let Some(live) = self.live.as_mut() else {
             return false;
         };
-        let (snapshot, _) = run(&self.game, init(&config, &self.key), live, |room, _| {
+        let (snapshot, _) = run(&self.game, init(config, &self.key), live, |room, _| {
             room.snapshot()
         });
         let snapshot = match snapshot {
@@ -363,7 +364,7 @@ impl<R: Room> RoomActor<R> {
         let saved = store
             .save(&self.key, &self.token, ttl, Bytes::from(cp.encode_to_vec()))
             .await;
-        let kind = config.name.clone();
+        let label = config.name.clone();
         match saved {
             Ok(true) => {
                 live.saved_tick = live.tick;
@@ -374,16 +375,16 @@ impl<R: Room> RoomActor<R> {
                     info!(room = %self.key, "Room checkpoints work again after {} failures", self.failed_saves);
                     self.failed_saves = 0;
                 }
-                metrics::counter!("gamemesh_room_checkpoints_total", "kind" => kind, "outcome" => "saved").increment(1);
+                metrics::counter!("gamemesh_room_checkpoints_total", "kind" => label, "outcome" => "saved").increment(1);
                 true
             }
             Ok(false) => {
-                metrics::counter!("gamemesh_room_checkpoints_total", "kind" => kind, "outcome" => "lost").increment(1);
+                metrics::counter!("gamemesh_room_checkpoints_total", "kind" => label, "outcome" => "lost").increment(1);
                 self.lost(ctx);
                 false
             }
             Err(e) => {
-                metrics::counter!("gamemesh_room_checkpoints_total", "kind" => kind, "outcome" => "failed").increment(1);
+                metrics::counter!("gamemesh_room_checkpoints_total", "kind" => label, "outcome" => "failed").increment(1);
                 self.save_failed(&e);
                 false
             }
@@ -411,19 +412,20 @@ impl<R: Room> RoomActor<R> {
             metrics::counter!("gamemesh_room_ticks_stalled_total").increment(1);
             return;
         }
-        let config = self.kind.config.clone();
+        let kind = self.kind.clone();
+        let config = &kind.config;
         let Some(live) = self.live.as_mut() else {
             return;
         };
         live.tick += 1;
-        let (out, effects) = run(&self.game, init(&config, &self.key), live, |room, cx| {
+        let (out, effects) = run(&self.game, init(config, &self.key), live, |room, cx| {
             room.tick(cx)
         });
         if let Err(why) = out {
             self.crash(ctx, "tick", &why);
             return;
         }
-        metrics::counter!("gamemesh_room_ticks_total", "kind" => config.name).increment(1);
+        kind.ticks().increment(1);
         self.apply(ctx, effects).await;
         if self.checkpoint_due() {
             self.checkpoint(ctx).await;
@@ -476,7 +478,8 @@ impl<R: Room> RoomActor<R> {
     async fn remove_all(&mut self, ctx: &Context<Self>, users: Vec<u64>, why: LeaveReason) {
         let mut queue: VecDeque<(u64, LeaveReason)> = users.into_iter().map(|u| (u, why)).collect();
         while let Some((user, why)) = queue.pop_front() {
-            let config = self.kind.config.clone();
+            let kind = self.kind.clone();
+            let config = &kind.config;
             let Some(live) = self.live.as_mut() else {
                 return;
             };
@@ -488,7 +491,7 @@ impl<R: Room> RoomActor<R> {
                 user_id: r.user_id,
                 session_id: r.session_id,
             };
-            let (out, effects) = run(&self.game, init(&config, &self.key), live, |room, cx| {
+            let (out, effects) = run(&self.game, init(config, &self.key), live, |room, cx| {
                 room.leave(cx, &member, why)
             });
             if let Err(e) = self
@@ -609,7 +612,8 @@ impl<R: Room> RoomActor<R> {
             }
             None => false,
         };
-        let config = self.kind.config.clone();
+        let kind = self.kind.clone();
+        let config = &kind.config;
         let Some(live) = self.live.as_mut() else {
             return RoomReply::retry("room restarting");
         };
@@ -625,7 +629,7 @@ impl<R: Room> RoomActor<R> {
                 node: req.node,
             });
         }
-        let (out, effects) = run(&self.game, init(&config, &self.key), live, |room, cx| {
+        let (out, effects) = run(&self.game, init(config, &self.key), live, |room, cx| {
             room.join(cx, &member, again)
         });
         let reply = match out {
@@ -708,7 +712,8 @@ impl<R: Room> RoomActor<R> {
     }
 
     async fn member_request(&mut self, req: RoomRequest, ctx: &Context<Self>) -> RoomReply {
-        let config = self.kind.config.clone();
+        let kind = self.kind.clone();
+        let config = &kind.config;
         let Some(live) = self.live.as_mut() else {
             return RoomReply::failed(RoomStatus::NotMember, "no such room");
         };
@@ -728,7 +733,7 @@ impl<R: Room> RoomActor<R> {
                 )
             }
         };
-        let (out, effects) = run(&self.game, init(&config, &self.key), live, |room, cx| {
+        let (out, effects) = run(&self.game, init(config, &self.key), live, |room, cx| {
             room.request(cx, &member, request)
         });
         let reply = match out {

@@ -50,6 +50,10 @@ pub(crate) struct KindRuntime<R: Room> {
     /// Running rooms by name. A room leaves the table before it stops;
     /// requests that reach a stopping room are answered "retry".
     table: Mutex<HashMap<String, Addr<RoomActor<R>>>>,
+    /// `gamemesh_room_ticks_total{kind}`, registered on first use (the
+    /// kind is built before the game server installs its recorder), so a
+    /// tick costs no label allocation.
+    ticks: std::sync::OnceLock<metrics::Counter>,
 }
 
 impl<R: Room> KindRuntime<R> {
@@ -57,7 +61,15 @@ impl<R: Room> KindRuntime<R> {
         Self {
             config,
             table: Mutex::new(HashMap::new()),
+            ticks: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The kind's tick counter.
+    pub(crate) fn ticks(&self) -> &metrics::Counter {
+        self.ticks.get_or_init(
+            || metrics::counter!("gamemesh_room_ticks_total", "kind" => self.config.name.clone()),
+        )
     }
 
     fn table(&self) -> MutexGuard<'_, HashMap<String, Addr<RoomActor<R>>>> {
