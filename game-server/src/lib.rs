@@ -151,10 +151,7 @@ fn bind_link(
     what: &'static str,
     flag: &'static str,
 ) -> Result<
-    (
-        ZmqLink,
-        tokio::sync::mpsc::Receiver<gamemesh_transport::LinkEvent>,
-    ),
+    (ZmqLink, gamemesh_transport::LinkReceiver),
     GameServerError,
 > {
     let mut link_config = LinkConfig::new(role, config.node_id, &config.bind, port);

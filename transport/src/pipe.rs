@@ -394,3 +394,188 @@ impl Outbound {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The flush protocol, driven by hand: the test holds the socket lock
+    //! the way a flusher in the middle of a send does, so riders join
+    //! deterministically.
+
+    use std::time::Duration;
+
+    use gamemesh_test_support::wait_for;
+
+    use super::*;
+    use crate::batch::DEFAULT_MAX_BATCH;
+    use crate::{Link, LinkEvent, LinkReceiver, ZmqLink};
+
+    const WAIT: Duration = Duration::from_secs(10);
+    const MAX: usize = DEFAULT_MAX_BATCH;
+
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    /// Heartbeats far apart: these tests stall a reader at its high-water
+    /// mark, where libzmq must not tear the connection down (it can assert
+    /// there: zeromq/libzmq#3937).
+    fn config(node: u64, hwm: i32) -> LinkConfig {
+        let mut c = LinkConfig::new("test", node, "127.0.0.1", 0);
+        c.sndhwm = hwm;
+        c.rcvhwm = hwm;
+        c.heartbeat = Duration::from_secs(30);
+        c
+    }
+
+    /// A pipe to `peer` that has sent one `hello` (so it is open).
+    async fn open_pipe(ctx: &zmq::Context, peer: &ZmqLink, hwm: i32) -> Pipe {
+        let pipe = Pipe::open(
+            ctx,
+            peer.local_endpoint(),
+            b"test:1:0000000000000001".to_vec(),
+            &config(1, hwm),
+        )
+        .unwrap();
+        wait_for("the pipe to connect", WAIT, || {
+            pipe.send(&[b("hello")], MAX).is_ok()
+        })
+        .await;
+        pipe
+    }
+
+    async fn next(rx: &mut LinkReceiver) -> Bytes {
+        let LinkEvent::Message { payload, .. } = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("a payload arrives")
+            .expect("link open");
+        payload
+    }
+
+    #[tokio::test]
+    async fn riders_join_the_flushers_next_batch_only_on_an_open_pipe() {
+        let ctx = zmq::Context::new();
+        let (peer, mut rx) = ZmqLink::bind(config(2, 1000)).unwrap();
+        let fresh = Pipe::open(&ctx, "tcp://127.0.0.1:1", b"test:1:00".to_vec(), &config(1, 10))
+            .unwrap();
+        // A fresh pipe has sent nothing yet: nobody rides along, even with
+        // a flusher at work, since nobody knows it will take anything.
+        lock(&fresh.queue).flushing = true;
+        assert_eq!(fresh.ride_along(&[b("x")], MAX), 0);
+
+        let pipe = open_pipe(&ctx, &peer, 1000).await;
+        let mut dealer = lock(&pipe.dealer); // a flusher, mid-send
+        lock(&pipe.queue).flushing = true;
+        pipe.send(&[b("r1"), b("r2")], MAX).expect("rides along");
+        pipe.send(&[b("r3")], MAX).expect("rides along");
+        pipe.flush(&mut dealer, &[b("own1"), b("own2")], MAX)
+            .unwrap();
+        drop(dealer);
+        assert!(!lock(&pipe.queue).flushing);
+        for want in ["hello", "r1", "r2", "r3", "own1", "own2"] {
+            assert_eq!(next(&mut rx).await, want.as_bytes());
+        }
+        // The hello, then one batch.
+        assert_eq!(rx.messages_received(), 2);
+    }
+
+    /// A pipe at its high-water mark with one rider held: a flusher's batch
+    /// of [`rider`, `own`] was refused. Returns the pipe and how many big
+    /// payloads filled it (after the `hello`).
+    async fn full_with_a_held_rider(ctx: &zmq::Context, peer: &ZmqLink) -> (Pipe, usize) {
+        let pipe = open_pipe(ctx, peer, 1).await;
+        let big = Bytes::from(vec![7u8; 64 * 1024]);
+        let mut filled = 0;
+        let refused = loop {
+            match pipe.send(std::slice::from_ref(&big), MAX) {
+                Ok(()) => filled += 1,
+                Err(r) => break r,
+            }
+            assert!(filled < 100_000, "the pipe never filled");
+        };
+        assert!(matches!(refused.why, Refusal::Full), "{refused:?}");
+        let mut dealer = lock(&pipe.dealer); // a flusher, mid-send...
+        {
+            // ...whose last send went through, as far as riders know.
+            let mut queue = lock(&pipe.queue);
+            queue.flushing = true;
+            queue.open = true;
+        }
+        pipe.send(&[b("rider")], MAX).expect("rides along");
+        let refused = pipe.flush(&mut dealer, &[b("own")], MAX).unwrap_err();
+        assert!(matches!(refused.why, Refusal::Full), "{refused:?}");
+        assert_eq!(refused.accepted, 0, "the flusher's own payload is refused");
+        assert_eq!(dealer.held.len(), 1, "the rider's is held");
+        drop(dealer);
+        // While full, nothing new is taken, and the rider stays held.
+        let refused = pipe.send(&[b("refused")], MAX).unwrap_err();
+        assert!(matches!(refused.why, Refusal::Full), "{refused:?}");
+        (pipe, filled)
+    }
+
+    #[tokio::test]
+    async fn a_rider_refused_at_the_mark_is_held_and_goes_first_once_there_is_room() {
+        let ctx = zmq::Context::new();
+        let (peer, mut rx) = ZmqLink::bind(config(2, 1)).unwrap();
+        let (pipe, filled) = full_with_a_held_rider(&ctx, &peer).await;
+        // The peer reads again, until the payload that got through.
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let p = next(&mut rx).await;
+                let done = p.starts_with(b"after");
+                got.push(p);
+                if done {
+                    return got;
+                }
+            }
+        });
+        let mut last = Bytes::new();
+        let mut k = 0;
+        wait_for("room in the pipe", WAIT, || {
+            k += 1;
+            last = Bytes::from(format!("after {k}"));
+            pipe.send(std::slice::from_ref(&last), MAX).is_ok()
+        })
+        .await;
+        let got = tokio::time::timeout(WAIT, reader).await.unwrap().unwrap();
+        // hello, the big ones, then the held rider before the payload that
+        // found room; never `own` nor `refused`.
+        assert_eq!(got.len(), 1 + filled + 2, "{:?}", &got[1 + filled..]);
+        assert_eq!(got[1 + filled], b("rider"));
+        assert_eq!(got[2 + filled], last);
+    }
+
+    #[tokio::test]
+    async fn a_held_rider_is_dropped_when_the_peer_restarts() {
+        let ctx = zmq::Context::new();
+        let (peer, rx) = ZmqLink::bind(config(2, 1)).unwrap();
+        let port = peer.local_endpoint().rsplit(':').next().unwrap().to_string();
+        let (pipe, _) = full_with_a_held_rider(&ctx, &peer).await;
+        // The peer dies with everything unread, and comes back.
+        drop(rx);
+        drop(peer);
+        let mut rebound = None;
+        wait_for("the peer to rebind its port", WAIT, || {
+            let c = LinkConfig::new("test", 2, "127.0.0.1", port.parse().unwrap());
+            rebound = ZmqLink::bind(c).ok();
+            rebound.is_some()
+        })
+        .await;
+        let (_peer, mut rx) = rebound.unwrap();
+        // Reconnected before anyone sends (a send while the peer is away
+        // would find it unreachable and drop what is held for that
+        // reason): it is the disconnect itself that must void the rider.
+        wait_for("the pipe to reconnect", WAIT, || {
+            let mut dealer = lock(&pipe.dealer);
+            dealer.out.drain_monitor();
+            dealer.out.disconnects > 0 && dealer.out.connected
+        })
+        .await;
+        let last = b("after");
+        pipe.send(std::slice::from_ref(&last), MAX).unwrap();
+        // What the old peer never read died with its connection, the held
+        // rider with it: the new peer hears only what came after.
+        assert_eq!(next(&mut rx).await, last);
+        assert!(lock(&pipe.dealer).held.is_empty());
+    }
+}

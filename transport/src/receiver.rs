@@ -282,3 +282,119 @@ impl LinkReceiver {
             .is_ok_and(|e| e.contains(zmq::POLLIN))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use gamemesh_test_support::wait_for;
+
+    use crate::{Link, LinkConfig, LinkEvent, ZmqLink};
+
+    /// A wait that runs out is a lost wake-up: the test fails, never hangs.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn payload(event: LinkEvent) -> Bytes {
+        let LinkEvent::Message { payload, .. } = event;
+        payload
+    }
+
+    #[tokio::test]
+    async fn messages_already_waiting_are_read_without_waiting_for_an_edge() {
+        let (a, _a_rx) = ZmqLink::bind(LinkConfig::new("test", 1, "127.0.0.1", 0)).unwrap();
+        let mut one_per_wake = LinkConfig::new("test", 2, "127.0.0.1", 0);
+        one_per_wake.recv_queue = 1;
+        let (b, mut b_rx) = ZmqLink::bind(one_per_wake).unwrap();
+        a.connect(2, b.local_endpoint()).unwrap();
+        wait_for("the pipe to connect", WAIT, || {
+            a.send(2, Bytes::from_static(b"first")).is_ok()
+        })
+        .await;
+        a.send(2, Bytes::from_static(b"second")).unwrap();
+        a.send(2, Bytes::from_static(b"third")).unwrap();
+        // Asking libzmq whether a message is there processes the socket's
+        // mailbox, which resets its FD: whatever is queued now will never
+        // make the FD fire. (The receiver has not even registered it yet:
+        // it does so on its first wait.)
+        wait_for("the messages to reach b", WAIT, || {
+            b_rx.has_message_swallowing_the_edge()
+        })
+        .await;
+        // One message per call: the first is read without an edge (the
+        // check before waiting), the others after a call that took only
+        // part of what was there (the drain before waiting, again).
+        for want in ["first", "second", "third"] {
+            let got = tokio::time::timeout(WAIT, b_rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{want:?} was waiting and never read: a lost wake-up"))
+                .expect("link open");
+            assert_eq!(payload(got), want.as_bytes());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lockstep_round_trips_never_lose_a_wake_up() {
+        // Each round trip needs the FD of each side to fire (or the
+        // receiver to find the message without it): one lost wake-up and
+        // the ping waits forever, which the timeout turns into a failure.
+        let (a, mut a_rx) = ZmqLink::bind(LinkConfig::new("test", 1, "127.0.0.1", 0)).unwrap();
+        let (b, mut b_rx) = ZmqLink::bind(LinkConfig::new("test", 2, "127.0.0.1", 0)).unwrap();
+        a.connect(2, b.local_endpoint()).unwrap();
+        b.connect(1, a.local_endpoint()).unwrap();
+        let echo = tokio::spawn(async move {
+            let mut events = Vec::new();
+            while b_rx.recv_many(&mut events).await > 0 {
+                let replies: Vec<Bytes> = events.drain(..).map(payload).collect();
+                // Until b's pipe is up, a retries (see below).
+                let _ = b.send_many(1, &replies);
+            }
+        });
+        // Until both pipes are up, sends fail or replies go missing:
+        // retry the first ping until its pong comes back.
+        loop {
+            let _ = a.send(2, Bytes::from_static(b"warm-up"));
+            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), a_rx.recv()).await {
+                break;
+            }
+        }
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), a_rx.recv()).await {}
+        for i in 0u32..2_000 {
+            let ping = Bytes::copy_from_slice(&i.to_be_bytes());
+            a.send(2, ping.clone()).unwrap();
+            let pong = tokio::time::timeout(WAIT, a_rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("round trip {i} never came back: a lost wake-up"))
+                .expect("link open");
+            assert_eq!(payload(pong), ping);
+        }
+        a.shutdown();
+        drop(a);
+        echo.abort();
+    }
+
+    #[tokio::test]
+    async fn a_batch_becomes_one_event_per_payload_sharing_one_routing_id() {
+        let (a, _a_rx) = ZmqLink::bind(LinkConfig::new("test", 1, "127.0.0.1", 0)).unwrap();
+        let (b, mut b_rx) = ZmqLink::bind(LinkConfig::new("test", 2, "127.0.0.1", 0)).unwrap();
+        a.connect(2, b.local_endpoint()).unwrap();
+        wait_for("the pipe to connect", WAIT, || a.send(2, Bytes::new()).is_ok()).await;
+        let burst: Vec<Bytes> = (0u8..50).map(|i| Bytes::from(vec![i; i as usize])).collect();
+        a.send_many(2, &burst).unwrap();
+        let mut events = Vec::new();
+        while events.len() < 1 + burst.len() {
+            tokio::time::timeout(WAIT, b_rx.recv_many(&mut events))
+                .await
+                .expect("the burst arrives");
+        }
+        // The empty hello, then the burst: two messages.
+        assert_eq!(b_rx.messages_received(), 2);
+        let ids: std::collections::HashSet<_> = events
+            .iter()
+            .map(|LinkEvent::Message { routing_id, .. }| routing_id.as_ptr())
+            .collect();
+        assert_eq!(ids.len(), 1, "one routing id, shared, for every event");
+        let got: Vec<Bytes> = events.into_iter().skip(1).map(payload).collect();
+        assert_eq!(got, burst);
+    }
+}
