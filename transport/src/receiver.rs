@@ -65,7 +65,9 @@ impl AsRef<[u8]> for Received {
 }
 
 /// What a link receives, for the one task that reads it. Returned by
-/// [`crate::ZmqLink::bind`]; dropping it closes the inbound socket.
+/// [`crate::ZmqLink::bind`]; dropping it closes the inbound socket. It
+/// waits with the reactor of the runtime it is polled on, and may move to
+/// another runtime between calls.
 pub struct LinkReceiver {
     /// The ROUTER's FD, registered with the current runtime's reactor on
     /// first use (so binding works outside a runtime). Declared before
@@ -165,33 +167,33 @@ impl LinkReceiver {
     }
 
     /// Waits (after a drain ended in `EAGAIN`) until `ZMQ_EVENTS` shows a
-    /// message. False when the link shut down.
+    /// message. `Ok(false)` when the link shut down; `Ok(true)` also when
+    /// the FD had to be registered again (the caller drains first).
     async fn wait(&mut self) -> io::Result<bool> {
-        if self.fd.is_none() {
-            let fd = ZmqFd(self.router.get_fd().map_err(io::Error::other)?);
-            // tokio 1.54 deprecates this safe constructor for the `unsafe`
-            // `register_with_interest`, whose contract is that the fd stays
-            // open, the same file, for the `AsyncFd`'s whole life; the
-            // workspace forbids `unsafe`, so the contract is kept here by
-            // construction instead: the fd is the ROUTER's mailbox, which
-            // libzmq closes only when the socket closes, and `self.fd` is
-            // dropped before `self.router` (field order), never moved out.
-            #[allow(deprecated)]
-            let registered = AsyncFd::with_interest(fd, Interest::READABLE)?;
-            self.fd = Some(registered);
-            // Registered after the drain that found the socket empty: a
-            // message that came in between made the mailbox non-empty, so
-            // the FD is readable and the reactor reports it at once.
+        let fresh = self.fd.is_none();
+        if fresh {
+            self.register()?;
         }
         let fd = self.fd.as_ref().expect("registered above");
         loop {
-            let mut guard = tokio::select! {
+            let ready = tokio::select! {
                 biased;
                 stopped = self.stop.wait_for(|s| *s) => {
                     let _ = stopped;
                     return Ok(false);
                 }
-                guard = fd.readable() => guard?,
+                ready = fd.readable() => ready,
+            };
+            let mut guard = match ready {
+                Ok(guard) => guard,
+                // Registered with a runtime that has since shut down (the
+                // receiver moved to another one): register with this one,
+                // after a look at the socket.
+                Err(_) if !fresh => {
+                    self.fd = None;
+                    return Ok(true);
+                }
+                Err(e) => return Err(e),
             };
             let events = self.router.get_events().map_err(io::Error::other)?;
             if events.contains(zmq::POLLIN) {
@@ -201,6 +203,25 @@ impl LinkReceiver {
             // Commands only (a peer came or went): nothing to read.
             guard.clear_ready();
         }
+    }
+
+    /// Registers the ROUTER's FD with the current runtime's reactor.
+    /// Called right after a drain that found the socket empty: a message
+    /// that came in between made the mailbox non-empty, so the FD is
+    /// readable and the reactor reports it at once.
+    fn register(&mut self) -> io::Result<()> {
+        let fd = ZmqFd(self.router.get_fd().map_err(io::Error::other)?);
+        // tokio 1.54 deprecates this safe constructor for the `unsafe`
+        // `register_with_interest`, whose contract is that the fd stays
+        // open, the same file, for the `AsyncFd`'s whole life; the
+        // workspace forbids `unsafe`, so the contract is kept here by
+        // construction instead: the fd is the ROUTER's mailbox, which
+        // libzmq closes only when the socket closes, and `self.fd` is
+        // dropped before `self.router` (field order), never moved out.
+        #[allow(deprecated)]
+        let registered = AsyncFd::with_interest(fd, Interest::READABLE)?;
+        self.fd = Some(registered);
+        Ok(())
     }
 
     /// Takes up to `per_wake` messages off the socket without blocking,
@@ -371,6 +392,45 @@ mod tests {
         a.shutdown();
         drop(a);
         echo.abort();
+    }
+
+    #[test]
+    fn a_receiver_keeps_receiving_on_another_runtime() {
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let (a, _a_rx) = ZmqLink::bind(LinkConfig::new("test", 1, "127.0.0.1", 0)).unwrap();
+        let (b, mut b_rx) = ZmqLink::bind(LinkConfig::new("test", 2, "127.0.0.1", 0)).unwrap();
+        a.connect(2, b.local_endpoint()).unwrap();
+        let first = runtime();
+        first.block_on(async {
+            wait_for("the pipe to connect", WAIT, || {
+                a.send(2, Bytes::from_static(b"one")).is_ok()
+            })
+            .await;
+            let got = tokio::time::timeout(WAIT, b_rx.recv()).await.unwrap().unwrap();
+            assert_eq!(payload(got), "one".as_bytes());
+            // Waits (and so registers its FD) on this runtime...
+            assert!(tokio::time::timeout(Duration::from_millis(20), b_rx.recv())
+                .await
+                .is_err());
+        });
+        drop(first);
+        // ...which is gone when the next message comes.
+        runtime().block_on(async {
+            // Nothing has come: it waits, on this runtime, rather than end.
+            let waited = tokio::time::timeout(Duration::from_millis(20), b_rx.recv()).await;
+            assert!(waited.is_err(), "the receiver ended: {waited:?}");
+            a.send(2, Bytes::from_static(b"two")).unwrap();
+            let got = tokio::time::timeout(WAIT, b_rx.recv())
+                .await
+                .expect("received on the second runtime")
+                .expect("link open");
+            assert_eq!(payload(got), "two".as_bytes());
+        });
     }
 
     #[tokio::test]
