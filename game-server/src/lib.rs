@@ -150,10 +150,7 @@ fn bind_link(
     port: u16,
     what: &'static str,
     flag: &'static str,
-) -> Result<
-    (ZmqLink, gamemesh_transport::LinkReceiver),
-    GameServerError,
-> {
+) -> Result<(ZmqLink, gamemesh_transport::LinkReceiver), GameServerError> {
     let mut link_config = LinkConfig::new(role, config.node_id, &config.bind, port);
     link_config.sndhwm = config.link_sndhwm;
     link_config.rcvhwm = config.link_rcvhwm;

@@ -271,7 +271,10 @@ mod tests {
         assert!(c.is_empty());
         assert_eq!(c.encoded_len(), 0);
         c.push(b"y");
-        assert_eq!(decode(Bytes::copy_from_slice(c.as_bytes())), vec![Ok(Bytes::from_static(b"y"))]);
+        assert_eq!(
+            decode(Bytes::copy_from_slice(c.as_bytes())),
+            vec![Ok(Bytes::from_static(b"y"))]
+        );
     }
 
     #[test]

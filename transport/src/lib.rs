@@ -62,7 +62,9 @@ pub enum LinkEvent {
         /// The sender's whole routing id (`<role>:<node id>:<token>`): one
         /// per outbound pipe of the sender. Authentication is bound to it.
         routing_id: Bytes,
-        /// The payload, untouched.
+        /// The payload, untouched: a slice of the batch it came in (no
+        /// copy). Holding it holds that whole batch (up to
+        /// [`LinkConfig::max_batch`] bytes); copy what is kept for long.
         payload: Bytes,
     },
 }

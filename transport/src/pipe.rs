@@ -455,21 +455,27 @@ mod tests {
     async fn riders_join_the_flushers_next_batch_only_on_an_open_pipe() {
         let ctx = zmq::Context::new();
         let (peer, mut rx) = ZmqLink::bind(config(2, 1000)).unwrap();
-        let fresh = Pipe::open(&ctx, "tcp://127.0.0.1:1", b"test:1:00".to_vec(), &config(1, 10))
-            .unwrap();
+        let fresh = Pipe::open(
+            &ctx,
+            "tcp://127.0.0.1:1",
+            b"test:1:00".to_vec(),
+            &config(1, 10),
+        )
+        .unwrap();
         // A fresh pipe has sent nothing yet: nobody rides along, even with
         // a flusher at work, since nobody knows it will take anything.
         lock(&fresh.queue).flushing = true;
         assert_eq!(fresh.ride_along(&[b("x")], MAX), 0);
 
         let pipe = open_pipe(&ctx, &peer, 1000).await;
-        let mut dealer = lock(&pipe.dealer); // a flusher, mid-send
-        lock(&pipe.queue).flushing = true;
-        pipe.send(&[b("r1"), b("r2")], MAX).expect("rides along");
-        pipe.send(&[b("r3")], MAX).expect("rides along");
-        pipe.flush(&mut dealer, &[b("own1"), b("own2")], MAX)
-            .unwrap();
-        drop(dealer);
+        {
+            let mut dealer = lock(&pipe.dealer); // a flusher, mid-send
+            lock(&pipe.queue).flushing = true;
+            pipe.send(&[b("r1"), b("r2")], MAX).expect("rides along");
+            pipe.send(&[b("r3")], MAX).expect("rides along");
+            pipe.flush(&mut dealer, &[b("own1"), b("own2")], MAX)
+                .unwrap();
+        }
         assert!(!lock(&pipe.queue).flushing);
         for want in ["hello", "r1", "r2", "r3", "own1", "own2"] {
             assert_eq!(next(&mut rx).await, want.as_bytes());
@@ -493,19 +499,20 @@ mod tests {
             assert!(filled < 100_000, "the pipe never filled");
         };
         assert!(matches!(refused.why, Refusal::Full), "{refused:?}");
-        let mut dealer = lock(&pipe.dealer); // a flusher, mid-send...
         {
-            // ...whose last send went through, as far as riders know.
-            let mut queue = lock(&pipe.queue);
-            queue.flushing = true;
-            queue.open = true;
+            let mut dealer = lock(&pipe.dealer); // a flusher, mid-send...
+            {
+                // ...whose last send went through, as far as riders know.
+                let mut queue = lock(&pipe.queue);
+                queue.flushing = true;
+                queue.open = true;
+            }
+            pipe.send(&[b("rider")], MAX).expect("rides along");
+            let refused = pipe.flush(&mut dealer, &[b("own")], MAX).unwrap_err();
+            assert!(matches!(refused.why, Refusal::Full), "{refused:?}");
+            assert_eq!(refused.accepted, 0, "the flusher's own payload is refused");
+            assert_eq!(dealer.held.len(), 1, "the rider's is held");
         }
-        pipe.send(&[b("rider")], MAX).expect("rides along");
-        let refused = pipe.flush(&mut dealer, &[b("own")], MAX).unwrap_err();
-        assert!(matches!(refused.why, Refusal::Full), "{refused:?}");
-        assert_eq!(refused.accepted, 0, "the flusher's own payload is refused");
-        assert_eq!(dealer.held.len(), 1, "the rider's is held");
-        drop(dealer);
         // While full, nothing new is taken, and the rider stays held.
         let refused = pipe.send(&[b("refused")], MAX).unwrap_err();
         assert!(matches!(refused.why, Refusal::Full), "{refused:?}");
@@ -549,7 +556,12 @@ mod tests {
     async fn a_held_rider_is_dropped_when_the_peer_restarts() {
         let ctx = zmq::Context::new();
         let (peer, rx) = ZmqLink::bind(config(2, 1)).unwrap();
-        let port = peer.local_endpoint().rsplit(':').next().unwrap().to_string();
+        let port = peer
+            .local_endpoint()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_string();
         let (pipe, _) = full_with_a_held_rider(&ctx, &peer).await;
         // The peer dies with everything unread, and comes back.
         drop(rx);

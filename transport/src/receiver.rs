@@ -375,11 +375,13 @@ mod tests {
         // retry the first ping until its pong comes back.
         loop {
             let _ = a.send(2, Bytes::from_static(b"warm-up"));
-            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), a_rx.recv()).await {
+            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), a_rx.recv()).await
+            {
                 break;
             }
         }
-        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), a_rx.recv()).await {}
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), a_rx.recv()).await {
+        }
         for i in 0u32..2_000 {
             let ping = Bytes::copy_from_slice(&i.to_be_bytes());
             a.send(2, ping.clone()).unwrap();
@@ -411,7 +413,10 @@ mod tests {
                 a.send(2, Bytes::from_static(b"one")).is_ok()
             })
             .await;
-            let got = tokio::time::timeout(WAIT, b_rx.recv()).await.unwrap().unwrap();
+            let got = tokio::time::timeout(WAIT, b_rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(payload(got), "one".as_bytes());
             // Waits (and so registers its FD) on this runtime...
             assert!(tokio::time::timeout(Duration::from_millis(20), b_rx.recv())
@@ -438,8 +443,13 @@ mod tests {
         let (a, _a_rx) = ZmqLink::bind(LinkConfig::new("test", 1, "127.0.0.1", 0)).unwrap();
         let (b, mut b_rx) = ZmqLink::bind(LinkConfig::new("test", 2, "127.0.0.1", 0)).unwrap();
         a.connect(2, b.local_endpoint()).unwrap();
-        wait_for("the pipe to connect", WAIT, || a.send(2, Bytes::new()).is_ok()).await;
-        let burst: Vec<Bytes> = (0u8..50).map(|i| Bytes::from(vec![i; i as usize])).collect();
+        wait_for("the pipe to connect", WAIT, || {
+            a.send(2, Bytes::new()).is_ok()
+        })
+        .await;
+        let burst: Vec<Bytes> = (0u8..50)
+            .map(|i| Bytes::from(vec![i; i as usize]))
+            .collect();
         a.send_many(2, &burst).unwrap();
         let mut events = Vec::new();
         while events.len() < 1 + burst.len() {

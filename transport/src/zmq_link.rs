@@ -718,7 +718,10 @@ mod tests {
             ok += o;
             full += f;
         }
-        assert!(full > 0, "12,000 KB never filled a stalled pipe ({ok} accepted)");
+        assert!(
+            full > 0,
+            "12,000 KB never filled a stalled pipe ({ok} accepted)"
+        );
         // Every refused caller heard Full, and every refusal was counted:
         // none was lost in a batch someone else sent.
         assert_eq!(a.hwm_events(), full);
@@ -819,11 +822,11 @@ mod tests {
     async fn shutting_down_or_dropping_the_link_ends_its_receiver() {
         let (a, mut a_rx) = ZmqLink::bind(config(1)).unwrap();
         a.shutdown();
-        assert!(tokio::time::timeout(WAIT, a_rx.recv()).await.unwrap().is_none());
-        assert!(matches!(
-            a.send(1, Bytes::new()),
-            Err(LinkError::Closed)
-        ));
+        assert!(tokio::time::timeout(WAIT, a_rx.recv())
+            .await
+            .unwrap()
+            .is_none());
+        assert!(matches!(a.send(1, Bytes::new()), Err(LinkError::Closed)));
         let (b, mut b_rx) = ZmqLink::bind(config(2)).unwrap();
         let waiting = tokio::spawn(async move { b_rx.recv().await.is_none() });
         tokio::task::yield_now().await;

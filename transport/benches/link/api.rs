@@ -14,6 +14,11 @@ pub async fn recv_many(rx: &mut Receiver, out: &mut Vec<LinkEvent>) -> usize {
 }
 
 /// Sends a burst; on a refusal, how many went and why the next did not.
-pub fn send_many(link: &ZmqLink, peer: NodeId, payloads: &[Bytes]) -> Result<(), (usize, LinkError)> {
-    link.send_many(peer, payloads).map_err(|e| (e.sent, e.error))
+pub fn send_many(
+    link: &ZmqLink,
+    peer: NodeId,
+    payloads: &[Bytes],
+) -> Result<(), (usize, LinkError)> {
+    link.send_many(peer, payloads)
+        .map_err(|e| (e.sent, e.error))
 }

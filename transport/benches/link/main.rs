@@ -14,6 +14,12 @@
 //! they can with the new link. Both build against the old link too
 //! (`old_api.rs`), so A/B compares the transports under the same consumer.
 //!
+//! Each case also prints `cpu_us_per_msg`: the whole process's CPU time
+//! (both links, their libzmq I/O threads, the runtimes) per round trip.
+//! On a shared machine throughput follows the CPU share the scheduler
+//! grants, which grows with the number of busy threads; CPU per message
+//! does not, so compare both.
+//!
 //! `cargo bench -p gamemesh-transport --bench link -- --case all --secs 3`
 #![allow(missing_docs)]
 
@@ -68,6 +74,27 @@ fn args() -> Args {
     a
 }
 
+/// CPU time this process has used so far (all threads), from
+/// `/proc/self/stat` (user + system, in clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // After the name: state(0) ... utime(11) stime(12).
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// CPU microseconds per message since `start`.
+fn cpu_per_msg(start: Duration, msgs: u64) -> f64 {
+    (cpu_time() - start).as_secs_f64() * 1e6 / msgs.max(1) as f64
+}
+
 fn payload(event: LinkEvent) -> Bytes {
     let LinkEvent::Message { payload, .. } = event;
     payload
@@ -88,7 +115,11 @@ async fn send_all(link: &ZmqLink, peer: NodeId, mut payloads: &[Bytes]) {
 }
 
 /// B: echoes everything back to A until the link closes.
-fn spawn_echo(b: ZmqLink, mut rx: api::Receiver, consumer: Consumer) -> std::thread::JoinHandle<()> {
+fn spawn_echo(
+    b: ZmqLink,
+    mut rx: api::Receiver,
+    consumer: Consumer,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -123,7 +154,9 @@ async fn warm_up(a: &ZmqLink, rx: &mut api::Receiver) {
     let mut events = Vec::new();
     loop {
         let _ = a.send(B, Bytes::from_static(b"warm-up"));
-        if let Ok(n) = tokio::time::timeout(Duration::from_millis(50), api::recv_many(rx, &mut events)).await {
+        if let Ok(n) =
+            tokio::time::timeout(Duration::from_millis(50), api::recv_many(rx, &mut events)).await
+        {
             assert!(n > 0, "link closed");
             break;
         }
@@ -143,6 +176,7 @@ async fn lockstep(a: &ZmqLink, rx: &mut api::Receiver, secs: u64) {
     let mut rtts = Vec::new();
     let mut events = Vec::new();
     let p = body();
+    let cpu = cpu_time();
     let end = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < end {
         let t = Instant::now();
@@ -156,10 +190,11 @@ async fn lockstep(a: &ZmqLink, rx: &mut api::Receiver, secs: u64) {
     rtts.sort_unstable();
     let at = |q: f64| rtts[((rtts.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
     println!(
-        "case=lockstep msgs_per_s={:.0} p50_us={:.1} p99_us={:.1}",
+        "case=lockstep msgs_per_s={:.0} p50_us={:.1} p99_us={:.1} cpu_us_per_msg={:.2}",
         rtts.len() as f64 / secs as f64,
         at(0.5),
-        at(0.99)
+        at(0.99),
+        cpu_per_msg(cpu, rtts.len() as u64)
     );
 }
 
@@ -169,6 +204,7 @@ async fn pipelined(a: &ZmqLink, rx: &mut api::Receiver, secs: u64, consumer: Con
     send_all(a, B, &window).await;
     let mut events = Vec::new();
     let mut done = 0u64;
+    let cpu = cpu_time();
     let end = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < end {
         assert!(api::recv_many(rx, &mut events).await > 0);
@@ -187,8 +223,9 @@ async fn pipelined(a: &ZmqLink, rx: &mut api::Receiver, secs: u64, consumer: Con
         }
     }
     println!(
-        "case=pipelined msgs_per_s={:.0}",
-        done as f64 / secs as f64
+        "case=pipelined msgs_per_s={:.0} cpu_us_per_msg={:.2}",
+        done as f64 / secs as f64,
+        cpu_per_msg(cpu, done)
     );
     drain(rx).await;
 }
@@ -233,8 +270,11 @@ fn concurrent(a: Arc<ZmqLink>, mut rx: api::Receiver, secs: u64) -> api::Receive
             tokio::spawn(async move {
                 let mut events = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    if let Ok(n) =
-                        tokio::time::timeout(Duration::from_millis(100), api::recv_many(&mut rx, &mut events)).await
+                    if let Ok(n) = tokio::time::timeout(
+                        Duration::from_millis(100),
+                        api::recv_many(&mut rx, &mut events),
+                    )
+                    .await
                     {
                         assert!(n > 0);
                         received.fetch_add(events.len() as u64, Ordering::Relaxed);
@@ -246,8 +286,10 @@ fn concurrent(a: Arc<ZmqLink>, mut rx: api::Receiver, secs: u64) -> api::Receive
             })
         };
         let start = received.load(Ordering::Relaxed);
+        let cpu = cpu_time();
         tokio::time::sleep(Duration::from_secs(secs)).await;
         let done = received.load(Ordering::Relaxed) - start;
+        let cpu_us = cpu_per_msg(cpu, done);
         stop.store(true, Ordering::Relaxed);
         credit.add_permits(SENDERS);
         for s in senders {
@@ -255,8 +297,9 @@ fn concurrent(a: Arc<ZmqLink>, mut rx: api::Receiver, secs: u64) -> api::Receive
         }
         let mut rx = receiver.await.unwrap();
         println!(
-            "case=concurrent msgs_per_s={:.0}",
-            done as f64 / secs as f64
+            "case=concurrent msgs_per_s={:.0} cpu_us_per_msg={:.2}",
+            done as f64 / secs as f64,
+            cpu_us
         );
         drain(&mut rx).await;
         rx
