@@ -24,8 +24,8 @@ use gamemesh_proto::internal::{
     GatewayHello, GatewayToServer, ServerHello, ServerToGateway,
 };
 use gamemesh_proto::Message;
-use gamemesh_transport::{Link, LinkError, LinkEvent, NodeId, ZmqLink};
-use tokio::sync::{mpsc, watch};
+use gamemesh_transport::{Link, LinkError, LinkEvent, LinkReceiver, NodeId, ZmqLink};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
@@ -411,7 +411,7 @@ fn sample_gauges(shared: &Shared) {
 /// Carries out what game servers send, until the link closes or shutdown.
 pub(crate) async fn dispatch_loop(
     shared: Arc<Shared>,
-    mut events: mpsc::Receiver<LinkEvent>,
+    mut events: LinkReceiver,
     shutdown: CancellationToken,
 ) {
     let mut gate = shared.upstream.gate();

@@ -11,8 +11,7 @@ use std::time::Duration;
 use gamemesh_proto::client::{ErrorCode, KickReason};
 use gamemesh_proto::internal::{gateway_to_server, GatewayToServer};
 use gamemesh_proto::{packets, Message};
-use gamemesh_transport::{LinkEvent, NodeId};
-use tokio::sync::mpsc;
+use gamemesh_transport::{LinkEvent, LinkReceiver, NodeId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -78,7 +77,7 @@ impl Dispatcher {
     /// Runs until `shutdown` or until the link closes.
     pub async fn run(
         mut self,
-        mut events: mpsc::Receiver<LinkEvent>,
+        mut events: LinkReceiver,
         heartbeat: Duration,
         peer_timeout: Duration,
         shutdown: CancellationToken,

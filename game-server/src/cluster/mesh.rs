@@ -29,8 +29,8 @@ use gamemesh_proto::internal::{
     SessionReleased,
 };
 use gamemesh_proto::{packets, Message};
-use gamemesh_transport::{Link, LinkEvent, NodeId, ZmqLink};
-use tokio::sync::{mpsc, oneshot};
+use gamemesh_transport::{Link, LinkEvent, LinkReceiver, NodeId, ZmqLink};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -409,7 +409,7 @@ pub async fn registry_loop(
 /// they never hold up heartbeats.
 pub async fn run(
     state: Arc<HubState>,
-    mut events: mpsc::Receiver<LinkEvent>,
+    mut events: LinkReceiver,
     heartbeat: Duration,
     shutdown: CancellationToken,
 ) {
