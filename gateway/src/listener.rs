@@ -30,8 +30,8 @@ use crate::clients::kick_body;
 use crate::connection::{Slot, LAST_FRAME_TIMEOUT};
 use crate::error::GatewayError;
 use crate::limits::Refusal;
-use crate::{connection, Shared};
 use crate::pacer::Admission;
+use crate::{connection, Shared};
 use gamemesh_node::rate_limit::ip_key;
 
 /// Listen backlog for client sockets.
