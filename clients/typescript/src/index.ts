@@ -5,3 +5,4 @@ export { encodeFrame, FrameDecoder, FrameError, DEFAULT_MAX_FRAME } from "./fram
 export type { Connect, Transport, TransportHandlers } from "./transport.js";
 export { webSocketTransport, type WebSocketOptions } from "./websocket.js";
 export * as proto from "./gen/client_pb.js";
+export { ErrorCode, KickReason } from "./gen/client_pb.js";
