@@ -8,11 +8,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use gamemesh_node::peer_gate::PeerGate;
 use gamemesh_proto::client::{ErrorCode, KickReason};
 use gamemesh_proto::internal::{gateway_to_server, GatewayToServer};
 use gamemesh_proto::{packets, Message};
-use futures::FutureExt;
-use gamemesh_node::peer_gate::PeerGate;
 use gamemesh_transport::{LinkEvent, LinkReceiver, NodeId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
