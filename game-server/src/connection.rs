@@ -154,7 +154,7 @@ impl Connection {
                         self.state.gateways.kick(
                             conn.gateway,
                             &conn.socket,
-                            0,
+                            frame.session_id,
                             KickReason::SessionExpired,
                             "the session no longer exists; log in again",
                         );
