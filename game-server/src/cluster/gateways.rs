@@ -329,7 +329,12 @@ impl GatewayLinks {
 
     /// Sends a server packet to a client socket.
     pub fn send_to_client(&self, gateway: NodeId, socket: &Uuid, packet: &ServerPacket) {
-        let body = packets::encode(packet);
+        self.send_encoded(gateway, socket, packets::encode(packet));
+    }
+
+    /// Sends an encoded server packet to a client socket: a push encoded
+    /// once for all its recipients.
+    pub fn send_encoded(&self, gateway: NodeId, socket: &Uuid, body: Bytes) {
         let metrics = crate::metrics::hub();
         metrics.packets_out.increment(1);
         metrics.bytes_out.increment(body.len() as u64);

@@ -21,9 +21,8 @@ use uuid::Uuid;
 
 use gamemesh_actors::{Addr, Builder, PostError};
 
-use crate::connection::{Connection, ConnectionMsg, Frame, LoginGate, MAILBOX};
+use crate::connection::{Connection, ConnectionMsg, Frame, MAILBOX};
 use crate::pipeline::HubService;
-use crate::policy::login_limits::LoginLimits;
 use crate::request::ConnInfo;
 use crate::state::HubState;
 
@@ -49,8 +48,6 @@ pub struct Dispatcher {
     /// by the open sockets (an entry goes with the first frame, the
     /// disconnect, or the gateway).
     peers: HashMap<ConnInfo, IpAddr>,
-    /// Login attempt limits, shared by every actor.
-    login_limits: Arc<LoginLimits>,
     /// Owns the actor tasks, so the shutdown waits for their last saves.
     tracker: TaskTracker,
 }
@@ -66,20 +63,14 @@ fn peer_ip(peer_addr: &str) -> Option<IpAddr> {
 }
 
 impl Dispatcher {
-    /// A dispatcher spawning actors on `tracker`, limiting logins with
-    /// `login_limits`.
-    pub fn new(
-        state: Arc<HubState>,
-        service: HubService,
-        tracker: TaskTracker,
-        login_limits: Arc<LoginLimits>,
-    ) -> Self {
+    /// A dispatcher spawning actors on `tracker`, each with its own clone
+    /// of `service`.
+    pub fn new(state: Arc<HubState>, service: HubService, tracker: TaskTracker) -> Self {
         Self {
             state,
             service,
             actors: HashMap::new(),
             peers: HashMap::new(),
-            login_limits,
             tracker,
         }
     }
@@ -210,10 +201,7 @@ impl Dispatcher {
     /// `ClientConnected` announced.
     fn actor(&mut self, conn: ConnInfo) -> &Addr<Connection> {
         self.actors.entry(conn).or_insert_with(|| {
-            let gate = LoginGate {
-                limits: self.login_limits.clone(),
-                peer_ip: self.peers.remove(&conn),
-            };
+            let peer_ip = self.peers.remove(&conn);
             Builder::new()
                 .mailbox(MAILBOX)
                 .tracker(&self.tracker)
@@ -222,7 +210,7 @@ impl Dispatcher {
                     self.state.clone(),
                     self.service.clone(),
                     conn,
-                    gate,
+                    peer_ip,
                 ))
         })
     }
