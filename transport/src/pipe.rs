@@ -340,7 +340,10 @@ impl Outbound {
             self.drain_monitor();
         }
         match self.socket.send(message, zmq::DONTWAIT) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                self.sent();
+                return Ok(());
+            }
             Err(zmq::Error::EAGAIN) => {}
             Err(e) => return Err(Refusal::Zmq(e)),
         }
@@ -359,7 +362,10 @@ impl Outbound {
             .is_ok_and(|e| e.contains(zmq::POLLOUT))
         {
             match self.socket.send(message, zmq::DONTWAIT) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.sent();
+                    return Ok(());
+                }
                 Err(zmq::Error::EAGAIN) => {}
                 Err(e) => return Err(Refusal::Zmq(e)),
             }
@@ -369,6 +375,15 @@ impl Outbound {
         } else {
             Err(Refusal::Unreachable)
         }
+    }
+
+    /// A send went through. With `IMMEDIATE` that proves a completed
+    /// connection, even when the monitor's "handshake succeeded" is still
+    /// on its way through the inproc queue (on a loaded machine it can
+    /// lag): without this, a full pipe right after connecting was
+    /// reported as unreachable.
+    fn sent(&mut self) {
+        self.connected = true;
     }
 
     /// Reads every pending monitor event and updates `connected`.
