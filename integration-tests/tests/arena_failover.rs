@@ -176,25 +176,26 @@ async fn step(c: &mut Client, dx: i32, dy: i32) {
     );
 }
 
-/// The latest state `c` has received (waiting for one).
+/// The latest state `c` received within the next 300 ms (states come
+/// every 50 ms, so there is one; what was queued is read first).
 async fn latest_state(c: &mut Client) -> State {
+    let until = Instant::now() + Duration::from_millis(300);
     let mut last = None;
-    let deadline = Instant::now() + TIMEOUT;
     loop {
-        let wait = if last.is_some() {
-            Duration::from_millis(60)
-        } else {
-            deadline.saturating_duration_since(Instant::now())
-        };
-        match c.next_push(wait).await {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match c.recv(left).await {
             Ok(p) => {
                 if let wire::Incoming::State(s) = wire::classify(p) {
                     last = Some(s);
                 }
             }
-            Err(_) => return last.expect("a state within the timeout"),
+            Err(_) => break,
         }
     }
+    last.expect("a state within 300 ms")
 }
 
 /// Keeps `c`'s connection busy (a heartbeat every 200 ms, as a client
@@ -288,7 +289,8 @@ async fn a_room_carries_on_within_5_s_when_its_game_server_is_killed() {
     // What the dead room sent is still arriving for a moment: the highest
     // tick each member got from it is what the new room must top.
     let (seen_a, seen_b) = tokio::join!(drain(&mut a), drain(&mut b));
-    assert!(seen_b >= before.tick);
+    // (b read its states up to `before` already; none may be in flight.)
+    let seen_b = seen_b.max(before.tick);
     let (ra, rb) = tokio::join!(
         state_after(&mut a, seen_a, deadline),
         state_after(&mut b, seen_b, deadline)
