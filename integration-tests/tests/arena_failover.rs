@@ -245,12 +245,6 @@ fn positions(s: &State) -> Vec<(u64, i32, i32)> {
     p
 }
 
-// Known broken on main since the batched-link merge (issue 15 stays open):
-// after the kill, member B's connection yields no `arena.state` at all
-// before 300 ms of silence (`seen_b` = 0 < the last tick seen), where the
-// same test passed 2.1 s failovers on the api branch before the merge.
-// Run it with `--run-ignored all` while fixing it.
-#[ignore = "room failover regressed with the batched-link merge; see the comment"]
 #[tokio::test]
 async fn a_room_carries_on_within_5_s_when_its_game_server_is_killed() {
     init_tracing();
