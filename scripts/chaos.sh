@@ -57,17 +57,6 @@ die() { printf '[chaos] ERROR: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=scripts/lib.sh
 source "$root/scripts/lib.sh"
 
-# Installs the Debian packages that provide $2.. if command $1 is missing.
-ensure() {
-    local cmd=$1
-    shift
-    command -v "$cmd" >/dev/null 2>&1 && return 0
-    command -v apt-get >/dev/null 2>&1 || die "$cmd is missing and apt-get is not available: install $*"
-    say "$cmd missing: installing $* with apt-get"
-    as_root apt-get update -qq >&2 || die "cannot run apt-get (not root, no sudo): install $*"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "installing $* failed"
-}
-
 ensure redis-server redis-server
 ensure redis-cli redis-tools
 ensure python3 python3

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Shared by run-sample.sh, scripts/test.sh and scripts/bench.sh (sourced,
-# not run).
+# Shared by run-sample.sh and the scripts under scripts/ (sourced, not
+# run). `ensure` needs the sourcing script's own `say` and `die`.
 
 # Runs "$@" as root: directly when we are root, else through sudo, which
 # prompts for a password only when someone can type it. False when neither
@@ -13,4 +13,15 @@ as_root() {
     else
         return 1
     fi
+}
+
+# Installs the Debian packages that provide $2.. if command $1 is missing.
+ensure() {
+    local cmd=$1
+    shift
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    command -v apt-get >/dev/null 2>&1 || die "$cmd is missing and apt-get is not available: install $*"
+    say "$cmd missing: installing $* with apt-get"
+    as_root apt-get update -qq >&2 || die "cannot run apt-get (not root, no sudo): install $*"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "installing $* failed"
 }

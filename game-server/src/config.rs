@@ -101,7 +101,12 @@ pub struct Config {
     pub login_attempts_per_user_per_min: u32,
     /// Login attempts one client IP (an IPv6 client: its /64) may make per
     /// minute on this game server (also the burst), all users together.
-    #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP_PER_MIN", default_value_t = 60)]
+    /// Many players share one address (a campus, a LAN party, a carrier's
+    /// NAT) and log in together after a gateway restart: 1200 lets a
+    /// storm of that many in at once, on each game server. Guessing one
+    /// user's token is bounded by the per-user limit, not this one; this
+    /// one bounds the token checks and Redis calls one address costs.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP_PER_MIN", default_value_t = 1200)]
     pub login_attempts_per_ip_per_min: u32,
     /// A connection whose frames are not the contract (a body that is not
     /// a ClientPacket, or an empty or unknown body) this many times within
@@ -197,7 +202,7 @@ impl Default for Config {
             flush_interval_ms: 100,
             reply_cache: 32,
             login_attempts_per_user_per_min: 10,
-            login_attempts_per_ip_per_min: 60,
+            login_attempts_per_ip_per_min: 1200,
             chat_messages_per_sec: 5,
             chat_burst: 10,
             chat_sweep_ms: 2000,

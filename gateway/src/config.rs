@@ -99,16 +99,29 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
     /// New sockets per second from one source address (one IPv4 address, or
-    /// one IPv6 /64), with bursts of twice that; beyond it a socket is
-    /// refused like a full gateway. Stops one host from taking every slot
-    /// of --max-connections. Behind NAT many players share an address:
-    /// raise it where a whole LAN party reconnects at once.
+    /// one IPv6 /64) once its burst (--connect-burst-per-ip) is spent:
+    /// sockets past the burst wait their turn at this pace, in accept
+    /// order, and only one that would wait longer than --connect-queue-ms
+    /// is refused (`Kicked{RATE_LIMITED}`). Many players share an address
+    /// (a campus, a LAN party, a carrier's NAT) and all reconnect at once
+    /// when a gateway restarts: 200/s lets 600 of them in within the first
+    /// second and still holds one host far below --max-connections.
     #[arg(
         long,
         env = "GATEWAY_MAX_CONNECTS_PER_IP_PER_SEC",
-        default_value_t = 20
+        default_value_t = 200
     )]
     pub max_connects_per_ip_per_sec: u32,
+    /// New sockets one source address may open at once before the pace of
+    /// --max-connects-per-ip-per-sec applies. 400 lets a 200-player LAN
+    /// party in twice over without waiting.
+    #[arg(long, env = "GATEWAY_CONNECT_BURST_PER_IP", default_value_t = 400)]
+    pub connect_burst_per_ip: u32,
+    /// Longest a socket past its address's burst waits for its turn before
+    /// it is refused instead (0: refuse at once). Bounds what one address
+    /// can hold waiting: this times the rate (400 sockets by default).
+    #[arg(long, env = "GATEWAY_CONNECT_QUEUE_MS", default_value_t = 2000)]
+    pub connect_queue_ms: u64,
     /// Frames per second one connection may send, with bursts of twice
     /// that; a frame over it is not relayed and is answered
     /// `ErrorResponse{RATE_LIMITED}`. A game client sends a few frames per
@@ -155,7 +168,9 @@ impl Default for Config {
             outbound_queue_bytes: 65_536,
             login_deadline_secs: 10,
             max_connections: 10_000,
-            max_connects_per_ip_per_sec: 20,
+            max_connects_per_ip_per_sec: 200,
+            connect_burst_per_ip: 400,
+            connect_queue_ms: 2000,
             max_packets_per_sec: 100,
             rate_limit_kick_after: 50,
             request_timeout_ms: 5000,
@@ -202,6 +217,9 @@ impl Config {
         if self.max_connects_per_ip_per_sec == 0 {
             return bad("--max-connects-per-ip-per-sec must be at least 1".into());
         }
+        if self.connect_burst_per_ip == 0 {
+            return bad("--connect-burst-per-ip must be at least 1".into());
+        }
         if self.max_packets_per_sec == 0 {
             return bad("--max-packets-per-sec must be at least 1".into());
         }
@@ -229,9 +247,9 @@ impl Config {
         Duration::from_secs(self.login_deadline_secs)
     }
 
-    /// Connect burst per source address: twice the rate.
-    pub fn connect_burst_per_ip(&self) -> u32 {
-        self.max_connects_per_ip_per_sec.saturating_mul(2)
+    /// The connect queue bound as a duration.
+    pub fn connect_queue(&self) -> Duration {
+        Duration::from_millis(self.connect_queue_ms)
     }
 
     /// Frame burst per connection: twice the rate.
@@ -261,6 +279,8 @@ mod tests {
             parsed.max_connects_per_ip_per_sec,
             d.max_connects_per_ip_per_sec
         );
+        assert_eq!(parsed.connect_burst_per_ip, d.connect_burst_per_ip);
+        assert_eq!(parsed.connect_queue_ms, d.connect_queue_ms);
         assert_eq!(parsed.max_packets_per_sec, d.max_packets_per_sec);
         assert_eq!(parsed.rate_limit_kick_after, d.rate_limit_kick_after);
         assert_eq!(parsed.request_timeout_ms, d.request_timeout_ms);
@@ -282,7 +302,7 @@ mod tests {
     #[test]
     fn zero_limits_are_refused_with_the_flag_name() {
         type Case = (fn(&mut Config), &'static str);
-        let cases: [Case; 7] = [
+        let cases: [Case; 8] = [
             (|c| c.node.link_sndhwm = 0, "--link-sndhwm"),
             (|c| c.node.link_rcvhwm = 0, "--link-rcvhwm"),
             (|c| c.outbound_queue_bytes = 0, "--outbound-queue-bytes"),
@@ -292,6 +312,7 @@ mod tests {
                 |c| c.max_connects_per_ip_per_sec = 0,
                 "--max-connects-per-ip-per-sec",
             ),
+            (|c| c.connect_burst_per_ip = 0, "--connect-burst-per-ip"),
             (|c| c.max_packets_per_sec = 0, "--max-packets-per-sec"),
         ];
         for (set, flag) in cases {

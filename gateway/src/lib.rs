@@ -39,6 +39,7 @@ pub(crate) mod in_flight;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod pacer;
 pub mod pin_table;
 pub mod upstream;
 
@@ -60,7 +61,6 @@ pub use error::GatewayError;
 
 use clients::ClientRegistry;
 use gamemesh_node::log_throttle::LogThrottle;
-use gamemesh_node::rate_limit::KeyedLimiter;
 use limits::{Counters, Refusal};
 use pin_table::PinTable;
 use upstream::Upstream;
@@ -77,8 +77,8 @@ pub(crate) struct Shared {
     upstream: Upstream,
     /// Sockets admitted and not yet closed (`--max-connections`).
     open: Arc<AtomicUsize>,
-    /// Per-source-address connect buckets.
-    connect_limiter: KeyedLimiter<std::net::IpAddr>,
+    /// Per-source-address connect pace.
+    connect_pacer: pacer::ConnectPacer,
     /// What the protections refused and kicked.
     counters: Counters,
     /// One "gateway is full" line a second at most.
@@ -234,9 +234,10 @@ pub async fn start(
         clients: ClientRegistry::default(),
         upstream,
         open: Arc::new(AtomicUsize::new(0)),
-        connect_limiter: limits::connect_limiter(
+        connect_pacer: pacer::ConnectPacer::new(
             config.max_connects_per_ip_per_sec,
-            config.connect_burst_per_ip(),
+            config.connect_burst_per_ip,
+            config.connect_queue(),
         ),
         counters: Counters::default(),
         full_log: LogThrottle::new(Duration::from_secs(1)),

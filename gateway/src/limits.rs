@@ -4,31 +4,20 @@
 //!
 //! - [`packet_bucket`]: one per connection, owned by its task (no lock on
 //!   the hot path), for `--max-packets-per-sec`.
-//! - [`connect_limiter`]: one per gateway, consulted by the accept loop,
-//!   for `--max-connects-per-ip-per-sec`.
+//! - the per-address connect pace lives in [`crate::pacer`] (it reserves
+//!   slots, which a refusing bucket does not).
 //! - [`abuse_window`]: one per connection, for `--rate-limit-kick-after`.
 //! - [`Counters`]: what was refused and kicked, read by tests and exported
 //!   as metrics.
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gamemesh_node::fixed_window::FixedWindow;
-use gamemesh_node::rate_limit::{KeyedLimiter, Rate, TokenBucket};
+use gamemesh_node::rate_limit::{Rate, TokenBucket};
 use gamemesh_proto::client::KickReason;
 
 use crate::metrics::{kick_index, GatewayMetrics, KICK_REASONS};
-
-/// How often the per-IP table drops the buckets that are full again
-/// (those carry no information: dropping them is lossless).
-const IP_SWEEP_EVERY: Duration = Duration::from_secs(10);
-
-/// Hard cap on tracked addresses. Beyond it (after a sweep) a new address
-/// is let through untracked: an attacker spread over that many addresses is
-/// the job of `--max-connections` and of the network in front of us, and
-/// refusing every newcomer would lock out real players.
-const MAX_TRACKED_IPS: usize = 100_000;
 
 /// Length of the window in which rate-limited frames are counted towards
 /// an abuse kick.
@@ -39,16 +28,6 @@ pub const ABUSE_WINDOW: Duration = Duration::from_secs(10);
 /// once.
 pub fn packet_bucket(per_sec: u32, burst: u32) -> TokenBucket {
     TokenBucket::new(Rate::per_second(per_sec).burst(burst))
-}
-
-/// The per-source-address connect limiter: `per_sec` connects a second per
-/// address (per /64 for IPv6, see `gamemesh_node::rate_limit::ip_key`),
-/// bursting to `burst`, over at most 100,000 addresses. Only
-/// the accept loop calls it, so its lock is never contended.
-pub fn connect_limiter(per_sec: u32, burst: u32) -> KeyedLimiter<IpAddr> {
-    KeyedLimiter::new(Rate::per_second(per_sec).burst(burst))
-        .max_keys(MAX_TRACKED_IPS)
-        .sweep_every(IP_SWEEP_EVERY)
 }
 
 /// A connection's count of rate-limited frames: a client that briefly
@@ -64,7 +43,7 @@ pub fn abuse_window(kick_after: u32) -> FixedWindow {
 pub enum Refusal {
     /// `--max-connections` reached.
     GatewayFull,
-    /// `--max-connects-per-ip-per-sec` exceeded.
+    /// Over its address's connect pace by more than `--connect-queue-ms`.
     IpRate,
 }
 
@@ -78,6 +57,8 @@ pub struct Counters {
     refused_full: AtomicU64,
     /// Sockets refused by the per-IP connect rate.
     refused_ip_rate: AtomicU64,
+    /// Sockets that waited for their slot in their address's pace.
+    paced: AtomicU64,
     /// Frames answered `RATE_LIMITED` instead of being relayed.
     rate_limited_frames: AtomicU64,
     /// Kicks by `KickReason` value (anything unknown lands in 0).
@@ -109,6 +90,17 @@ impl Counters {
         .load(Ordering::Relaxed)
     }
 
+    /// Counts one socket that waits for its slot in its address's pace.
+    pub fn paced(&self) {
+        self.metrics.paced.increment(1);
+        self.paced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sockets paced so far.
+    pub fn paced_count(&self) -> u64 {
+        self.paced.load(Ordering::Relaxed)
+    }
+
     /// Counts one rate-limited frame.
     pub fn rate_limited(&self) {
         self.metrics.rate_limited.increment(1);
@@ -136,28 +128,7 @@ impl Counters {
 mod tests {
     use super::*;
     use gamemesh_node::fixed_window::Tally;
-    use gamemesh_node::rate_limit::Verdict;
-    use std::net::Ipv4Addr;
     use tokio::time::Instant;
-
-    #[tokio::test(start_paused = true)]
-    async fn the_connect_limiter_is_per_address_and_forgets_idle_ones() {
-        let l = connect_limiter(2, 4);
-        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
-        let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
-        let verdicts: Vec<_> = (0..5).map(|_| l.check(&a)).collect();
-        assert_eq!(verdicts[..4], [Verdict::Allowed; 4]);
-        assert_eq!(verdicts[4], Verdict::Refused);
-        assert_eq!(l.check(&b), Verdict::Allowed, "neighbour unaffected");
-        // After a sweep interval of silence both are full again and swept
-        // on the next check.
-        tokio::time::advance(IP_SWEEP_EVERY).await;
-        assert_eq!(
-            l.check(&IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3))),
-            Verdict::Allowed
-        );
-        assert_eq!(l.len(), 1, "idle addresses are forgotten");
-    }
 
     #[test]
     fn the_abuse_window_kicks_only_more_than_kick_after() {

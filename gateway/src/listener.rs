@@ -3,10 +3,15 @@
 //! a network blip) must not overflow it into one-second SYN retries.
 //!
 //! Admission happens here, before a socket costs a task: first the per-IP
-//! connect rate (`--max-connects-per-ip-per-sec`), then
-//! `--max-connections`. A refused socket is still accepted (so the client
-//! learns why instead of hanging in the backlog), sent
-//! `Kicked{SERVER_UNAVAILABLE}` within a short bound, closed and counted.
+//! connect pace (`--max-connects-per-ip-per-sec`, `--connect-burst-per-ip`,
+//! `--connect-queue-ms`, see [`crate::pacer`]), then `--max-connections`.
+//! A socket within its address's burst is served at once; one past it
+//! waits for its slot in accept order; one that would wait longer than
+//! `--connect-queue-ms` is refused. A refused socket is still accepted (so
+//! the client learns why instead of hanging in the backlog), sent
+//! `Kicked{RATE_LIMITED}` (its address's rate) or
+//! `Kicked{SERVER_UNAVAILABLE}` (gateway full) within a short bound,
+//! closed and counted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,8 +30,9 @@ use crate::clients::kick_body;
 use crate::connection::{Slot, LAST_FRAME_TIMEOUT};
 use crate::error::GatewayError;
 use crate::limits::Refusal;
+use crate::pacer::Admission;
 use crate::{connection, Shared};
-use gamemesh_node::rate_limit::{ip_key, Verdict};
+use gamemesh_node::rate_limit::ip_key;
 
 /// Listen backlog for client sockets.
 pub const BACKLOG: u32 = 4096;
@@ -76,50 +82,7 @@ pub(crate) async fn accept_loop(
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((stream, peer)) => {
-                if shared.connect_limiter.check(&ip_key(peer.ip())) == Verdict::Refused {
-                    if let Some(suppressed) = shared.ip_rate_log.allow() {
-                        warn!(
-                            "Connection refused: Peer={peer}: over --max-connects-per-ip-per-sec {} (burst {}) from {} ({suppressed} more refusals not logged)",
-                            shared.config.max_connects_per_ip_per_sec,
-                            shared.config.connect_burst_per_ip(),
-                            peer.ip()
-                        );
-                    }
-                    refuse(
-                        &shared,
-                        &tracker,
-                        stream,
-                        Refusal::IpRate,
-                        "too many connections from your address; retry later",
-                    );
-                    continue;
-                }
-                let Some(slot) = Slot::claim(&shared.open, shared.config.max_connections) else {
-                    if let Some(suppressed) = shared.full_log.allow() {
-                        warn!(
-                            "Connection refused: Peer={peer}: gateway is full (--max-connections {}) ({suppressed} more refusals not logged)",
-                            shared.config.max_connections
-                        );
-                    }
-                    refuse(
-                        &shared,
-                        &tracker,
-                        stream,
-                        Refusal::GatewayFull,
-                        "gateway is full",
-                    );
-                    continue;
-                };
-                shared.counters.metrics().accepted.increment(1);
-                tracker.spawn(connection::serve(
-                    stream,
-                    peer,
-                    shared.clone(),
-                    shutdown.clone(),
-                    slot,
-                ));
-            }
+            Ok((stream, peer)) => admit(stream, peer, &shared, &tracker, &shutdown),
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning; existing
                 // clients keep being served.
@@ -130,8 +93,76 @@ pub(crate) async fn accept_loop(
     }
 }
 
+/// Admits one accepted socket: paced by its address's connect rate, then
+/// given a `--max-connections` slot, then served now or, when its address
+/// is over its burst, once its slot in the pace comes (in its own task, so
+/// the accept loop goes on accepting other addresses meanwhile).
+fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let admission = shared.connect_pacer.admit(ip_key(peer.ip()));
+    if admission == Admission::Refused {
+        if let Some(suppressed) = shared.ip_rate_log.allow() {
+            warn!(
+                "Connection refused: Peer={peer}: over --max-connects-per-ip-per-sec {} (burst {}, --connect-queue-ms {}) from {} ({suppressed} more refusals not logged)",
+                shared.config.max_connects_per_ip_per_sec,
+                shared.config.connect_burst_per_ip,
+                shared.config.connect_queue_ms,
+                peer.ip()
+            );
+        }
+        refuse(
+            shared,
+            tracker,
+            stream,
+            Refusal::IpRate,
+            "rate limited: too many new connections from your address; retry in a few seconds",
+        );
+        return;
+    }
+    let Some(slot) = Slot::claim(&shared.open, shared.config.max_connections) else {
+        if let Some(suppressed) = shared.full_log.allow() {
+            warn!(
+                "Connection refused: Peer={peer}: gateway is full (--max-connections {}) ({suppressed} more refusals not logged)",
+                shared.config.max_connections
+            );
+        }
+        refuse(
+            shared,
+            tracker,
+            stream,
+            Refusal::GatewayFull,
+            "gateway is full",
+        );
+        return;
+    };
+    shared.counters.metrics().accepted.increment(1);
+    let serve = connection::serve(stream, peer, shared.clone(), shutdown.clone(), slot);
+    match admission {
+        Admission::At(start) => {
+            shared.counters.paced();
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                tokio::select! {
+                    // Dropping `serve` closes the socket and frees its slot.
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep_until(start) => serve.await,
+                }
+            });
+        }
+        _ => {
+            tracker.spawn(serve);
+        }
+    }
+}
+
 /// Counts a refused socket and, in a short-lived task, tells it why
-/// (`Kicked{SERVER_UNAVAILABLE}`, best effort, at most
+/// (`Kicked{RATE_LIMITED}` for its address's rate,
+/// `Kicked{SERVER_UNAVAILABLE}` for a full gateway; best effort, at most
 /// [`LAST_FRAME_TIMEOUT`]) and closes it.
 fn refuse(
     shared: &Shared,
@@ -141,7 +172,14 @@ fn refuse(
     detail: &'static str,
 ) {
     shared.counters.refused(why);
-    let frame = encode_frame(&kick_body(KickReason::ServerUnavailable, detail));
+    let reason = match why {
+        Refusal::IpRate => KickReason::RateLimited,
+        Refusal::GatewayFull => KickReason::ServerUnavailable,
+    };
+    // Counted as a kick too, so `kicks_total{reason="rate_limited"}` shows
+    // what players were told.
+    shared.counters.kicked(reason);
+    let frame = encode_frame(&kick_body(reason, detail));
     tracker.spawn(async move {
         let _ = tokio::time::timeout(LAST_FRAME_TIMEOUT, async {
             stream.write_all(&frame).await?;

@@ -39,6 +39,9 @@ pub struct GatewayMetrics {
     pub refused_full: Counter,
     /// `gamemesh_gateway_connections_refused_total{reason="ip_rate"}`.
     pub refused_ip_rate: Counter,
+    /// `gamemesh_gateway_connections_paced_total`: sockets that waited for
+    /// their slot in their address's connect pace.
+    pub paced: Counter,
     /// `gamemesh_gateway_connections_open`.
     pub open: Gauge,
     /// `gamemesh_gateway_packets_in_total`: frames from clients.
@@ -73,6 +76,7 @@ impl GatewayMetrics {
             accepted: counter!("gamemesh_gateway_connections_accepted_total"),
             refused_full: refused("gateway_full"),
             refused_ip_rate: refused("ip_rate"),
+            paced: counter!("gamemesh_gateway_connections_paced_total"),
             open: gauge!("gamemesh_gateway_connections_open"),
             packets_in: counter!("gamemesh_gateway_packets_in_total"),
             bytes_in: counter!("gamemesh_gateway_bytes_in_total"),

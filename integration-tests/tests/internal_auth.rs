@@ -24,8 +24,7 @@ use gamemesh_proto::internal::{
     GatewayToServer, ServerHello, ServerToGateway,
 };
 use gamemesh_proto::{packets, Message};
-use gamemesh_transport::{Link, LinkConfig, LinkEvent, ZmqLink};
-use tokio::sync::mpsc;
+use gamemesh_transport::{Link, LinkConfig, LinkEvent, LinkReceiver, ZmqLink};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -72,7 +71,7 @@ fn tcp_state(local: u16, remote: u16) -> Option<u8> {
 struct FakeGateway {
     node_id: u64,
     link: ZmqLink,
-    events: mpsc::Receiver<LinkEvent>,
+    events: LinkReceiver,
     secret: Option<ClusterSecret>,
 }
 

@@ -460,19 +460,32 @@ impl JobStore {
 
     /// Records that `owner` ran job `id` successfully.
     pub async fn complete(&self, id: &str, owner: &str) -> Result<Outcome, JobsError> {
-        let r: i64 = self
-            .run_script(
-                &self.scripts.complete,
-                &[key("running"), key("due"), key("waiting")],
-                &[
-                    id.to_string(),
-                    owner.to_string(),
-                    now_ms().to_string(),
-                    PREFIX.to_string(),
-                    DONE_RETENTION.as_millis().to_string(),
-                ],
-            )
-            .await?;
+        let keys = [key("running"), key("due"), key("waiting")];
+        let extra = [DONE_RETENTION.as_millis().to_string()];
+        self.as_owner(&self.scripts.complete, &keys, id, owner, now_ms(), &extra)
+            .await
+    }
+
+    /// Runs one of the scripts that act on job `id` only while `owner`
+    /// holds it (complete, release, renew): their arguments start
+    /// `id, owner, <time>, PREFIX` and they answer 1 when they did it.
+    async fn as_owner(
+        &self,
+        script: &Script,
+        keys: &[String],
+        id: &str,
+        owner: &str,
+        at_ms: i64,
+        extra: &[String],
+    ) -> Result<Outcome, JobsError> {
+        let mut args = vec![
+            id.to_string(),
+            owner.to_string(),
+            at_ms.to_string(),
+            PREFIX.to_string(),
+        ];
+        args.extend_from_slice(extra);
+        let r: i64 = self.run_script(script, keys, &args).await?;
         Ok(if r == 1 {
             Outcome::Done
         } else {
@@ -514,23 +527,9 @@ impl JobStore {
     /// Gives job `id` back without counting the attempt (a runner stopping
     /// before the job finished): another server can take it at once.
     pub async fn release(&self, id: &str, owner: &str) -> Result<Outcome, JobsError> {
-        let r: i64 = self
-            .run_script(
-                &self.scripts.release,
-                &[key("running"), key("due")],
-                &[
-                    id.to_string(),
-                    owner.to_string(),
-                    now_ms().to_string(),
-                    PREFIX.to_string(),
-                ],
-            )
-            .await?;
-        Ok(if r == 1 {
-            Outcome::Done
-        } else {
-            Outcome::NotOwner
-        })
+        let keys = [key("running"), key("due")];
+        self.as_owner(&self.scripts.release, &keys, id, owner, now_ms(), &[])
+            .await
     }
 
     /// Extends `owner`'s lease on job `id` to `lease` from now.
@@ -540,23 +539,16 @@ impl JobStore {
         owner: &str,
         lease: Duration,
     ) -> Result<Outcome, JobsError> {
-        let r: i64 = self
-            .run_script(
-                &self.scripts.renew,
-                &[key("running")],
-                &[
-                    id.to_string(),
-                    owner.to_string(),
-                    (now_ms() + lease.as_millis() as i64).to_string(),
-                    PREFIX.to_string(),
-                ],
-            )
-            .await?;
-        Ok(if r == 1 {
-            Outcome::Done
-        } else {
-            Outcome::NotOwner
-        })
+        let until = now_ms() + lease.as_millis() as i64;
+        self.as_owner(
+            &self.scripts.renew,
+            &[key("running")],
+            id,
+            owner,
+            until,
+            &[],
+        )
+        .await
     }
 
     /// Puts failed job `id` back in the queue, due now, with all its

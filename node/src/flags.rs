@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use clap::Args;
 use gamemesh_proto::cluster_auth::ClusterSecret;
-use gamemesh_transport::{LinkConfig, LinkEvent, ZmqLink, DEFAULT_RCVHWM, DEFAULT_SNDHWM};
-use tokio::sync::mpsc;
+use gamemesh_transport::{LinkConfig, LinkReceiver, ZmqLink, DEFAULT_RCVHWM, DEFAULT_SNDHWM};
 
 use crate::error::StartError;
 use crate::LogFormat;
@@ -157,7 +156,7 @@ impl<R: NodeRole> NodeFlags<R> {
         host: &str,
         port: u16,
         (what, flag): (&'static str, &'static str),
-    ) -> Result<(ZmqLink, mpsc::Receiver<LinkEvent>), StartError> {
+    ) -> Result<(ZmqLink, LinkReceiver), StartError> {
         let mut link = LinkConfig::new(role, self.node_id, host, port);
         link.sndhwm = self.link_sndhwm;
         link.rcvhwm = self.link_rcvhwm;

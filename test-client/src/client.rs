@@ -256,9 +256,16 @@ impl Client {
                 )))
             }
         };
+        Self::from_stream(stream, addr, timeout).map_err(connect_error)
+    }
+
+    /// A client over a socket the caller connected (say, from a chosen
+    /// source address, as the storm tests do); `addr` is for messages and
+    /// `timeout` becomes the default wait for replies.
+    pub fn from_stream(stream: TcpStream, addr: &str, timeout: Duration) -> io::Result<Client> {
         // Requests are small and latency is what the echo command measures:
         // Nagle's algorithm would add delayed-ACK stalls to round trips.
-        stream.set_nodelay(true).map_err(connect_error)?;
+        stream.set_nodelay(true)?;
         Ok(Client {
             framed: Framed::new(stream, FrameCodec::new(MAX_CLIENT_FRAME_BYTES)),
             addr: addr.to_owned(),

@@ -31,6 +31,16 @@ pub enum LinkError {
     Closed,
 }
 
+/// A [`crate::Link::send_many`] that handed over only some payloads.
+#[derive(Debug, Error)]
+#[error("{sent} payload(s) sent, then: {error}")]
+pub struct SendManyError {
+    /// How many payloads went (the first `sent`, in order).
+    pub sent: usize,
+    /// Why the next one did not (the rest were not tried).
+    pub error: LinkError,
+}
+
 impl LinkError {
     /// A short static label for logs and metrics.
     pub fn kind(&self) -> &'static str {

@@ -10,16 +10,29 @@
 //! [`Link`] is the small trait the rest of gamemesh uses;
 //! [`zmq_link::ZmqLink`] implements it with libzmq (ROUTER in, one DEALER per
 //! peer out), which reconnects by itself when a peer restarts, bounds every
-//! queue with high-water marks and runs ZMTP heartbeats. The blocking
-//! receive lives on a dedicated thread; sends are non-blocking and made
-//! under a mutex from the caller's thread (see [`zmq_link`]).
+//! queue with high-water marks and runs ZMTP heartbeats.
+//!
+//! Modules, in the order a payload meets them:
+//! - [`zmq_link`]: the link, its sockets and options, and where a send
+//!   finds its pipe;
+//! - [`pipe`] (private): one outbound pipe; a send in progress takes along
+//!   whatever other senders queued meanwhile, as one batch;
+//! - [`batch`]: the wire format, one ZeroMQ message = a batch of payloads;
+//! - [`receiver`]: the ROUTER, read on tokio through its FD by the one
+//!   task that owns the [`LinkReceiver`], which splits each batch into
+//!   [`LinkEvent`]s (slices of one buffer, no copy per payload);
+//! - [`error`]: what can go wrong.
 
+pub mod batch;
 pub mod error;
+mod pipe;
+pub mod receiver;
 pub mod zmq_link;
 
 use bytes::Bytes;
 
-pub use error::LinkError;
+pub use error::{LinkError, SendManyError};
+pub use receiver::LinkReceiver;
 pub use zmq_link::{curve_available, LinkConfig, ZmqLink, DEFAULT_RCVHWM, DEFAULT_SNDHWM};
 
 /// This process's incarnation: its start time in Unix milliseconds, the
@@ -49,7 +62,9 @@ pub enum LinkEvent {
         /// The sender's whole routing id (`<role>:<node id>:<token>`): one
         /// per outbound pipe of the sender. Authentication is bound to it.
         routing_id: Bytes,
-        /// The payload, untouched.
+        /// The payload, untouched: a slice of the batch it came in (no
+        /// copy). Holding it holds that whole batch (up to
+        /// [`LinkConfig::max_batch`] bytes); copy what is kept for long.
         payload: Bytes,
     },
 }
@@ -70,6 +85,18 @@ pub trait Link: Send + Sync + 'static {
     fn disconnect(&self, peer: NodeId) -> Result<(), LinkError>;
     /// Hands `payload` to the pipe to `peer`, or fails without blocking.
     fn send(&self, peer: NodeId, payload: Bytes) -> Result<(), LinkError>;
+    /// Hands `payloads` to the pipe to `peer`, in order, without blocking:
+    /// a caller with several payloads for one peer at hand (a burst read
+    /// from one client, the replies of one wake-up) sends them as few
+    /// messages as the link allows. On a refusal, says how many went (a
+    /// prefix) and why the next did not; the rest were not tried.
+    fn send_many(&self, peer: NodeId, payloads: &[Bytes]) -> Result<(), SendManyError> {
+        for (sent, payload) in payloads.iter().enumerate() {
+            self.send(peer, payload.clone())
+                .map_err(|error| SendManyError { sent, error })?;
+        }
+        Ok(())
+    }
     /// Like [`Link::send`], with the payload built from the routing id of
     /// the pipe it will travel on, atomically with the send: a hello signs
     /// that routing id, so its proof is valid on that pipe only.

@@ -30,8 +30,8 @@ use gamemesh_proto::internal::{
     SessionReleased,
 };
 use gamemesh_proto::{packets, Message};
-use gamemesh_transport::{Link, LinkEvent, NodeId, ZmqLink};
-use tokio::sync::{mpsc, oneshot};
+use gamemesh_transport::{Link, LinkEvent, LinkReceiver, NodeId, ZmqLink};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -461,7 +461,7 @@ pub async fn registry_loop<H: MeshHost>(
 /// they never hold up heartbeats.
 pub async fn run<H: MeshHost>(
     state: Arc<H>,
-    mut events: mpsc::Receiver<LinkEvent>,
+    mut events: LinkReceiver,
     heartbeat: Duration,
     shutdown: CancellationToken,
 ) {

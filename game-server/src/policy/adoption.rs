@@ -91,10 +91,12 @@ where
                             "Frame for unknown session: SessionId={}, Socket={}; kicking",
                             pin.session_id, conn.socket
                         );
+                        // The kick names the session, so a gateway that
+                        // moved the socket elsewhere meanwhile ignores it.
                         state.gateways.kick(
                             conn.gateway,
                             &conn.socket,
-                            0,
+                            pin.session_id,
                             KickReason::SessionExpired,
                             "the session no longer exists; log in again",
                         );
