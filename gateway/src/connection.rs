@@ -23,7 +23,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use gamemesh_node::fixed_window::{FixedWindow, Tally};
@@ -41,16 +40,8 @@ use uuid::Uuid;
 use crate::clients::{kick_body, ClientHandle, Outbound};
 use crate::in_flight::{InFlight, Reply};
 use crate::limits::{abuse_window, packet_bucket, ABUSE_WINDOW};
-use crate::wire::{Inbound, ReadError, WireReader, WireWriter};
+use crate::wire::{Inbound, ReadError, Wire};
 use crate::Shared;
-
-/// How long a kicked (or refused) client gets to take its last frame
-/// before we close.
-pub(crate) const LAST_FRAME_TIMEOUT: Duration = Duration::from_millis(200);
-
-/// How long a closed connection's input is drained (see
-/// [`WireReader::drain`]).
-const DRAIN_BEFORE_CLOSE: Duration = Duration::from_millis(500);
 
 /// Bodies gathered into one write at most (more stay queued for the next
 /// one), so one write never holds a socket's task for long.
@@ -119,7 +110,7 @@ enum Event {
 
 /// One client socket's state: its two halves, its queue, its limits and
 /// timers. Owned by the socket's task.
-pub(crate) struct Connection<R, W> {
+pub(crate) struct Connection<W> {
     /// The id game servers know the socket by.
     socket: Uuid,
     /// The client's address, for log lines.
@@ -134,10 +125,8 @@ pub(crate) struct Connection<R, W> {
     handle: Arc<ClientHandle>,
     /// The socket's queue as this task reads it.
     rx: mpsc::Receiver<Outbound>,
-    /// Bodies from the client.
-    reader: R,
-    /// Bodies to the client.
-    writer: W,
+    /// The socket, framed.
+    wire: W,
     /// `--max-packets-per-sec`, owned by the task (no lock).
     bucket: TokenBucket,
     /// `--rate-limit-kick-after`: rate-limited frames in the window.
@@ -159,26 +148,25 @@ pub(crate) struct Connection<R, W> {
     _slot: Slot,
 }
 
-/// Serves one client socket, given as its two halves, until it closes.
-/// `slot` is its place under `--max-connections`, freed when this returns.
-pub(crate) async fn serve<R: WireReader, W: WireWriter>(
-    (reader, writer): (R, W),
+/// Serves one client socket until it closes. `slot` is its place under
+/// `--max-connections`, freed when this returns.
+pub(crate) async fn serve<W: Wire>(
+    wire: W,
     peer: SocketAddr,
     transport: &'static str,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     slot: Slot,
 ) {
-    let mut conn = Connection::open(reader, writer, peer, transport, shared, shutdown, slot);
+    let mut conn = Connection::open(wire, peer, transport, shared, shutdown, slot);
     let end = conn.run().await;
     conn.finish(end).await;
 }
 
-impl<R: WireReader, W: WireWriter> Connection<R, W> {
+impl<W: Wire> Connection<W> {
     /// Registers the socket's queue and routes it to a game server.
     fn open(
-        reader: R,
-        writer: W,
+        wire: W,
         peer: SocketAddr,
         transport: &'static str,
         shared: Arc<Shared>,
@@ -213,8 +201,7 @@ impl<R: WireReader, W: WireWriter> Connection<R, W> {
             shutdown,
             handle,
             rx,
-            reader,
-            writer,
+            wire,
             _slot: slot,
         }
     }
@@ -254,7 +241,7 @@ impl<R: WireReader, W: WireWriter> Connection<R, W> {
             _ = self.handle.slow.cancelled() => Event::Slow,
             _ = &mut self.expiry, if self.expiry_armed => Event::Expiry,
             out = self.rx.recv() => Event::Outbound(out),
-            read = self.reader.next() => Event::Read(read),
+            read = self.wire.next() => Event::Read(read),
             _ = &mut self.idle => Event::Idle,
             _ = &mut self.login_timer, if self.login_pending => Event::LoginDeadline,
         }
@@ -382,7 +369,7 @@ impl<R: WireReader, W: WireWriter> Connection<R, W> {
                 // DOWN notice (acted on by `admit`).
                 None | Some(Outbound::GameServerDown(_)) => {}
                 Some(Outbound::Frame(body) | Outbound::Reply(body)) => {
-                    self.writer.queue(&body);
+                    self.wire.queue(&body);
                     frames += 1;
                     bytes += body.len();
                 }
@@ -415,7 +402,7 @@ impl<R: WireReader, W: WireWriter> Connection<R, W> {
     /// kick, shutdown and the idle timeout; the end it returns says which.
     async fn write_batch(&mut self) -> Result<(), End> {
         let stopped = tokio::select! {
-            r = self.writer.write_batch() => match r {
+            r = self.wire.write_batch() => match r {
                 Ok(()) => return Ok(()),
                 Err(e) => End::Error(format!("write failed: {e}")),
             },
@@ -530,12 +517,7 @@ impl<R: WireReader, W: WireWriter> Connection<R, W> {
             End::Closed { reason, last } => (reason, last),
             End::Error(e) => (e, None),
         };
-        let closing = self.writer.close(last, LAST_FRAME_TIMEOUT);
-        if drain {
-            tokio::join!(closing, self.reader.drain(DRAIN_BEFORE_CLOSE));
-        } else {
-            closing.await;
-        }
+        self.wire.close(last, drain).await;
         let socket = self.socket;
         shared.clients.lock().remove(&socket);
         if let Some(route) = shared.pins.remove(&socket) {

@@ -18,6 +18,7 @@
 //! the TLS handshake (`wss://`) and the WebSocket upgrade within the login
 //! deadline, in their own task, before they are served like any other.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,11 +34,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::clients::kick_body;
-use crate::connection::{Slot, LAST_FRAME_TIMEOUT};
+use crate::connection::Slot;
 use crate::error::GatewayError;
 use crate::limits::Refusal;
 use crate::pacer::Admission;
-use crate::wire::{tcp, ws, WireWriter};
+use crate::wire::{tcp, ws, Wire, LAST_FRAME_TIMEOUT};
 use crate::{connection, Shared};
 use gamemesh_node::rate_limit::ip_key;
 
@@ -75,57 +76,59 @@ impl ClientPort {
         let max_frame = shared.config.max_frame_bytes;
         let tls = match self {
             ClientPort::Tcp => {
-                let halves = tcp::split(stream, max_frame);
-                return connection::serve(halves, peer, name, shared, shutdown, slot).await;
+                let wire = tcp::TcpWire::new(stream, max_frame);
+                return connection::serve(wire, peer, name, shared, shutdown, slot).await;
             }
             ClientPort::Ws(tls) => tls,
         };
         let _ = stream.set_nodelay(true);
         let config = ws::config(max_frame);
-        let deadline = shared.config.login_deadline();
-        let handshake = async {
-            match tls {
-                None => ws::accept(stream, config)
-                    .await
-                    .map(|h| Halves::Plain(h.0, h.1))
-                    .map_err(|e| e.to_string()),
-                Some(tls) => {
-                    let stream = tls.accept(stream).await.map_err(|e| format!("TLS: {e}"))?;
-                    ws::accept(stream, config)
-                        .await
-                        .map(|h| Halves::Tls(h.0, h.1))
-                        .map_err(|e| e.to_string())
+        match tls {
+            None => {
+                let handshake =
+                    async { ws::accept(stream, config).await.map_err(|e| e.to_string()) };
+                if let Some(wire) = upgrade(&shared, peer, name, &shutdown, handshake).await {
+                    connection::serve(wire, peer, name, shared, shutdown, slot).await;
                 }
             }
-        };
-        let halves = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            h = tokio::time::timeout(deadline, handshake) => match h {
-                Ok(Ok(halves)) => halves,
-                Ok(Err(e)) => return handshake_failed(&shared, peer, name, &e),
-                Err(_) => return handshake_failed(&shared, peer, name, "timed out (--login-deadline-secs)"),
-            },
-        };
-        match halves {
-            Halves::Plain(r, w) => {
-                connection::serve((r, w), peer, name, shared, shutdown, slot).await
-            }
-            Halves::Tls(r, w) => {
-                connection::serve((r, w), peer, name, shared, shutdown, slot).await
+            Some(tls) => {
+                let handshake = async {
+                    let stream = tls.accept(stream).await.map_err(|e| format!("TLS: {e}"))?;
+                    ws::accept(stream, config).await.map_err(|e| e.to_string())
+                };
+                if let Some(wire) = upgrade(&shared, peer, name, &shutdown, handshake).await {
+                    connection::serve(wire, peer, name, shared, shutdown, slot).await;
+                }
             }
         }
     }
 }
 
-/// A WebSocket after its upgrade, on a plain or a TLS socket.
-enum Halves {
-    /// `ws://`.
-    Plain(ws::WsReader<TcpStream>, ws::WsWriter<TcpStream>),
-    /// `wss://`.
-    Tls(
-        ws::WsReader<tokio_rustls::server::TlsStream<TcpStream>>,
-        ws::WsWriter<tokio_rustls::server::TlsStream<TcpStream>>,
-    ),
+/// Runs a socket's handshakes, bounded by the login deadline (a socket
+/// that never finishes its upgrade holds a `--max-connections` slot no
+/// longer than one that never logs in) and by shutdown.
+async fn upgrade<T>(
+    shared: &Shared,
+    peer: SocketAddr,
+    port: &str,
+    shutdown: &CancellationToken,
+    handshake: impl Future<Output = Result<T, String>>,
+) -> Option<T> {
+    let deadline = shared.config.login_deadline();
+    tokio::select! {
+        _ = shutdown.cancelled() => None,
+        done = tokio::time::timeout(deadline, handshake) => match done {
+            Ok(Ok(upgraded)) => Some(upgraded),
+            Ok(Err(e)) => {
+                handshake_failed(shared, peer, port, &e);
+                None
+            }
+            Err(_) => {
+                handshake_failed(shared, peer, port, "not done within --login-deadline-secs");
+                None
+            }
+        },
+    }
 }
 
 /// Logs a failed WebSocket handshake (at most one line a second: a port
@@ -313,16 +316,16 @@ fn refuse(
                     let config = ws::config(max_frame);
                     match tls {
                         None => {
-                            if let Ok((_, w)) = ws::accept(stream, config).await {
-                                w.close(Some(body), LAST_FRAME_TIMEOUT).await;
+                            if let Ok(wire) = ws::accept(stream, config).await {
+                                wire.close(Some(body), false).await;
                             }
                         }
                         Some(tls) => {
                             let Ok(stream) = tls.accept(stream).await else {
                                 return;
                             };
-                            if let Ok((_, w)) = ws::accept(stream, config).await {
-                                w.close(Some(body), LAST_FRAME_TIMEOUT).await;
+                            if let Ok(wire) = ws::accept(stream, config).await {
+                                wire.close(Some(body), false).await;
                             }
                         }
                     }

@@ -14,6 +14,7 @@ pub mod tcp;
 pub mod ws;
 
 use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -41,42 +42,55 @@ pub(crate) enum ReadError {
     Protocol(String),
 }
 
-/// The reading half of a client socket.
-pub(crate) trait WireReader: Send + 'static {
+/// How long a kicked (or refused) client gets to take its last frame
+/// before we close.
+pub(crate) const LAST_FRAME_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// How long a closed connection's input is drained. Closing a socket with
+/// unread input makes the kernel send a reset, and a reset can make the
+/// client's kernel drop what it has not read yet, the `Kicked` among it: a
+/// client kicked mid-flood would never learn why. Bounded, so a client
+/// that keeps sending cannot hold the task.
+pub(crate) const DRAIN_BEFORE_CLOSE: Duration = Duration::from_millis(500);
+
+/// A client socket in one framing. Reading and writing never overlap (the
+/// connection's task does one at a time), so a framing owns its socket
+/// whole. Bodies to the client are queued, then written together:
+/// everything already waiting for a socket leaves in one write.
+pub(crate) trait Wire: Send + 'static {
     /// The next thing the client sent, or `Err` when the input is over.
     /// Cancel-safe: a select may drop it and call again without losing
     /// input.
     fn next(&mut self) -> impl Future<Output = Result<Inbound, ReadError>> + Send;
 
-    /// After our side closed: reads and discards what the client still
-    /// sends, for a short while (`drain_for`). Closing a socket with
-    /// unread input makes the kernel send a reset, and a reset can make
-    /// the client's kernel drop what it has not read yet, the `Kicked`
-    /// among it: a client kicked mid-flood would never learn why. Bounded,
-    /// so a client that keeps sending cannot hold the task.
-    fn drain(self, drain_for: std::time::Duration) -> impl Future<Output = ()> + Send;
-}
-
-/// The writing half of a client socket. Bodies are queued, then written
-/// together: everything already waiting for a socket leaves in one write.
-pub(crate) trait WireWriter: Send + 'static {
     /// Adds one body to the batch.
     fn queue(&mut self, body: &Bytes);
 
     /// Writes the batch. Cancel-safe: progress is kept in `self`, so a
     /// select may abandon a blocked write (idle timeout, slow consumer,
     /// shutdown) and [`close`](Self::close) still finishes the body that
-    /// was cut in half before its last frame.
+    /// was cut in half before the last frame.
     fn write_batch(&mut self) -> impl Future<Output = Result<(), String>> + Send;
 
     /// Finishes the body a cut-short batch was in the middle of (never
-    /// more: a half body would be garbage to the client, the rest of the
-    /// batch is dropped), writes `last` (usually a `Kicked`), closes our
-    /// side; all within `grace`, since a client that does not read gets
-    /// only a short one.
-    fn close(
-        self,
-        last: Option<Bytes>,
-        grace: std::time::Duration,
-    ) -> impl Future<Output = ()> + Send;
+    /// more: a half body would be garbage to the client; the rest of the
+    /// batch is dropped), writes `last` (usually a `Kicked`) within
+    /// [`LAST_FRAME_TIMEOUT`], and closes. With `drain` (we are the ones
+    /// closing), the client's input is read and discarded for up to
+    /// [`DRAIN_BEFORE_CLOSE`] (see there), without parsing it.
+    fn close(self, last: Option<Bytes>, drain: bool) -> impl Future<Output = ()> + Send;
+}
+
+/// Reads and discards `read` until EOF, an error or [`DRAIN_BEFORE_CLOSE`].
+async fn drain<R: tokio::io::AsyncRead + Unpin>(mut read: R) {
+    use tokio::io::AsyncReadExt;
+    let mut scratch = [0u8; 4096];
+    let _ = tokio::time::timeout(DRAIN_BEFORE_CLOSE, async {
+        while let Ok(n) = read.read(&mut scratch).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }

@@ -1,69 +1,26 @@
 //! Length-prefixed frames on a TCP socket (docs/PROTOCOL.md, "Framing").
 //!
-//! The writer gathers the batch into one buffer (a 64-byte body copies in
-//! less time than a vectored write sets up its slices) and writes it with
-//! one `write` when the socket takes it all, which it does unless the
-//! client stopped reading.
-
-use std::time::Duration;
+//! A batch is gathered into one buffer (a 64-byte body copies in less time
+//! than a vectored write sets up its slices) and written with one `write`
+//! when the socket takes it all, which it does unless the client stopped
+//! reading.
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use gamemesh_proto::{FrameCodec, FrameError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Encoder, FramedRead};
 
-use super::{Inbound, ReadError, WireReader, WireWriter};
+use super::{drain, Inbound, ReadError, Wire, LAST_FRAME_TIMEOUT};
 
-/// Splits a TCP socket into its framed halves.
-pub(crate) fn split(stream: TcpStream, max_frame_bytes: usize) -> (TcpReader, TcpWriter) {
-    let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
-    let frames = FramedRead::with_capacity(read, FrameCodec::new(max_frame_bytes), 256);
-    let writer = TcpWriter {
-        socket: write,
-        buf: BytesMut::new(),
-        frame_ends: Vec::new(),
-        written: 0,
-    };
-    (TcpReader { frames }, writer)
-}
-
-/// Cuts the socket's bytes into bodies.
-pub(crate) struct TcpReader {
-    /// The codec checks the length before reserving memory.
+/// A TCP client socket.
+pub(crate) struct TcpWire {
+    /// Bodies in; the codec checks each length before reserving memory.
     frames: FramedRead<OwnedReadHalf, FrameCodec>,
-}
-
-impl WireReader for TcpReader {
-    async fn next(&mut self) -> Result<Inbound, ReadError> {
-        match self.frames.next().await {
-            Some(Ok(body)) => Ok(Inbound::Body(body)),
-            Some(Err(FrameError::Io(e))) => Err(ReadError::Io(e.to_string())),
-            Some(Err(e)) => Err(ReadError::Protocol(e.to_string())),
-            None => Err(ReadError::Closed),
-        }
-    }
-
-    async fn drain(self, drain_for: Duration) {
-        let mut read = self.frames.into_inner();
-        let mut scratch = [0u8; 4096];
-        let _ = tokio::time::timeout(drain_for, async {
-            while let Ok(n) = read.read(&mut scratch).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        })
-        .await;
-    }
-}
-
-/// Writes batches of frames.
-pub(crate) struct TcpWriter {
-    /// Our half of the socket.
+    /// Our half for writing (split so a close can drain the other half
+    /// while it writes the last frame).
     socket: OwnedWriteHalf,
     /// The batch, encoded.
     buf: BytesMut,
@@ -74,7 +31,20 @@ pub(crate) struct TcpWriter {
     written: usize,
 }
 
-impl TcpWriter {
+impl TcpWire {
+    /// Frames `stream`, refusing bodies over `max_frame_bytes`.
+    pub(crate) fn new(stream: TcpStream, max_frame_bytes: usize) -> Self {
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        Self {
+            frames: FramedRead::with_capacity(read, FrameCodec::new(max_frame_bytes), 256),
+            socket: write,
+            buf: BytesMut::new(),
+            frame_ends: Vec::new(),
+            written: 0,
+        }
+    }
+
     /// The rest of the frame a cut-short write was in, if it was cut in
     /// the middle of one.
     fn unfinished(&self) -> &[u8] {
@@ -88,7 +58,16 @@ impl TcpWriter {
     }
 }
 
-impl WireWriter for TcpWriter {
+impl Wire for TcpWire {
+    async fn next(&mut self) -> Result<Inbound, ReadError> {
+        match self.frames.next().await {
+            Some(Ok(body)) => Ok(Inbound::Body(body)),
+            Some(Err(FrameError::Io(e))) => Err(ReadError::Io(e.to_string())),
+            Some(Err(e)) => Err(ReadError::Protocol(e.to_string())),
+            None => Err(ReadError::Closed),
+        }
+    }
+
     fn queue(&mut self, body: &Bytes) {
         encode(&mut self.buf, body);
         self.frame_ends.push(self.buf.len());
@@ -108,18 +87,25 @@ impl WireWriter for TcpWriter {
         Ok(())
     }
 
-    async fn close(mut self, last: Option<Bytes>, grace: Duration) {
+    async fn close(self, last: Option<Bytes>, drain_input: bool) {
         let mut out = BytesMut::from(self.unfinished());
         if let Some(body) = last {
             encode(&mut out, &body);
         }
-        let _ = tokio::time::timeout(grace, async {
+        let mut socket = self.socket;
+        let closing = async {
             if !out.is_empty() {
-                self.socket.write_all(&out).await?;
+                let _ = tokio::time::timeout(LAST_FRAME_TIMEOUT, socket.write_all(&out)).await;
             }
-            self.socket.shutdown().await
-        })
-        .await;
+            let _ = socket.shutdown().await;
+        };
+        if drain_input {
+            // Concurrently, so a client blocked writing to us gets unstuck
+            // and can read the last frame.
+            tokio::join!(closing, drain(self.frames.into_inner()));
+        } else {
+            closing.await;
+        }
     }
 }
 

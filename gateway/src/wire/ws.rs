@@ -15,10 +15,8 @@
 use std::future::poll_fn;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::rustls;
@@ -30,7 +28,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::{Inbound, ReadError, WireReader, WireWriter};
+use super::{drain, Inbound, ReadError, Wire, LAST_FRAME_TIMEOUT};
 
 /// The text a client that sent a text message is kicked with.
 pub const TEXT_REFUSED: &str =
@@ -87,71 +85,23 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Completes the WebSocket upgrade on `stream` (any path is accepted) and
-/// splits the socket into its halves.
-pub(crate) async fn accept<S>(
-    stream: S,
-    config: WebSocketConfig,
-) -> Result<(WsReader<S>, WsWriter<S>), WsError>
+/// Completes the WebSocket upgrade on `stream` (any path is accepted).
+pub(crate) async fn accept<S>(stream: S, config: WebSocketConfig) -> Result<WsWire<S>, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ws = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await?;
-    let (sink, stream) = ws.split();
-    Ok((
-        WsReader { stream },
-        WsWriter {
-            sink,
-            pending: Vec::new(),
-            fed: 0,
-        },
-    ))
+    Ok(WsWire {
+        ws,
+        pending: Vec::new(),
+        fed: 0,
+    })
 }
 
-/// Reads messages and turns them into bodies.
-pub(crate) struct WsReader<S> {
-    /// The socket's incoming messages.
-    stream: SplitStream<WebSocketStream<S>>,
-}
-
-impl<S> WireReader for WsReader<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    async fn next(&mut self) -> Result<Inbound, ReadError> {
-        let Some(message) = self.stream.next().await else {
-            return Err(ReadError::Closed);
-        };
-        match message {
-            Ok(Message::Binary(body)) if body.is_empty() => {
-                Err(ReadError::Protocol("empty binary message".into()))
-            }
-            Ok(Message::Binary(body)) => Ok(Inbound::Body(body)),
-            Ok(Message::Text(_)) => Err(ReadError::Protocol(TEXT_REFUSED.into())),
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Ok(Inbound::Control),
-            Ok(Message::Close(_)) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
-                Err(ReadError::Closed)
-            }
-            Err(WsError::Io(e)) => Err(ReadError::Io(e.to_string())),
-            Err(WsError::Utf8(_)) => Err(ReadError::Protocol(TEXT_REFUSED.into())),
-            Err(e) => Err(ReadError::Protocol(e.to_string())),
-        }
-    }
-
-    async fn drain(mut self, drain_for: Duration) {
-        // Reading also completes the close handshake: tungstenite answers
-        // the client's close and ends the stream.
-        let _ = tokio::time::timeout(drain_for, async {
-            while let Some(Ok(_)) = self.stream.next().await {}
-        })
-        .await;
-    }
-}
-
-/// Feeds a batch of messages and writes them with one flush.
-pub(crate) struct WsWriter<S> {
-    /// The socket's outgoing messages.
-    sink: SplitSink<WebSocketStream<S>, Message>,
+/// A WebSocket client socket (on a TCP or a TLS stream).
+pub(crate) struct WsWire<S> {
+    /// The socket, after the upgrade.
+    ws: WebSocketStream<S>,
     /// The batch.
     pending: Vec<Bytes>,
     /// How many of `pending` tungstenite already holds (fed, maybe not
@@ -159,10 +109,31 @@ pub(crate) struct WsWriter<S> {
     fed: usize,
 }
 
-impl<S> WireWriter for WsWriter<S>
+impl<S> Wire for WsWire<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    async fn next(&mut self) -> Result<Inbound, ReadError> {
+        let Some(message) = self.ws.next().await else {
+            return Err(ReadError::Closed);
+        };
+        match message {
+            Ok(Message::Binary(body)) if body.is_empty() => {
+                Err(ReadError::Protocol("empty binary message".into()))
+            }
+            Ok(Message::Binary(body)) => Ok(Inbound::Body(body)),
+            Ok(Message::Text(_)) | Err(WsError::Utf8(_)) => {
+                Err(ReadError::Protocol(TEXT_REFUSED.into()))
+            }
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Ok(Inbound::Control),
+            Ok(Message::Close(_)) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
+                Err(ReadError::Closed)
+            }
+            Err(WsError::Io(e)) => Err(ReadError::Io(e.to_string())),
+            Err(e) => Err(ReadError::Protocol(e.to_string())),
+        }
+    }
+
     fn queue(&mut self, body: &Bytes) {
         self.pending.push(body.clone());
     }
@@ -171,22 +142,22 @@ where
         while self.fed < self.pending.len() {
             // Ready first, then a synchronous send: a select that drops
             // this future between the two loses nothing.
-            poll_fn(|cx| self.sink.poll_ready_unpin(cx))
+            poll_fn(|cx| self.ws.poll_ready_unpin(cx))
                 .await
                 .map_err(|e| e.to_string())?;
             let body = self.pending[self.fed].clone();
-            self.sink
+            self.ws
                 .start_send_unpin(Message::Binary(body))
                 .map_err(|e| e.to_string())?;
             self.fed += 1;
         }
-        self.sink.flush().await.map_err(|e| e.to_string())?;
+        self.ws.flush().await.map_err(|e| e.to_string())?;
         self.pending.clear();
         self.fed = 0;
         Ok(())
     }
 
-    async fn close(mut self, last: Option<Bytes>, grace: Duration) {
+    async fn close(mut self, last: Option<Bytes>, drain_input: bool) {
         // A message tungstenite holds is whole and goes out first (its
         // frame is finished if it was cut); messages not fed are dropped.
         let code = if last.is_some() {
@@ -195,16 +166,23 @@ where
         } else {
             CloseCode::Normal
         };
-        let _ = tokio::time::timeout(grace, async {
+        let _ = tokio::time::timeout(LAST_FRAME_TIMEOUT, async {
             if let Some(body) = last {
-                self.sink.feed(Message::Binary(body)).await?;
+                self.ws.feed(Message::Binary(body)).await?;
             }
             let close = CloseFrame {
                 code,
                 reason: "".into(),
             };
-            self.sink.send(Message::Close(Some(close))).await
+            self.ws.send(Message::Close(Some(close))).await
         })
         .await;
+        if drain_input {
+            // Raw bytes, not messages: after a bad frame (an oversized
+            // length, say) tungstenite would buffer the payload it
+            // announced. The client's close reply is among what is
+            // discarded.
+            drain(self.ws.into_inner()).await;
+        }
     }
 }
