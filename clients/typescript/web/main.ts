@@ -14,7 +14,7 @@ import { ArenaPlayer, BOARD, boardView, type BoardView, type Direction } from ".
 import type { State } from "./gen/arena_pb.js";
 
 /** Pixels per board cell. */
-const CELL = 6;
+const CELL = 7;
 const KEYS: Record<string, Direction> = { ArrowUp: "up", ArrowDown: "down", ArrowLeft: "left", ArrowRight: "right" };
 
 interface Config {
@@ -93,8 +93,11 @@ function draw(state?: State): void {
   for (const p of state.players) {
     const mine = p.userId.toString() === view.userId;
     ctx.fillStyle = mine ? "#ffcc33" : colourOf(p.userId);
-    ctx.fillRect(p.x * CELL, p.y * CELL, CELL, CELL);
-    ctx.fillText(mine ? "you" : `user-${p.userId}`, Math.min(p.x * CELL + CELL + 2, canvas.width - 60), Math.max(p.y * CELL + CELL, 10));
+    const [cx, cy] = [p.x * CELL + CELL / 2, p.y * CELL + CELL / 2];
+    ctx.beginPath();
+    ctx.arc(cx, cy, CELL * 0.9, 0, 2 * Math.PI);
+    ctx.fill();
+    ctx.fillText(mine ? "you" : `user-${p.userId}`, Math.min(cx + CELL + 2, canvas.width - 60), Math.max(cy + 4, 10));
   }
 }
 
