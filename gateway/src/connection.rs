@@ -57,12 +57,12 @@ pub(crate) struct Slot {
 impl Slot {
     /// Claims a place if fewer than `max` are taken.
     pub(crate) fn claim(open: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
-        // Only the accept loops claim, one at a time per port; two ports
-        // may overshoot by one each, which the bound tolerates.
-        if open.load(Ordering::Acquire) >= max {
-            return None;
-        }
-        open.fetch_add(1, Ordering::AcqRel);
+        // The TCP and the WebSocket accept loops claim concurrently: one
+        // compare-and-swap, so together they never pass `max`.
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()?;
         Some(Slot { open: open.clone() })
     }
 }

@@ -37,7 +37,7 @@ let browser: Browser;
 let url: string;
 
 before(async () => {
-  cluster = await Cluster.start({ gameServer: "arena-server", webSocket: true, web: true });
+  cluster = await Cluster.start({ gameServer: "arena-server", web: true });
   url = await cluster.serveWeb(PAGE_DIR);
   browser = await puppeteer.launch({
     executablePath: chromium(),

@@ -1,7 +1,8 @@
 /**
  * A real cluster for the tests: redis-server, one game server (the stock
  * `game-server` or `arena-server`, the stock one plus the arena sample) and
- * one gateway as child processes on free loopback ports, and on request
+ * one gateway (TCP and WebSocket ports) as child processes on free loopback
+ * ports, and on request
  * `test-client web` serving the browser arena. The binaries are this
  * checkout's (`cargo build -p ...`, a no-op when current) unless
  * GAMEMESH_BIN_DIR names a directory that holds them.
@@ -61,8 +62,6 @@ const ready = (port: number) =>
 export interface ClusterOptions {
   /** Which game server to run (default "game-server"). */
   gameServer?: "game-server" | "arena-server";
-  /** Open the gateway's WebSocket port too (`--ws-port`); see Cluster.wsUrl. */
-  webSocket?: boolean;
   /** Build and be ready to run `test-client web` (Cluster.serveWeb). */
   web?: boolean;
 }
@@ -70,8 +69,8 @@ export interface ClusterOptions {
 export class Cluster {
   private constructor(
     readonly clientPort: number,
-    /** ws://127.0.0.1:<port> when started with `webSocket`. */
-    readonly wsUrl: string | undefined,
+    /** The gateway's WebSocket port (`--ws-port`). */
+    readonly wsPort: number,
     /** Where every process's log goes. */
     readonly logs: string,
     private readonly bins: string,
@@ -97,15 +96,15 @@ export class Cluster {
       "--node-id", "1", "--p2p-port", `${gsP2p}`, "--mesh-port", `${gsMesh}`, "--admin-port", "0",
       "--redis", `127.0.0.1:${redis}`, "--heartbeat-ms", "200",
     ]);
-    const ws = options.webSocket ? ["--ws-port", `${gwWs}`] : [];
     run("gateway", path.join(bins, "gateway"), [
       "--node-id", "1", "--client-bind", "127.0.0.1", "--client-port", `${gwClient}`, "--p2p-port", `${gwP2p}`,
-      "--admin-port", `${gwAdmin}`, "--game-servers", `127.0.0.1:${gsP2p}`, "--heartbeat-ms", "200", ...ws,
+      "--admin-port", `${gwAdmin}`, "--game-servers", `127.0.0.1:${gsP2p}`, "--heartbeat-ms", "200",
+      "--ws-port", `${gwWs}`,
     ]);
-    const cluster = new Cluster(gwClient, options.webSocket ? `ws://127.0.0.1:${gwWs}` : undefined, logs, bins, procs, gs);
+    const cluster = new Cluster(gwClient, gwWs, logs, bins, procs, gs);
     try {
       await waitUntil("the gateway ready (/readyz)", () => ready(gwAdmin));
-      if (options.webSocket) await waitUntil(`the gateway's WebSocket port ${gwWs} accepting`, () => accepts(gwWs));
+      await waitUntil(`the gateway's WebSocket port ${gwWs} accepting`, () => accepts(gwWs));
     } catch (err) {
       cluster.stop();
       throw new Error(`${(err as Error).message}; logs in ${logs}`);
@@ -118,7 +117,6 @@ export class Cluster {
    * and resolves with the page's URL, read from the line it prints.
    */
   async serveWeb(dir: string): Promise<string> {
-    if (!this.wsUrl) throw new Error("serveWeb needs a cluster started with webSocket: true");
     const p = spawn(path.join(this.bins, "test-client"), ["web", "--gateway-ws", this.wsUrl, "--listen", "127.0.0.1:0", "--dir", dir], {
       stdio: ["ignore", "pipe", openSync(path.join(this.logs, "web.log"), "w")],
     });
@@ -133,6 +131,11 @@ export class Cluster {
       });
       p.once("exit", (code) => (clearTimeout(timer), reject(new Error(`test-client web exited (${code}); logs in ${this.logs}`))));
     });
+  }
+
+  /** ws://127.0.0.1:<wsPort>, what a WebSocket client (or the page) connects to. */
+  get wsUrl(): string {
+    return `ws://127.0.0.1:${this.wsPort}`;
   }
 
   /** SIGSTOP: the game server answers nothing until resumed. */
