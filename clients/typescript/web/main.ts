@@ -155,8 +155,11 @@ async function move(direction: Direction): Promise<void> {
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  const userId = BigInt(userInput.value.replace(/^user-/, "").trim() || "0");
-  join(userId, roomInput.value.trim()).catch((err: Error) => {
+  const typed = userInput.value.replace(/^user-/, "").trim();
+  const joining = /^[1-9][0-9]*$/.test(typed)
+    ? join(BigInt(typed), roomInput.value.trim())
+    : Promise.reject(new Error(`the user id must be a number above 0 (got "${userInput.value}")`));
+  joining.catch((err: Error) => {
     session?.client.close().catch(() => undefined);
     session = undefined;
     show({ ...view, status: "closed", message: err.message });
