@@ -180,6 +180,17 @@ start_proc() {
     say "started $name (pid $!), log ${logfile#"$root"/}"
 }
 
+# Drops a process that ended as planned from the bookkeeping, so
+# check_alive (and --keep's watch) does not take its end for a crash.
+forget_proc() {
+    local i
+    for i in "${!pids[@]}"; do
+        if [[ "${pids[$i]}" == "$1" ]]; then
+            unset 'pids[i]' 'names[i]'
+        fi
+    done
+}
+
 cleanup() {
     if [[ -n "$client_pid" ]]; then
         pids+=("$client_pid")
@@ -720,6 +731,7 @@ show_jobs_and_events() {
     say "waiting ${listen} s for the listeners' notices"
     for pid in "${listeners[@]}"; do
         wait "$pid" || status=$?
+        forget_proc "$pid" # ended as planned: not a death for --keep's watch
     done
     ((status == 0)) || warn "a listener exited with status $status"
     for ((n = 1; n <= gateways; n++)); do
