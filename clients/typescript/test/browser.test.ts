@@ -3,7 +3,7 @@
  * with --ws-port and `test-client web` (test/cluster.ts), and two headless
  * Chromium pages (the Debian `chromium` package driven by puppeteer-core)
  * playing in one room over WebSocket. One player moves with the arrow keys;
- * the other page must draw the move. The pages mirror what they drew into
+ * the other page must draw the move, then drop the player when it leaves. The pages mirror what they drew into
  * window.arenaView, so every wait below is for a condition, never a sleep.
  * A screenshot of the watching page is kept at target/artifacts/arena-browser.png.
  */
@@ -109,7 +109,7 @@ const pixelAt = (page: Page, x: number, y: number) =>
     y,
   );
 
-test("two pages in one room: arrow keys move one player, the other page draws the move", async () => {
+test("two pages in one room: arrow keys move one player, the other page draws the move and the leave", async () => {
   const started = Date.now();
   const [mover, watcher] = [4001 + (started % 1000), 5001 + (started % 1000)];
   const room = `browser-${started % 100000}`;
@@ -132,5 +132,24 @@ test("two pages in one room: arrow keys move one player, the other page draws th
   mkdirSync(ARTIFACTS, { recursive: true });
   const shot = path.join(ARTIFACTS, "arena-browser.png");
   await b.screenshot({ path: shot as `${string}.png`, fullPage: true });
-  console.log(`screenshot: ${shot}; joined, moved and seen in ${Date.now() - started} ms`);
+  const moved = Date.now() - started;
+
+  // Leave: the other page drops the player. (A click goes to the page in
+  // front: puppeteer's click on a page behind another loses the browser.)
+  await a.bringToFront();
+  await a.click("#leave");
+  await b
+    .waitForFunction(
+      (u: string) => {
+        const players = (window as unknown as { arenaView?: Seen }).arenaView?.players;
+        return players !== undefined && players.length === 1 && players[0].userId !== u;
+      },
+      { timeout: WAIT_MS, polling: POLL_MS },
+      String(mover),
+    )
+    .catch(async () => {
+      throw new Error(`the watcher still shows the player who left: ${JSON.stringify(await view(b))}`);
+    });
+  assert.equal((await view(a)).status, "closed");
+  console.log(`screenshot: ${shot}; joined, moved and seen in ${moved} ms, left and seen in ${Date.now() - started - moved} ms`);
 });

@@ -136,11 +136,13 @@ async function join(userId: bigint, room: string): Promise<void> {
   show({ ...view, status: "playing", room: joined.room, you: { x: joined.x, y: joined.y } });
 }
 
+/** The session is over (left, kicked, lost): the board empties, the form comes back. */
 function ended(client: Client, message: string): void {
   if (session?.client !== client) return;
   session.player.dispose();
   session = undefined;
-  show({ ...view, status: "closed", message });
+  draw();
+  show({ ...view, status: "closed", message, tick: undefined, players: [] });
 }
 
 async function move(direction: Direction): Promise<void> {
@@ -169,14 +171,11 @@ form.addEventListener("submit", (event) => {
 leaveButton.addEventListener("click", () => {
   const current = session;
   if (!current) return;
-  current.player
+  ended(current.client, "left the room"); // first, so the client's own "closed" event is ignored
+  void current.player
     .leave()
     .catch(() => undefined)
-    .then(() => current.client.close({ logout: true }))
-    .finally(() => {
-      draw();
-      ended(current.client, "left the room");
-    });
+    .then(() => current.client.close({ logout: true }));
 });
 
 document.addEventListener("keydown", (event) => {
