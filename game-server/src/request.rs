@@ -18,6 +18,20 @@ use crate::session::LocalSession;
 /// Error type at tower boundaries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The future of a policy layer: answered on the spot (`Left`), or
+/// whatever the layers inside answer (`Right`).
+pub type Answered<F> =
+    futures::future::Either<futures::future::Ready<Result<HubResponse, BoxError>>, F>;
+
+/// A policy layer's refusal, answered without calling the layers inside.
+pub fn refuse_now<F>(sequence_id: u64, code: ErrorCode, detail: &str) -> Answered<F> {
+    futures::future::Either::Left(futures::future::ready(Ok(HubResponse::error(
+        sequence_id,
+        code,
+        detail,
+    ))))
+}
+
 /// Which client socket a packet came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnInfo {
