@@ -24,12 +24,13 @@ pub type Answered<F> =
     futures::future::Either<futures::future::Ready<Result<HubResponse, BoxError>>, F>;
 
 /// A policy layer's refusal, answered without calling the layers inside.
-pub fn refuse_now<F>(sequence_id: u64, code: ErrorCode, detail: &str) -> Answered<F> {
-    futures::future::Either::Left(futures::future::ready(Ok(HubResponse::error(
-        sequence_id,
-        code,
-        detail,
-    ))))
+pub fn refuse_now<F>(req: &HubRequest, code: ErrorCode, detail: &str) -> Answered<F> {
+    answer_now(HubResponse::error(req.packet.sequence_id, code, detail))
+}
+
+/// A policy layer's answer, given without calling the layers inside.
+pub fn answer_now<F>(response: HubResponse) -> Answered<F> {
+    futures::future::Either::Left(futures::future::ready(Ok(response)))
 }
 
 /// Which client socket a packet came from.

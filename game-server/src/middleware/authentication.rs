@@ -63,11 +63,7 @@ where
             req.session = None;
         }
         if req.session.is_none() && !allowed_without_session(&req.packet.body) {
-            return refuse_now(
-                req.packet.sequence_id,
-                ErrorCode::NotAuthenticated,
-                "log in or resume first",
-            );
+            return refuse_now(&req, ErrorCode::NotAuthenticated, "log in or resume first");
         }
         Either::Right(self.inner.call(req))
     }

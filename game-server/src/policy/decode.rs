@@ -11,7 +11,7 @@ use gamemesh_proto::{packets, Message};
 use tower::{Layer, Service};
 use tracing::warn;
 
-use crate::request::{refuse_now, Answered, BoxError, HubRequest, HubResponse};
+use crate::request::{answer_now, Answered, BoxError, HubRequest, HubResponse};
 
 /// Adds [`Decode`].
 #[derive(Debug, Clone, Default)]
@@ -58,11 +58,11 @@ where
                 Err(e) => {
                     warn!("Malformed packet: Socket={}: {e}", req.conn.socket);
                     let seq = packets::peek_sequence_id(&req.frame);
-                    return refuse_now(
+                    return answer_now(HubResponse::error(
                         seq,
                         ErrorCode::MalformedPacket,
                         "body is not a ClientPacket",
-                    );
+                    ));
                 }
             }
         }

@@ -217,6 +217,9 @@ pub struct LoginLimit<S> {
     limits: Arc<LoginLimits>,
 }
 
+/// What a client over the limit is told.
+const TOO_MANY: &str = "too many login attempts; retry later";
+
 impl<S> Service<HubRequest> for LoginLimit<S>
 where
     S: Service<HubRequest, Response = HubResponse, Error = BoxError>,
@@ -243,11 +246,7 @@ where
                             refused.key, req.conn.socket, login.user_id
                         );
                     }
-                    return refuse_now(
-                        req.packet.sequence_id,
-                        ErrorCode::RateLimited,
-                        "too many login attempts; retry later",
-                    );
+                    return refuse_now(&req, ErrorCode::RateLimited, TOO_MANY);
                 }
             }
         }
