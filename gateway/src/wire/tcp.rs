@@ -115,3 +115,71 @@ fn encode(buf: &mut BytesMut, body: &Bytes) {
     // the codec's limit here is the protocol's hard ceiling.
     let _ = FrameCodec::new(u32::MAX as usize).encode(&body[..], buf);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A framed server side and the raw client side of one loopback socket.
+    async fn pair() -> (TcpWire, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (TcpWire::new(server, 1024), client)
+    }
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut out = (body.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_written_whole_and_in_order() {
+        let (mut wire, mut client) = pair().await;
+        for body in [&b"one"[..], b"two", b"three"] {
+            wire.queue(&Bytes::copy_from_slice(body));
+        }
+        wire.write_batch().await.unwrap();
+        assert!(wire.buf.is_empty() && wire.frame_ends.is_empty() && wire.written == 0);
+        wire.close(None, false).await;
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        let want = [frame(b"one"), frame(b"two"), frame(b"three")].concat();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn a_batch_cut_mid_frame_finishes_that_frame_then_the_last_one() {
+        let (mut wire, mut client) = pair().await;
+        for body in [&b"first"[..], b"second", b"third"] {
+            wire.queue(&Bytes::copy_from_slice(body));
+        }
+        // As if a write had stopped three bytes into the second frame.
+        let cut = frame(b"first").len() + 3;
+        let head = wire.buf[..cut].to_vec();
+        wire.socket.write_all(&head).await.unwrap();
+        wire.written = cut;
+        wire.close(Some(Bytes::from_static(b"kick")), false).await;
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        let want = [frame(b"first"), frame(b"second"), frame(b"kick")].concat();
+        assert_eq!(
+            got, want,
+            "the third frame is dropped, the cut one finished"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_length_is_a_protocol_error() {
+        let (mut wire, mut client) = pair().await;
+        client.write_all(&frame(&[7; 10])).await.unwrap();
+        client.write_all(&2000u32.to_be_bytes()).await.unwrap();
+        assert!(matches!(wire.next().await, Ok(Inbound::Body(b)) if b.len() == 10));
+        assert!(matches!(wire.next().await, Err(ReadError::Protocol(_))));
+    }
+}
