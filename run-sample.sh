@@ -2,8 +2,9 @@
 # Starts a local gamemesh cluster (Redis, game servers, gateways), runs the
 # test client's scenario through every gateway, has two scripted chat
 # clients talk across gateways and game servers, puts two players in one
-# arena across gateways and game servers, prints the logs and stops
-# everything it started. One command:
+# arena across gateways and game servers, serves the arena in a browser
+# (over the gateways' WebSocket ports), prints the logs and stops everything
+# it started. One command:
 #
 #   ./run-sample.sh                              # 1 gateway, 1 game server
 #   ./run-sample.sh --gateways 2 --game-servers 3
@@ -25,6 +26,13 @@ that must see each other and every tick, and prints the logs. Exits
 non-zero if any of these fails. Everything started is stopped on exit
 (and on Ctrl-C).
 
+Each gateway also takes WebSocket clients (--ws-port), and `test-client
+web` serves the arena in a browser on http://127.0.0.1:8080/, playing
+through gateway 1's WebSocket port: the URL is printed; with --keep the
+cluster stays up so you can play (open two tabs, two user ids, one room).
+The page is built with npm (clients/typescript, `npm run build:web`);
+without Node and npm the sample runs without it, and says so.
+
 The game servers are `arena-server` (examples/arena): the stock game
 server plus the arena sample module, with every game-server flag.
 
@@ -40,7 +48,8 @@ Options:
                      when the daily reset job runs (six fields, seconds
                      first, UTC; default '*/10 * * * * *' so the sample
                      shows it; production default '0 0 0 * * *')
-  --no-build         skip `cargo build --release` (reuse target/release)
+  --no-build         skip `cargo build --release` and the page's npm build
+                     (reuse target/release and clients/typescript/dist/browser)
   --keep             after the scenarios, keep the cluster running until
                      Ctrl-C (watch it with scripts/top.sh)
   -h, --help         show this help
@@ -53,8 +62,9 @@ Environment:
   RUST_LOG           log filter for all processes (default: info, plus
                      per-packet lines)
 
-Ports: gateway N: client 5000+N-1, p2p 8000+N, admin 9200+N; game server N:
-p2p 9000+N, mesh 9100+N, admin 9300+N. The admin ports (/metrics, /healthz,
+Ports: gateway N: client 5000+N-1, WebSocket 5100+N-1, p2p 8000+N, admin
+9200+N; game server N: p2p 9000+N, mesh 9100+N, admin 9300+N; the browser
+arena's page: 8080. The admin ports (/metrics, /healthz,
 /readyz) are also written to .run/admin-ports for scripts/top.sh.
 EOF
 }
@@ -170,6 +180,17 @@ start_proc() {
     say "started $name (pid $!), log ${logfile#"$root"/}"
 }
 
+# Drops a process that ended as planned from the bookkeeping, so
+# check_alive (and --keep's watch) does not take its end for a crash.
+forget_proc() {
+    local i
+    for i in "${!pids[@]}"; do
+        if [[ "${pids[$i]}" == "$1" ]]; then
+            unset 'pids[i]' 'names[i]'
+        fi
+    done
+}
+
 cleanup() {
     if [[ -n "$client_pid" ]]; then
         pids+=("$client_pid")
@@ -227,6 +248,15 @@ tcp_ping() {
         printf "PING\r\n" >&3
         IFS= read -r -t 2 line <&3 || exit 1
         [[ $line == "+PONG"* || $line == "-NOAUTH"* ]]' "$1" "$2" 2>/dev/null
+}
+
+# The body of an HTTP/1.0 GET of http://$1:$2$3 (no curl needed).
+http_get() {
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    timeout 3 bash -c '
+        exec 3<>"/dev/tcp/$0/$1" || exit 1
+        printf "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" "$2" "$0" >&3
+        sed "1,/^\r\{0,1\}$/d" <&3' "$1" "$2" "$3" 2>/dev/null
 }
 
 # Prints the last lines of every server log, for failure messages.
@@ -318,10 +348,40 @@ for bin in gateway arena-server test-client; do
     [[ -x "$bin_dir/$bin" ]] || die "missing $bin_dir/$bin: run without --no-build"
 done
 
+# The browser arena's page (clients/typescript/web), bundled by esbuild
+# into clients/typescript/dist/browser, which `test-client web` serves.
+# Without Node and npm the sample runs without it.
+web_dir="$root/clients/typescript/dist/browser"
+web_port=8080
+web=0
+build_page() {
+    cd "$root/clients/typescript" &&
+        { { [[ -d node_modules ]] && npm ls --depth=0 >/dev/null 2>&1; } || npm ci --no-audit --no-fund; } &&
+        npm run build:web
+}
+if ((build)); then
+    if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
+        say "building the browser arena's page (npm run build:web in clients/typescript)"
+        if (build_page) >"$run_dir/web-build.log" 2>&1; then
+            web=1
+        else
+            tail -n 15 "$run_dir/web-build.log" >&2
+            warn "the browser arena's page did not build (log: .run/web-build.log): running without it"
+        fi
+    else
+        warn "node or npm not found: running without the browser arena (install Node.js >= 20 with npm to get it)"
+    fi
+elif [[ -f "$web_dir/index.html" && -f "$web_dir/arena.js" ]]; then
+    web=1
+else
+    warn "--no-build and no built page in ${web_dir#"$root"/}: running without the browser arena"
+fi
+
 # ---- ports must be free ---------------------------------------------------
 
 ports=()
-for ((n = 1; n <= gateways; n++)); do ports+=($((5000 + n - 1)) $((8000 + n)) $((9200 + n))); done
+for ((n = 1; n <= gateways; n++)); do ports+=($((5000 + n - 1)) $((5100 + n - 1)) $((8000 + n)) $((9200 + n))); done
+((web)) && ports+=("$web_port")
 for ((n = 1; n <= game_servers; n++)); do ports+=($((9000 + n)) $((9100 + n)) $((9300 + n))); done
 for port in "${ports[@]}"; do
     if port_open 127.0.0.1 "$port"; then
@@ -402,8 +462,8 @@ game_server_list=$(
 
 for ((n = 1; n <= gateways; n++)); do
     start_proc "gateway-$n" "$run_dir/gateway-$n.log" \
-        "$bin_dir/gateway" --node-id "$n" --client-port $((5000 + n - 1)) --p2p-port $((8000 + n)) \
-        --admin-port $((9200 + n)) --game-servers "$game_server_list"
+        "$bin_dir/gateway" --node-id "$n" --client-port $((5000 + n - 1)) --ws-port $((5100 + n - 1)) \
+        --p2p-port $((8000 + n)) --admin-port $((9200 + n)) --game-servers "$game_server_list"
     admins+=("127.0.0.1:$((9200 + n))")
 done
 admin_list=$(
@@ -428,6 +488,16 @@ for ((n = 1; n <= gateways; n++)); do
         sleep 0.1
     done
     say "gateway-$n accepts clients on 127.0.0.1:$port"
+    port=$((5100 + n - 1))
+    until port_open 127.0.0.1 "$port"; do
+        check_alive
+        if ((SECONDS >= deadline)); then
+            dump_logs 20 >&2
+            die "gateway-$n does not accept WebSocket connections on 127.0.0.1:$port after 20 s"
+        fi
+        sleep 0.1
+    done
+    say "gateway-$n accepts WebSocket clients on ws://127.0.0.1:$port"
 done
 
 say "waiting for gateways to link to game servers (up to 10 s)"
@@ -589,6 +659,47 @@ else
     failed=$((failed + 1))
 fi
 
+# ---- the arena in a browser ------------------------------------------------
+
+# `test-client web` serves the page on 127.0.0.1:8080 for gateway 1's
+# WebSocket port; the page logs in and plays the arena in a browser. Checked
+# here: the page and its config (naming that port) are served; the page in
+# a real browser is clients/typescript/test/browser.test.ts's job.
+web_url=""
+start_web() {
+    local log="$run_dir/web.log" ws="ws://127.0.0.1:5100" pid deadline
+    start_proc "web" "$log" "$bin_dir/test-client" web --gateway-ws "$ws" \
+        --listen "127.0.0.1:$web_port" --dir "$web_dir"
+    pid=${pids[-1]}
+    deadline=$((SECONDS + 10))
+    until grep -q "open http" "$log"; do
+        if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+            cat "$log" >&2
+            warn "test-client web did not print its URL"
+            return 1
+        fi
+        sleep 0.1
+    done
+    web_url=$(grep -o "http://[^ ]*" "$log" | head -n 1)
+    if ! http_get 127.0.0.1 "$web_port" /config.json | grep -qF "\"gatewayWs\":\"$ws\""; then
+        warn "$web_url""config.json does not name $ws"
+        return 1
+    fi
+    if ! http_get 127.0.0.1 "$web_port" / | grep -q 'src="arena.js"'; then
+        warn "$web_url does not serve the arena page"
+        return 1
+    fi
+}
+
+if ((web)); then
+    if start_web; then
+        say "arena in a browser: $web_url serves the page, playing through ws://127.0.0.1:5100 (gateway-1)"
+    else
+        say "arena in a browser: FAILED"
+        failed=$((failed + 1))
+    fi
+fi
+
 # ---- jobs and events -------------------------------------------------------
 
 # One client per gateway stays logged in for a while and prints the notices
@@ -620,6 +731,7 @@ show_jobs_and_events() {
     say "waiting ${listen} s for the listeners' notices"
     for pid in "${listeners[@]}"; do
         wait "$pid" || status=$?
+        forget_proc "$pid" # ended as planned: not a death for --keep's watch
     done
     ((status == 0)) || warn "a listener exited with status $status"
     for ((n = 1; n <= gateways; n++)); do
@@ -653,17 +765,25 @@ fi
 echo "==== logs ===="
 dump_logs 40
 
+if [[ -n "$web_url" ]]; then
+    say "the arena in a browser: open $web_url (two tabs, two user ids, one room; arrow keys move)"
+    ((keep)) || say "(the cluster stops when this script ends: ./run-sample.sh --keep leaves it up to play)"
+fi
+
 if ((failed > 0)); then
-    say "$failed check(s) FAILED (scenario runs, chat, arena, jobs and events)"
+    say "$failed check(s) FAILED (scenario runs, chat, arena, browser arena, jobs and events)"
     exit 1
 fi
+page=""
+[[ -n "$web_url" ]] && page=", the browser arena's page"
 if [[ ${#store_args[@]} -eq 0 ]]; then
-    say "all $gateways scenario run(s), the chat, the arena, and the jobs and events sample passed"
+    say "all $gateways scenario run(s), the chat, the arena$page, and the jobs and events sample passed"
 else
-    say "all $gateways scenario run(s), the chat and the arena passed (jobs and events need Redis: skipped)"
+    say "all $gateways scenario run(s), the chat and the arena$page passed (jobs and events need Redis: skipped)"
 fi
 if ((keep)); then
     say "cluster kept running; watch it: scripts/top.sh (admin ports $admin_list); Ctrl-C stops it"
+    [[ -z "$web_url" ]] || say "play the arena in a browser: $web_url"
     while true; do
         check_alive
         sleep 1

@@ -83,6 +83,24 @@ for tool_package in systemd-analyze:systemd shellcheck:shellcheck tmux:tmux; do
     fi
     echo "$tool: $(command -v "$tool")"
 done
+# The browser arena's test (clients/typescript/test/browser.test.ts) drives
+# Debian's chromium package with puppeteer-core, which downloads no browser
+# of its own. CHROMIUM may name another Chrome or Chromium binary instead.
+if [[ -n "${CHROMIUM:-}" ]]; then
+    [[ -x "$CHROMIUM" ]] || die "CHROMIUM=$CHROMIUM is not an executable: unset it to use Debian's chromium, or point it at a Chrome/Chromium binary"
+else
+    if ! command -v chromium >/dev/null 2>&1; then
+        command -v apt-get >/dev/null 2>&1 ||
+            die "chromium is not on PATH and apt-get is unavailable: install Chromium (or Chrome) and set CHROMIUM to its binary, then rerun"
+        echo "chromium missing: installing chromium with apt-get"
+        if ! { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; then
+            die "could not install chromium: run 'sudo apt-get install chromium' yourself (or set CHROMIUM to a Chrome/Chromium binary), then rerun"
+        fi
+    fi
+    CHROMIUM=$(command -v chromium)
+    export CHROMIUM
+fi
+echo "chromium: $CHROMIUM"
 # The Redis TLS tests make their certificates with the openssl command line
 # (tests/redis_security.rs); redis-server's own --sentinel mode needs nothing.
 if ! command -v openssl >/dev/null 2>&1; then
@@ -135,7 +153,7 @@ fi
 
 # The client libraries (clients/): each suite starts its own redis-server,
 # game server and gateway, from this checkout's debug binaries (built above).
-step "client libraries: Python (pytest) and TypeScript (node --test)"
+step "client libraries: Python (pytest), TypeScript (node --test), the arena in headless Chromium"
 command -v python3 >/dev/null 2>&1 || die "python3 is not on PATH: install python3 and python3-venv (Python >= 3.10), then rerun"
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     die "node or npm is not on PATH: install Node.js >= 20 with npm (apt-get install nodejs npm), then rerun"
@@ -148,7 +166,16 @@ clients/python/.venv/bin/python -c 'import gamemesh_client, grpc_tools, pytest' 
     clients/python/.venv/bin/pip install -q -e 'clients/python[dev]'
 clients/python/.venv/bin/python clients/python/gen_proto.py --check
 (cd clients/python && .venv/bin/python -m pytest -q)
-[[ -d clients/typescript/node_modules ]] || (cd clients/typescript && npm ci --no-audit --no-fund)
+# npm ci when node_modules is missing or no longer matches package.json
+# (npm ls fails on a missing or wrong package, e.g. a dependency added since).
+if ! (cd clients/typescript && [[ -d node_modules ]] && npm ls --depth=0 >/dev/null 2>&1); then
+    echo "clients/typescript: installing the Node packages (npm ci)"
+    (cd clients/typescript && npm ci --no-audit --no-fund) ||
+        die "npm ci failed in clients/typescript: it needs the npm registry (or an npm cache holding package-lock.json's packages)"
+fi
 (cd clients/typescript && npm test)
+# Two pages play the arena over the gateway's WebSocket port; the
+# screenshot is kept at target/artifacts/arena-browser.png.
+(cd clients/typescript && npm run test:browser)
 
 printf '\n==== all checks passed (%ds) ====\n' "$SECONDS"

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::echo_server::{self, EchoServerOptions};
 use crate::load::{self, BenchOptions, Mode};
-use crate::{admin, chaos, chat, commands, scenario};
+use crate::{admin, chaos, chat, commands, scenario, web};
 
 /// gamemesh test client: speaks the client protocol to a gateway.
 #[derive(Debug, Parser)]
@@ -179,6 +179,26 @@ pub enum Command {
     Chaos(ChaosArgs),
     /// Operator commands on background jobs and events (talks to Redis).
     Admin(AdminArgs),
+    /// Serve the arena in a browser: the page (built by `npm run
+    /// build:web` in clients/typescript) plays through a gateway's
+    /// WebSocket port; prints the URL to open and serves until Ctrl-C.
+    Web(WebArgs),
+}
+
+/// Flags of `web` (the global `--auth-secret` mints the page's tokens).
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// The gateway's WebSocket URL the page connects to (a gateway started
+    /// with --ws-port), e.g. ws://127.0.0.1:5100.
+    #[arg(long, env = "GAMEMESH_GATEWAY_WS")]
+    pub gateway_ws: String,
+    /// Address to serve the page on; port 0 picks a free one (the printed
+    /// URL has it).
+    #[arg(long, env = "GAMEMESH_WEB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The built page: a directory with index.html and arena.js.
+    #[arg(long, env = "GAMEMESH_WEB_DIR", default_value = web::DEFAULT_DIR)]
+    pub dir: std::path::PathBuf,
 }
 
 /// Flags of `admin`.
@@ -524,6 +544,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             interval_ms,
             count,
         } => crate::top::run(admin, Duration::from_millis(interval_ms), count).await,
+        Command::Web(ref args) => {
+            web::run(&web::WebOptions {
+                listen: args.listen,
+                dir: args.dir.clone(),
+                gateway_ws: args.gateway_ws.clone(),
+                auth_secret: cli.auth_secret.clone(),
+            })
+            .await
+        }
         Command::Bench(_) | Command::EchoServer(_) => {
             anyhow::bail!("bench and echo-server build their own runtime: call cli::execute")
         }
@@ -700,6 +729,29 @@ mod tests {
         assert!(
             Cli::try_parse_from(["test-client", "arena"]).is_err(),
             "--room is required"
+        );
+    }
+
+    #[test]
+    fn web_needs_the_gateway_url_and_has_a_default_dir() {
+        let cli = Cli::try_parse_from([
+            "test-client",
+            "web",
+            "--gateway-ws",
+            "ws://127.0.0.1:5100",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .unwrap();
+        let Command::Web(ref args) = cli.command else {
+            panic!("not web: {:?}", cli.command)
+        };
+        assert_eq!(args.gateway_ws, "ws://127.0.0.1:5100");
+        assert_eq!(args.listen.port(), 0);
+        assert!(args.dir.ends_with("clients/typescript/dist/browser"));
+        assert!(
+            Cli::try_parse_from(["test-client", "web"]).is_err(),
+            "--gateway-ws is required"
         );
     }
 

@@ -20,6 +20,8 @@
 //!   (`/metrics`), and the scraper the integration tests use.
 //! - [`arena`]: the arena sample from the player's side: `arena` plays it
 //!   in a terminal (ratatui), `bench --mode arena` with many bots.
+//! - [`web`]: `web`, the arena in a browser: serves the TypeScript page
+//!   (clients/typescript/web) that plays through a gateway's WebSocket port.
 //! - [`cli`]: flags and dispatch for the `test-client` binary.
 //!
 //! A request's path: [`Client::echo`] builds a `ClientPacket` with the next
@@ -45,5 +47,6 @@ pub mod limits;
 pub mod load;
 pub mod scenario;
 pub mod top;
+pub mod web;
 
 pub use client::{token_for, Client, ClientError};

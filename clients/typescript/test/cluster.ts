@@ -1,8 +1,11 @@
 /**
- * A real cluster for the tests: redis-server, one game server and one gateway
- * as child processes on free loopback ports. The binaries are this checkout's
- * (`cargo build -p gamemesh-gateway -p gamemesh-game-server`, a no-op when
- * current) unless GAMEMESH_BIN_DIR names a directory that holds them.
+ * A real cluster for the tests: redis-server, one game server (the stock
+ * `game-server` or `arena-server`, the stock one plus the arena sample) and
+ * one gateway (TCP and WebSocket ports) as child processes on free loopback
+ * ports, and on request
+ * `test-client web` serving the browser arena. The binaries are this
+ * checkout's (`cargo build -p ...`, a no-op when current) unless
+ * GAMEMESH_BIN_DIR names a directory that holds them.
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { openSync, mkdtempSync } from "node:fs";
@@ -11,11 +14,21 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..");
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..");
 
-function binaryDir(): string {
+/** The cargo package of each binary the tests run. */
+const PACKAGES = {
+  gateway: "gamemesh-gateway",
+  "game-server": "gamemesh-game-server",
+  "arena-server": "gamemesh-arena",
+  "test-client": "gamemesh-test-client",
+} as const;
+type Binary = keyof typeof PACKAGES;
+
+function binaryDir(binaries: Binary[]): string {
   if (process.env.GAMEMESH_BIN_DIR) return process.env.GAMEMESH_BIN_DIR;
-  execFileSync("cargo", ["build", "-q", "-p", "gamemesh-gateway", "-p", "gamemesh-game-server"], { cwd: REPO, stdio: "inherit" });
+  const packages = binaries.flatMap((b) => ["-p", PACKAGES[b]]);
+  execFileSync("cargo", ["build", "-q", ...packages], { cwd: REPO, stdio: "inherit" });
   return path.join(process.env.CARGO_TARGET_DIR ?? path.join(REPO, "target"), "debug");
 }
 
@@ -28,7 +41,7 @@ async function freePorts(count: number): Promise<number[]> {
   return ports;
 }
 
-async function waitUntil(what: string, condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+export async function waitUntil(what: string, condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
@@ -46,17 +59,28 @@ const accepts = (port: number) =>
 const ready = (port: number) =>
   fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false);
 
+export interface ClusterOptions {
+  /** Which game server to run (default "game-server"). */
+  gameServer?: "game-server" | "arena-server";
+  /** Build and be ready to run `test-client web` (Cluster.serveWeb). */
+  web?: boolean;
+}
+
 export class Cluster {
   private constructor(
     readonly clientPort: number,
     /** The gateway's WebSocket port (`--ws-port`). */
     readonly wsPort: number,
+    /** Where every process's log goes. */
+    readonly logs: string,
+    private readonly bins: string,
     private readonly procs: ChildProcess[],
     private readonly gameServer: ChildProcess,
   ) {}
 
-  static async start(): Promise<Cluster> {
-    const bins = binaryDir();
+  static async start(options: ClusterOptions = {}): Promise<Cluster> {
+    const server = options.gameServer ?? "game-server";
+    const bins = binaryDir(["gateway", server, ...(options.web ? (["test-client"] as const) : [])]);
     const logs = mkdtempSync(path.join(os.tmpdir(), "gamemesh-ts-"));
     const [redis, gsP2p, gsMesh, gwClient, gwP2p, gwAdmin, gwWs] = await freePorts(7);
     const procs: ChildProcess[] = [];
@@ -68,7 +92,7 @@ export class Cluster {
     };
     run("redis", "redis-server", ["--port", `${redis}`, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
     await waitUntil("redis-server accepting", () => accepts(redis));
-    const gs = run("game-server", path.join(bins, "game-server"), [
+    const gs = run("game-server", path.join(bins, server), [
       "--node-id", "1", "--p2p-port", `${gsP2p}`, "--mesh-port", `${gsMesh}`, "--admin-port", "0",
       "--redis", `127.0.0.1:${redis}`, "--heartbeat-ms", "200",
     ]);
@@ -77,14 +101,41 @@ export class Cluster {
       "--admin-port", `${gwAdmin}`, "--game-servers", `127.0.0.1:${gsP2p}`, "--heartbeat-ms", "200",
       "--ws-port", `${gwWs}`,
     ]);
-    const cluster = new Cluster(gwClient, gwWs, procs, gs);
+    const cluster = new Cluster(gwClient, gwWs, logs, bins, procs, gs);
     try {
       await waitUntil("the gateway ready (/readyz)", () => ready(gwAdmin));
+      await waitUntil(`the gateway's WebSocket port ${gwWs} accepting`, () => accepts(gwWs));
     } catch (err) {
       cluster.stop();
       throw new Error(`${(err as Error).message}; logs in ${logs}`);
     }
     return cluster;
+  }
+
+  /**
+   * Runs `test-client web` for this cluster's WebSocket port on a free port
+   * and resolves with the page's URL, read from the line it prints.
+   */
+  async serveWeb(dir: string): Promise<string> {
+    const p = spawn(path.join(this.bins, "test-client"), ["web", "--gateway-ws", this.wsUrl, "--listen", "127.0.0.1:0", "--dir", dir], {
+      stdio: ["ignore", "pipe", openSync(path.join(this.logs, "web.log"), "w")],
+    });
+    this.procs.push(p);
+    return new Promise<string>((resolve, reject) => {
+      let out = "";
+      const timer = setTimeout(() => reject(new Error(`test-client web printed no URL within 10 s: ${out}`)), 10_000);
+      p.stdout!.on("data", (chunk: Buffer) => {
+        out += chunk.toString();
+        const url = /(https?:\/\/\S+)\r?\n/.exec(out)?.[1]; // a whole line: not cut mid-URL
+        if (url) (clearTimeout(timer), resolve(url));
+      });
+      p.once("exit", (code) => (clearTimeout(timer), reject(new Error(`test-client web exited (${code}); logs in ${this.logs}`))));
+    });
+  }
+
+  /** ws://127.0.0.1:<wsPort>, what a WebSocket client (or the page) connects to. */
+  get wsUrl(): string {
+    return `ws://127.0.0.1:${this.wsPort}`;
   }
 
   /** SIGSTOP: the game server answers nothing until resumed. */
