@@ -348,6 +348,7 @@ async fn start_with(
             window: Duration::from_secs(config.protocol_error_window_secs),
         },
         game: std::sync::OnceLock::new(),
+        faults: Default::default(),
     });
     modules::add_builtins(&mut app, Arc::downgrade(&state), &config);
     if let Err(e) = game_host::start(

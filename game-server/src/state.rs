@@ -42,6 +42,19 @@ pub struct HubState {
     /// right after this state exists, because the game's seams hold a weak
     /// reference to it).
     pub game: OnceLock<GameRuntime>,
+    /// Failures tests switch on (nothing else sets them).
+    pub faults: Faults,
+}
+
+/// Failures a test makes happen on purpose, where no real fault can be
+/// timed (a game server that does the work and then goes quiet). No flag
+/// or setting reaches them: only code holding the state can.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Room requests forwarded here are served, and their replies dropped:
+    /// the room did the work and the asking game server hears nothing, as
+    /// when this one stalls right after its room answered.
+    pub drop_room_replies: AtomicBool,
 }
 
 impl HubState {
