@@ -470,6 +470,10 @@ async fn a_say_resent_after_unavailable_posts_at_most_once() {
     let first = sayer.request(&say).await.expect("a reply");
     let (code, detail) = error_of(&first);
     assert_eq!(code, ErrorCode::Unavailable, "{detail}");
+    assert!(
+        matches!(&first.body, Some(server_packet::Body::Error(e)) if e.outcome_unknown),
+        "the client is told the say may have happened: {first:?}"
+    );
     let (posted, from) = expect_message(&mut watcher, &room, "once").await;
     assert_eq!(from, 92, "the first attempt did post");
     faults.drop_room_replies.store(false, Ordering::Release);

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::{Either, Ready};
-use gamemesh_proto::client::ErrorCode;
+use gamemesh_proto::client::{server_packet, ErrorCode, ServerPacket};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::warn;
@@ -127,15 +127,29 @@ where
             Poll::Pending => return Poll::Pending,
             Poll::Ready(out) => out,
         };
-        if let (Ok(resp), Some((session, seq))) = (&out, this.record.take()) {
-            // A packet answered by closing the socket did not execute: its
-            // sequence id stays fresh for the session. Nor did one whose
-            // handler said nothing happened: its re-send runs again.
-            if !matches!(resp.effect, SessionEffect::Close) && !resp.nothing_happened {
-                session.record(seq, &resp.reply);
-            }
+        let (mut resp, (session, seq)) = match (out, this.record.take()) {
+            (Ok(resp), Some(record)) => (resp, record),
+            (out, _) => return Poll::Ready(out),
+        };
+        // A packet answered by closing the socket did not execute: its
+        // sequence id stays fresh for the session. Nor did one whose
+        // handler said nothing happened: its re-send runs again.
+        if !matches!(resp.effect, SessionEffect::Close) && !resp.nothing_happened {
+            mark_outcome_unknown(&mut resp.reply);
+            session.record(seq, &resp.reply);
         }
-        Poll::Ready(out)
+        Poll::Ready(Ok(resp))
+    }
+}
+
+/// An `UNAVAILABLE` kept as a sequence id's answer tells the client so
+/// (`ErrorResponse.outcome_unknown`): the request may have run, and a
+/// re-send gets this answer back, so re-sending it again is pointless.
+fn mark_outcome_unknown(reply: &mut ServerPacket) {
+    if let Some(server_packet::Body::Error(e)) = &mut reply.body {
+        if e.code == ErrorCode::Unavailable as i32 {
+            e.outcome_unknown = true;
+        }
     }
 }
 
@@ -238,13 +252,18 @@ mod tests {
         let mut svc = IdempotencyLayer::new().layer(svc);
         let s = session();
         let maybe = HubResponse::error(5, ErrorCode::Unavailable, "room did not answer");
-        answered(&mut svc, &mut handle, echo(5, b"x", Some(s.clone())), maybe).await;
+        let first = answered(&mut svc, &mut handle, echo(5, b"x", Some(s.clone())), maybe).await;
         assert_eq!(s.last_executed(), 5, "recorded");
+        assert!(outcome_unknown(&first), "the client is told: {first:?}");
 
         // The re-send does not reach the handler: the mock allows no call.
         handle.allow(0);
         let replay = svc.call(echo(5, b"x", Some(s))).await.unwrap();
-        assert_eq!(error_code(&replay), Some(ErrorCode::Unavailable as i32));
+        assert_eq!(replay.reply, first.reply);
+    }
+
+    fn outcome_unknown(resp: &HubResponse) -> bool {
+        matches!(&resp.reply.body, Some(server_packet::Body::Error(e)) if e.outcome_unknown)
     }
 
     #[tokio::test]
@@ -261,6 +280,7 @@ mod tests {
         )
         .await;
         assert_eq!(error_code(&first), Some(ErrorCode::Unavailable as i32));
+        assert!(!outcome_unknown(&first), "{first:?}");
         assert_eq!(s.last_executed(), 0, "not recorded");
 
         let resent = answered(
