@@ -10,6 +10,7 @@ use crate::api::GameRuntime;
 use crate::cluster::gateways::GatewayLinks;
 use crate::cluster::mesh::Mesh;
 use crate::policy::violations::ViolationPolicy;
+use crate::session::save_retry::SaveRetries;
 use crate::session::{LocalSessions, SessionStore};
 
 /// Shared state of one game server.
@@ -42,6 +43,8 @@ pub struct HubState {
     /// right after this state exists, because the game's seams hold a weak
     /// reference to it).
     pub game: OnceLock<GameRuntime>,
+    /// Disconnect saves that failed, retried until the store answers.
+    pub save_retries: SaveRetries,
     /// Failures tests switch on (nothing else sets them).
     pub faults: Faults,
 }
