@@ -106,7 +106,12 @@ if [[ -n "$baseline_rev" ]] && ((!arena_only)); then
     say "building the baseline ($baseline_rev = ${rev:0:12}) in $src"
     (cd "$src" && cargo build --release -q -p gamemesh-gateway -p gamemesh-game-server) ||
         die "building the baseline $baseline_rev failed"
-    baseline="$src/target/release"
+    # Keep the two binaries, not the build: a release target/ is gigabytes
+    # and a shared machine's disk is small.
+    baseline="$out/baseline-bin"
+    mkdir -p "$baseline"
+    cp "$src/target/release/gateway" "$src/target/release/game-server" "$baseline/"
+    rm -rf "$src/target"
 fi
 if ((arena_only)) && [[ -n "$baseline" ]]; then
     say "--arena-only: the baseline is not run (the arena case is gamemesh-only)"

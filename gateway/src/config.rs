@@ -1,6 +1,7 @@
 //! Gateway configuration: every flag has an environment twin, and tests
 //! build a [`Config`] value directly (`Config::default()` plus overrides).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -44,6 +45,19 @@ pub struct Config {
     /// TCP port clients connect to (0: any free port).
     #[arg(long, env = "GATEWAY_CLIENT_PORT", default_value_t = DEFAULT_CLIENT_PORT)]
     pub client_port: u16,
+    /// TCP port for WebSocket clients (browsers, Node), on --client-bind;
+    /// off unless set (0: any free port). One binary message carries one
+    /// client body; every limit of the TCP port applies the same way.
+    #[arg(long, env = "GATEWAY_WS_PORT")]
+    pub ws_port: Option<u16>,
+    /// PEM certificate chain for `wss://` on --ws-port (with
+    /// --ws-tls-key). Without both, the WebSocket port is plain `ws://`,
+    /// for use behind a TLS-terminating load balancer or on a LAN.
+    #[arg(long, env = "GATEWAY_WS_TLS_CERT", value_name = "FILE.pem")]
+    pub ws_tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --ws-tls-cert.
+    #[arg(long, env = "GATEWAY_WS_TLS_KEY", value_name = "FILE.pem")]
+    pub ws_tls_key: Option<PathBuf>,
     /// Interface of the ZeroMQ port game servers send to. Loopback by
     /// default: the internal port must not face the internet.
     #[arg(long, env = "GATEWAY_P2P_BIND", default_value = "127.0.0.1")]
@@ -159,6 +173,9 @@ impl Default for Config {
             node: NodeFlags::default(),
             client_bind: "0.0.0.0".into(),
             client_port: DEFAULT_CLIENT_PORT,
+            ws_port: None,
+            ws_tls_cert: None,
+            ws_tls_key: None,
             p2p_bind: "127.0.0.1".into(),
             p2p_port: DEFAULT_P2P_PORT,
             game_servers: vec!["127.0.0.1:9001".into()],
@@ -229,6 +246,17 @@ impl Config {
         if self.request_timeout_ms == 0 {
             return bad("--request-timeout-ms must be at least 1".into());
         }
+        match (&self.ws_tls_cert, &self.ws_tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return bad(
+                    "--ws-tls-cert and --ws-tls-key go together: give both for wss://, or neither for ws://".into(),
+                )
+            }
+            (Some(_), Some(_)) if self.ws_port.is_none() => {
+                return bad("--ws-tls-cert and --ws-tls-key need --ws-port".into())
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -284,9 +312,33 @@ mod tests {
         assert_eq!(parsed.max_packets_per_sec, d.max_packets_per_sec);
         assert_eq!(parsed.rate_limit_kick_after, d.rate_limit_kick_after);
         assert_eq!(parsed.request_timeout_ms, d.request_timeout_ms);
+        assert_eq!(parsed.ws_port, d.ws_port);
+        assert_eq!(parsed.ws_tls_cert, d.ws_tls_cert);
+        assert_eq!(parsed.ws_tls_key, d.ws_tls_key);
         assert_eq!(parsed.node.admin_port, DEFAULT_ADMIN_PORT);
         assert_eq!(parsed.node.admin_port, d.node.admin_port);
         d.validate().unwrap();
+    }
+
+    #[test]
+    fn websocket_tls_flags_go_together_and_need_the_port() {
+        let half = Config {
+            ws_port: Some(0),
+            ws_tls_cert: Some("cert.pem".into()),
+            ..Config::default()
+        };
+        let msg = half.validate().unwrap_err().to_string();
+        assert!(msg.contains("--ws-tls-key"), "{msg}");
+        let no_port = Config {
+            ws_tls_cert: Some("cert.pem".into()),
+            ws_tls_key: Some("key.pem".into()),
+            ..Config::default()
+        };
+        let msg = no_port.validate().unwrap_err().to_string();
+        assert!(msg.contains("--ws-port"), "{msg}");
+        let parsed = Config::try_parse_from(["gateway", "--ws-port", "0"]).unwrap();
+        assert_eq!(parsed.ws_port, Some(0));
+        parsed.validate().unwrap();
     }
 
     #[test]

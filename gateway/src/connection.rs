@@ -1,32 +1,38 @@
-//! One client socket: read frames and relay them, write what game servers
-//! send back, enforce the idle timeout, the login deadline, the frame size
-//! limit, the packet rate limit and the outbound bounds.
+//! One client socket, whatever its framing ([`crate::wire`]): a
+//! [`Connection`] reads bodies and relays them, writes what game servers
+//! send back, and enforces the idle timeout, the login deadline, the frame
+//! size limit, the packet rate limit and the outbound bounds.
 //!
-//! Each socket is one task that owns both halves of the stream. Frames to
+//! Each socket is one task that owns both halves of the socket. Frames to
 //! the client arrive through a queue bounded twice, in frames
 //! (`--outbound-queue-frames`) and in bytes (`--outbound-queue-bytes`);
 //! when a client stops reading and either bound is crossed, the client is
 //! kicked (`SLOW_CONSUMER`) instead of letting its backlog grow in our
 //! memory. The packet rate limit is a token bucket owned by the task, so
 //! checking it takes no lock and one flooding socket slows nobody else.
+//!
+//! The task waits for the next [`Event`] and handles it with one named
+//! step: [`Connection::on_read`] (the read path, which hands bodies to
+//! [`Connection::relay_body`], the relay path), [`Connection::on_outbound`]
+//! (the outbound path: everything already queued for the socket leaves in
+//! one write), [`Connection::on_expiry`] (requests a game server did not
+//! answer in time), and, when the socket ends, [`Connection::finish`] (the
+//! kick path: the last frame, the close, the game server told).
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use bytes::Bytes;
+use gamemesh_node::fixed_window::{FixedWindow, Tally};
+use gamemesh_node::rate_limit::TokenBucket;
 use gamemesh_proto::client::{ErrorCode, KickReason};
-use gamemesh_proto::{packets, FrameCodec, FrameError};
+use gamemesh_proto::packets;
 use gamemesh_transport::LinkError;
 use gamemesh_transport::NodeId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
-use tokio_util::codec::{Encoder, FramedRead};
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
@@ -34,16 +40,12 @@ use uuid::Uuid;
 use crate::clients::{kick_body, ClientHandle, Outbound};
 use crate::in_flight::{InFlight, Reply};
 use crate::limits::{abuse_window, packet_bucket, ABUSE_WINDOW};
+use crate::wire::{Inbound, ReadError, Wire};
 use crate::Shared;
-use gamemesh_node::fixed_window::Tally;
 
-/// How long a kicked (or refused) client gets to take its last frame
-/// before we close.
-pub(crate) const LAST_FRAME_TIMEOUT: Duration = Duration::from_millis(200);
-
-/// How long a closed connection's input is drained (see
-/// `drain_before_close`).
-const DRAIN_BEFORE_CLOSE: Duration = Duration::from_millis(500);
+/// Bodies gathered into one write at most (more stay queued for the next
+/// one), so one write never holds a socket's task for long.
+const BATCH_BYTES: usize = crate::wire::ws::BATCH_BYTES;
 
 /// One admitted socket's place under `--max-connections`; dropping it
 /// frees the place.
@@ -55,11 +57,12 @@ pub(crate) struct Slot {
 impl Slot {
     /// Claims a place if fewer than `max` are taken.
     pub(crate) fn claim(open: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
-        // Only the accept loop claims, so load-then-add cannot overshoot.
-        if open.load(Ordering::Acquire) >= max {
-            return None;
-        }
-        open.fetch_add(1, Ordering::AcqRel);
+        // The TCP and the WebSocket accept loops claim concurrently: one
+        // compare-and-swap, so together they never pass `max`.
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()?;
         Some(Slot { open: open.clone() })
     }
 }
@@ -72,333 +75,469 @@ impl Drop for Slot {
 
 /// Why a socket ended, for the log line and the game server.
 enum End {
+    /// The client closed its side.
     ClientClosed,
+    /// We kick it: a `Kicked` goes out last.
     Kicked(KickReason, String),
-    Closed(String),
+    /// A game server (or shutdown) closed it, with this last frame.
+    Closed {
+        /// For the log line.
+        reason: String,
+        /// Written before the close.
+        last: Option<Bytes>,
+    },
+    /// The socket failed.
     Error(String),
+}
+
+/// What wakes a socket's task.
+enum Event {
+    /// The gateway is stopping.
+    Shutdown,
+    /// A queue bound was crossed: the client is not reading.
+    Slow,
+    /// The oldest request in flight may be past its deadline.
+    Expiry,
+    /// Something to write (or `None`: the registry is gone).
+    Outbound(Option<Outbound>),
+    /// Something the client sent (or why its input ended).
+    Read(Result<Inbound, ReadError>),
+    /// No body for the idle timeout.
+    Idle,
+    /// The login deadline passed (the step checks whether it logged in).
+    LoginDeadline,
+}
+
+/// One client socket's state: its two halves, its queue, its limits and
+/// timers. Owned by the socket's task.
+pub(crate) struct Connection<W> {
+    /// The id game servers know the socket by.
+    socket: Uuid,
+    /// The client's address, for log lines.
+    peer: SocketAddr,
+    /// `tcp`, `ws` or `wss`, for log lines.
+    transport: &'static str,
+    /// The gateway's shared state.
+    shared: Arc<Shared>,
+    /// Cancelled when the gateway stops.
+    shutdown: CancellationToken,
+    /// The socket's queue as the dispatcher sees it (bounds, flags).
+    handle: Arc<ClientHandle>,
+    /// The socket's queue as this task reads it.
+    rx: mpsc::Receiver<Outbound>,
+    /// The socket, framed.
+    wire: W,
+    /// `--max-packets-per-sec`, owned by the task (no lock).
+    bucket: TokenBucket,
+    /// `--rate-limit-kick-after`: rate-limited frames in the window.
+    abuse: FixedWindow,
+    /// Requests relayed and not yet answered.
+    in_flight: InFlight,
+    /// Armed at the oldest request's deadline, lazily: an answered entry
+    /// leaves the timer set, and a wake-up with nothing due re-arms it.
+    expiry: Pin<Box<Sleep>>,
+    /// Whether `expiry` is set for the current oldest request.
+    expiry_armed: bool,
+    /// Fires after the idle timeout with no body; reset on each body.
+    idle: Pin<Box<Sleep>>,
+    /// Fires at the login deadline.
+    login_timer: Pin<Box<Sleep>>,
+    /// Until the login deadline has been checked once.
+    login_pending: bool,
+    /// The socket's place under `--max-connections`, freed on drop.
+    _slot: Slot,
 }
 
 /// Serves one client socket until it closes. `slot` is its place under
 /// `--max-connections`, freed when this returns.
-pub(crate) async fn serve(
-    stream: TcpStream,
+pub(crate) async fn serve<W: Wire>(
+    wire: W,
     peer: SocketAddr,
+    transport: &'static str,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     slot: Slot,
 ) {
-    let _slot = slot;
-    let socket = Uuid::new_v4();
-    let _ = stream.set_nodelay(true);
-    let config = &shared.config;
-    let (tx, mut rx) = mpsc::channel(config.outbound_queue_frames);
-    let handle = Arc::new(ClientHandle::new(tx, config.outbound_queue_bytes));
-    let slow = handle.slow.clone();
-    shared.clients.lock().insert(socket, handle.clone());
-    info!("Client connected: SocketId={socket}, Peer={peer}");
-    if let Some(gs) = shared.upstream.pick() {
-        shared.pins.insert(socket, gs);
-        shared
-            .upstream
-            .client_connected(gs, &socket, &peer.to_string());
+    let mut conn = Connection::open(wire, peer, transport, shared, shutdown, slot);
+    let end = conn.run().await;
+    conn.finish(end).await;
+}
+
+impl<W: Wire> Connection<W> {
+    /// Registers the socket's queue and routes it to a game server.
+    fn open(
+        wire: W,
+        peer: SocketAddr,
+        transport: &'static str,
+        shared: Arc<Shared>,
+        shutdown: CancellationToken,
+        slot: Slot,
+    ) -> Self {
+        let socket = Uuid::new_v4();
+        let config = &shared.config;
+        let (tx, rx) = mpsc::channel(config.outbound_queue_frames);
+        let handle = Arc::new(ClientHandle::new(tx, config.outbound_queue_bytes));
+        shared.clients.lock().insert(socket, handle.clone());
+        info!("Client connected: SocketId={socket}, Peer={peer}, Transport={transport}");
+        if let Some(gs) = shared.upstream.pick() {
+            shared.pins.insert(socket, gs);
+            shared
+                .upstream
+                .client_connected(gs, &socket, &peer.to_string());
+        }
+        Self {
+            socket,
+            peer,
+            transport,
+            bucket: packet_bucket(config.max_packets_per_sec, config.packet_burst()),
+            abuse: abuse_window(config.rate_limit_kick_after),
+            in_flight: InFlight::new(config.request_timeout()),
+            expiry: Box::pin(tokio::time::sleep(config.request_timeout())),
+            expiry_armed: false,
+            idle: Box::pin(tokio::time::sleep(config.idle_timeout())),
+            login_timer: Box::pin(tokio::time::sleep(config.login_deadline())),
+            login_pending: true,
+            shared,
+            shutdown,
+            handle,
+            rx,
+            wire,
+            _slot: slot,
+        }
     }
 
-    let (read_half, mut writer) = stream.into_split();
-    let codec = FrameCodec::new(config.max_frame_bytes);
-    let mut frames = FramedRead::with_capacity(read_half, codec, 256);
-    let mut wbuf = BytesMut::new();
-    // End offset in `wbuf` of each frame of the batch being written, so a
-    // write cut short can finish its frame before the kick (a kick written
-    // after half a frame would be garbage to the client).
-    let mut frame_ends: Vec<usize> = Vec::new();
-    let idle_timeout = config.idle_timeout();
-    let idle = tokio::time::sleep(idle_timeout);
-    tokio::pin!(idle);
-    let login_deadline = config.login_deadline();
-    let login_timer = tokio::time::sleep(login_deadline);
-    tokio::pin!(login_timer);
-    let mut login_pending = true;
-    let bucket = packet_bucket(config.max_packets_per_sec, config.packet_burst());
-    let mut abuse = abuse_window(config.rate_limit_kick_after);
-    let slow_kick = || {
-        if handle.over_bytes.load(Ordering::Relaxed) {
+    /// Handles events until the socket must end, and says why.
+    async fn run(&mut self) -> End {
+        loop {
+            let end = match self.next_event().await {
+                Event::Shutdown => Some(shutdown_kick()),
+                Event::Slow => Some(self.slow_kick()),
+                Event::Expiry => {
+                    self.on_expiry();
+                    None
+                }
+                Event::Outbound(out) => self.on_outbound(out).await,
+                Event::Read(read) => self.on_read(read),
+                Event::Idle => Some(self.idle_kick()),
+                Event::LoginDeadline => self.on_login_deadline(),
+            };
+            if let Some(end) = end {
+                return end;
+            }
+        }
+    }
+
+    /// Waits for the next thing to do, most urgent first.
+    async fn next_event(&mut self) -> Event {
+        if !self.expiry_armed {
+            if let Some(deadline) = self.in_flight.next_deadline() {
+                self.expiry.as_mut().reset(deadline);
+                self.expiry_armed = true;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => Event::Shutdown,
+            _ = self.handle.slow.cancelled() => Event::Slow,
+            _ = &mut self.expiry, if self.expiry_armed => Event::Expiry,
+            out = self.rx.recv() => Event::Outbound(out),
+            read = self.wire.next() => Event::Read(read),
+            _ = &mut self.idle => Event::Idle,
+            _ = &mut self.login_timer, if self.login_pending => Event::LoginDeadline,
+        }
+    }
+
+    /// The read path: a body resets the idle timer and, within the packet
+    /// rate, is relayed; a control message only costs a token; the end of
+    /// the input ends the socket.
+    fn on_read(&mut self, read: Result<Inbound, ReadError>) -> Option<End> {
+        let now = Instant::now();
+        match read {
+            Ok(Inbound::Body(body)) => {
+                self.idle
+                    .as_mut()
+                    .reset(now + self.shared.config.idle_timeout());
+                debug!(
+                    "Packet received: Socket={}, Size={}",
+                    self.socket,
+                    body.len()
+                );
+                let metrics = self.shared.counters.metrics();
+                metrics.packets_in.increment(1);
+                metrics.bytes_in.increment(body.len() as u64);
+                if self.bucket.try_take() {
+                    self.relay_body(body, now)
+                } else {
+                    let seq = packets::peek_sequence_id(&body);
+                    self.rate_limited(Some(seq), now)
+                }
+            }
+            Ok(Inbound::Control) => {
+                if self.bucket.try_take() {
+                    None
+                } else {
+                    self.rate_limited(None, now)
+                }
+            }
+            Err(ReadError::Closed) => Some(End::ClientClosed),
+            Err(ReadError::Io(e)) => Some(End::Error(format!("read failed: {e}"))),
+            Err(ReadError::Protocol(e)) => {
+                warn!(
+                    "Protocol error: SocketId={}, Peer={}, Transport={}: {e}; closing the connection",
+                    self.socket, self.peer, self.transport
+                );
+                Some(End::Kicked(KickReason::ProtocolError, e))
+            }
+        }
+    }
+
+    /// The relay path: one body to the socket's game server, tracked in
+    /// flight until it is answered.
+    fn relay_body(&mut self, body: Bytes, now: Instant) -> Option<End> {
+        let seq = packets::peek_sequence_id(&body);
+        match relay(&self.shared, &self.socket, body) {
+            Ok(Some(gs)) => {
+                self.in_flight.sent(seq, gs, now);
+                None
+            }
+            Ok(None) => None,
+            Err(reason) => Some(End::Kicked(KickReason::ServerUnavailable, reason)),
+        }
+    }
+
+    /// Over the packet rate: a body (`seq` is its sequence id) is answered
+    /// `RATE_LIMITED` instead of relayed; a control message is only
+    /// counted. Past `--rate-limit-kick-after` within the window the
+    /// client is kicked.
+    fn rate_limited(&mut self, seq: Option<u64>, now: Instant) -> Option<End> {
+        let config = &self.shared.config;
+        self.shared.counters.rate_limited();
+        match self.abuse.record(now) {
+            Tally::Tripped => {
+                warn!(
+                    "Packet rate abuse: SocketId={}, Peer={}: more than --rate-limit-kick-after {} frames rate limited within {} s; kicking",
+                    self.socket,
+                    self.peer,
+                    config.rate_limit_kick_after,
+                    ABUSE_WINDOW.as_secs()
+                );
+                return Some(End::Kicked(
+                    KickReason::ProtocolError,
+                    "packet rate abuse".into(),
+                ));
+            }
+            Tally::Opened => warn!(
+                "Rate limiting SocketId={}, Peer={}: over --max-packets-per-sec {} (burst {}); frames answered RATE_LIMITED",
+                self.socket,
+                self.peer,
+                config.max_packets_per_sec,
+                config.packet_burst()
+            ),
+            Tally::Counted => {}
+        }
+        if let Some(seq) = seq {
+            let reply = packets::error(
+                seq,
+                ErrorCode::RateLimited,
+                format!(
+                    "over {} packets per second; slow down",
+                    config.max_packets_per_sec
+                ),
+            );
+            self.handle.push(Outbound::Frame(packets::encode(&reply)));
+        }
+        None
+    }
+
+    /// The outbound path: takes `first` and whatever else is already
+    /// queued (up to [`BATCH_BYTES`]), writes it all at once, and acts on
+    /// a close found in the queue.
+    async fn on_outbound(&mut self, first: Option<Outbound>) -> Option<End> {
+        let Some(first) = first else {
+            return Some(End::Closed {
+                reason: "registry dropped".into(),
+                last: None,
+            });
+        };
+        let mut frames = 0u64;
+        let mut bytes = 0usize;
+        let mut next = Some(first);
+        let mut close = None;
+        while let Some(out) = next.take() {
+            match admit(&mut self.in_flight, &self.handle, out) {
+                // A late answer the gateway already gave (dropped), or a
+                // DOWN notice (acted on by `admit`).
+                None | Some(Outbound::GameServerDown(_)) => {}
+                Some(Outbound::Frame(body) | Outbound::Reply(body)) => {
+                    self.wire.queue(&body);
+                    frames += 1;
+                    bytes += body.len();
+                }
+                Some(Outbound::Close { last_frame, reason }) => {
+                    close = Some(End::Closed {
+                        reason,
+                        last: last_frame,
+                    });
+                    break;
+                }
+            }
+            if bytes < BATCH_BYTES {
+                next = self.rx.try_recv().ok();
+            }
+        }
+        if frames > 0 {
+            let written = self.write_batch().await;
+            let metrics = self.shared.counters.metrics();
+            metrics.packets_out.increment(frames);
+            metrics.bytes_out.increment(bytes as u64);
+            self.handle.written(bytes);
+            if let Err(end) = written {
+                return Some(end);
+            }
+        }
+        close
+    }
+
+    /// Writes the batch. A blocked write still honours the slow-consumer
+    /// kick, shutdown and the idle timeout; the end it returns says which.
+    async fn write_batch(&mut self) -> Result<(), End> {
+        let stopped = tokio::select! {
+            r = self.wire.write_batch() => match r {
+                Ok(()) => return Ok(()),
+                Err(e) => End::Error(format!("write failed: {e}")),
+            },
+            _ = self.handle.slow.cancelled() => self.slow_kick(),
+            _ = self.shutdown.cancelled() => shutdown_kick(),
+            _ = &mut self.idle => self.idle_kick(),
+        };
+        Err(stopped)
+    }
+
+    /// Answers `UNAVAILABLE` for the requests past their deadline.
+    fn on_expiry(&mut self) {
+        self.expiry_armed = false;
+        let expired = self.in_flight.expire(Instant::now());
+        if expired.is_empty() {
+            return;
+        }
+        if let Some(suppressed) = self.shared.timeout_log.allow() {
+            warn!(
+                "Request timeout: SocketId={}: {} requests unanswered for --request-timeout-ms {}; answering UNAVAILABLE ({suppressed} more sockets' lines not logged)",
+                self.socket,
+                expired.len(),
+                self.shared.config.request_timeout_ms
+            );
+        }
+        metrics::counter!("gamemesh_gateway_requests_failed_total", "reason" => "timeout")
+            .increment(expired.len() as u64);
+        for seq in expired {
+            answer_unavailable(
+                &self.handle,
+                seq,
+                "the game server did not answer in time; retry with the same sequence id",
+            );
+        }
+    }
+
+    /// Kicks a socket that has not logged in by the deadline.
+    fn on_login_deadline(&mut self) -> Option<End> {
+        self.login_pending = false;
+        if self.handle.logged_in.load(Ordering::Relaxed) {
+            return None;
+        }
+        let deadline = self.shared.config.login_deadline();
+        warn!(
+            "Login deadline: SocketId={}, Peer={}: not logged in within --login-deadline-secs {}; kicking",
+            self.socket,
+            self.peer,
+            deadline.as_secs()
+        );
+        Some(End::Kicked(
+            KickReason::ProtocolError,
+            format!("no login within {} s", deadline.as_secs()),
+        ))
+    }
+
+    /// The kick for a client that does not read, saying which bound it
+    /// crossed.
+    fn slow_kick(&self) -> End {
+        let (socket, peer) = (self.socket, self.peer);
+        if self.handle.over_bytes.load(Ordering::Relaxed) {
             warn!(
                 "Slow consumer: SocketId={socket}, Peer={peer}: over --outbound-queue-bytes {} queued; kicking",
-                handle.max_bytes
+                self.handle.max_bytes
             );
             End::Kicked(
                 KickReason::SlowConsumer,
                 format!(
                     "more than {} bytes queued for a client that is not reading",
-                    handle.max_bytes
+                    self.handle.max_bytes
                 ),
             )
         } else {
             warn!(
                 "Slow consumer: SocketId={socket}, Peer={peer}: over --outbound-queue-frames {} queued; kicking",
-                config.outbound_queue_frames
+                self.shared.config.outbound_queue_frames
             );
             End::Kicked(
                 KickReason::SlowConsumer,
                 "client is not reading its frames".into(),
             )
         }
-    };
-    // Bytes of a frame cut off mid-write, to be finished before the kick.
-    let mut unfinished: Option<Bytes> = None;
-    // Requests relayed and not yet answered; `expiry` is armed at the
-    // oldest one's deadline (lazily: an answered entry leaves the timer
-    // set, and a wake-up with nothing due only re-arms it).
-    let mut in_flight = InFlight::new(config.request_timeout());
-    let expiry = tokio::time::sleep(config.request_timeout());
-    tokio::pin!(expiry);
-    let mut armed = false;
-
-    let end = loop {
-        if !armed {
-            if let Some(deadline) = in_flight.next_deadline() {
-                expiry.as_mut().reset(deadline);
-                armed = true;
-            }
-        }
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => {
-                break End::Kicked(KickReason::ServerShutdown, "gateway shutting down".into());
-            }
-            _ = slow.cancelled() => break slow_kick(),
-            _ = &mut expiry, if armed => {
-                armed = false;
-                let now = Instant::now();
-                let expired = in_flight.expire(now);
-                if !expired.is_empty() {
-                    if let Some(suppressed) = shared.timeout_log.allow() {
-                        warn!(
-                            "Request timeout: SocketId={socket}: {} requests unanswered for --request-timeout-ms {}; answering UNAVAILABLE ({suppressed} more sockets' lines not logged)",
-                            expired.len(),
-                            config.request_timeout_ms
-                        );
-                    }
-                    metrics::counter!("gamemesh_gateway_requests_failed_total", "reason" => "timeout")
-                        .increment(expired.len() as u64);
-                    for seq in expired {
-                        answer_unavailable(&handle, seq, "the game server did not answer in time; retry with the same sequence id");
-                    }
-                }
-            }
-            out = rx.recv() => match out.map(|o| admit(&mut in_flight, &handle, o)) {
-                // A late answer the gateway already gave (dropped), or a
-                // DOWN notice (acted on by `admit`).
-                Some(None | Some(Outbound::GameServerDown(_))) => continue,
-                Some(Some(Outbound::Frame(body) | Outbound::Reply(body))) => {
-                    encode(&mut wbuf, &body);
-                    frame_ends.push(wbuf.len());
-                    let mut batch_bytes = body.len();
-                    // Batch whatever else is already queued into one write.
-                    let mut close = None;
-                    while wbuf.len() < 64 * 1024 {
-                        match rx.try_recv().map(|o| admit(&mut in_flight, &handle, o)) {
-                            Ok(None | Some(Outbound::GameServerDown(_))) => {}
-                            Ok(Some(Outbound::Frame(b) | Outbound::Reply(b))) => {
-                                encode(&mut wbuf, &b);
-                                frame_ends.push(wbuf.len());
-                                batch_bytes += b.len();
-                            }
-                            Ok(Some(c @ Outbound::Close { .. })) => { close = Some(c); break }
-                            Err(_) => break,
-                        }
-                    }
-                    // A blocked write still honours the idle timeout, the
-                    // slow-consumer kick and shutdown.
-                    let mut off = 0;
-                    let written: Result<(), String> = loop {
-                        if off == wbuf.len() {
-                            break Ok(());
-                        }
-                        tokio::select! {
-                            r = writer.write(&wbuf[off..]) => match r {
-                                Ok(0) => break Err("socket closed".into()),
-                                Ok(n) => off += n,
-                                Err(e) => break Err(e.to_string()),
-                            },
-                            _ = slow.cancelled() => break Err("slow consumer".into()),
-                            _ = shutdown.cancelled() => break Err("shutdown".into()),
-                            _ = &mut idle => break Err("idle".into()),
-                        }
-                    };
-                    if written.is_err() && off > 0 {
-                        if let Some(&end) = frame_ends.iter().find(|&&e| e > off) {
-                            if !frame_ends.contains(&off) {
-                                unfinished = Some(Bytes::copy_from_slice(&wbuf[off..end]));
-                            }
-                        }
-                    }
-                    let metrics = shared.counters.metrics();
-                    metrics.packets_out.increment(frame_ends.len() as u64);
-                    metrics.bytes_out.increment(batch_bytes as u64);
-                    wbuf.clear();
-                    frame_ends.clear();
-                    handle.written(batch_bytes);
-                    if let Err(e) = written {
-                        if e == "idle" {
-                            break End::Kicked(KickReason::IdleTimeout, format!("no frame for {} s", idle_timeout.as_secs()));
-                        }
-                        if slow.is_cancelled() {
-                            break slow_kick();
-                        }
-                        if shutdown.is_cancelled() {
-                            break End::Kicked(KickReason::ServerShutdown, "gateway shutting down".into());
-                        }
-                        break End::Error(format!("write failed: {e}"));
-                    }
-                    if let Some(Outbound::Close { last_frame, reason }) = close {
-                        write_last(&mut writer, None, last_frame).await;
-                        break End::Closed(reason);
-                    }
-                }
-                Some(Some(Outbound::Close { last_frame, reason })) => {
-                    write_last(&mut writer, None, last_frame).await;
-                    break End::Closed(reason);
-                }
-                None => break End::Closed("registry dropped".into()),
-            },
-            frame = frames.next() => match frame {
-                Some(Ok(body)) => {
-                    let now = Instant::now();
-                    idle.as_mut().reset(now + idle_timeout);
-                    debug!("Packet received: Socket={socket}, Size={}", body.len());
-                    let metrics = shared.counters.metrics();
-                    metrics.packets_in.increment(1);
-                    metrics.bytes_in.increment(body.len() as u64);
-                    if bucket.try_take() {
-                        let seq = packets::peek_sequence_id(&body);
-                        match relay(&shared, &socket, body) {
-                            Ok(Some(gs)) => in_flight.sent(seq, gs, now),
-                            Ok(None) => {}
-                            Err(reason) => break End::Kicked(KickReason::ServerUnavailable, reason),
-                        }
-                    } else {
-                        shared.counters.rate_limited();
-                        match abuse.record(now) {
-                            Tally::Tripped => {
-                                warn!(
-                                    "Packet rate abuse: SocketId={socket}, Peer={peer}: more than --rate-limit-kick-after {} frames rate limited within {} s; kicking",
-                                    config.rate_limit_kick_after,
-                                    ABUSE_WINDOW.as_secs()
-                                );
-                                break End::Kicked(KickReason::ProtocolError, "packet rate abuse".into());
-                            }
-                            Tally::Opened => warn!(
-                                "Rate limiting SocketId={socket}, Peer={peer}: over --max-packets-per-sec {} (burst {}); frames answered RATE_LIMITED",
-                                config.max_packets_per_sec,
-                                config.packet_burst()
-                            ),
-                            Tally::Counted => {}
-                        }
-                        let reply = packets::error(
-                            packets::peek_sequence_id(&body),
-                            ErrorCode::RateLimited,
-                            format!("over {} packets per second; slow down", config.max_packets_per_sec),
-                        );
-                        handle.push(Outbound::Frame(packets::encode(&reply)));
-                    }
-                }
-                Some(Err(FrameError::Io(e))) => break End::Error(format!("read failed: {e}")),
-                Some(Err(e)) => {
-                    warn!("Protocol error: SocketId={socket}, Peer={peer}: {e}; closing the connection");
-                    break End::Kicked(KickReason::ProtocolError, e.to_string());
-                }
-                None => break End::ClientClosed,
-            },
-            _ = &mut idle => {
-                break End::Kicked(KickReason::IdleTimeout, format!("no frame for {} s", idle_timeout.as_secs()));
-            }
-            _ = &mut login_timer, if login_pending => {
-                login_pending = false;
-                if !handle.logged_in.load(Ordering::Relaxed) {
-                    warn!(
-                        "Login deadline: SocketId={socket}, Peer={peer}: not logged in within --login-deadline-secs {}; kicking",
-                        login_deadline.as_secs()
-                    );
-                    break End::Kicked(KickReason::ProtocolError, format!("no login within {} s", login_deadline.as_secs()));
-                }
-            }
-        }
-    };
-
-    // We are closing on the client (kick, or a game server's disconnect):
-    // its input is drained while the last frames go out, so a client
-    // blocked writing to us gets unstuck and can read them.
-    let drain = matches!(end, End::Kicked(..) | End::Closed(_));
-    let mut last = None;
-    let reason = match end {
-        End::ClientClosed => "client closed".to_string(),
-        End::Kicked(kind, detail) => {
-            shared.counters.kicked(kind);
-            last = Some(kick_body(kind, &detail));
-            format!("kicked ({}): {detail}", kind.as_str_name())
-        }
-        End::Closed(r) => r,
-        End::Error(e) => e,
-    };
-    let closing = async {
-        if last.is_some() {
-            write_last(&mut writer, unfinished, last).await;
-        }
-        let _ = writer.shutdown().await;
-    };
-    if drain {
-        tokio::join!(closing, drain_before_close(frames.into_inner()));
-    } else {
-        closing.await;
     }
-    shared.clients.lock().remove(&socket);
-    if let Some(route) = shared.pins.remove(&socket) {
-        shared
-            .upstream
-            .client_disconnected(route.game_server, &socket, route.session_id, &reason);
+
+    /// The kick for a socket with no body for the idle timeout.
+    fn idle_kick(&self) -> End {
+        End::Kicked(
+            KickReason::IdleTimeout,
+            format!(
+                "no frame for {} s",
+                self.shared.config.idle_timeout().as_secs()
+            ),
+        )
     }
-    info!("Client disconnected: SocketId={socket}, Peer={peer}, Reason={reason}");
+
+    /// The kick path, and every other end: writes the last frame (a
+    /// `Kicked`, or a game server's), closes our side, drains the client's
+    /// input meanwhile when we are the ones closing (so a client blocked
+    /// writing to us gets unstuck and can read it), then forgets the
+    /// socket and tells its game server.
+    async fn finish(self, end: End) {
+        let shared = self.shared;
+        let drain = matches!(end, End::Kicked(..) | End::Closed { .. });
+        let (reason, last) = match end {
+            End::ClientClosed => ("client closed".to_string(), None),
+            End::Kicked(kind, detail) => {
+                shared.counters.kicked(kind);
+                (
+                    format!("kicked ({}): {detail}", kind.as_str_name()),
+                    Some(kick_body(kind, &detail)),
+                )
+            }
+            End::Closed { reason, last } => (reason, last),
+            End::Error(e) => (e, None),
+        };
+        self.wire.close(last, drain).await;
+        let socket = self.socket;
+        shared.clients.lock().remove(&socket);
+        if let Some(route) = shared.pins.remove(&socket) {
+            shared.upstream.client_disconnected(
+                route.game_server,
+                &socket,
+                route.session_id,
+                &reason,
+            );
+        }
+        info!(
+            "Client disconnected: SocketId={socket}, Peer={}, Reason={reason}",
+            self.peer
+        );
+    }
 }
 
-fn encode(buf: &mut BytesMut, body: &Bytes) {
-    // Bodies from game servers are ours; an oversize one would be a bug, so
-    // the codec's limit here is the protocol's hard ceiling.
-    let _ = FrameCodec::new(u32::MAX as usize).encode(&body[..], buf);
-}
-
-/// After we closed our side, reads and discards what the client still
-/// sends, for a short while. Closing a socket with unread input makes the
-/// kernel send a reset, and a reset can make the client's kernel drop the
-/// frames it has not read yet, the `Kicked` among them: a client kicked
-/// mid-flood would never learn why. Bounded, so a client that keeps
-/// sending cannot hold the task.
-async fn drain_before_close(mut read: OwnedReadHalf) {
-    let mut scratch = [0u8; 4096];
-    let _ = tokio::time::timeout(DRAIN_BEFORE_CLOSE, async {
-        while let Ok(n) = read.read(&mut scratch).await {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await;
-}
-
-/// Writes the rest of a frame cut off mid-write (`unfinished`, raw bytes)
-/// and a final frame, giving a client that does not read only a short
-/// grace.
-async fn write_last(writer: &mut OwnedWriteHalf, unfinished: Option<Bytes>, frame: Option<Bytes>) {
-    let mut buf = BytesMut::new();
-    if let Some(rest) = unfinished {
-        buf.extend_from_slice(&rest);
-    }
-    if let Some(body) = frame {
-        encode(&mut buf, &body);
-    }
-    if !buf.is_empty() {
-        let _ = tokio::time::timeout(LAST_FRAME_TIMEOUT, writer.write_all(&buf)).await;
-    }
+/// The kick every socket gets when the gateway stops.
+fn shutdown_kick() -> End {
+    End::Kicked(KickReason::ServerShutdown, "gateway shutting down".into())
 }
 
 /// Passes a frame on to be written, except a game server's late answer to

@@ -8,20 +8,22 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum GatewayError {
     /// The client port is taken.
-    #[error("client port {port} is already in use on {host}: stop whatever holds it or choose another port with --client-port")]
+    #[error("client port {port} is already in use on {host}: stop whatever holds it or choose another port with {flag}")]
     ClientPortInUse {
         /// Interface we tried.
         host: String,
         /// Port we tried.
         port: u16,
+        /// The flag that sets it (`--client-port` or `--ws-port`).
+        flag: &'static str,
     },
     /// The client port could not be bound for another reason.
-    #[error(
-        "cannot listen for clients on {addr}: {source} (check --client-bind and --client-port)"
-    )]
+    #[error("cannot listen for clients on {addr}: {source} (check --client-bind and {flag})")]
     ClientBind {
         /// Address we tried.
         addr: String,
+        /// The flag that sets its port (`--client-port` or `--ws-port`).
+        flag: &'static str,
         /// The OS's reason.
         source: std::io::Error,
     },

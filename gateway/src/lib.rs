@@ -2,13 +2,17 @@
 //!
 //! It never parses a client's frame body. What it does:
 //!
-//! - [`listener`] accepts sockets (backlog 4096), refuses those over
+//! - [`listener`] accepts sockets on the TCP port and, with `--ws-port`,
+//!   the WebSocket port (backlog 4096), refuses those over
 //!   `--max-connections` or the per-IP connect rate, and gives each other
 //!   a UUID.
-//! - [`connection`] cuts the socket's bytes into frames with
-//!   [`gamemesh_proto::FrameCodec`], enforces the idle timeout, the login
-//!   deadline, the frame size limit, the per-connection packet rate and
-//!   the outbound queue bounds (frames and bytes), and writes frames back.
+//! - [`wire`] frames bodies on a socket: length-prefixed on TCP
+//!   ([`gamemesh_proto::FrameCodec`]), one binary message each on a
+//!   WebSocket (`ws://`, or `wss://` with a certificate).
+//! - [`connection`] is one socket whatever its framing: it enforces the
+//!   idle timeout, the login deadline, the frame size limit, the
+//!   per-connection packet rate and the outbound queue bounds (frames and
+//!   bytes), and writes frames back, everything queued in one write.
 //! - `in_flight` tracks each socket's requests relayed and not yet
 //!   answered, and answers `UNAVAILABLE` for those of a game server that is
 //!   down or too slow.
@@ -25,11 +29,13 @@
 //!   liveness, round-robin routing of new sockets, and the dispatcher that
 //!   obeys `SendToClient`, `PinSession` and `DisconnectClient`.
 //!
-//! Path of a client frame: socket -> `connection::serve` (decode frame,
-//! take a token from the socket's bucket or answer `RATE_LIMITED`) ->
+//! Path of a client frame: socket -> `wire` (cut a body) -> `Connection`'s
+//! read and relay steps (take a token from the socket's bucket or answer
+//! `RATE_LIMITED`) ->
 //! `pin_table` (which game server, which session) -> `upstream` (wrap in
 //! `ClientFrame`, send on the link). Path of a reply: link -> `upstream`
-//! dispatcher -> the socket's bounded queue -> `connection::serve` -> socket.
+//! dispatcher -> the socket's bounded queue -> `Connection`'s outbound step
+//! -> `wire` -> socket.
 
 pub mod clients;
 pub mod config;
@@ -42,6 +48,7 @@ pub mod metrics;
 pub mod pacer;
 pub mod pin_table;
 pub mod upstream;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -91,12 +98,16 @@ pub(crate) struct Shared {
     /// One "request timeout" line a second at most: a stuck game server
     /// times out requests on every one of its sockets at once.
     timeout_log: LogThrottle,
+    /// One "WebSocket handshake failed" line a second at most.
+    handshake_log: LogThrottle,
 }
 
 /// A started gateway.
 pub struct RunningGateway {
     /// Where clients connect.
     pub client_addr: SocketAddr,
+    /// Where WebSocket clients connect (`--ws-port`), if it is on.
+    pub ws_addr: Option<SocketAddr>,
     /// Where game servers send (the ZeroMQ endpoint).
     pub p2p_endpoint: String,
     /// The admin port (`/metrics`, `/healthz`, `/readyz`) actually bound.
@@ -192,13 +203,23 @@ pub async fn start(
     // Before any metric handle is registered (`Counters` below), or those
     // handles would record nowhere.
     gamemesh_node::admin::install_recorder();
-    let listener = listener::bind(&config.client_bind, config.client_port)?;
-    let client_addr = listener
-        .local_addr()
-        .map_err(|source| GatewayError::ClientBind {
-            addr: format!("{}:{}", config.client_bind, config.client_port),
-            source,
-        })?;
+    let tls = match (&config.ws_tls_cert, &config.ws_tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(wire::ws::tls_acceptor(cert, key).map_err(StartError::Config)?)
+        }
+        _ => None,
+    };
+    let listener = listener::bind(&config.client_bind, config.client_port, "--client-port")?;
+    let client_addr = local_addr(&listener, &config, config.client_port, "--client-port")?;
+    let ws_listener = match config.ws_port {
+        Some(port) => {
+            let l = listener::bind(&config.client_bind, port, "--ws-port")?;
+            let addr = local_addr(&l, &config, port, "--ws-port")?;
+            Some((l, addr))
+        }
+        None => None,
+    };
+    let ws_addr = ws_listener.as_ref().map(|(_, addr)| *addr);
     let (link, events) = config.node.bind_link(
         "gateway",
         &config.p2p_bind,
@@ -229,6 +250,13 @@ pub async fn start(
         "Gateway {} listening for clients on {client_addr}, P2P on {p2p_endpoint}, game servers {:?}",
         config.node.node_id, config.game_servers
     );
+    if let Some(addr) = ws_addr {
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        info!(
+            "Gateway {} listening for WebSocket clients on {scheme}://{addr}",
+            config.node.node_id
+        );
+    }
     let shared = Arc::new(Shared {
         pins: PinTable::new(),
         clients: ClientRegistry::default(),
@@ -244,6 +272,7 @@ pub async fn start(
         ip_rate_log: LogThrottle::new(Duration::from_secs(1)),
         hwm_log: LogThrottle::new(Duration::from_secs(1)),
         timeout_log: LogThrottle::new(Duration::from_secs(1)),
+        handshake_log: LogThrottle::new(Duration::from_secs(1)),
         config,
     });
     let tracker = TaskTracker::new();
@@ -269,12 +298,23 @@ pub async fn start(
     ));
     tracker.spawn(listener::accept_loop(
         listener,
+        listener::ClientPort::Tcp,
         shared.clone(),
         tracker.clone(),
         shutdown.clone(),
     ));
+    if let Some((ws_listener, _)) = ws_listener {
+        tracker.spawn(listener::accept_loop(
+            ws_listener,
+            listener::ClientPort::Ws(tls),
+            shared.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
     Ok(RunningGateway {
         client_addr,
+        ws_addr,
         p2p_endpoint,
         admin_addr: admin.addr,
         live_game_servers,
@@ -283,6 +323,22 @@ pub async fn start(
         grace,
         shutdown,
     })
+}
+
+/// The address a client listener actually bound (port 0 picks one).
+fn local_addr(
+    listener: &tokio::net::TcpListener,
+    config: &Config,
+    port: u16,
+    flag: &'static str,
+) -> Result<SocketAddr, GatewayError> {
+    listener
+        .local_addr()
+        .map_err(|source| GatewayError::ClientBind {
+            addr: format!("{}:{port}", config.client_bind),
+            flag,
+            source,
+        })
 }
 
 /// `/readyz`: a gateway can serve once at least one game server is linked

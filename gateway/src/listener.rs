@@ -12,7 +12,13 @@
 //! `Kicked{RATE_LIMITED}` (its address's rate) or
 //! `Kicked{SERVER_UNAVAILABLE}` (gateway full) within a short bound,
 //! closed and counted.
+//!
+//! The WebSocket port (`--ws-port`) is admitted the same way, against the
+//! same pace and the same `--max-connections`; its sockets then complete
+//! the TLS handshake (`wss://`) and the WebSocket upgrade within the login
+//! deadline, in their own task, before they are served like any other.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,23 +28,125 @@ use gamemesh_proto::client::KickReason;
 use gamemesh_proto::codec::encode_frame;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::clients::kick_body;
-use crate::connection::{Slot, LAST_FRAME_TIMEOUT};
+use crate::connection::Slot;
 use crate::error::GatewayError;
 use crate::limits::Refusal;
 use crate::pacer::Admission;
+use crate::wire::{tcp, ws, Wire, LAST_FRAME_TIMEOUT};
 use crate::{connection, Shared};
 use gamemesh_node::rate_limit::ip_key;
+
+/// What a listening port speaks.
+#[derive(Clone)]
+pub(crate) enum ClientPort {
+    /// Length-prefixed frames (`--client-port`).
+    Tcp,
+    /// One body per binary WebSocket message (`--ws-port`), in TLS when an
+    /// acceptor is given (`wss://`).
+    Ws(Option<TlsAcceptor>),
+}
+
+impl ClientPort {
+    /// The port's name in log lines.
+    fn name(&self) -> &'static str {
+        match self {
+            ClientPort::Tcp => "tcp",
+            ClientPort::Ws(None) => "ws",
+            ClientPort::Ws(Some(_)) => "wss",
+        }
+    }
+
+    /// Serves an admitted socket: at once for TCP; after the handshakes,
+    /// bounded by the login deadline, for WebSocket.
+    async fn serve(
+        self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        shutdown: CancellationToken,
+        slot: Slot,
+    ) {
+        let name = self.name();
+        let max_frame = shared.config.max_frame_bytes;
+        let tls = match self {
+            ClientPort::Tcp => {
+                let wire = tcp::TcpWire::new(stream, max_frame);
+                return connection::serve(wire, peer, name, shared, shutdown, slot).await;
+            }
+            ClientPort::Ws(tls) => tls,
+        };
+        let _ = stream.set_nodelay(true);
+        let config = ws::config(max_frame);
+        match tls {
+            None => {
+                let handshake =
+                    async { ws::accept(stream, config).await.map_err(|e| e.to_string()) };
+                if let Some(wire) = upgrade(&shared, peer, name, &shutdown, handshake).await {
+                    connection::serve(wire, peer, name, shared, shutdown, slot).await;
+                }
+            }
+            Some(tls) => {
+                let handshake = async {
+                    let stream = tls.accept(stream).await.map_err(|e| format!("TLS: {e}"))?;
+                    ws::accept(stream, config).await.map_err(|e| e.to_string())
+                };
+                if let Some(wire) = upgrade(&shared, peer, name, &shutdown, handshake).await {
+                    connection::serve(wire, peer, name, shared, shutdown, slot).await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs a socket's handshakes, bounded by the login deadline (a socket
+/// that never finishes its upgrade holds a `--max-connections` slot no
+/// longer than one that never logs in) and by shutdown.
+async fn upgrade<T>(
+    shared: &Shared,
+    peer: SocketAddr,
+    port: &str,
+    shutdown: &CancellationToken,
+    handshake: impl Future<Output = Result<T, String>>,
+) -> Option<T> {
+    let deadline = shared.config.login_deadline();
+    tokio::select! {
+        _ = shutdown.cancelled() => None,
+        done = tokio::time::timeout(deadline, handshake) => match done {
+            Ok(Ok(upgraded)) => Some(upgraded),
+            Ok(Err(e)) => {
+                handshake_failed(shared, peer, port, &e);
+                None
+            }
+            Err(_) => {
+                handshake_failed(shared, peer, port, "not done within --login-deadline-secs");
+                None
+            }
+        },
+    }
+}
+
+/// Logs a failed WebSocket handshake (at most one line a second: a port
+/// scanner fails them by the thousand). The socket is closed by the caller
+/// dropping it.
+fn handshake_failed(shared: &Shared, peer: SocketAddr, port: &str, why: &str) {
+    if let Some(suppressed) = shared.handshake_log.allow() {
+        info!(
+            "WebSocket handshake failed: Peer={peer}, Transport={port}: {why} ({suppressed} more not logged)"
+        );
+    }
+}
 
 /// Listen backlog for client sockets.
 pub const BACKLOG: u32 = 4096;
 
-/// Binds the client port.
-pub fn bind(host: &str, port: u16) -> Result<TcpListener, GatewayError> {
+/// Binds a client port; `flag` names the flag that sets it, for errors.
+pub fn bind(host: &str, port: u16, flag: &'static str) -> Result<TcpListener, GatewayError> {
     let addr_text = format!("{host}:{port}");
     let addr: SocketAddr = addr_text.parse().map_err(|_| {
         GatewayError::from(StartError::Config(format!(
@@ -50,10 +158,12 @@ pub fn bind(host: &str, port: u16) -> Result<TcpListener, GatewayError> {
             GatewayError::ClientPortInUse {
                 host: host.to_string(),
                 port,
+                flag,
             }
         } else {
             GatewayError::ClientBind {
                 addr: addr_text.clone(),
+                flag,
                 source,
             }
         }
@@ -72,6 +182,7 @@ pub fn bind(host: &str, port: u16) -> Result<TcpListener, GatewayError> {
 /// Accepts sockets until shutdown, each served by a tracked task.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
+    port: ClientPort,
     shared: Arc<Shared>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -82,7 +193,7 @@ pub(crate) async fn accept_loop(
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((stream, peer)) => admit(stream, peer, &shared, &tracker, &shutdown),
+            Ok((stream, peer)) => admit(&port, stream, peer, &shared, &tracker, &shutdown),
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning; existing
                 // clients keep being served.
@@ -98,6 +209,7 @@ pub(crate) async fn accept_loop(
 /// is over its burst, once its slot in the pace comes (in its own task, so
 /// the accept loop goes on accepting other addresses meanwhile).
 fn admit(
+    port: &ClientPort,
     stream: TcpStream,
     peer: SocketAddr,
     shared: &Arc<Shared>,
@@ -116,6 +228,7 @@ fn admit(
             );
         }
         refuse(
+            port,
             shared,
             tracker,
             stream,
@@ -132,6 +245,7 @@ fn admit(
             );
         }
         refuse(
+            port,
             shared,
             tracker,
             stream,
@@ -141,7 +255,9 @@ fn admit(
         return;
     };
     shared.counters.metrics().accepted.increment(1);
-    let serve = connection::serve(stream, peer, shared.clone(), shutdown.clone(), slot);
+    let serve = port
+        .clone()
+        .serve(stream, peer, shared.clone(), shutdown.clone(), slot);
     match admission {
         Admission::At(start) => {
             shared.counters.paced();
@@ -163,8 +279,10 @@ fn admit(
 /// Counts a refused socket and, in a short-lived task, tells it why
 /// (`Kicked{RATE_LIMITED}` for its address's rate,
 /// `Kicked{SERVER_UNAVAILABLE}` for a full gateway; best effort, at most
-/// [`LAST_FRAME_TIMEOUT`]) and closes it.
+/// [`LAST_FRAME_TIMEOUT`], or [`WS_REFUSAL_TIMEOUT`] for a WebSocket, which
+/// needs its handshakes first) and closes it.
 fn refuse(
+    port: &ClientPort,
     shared: &Shared,
     tracker: &TaskTracker,
     mut stream: TcpStream,
@@ -179,12 +297,45 @@ fn refuse(
     // Counted as a kick too, so `kicks_total{reason="rate_limited"}` shows
     // what players were told.
     shared.counters.kicked(reason);
-    let frame = encode_frame(&kick_body(reason, detail));
-    tracker.spawn(async move {
-        let _ = tokio::time::timeout(LAST_FRAME_TIMEOUT, async {
-            stream.write_all(&frame).await?;
-            stream.shutdown().await
-        })
-        .await;
-    });
+    let body = kick_body(reason, detail);
+    let max_frame = shared.config.max_frame_bytes;
+    match port.clone() {
+        ClientPort::Tcp => {
+            let frame = encode_frame(&body);
+            tracker.spawn(async move {
+                let _ = tokio::time::timeout(LAST_FRAME_TIMEOUT, async {
+                    stream.write_all(&frame).await?;
+                    stream.shutdown().await
+                })
+                .await;
+            });
+        }
+        ClientPort::Ws(tls) => {
+            tracker.spawn(async move {
+                let _ = tokio::time::timeout(WS_REFUSAL_TIMEOUT, async {
+                    let config = ws::config(max_frame);
+                    match tls {
+                        None => {
+                            if let Ok(wire) = ws::accept(stream, config).await {
+                                wire.close(Some(body), false).await;
+                            }
+                        }
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            if let Ok(wire) = ws::accept(stream, config).await {
+                                wire.close(Some(body), false).await;
+                            }
+                        }
+                    }
+                })
+                .await;
+            });
+        }
+    }
 }
+
+/// How long a refused WebSocket client gets for its handshakes and its
+/// `Kicked`.
+const WS_REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);

@@ -57,6 +57,8 @@ pub struct GatewayNode {
     pub node_id: u64,
     /// Where clients connect.
     pub addr: String,
+    /// Where WebSocket clients connect, when its config set `ws_port`.
+    pub ws_addr: Option<std::net::SocketAddr>,
     /// Its admin port (`/metrics`, `/healthz`, `/readyz`).
     pub admin_addr: std::net::SocketAddr,
     /// Stops it.
@@ -199,6 +201,7 @@ pub async fn start_gateway(config: GwConfig, expect_linked: usize) -> GatewayNod
         .await
         .expect("gateway starts");
     let addr = running.client_addr.to_string();
+    let ws_addr = running.ws_addr;
     let admin_addr = running.admin_addr;
     tokio::time::timeout(
         Duration::from_secs(10),
@@ -210,6 +213,7 @@ pub async fn start_gateway(config: GwConfig, expect_linked: usize) -> GatewayNod
     GatewayNode {
         node_id,
         addr,
+        ws_addr,
         admin_addr,
         shutdown,
         task,

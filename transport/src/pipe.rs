@@ -332,6 +332,19 @@ impl Pipe {
 }
 
 impl Outbound {
+    /// One non-blocking send: true when libzmq took it, false on EAGAIN
+    /// (not connected or full; the caller tells which).
+    fn try_send(&mut self, message: &[u8]) -> Result<bool, Refusal> {
+        match self.socket.send(message, zmq::DONTWAIT) {
+            Ok(()) => {
+                self.sent();
+                Ok(true)
+            }
+            Err(zmq::Error::EAGAIN) => Ok(false),
+            Err(e) => Err(Refusal::Zmq(e)),
+        }
+    }
+
     /// Sends one encoded batch without blocking, telling a full pipe from
     /// one that is not connected.
     fn transmit(&mut self, message: &[u8]) -> Result<(), Refusal> {
@@ -339,13 +352,8 @@ impl Outbound {
         if self.since_drain >= MONITOR_DRAIN_EVERY {
             self.drain_monitor();
         }
-        match self.socket.send(message, zmq::DONTWAIT) {
-            Ok(()) => {
-                self.sent();
-                return Ok(());
-            }
-            Err(zmq::Error::EAGAIN) => {}
-            Err(e) => return Err(Refusal::Zmq(e)),
+        if self.try_send(message)? {
+            return Ok(());
         }
         // IMMEDIATE: no connected pipe; or the high-water mark. The
         // monitor first: a handshake it reports has already queued the
@@ -360,15 +368,9 @@ impl Outbound {
             .socket
             .get_events()
             .is_ok_and(|e| e.contains(zmq::POLLOUT))
+            && self.try_send(message)?
         {
-            match self.socket.send(message, zmq::DONTWAIT) {
-                Ok(()) => {
-                    self.sent();
-                    return Ok(());
-                }
-                Err(zmq::Error::EAGAIN) => {}
-                Err(e) => return Err(Refusal::Zmq(e)),
-            }
+            return Ok(());
         }
         if self.connected {
             Err(Refusal::Full)

@@ -4,8 +4,8 @@
  * (`webSocketTransport(url, { WebSocket: (await import("ws")).WebSocket })`).
  * One binary message carries exactly one body, with no length prefix.
  *
- * UNTESTED: the gateway has no WebSocket listener (`--ws-port`) yet. The
- * client logic above it is the one the TCP tests exercise.
+ * Tested against a real gateway's `--ws-port` (test/client.test.ts, "login
+ * and echo over WebSocket").
  */
 import type { Connect, Transport } from "./transport.js";
 

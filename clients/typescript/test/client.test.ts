@@ -5,6 +5,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { Client, ErrorCode, KickReason, KickedError, RequestTimeout, ServerError, type Connect } from "../src/index.js";
 import { ServerPacketSchema } from "../src/gen/client_pb.js";
 import { tcpTransport } from "../src/tcp.js";
+import { webSocketTransport } from "../src/websocket.js";
 import { Cluster } from "./cluster.js";
 
 let cluster: Cluster;
@@ -22,6 +23,20 @@ test("login and echo", async () => {
     assert.notEqual(client.session!.sessionId, 0n);
     assert.deepEqual(await client.echo(bytes("hello")), bytes("hello"));
     assert.equal(client.nextSequenceId(), 3n); // login 1, echo 2
+  } finally { await client.close(); }
+});
+
+test("login and echo over WebSocket", async () => {
+  // Node 22 has a global WebSocket; Node 20 needs --experimental-websocket
+  // (package.json's test script passes it).
+  assert.ok(globalThis.WebSocket, "no global WebSocket: run node with --experimental-websocket (Node 20) or use Node >= 22");
+  const ws = webSocketTransport(`ws://127.0.0.1:${cluster.wsPort}/`);
+  const client = await login(nextUser++, ws);
+  try {
+    assert.notEqual(client.session!.sessionId, 0n);
+    assert.deepEqual(await client.echo(bytes("hello over ws")), bytes("hello over ws"));
+    const many = await Promise.all(Array.from({ length: 20 }, (_, i) => client.echo(bytes(`echo ${i}`))));
+    many.forEach((echoed, i) => assert.deepEqual(echoed, bytes(`echo ${i}`)));
   } finally { await client.close(); }
 });
 

@@ -47,12 +47,18 @@ const ready = (port: number) =>
   fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false);
 
 export class Cluster {
-  private constructor(readonly clientPort: number, private readonly procs: ChildProcess[], private readonly gameServer: ChildProcess) {}
+  private constructor(
+    readonly clientPort: number,
+    /** The gateway's WebSocket port (`--ws-port`). */
+    readonly wsPort: number,
+    private readonly procs: ChildProcess[],
+    private readonly gameServer: ChildProcess,
+  ) {}
 
   static async start(): Promise<Cluster> {
     const bins = binaryDir();
     const logs = mkdtempSync(path.join(os.tmpdir(), "gamemesh-ts-"));
-    const [redis, gsP2p, gsMesh, gwClient, gwP2p, gwAdmin] = await freePorts(6);
+    const [redis, gsP2p, gsMesh, gwClient, gwP2p, gwAdmin, gwWs] = await freePorts(7);
     const procs: ChildProcess[] = [];
     const run = (name: string, cmd: string, args: string[]) => {
       const out = openSync(path.join(logs, `${name}.log`), "w");
@@ -69,8 +75,9 @@ export class Cluster {
     run("gateway", path.join(bins, "gateway"), [
       "--node-id", "1", "--client-bind", "127.0.0.1", "--client-port", `${gwClient}`, "--p2p-port", `${gwP2p}`,
       "--admin-port", `${gwAdmin}`, "--game-servers", `127.0.0.1:${gsP2p}`, "--heartbeat-ms", "200",
+      "--ws-port", `${gwWs}`,
     ]);
-    const cluster = new Cluster(gwClient, procs, gs);
+    const cluster = new Cluster(gwClient, gwWs, procs, gs);
     try {
       await waitUntil("the gateway ready (/readyz)", () => ready(gwAdmin));
     } catch (err) {

@@ -169,43 +169,35 @@ impl Mesh {
 
     /// Live peers that take logins, as gateways should learn them.
     pub fn live_peers(&self) -> Vec<NodeInfo> {
-        let now = Instant::now();
-        self.peers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(_, p)| p.accepting && self.live(p, now))
-            .map(|(id, p)| NodeInfo {
-                node_id: *id,
-                p2p_endpoint: p.p2p_endpoint.clone(),
-                mesh_endpoint: p.mesh_endpoint.clone(),
-            })
-            .collect()
+        self.map_live(true, |id, p| NodeInfo {
+            node_id: id,
+            p2p_endpoint: p.p2p_endpoint.clone(),
+            mesh_endpoint: p.mesh_endpoint.clone(),
+        })
     }
 
     /// Node ids of the live peers that take logins: what rooms are spread
     /// over (cheaper than [`live_peers`](Self::live_peers): no endpoints).
     pub fn live_peer_ids(&self) -> Vec<NodeId> {
-        let now = Instant::now();
-        self.peers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(_, p)| p.accepting && self.live(p, now))
-            .map(|(id, _)| *id)
-            .collect()
+        self.map_live(true, |id, _| id)
     }
 
     /// Every peer that is live, taking logins or not (pushes to everyone
     /// reach draining game servers' players too).
     pub fn live_peer_ids_all(&self) -> Vec<NodeId> {
+        self.map_live(false, |id, _| id)
+    }
+
+    /// `f` of every live peer (only those taking logins when
+    /// `accepting_only`), read under one lock at one instant.
+    fn map_live<T>(&self, accepting_only: bool, f: impl Fn(NodeId, &Peer) -> T) -> Vec<T> {
         let now = Instant::now();
         self.peers
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|(_, p)| self.live(p, now))
-            .map(|(id, _)| *id)
+            .filter(|(_, p)| (p.accepting || !accepting_only) && self.live(p, now))
+            .map(|(id, p)| f(*id, p))
             .collect()
     }
 

@@ -119,11 +119,7 @@ pub trait PlayerDataStore: Send + Sync + 'static {
 
 /// True for a key of 1 to [`MAX_KEY`] bytes of `[A-Za-z0-9_.-]`.
 pub fn valid_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= MAX_KEY
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+    crate::api::name::bounded(key, MAX_KEY, crate::api::name::dotted_word_byte)
 }
 
 /// Whether a value found at `current` satisfies `expect`.

@@ -48,11 +48,7 @@ pub const KIND: &str = "chat";
 
 /// True for a name of 1 to [`MAX_ROOM_NAME`] bytes of `[A-Za-z0-9_-]`.
 pub fn valid_room(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_ROOM_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    crate::api::name::bounded(name, MAX_ROOM_NAME, crate::api::name::word_byte)
 }
 
 /// True for text of 1 to [`MAX_TEXT`] bytes.
