@@ -135,6 +135,13 @@ pub struct HubResponse {
     pub reply: ServerPacket,
     /// Session change for the socket.
     pub effect: SessionEffect,
+    /// Set by the handler that knows nothing happened (an `UNAVAILABLE`
+    /// before anything was written or sent, or after it was undone; or a
+    /// request whose second run changes nothing). Only such a reply is
+    /// not recorded against the sequence id, so a re-send runs again;
+    /// every other reply, an `UNAVAILABLE` whose effect may have happened
+    /// included, is recorded and replayed (docs/PROTOCOL.md, section 5).
+    pub nothing_happened: bool,
 }
 
 impl HubResponse {
@@ -143,11 +150,30 @@ impl HubResponse {
         Self {
             reply,
             effect: SessionEffect::None,
+            nothing_happened: false,
+        }
+    }
+
+    /// A reply with a session change.
+    pub fn with_effect(reply: ServerPacket, effect: SessionEffect) -> Self {
+        Self {
+            effect,
+            ..Self::reply(reply)
         }
     }
 
     /// An `ErrorResponse` answering `sequence_id`.
     pub fn error(sequence_id: u64, code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::reply(packets::error(sequence_id, code, detail))
+    }
+
+    /// An `ErrorResponse{UNAVAILABLE}` answering `sequence_id`, from a
+    /// handler that knows nothing happened: not recorded, so the client's
+    /// re-send with the same id runs again.
+    pub fn nothing_happened(sequence_id: u64, detail: impl Into<String>) -> Self {
+        Self {
+            nothing_happened: true,
+            ..Self::error(sequence_id, ErrorCode::Unavailable, detail)
+        }
     }
 }

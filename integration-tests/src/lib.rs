@@ -80,6 +80,9 @@ pub struct ClusterOptions {
     pub gateway: fn(&mut GwConfig),
     /// The game modules of every game server (besides the built-ins).
     pub modules: fn(GameServer) -> GameServer,
+    /// Extra `redis-server` arguments (persistence, for tests that restart
+    /// Redis and expect their data back).
+    pub redis_args: &'static [&'static str],
 }
 
 impl Default for ClusterOptions {
@@ -90,6 +93,7 @@ impl Default for ClusterOptions {
             game_server: |_| {},
             gateway: |_| {},
             modules: |s| s,
+            redis_args: &[],
         }
     }
 }
@@ -231,7 +235,7 @@ impl Cluster {
     /// server.
     pub async fn start_with(options: ClusterOptions) -> Cluster {
         init_tracing();
-        let redis = RedisServer::start();
+        let redis = RedisServer::start_with_args(options.redis_args);
         let mut game_servers = Vec::new();
         for id in 1..=options.game_servers as u64 {
             let mut c = game_server_config(id, &redis.addr());

@@ -5,6 +5,7 @@
 //! a room moves on when the game server holding it stops.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use gamemesh_game_server::api::placement::rendezvous;
 use gamemesh_game_server::game_host::placement::candidates;
@@ -13,7 +14,10 @@ use gamemesh_integration_tests::{
     free_port, game_server_config, gateway_config, init_tracing, start_game_server, start_gateway,
     wait_for, wait_for_async, Client, ClientError, Cluster, ClusterOptions, TIMEOUT,
 };
-use gamemesh_proto::client::{server_packet, ChatNoticeKind, ErrorCode, ServerPacket};
+use gamemesh_proto::client::{
+    client_packet, server_packet, ChatNoticeKind, ChatSayRequest, ClientPacket, ErrorCode,
+    ServerPacket,
+};
 
 /// A client logged in as `user` on game server `node` through gateway
 /// `gateway`. Sockets go round robin over game servers and keep theirs
@@ -417,6 +421,81 @@ async fn a_room_carries_on_when_the_game_server_holding_it_stops() {
     let after = a.chat_say(&room, "after").await.expect("say");
     assert_eq!(after, before + 1, "the sequence carries on");
     assert_eq!(expect_message(&mut b, &room, "after").await.0, after);
+    cluster.shutdown().await;
+}
+
+/// The `ErrorResponse` of `reply`, or a failure naming what came instead.
+fn error_of(reply: &ServerPacket) -> (ErrorCode, String) {
+    match &reply.body {
+        Some(server_packet::Body::Error(e)) => (
+            ErrorCode::try_from(e.code).expect("a known code"),
+            e.detail.clone(),
+        ),
+        other => panic!("expected an ErrorResponse, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_say_resent_after_unavailable_posts_at_most_once() {
+    let cluster = Cluster::start_with(ClusterOptions {
+        gateways: 1,
+        game_servers: 2,
+        game_server: unlimited_chat,
+        ..ClusterOptions::default()
+    })
+    .await;
+    // A room held by game server 2; the sayer's session is on game server
+    // 1, so its say travels to the room over the mesh.
+    let room = (0..100)
+        .map(|i| format!("once-{i}"))
+        .find(|r| rendezvous(&format!("chat:{r}"), [1, 2]) == Some(2))
+        .expect("some room hashes to node 2");
+    let mut watcher = client_on(&cluster, 0, 2, 91).await;
+    let mut sayer = client_on(&cluster, 0, 1, 92).await;
+    watcher.chat_join(&room).await.expect("join");
+    sayer.chat_join(&room).await.expect("join");
+    expect_notice(&mut watcher, &room, ChatNoticeKind::Joined, 92).await;
+
+    // Game server 2 posts the say and its answer is lost: game server 1
+    // waits out the room call timeout (2 s) and answers UNAVAILABLE.
+    let faults = &cluster.game_servers[1].state.faults;
+    faults.drop_room_replies.store(true, Ordering::Release);
+    let say = ClientPacket {
+        sequence_id: sayer.allocate_sequence(),
+        body: Some(client_packet::Body::ChatSay(ChatSayRequest {
+            room: room.clone(),
+            text: "once".into(),
+        })),
+    };
+    let first = sayer.request(&say).await.expect("a reply");
+    let (code, detail) = error_of(&first);
+    assert_eq!(code, ErrorCode::Unavailable, "{detail}");
+    assert!(
+        matches!(&first.body, Some(server_packet::Body::Error(e)) if e.outcome_unknown),
+        "the client is told the say may have happened: {first:?}"
+    );
+    let (posted, from) = expect_message(&mut watcher, &room, "once").await;
+    assert_eq!(from, 92, "the first attempt did post");
+    faults.drop_room_replies.store(false, Ordering::Release);
+
+    // The re-send, same id, now that the room answers again: the first
+    // answer comes back and nothing runs.
+    let again = sayer.request(&say).await.expect("a reply");
+    assert_eq!(again, first, "the re-send replays the first answer");
+
+    // The next say is the room's next number: nothing was accepted in
+    // between, and the watcher sees "once" a single time.
+    let next = sayer.chat_say(&room, "next").await.expect("say");
+    assert_eq!(next, posted + 1, "the room accepted nothing in between");
+    loop {
+        match next_chat(&mut watcher).await.body {
+            Some(server_packet::Body::ChatMessage(m)) if m.text == "next" => break,
+            Some(server_packet::Body::ChatMessage(m)) => {
+                panic!("a second message before \"next\": {m:?}")
+            }
+            _ => {}
+        }
+    }
     cluster.shutdown().await;
 }
 

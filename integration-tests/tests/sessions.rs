@@ -795,6 +795,67 @@ async fn redis_outage_fails_logins_fast_keeps_echo_and_recovers_after_restart() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_save_that_failed_while_redis_was_down_lands_once_it_is_back() {
+    // Append-only with fsync on every write, so the restarted Redis still
+    // has the session as it was saved before the kill.
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        redis_args: &["--appendonly", "yes", "--appendfsync", "always"],
+        ..ClusterOptions::default()
+    })
+    .await;
+    let user = 8101;
+    let mut a = cluster.client(0).await;
+    let l = login(&mut a, user).await;
+    echo_ok(&mut a, "before", "client A").await;
+    let mut redis = cluster.redis_conn();
+    let saved_before = a.last_sequence().to_string();
+    wait_for("the flusher stored the progress so far", SETTLE, || {
+        field(&mut redis, user, "last_seq").as_deref() == Some(saved_before.as_str())
+    })
+    .await;
+
+    cluster.redis.stop();
+    // Executed, in memory only: the flusher cannot save them.
+    echo_ok(&mut a, "during 1", "client A with Redis down").await;
+    echo_ok(&mut a, "during 2", "client A with Redis down").await;
+    let executed = a.last_sequence();
+    drop(a);
+    let retries = &cluster.game_servers[0].state.save_retries;
+    wait_for("the disconnect save failed and is queued", SETTLE, || {
+        retries.pending() == 1
+    })
+    .await;
+
+    cluster.redis.restart();
+    let mut redis = cluster.redis_conn();
+    assert_eq!(
+        field(&mut redis, user, "sid"),
+        Some(l.session_id.to_string()),
+        "the restarted Redis kept the record (append-only file)"
+    );
+    wait_for("the queued disconnect save lands", SETTLE, || {
+        retries.pending() == 0
+    })
+    .await;
+    let record = stored(&mut redis, user).expect("the record");
+    assert_eq!(
+        record["connected"], "0",
+        "saved as disconnected: {record:?}"
+    );
+    assert_eq!(record["last_seq"], executed.to_string(), "{record:?}");
+
+    // And the client sees it: the resume continues after the ids it ran
+    // while Redis was down.
+    let mut b = cluster.client(0).await;
+    let snap = b
+        .resume(l.session_id, &l.resume_token)
+        .await
+        .expect("resume");
+    assert_eq!(snap.last_sequence_id, executed);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_removes_the_session_and_its_token_no_longer_resumes() {
     let cluster = Cluster::start(2, 2).await;
     let user = 9009;

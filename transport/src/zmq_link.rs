@@ -391,8 +391,11 @@ mod tests {
         let (b, mut b_rx) = ZmqLink::bind(config(2)).unwrap();
         a.connect(2, b.local_endpoint()).unwrap();
         b.connect(1, a.local_endpoint()).unwrap();
-        // IMMEDIATE refuses sends until the pipe is up: retry until one lands.
+        // IMMEDIATE refuses sends until the pipe is up: retry until one
+        // lands, within WAIT (a pipe that never comes up fails, not hangs).
+        let deadline = std::time::Instant::now() + WAIT;
         let got = loop {
+            assert!(std::time::Instant::now() < deadline, "ping never arrived");
             let _ = a.send(2, Bytes::from_static(b"ping"));
             match tokio::time::timeout(Duration::from_millis(50), b_rx.recv()).await {
                 Ok(Some(LinkEvent::Message { from, payload, .. })) => break (from, payload),
@@ -402,6 +405,7 @@ mod tests {
         };
         assert_eq!(got, (1, Bytes::from_static(b"ping")));
         let reply = loop {
+            assert!(std::time::Instant::now() < deadline, "pong never arrived");
             let _ = b.send(1, Bytes::from_static(b"pong"));
             match tokio::time::timeout(Duration::from_millis(50), a_rx.recv()).await {
                 Ok(Some(LinkEvent::Message { from, payload, .. })) => break (from, payload),
@@ -824,7 +828,12 @@ mod tests {
         a.connect(2, b.local_endpoint()).unwrap();
         a.connect(3, b.local_endpoint()).unwrap();
         let mut seen = std::collections::HashSet::new();
+        let deadline = std::time::Instant::now() + WAIT;
         while seen.len() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "both pipes did not deliver within {WAIT:?}: {seen:?}"
+            );
             let _ = a.send(2, Bytes::from_static(b"x"));
             let _ = a.send(3, Bytes::from_static(b"x"));
             if let Ok(Some(LinkEvent::Message {

@@ -345,7 +345,7 @@ impl RoomPlacement for ClusterPlacement {
         };
         match runtime {
             Some(r) => Ok(r.serve_room(request).await),
-            None => Err(GameError::unavailable(format!(
+            None => Err(GameError::nothing_happened(format!(
                 "game server {node} is down"
             ))),
         }

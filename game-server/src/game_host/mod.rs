@@ -22,6 +22,7 @@ pub mod placement;
 pub mod pusher;
 pub mod sessions;
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use gamemesh_proto::internal::{mesh_message, GameRoomReply};
@@ -107,6 +108,10 @@ fn on_mesh(link: &Link, from: NodeId, kind: mesh_message::Kind) {
             let answer = link.runtime.serve_room(r.body);
             link.tracker.spawn(async move {
                 let body = answer.await;
+                if state.faults.drop_room_replies.load(Ordering::Acquire) {
+                    tracing::debug!(from, "room reply dropped (test fault)");
+                    return;
+                }
                 state.mesh.send_kind(
                     from,
                     mesh_message::Kind::GameRoomReply(GameRoomReply {

@@ -65,6 +65,21 @@ impl RedisConn {
         }
     }
 
+    /// True for a `redis+sentinel://` address: the primary has replicas
+    /// (the login waits for one, `session::replica_ack`).
+    pub fn has_replicas(&self) -> bool {
+        self.inner.sentinels.is_some()
+    }
+
+    /// Whether the sentinels now name a primary other than `addr` (a
+    /// failover has begun: what `addr` took may be lost). `None` for a
+    /// plain address, or when no sentinel answered.
+    pub async fn primary_moved_from(&self, addr: &str) -> Option<bool> {
+        let sentinels = self.inner.sentinels.as_ref()?;
+        let named = sentinels.lock().await.ask(self.inner.timeout).await?;
+        Some(named != addr)
+    }
+
     /// One look at the sentinels; swaps the primary if they name another.
     async fn check_primary(&self, s: &mut Sentinels) {
         let current = self.primary_addr();

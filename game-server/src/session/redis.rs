@@ -8,6 +8,7 @@
 //! through a Sentinel failover.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use redis::{Script, Value};
 use uuid::Uuid;
 
+use super::replica_ack::ReplicaAck;
 use crate::redis::{RedisConn, RedisOptions};
 
 use super::{
@@ -82,6 +84,8 @@ pub struct RedisStore {
     /// The Lua scripts, loaded lazily by `invoke_async` (EVALSHA, falling
     /// back to EVAL after a Redis restart emptied the script cache).
     scripts: Scripts,
+    /// A login waits for a replica to have it (Sentinel only).
+    replica_ack: Arc<ReplicaAck>,
 }
 
 #[derive(Clone)]
@@ -116,6 +120,7 @@ impl RedisStore {
                 disconnect: Script::new(DISCONNECT),
                 remove: Script::new(REMOVE),
             },
+            replica_ack: Arc::default(),
         }
     }
 
@@ -184,7 +189,12 @@ impl SessionStore for RedisStore {
             .arg(socket_text(&new.placement.socket))
             .arg(new.last_seq)
             .arg(ms(ttl));
+        let primary = self.conn.primary_addr();
         let r = strings(self.run::<Value>(inv).await?)?;
+        // Acknowledged only once a failover cannot lose it (bounded).
+        self.replica_ack
+            .confirm(&self.conn, &primary, self.conn.inner.timeout)
+            .await?;
         if r.len() != 6 {
             return Err(StoreError::Corrupt(format!("login script returned {r:?}")));
         }

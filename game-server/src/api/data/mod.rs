@@ -85,8 +85,9 @@ impl From<DataError> for GameError {
     fn from(e: DataError) -> Self {
         match e {
             DataError::Unavailable(d) => GameError::Unavailable(d),
+            // The compare-and-set wrote nothing.
             DataError::Conflict { .. } => {
-                GameError::Unavailable("player data changed concurrently; retry".into())
+                GameError::NothingHappened("player data changed concurrently; retry".into())
             }
             other => GameError::Internal(other.to_string()),
         }
@@ -238,7 +239,7 @@ impl Data {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(GameError::unavailable(format!(
+        Err(GameError::nothing_happened(format!(
             "{key} of user {user} kept changing; retry"
         )))
     }

@@ -123,7 +123,13 @@ async fn list_rooms(
     ctx: Ctx,
     _req: ChatListRoomsRequest,
 ) -> Result<ChatListRoomsResponse, GameError> {
-    let rooms = ctx.rooms::<ChatRoom>().list().await?;
+    // A read: running it again changes nothing, so an outage is not
+    // cached against the sequence id.
+    let rooms = ctx
+        .rooms::<ChatRoom>()
+        .list()
+        .await
+        .map_err(GameError::nothing_happened_if_unavailable)?;
     Ok(ChatListRoomsResponse {
         rooms: rooms
             .into_iter()
@@ -140,7 +146,12 @@ async fn join(ctx: Ctx, r: ChatJoinRequest) -> Result<ChatJoinResponse, GameErro
     if !valid_room(&r.room) {
         return Err(bad_room());
     }
-    ctx.rooms::<ChatRoom>().join(&r.room).await
+    // Joining the room one is in changes nothing, so a join that may
+    // have happened can run again.
+    ctx.rooms::<ChatRoom>()
+        .join(&r.room)
+        .await
+        .map_err(GameError::nothing_happened_if_unavailable)
 }
 
 /// `chat_leave`: leaves a room.
