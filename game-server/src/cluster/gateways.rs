@@ -439,3 +439,46 @@ impl GatewayLinks {
         self.link.shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gamemesh_transport::LinkConfig;
+
+    /// A multicast a full pipe refuses is missed by every socket it named:
+    /// each is owed a kick, as for a refused `SendToClient`.
+    #[tokio::test]
+    async fn a_refused_multicast_owes_every_socket_a_kick() {
+        // A gateway that never reads, with the smallest queues.
+        let mut c = LinkConfig::new("gateway", 7, "127.0.0.1", 0);
+        c.rcvhwm = 1;
+        c.recv_queue = 1;
+        let (gateway, _never_read) = ZmqLink::bind(c).unwrap();
+        let mut c = LinkConfig::new("game-server", 1, "127.0.0.1", 0);
+        c.sndhwm = 1;
+        let (link, _events) = ZmqLink::bind(c).unwrap();
+        let links = GatewayLinks::new(link, 1, "tcp://127.0.0.1:1".into(), None);
+        let hello = GatewayHello {
+            gateway_node_id: 7,
+            p2p_endpoint: gateway.local_endpoint().to_string(),
+            incarnation: 1,
+            ..GatewayHello::default()
+        };
+        assert_eq!(links.on_hello(7, &hello, true, vec![]), HelloOutcome::New);
+
+        let sockets = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+        let body = Bytes::from(vec![7u8; 60_000]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while links.owed_kicks() == 0 {
+            assert!(Instant::now() < deadline, "the pipe never filled");
+            links.send_encoded_many(7, &sockets, body.clone());
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(links.owed_kicks(), sockets.len());
+        let owed = links.owed_kicks.lock().unwrap();
+        let owed = owed.get(&7).expect("owed on gateway 7");
+        for socket in &sockets {
+            assert_eq!(owed.get(socket), Some(&0), "{socket} is owed an unguarded kick");
+        }
+    }
+}
