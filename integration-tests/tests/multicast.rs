@@ -151,7 +151,9 @@ async fn client(
     let echo = gamemesh_proto::client::ClientPacket {
         sequence_id: 1,
         body: Some(gamemesh_proto::client::client_packet::Body::Echo(
-            gamemesh_proto::client::EchoRequest { data: vec![1] },
+            gamemesh_proto::client::EchoRequest {
+                data: Bytes::from_static(&[1]),
+            },
         )),
     };
     write_frame(&mut stream, &echo.encode_to_vec()).await;
@@ -197,7 +199,8 @@ async fn a_multicast_reaches_each_socket_in_order_with_its_own_frames_and_skips_
         unicast(sb, body(0, "b2")),
     ];
     for message in script {
-        gs.send(gateway, message).expect("the pipe to the gateway takes it");
+        gs.send(gateway, message)
+            .expect("the pipe to the gateway takes it");
     }
 
     let mut got_a = Vec::new();

@@ -478,7 +478,11 @@ mod tests {
         let owed = links.owed_kicks.lock().unwrap();
         let owed = owed.get(&7).expect("owed on gateway 7");
         for socket in &sockets {
-            assert_eq!(owed.get(socket), Some(&0), "{socket} is owed an unguarded kick");
+            assert_eq!(
+                owed.get(socket),
+                Some(&0),
+                "{socket} is owed an unguarded kick"
+            );
         }
     }
 }

@@ -13,8 +13,8 @@ use std::sync::Weak;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use gamemesh_transport::NodeId;
 use gamemesh_proto::internal::{mesh_message, DeliverToUser, GamePushDelivery, GamePushEveryone};
+use gamemesh_transport::NodeId;
 use tracing::debug;
 use uuid::Uuid;
 
