@@ -123,9 +123,11 @@ fn on_mesh(link: &Link, from: NodeId, kind: mesh_message::Kind) {
         }
         mesh_message::Kind::GameRoomReply(r) => link.placement.on_reply(r.request_id, r.body),
         mesh_message::Kind::GamePushDelivery(d) => {
+            let mut local = pusher::LocalFanOut::default();
             for (user, session) in d.user_ids.iter().zip(&d.session_ids) {
-                pusher::deliver_here(&state, *user, *session, &d.packet);
+                local.add_session(&state, *user, *session);
             }
+            local.send(&state, &d.packet);
         }
         mesh_message::Kind::GamePushEveryone(e) => {
             pusher::deliver_everyone_here(&state, &e.packet);
