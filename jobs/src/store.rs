@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use gamemesh_node::redis_connection::{PubSubClient, SharedConnection};
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
@@ -311,12 +311,12 @@ impl JobStore {
     }
 
     /// A client for the current primary (for a pub/sub connection).
-    pub fn client(&self) -> redis::Client {
+    pub fn client(&self) -> PubSubClient {
         self.source.client()
     }
 
     /// A handle on the shared connection to the current primary.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> SharedConnection {
         self.source.connection()
     }
 

@@ -12,6 +12,16 @@
 //! | `rediss://[user:pass@]host:port[/db]` | TLS. The server's certificate is checked against the system's roots, or against `--redis-ca-file` alone when it is given. |
 //! | `redis+sentinel://[user:pass@]host:port[,host:port...]/<master-name>[/db]` | Sentinel: the sentinels (port 26379 when left out) name the primary of `<master-name>`. The user and password are for the data nodes; the sentinels' own are `--redis-sentinel-username` / `--redis-sentinel-password`. |
 //! | `rediss+sentinel://...` | The same, with TLS to the sentinels and to the data nodes. |
+//! | `redis+cluster://[user:pass@]host:port[,host:port...]` | Redis Cluster: the nodes listed are seeds (one that answers is enough); the redis crate's asynchronous cluster client routes every command by its key's slot, follows `MOVED`/`ASK` and a shard's failover by itself. The user and password are every node's. |
+//! | `rediss+cluster://...` | The same, with TLS to every node (`--redis-ca-file` as for `rediss://`). |
+//!
+//! **A cluster** needs every script, pipeline and multi-key command to
+//! touch keys of one slot: the stores' keys carry hash tags (`{u:<id>}`,
+//! `{room:<kind>:<name>}`, `{cluster}`, `{jobs}`), checked by
+//! `tests::every_script_touches_one_cluster_slot` in `crate::redis`. Its
+//! pub/sub is sharded (`SPUBLISH`/`SSUBSCRIBE`, see `gamemesh_jobs::events`).
+//! Nothing of ours follows a cluster's failover: the crate refreshes its
+//! slot map on `MOVED` or a lost connection and retries there.
 //!
 //! **Discovery** is the redis crate's `SentinelClient`: it asks each
 //! sentinel in turn and checks that the node named answers `ROLE` as a

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use gamemesh_node::redis_address::SentinelAddress;
+use gamemesh_node::redis_connection::{PubSubClient, SharedConnection};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
@@ -126,8 +127,8 @@ impl RedisConn {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = Primary {
             addr: addr.clone(),
-            conn,
-            client,
+            conn: SharedConnection::Single(conn),
+            client: PubSubClient::Single(client),
         };
         self.inner.switches.send_modify(|n| *n += 1);
         metrics::counter!("gamemesh_redis_primary_switches_total").increment(1);

@@ -28,8 +28,13 @@ pub fn session_key(user_id: u64) -> String {
     format!("gm:{{u:{user_id}}}:session")
 }
 
+/// A login. On a Redis Cluster the client retries a command whose
+/// connection broke (a shard failing over) and may run it twice; the
+/// second run finds its own session id and answers as the first did,
+/// replacing nothing.
 const LOGIN: &str = r#"
 local old = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'owner', 'gateway', 'socket', 'connected')
+if old[1] == ARGV[1] then return {tonumber(old[2]), '', '', '', '', ''} end
 local epoch = tonumber(old[2] or '0') + 1
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'uid', ARGV[2], 'epoch', epoch, 'token', ARGV[3],
