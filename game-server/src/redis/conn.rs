@@ -207,6 +207,12 @@ impl RedisConn {
         }
     }
 
+    /// True for a Redis Cluster: a pipeline or multi-key command must then
+    /// keep to one slot.
+    pub fn is_cluster(&self) -> bool {
+        self.read_primary().conn.is_cluster()
+    }
+
     /// The address, redacted (for log lines).
     pub fn target(&self) -> &str {
         &self.inner.target

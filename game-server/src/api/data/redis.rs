@@ -26,7 +26,7 @@ const COUNTER: &str = "#v";
 /// The compare-and-set. ARGV: field, expectation (`any`, `absent` or a
 /// version), value. Returns `{1, new version}` or `{0, current version}`
 /// (-1: absent).
-const SET: &str = r#"
+pub(crate) const SET: &str = r#"
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 local curv = -1
 if cur then
@@ -44,7 +44,7 @@ return {1, v}
 
 /// The compare-and-delete. ARGV: field, expectation. Returns `{1, the
 /// version deleted}` (-1: there was nothing) or `{0, current version}`.
-const DELETE: &str = r#"
+pub(crate) const DELETE: &str = r#"
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 local curv = -1
 if cur then
