@@ -249,7 +249,7 @@ impl RedisConn {
     /// A command through [`connection`](Self::connection) failed: with
     /// Sentinel, ask the sentinels now rather than at the next poll.
     pub fn suspect_primary(&self) {
-        if self.inner.sentinels.is_some() {
+        if self.inner.sentinels.is_some() || self.is_cluster() {
             self.inner.recheck.notify_one();
         }
     }

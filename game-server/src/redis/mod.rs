@@ -20,8 +20,11 @@
 //! `{room:<kind>:<name>}`, `{cluster}`, `{jobs}`), checked by
 //! `tests::every_script_touches_one_cluster_slot` in `crate::redis`. Its
 //! pub/sub is sharded (`SPUBLISH`/`SSUBSCRIBE`, see `gamemesh_jobs::events`).
-//! Nothing of ours follows a cluster's failover: the crate refreshes its
-//! slot map on `MOVED` or a lost connection and retries there.
+//! Commands follow a cluster's failover by themselves: the crate refreshes
+//! its slot map on `MOVED` or a lost connection and retries there.
+//! [`RedisConn::follow_primary`] only notices that a shard's primary
+//! changed ([`cluster`]), so the sessions saved through the dead one are
+//! saved again, as after a Sentinel failover.
 //!
 //! **Discovery** is the redis crate's `SentinelClient`: it asks each
 //! sentinel in turn and checks that the node named answers `ROLE` as a
@@ -46,6 +49,7 @@
 //! `gamemesh_node::redis_address::redact`, and every error text is scrubbed
 //! of the passwords we hold.
 
+pub mod cluster;
 pub mod conn;
 pub mod sentinel;
 pub mod target;

@@ -49,6 +49,9 @@ impl RedisConn {
     /// command) and moves to the primary they name. Returns at once for a
     /// plain address, whose `ConnectionManager` reconnects by itself.
     pub async fn follow_primary(self, shutdown: CancellationToken) {
+        if self.is_cluster() {
+            return self.follow_cluster(shutdown).await;
+        }
         let Some(sentinels) = &self.inner.sentinels else {
             return;
         };
