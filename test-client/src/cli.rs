@@ -184,7 +184,7 @@ pub enum Command {
 /// Flags of `admin`.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// Redis address: `host:port` or a `redis://` URL.
+    /// Redis address: `host:port`, a `redis://` URL or `redis+cluster://host:port[,host:port...]`.
     #[arg(long, env = "REDIS_CONNECTION", default_value = "127.0.0.1:6379")]
     pub redis: String,
     /// What to do.
