@@ -12,7 +12,7 @@ use gamemesh_game_server::game_host::placement::candidates;
 use gamemesh_game_server::{Config as GsConfig, StoreKind};
 use gamemesh_integration_tests::{
     free_port, game_server_config, gateway_config, init_tracing, start_game_server, start_gateway,
-    wait_for, wait_for_async, Client, ClientError, Cluster, ClusterOptions, TIMEOUT,
+    wait_for, wait_for_async, Client, ClientError, Cluster, ClusterOptions, RedisBackend, TIMEOUT,
 };
 use gamemesh_proto::client::{
     client_packet, server_packet, ChatNoticeKind, ChatSayRequest, ClientPacket, ErrorCode,
@@ -105,9 +105,8 @@ async fn the_default_rooms_exist_at_start() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_room_message_reaches_members_on_both_game_servers_and_gateways() {
-    let cluster = Cluster::start(2, 2).await;
+async fn a_room_message_reaches_members_on_both_game_servers_and_gateways(backend: RedisBackend) {
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let mut clients = [
         (11, client_on(&cluster, 0, 1, 11).await),
         (12, client_on(&cluster, 0, 2, 12).await),
@@ -210,9 +209,8 @@ async fn every_member_sees_the_room_order_under_concurrent_senders() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn whispers_reach_users_on_other_nodes_and_offline_users_are_an_error() {
-    let cluster = Cluster::start(2, 2).await;
+async fn whispers_reach_users_on_other_nodes_and_offline_users_are_an_error(backend: RedisBackend) {
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let mut a = client_on(&cluster, 0, 1, 31).await;
     let mut b = client_on(&cluster, 1, 2, 32).await;
 
@@ -245,9 +243,8 @@ async fn whispers_reach_users_on_other_nodes_and_offline_users_are_an_error() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn membership_follows_the_session_through_resume_kick_and_logout() {
-    let cluster = Cluster::start(2, 2).await;
+async fn membership_follows_the_session_through_resume_kick_and_logout(backend: RedisBackend) {
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let mut watcher = client_on(&cluster, 0, 1, 40).await;
     let mut a = client_on(&cluster, 0, 2, 41).await;
     let mut b = client_on(&cluster, 1, 1, 42).await;
@@ -546,3 +543,9 @@ async fn chat_works_on_a_single_game_server_without_redis() {
     game_server.shutdown.cancel();
     let _ = game_server.task.await;
 }
+
+gamemesh_integration_tests::on_both_redis!(
+    a_room_message_reaches_members_on_both_game_servers_and_gateways,
+    whispers_reach_users_on_other_nodes_and_offline_users_are_an_error,
+    membership_follows_the_session_through_resume_kick_and_logout,
+);

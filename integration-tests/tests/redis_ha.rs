@@ -43,7 +43,7 @@ fn session_key(user_id: u64) -> String {
 }
 
 /// The user's record on the data node `conn` points at.
-fn stored(conn: &mut redis::Connection, user_id: u64) -> HashMap<String, String> {
+fn stored(conn: &mut impl redis::ConnectionLike, user_id: u64) -> HashMap<String, String> {
     let raw: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
         .arg(session_key(user_id))
         .query(conn)
@@ -54,7 +54,7 @@ fn stored(conn: &mut redis::Connection, user_id: u64) -> HashMap<String, String>
 }
 
 /// Number of session records on the node.
-fn session_count(conn: &mut redis::Connection) -> usize {
+fn session_count(conn: &mut impl redis::ConnectionLike) -> usize {
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("gm:*:session")
         .query(conn)

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gamemesh_integration_tests::{
-    wait_for, Client, ClientError, Cluster, ClusterOptions, GameServerNode, TIMEOUT,
+    wait_for, Client, ClientError, Cluster, ClusterOptions, GameServerNode, RedisBackend, TIMEOUT,
 };
 use gamemesh_proto::auth::mint_token;
 use gamemesh_proto::client::{server_packet, ErrorCode, KickReason, LoginResponse, ServerPacket};
@@ -55,7 +55,7 @@ fn session_key(user_id: u64) -> String {
 
 /// The user's session record as text (binary fields such as `replies` come
 /// out lossy), or `None` when there is no key.
-fn stored(conn: &mut redis::Connection, user_id: u64) -> Option<HashMap<String, String>> {
+fn stored(conn: &mut impl redis::ConnectionLike, user_id: u64) -> Option<HashMap<String, String>> {
     let raw: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
         .arg(session_key(user_id))
         .query(conn)
@@ -71,12 +71,12 @@ fn stored(conn: &mut redis::Connection, user_id: u64) -> Option<HashMap<String, 
 }
 
 /// One field of the user's record (`None`: no key or no such field).
-fn field(conn: &mut redis::Connection, user_id: u64, name: &str) -> Option<String> {
+fn field(conn: &mut impl redis::ConnectionLike, user_id: u64, name: &str) -> Option<String> {
     stored(conn, user_id).and_then(|mut r| r.remove(name))
 }
 
 /// Whether the user has a session key at all.
-fn key_exists(conn: &mut redis::Connection, user_id: u64) -> bool {
+fn key_exists(conn: &mut impl redis::ConnectionLike, user_id: u64) -> bool {
     let n: i64 = redis::cmd("EXISTS")
         .arg(session_key(user_id))
         .query(conn)
@@ -248,9 +248,10 @@ fn two_by_two() -> ClusterOptions {
 // Tests
 // ---------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicate_login_across_gateways_and_game_servers_kicks_the_old_connection() {
-    let cluster = Cluster::start(2, 2).await;
+async fn duplicate_login_across_gateways_and_game_servers_kicks_the_old_connection(
+    backend: RedisBackend,
+) {
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let user = 1001;
 
     let mut first = cluster.client(0).await;
@@ -317,10 +318,9 @@ async fn duplicate_login_across_gateways_and_game_servers_kicks_the_old_connecti
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_24_logins_of_one_user_leave_exactly_one_session() {
+async fn racing_24_logins_of_one_user_leave_exactly_one_session(backend: RedisBackend) {
     const RACERS: usize = 24;
-    let cluster = Cluster::start(2, 2).await;
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let user = 2002;
 
     let mut clients = Vec::with_capacity(RACERS);
@@ -434,9 +434,10 @@ async fn racing_24_logins_of_one_user_leave_exactly_one_session() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resume_on_the_other_gateway_returns_the_snapshot_and_continues_the_sequence() {
-    let cluster = Cluster::start(2, 2).await;
+async fn resume_on_the_other_gateway_returns_the_snapshot_and_continues_the_sequence(
+    backend: RedisBackend,
+) {
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let user = 3003;
 
     let mut client = cluster.client(0).await;
@@ -855,9 +856,8 @@ async fn a_disconnect_save_that_failed_while_redis_was_down_lands_once_it_is_bac
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_removes_the_session_and_its_token_no_longer_resumes() {
-    let cluster = Cluster::start(2, 2).await;
+async fn logout_removes_the_session_and_its_token_no_longer_resumes(backend: RedisBackend) {
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let user = 9009;
     let mut redis = cluster.redis_conn();
 
@@ -887,13 +887,14 @@ async fn logout_removes_the_session_and_its_token_no_longer_resumes() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resume_from_a_live_owner_on_another_game_server_keeps_its_latest_sequence() {
+async fn resume_from_a_live_owner_on_another_game_server_keeps_its_latest_sequence(
+    backend: RedisBackend,
+) {
     // Sequence ids (docs/PROTOCOL.md): an executed id is never executed again,
     // and the snapshot's last_sequence_id is the highest executed. Here the
     // resume lands on game server B while A, the owner, is alive and has
     // just executed sequence id 2, with no wait for A's periodic save.
-    let cluster = Cluster::start(2, 2).await;
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let user = 10_010;
     let node_a = cluster.game_servers[0].node_id;
     let node_b = other_node(&cluster, node_a);
@@ -924,3 +925,11 @@ async fn resume_from_a_live_owner_on_another_game_server_keeps_its_latest_sequen
 
     cluster.shutdown().await;
 }
+
+gamemesh_integration_tests::on_both_redis!(
+    duplicate_login_across_gateways_and_game_servers_kicks_the_old_connection,
+    racing_24_logins_of_one_user_leave_exactly_one_session,
+    resume_on_the_other_gateway_returns_the_snapshot_and_continues_the_sequence,
+    resume_from_a_live_owner_on_another_game_server_keeps_its_latest_sequence,
+    logout_removes_the_session_and_its_token_no_longer_resumes,
+);

@@ -204,7 +204,7 @@ pub struct WebArgs {
 /// Flags of `admin`.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// Redis address: `host:port` or a `redis://` URL.
+    /// Redis address: `host:port`, a `redis://` URL or `redis+cluster://host:port[,host:port...]`.
     #[arg(long, env = "REDIS_CONNECTION", default_value = "127.0.0.1:6379")]
     pub redis: String,
     /// What to do.

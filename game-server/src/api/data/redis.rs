@@ -46,7 +46,7 @@ end
 /// The compare-and-set. ARGV: field, expectation (`any`, `absent` or a
 /// version), value. Returns `{1, new version}` or `{0, current version}`
 /// (-1: absent).
-const SET: &str = concat!(
+pub(crate) const SET: &str = concat!(
     check_expectation!(),
     r#"
 local v = redis.call('HINCRBY', KEYS[1], '#v', 1)
@@ -57,7 +57,7 @@ return {1, v}
 
 /// The compare-and-delete. ARGV: field, expectation. Returns `{1, the
 /// version deleted}` (-1: there was nothing) or `{0, current version}`.
-const DELETE: &str = concat!(
+pub(crate) const DELETE: &str = concat!(
     check_expectation!(),
     r#"
 if curv ~= -1 then
