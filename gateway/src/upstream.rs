@@ -273,6 +273,29 @@ impl Upstream {
         went_down
     }
 
+    /// `gs`'s pipe lost its connection (its process died, or the link
+    /// broke): it is down now rather than after the peer timeout, exactly
+    /// as the heartbeat would declare it; its next answered hello brings it
+    /// back. Returns whether it was up (so its sockets must be told).
+    pub(crate) fn connection_lost(&self, gs: NodeId) -> bool {
+        let now = Instant::now();
+        let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
+        let Some(p) = peers.get_mut(&gs) else {
+            return false;
+        };
+        p.last_seen = now
+            .checked_sub(self.peer_timeout)
+            .map_or(p.last_seen, |stale| stale.min(p.last_seen));
+        let was_up = std::mem::replace(&mut p.up, false);
+        if was_up {
+            warn!("Game server {gs} is DOWN: its connection closed; its clients move to live game servers");
+        }
+        let live = peers.values().filter(|p| self.is_live_peer(p, now)).count();
+        self.live_count
+            .send_if_modified(|n| std::mem::replace(n, live) != live);
+        was_up
+    }
+
     /// Records a game server's hello and links to the peers it names.
     ///
     /// A game server counts as live only on an answer that came back over a
@@ -439,6 +462,12 @@ pub(crate) async fn dispatch_loop(
                     warn!(game_server = from, error = %e, "undecodable message from game server dropped")
                 }
             },
+            // Down at once, by the heartbeat's own path.
+            LinkEvent::PeerDisconnected { peer } => {
+                if shared.upstream.connection_lost(peer) {
+                    shared.clients.game_server_down(peer);
+                }
+            }
         }
     }
 }

@@ -100,6 +100,9 @@ impl Dispatcher {
                         Ok(_) => debug!(gateway = from, "empty message from gateway"),
                         Err(e) => warn!(gateway = from, error = %e, "undecodable message from gateway dropped"),
                     },
+                    // A gateway's clients reconnect through another one;
+                    // its hellos say when it is back.
+                    Some(LinkEvent::PeerDisconnected { .. }) => {}
                     None => break,
                 },
                 _ = tick.tick() => {

@@ -317,6 +317,23 @@ impl Mesh {
         }
     }
 
+    /// Our pipe to `peer` lost its connection (its process died): it stops
+    /// counting as live now, so its sessions may be adopted at once rather
+    /// than after the peer timeout; its next hello brings it back.
+    fn connection_lost(&self, peer: NodeId) {
+        let now = Instant::now();
+        let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = peers.get_mut(&peer) {
+            if p.last_seen.is_some() {
+                p.last_seen = Some(now.checked_sub(self.peer_timeout).unwrap_or(now));
+            }
+            if std::mem::replace(&mut p.up, false) {
+                warn!("Game server {peer} is DOWN (mesh): its connection closed");
+                crate::metrics::hub().mesh_peer_down.increment(1);
+            }
+        }
+    }
+
     fn on_hello(&self, from: NodeId, hello: MeshHello) {
         let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
         let p = peers.entry(from).or_insert_with(|| {
@@ -438,6 +455,7 @@ pub async fn run(
                     Ok(_) => {}
                     Err(e) => warn!(peer = from, error = %e, "undecodable mesh message dropped"),
                 },
+                Some(LinkEvent::PeerDisconnected { peer }) => state.mesh.connection_lost(peer),
                 None => break,
             },
         }
