@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a local gamemesh cluster (Redis, game servers, gateways), runs the
 # test client's scenario through every gateway, has two scripted chat
-# clients talk across gateways and game servers, prints the logs and stops
+# clients talk across gateways and game servers, puts two players in one
+# arena across gateways and game servers, prints the logs and stops
 # everything it started. One command:
 #
 #   ./run-sample.sh                              # 1 gateway, 1 game server
@@ -18,9 +19,14 @@ Usage: ./run-sample.sh [--gateways N] [--game-servers M] [--daily-reset-cron EXP
 Builds the release binaries, starts M game servers and N gateways on
 127.0.0.1, runs `test-client scenario` once per gateway, then two scripted
 `test-client chat` clients (first and last gateway, game servers 1 and M)
-that chat in `general` and whisper, and prints the logs. Exits non-zero if
-any scenario or the chat fails. Everything started is stopped on exit
+that chat in `general` and whisper, then two scripted arena players
+(`test-client arena-demo`, same gateways and game servers) in one arena
+that must see each other and every tick, and prints the logs. Exits
+non-zero if any of these fails. Everything started is stopped on exit
 (and on Ctrl-C).
+
+The game servers are `arena-server` (examples/arena): the stock game
+server plus the arena sample module, with every game-server flag.
 
 With Redis, it then shows background jobs and cluster events: one client
 per gateway stays logged in and prints the notices pushed to it, the daily
@@ -151,6 +157,7 @@ pids=()  # every process this script started, killed on exit
 names=() # same index: a name for messages
 client_pid="" # the running test client (its `timeout`), if any
 chat_pids=()  # the running chat clients, if any
+arena_pids=() # the running arena players, if any
 
 # Starts "$@" in the background with its output in $2; records the pid.
 # NO_COLOR keeps ANSI escapes out of the log files.
@@ -169,9 +176,9 @@ cleanup() {
         names+=("test-client")
     fi
     local chat_pid
-    for chat_pid in "${chat_pids[@]}"; do
+    for chat_pid in "${chat_pids[@]}" "${arena_pids[@]}"; do
         pids+=("$chat_pid")
-        names+=("test-client chat")
+        names+=("test-client")
     done
     [[ ${#pids[@]} -gt 0 ]] || return 0
     say "stopping ${#pids[@]} process(es)"
@@ -305,9 +312,9 @@ if ((build)); then
     command -v cargo >/dev/null 2>&1 ||
         die "cargo not found: install Rust (https://rustup.rs), or pass --no-build with binaries in target/release"
     say "building release binaries (cargo build --release)"
-    cargo build --release -p gamemesh-gateway -p gamemesh-game-server -p gamemesh-test-client
+    cargo build --release -p gamemesh-gateway -p gamemesh-arena -p gamemesh-test-client
 fi
-for bin in gateway game-server test-client; do
+for bin in gateway arena-server test-client; do
     [[ -x "$bin_dir/$bin" ]] || die "missing $bin_dir/$bin: run without --no-build"
 done
 
@@ -383,7 +390,7 @@ upstreams=()
 admins=() # admin ports, gateways' and game servers', for scripts/top.sh
 for ((n = 1; n <= game_servers; n++)); do
     start_proc "game-server-$n" "$run_dir/game-server-$n.log" \
-        "$bin_dir/game-server" --node-id "$n" --p2p-port $((9000 + n)) --mesh-port $((9100 + n)) \
+        "$bin_dir/arena-server" --node-id "$n" --p2p-port $((9000 + n)) --mesh-port $((9100 + n)) \
         --admin-port $((9300 + n)) "${redis_args[@]}" "${store_args[@]}" --daily-reset-cron "$daily_reset_cron"
     upstreams+=("127.0.0.1:$((9000 + n))")
     admins+=("127.0.0.1:$((9300 + n))")
@@ -546,6 +553,42 @@ else
     failed=$((failed + 1))
 fi
 
+# ---- arena -----------------------------------------------------------------
+
+# Two scripted players (test-client arena-demo) in one arena room, on the
+# first and the last gateway and (with 2+ game servers) on game servers 1
+# and M: each moves, prints every 20th state it receives, and passes only
+# if it saw the other player and every tick once, in order. The room runs
+# on one game server for the whole cluster; the other player's moves
+# reach it over the mesh. Output in .run/arena-<user>.log.
+run_arena() {
+    local user=$1 gw=$2 gs=$3 other=$4 moves=$5 target=()
+    ((game_servers >= 2)) && target=(--on-game-server "$gs")
+    timeout 60 "$bin_dir/test-client" --addr "127.0.0.1:$((5000 + gw - 1))" --timeout-ms 10000 \
+        arena-demo --room sample --user "$user" "${target[@]}" --moves "$moves" --see "$other" \
+        --secs 3 >"$run_dir/arena-$user.log" 2>&1
+}
+
+say "arena: user 2001 via gateway-1, user 2002 via gateway-$gateways (game servers 1 and $game_servers), room 'sample'"
+arena_status=0
+run_arena 2001 1 1 2002 RRRD &
+arena_pids+=("$!")
+run_arena 2002 "$gateways" "$game_servers" 2001 DDLR &
+arena_pids+=("$!")
+for arena_pid in "${arena_pids[@]}"; do
+    wait "$arena_pid" || arena_status=1
+done
+arena_pids=()
+for user in 2001 2002; do
+    sed "s/^/[arena user-$user] /" "$run_dir/arena-$user.log"
+done
+if ((arena_status == 0)); then
+    say "two players in one arena: PASSED"
+else
+    say "two players in one arena: FAILED"
+    failed=$((failed + 1))
+fi
+
 # ---- jobs and events -------------------------------------------------------
 
 # One client per gateway stays logged in for a while and prints the notices
@@ -611,13 +654,13 @@ echo "==== logs ===="
 dump_logs 40
 
 if ((failed > 0)); then
-    say "$failed check(s) FAILED (scenario runs, chat, jobs and events)"
+    say "$failed check(s) FAILED (scenario runs, chat, arena, jobs and events)"
     exit 1
 fi
 if [[ ${#store_args[@]} -eq 0 ]]; then
-    say "all $gateways scenario run(s), the chat, and the jobs and events sample passed"
+    say "all $gateways scenario run(s), the chat, the arena, and the jobs and events sample passed"
 else
-    say "all $gateways scenario run(s) and the chat passed (jobs and events need Redis: skipped)"
+    say "all $gateways scenario run(s), the chat and the arena passed (jobs and events need Redis: skipped)"
 fi
 if ((keep)); then
     say "cluster kept running; watch it: scripts/top.sh (admin ports $admin_list); Ctrl-C stops it"

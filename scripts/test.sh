@@ -133,4 +133,22 @@ else
     cargo test --workspace --no-fail-fast "$@"
 fi
 
+# The client libraries (clients/): each suite starts its own redis-server,
+# game server and gateway, from this checkout's debug binaries (built above).
+step "client libraries: Python (pytest) and TypeScript (node --test)"
+command -v python3 >/dev/null 2>&1 || die "python3 is not on PATH: install python3 and python3-venv (Python >= 3.10), then rerun"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    die "node or npm is not on PATH: install Node.js >= 20 with npm (apt-get install nodejs npm), then rerun"
+fi
+if [[ ! -x clients/python/.venv/bin/python ]]; then
+    python3 -m venv clients/python/.venv ||
+        die "python3 could not make a venv: install python3-venv, then rerun"
+fi
+clients/python/.venv/bin/python -c 'import gamemesh_client, grpc_tools, pytest' 2>/dev/null ||
+    clients/python/.venv/bin/pip install -q -e 'clients/python[dev]'
+clients/python/.venv/bin/python clients/python/gen_proto.py --check
+(cd clients/python && .venv/bin/python -m pytest -q)
+[[ -d clients/typescript/node_modules ]] || (cd clients/typescript && npm ci --no-audit --no-fund)
+(cd clients/typescript && npm test)
+
 printf '\n==== all checks passed (%ds) ====\n' "$SECONDS"

@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gamemesh_game_server::chat::store::MemoryChatStore;
-use gamemesh_game_server::chat::{Chat, ChatLimiter};
 use gamemesh_game_server::cluster::gateways::GatewayLinks;
 use gamemesh_game_server::cluster::mesh::Mesh;
 use gamemesh_game_server::pipeline::build;
@@ -61,34 +59,56 @@ fn pipeline(c: &mut Criterion) {
         resume_grace: Duration::from_secs(60),
         live_ttl: Duration::from_secs(90),
         reply_cache: 32,
-        chat: Chat::new(
-            Arc::new(MemoryChatStore::new(store)),
-            ChatLimiter::new(5, 10),
-            Duration::from_secs(2),
-            TaskTracker::new(),
-            CancellationToken::new(),
-        ),
         violations: gamemesh_game_server::policy::violations::ViolationPolicy {
             kick_after: 10,
             window: Duration::from_secs(10),
         },
+        game: std::sync::OnceLock::new(),
     });
-    let mut svc = build(state);
+    // Echo is a module: the built-ins, on memory stores, as a game server
+    // with the memory session store has them.
+    let mut app = gamemesh_game_server::api::App::new();
+    gamemesh_game_server::modules::add_builtins(
+        &mut app,
+        Arc::downgrade(&state),
+        &gamemesh_game_server::Config::default(),
+    );
+    let (tracker, tasks) = (TaskTracker::new(), CancellationToken::new());
+    rt.block_on(async {
+        gamemesh_game_server::game_host::start(
+            &state,
+            app,
+            gamemesh_game_server::game_host::Stores {
+                rooms: Arc::new(gamemesh_game_server::api::room::store::MemoryRoomStore::new()),
+                data: Arc::new(gamemesh_game_server::api::data::memory::MemoryPlayerData::new()),
+            },
+            gamemesh_game_server::api::RoomSettings::default(),
+            &tracker,
+            tasks.clone(),
+        )
+    })
+    .unwrap();
+    let mut svc = build(
+        state,
+        Arc::new(gamemesh_game_server::policy::login_limits::LoginLimits::new(10, 60)),
+    );
     let session = Arc::new(LocalSession::new(1, 1, 1, 0, &[], 32));
     let conn = ConnInfo {
         gateway: 1,
         socket: Uuid::new_v4(),
     };
     let data = Bytes::from(vec![7u8; 64]);
-    let request = |seq: u64| HubRequest {
-        conn,
-        session: Some(session.clone()),
-        packet: ClientPacket {
-            sequence_id: seq,
-            body: Some(client_packet::Body::Echo(EchoRequest {
-                data: data.clone(),
-            })),
-        },
+    let request = |seq: u64| {
+        HubRequest::decoded(
+            conn,
+            Some(session.clone()),
+            ClientPacket {
+                sequence_id: seq,
+                body: Some(client_packet::Body::Echo(EchoRequest {
+                    data: data.clone(),
+                })),
+            },
+        )
     };
 
     let mut group = c.benchmark_group("pipeline");

@@ -105,6 +105,10 @@ pub async fn start(
             Ok::<(), BoxError>(())
         }
     });
+    // The game modules' event handlers ride the same listener.
+    if let Some(game) = state.game() {
+        game.install_events(&mut events);
+    }
     bus.listen(events, queue.clone(), tracker, tasks);
     // Ready means hearing events: without this, a notice published right
     // after start-up could miss this server.
@@ -163,6 +167,12 @@ pub async fn start(
         grace: config.node.shutdown_grace() / 2,
         ..RunnerConfig::new(config.node.node_id)
     };
+    // And their jobs the same runner; game code enqueues and publishes
+    // through the store and bus handed to the game.
+    if let Some(game) = state.game() {
+        game.install_jobs(&mut jobs);
+        game.attach_background(store.clone(), bus.clone());
+    }
     runner::start(store.clone(), jobs, runner_config, tracker, shutdown)
         .await
         .map_err(unreachable)?;

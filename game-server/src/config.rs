@@ -164,6 +164,19 @@ pub struct Config {
     /// (expired, replaced) and rooms that moved away hand over.
     #[arg(long, env = "GAME_SERVER_CHAT_SWEEP_MS", default_value_t = 2000)]
     pub chat_sweep_ms: u64,
+    /// How long a game room's lease lasts without renewal: when the game
+    /// server running a room dies, another restarts it from its checkpoint
+    /// at most this long after the death (and once the mesh noticed it,
+    /// after --peer-timeout-ms). At least 100.
+    #[arg(long, env = "GAME_SERVER_ROOM_LEASE_MS", default_value_t = 2000)]
+    pub room_lease_ms: u64,
+    /// How often this game server looks for game rooms to start (a dead
+    /// game server's) or hand off (placed elsewhere now).
+    #[arg(long, env = "GAME_SERVER_ROOM_RESTART_MS", default_value_t = 250)]
+    pub room_restart_ms: u64,
+    /// How often a game room drops members whose session ended.
+    #[arg(long, env = "GAME_SERVER_ROOM_MEMBERS_MS", default_value_t = 1000)]
+    pub room_members_ms: u64,
 }
 
 /// Default admin (metrics, health) port.
@@ -201,6 +214,9 @@ impl Default for Config {
             work_queue_capacity: 1024,
             protocol_error_kick_after: 10,
             protocol_error_window_secs: 10,
+            room_lease_ms: 2000,
+            room_restart_ms: 250,
+            room_members_ms: 1000,
         }
     }
 }
@@ -251,6 +267,9 @@ impl Config {
         if self.auth_secret.as_deref() == Some("") {
             return bad("--auth-secret is empty: give a secret or leave it unset");
         }
+        if self.room_lease_ms < 100 || self.room_restart_ms == 0 || self.room_members_ms == 0 {
+            return bad("--room-lease-ms must be at least 100, --room-restart-ms and --room-members-ms at least 1");
+        }
         if self.session_store == StoreKind::Redis {
             self.redis_options()
                 .validate()
@@ -267,6 +286,18 @@ impl Config {
             sentinel_username: self.redis_sentinel_username.clone(),
             sentinel_password: self.redis_sentinel_password.clone(),
             timeout: Duration::from_millis(self.redis_timeout_ms),
+        }
+    }
+
+    /// The game room runtime's timing, from the `--room-*` flags.
+    pub fn room_settings(&self) -> crate::api::RoomSettings {
+        crate::api::RoomSettings {
+            lease_ttl: Duration::from_millis(self.room_lease_ms),
+            restart_every: Duration::from_millis(self.room_restart_ms),
+            // Chat rooms are rooms of the runtime: --chat-sweep-ms, older,
+            // still bounds how long an ended member stays.
+            members_every: Duration::from_millis(self.room_members_ms.min(self.chat_sweep_ms)),
+            ..crate::api::RoomSettings::default()
         }
     }
 

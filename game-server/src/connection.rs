@@ -10,34 +10,29 @@
 //! frames already queued still run, then [`Actor::stopped`] saves the
 //! session as disconnected.
 //!
-//! The actor holds the socket's session. It learns it from the login or
-//! resume reply (`SessionEffect`), or, when a frame arrives pinned to a
-//! session this server does not own (its owner died and the gateway
-//! re-routed the socket), by adopting it from the store.
-//!
-//! Before a login enters the pipeline the actor counts it against the
-//! login attempt limits ([`crate::policy::login_limits`]): the actor is where the
-//! socket's client IP is known, and a refused attempt then costs neither
-//! the token check nor the store.
+//! The actor holds the socket's session. It learns it from the reply's
+//! `SessionEffect`: a login, a resume, or an adoption (a frame pinned to
+//! a session this server does not own, its owner having died and the
+//! gateway re-routed the socket: the pipeline's adoption layer takes it
+//! over). Decoding, the login limits and the count of contract
+//! violations are layers of the pipeline too ([`crate::policy`]); the
+//! actor hands them what only it knows: the frame, the client's IP, and
+//! whether the frame's pin names a session it should adopt.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use gamemesh_actors::{Actor, Context};
-use gamemesh_proto::client::{client_packet, ClientPacket, ErrorCode, KickReason};
-use gamemesh_proto::{packets, Message};
-use tokio::time::Instant;
+use gamemesh_proto::client::{ClientPacket, ErrorCode};
+use gamemesh_proto::packets;
 use tower::{Service, ServiceExt};
 use tracing::{info, warn};
 
-use crate::handlers::resume::{adopt, MoveError};
 use crate::pipeline::HubService;
-use crate::policy::login_limits::LoginLimits;
-use crate::request::{ConnInfo, HubRequest, SessionEffect};
+use crate::request::{ConnInfo, HubRequest, Pin, SessionEffect};
 use crate::session::LocalSession;
 use crate::state::HubState;
-use gamemesh_node::fixed_window::{FixedWindow, Tally};
 
 /// Frames queued per connection before the client is told to slow down.
 pub const MAILBOX: usize = 256;
@@ -61,51 +56,41 @@ pub enum ConnectionMsg {
     Frame(Frame),
 }
 
-/// How a connection's login attempts are limited.
-#[derive(Debug, Clone)]
-pub struct LoginGate {
-    /// The game server's login attempt limits.
-    pub limits: Arc<LoginLimits>,
-    /// The client's IP, from the gateway's `ClientConnected`; `None` when
-    /// that went to another game server (a re-routed socket): then only
-    /// the per-user limit applies.
-    pub peer_ip: Option<IpAddr>,
-}
-
 /// The actor of one client socket.
 pub struct Connection {
     /// Shared state: sessions, store, gateway links.
     state: Arc<HubState>,
-    /// This connection's clone of the pipeline.
+    /// This connection's clone of the pipeline (a connection's own: the
+    /// violations layer counts in it).
     service: HubService,
     /// The socket and the gateway it is on.
     conn: ConnInfo,
-    /// Login attempt limits and the client's IP.
-    gate: LoginGate,
+    /// The client's IP, from the gateway's `ClientConnected` (`None` when
+    /// that went to another game server: a re-routed socket).
+    peer_ip: Option<IpAddr>,
     /// The session this socket holds, if any.
     session: Option<Arc<LocalSession>>,
     /// Sessions this socket held and left (logout, replaced): frames still
     /// pinned to them are not adopted back.
     left: Vec<u64>,
-    /// Frames that were not the contract, recently.
-    violations: FixedWindow,
-    /// Set once this actor kicked its socket for contract violations.
-    kicked: bool,
 }
 
 impl Connection {
     /// The actor for `conn`, holding no session yet; spawn it with a
     /// mailbox of [`MAILBOX`].
-    pub fn new(state: Arc<HubState>, service: HubService, conn: ConnInfo, gate: LoginGate) -> Self {
+    pub fn new(
+        state: Arc<HubState>,
+        service: HubService,
+        conn: ConnInfo,
+        peer_ip: Option<IpAddr>,
+    ) -> Self {
         Self {
-            violations: state.violations.counter(),
             state,
             service,
             conn,
-            gate,
+            peer_ip,
             session: None,
             left: Vec::new(),
-            kicked: false,
         }
     }
 }
@@ -128,101 +113,19 @@ impl Actor for Connection {
 }
 
 impl Connection {
-    /// Runs one client frame: adopt its session if needed, check login
-    /// limits, call the pipeline, apply the effect, reply.
+    /// Runs one client frame through the pipeline (which decodes it,
+    /// adopts its session if needed and applies the policies), applies
+    /// the session effect and sends the reply.
     async fn frame(&mut self, frame: Frame) {
-        if self.kicked {
-            // This actor kicked its socket for contract violations: what
-            // is still queued from it is dropped, not answered.
-            return;
-        }
         let conn = self.conn;
         let seq = packets::peek_sequence_id(&frame.body);
-        if frame.session_id != 0
-            && self.session.as_ref().map(|s| s.session_id) != Some(frame.session_id)
-            && !self.left.contains(&frame.session_id)
-        {
-            match self.state.sessions.get(frame.session_id) {
-                Some(a) if a.socket == conn.socket => self.session = Some(a.session),
-                _ => match adopt(&self.state, conn, frame.user_id, frame.session_id).await {
-                    Ok(s) => self.session = Some(s),
-                    Err(MoveError::NotFound) => {
-                        warn!(
-                            "Frame for unknown session: SessionId={}, Socket={}; kicking",
-                            frame.session_id, conn.socket
-                        );
-                        self.state.gateways.kick(
-                            conn.gateway,
-                            &conn.socket,
-                            0,
-                            KickReason::SessionExpired,
-                            "the session no longer exists; log in again",
-                        );
-                        return;
-                    }
-                    Err(MoveError::Store(e)) => {
-                        warn!("Adoption of SessionId={} failed: {e}", frame.session_id);
-                        let reply = packets::error(
-                            seq,
-                            ErrorCode::Unavailable,
-                            "session store unavailable; retry",
-                        );
-                        self.state
-                            .gateways
-                            .send_to_client(conn.gateway, &conn.socket, &reply);
-                        return;
-                    }
-                },
-            }
-        }
-        let packet = match ClientPacket::decode(frame.body) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!("Malformed packet: Socket={}: {e}", conn.socket);
-                let reply = packets::error(
-                    seq,
-                    ErrorCode::MalformedPacket,
-                    "body is not a ClientPacket",
-                );
-                self.state
-                    .gateways
-                    .send_to_client(conn.gateway, &conn.socket, &reply);
-                self.kicked = violation(&self.state, &mut self.violations, conn, &self.session);
-                return;
-            }
-        };
-        // An empty or unknown body is answered UNKNOWN_MESSAGE by the
-        // router below; it counts as a violation all the same.
-        let unknown = packet.body.is_none();
-        // A login on a socket with a live session is no attempt: a re-sent
-        // one is replayed from the reply cache, a new one closes the
-        // socket (handlers::login). Every other login counts.
-        if let Some(client_packet::Body::Login(login)) = &packet.body {
-            if self.session.as_ref().is_none_or(|s| s.is_ended()) {
-                if let Err(refused) = self.gate.limits.check(login.user_id, self.gate.peer_ip) {
-                    crate::metrics::hub().logins_failed.increment(1);
-                    if refused.log {
-                        warn!(
-                            "Login attempts over the limit for {}: Socket={}, UserId={}; answering RATE_LIMITED (next line for this key in a minute at the earliest)",
-                            refused.key, conn.socket, login.user_id
-                        );
-                    }
-                    let reply = packets::error(
-                        packet.sequence_id,
-                        ErrorCode::RateLimited,
-                        "too many login attempts; retry later",
-                    );
-                    self.state
-                        .gateways
-                        .send_to_client(conn.gateway, &conn.socket, &reply);
-                    return;
-                }
-            }
-        }
         let req = HubRequest {
             conn,
             session: self.session.clone(),
-            packet,
+            packet: ClientPacket::default(),
+            frame: frame.body,
+            peer_ip: self.peer_ip,
+            adopt: self.adopts(frame.session_id, frame.user_id),
         };
         let resp = match self.service.ready().await {
             Ok(svc) => svc.call(req).await,
@@ -240,8 +143,11 @@ impl Connection {
         match resp.effect {
             SessionEffect::None => {}
             SessionEffect::Attach(s) => {
+                let same = self.session.as_ref().map(|o| o.session_id) == Some(s.session_id);
                 if let Some(old) = self.session.replace(s) {
-                    self.left.push(old.session_id);
+                    if !same {
+                        self.left.push(old.session_id);
+                    }
                 }
             }
             SessionEffect::Detach => {
@@ -249,44 +155,25 @@ impl Connection {
                     self.left.push(old.session_id);
                 }
             }
-            // The handler kicked the socket; the kick is its last frame.
+            // Closed: a kick was its last frame; nothing more is sent.
             SessionEffect::Close => return,
         }
         self.state
             .gateways
             .send_to_client(conn.gateway, &conn.socket, &resp.reply);
-        if unknown {
-            self.kicked = violation(&self.state, &mut self.violations, conn, &self.session);
-        }
     }
-}
 
-/// Counts a frame that is not the contract; the one over the policy kicks
-/// the socket (`PROTOCOL_ERROR`). Returns true when it kicked.
-fn violation(
-    state: &HubState,
-    violations: &mut FixedWindow,
-    conn: ConnInfo,
-    session: &Option<Arc<LocalSession>>,
-) -> bool {
-    if violations.record(Instant::now()) != Tally::Tripped {
-        return false;
+    /// The pin to adopt, when the gateway has this socket pinned to a
+    /// session it does not hold here and has not left.
+    fn adopts(&self, session_id: u64, user_id: u64) -> Option<Pin> {
+        let held = self.session.as_ref().map(|s| s.session_id);
+        (session_id != 0 && held != Some(session_id) && !self.left.contains(&session_id)).then_some(
+            Pin {
+                session_id,
+                user_id,
+            },
+        )
     }
-    let policy = state.violations;
-    warn!(
-        "Protocol abuse: Socket={}: {} frames that are not the contract within {} s (--protocol-error-kick-after); kicking",
-        conn.socket,
-        policy.kick_after,
-        policy.window.as_secs()
-    );
-    state.gateways.kick(
-        conn.gateway,
-        &conn.socket,
-        session.as_ref().map_or(0, |s| s.session_id),
-        KickReason::ProtocolError,
-        "too many frames that are not the contract",
-    );
-    true
 }
 
 /// Saves a session whose socket closed as disconnected and resumable,

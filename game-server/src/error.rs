@@ -34,6 +34,9 @@ pub enum GameServerError {
     /// a flag that cannot work.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The game's modules registered something that cannot run.
+    #[error("the game modules cannot start: {0}")]
+    Modules(#[from] crate::api::BuildError),
 }
 
 impl From<crate::redis::RedisConnectError> for GameServerError {

@@ -16,10 +16,14 @@
 //!   [`middleware::timing`] -> [`handlers`] (the router). What flows
 //!   through it ([`request::HubRequest`], [`request::HubResponse`]) lives
 //!   in [`request`], so handlers and middleware never import the pipeline.
-//! - [`handlers`]: login, resume (and adoption), echo, heartbeat, logout,
-//!   chat, increment.
-//! - [`chat`]: chat rooms as actors, one per room across the cluster, and
-//!   their store; pushes to members over the mesh.
+//! - [`handlers`]: the router and the core's own handlers: login, resume
+//!   (and adoption), heartbeat, logout; everything else goes to the game
+//!   ([`handlers::game`]): `GameRequest` routes and the contract bodies
+//!   modules answer.
+//! - [`api`]: the game API modules are written against (routes, rooms,
+//!   pushes, player data, jobs); [`game_host`]: the core's side of it
+//!   (pushes and room requests over the mesh, sessions for rooms);
+//!   [`modules`]: the built-in modules on it (echo, increment, chat).
 //! - [`session`]: the [`session::SessionStore`] trait (Redis and memory
 //!   backends) and the sessions owned here.
 //! - [`redis`]: every Redis connection (plain, ACL user, TLS, Sentinel):
@@ -32,15 +36,17 @@
 //!   and the bounded work queue, from `gamemesh-jobs`; pushes notices to
 //!   the sessions owned here.
 
+pub mod api;
 pub mod background;
-pub mod chat;
 pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod game_host;
 pub mod handlers;
 pub mod metrics;
 pub mod middleware;
+pub mod modules;
 pub mod pipeline;
 pub mod policy;
 pub mod redis;
@@ -121,6 +127,12 @@ impl RunningGameServer {
             if let Err(e) = self.registry.withdraw(self.state.node_id).await {
                 warn!("Could not leave the registry ({e}); the entry expires by itself");
             }
+            // Rooms first, while the mesh still carries their last pushes:
+            // each saves and lets go, and the game servers that stay take
+            // them at once.
+            if let Some(game) = self.state.game() {
+                game.shutdown().await;
+            }
             hub::release_all(&self.state).await;
             self.tasks.cancel();
             self.tracker.wait().await;
@@ -144,9 +156,113 @@ fn port_of(endpoint: &str) -> u16 {
         .unwrap_or(0)
 }
 
-/// Connects the store, binds the ports and starts the hub.
+/// A game server to start: the stock configuration, the built-in
+/// modules (echo, increment, chat) and a studio's own.
+///
+/// ```no_run
+/// # async fn example(config: gamemesh_game_server::Config, my_game: impl gamemesh_game_server::api::Module) {
+/// use gamemesh_game_server::GameServer;
+///
+/// let shutdown = tokio_util::sync::CancellationToken::new();
+/// GameServer::new(config).module(my_game).run(shutdown).await.unwrap();
+/// # }
+/// ```
+pub struct GameServer {
+    /// Flags, environment and config file, as parsed.
+    config: Config,
+    /// The studio's modules (the built-ins are added at start).
+    app: api::App,
+}
+
+impl GameServer {
+    /// A game server with `config` and the built-in modules.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            app: api::App::new(),
+        }
+    }
+
+    /// Adds a game module.
+    pub fn module<M: api::Module>(mut self, module: M) -> Self {
+        self.app.add_module(module);
+        self
+    }
+
+    /// Connects the store, binds the ports and starts the hub with the
+    /// modules.
+    pub async fn start(
+        self,
+        shutdown: CancellationToken,
+    ) -> Result<RunningGameServer, GameServerError> {
+        start_with(self.config, self.app, shutdown).await
+    }
+
+    /// Runs until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), GameServerError> {
+        self.start(shutdown).await?.wait().await;
+        Ok(())
+    }
+}
+
+/// The whole of a game server binary, the stock one and a studio's:
+/// parses every flag, environment variable and `--config` key of
+/// `game-server`, sets up logging and signals, lets `modules` add the
+/// game's modules, and runs until SIGINT or SIGTERM.
+///
+/// ```no_run
+/// # struct Arena;
+/// # impl gamemesh_game_server::api::Module for Arena {
+/// #     fn name(&self) -> &str { "arena" }
+/// #     fn build(&self, _app: &mut gamemesh_game_server::api::App) {}
+/// # }
+/// #[tokio::main]
+/// async fn main() {
+///     gamemesh_game_server::main("arena-server", |server| server.module(Arena)).await;
+/// }
+/// ```
+pub async fn main(program: &str, modules: impl FnOnce(GameServer) -> GameServer) {
+    let config: Config = gamemesh_node::config::parse(program, "GAME_SERVER_CONFIG");
+    gamemesh_node::init_logging_as("info", config.node.log_format);
+    let shutdown = gamemesh_node::shutdown_on_signal();
+    let server = modules(GameServer::new(config));
+    gamemesh_node::exit_on_error(program, server.run(shutdown).await);
+}
+
+/// Connects the store, binds the ports and starts the hub with the
+/// built-in modules only.
 pub async fn start(
     config: Config,
+    shutdown: CancellationToken,
+) -> Result<RunningGameServer, GameServerError> {
+    GameServer::new(config).start(shutdown).await
+}
+
+/// Where the game's rooms and player data go: Redis with the sessions, or
+/// memory with the memory session store.
+fn game_stores(redis: Option<&redis::RedisConn>, config: &Config) -> game_host::Stores {
+    match redis {
+        Some(conn) => {
+            let source: Arc<dyn gamemesh_jobs::RedisSource> = Arc::new(conn.clone());
+            let timeout = Duration::from_millis(config.redis_timeout_ms);
+            game_host::Stores {
+                rooms: Arc::new(api::room::redis_store::RedisRoomStore::new(
+                    source.clone(),
+                    timeout,
+                )),
+                data: Arc::new(api::data::redis::RedisPlayerData::new(source, timeout)),
+            }
+        }
+        None => game_host::Stores {
+            rooms: Arc::new(api::room::store::MemoryRoomStore::new()),
+            data: Arc::new(api::data::memory::MemoryPlayerData::new()),
+        },
+    }
+}
+
+async fn start_with(
+    config: Config,
+    mut app: api::App,
     shutdown: CancellationToken,
 ) -> Result<RunningGameServer, GameServerError> {
     config.validate()?;
@@ -155,32 +271,23 @@ pub async fn start(
     gamemesh_node::admin::install_recorder();
     // The Redis connection, kept to follow its primary through failovers.
     let mut redis = None;
-    let (store, registry, chat_store): (
-        Arc<dyn SessionStore>,
-        Arc<dyn NodeRegistry>,
-        Arc<dyn chat::ChatStore>,
-    ) = match config.session_store {
+    let (store, registry): (Arc<dyn SessionStore>, Arc<dyn NodeRegistry>) = match config
+        .session_store
+    {
         StoreKind::Redis => {
             let conn = redis::RedisConn::connect(&config.redis_options()).await?;
             redis = Some(conn.clone());
             let s = Arc::new(RedisStore::new(conn));
-            (s.clone(), s.clone(), s)
+            (s.clone(), s)
         }
         StoreKind::Memory => {
             warn!("Session store is IN MEMORY: sessions live in this process only (one game server, lost on restart)");
-            let sessions: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
             (
-                sessions.clone(),
+                Arc::new(MemoryStore::new()),
                 Arc::new(MemoryRegistry::default()),
-                Arc::new(chat::store::MemoryChatStore::new(sessions)),
             )
         }
     };
-    // The default rooms exist before the first client can ask (the chat
-    // sweep keeps re-creating them, should Redis lose them).
-    if let Err(e) = chat_store.create_rooms(&chat::DEFAULT_ROOMS).await {
-        warn!("Could not create the default chat rooms yet ({e}); retrying in the background");
-    }
     if config.auth_secret.is_none() {
         warn!("No --auth-secret set: ANY login token is accepted. Set AUTH_SECRET in production.");
     }
@@ -236,19 +343,38 @@ pub async fn start(
         resume_grace: config.resume_grace(),
         live_ttl: config.live_ttl(),
         reply_cache: config.reply_cache,
-        chat: chat::Chat::new(
-            chat_store,
-            chat::ChatLimiter::new(config.chat_messages_per_sec, config.chat_burst),
-            Duration::from_millis(config.chat_sweep_ms),
-            tracker.clone(),
-            tasks.clone(),
-        ),
         violations: violations::ViolationPolicy {
             kick_after: config.protocol_error_kick_after,
             window: Duration::from_secs(config.protocol_error_window_secs),
         },
+        game: std::sync::OnceLock::new(),
     });
-    let service = pipeline::build(state.clone());
+    modules::add_builtins(&mut app, Arc::downgrade(&state), &config);
+    if let Err(e) = game_host::start(
+        &state,
+        app,
+        game_stores(redis.as_ref(), &config),
+        config.room_settings(),
+        &tracker,
+        tasks.clone(),
+    ) {
+        state.gateways.shutdown();
+        state.mesh.shutdown();
+        return Err(e.into());
+    }
+    if let Some(game) = state.game() {
+        info!(
+            "Game modules: {} (routes: {}; room kinds: {})",
+            game.modules().join(", "),
+            game.routes().join(", "),
+            game.room_kinds().join(", ")
+        );
+    }
+    let login_limits = Arc::new(login_limits::LoginLimits::new(
+        config.login_attempts_per_user_per_min,
+        config.login_attempts_per_ip_per_min,
+    ));
+    let service = pipeline::build(state.clone(), login_limits);
     info!(
         "GameServerHub initialized with {} middlewares",
         pipeline::MIDDLEWARE_COUNT
@@ -269,11 +395,7 @@ pub async fn start(
         state.mesh.shutdown();
     })
     .map_err(StartError::from)?;
-    let login_limits = Arc::new(login_limits::LoginLimits::new(
-        config.login_attempts_per_user_per_min,
-        config.login_attempts_per_ip_per_min,
-    ));
-    let dispatcher = hub::Dispatcher::new(state.clone(), service, tracker.clone(), login_limits);
+    let dispatcher = hub::Dispatcher::new(state.clone(), service, tracker.clone());
     let heartbeat = config.node.heartbeat();
     tracker.spawn(dispatcher.run(events, heartbeat, peer_timeout, tasks.clone()));
     tracker.spawn(mesh::registry_loop(
@@ -296,11 +418,6 @@ pub async fn start(
         ));
         tracker.spawn(redis.follow_primary(tasks.clone()));
     }
-    tracker.spawn(chat::sweep_loop(
-        state.clone(),
-        Duration::from_millis(config.chat_sweep_ms),
-        tasks.clone(),
-    ));
     tracker.spawn(hub::flush_loop(
         state.clone(),
         Duration::from_millis(config.flush_interval_ms),
@@ -362,8 +479,8 @@ fn readiness(state: Arc<HubState>) -> gamemesh_node::admin::ReadyCheck {
     })
 }
 
-/// Runs a game server until `shutdown` is cancelled.
+/// Runs a game server with the built-in modules until `shutdown` is
+/// cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), GameServerError> {
-    start(config, shutdown).await?.wait().await;
-    Ok(())
+    GameServer::new(config).run(shutdown).await
 }

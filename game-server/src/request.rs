@@ -3,7 +3,10 @@
 //! handlers import these from here; the pipeline (which imports them
 //! both) is composed in [`crate::pipeline`].
 
+use std::net::IpAddr;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use gamemesh_proto::client::{client_packet, ClientPacket, ErrorCode, ServerPacket};
 use gamemesh_proto::packets;
@@ -24,15 +27,52 @@ pub struct ConnInfo {
     pub socket: Uuid,
 }
 
-/// One decoded client packet on its way to a handler.
+/// One client frame on its way to a handler.
 #[derive(Debug, Clone)]
 pub struct HubRequest {
     /// Where it came from.
     pub conn: ConnInfo,
     /// The session the socket is attached to here, if any.
     pub session: Option<Arc<LocalSession>>,
-    /// The packet.
+    /// The packet (decoded from `frame` by the decode layer).
     pub packet: ClientPacket,
+    /// The frame as the gateway relayed it; empty when the request was
+    /// built decoded (tests, benches).
+    pub frame: Bytes,
+    /// The client's IP, from the gateway's `ClientConnected` (for the
+    /// login limits); `None` when that went to another game server.
+    pub peer_ip: Option<IpAddr>,
+    /// The session the gateway has this socket pinned to, when the socket
+    /// holds no session or another one here and has not left it: the
+    /// adoption layer takes it over first.
+    pub adopt: Option<Pin>,
+}
+
+/// A gateway's pin of a socket to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pin {
+    /// The session.
+    pub session_id: u64,
+    /// Its user.
+    pub user_id: u64,
+}
+
+impl HubRequest {
+    /// A request for an already decoded `packet` (tests, benches).
+    pub fn decoded(
+        conn: ConnInfo,
+        session: Option<Arc<LocalSession>>,
+        packet: ClientPacket,
+    ) -> Self {
+        Self {
+            conn,
+            session,
+            packet,
+            frame: Bytes::new(),
+            peer_ip: None,
+            adopt: None,
+        }
+    }
 }
 
 impl HubRequest {

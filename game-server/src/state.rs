@@ -1,12 +1,12 @@
 //! What handlers and the hub's tasks share.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use gamemesh_transport::NodeId;
 
-use crate::chat::Chat;
+use crate::api::GameRuntime;
 use crate::cluster::gateways::GatewayLinks;
 use crate::cluster::mesh::Mesh;
 use crate::policy::violations::ViolationPolicy;
@@ -35,11 +35,13 @@ pub struct HubState {
     pub live_ttl: Duration,
     /// Replies kept per session.
     pub reply_cache: usize,
-    /// Chat rooms held here and chat requests in flight.
-    pub chat: Chat,
     /// When a connection sending frames that are not the contract is
     /// kicked.
     pub violations: ViolationPolicy,
+    /// The game: the modules' routes, rooms and jobs (set once at start,
+    /// right after this state exists, because the game's seams hold a weak
+    /// reference to it).
+    pub game: OnceLock<GameRuntime>,
 }
 
 impl HubState {
@@ -51,5 +53,10 @@ impl HubState {
     /// Stops taking new logins.
     pub fn stop_accepting(&self) {
         self.accepting.store(false, Ordering::Release);
+    }
+
+    /// The game's runtime (`None` only while the server starts).
+    pub fn game(&self) -> Option<&GameRuntime> {
+        self.game.get()
     }
 }

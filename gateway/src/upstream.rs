@@ -431,43 +431,61 @@ fn sample_gauges(shared: &Shared) {
         .set(shared.clients.queued_bytes() as f64);
 }
 
+/// Events the dispatcher's buffer holds without growing.
+const RECV_BATCH: usize = 256;
+
 /// Carries out what game servers send, until the link closes or shutdown.
+/// Takes a whole wake-up's worth at once (`recv_many`): a burst of replies
+/// costs one wake-up of this task, not one each.
 pub(crate) async fn dispatch_loop(
     shared: Arc<Shared>,
     mut events: LinkReceiver,
     shutdown: CancellationToken,
 ) {
     let mut gate = shared.upstream.gate();
+    let mut batch = Vec::with_capacity(RECV_BATCH);
     loop {
-        let event = tokio::select! {
+        let n = tokio::select! {
             _ = shutdown.cancelled() => return,
-            e = events.recv() => match e { Some(e) => e, None => return },
+            n = events.recv_many(&mut batch) => n,
         };
-        match event {
-            LinkEvent::Message {
-                from,
-                routing_id,
-                payload,
-            } => match ServerToGateway::decode(payload) {
-                Ok(ServerToGateway { kind: Some(kind) }) => {
-                    // Nothing from a game server is acted on before its
-                    // pipe proved the cluster secret (the gate logs and
-                    // counts what it drops).
-                    if gate.admit(from, &routing_id, &kind) {
-                        handle(&shared, from, kind);
-                    }
-                }
-                Ok(_) => debug!(game_server = from, "empty message from game server"),
-                Err(e) => {
-                    warn!(game_server = from, error = %e, "undecodable message from game server dropped")
-                }
-            },
-            // Down at once, by the heartbeat's own path.
-            LinkEvent::PeerDisconnected { peer } => {
-                if shared.upstream.connection_lost(peer) {
-                    shared.clients.game_server_down(peer);
-                }
+        if n == 0 {
+            return;
+        }
+        for event in batch.drain(..) {
+            dispatch(&shared, &mut gate, event);
+        }
+    }
+}
+
+/// Decodes one message from a game server and carries it out; a lost
+/// connection takes the game server down at once, by the heartbeat's own
+/// path.
+fn dispatch(shared: &Shared, gate: &mut PeerGate, event: LinkEvent) {
+    let (from, routing_id, payload) = match event {
+        LinkEvent::Message {
+            from,
+            routing_id,
+            payload,
+        } => (from, routing_id, payload),
+        LinkEvent::PeerDisconnected { peer } => {
+            if shared.upstream.connection_lost(peer) {
+                shared.clients.game_server_down(peer);
             }
+            return;
+        }
+    };
+    match ServerToGateway::decode(payload) {
+        Ok(ServerToGateway { kind: Some(kind) }) => {
+            // Nothing from a game server is acted on before its pipe proved
+            // the cluster secret (the gate logs and counts what it drops).
+            if gate.admit(from, &routing_id, &kind) {
+                handle(shared, from, kind);
+            }
+        }
+        Ok(_) => debug!(game_server = from, "empty message from game server"),
+        Err(e) => {
+            warn!(game_server = from, error = %e, "undecodable message from game server dropped")
         }
     }
 }
@@ -480,9 +498,19 @@ fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
     match kind {
         server_to_gateway::Kind::Hello(h) => shared.upstream.on_hello(from, h),
         server_to_gateway::Kind::Send(s) => {
-            if let Some(socket) = socket_of(&s.socket_id) {
-                shared.clients.deliver(&socket, Outbound::Reply(s.body));
+            let Some(socket) = socket_of(&s.socket_id) else {
+                return;
+            };
+            // A pinned session's frames come from the game server it is
+            // routed to; one that woke up after its sockets moved away
+            // must not write into a session another game server now owns.
+            if let Some(r) = shared.pins.get(&socket) {
+                if r.session_id != 0 && r.game_server != from {
+                    debug!(game_server = from, %socket, "frame from a game server the socket is not routed to dropped");
+                    return;
+                }
             }
+            shared.clients.deliver(&socket, Outbound::Reply(s.body));
         }
         server_to_gateway::Kind::Pin(p) => {
             let Some(socket) = socket_of(&p.socket_id) else {
@@ -493,6 +521,12 @@ fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
             } else {
                 from
             };
+            // Only the game server the socket's frames go to may pin it: a
+            // stale pin from one it moved away from would take it back.
+            if !routed_to(shared, &socket, from) {
+                debug!(game_server = from, %socket, "pin from a game server the socket is not routed to ignored");
+                return;
+            }
             if shared.pins.pin(&socket, p.session_id, p.user_id, gs) {
                 if p.session_id != 0 {
                     shared.clients.mark_logged_in(&socket);
@@ -507,13 +541,9 @@ fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
             let Some(socket) = socket_of(&d.socket_id) else {
                 return;
             };
-            if d.session_id != 0 {
-                // A kick aimed at a session must not close a socket that has
-                // since been pinned to another session.
-                match shared.pins.get(&socket) {
-                    Some(r) if r.session_id == d.session_id || r.session_id == 0 => {}
-                    _ => return,
-                }
+            if !may_close(shared, &socket, from, d.session_id) {
+                debug!(game_server = from, %socket, session_id = d.session_id, "disconnect for a socket not routed to its sender ignored");
+                return;
             }
             let last = (!d.last_frame.is_empty()).then_some(d.last_frame);
             shared.clients.deliver(
@@ -524,5 +554,29 @@ fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
                 },
             );
         }
+    }
+}
+
+/// True when `socket` is open and its frames go to `gs`.
+fn routed_to(shared: &Shared, socket: &Uuid, gs: NodeId) -> bool {
+    shared.pins.get(socket).is_some_and(|r| r.game_server == gs)
+}
+
+/// Whether game server `from` may close `socket` with a kick guarded by
+/// `session_id`.
+///
+/// A kick aimed at a session (`session_id` non-zero) comes from whichever
+/// game server took the session over (a duplicate login, a resume
+/// elsewhere), so it acts on the socket still pinned to that session (or
+/// not pinned yet), whoever the socket is routed to. A kick without a
+/// session guard acts only on a socket routed to the game server that sent
+/// it: a game server that woke from a pause after its sockets moved away
+/// (and kicks the sockets it still remembers) must not close a socket that
+/// another game server now serves.
+fn may_close(shared: &Shared, socket: &Uuid, from: NodeId, session_id: u64) -> bool {
+    match shared.pins.get(socket) {
+        None => true,
+        Some(r) if session_id != 0 => r.session_id == session_id || r.session_id == 0,
+        Some(r) => r.game_server == from,
     }
 }

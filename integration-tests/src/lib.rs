@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use gamemesh_game_server::state::HubState;
-use gamemesh_game_server::{Config as GsConfig, RunningGameServer, StoreKind};
+use gamemesh_game_server::{Config as GsConfig, GameServer, RunningGameServer, StoreKind};
 use gamemesh_gateway::{Config as GwConfig, RunningGateway};
 use gamemesh_node::flags::{NodeFlags, NodeRole};
 use gamemesh_proto::cluster_auth::ClusterSecret;
@@ -76,6 +76,8 @@ pub struct ClusterOptions {
     pub game_server: fn(&mut GsConfig),
     /// Applied to every gateway config.
     pub gateway: fn(&mut GwConfig),
+    /// The game modules of every game server (besides the built-ins).
+    pub modules: fn(GameServer) -> GameServer,
 }
 
 impl Default for ClusterOptions {
@@ -85,6 +87,7 @@ impl Default for ClusterOptions {
             game_servers: 1,
             game_server: |_| {},
             gateway: |_| {},
+            modules: |s| s,
         }
     }
 }
@@ -154,9 +157,19 @@ pub fn gateway_config(node_id: u64, game_server_ports: &[u16]) -> GwConfig {
 
 /// Starts a game server in this process.
 pub async fn start_game_server(config: GsConfig) -> GameServerNode {
+    start_game_server_with(config, |s| s).await
+}
+
+/// Starts a game server in this process with the game modules `modules`
+/// adds.
+pub async fn start_game_server_with(
+    config: GsConfig,
+    modules: fn(GameServer) -> GameServer,
+) -> GameServerNode {
     let shutdown = CancellationToken::new();
     let node_id = config.node.node_id;
-    let running: RunningGameServer = gamemesh_game_server::start(config, shutdown.clone())
+    let running: RunningGameServer = modules(GameServer::new(config))
+        .start(shutdown.clone())
         .await
         .expect("game server starts");
     let p2p_port = running.p2p_port();
@@ -219,7 +232,7 @@ impl Cluster {
         for id in 1..=options.game_servers as u64 {
             let mut c = game_server_config(id, &redis.addr());
             (options.game_server)(&mut c);
-            game_servers.push(start_game_server(c).await);
+            game_servers.push(start_game_server_with(c, options.modules).await);
         }
         // The mesh is up when every game server hears every other one.
         let states: Vec<_> = game_servers
@@ -263,6 +276,24 @@ impl Cluster {
         Client::connect_with_timeout(self.gateway_addr(i), TIMEOUT)
             .await
             .expect("client connects")
+    }
+
+    /// A client on gateway `gateway` whose socket the gateway routed to
+    /// game server `node`, logged in as `user`. Sockets are routed when
+    /// they connect, so this probes sockets (each with a throwaway login)
+    /// until one lands there.
+    pub async fn client_on(&self, gateway: usize, node: u64, user: u64) -> Client {
+        for probe_user in 2_000_000..2_000_040 {
+            let mut c = self.client(gateway).await;
+            let probe = c.login(probe_user, "dev").await.expect("probe login");
+            c.logout().await.expect("probe logout");
+            if probe.game_server_node_id == node {
+                let login = c.login(user, "dev").await.expect("login");
+                assert_eq!(login.game_server_node_id, node);
+                return c;
+            }
+        }
+        panic!("no socket of gateway {gateway} was routed to game server {node}");
     }
 
     /// A plain Redis connection to inspect what is stored.

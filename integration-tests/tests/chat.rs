@@ -6,7 +6,8 @@
 
 use std::collections::HashMap;
 
-use gamemesh_game_server::chat::{owner_of, rendezvous};
+use gamemesh_game_server::api::placement::rendezvous;
+use gamemesh_game_server::game_host::placement::candidates;
 use gamemesh_game_server::{Config as GsConfig, StoreKind};
 use gamemesh_integration_tests::{
     free_port, game_server_config, gateway_config, init_tracing, start_game_server, start_gateway,
@@ -395,7 +396,7 @@ async fn a_room_carries_on_when_the_game_server_holding_it_stops() {
     // A room held by game server 1, with both members on game server 2.
     let room = (0..100)
         .map(|i| format!("moving-{i}"))
-        .find(|r| rendezvous(r, [1, 2]) == Some(1))
+        .find(|r| rendezvous(&format!("chat:{r}"), [1, 2]) == Some(1))
         .expect("some room hashes to node 1");
     let mut a = client_on(&cluster, 0, 2, 71).await;
     let mut b = client_on(&cluster, 0, 2, 72).await;
@@ -410,7 +411,7 @@ async fn a_room_carries_on_when_the_game_server_holding_it_stops() {
     cluster.game_servers[0].shutdown.cancel();
     let gs2 = cluster.game_servers[1].state.clone();
     wait_for("game server 2 holds the room", TIMEOUT, || {
-        owner_of(&gs2, &room) == 2
+        rendezvous(&format!("chat:{room}"), candidates(&gs2)) == Some(2)
     })
     .await;
     let after = a.chat_say(&room, "after").await.expect("say");

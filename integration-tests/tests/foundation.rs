@@ -12,7 +12,7 @@ use std::net::TcpListener as StdTcpListener;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gamemesh_game_server::handlers::echo::PANIC_PAYLOAD;
+use gamemesh_game_server::modules::echo::PANIC_PAYLOAD;
 use gamemesh_integration_tests::{
     free_port, game_server_config, gateway_config, init_tracing, start_gateway, wait_for,
     wait_for_async, Client, ClientError, Cluster, ClusterOptions, TIMEOUT,

@@ -120,6 +120,30 @@ pub enum Command {
         #[arg(long, env = "GAMEMESH_USER")]
         user: Option<u64>,
     },
+    /// One scripted arena player: joins ROOM, makes --moves (R L U D, one
+    /// every 200 ms), prints what it sees; exits 1 unless every --see user
+    /// showed up and the ticks rose by exactly 1 (run-sample.sh runs two).
+    ArenaDemo {
+        /// The arena room to join.
+        #[arg(long, env = "GAMEMESH_ARENA_ROOM")]
+        room: String,
+        /// User id to log in as.
+        #[arg(long, env = "GAMEMESH_USER")]
+        user: u64,
+        /// Reconnect (up to 20 times) until the gateway routes this player
+        /// to game server N.
+        #[arg(long)]
+        on_game_server: Option<u64>,
+        /// The moves, e.g. `RRD`.
+        #[arg(long, default_value = "")]
+        moves: String,
+        /// A user that must show up in the room's states (repeatable).
+        #[arg(long)]
+        see: Vec<u64>,
+        /// Seconds to keep watching after the moves.
+        #[arg(long, default_value_t = 3)]
+        secs: u64,
+    },
     /// Load generator: measure --addr for a while, print one JSON line.
     Bench(BenchArgs),
     /// Bare echo server for the same framing: the physical-limit baseline.
@@ -452,6 +476,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                 auth_secret: cli.auth_secret.clone(),
                 user: user.unwrap_or_else(commands::random_user),
                 room: room.clone(),
+                timeout,
+            })
+            .await
+        }
+        Command::ArenaDemo {
+            ref room,
+            user,
+            on_game_server,
+            ref moves,
+            ref see,
+            secs,
+        } => {
+            crate::arena::demo::run(&crate::arena::demo::DemoOptions {
+                addr: cli.addr.clone(),
+                auth_secret: cli.auth_secret.clone(),
+                user,
+                room: room.clone(),
+                game_server: on_game_server,
+                moves: moves.clone(),
+                see: see.clone(),
+                watch: Duration::from_secs(secs),
                 timeout,
             })
             .await

@@ -6,11 +6,8 @@
 //! gateway is killed and started again and the client resumes into the
 //! same room, `q` leaves the room.
 //!
-//! ENABLING: `arena-server` comes with the game API work (branch `api`).
-//! Until it is merged this test is `#[ignore]`d; once `cargo build -p
-//! gamemesh-arena` builds `arena-server`, delete the `#[ignore]` line. The
-//! test finds the binaries next to `test-client` in the target directory
-//! and builds them (same profile) when they are missing.
+//! The test finds the binaries next to `test-client` in the target
+//! directory and builds them (same profile) when they are missing.
 
 mod support;
 
@@ -176,7 +173,6 @@ async fn wait_ready(addr: &str, logs: &[&Proc]) {
 }
 
 #[tokio::test]
-#[ignore = "needs the arena-server binary from the api branch: delete this line once it is merged"]
 async fn the_arena_through_gateway_and_arena_server_in_tmux() {
     let arena_server = binary("arena-server", "gamemesh-arena");
     let gateway = binary("gateway", "gamemesh-gateway");

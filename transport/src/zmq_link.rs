@@ -636,12 +636,42 @@ mod tests {
         assert!(matches!(err, LinkError::Full(2)), "{err}");
         assert_eq!(err.kind(), "hwm");
         assert_eq!(a.hwm_events(), 1);
-        // Still full on the next try, and counted again: each refusal is
-        // one event.
+        // Once full end to end (see `fill_until_stably_full`), the next
+        // try is refused too, and counted again: each refusal is one event.
+        fill_until_stably_full(|| usize::from(a.send(2, big.clone()).is_ok())).await;
+        let counted = a.hwm_events();
         assert!(matches!(a.send(2, big).unwrap_err(), LinkError::Full(2)));
-        assert_eq!(a.hwm_events(), 2);
+        assert_eq!(a.hwm_events(), counted + 1);
         // Shutting down does not wait for the stalled side's owner.
         b.shutdown();
+    }
+
+    /// Sends (through `send`, which returns how many payloads went in)
+    /// until one attempt, made after libzmq's I/O thread had a moment to
+    /// move what it queued into the kernel, takes nothing: then the pipe
+    /// is full end to end and stays so. A first refusal can come while
+    /// that thread lags behind (a loaded machine), and room appears once
+    /// it catches up. Returns the payloads taken meanwhile; fails after 5 s.
+    async fn fill_until_stably_full(mut send: impl FnMut() -> usize) -> usize {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut taken = 0;
+        loop {
+            // The I/O thread needs the CPU to move bytes; nothing to wait
+            // on but its progress, which the next attempt observes.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let n = send();
+            if n == 0 {
+                return taken;
+            }
+            taken += n;
+            while let n @ 1.. = send() {
+                taken += n;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pipe never stayed full"
+            );
+        }
     }
 
     /// What loopback TCP can hold between two processes: the send and
@@ -689,6 +719,18 @@ mod tests {
         // batches a pipe may hold back, libzmq's 8 KiB I/O buffers and
         // loopback's TCP buffers.
         let bound = (4 + 4 + 2) * max + 4 * 8192 + kernel_buffers();
+        assert!(
+            accepted * 1000 <= bound,
+            "{accepted} payloads of 1,000 bytes went into a stalled pipe (bound {bound} bytes)"
+        );
+        // libzmq's I/O thread may still be moving queued batches into the
+        // kernel's buffers (late on a loaded machine), freeing room: wait
+        // until the pipe refuses a whole burst, so it is full end to end.
+        accepted += fill_until_stably_full(|| {
+            a.send_many(2, &burst)
+                .map_or_else(|e| e.sent, |()| burst.len())
+        })
+        .await;
         assert!(
             accepted * 1000 <= bound,
             "{accepted} payloads of 1,000 bytes went into a stalled pipe (bound {bound} bytes)"
@@ -762,7 +804,9 @@ mod tests {
             loop {
                 match a.send(2, Bytes::from_static(b"x")) {
                     Ok(()) => break,
-                    Err(LinkError::Unreachable(2)) => {}
+                    // Let libzmq's I/O thread run: on a loaded machine a
+                    // loop that never yields can starve the handshake.
+                    Err(LinkError::Unreachable(2)) => std::thread::yield_now(),
                     Err(e) => panic!("round {round}: a connecting pipe refused a send: {e}"),
                 }
                 assert!(std::time::Instant::now() < deadline, "never connected");

@@ -16,7 +16,7 @@
 //! The client then resumes, and a re-sent sequence id gets its cached
 //! reply. Hellos are not owed: the next heartbeat sends a fresh one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -71,9 +71,11 @@ pub struct GatewayLinks {
     /// Signs our hellos and gates what gateways send (`--cluster-secret`).
     trust: LinkTrust,
     /// Sockets whose frame or pin a full gateway pipe refused, by gateway:
-    /// each is owed a `Kicked{SLOW_CONSUMER}`. Bounded by
+    /// each is owed a `Kicked{SLOW_CONSUMER}`, guarded by the session id
+    /// the refused message named (0 when it named none: the gateway then
+    /// acts only if the socket is still routed to us). Bounded by
     /// [`MAX_OWED_KICKS`] per gateway.
-    owed_kicks: Mutex<HashMap<NodeId, HashSet<Uuid>>>,
+    owed_kicks: Mutex<HashMap<NodeId, HashMap<Uuid, u64>>>,
     /// One line per gateway per second about sends it refused.
     failure_log: KeyedLogThrottle<NodeId>,
 }
@@ -127,7 +129,7 @@ impl GatewayLinks {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .map(HashSet::len)
+            .map(HashMap::len)
             .sum()
     }
 
@@ -213,13 +215,13 @@ impl GatewayLinks {
     pub fn retry_owed_kicks(&self) {
         let owed = std::mem::take(&mut *self.owed_kicks.lock().unwrap_or_else(|p| p.into_inner()));
         for (gateway, sockets) in owed {
-            for socket in sockets {
+            for (socket, session_id) in sockets {
                 // A refused kick is filed again by `send` (not counted
                 // again: the metric counts clients, not attempts).
                 self.kick(
                     gateway,
                     &socket,
-                    0,
+                    session_id,
                     KickReason::SlowConsumer,
                     "a reply could not be delivered (gateway link full); resume your session",
                 );
@@ -227,11 +229,31 @@ impl GatewayLinks {
         }
     }
 
-    fn owe_kick(&self, gateway: NodeId, socket: Uuid, first: bool) {
+    fn owe_kick(&self, gateway: NodeId, socket: Uuid, session_id: u64, first: bool) {
         let mut owed = self.owed_kicks.lock().unwrap_or_else(|p| p.into_inner());
-        let set = owed.entry(gateway).or_default();
-        if set.len() < MAX_OWED_KICKS && set.insert(socket) && first {
+        let kicks = owed.entry(gateway).or_default();
+        if kicks.len() >= MAX_OWED_KICKS {
+            return;
+        }
+        let guard = kicks.entry(socket).or_insert(session_id);
+        // A later refusal that names the session guards an earlier one
+        // that did not.
+        if *guard == 0 {
+            *guard = session_id;
+        }
+        if first {
             metrics::counter!("gamemesh_link_owed_kicks_total").increment(1);
+        }
+    }
+
+    /// Counts every gateway as heard from now: called on a heartbeat that
+    /// came much later than scheduled, when this process was paused and
+    /// the gateways' silence was our own.
+    pub fn forgive_silence(&self) {
+        let now = Instant::now();
+        let mut gws = self.gateways.write().unwrap_or_else(|p| p.into_inner());
+        for g in gws.values_mut() {
+            g.last_seen = now;
         }
     }
 
@@ -280,21 +302,24 @@ impl GatewayLinks {
     fn send(&self, gateway: NodeId, kind: server_to_gateway::Kind) -> bool {
         // The socket a refused message was for, if a client misses it (a
         // refused kick was owed before, unless it was a kick of its own).
-        let (socket, first) = match &kind {
-            server_to_gateway::Kind::Send(m) => (Uuid::from_slice(&m.socket_id).ok(), true),
-            server_to_gateway::Kind::Pin(m) => (Uuid::from_slice(&m.socket_id).ok(), true),
+        let (socket, session_id, first) = match &kind {
+            server_to_gateway::Kind::Send(m) => (Uuid::from_slice(&m.socket_id).ok(), 0, true),
+            server_to_gateway::Kind::Pin(m) => {
+                (Uuid::from_slice(&m.socket_id).ok(), m.session_id, true)
+            }
             server_to_gateway::Kind::Disconnect(m) => (
                 Uuid::from_slice(&m.socket_id).ok(),
+                m.session_id,
                 !m.reason.starts_with(KickReason::SlowConsumer.as_str_name()),
             ),
-            server_to_gateway::Kind::Hello(_) => (None, false),
+            server_to_gateway::Kind::Hello(_) => (None, 0, false),
         };
         let msg = ServerToGateway { kind: Some(kind) };
         match self.link.send(gateway, Bytes::from(msg.encode_to_vec())) {
             Ok(()) => true,
             Err(e) => {
                 if let (LinkError::Full(_), Some(socket)) = (&e, socket) {
-                    self.owe_kick(gateway, socket, first);
+                    self.owe_kick(gateway, socket, session_id, first);
                 }
                 self.log_failure(gateway, &e);
                 false
@@ -304,7 +329,12 @@ impl GatewayLinks {
 
     /// Sends a server packet to a client socket.
     pub fn send_to_client(&self, gateway: NodeId, socket: &Uuid, packet: &ServerPacket) {
-        let body = packets::encode(packet);
+        self.send_encoded(gateway, socket, packets::encode(packet));
+    }
+
+    /// Sends an encoded server packet to a client socket: a push encoded
+    /// once for all its recipients.
+    pub fn send_encoded(&self, gateway: NodeId, socket: &Uuid, body: Bytes) {
         let metrics = crate::metrics::hub();
         metrics.packets_out.increment(1);
         metrics.bytes_out.increment(body.len() as u64);

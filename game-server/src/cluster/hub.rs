@@ -8,6 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use gamemesh_node::peer_gate::PeerGate;
 use gamemesh_proto::client::{ErrorCode, KickReason};
 use gamemesh_proto::internal::{gateway_to_server, GatewayToServer};
 use gamemesh_proto::{packets, Message};
@@ -19,11 +21,18 @@ use uuid::Uuid;
 
 use gamemesh_actors::{Addr, Builder, PostError};
 
-use crate::connection::{Connection, ConnectionMsg, Frame, LoginGate, MAILBOX};
+use crate::connection::{Connection, ConnectionMsg, Frame, MAILBOX};
 use crate::pipeline::HubService;
-use crate::policy::login_limits::LoginLimits;
 use crate::request::ConnInfo;
 use crate::state::HubState;
+
+/// Events a dispatcher's buffer holds without growing (one wake-up's worth
+/// at the link's default `recv_queue`).
+const RECV_BATCH: usize = 256;
+
+/// Most `recv_many` calls a heartbeat makes to read queued input before it
+/// looks for silent gateways.
+const MAX_DRAIN_ON_TICK: usize = 64;
 
 /// Routes gateway messages to connection actors. It alone owns the actor
 /// table, so the table needs no lock.
@@ -39,8 +48,6 @@ pub struct Dispatcher {
     /// by the open sockets (an entry goes with the first frame, the
     /// disconnect, or the gateway).
     peers: HashMap<ConnInfo, IpAddr>,
-    /// Login attempt limits, shared by every actor.
-    login_limits: Arc<LoginLimits>,
     /// Owns the actor tasks, so the shutdown waits for their last saves.
     tracker: TaskTracker,
 }
@@ -56,25 +63,22 @@ fn peer_ip(peer_addr: &str) -> Option<IpAddr> {
 }
 
 impl Dispatcher {
-    /// A dispatcher spawning actors on `tracker`, limiting logins with
-    /// `login_limits`.
-    pub fn new(
-        state: Arc<HubState>,
-        service: HubService,
-        tracker: TaskTracker,
-        login_limits: Arc<LoginLimits>,
-    ) -> Self {
+    /// A dispatcher spawning actors on `tracker`, each with its own clone
+    /// of `service`.
+    pub fn new(state: Arc<HubState>, service: HubService, tracker: TaskTracker) -> Self {
         Self {
             state,
             service,
             actors: HashMap::new(),
             peers: HashMap::new(),
-            login_limits,
             tracker,
         }
     }
 
     /// Runs until `shutdown` or until the link closes.
+    ///
+    /// Reads what a wake-up brings all at once (`recv_many`), so a burst of
+    /// frames costs one wake-up of this task rather than one each.
     pub async fn run(
         mut self,
         mut events: LinkReceiver,
@@ -83,35 +87,22 @@ impl Dispatcher {
         shutdown: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut gate = self.state.gateways.trust().gate();
+        let mut batch = Vec::with_capacity(RECV_BATCH);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                e = events.recv() => match e {
-                    Some(LinkEvent::Message { from, routing_id, payload }) => match GatewayToServer::decode(payload) {
-                        Ok(GatewayToServer { kind: Some(kind) }) => {
-                            // Nothing from a gateway is acted on before its
-                            // pipe proved the cluster secret (the gate logs
-                            // and counts what it drops).
-                            if gate.admit(from, &routing_id, &kind) {
-                                self.handle(from, kind);
-                            }
-                        }
-                        Ok(_) => debug!(gateway = from, "empty message from gateway"),
-                        Err(e) => warn!(gateway = from, error = %e, "undecodable message from gateway dropped"),
-                    },
-                    // A gateway's clients reconnect through another one;
-                    // its hellos say when it is back.
-                    Some(LinkEvent::PeerDisconnected { .. }) => {}
-                    None => break,
-                },
-                _ = tick.tick() => {
-                    self.state.gateways.retry_owed_kicks();
-                    for gw in self.state.gateways.take_silent(peer_timeout) {
-                        warn!("Gateway {gw} is DOWN: no hello for {} ms; its sockets count as disconnected", peer_timeout.as_millis());
-                        self.drop_gateway(gw);
+                n = events.recv_many(&mut batch) => {
+                    if n == 0 {
+                        break;
                     }
-                    self.sample_gauges();
+                    self.handle_batch(&mut gate, &mut batch);
+                }
+                scheduled = tick.tick() => {
+                    if !self.on_tick(&mut events, &mut gate, &mut batch, scheduled, peer_timeout) {
+                        break;
+                    }
                 }
             }
         }
@@ -122,14 +113,100 @@ impl Dispatcher {
         }
     }
 
+    /// Handles (and empties) one wake-up's worth of link events.
+    fn handle_batch(&mut self, gate: &mut PeerGate, batch: &mut Vec<LinkEvent>) {
+        for event in batch.drain(..) {
+            let (from, routing_id, payload) = match event {
+                LinkEvent::Message {
+                    from,
+                    routing_id,
+                    payload,
+                } => (from, routing_id, payload),
+                // A gateway's clients reconnect through another one; its
+                // hellos say when it is back.
+                LinkEvent::PeerDisconnected { .. } => continue,
+            };
+            match GatewayToServer::decode(payload) {
+                Ok(GatewayToServer { kind: Some(kind) }) => {
+                    // Nothing from a gateway is acted on before its pipe
+                    // proved the cluster secret (the gate logs and counts
+                    // what it drops).
+                    if gate.admit(from, &routing_id, &kind) {
+                        self.handle(from, kind);
+                    }
+                }
+                Ok(_) => debug!(gateway = from, "empty message from gateway"),
+                Err(e) => {
+                    warn!(gateway = from, error = %e, "undecodable message from gateway dropped")
+                }
+            }
+        }
+    }
+
+    /// The heartbeat: owed kicks, silent gateways, gauges. False when the
+    /// link closed meanwhile.
+    ///
+    /// Input already queued is read first: after a pause (SIGSTOP, a VM
+    /// pause, swapping) the tick may fire before the gateways' queued
+    /// hellos are read, and a gateway that kept saying hello must not be
+    /// declared down for our own silence. A tick much later than scheduled
+    /// (by more than half the peer timeout) means this process was paused:
+    /// every gateway's silence is forgiven on that tick, and a gateway that
+    /// is really gone is found one peer timeout later.
+    fn on_tick(
+        &mut self,
+        events: &mut LinkReceiver,
+        gate: &mut PeerGate,
+        batch: &mut Vec<LinkEvent>,
+        scheduled: tokio::time::Instant,
+        peer_timeout: Duration,
+    ) -> bool {
+        if !self.drain_queued(events, gate, batch) {
+            return false;
+        }
+        let late = scheduled.elapsed();
+        if late > peer_timeout / 2 {
+            warn!(
+                "Heartbeat {} ms late: this process was paused; not counting the gateways' silence meanwhile",
+                late.as_millis()
+            );
+            self.state.gateways.forgive_silence();
+        }
+        self.state.gateways.retry_owed_kicks();
+        for gw in self.state.gateways.take_silent(peer_timeout) {
+            warn!(
+                "Gateway {gw} is DOWN: no hello for {} ms; its sockets count as disconnected",
+                peer_timeout.as_millis()
+            );
+            self.drop_gateway(gw);
+        }
+        self.sample_gauges();
+        true
+    }
+
+    /// Handles every link event already queued, without waiting (bounded,
+    /// so a flood cannot hold the heartbeat). False when the link closed.
+    fn drain_queued(
+        &mut self,
+        events: &mut LinkReceiver,
+        gate: &mut PeerGate,
+        batch: &mut Vec<LinkEvent>,
+    ) -> bool {
+        for _ in 0..MAX_DRAIN_ON_TICK {
+            match events.recv_many(batch).now_or_never() {
+                None => return true,
+                Some(0) => return false,
+                Some(_) => self.handle_batch(gate, batch),
+            }
+        }
+        true
+    }
+
     /// The actor of `conn`, spawned on first use with the client IP its
     /// `ClientConnected` announced.
     fn actor(&mut self, conn: ConnInfo) -> &Addr<Connection> {
         self.actors.entry(conn).or_insert_with(|| {
-            let gate = LoginGate {
-                limits: self.login_limits.clone(),
-                peer_ip: self.peers.remove(&conn),
-            };
+            let peer_ip = self.peers.remove(&conn);
             Builder::new()
                 .mailbox(MAILBOX)
                 .tracker(&self.tracker)
@@ -138,7 +215,7 @@ impl Dispatcher {
                     self.state.clone(),
                     self.service.clone(),
                     conn,
-                    gate,
+                    peer_ip,
                 ))
         })
     }

@@ -12,12 +12,13 @@
 //!   the answer (bounded), so the snapshot is exact.
 //! - `DeliverToUser`: a server push for a user, sent to the game server
 //!   that owns the user's session, which writes it to the user's socket.
-//! - `ChatRoomRequest` / `ChatRoomReply` / `ChatRoomDelivery`: chat rooms
-//!   (see [`crate::chat`]).
+//! - `GameRoomRequest` / `GameRoomReply` / `GamePushDelivery` /
+//!   `GamePushEveryone`: the game API's rooms and pushes (see
+//!   [`crate::game_host`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -37,7 +38,6 @@ use tracing::{debug, info, warn};
 use std::sync::Arc;
 
 use crate::cluster::membership::NodeRegistry;
-use crate::state::HubState;
 
 /// What we know of one peer game server.
 #[derive(Debug)]
@@ -85,7 +85,14 @@ pub struct Mesh {
     peer_timeout: Duration,
     /// Signs our hellos and gates what peers send (`--cluster-secret`).
     trust: LinkTrust,
+    /// Where the game API's messages go (set once the game started; the
+    /// mesh does not know the game, the game registers here).
+    game: OnceLock<GameHook>,
 }
+
+/// The handler of the game API's mesh messages (`GameRoomRequest`,
+/// `GameRoomReply`, `GamePushDelivery`, `GamePushEveryone`).
+pub type GameHook = Box<dyn Fn(NodeId, mesh_message::Kind) + Send + Sync>;
 
 impl Mesh {
     /// Wraps the bound mesh link; `me` is what peers and gateways dial.
@@ -104,7 +111,13 @@ impl Mesh {
             pending: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             peer_timeout,
+            game: OnceLock::new(),
         }
+    }
+
+    /// Hands the game API's mesh messages to `hook` from now on (once).
+    pub fn set_game_hook(&self, hook: GameHook) {
+        let _ = self.game.set(hook);
     }
 
     /// The mesh port's side of the cluster secret: its gate (admitting
@@ -167,6 +180,32 @@ impl Mesh {
                 p2p_endpoint: p.p2p_endpoint.clone(),
                 mesh_endpoint: p.mesh_endpoint.clone(),
             })
+            .collect()
+    }
+
+    /// Node ids of the live peers that take logins: what rooms are spread
+    /// over (cheaper than [`live_peers`](Self::live_peers): no endpoints).
+    pub fn live_peer_ids(&self) -> Vec<NodeId> {
+        let now = Instant::now();
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, p)| p.accepting && self.live(p, now))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Every peer that is live, taking logins or not (pushes to everyone
+    /// reach draining game servers' players too).
+    pub fn live_peer_ids_all(&self) -> Vec<NodeId> {
+        let now = Instant::now();
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, p)| self.live(p, now))
+            .map(|(id, _)| *id)
             .collect()
     }
 
@@ -379,24 +418,37 @@ impl Mesh {
     }
 }
 
+/// What the mesh's loops need of the game server around them: whether it
+/// takes logins, and what to do with the messages that are about its
+/// sessions rather than the mesh itself. Implemented by the game server's
+/// state ([`crate::cluster::mesh_host`]), so the mesh does not depend on
+/// it.
+pub trait MeshHost: Send + Sync + 'static {
+    /// The mesh.
+    fn mesh(&self) -> &Mesh;
+    /// Whether this game server takes logins.
+    fn is_accepting(&self) -> bool;
+    /// A message about sessions (`SessionEnded`, `DeliverToUser`).
+    fn on_message(&self, from: NodeId, kind: mesh_message::Kind);
+    /// Saves a session owned here as disconnected and lets it go (a
+    /// resume on another game server is taking it); false when it is not
+    /// here.
+    fn release(&self, session_id: u64) -> impl std::future::Future<Output = bool> + Send;
+}
+
 /// The interval of the next tick: fast while the mesh forms (a new pipe
 /// drops the first hello until its handshake completes), so a starting
 /// node joins in milliseconds rather than a couple of heartbeats.
-fn next_tick(state: &HubState, heartbeat: Duration) -> tokio::time::Instant {
+fn next_tick(mesh: &Mesh, heartbeat: Duration) -> tokio::time::Instant {
     let fast = heartbeat.min(Duration::from_millis(100));
-    tokio::time::Instant::now()
-        + if state.mesh.settling() {
-            fast
-        } else {
-            heartbeat
-        }
+    tokio::time::Instant::now() + if mesh.settling() { fast } else { heartbeat }
 }
 
 /// Keeps this node announced in the registry and links the mesh to every
 /// node the registry lists. Its own task, so a slow Redis delays only
 /// discovery, never heartbeats or releases.
-pub async fn registry_loop(
-    state: Arc<HubState>,
+pub async fn registry_loop<H: MeshHost>(
+    state: Arc<H>,
     registry: Arc<dyn NodeRegistry>,
     heartbeat: Duration,
     shutdown: CancellationToken,
@@ -406,17 +458,17 @@ pub async fn registry_loop(
     let ttl = (heartbeat * 5).max(Duration::from_secs(3));
     loop {
         if state.is_accepting() {
-            if let Err(e) = registry.announce(state.mesh.me(), ttl).await {
+            if let Err(e) = registry.announce(state.mesh().me(), ttl).await {
                 debug!("Registry announce failed: {e}");
             }
         }
         match registry.nodes().await {
-            Ok(nodes) => state.mesh.learn(nodes),
+            Ok(nodes) => state.mesh().learn(nodes),
             Err(e) => debug!("Registry read failed: {e}; keeping the peers we know"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(next_tick(&state, heartbeat)) => {}
+            _ = tokio::time::sleep_until(next_tick(state.mesh(), heartbeat)) => {}
         }
     }
 }
@@ -424,21 +476,21 @@ pub async fn registry_loop(
 /// Sends heartbeats to peers and handles what they send, until
 /// `shutdown`. Releases (which save to the store) run beside the loop, so
 /// they never hold up heartbeats.
-pub async fn run(
-    state: Arc<HubState>,
+pub async fn run<H: MeshHost>(
+    state: Arc<H>,
     mut events: LinkReceiver,
     heartbeat: Duration,
     shutdown: CancellationToken,
 ) {
     let mut releases = tokio::task::JoinSet::new();
     let mut next = tokio::time::Instant::now();
-    let mut gate = state.mesh.trust().gate();
+    let mut gate = state.mesh().trust().gate();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep_until(next) => {
-                state.mesh.heartbeat(state.is_accepting());
-                next = next_tick(&state, heartbeat);
+                state.mesh().heartbeat(state.is_accepting());
+                next = next_tick(state.mesh(), heartbeat);
             }
             Some(_) = releases.join_next(), if !releases.is_empty() => {}
             e = events.recv() => match e {
@@ -449,13 +501,13 @@ pub async fn run(
                         if !gate.admit(from, &routing_id, &kind) => {}
                     Ok(MeshMessage { kind: Some(mesh_message::Kind::ReleaseSession(r)), .. }) => {
                         let state = state.clone();
-                        releases.spawn(async move { answer_release(&state, from, r).await });
+                        releases.spawn(async move { answer_release(&*state, from, r).await });
                     }
-                    Ok(MeshMessage { kind: Some(kind), .. }) => handle(&state, from, kind),
+                    Ok(MeshMessage { kind: Some(kind), .. }) => handle(&*state, from, kind),
                     Ok(_) => {}
                     Err(e) => warn!(peer = from, error = %e, "undecodable mesh message dropped"),
                 },
-                Some(LinkEvent::PeerDisconnected { peer }) => state.mesh.connection_lost(peer),
+                Some(LinkEvent::PeerDisconnected { peer }) => state.mesh().connection_lost(peer),
                 None => break,
             },
         }
@@ -465,9 +517,9 @@ pub async fn run(
 }
 
 /// Saves and lets go of a session a peer is resuming, and answers it.
-async fn answer_release(state: &HubState, from: NodeId, r: ReleaseSession) {
-    let saved = release_local(state, r.session_id).await;
-    state.mesh.send(
+async fn answer_release<H: MeshHost>(state: &H, from: NodeId, r: ReleaseSession) {
+    let saved = state.release(r.session_id).await;
+    state.mesh().send(
         from,
         mesh_message::Kind::SessionReleased(SessionReleased {
             request_id: r.request_id,
@@ -477,102 +529,20 @@ async fn answer_release(state: &HubState, from: NodeId, r: ReleaseSession) {
     );
 }
 
-fn handle(state: &Arc<HubState>, from: NodeId, kind: mesh_message::Kind) {
+fn handle<H: MeshHost>(state: &H, from: NodeId, kind: mesh_message::Kind) {
+    let mesh = state.mesh();
     match kind {
-        mesh_message::Kind::Hello(h) => state.mesh.on_hello(from, h),
-        mesh_message::Kind::SessionEnded(e) => {
-            if state.sessions.end(e.session_id).is_some() {
-                info!(
-                    "Session {} ended by game server {from} ({}); local state dropped",
-                    e.session_id, e.reason
-                );
-            }
-        }
+        mesh_message::Kind::Hello(h) => mesh.on_hello(from, h),
         // Handled beside the loop by `answer_release`.
         mesh_message::Kind::ReleaseSession(_) => {}
-        mesh_message::Kind::SessionReleased(r) => state.mesh.on_released(r),
-        mesh_message::Kind::DeliverToUser(d) => match ServerPacket::decode(d.body) {
-            Ok(packet) => {
-                if !deliver_local(state, d.user_id, &packet) {
-                    debug!(
-                        user = d.user_id,
-                        "push for a user not connected here dropped"
-                    );
-                }
-            }
-            Err(e) => warn!(peer = from, error = %e, "undecodable push dropped"),
+        mesh_message::Kind::SessionReleased(r) => mesh.on_released(r),
+        mesh_message::Kind::GameRoomRequest(_)
+        | mesh_message::Kind::GameRoomReply(_)
+        | mesh_message::Kind::GamePushDelivery(_)
+        | mesh_message::Kind::GamePushEveryone(_) => match mesh.game.get() {
+            Some(hook) => hook(from, kind),
+            None => debug!(peer = from, "game message before the game started dropped"),
         },
-        mesh_message::Kind::ChatRoomRequest(r) => crate::chat::on_request(state, from, r),
-        mesh_message::Kind::ChatRoomReply(r) => crate::chat::on_reply(state, r),
-        mesh_message::Kind::ChatRoomDelivery(d) => crate::chat::on_delivery(state, d),
-    }
-}
-
-/// Saves a session owned here as disconnected and lets it go (a resume on
-/// another game server is taking it). False when it is not here.
-async fn release_local(state: &HubState, session_id: u64) -> bool {
-    let Some(a) = state.sessions.get(session_id) else {
-        return false;
-    };
-    let Some(progress) = a.session.progress(false) else {
-        return false;
-    };
-    // End first: the socket's actor must not save over what we save now.
-    state.sessions.end(session_id);
-    let saved = matches!(
-        state.store.disconnect(&progress, state.resume_grace).await,
-        Ok(true)
-    );
-    info!(
-        "Session released: SessionId={session_id}, LastSequenceId={}, saved={saved}",
-        progress.last_seq
-    );
-    saved
-}
-
-/// Writes `packet` to `user_id`'s socket if its session is owned here.
-fn deliver_local(state: &HubState, user_id: u64, packet: &ServerPacket) -> bool {
-    match state.sessions.by_user(user_id) {
-        Some(a) => {
-            state.gateways.send_to_client(a.gateway, &a.socket, packet);
-            true
-        }
-        None => false,
-    }
-}
-
-/// Why a push could not be delivered.
-#[derive(Debug, PartialEq, Eq)]
-pub enum DeliverError {
-    /// The user has no connected session.
-    Offline,
-    /// The session store could not be asked.
-    Unavailable,
-}
-
-/// Delivers a server push to `user_id` wherever its session lives: here,
-/// or through the mesh to the game server that owns it.
-pub async fn deliver_to_user(
-    state: &HubState,
-    user_id: u64,
-    packet: &ServerPacket,
-) -> Result<(), DeliverError> {
-    if deliver_local(state, user_id, packet) {
-        return Ok(());
-    }
-    let record = state
-        .store
-        .get(user_id)
-        .await
-        .map_err(|_| DeliverError::Unavailable)?
-        .ok_or(DeliverError::Offline)?;
-    let owner = record.placement.owner;
-    if !record.connected || owner == 0 || owner == state.node_id || !state.mesh.is_live(owner) {
-        return Err(DeliverError::Offline);
-    }
-    if state.mesh.deliver(owner, user_id, packet) {
-        Ok(())
-    } else {
-        Err(DeliverError::Unavailable)
+        other => state.on_message(from, other),
     }
 }

@@ -7,10 +7,13 @@
 //! - [`hub`]: the dispatcher (one connection actor per client socket) and
 //!   the flusher that saves sessions behind them.
 //! - [`mesh`]: game server to game server (hellos, `SessionEnded`,
-//!   release on resume, pushes to a user, chat).
+//!   release on resume, pushes to a user, the game API's rooms and
+//!   pushes); [`mesh_host`]: what this game server does with the
+//!   messages about its sessions.
 //! - [`membership`]: the node registry in Redis (or memory).
 
 pub mod gateways;
 pub mod hub;
 pub mod membership;
 pub mod mesh;
+pub mod mesh_host;

@@ -36,7 +36,9 @@ pub async fn handle(state: Arc<HubState>, req: HubRequest) -> Result<HubResponse
     }
     state.sessions.end(session.session_id);
     // A logged-out session leaves its rooms; members see it leave.
-    crate::chat::leave_all(&state, session.user_id, session.session_id);
+    if let Some(game) = state.game() {
+        game.session_ended(session.user_id, session.session_id);
+    }
     // Unpin: later frames of this socket carry no session again.
     state.gateways.pin(req.conn.gateway, &req.conn.socket, 0, 0);
     info!(

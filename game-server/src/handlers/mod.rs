@@ -1,10 +1,8 @@
 //! The router at the bottom of the pipeline: one handler per packet body,
 //! one file per handler.
 
-pub mod chat;
-pub mod echo;
+pub mod game;
 pub mod heartbeat;
-pub mod increment;
 pub mod login;
 pub mod logout;
 pub mod resume;
@@ -13,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
-use gamemesh_proto::client::{client_packet::Body, ErrorCode};
+use gamemesh_proto::client::client_packet::Body;
 use tower::Service;
 
 use crate::request::{BoxError, HubRequest, HubResponse};
@@ -50,24 +48,12 @@ impl Service<HubRequest> for Router {
         match req.packet.body.clone() {
             Some(Body::Login(r)) => Box::pin(login::handle(state, req, r)),
             Some(Body::Resume(r)) => Box::pin(resume::handle(state, req, r)),
-            Some(Body::Echo(r)) => Box::pin(async move { Ok(echo::handle(seq, r)) }),
             Some(Body::Heartbeat(r)) => Box::pin(async move { Ok(heartbeat::handle(seq, r)) }),
             Some(Body::Logout(_)) => Box::pin(logout::handle(state, req)),
-            Some(Body::ChatListRooms(_)) => Box::pin(chat::list_rooms(state, req)),
-            Some(Body::ChatJoin(r)) => Box::pin(chat::join(state, req, r)),
-            Some(Body::ChatLeave(r)) => Box::pin(chat::leave(state, req, r)),
-            Some(Body::ChatSay(r)) => Box::pin(chat::say(state, req, r)),
-            Some(Body::ChatWhisper(r)) => Box::pin(chat::whisper(state, req, r)),
-            Some(Body::Increment(_)) => Box::pin(increment::handle(state, req)),
-            // Game routes are wired by the game API (issue 15); until then
-            // a GameRequest is a body this server does not support.
-            Some(Body::Game(_)) | None => Box::pin(async move {
-                Ok(HubResponse::error(
-                    seq,
-                    ErrorCode::UnknownMessage,
-                    "empty or unsupported body",
-                ))
-            }),
+            Some(Body::Game(g)) => Box::pin(game::route(state, req, g)),
+            // Everything else is a module's (echo, increment, ...), or
+            // nobody's.
+            other => Box::pin(game::builtin(state, req, other)),
         }
     }
 }

@@ -125,6 +125,10 @@ async fn move_here(
         state
             .gateways
             .pin(conn.gateway, &conn.socket, session_id, user_id);
+        // Its rooms push to it here from now on.
+        if let Some(game) = state.game() {
+            game.session_moved(user_id, session_id, state.node_id);
+        }
         return Ok(Ok(session));
     }
     Err(MoveError::NotFound)

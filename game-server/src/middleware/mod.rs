@@ -34,19 +34,19 @@ pub(crate) mod test_util {
     }
 
     pub fn echo(seq: u64, data: &'static [u8], session: Option<Arc<LocalSession>>) -> HubRequest {
-        HubRequest {
-            conn: ConnInfo {
+        HubRequest::decoded(
+            ConnInfo {
                 gateway: 1,
                 socket: Uuid::nil(),
             },
             session,
-            packet: ClientPacket {
+            ClientPacket {
                 sequence_id: seq,
                 body: Some(client_packet::Body::Echo(EchoRequest {
                     data: Bytes::from_static(data),
                 })),
             },
-        }
+        )
     }
 
     pub fn echo_reply(seq: u64, data: &'static [u8]) -> HubResponse {

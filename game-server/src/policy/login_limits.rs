@@ -1,9 +1,9 @@
 //! Login attempt limits (issue 6, "Overload"): token buckets keyed by user
-//! id and by client IP. The connection actor checks them before a login
-//! reaches the pipeline, so an attempt over the limit costs a map lookup,
-//! not an HMAC check and a Redis round trip: it is answered
-//! `ErrorResponse{RATE_LIMITED}` with its sequence id, and nothing else
-//! happens.
+//! id and by client IP. A layer of the pipeline ([`LoginLimitLayer`])
+//! checks them before the login handler, so an attempt over the limit
+//! costs a map lookup, not an HMAC check and a Redis round trip: it is
+//! answered `ErrorResponse{RATE_LIMITED}` with its sequence id, and
+//! nothing else happens.
 //!
 //! - **What counts.** Every login that would run: successful or not
 //!   (a bad token, a store outage). A re-sent login answered from the
@@ -42,7 +42,15 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use futures::future::{Either, Ready};
+use gamemesh_proto::client::{client_packet, ErrorCode};
+use tower::{Layer, Service};
+
+use crate::request::{BoxError, HubRequest, HubResponse};
 
 use gamemesh_node::log_throttle::{KeyedLogThrottle, LogThrottle};
 use gamemesh_node::rate_limit::{ip_key, KeyedLimiter, Rate};
@@ -172,6 +180,78 @@ impl LoginLimits {
     /// Number of keys tracked now.
     pub fn tracked(&self) -> usize {
         self.buckets.len()
+    }
+}
+
+/// Adds [`LoginLimit`]: the limits in the pipeline.
+#[derive(Debug, Clone)]
+pub struct LoginLimitLayer {
+    /// The game server's buckets, shared by every connection.
+    limits: Arc<LoginLimits>,
+}
+
+impl LoginLimitLayer {
+    /// The layer over `limits`.
+    pub fn new(limits: Arc<LoginLimits>) -> Self {
+        Self { limits }
+    }
+}
+
+impl<S> Layer<S> for LoginLimitLayer {
+    type Service = LoginLimit<S>;
+    fn layer(&self, inner: S) -> LoginLimit<S> {
+        LoginLimit {
+            inner,
+            limits: self.limits.clone(),
+        }
+    }
+}
+
+/// Counts a login against the limits before it runs; one over them is
+/// answered `RATE_LIMITED` and goes no further.
+#[derive(Debug, Clone)]
+pub struct LoginLimit<S> {
+    /// The rest of the pipeline.
+    inner: S,
+    /// The buckets.
+    limits: Arc<LoginLimits>,
+}
+
+impl<S> Service<HubRequest> for LoginLimit<S>
+where
+    S: Service<HubRequest, Response = HubResponse, Error = BoxError>,
+{
+    type Response = HubResponse;
+    type Error = BoxError;
+    type Future = Either<Ready<Result<HubResponse, BoxError>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: HubRequest) -> Self::Future {
+        // A login on a socket with a live session is no attempt: a re-sent
+        // one is replayed from the reply cache, a new one closes the
+        // socket (handlers::login). Every other login counts.
+        if let Some(client_packet::Body::Login(login)) = &req.packet.body {
+            if req.session.as_ref().is_none_or(|s| s.is_ended()) {
+                if let Err(refused) = self.limits.check(login.user_id, req.peer_ip) {
+                    crate::metrics::hub().logins_failed.increment(1);
+                    if refused.log {
+                        warn!(
+                            "Login attempts over the limit for {}: Socket={}, UserId={}; answering RATE_LIMITED (next line for this key in a minute at the earliest)",
+                            refused.key, req.conn.socket, login.user_id
+                        );
+                    }
+                    return Either::Left(futures::future::ready(Ok(HubResponse::error(
+                        req.packet.sequence_id,
+                        ErrorCode::RateLimited,
+                        "too many login attempts; retry later",
+                    ))));
+                }
+            }
+        }
+        Either::Right(self.inner.call(req))
     }
 }
 

@@ -1,9 +1,16 @@
-//! Limits on what a client may do, applied before a packet reaches the
-//! pipeline's handlers.
+//! Limits on what a client may do, as layers of the pipeline (composed in
+//! [`crate::pipeline::build`]) around the handlers.
 //!
-//! - [`login_limits`]: login attempts per user and per client address.
 //! - [`violations`]: repeated frames that break the contract get the
-//!   connection kicked (`PROTOCOL_ERROR`).
+//!   connection kicked (`PROTOCOL_ERROR`); [`violation_layer`] applies it.
+//! - [`decode`]: the frame becomes a `ClientPacket`, or is answered
+//!   `MALFORMED_PACKET`.
+//! - [`adoption`]: a frame pinned to a session this game server does not
+//!   hold for the socket takes it over first (a re-routed socket).
+//! - [`login_limits`]: login attempts per user and per client address.
 
+pub mod adoption;
+pub mod decode;
 pub mod login_limits;
+pub mod violation_layer;
 pub mod violations;

@@ -12,7 +12,9 @@
 //! answering it costs a decode and a reply per frame.
 //!
 //! The counting is `gamemesh_node::fixed_window` (a window opened by the
-//! first violation after the last one ran out). The check lives in the
+//! first violation after the last one ran out), in a layer of the
+//! pipeline around the decode layer, so it sees the answers to both kinds
+//! ([`super::violation_layer`]). The check lives in the
 //! game server, not the gateway, because only the game server decodes
 //! bodies: the gateway stays a dumb proxy.
 
@@ -30,8 +32,7 @@ pub struct ViolationPolicy {
 }
 
 impl ViolationPolicy {
-    /// One connection's count of recent violations, none yet. Owned by the
-    /// connection actor, so it needs no lock.
+    /// One connection's count of recent violations, none yet.
     pub fn counter(&self) -> FixedWindow {
         FixedWindow::new(self.kick_after, self.window)
     }

@@ -180,4 +180,31 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Checks the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// For each of `users`, in order: its session's id, whether a client
+    /// is connected, and the game server that owns it, or `None` when it
+    /// has no session. What rooms check their members against; the Redis
+    /// store answers a whole room in one round trip.
+    async fn locate(&self, users: &[u64]) -> Result<Vec<Option<SessionPlace>>, StoreError> {
+        let mut out = Vec::with_capacity(users.len());
+        for u in users {
+            out.push(self.get(*u).await?.map(|r| SessionPlace {
+                session_id: r.session_id,
+                connected: r.connected,
+                owner: r.placement.owner,
+            }));
+        }
+        Ok(out)
+    }
+}
+
+/// Where a user's session is, as [`SessionStore::locate`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPlace {
+    /// The session.
+    pub session_id: u64,
+    /// Whether a client is connected to it.
+    pub connected: bool,
+    /// The game server that owns it (0: none).
+    pub owner: u64,
 }

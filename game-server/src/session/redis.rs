@@ -18,8 +18,8 @@ use uuid::Uuid;
 use crate::redis::{RedisConn, RedisOptions};
 
 use super::{
-    LoginOutcome, NewSession, Placement, Progress, ReplacedSession, SessionRecord, SessionStore,
-    StoreError, TakeOver,
+    LoginOutcome, NewSession, Placement, Progress, ReplacedSession, SessionPlace, SessionRecord,
+    SessionStore, StoreError, TakeOver,
 };
 
 /// The key of a user's session record. The `{...}` hash tag keeps
@@ -314,5 +314,33 @@ impl SessionStore for RedisStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
+    }
+
+    async fn locate(&self, users: &[u64]) -> Result<Vec<Option<SessionPlace>>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only the three fields needed, not the reply cache: one round trip
+        // for the whole room.
+        let mut pipe = redis::pipe();
+        for u in users {
+            pipe.cmd("HMGET")
+                .arg(session_key(*u))
+                .arg("sid")
+                .arg("owner")
+                .arg("connected");
+        }
+        let rows: Vec<Vec<Option<String>>> = self.query_pipe(&pipe).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| match r.as_slice() {
+                [Some(sid), owner, connected] => Some(SessionPlace {
+                    session_id: num(sid),
+                    owner: owner.as_deref().map(num).unwrap_or(0),
+                    connected: connected.as_deref() == Some("1"),
+                }),
+                _ => None,
+            })
+            .collect())
     }
 }

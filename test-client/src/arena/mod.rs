@@ -13,7 +13,9 @@
 //! - [`ui`]: drawing a [`game::Game`] with ratatui;
 //! - [`play`]: the interactive loop (keyboard, socket, heartbeats,
 //!   resume);
-//! - [`bench`]: the load mode's bots.
+//! - [`bench`]: the load mode's bots;
+//! - [`demo`]: one scripted player printing what it sees (`arena-demo`,
+//!   for `run-sample.sh`).
 //!
 //! A move's path: an arrow key -> [`play::action`] -> `arena.move` in a
 //! `GameRequest` ([`wire::request`]) -> the reply's position and round
@@ -21,6 +23,7 @@
 //! -> [`wire::classify`] -> [`game::Game::apply_state`] -> [`ui::draw`].
 
 pub mod bench;
+pub mod demo;
 pub mod game;
 pub mod play;
 pub mod ui;
