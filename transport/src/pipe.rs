@@ -189,10 +189,7 @@ impl Pipe {
         let hb = config.heartbeat.as_millis() as i32;
         s.set_heartbeat_ivl(hb)?;
         s.set_heartbeat_timeout(3 * hb)?;
-        let monitor_endpoint = format!(
-            "inproc://gamemesh-monitor-{}",
-            MONITORS.fetch_add(1, Ordering::Relaxed)
-        );
+        let monitor_endpoint = monitor_endpoint();
         s.monitor(
             &monitor_endpoint,
             zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32 | zmq::SocketEvent::DISCONNECTED as i32,
@@ -445,6 +442,26 @@ impl Outbound {
         self.connected = true;
     }
 
+    /// Stops the DEALER's monitor before the pipe closes, so that libzmq
+    /// never again writes to the PAIR that reads it (the watcher closes
+    /// that PAIR as soon as it sees the pipe closed).
+    ///
+    /// libzmq sends monitor events with a *blocking* send, from its I/O
+    /// thread, and a DEALER that we close lives on until the reaper gets
+    /// to it: if its peer's connection drops meanwhile, the I/O thread
+    /// emits `DISCONNECTED` to a monitor whose reader is gone, blocks for
+    /// good, and every other connection of the context (every pipe and the
+    /// ROUTER of this link) stops: no message moves and no other
+    /// disconnect is ever seen. Pointing the monitor at a fresh endpoint
+    /// with no events closes the old one under libzmq's monitor lock (the
+    /// lock every event takes), after which no event is sent at all; the
+    /// safe API cannot pass the NULL endpoint that would only stop it.
+    fn detach_monitor(&mut self) {
+        if let Err(e) = self.socket.monitor(&monitor_endpoint(), 0) {
+            debug!(error = %e, "could not detach a closing pipe's monitor");
+        }
+    }
+
     /// Reads every pending monitor event and updates `connected`.
     fn drain_monitor(&mut self) {
         self.since_drain = 0;
@@ -465,11 +482,20 @@ impl Pipe {
 
 impl Drop for Pipe {
     fn drop(&mut self) {
-        // Before the DEALER closes (fields drop after this): its own
-        // close is not the peer going away.
+        // Before the DEALER closes (fields drop after this).
+        lock(&self.dealer).out.detach_monitor();
+        // Its own close is not the peer going away.
         lock(&self.watch.monitor).closed = true;
         self.watch.closed.notify_one();
     }
+}
+
+/// A fresh inproc endpoint for a socket monitor.
+fn monitor_endpoint() -> String {
+    format!(
+        "inproc://gamemesh-monitor-{}",
+        MONITORS.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 impl Watch {
