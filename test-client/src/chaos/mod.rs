@@ -442,14 +442,38 @@ async fn resume_on_purpose(opts: &ChaosOptions, s: &mut Session, seq: &mut u64, 
         return; // logged in again: nothing was resumed
     }
     if let Some(mut old) = s.left_open.pop() {
-        if !old.wait_closed(Duration::from_secs(3)).await {
+        if !closed_within(&mut old, Duration::from_secs(3), c).await {
             tracing::warn!(
-                "user {}: the old connection is still open after a resume",
-                s.user
+                "user {}: the old connection (to {}) is still open 3 s after a resume through {}",
+                s.user,
+                old.addr(),
+                s.client.addr()
             );
             bump(&c.doubled);
         }
-        harvest(&mut old, c);
+    }
+}
+
+/// True if the server closes `client` (an orderly close or a reset) within
+/// `within`; counts the kicks it reads meanwhile.
+async fn closed_within(client: &mut Client, within: Duration, c: &Counters) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        harvest(client, c);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        match client.recv(left).await {
+            Ok(p) => {
+                if let Some(server_packet::Body::Kicked(k)) = p.body {
+                    count_kick(c, k.reason);
+                }
+            }
+            Err(ClientError::Timeout(_)) => return false,
+            Err(ClientError::Decode(_)) => {}
+            Err(_) => return true,
+        }
     }
 }
 
