@@ -277,12 +277,20 @@ impl Upstream {
     /// broke): it is down now rather than after the peer timeout, exactly
     /// as the heartbeat would declare it; its next answered hello brings it
     /// back. Returns whether it was up (so its sockets must be told).
+    ///
+    /// The pipe is dialled again at once under a fresh routing id
+    /// (a new pipe: [`Link::connect`] replaces the old one): left to itself libzmq would
+    /// reconnect under the old one, which a game server that was paused
+    /// (and has not yet seen the old connection close) parks for good.
     pub(crate) fn connection_lost(&self, gs: NodeId) -> bool {
         let now = Instant::now();
         let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
         let Some(p) = peers.get_mut(&gs) else {
             return false;
         };
+        if let Err(e) = self.link.connect(gs, &p.endpoint) {
+            warn!(game_server = gs, error = %e, "cannot dial game server {gs} again");
+        }
         p.last_seen = now
             .checked_sub(self.peer_timeout)
             .map_or(p.last_seen, |stale| stale.min(p.last_seen));

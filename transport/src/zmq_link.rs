@@ -886,6 +886,76 @@ mod tests {
         );
     }
 
+    /// Why the owners dial a lost pipe again under a fresh routing id
+    /// instead of letting libzmq reconnect it: a connection presenting a
+    /// routing id the ROUTER still holds (its old connection not yet seen
+    /// closed, as after a pause of the ROUTER's process) is parked by
+    /// libzmq (handover off) and stays parked after the old one closes,
+    /// so nothing it sends is ever delivered; a fresh routing id is.
+    #[tokio::test]
+    async fn a_reconnect_under_a_routing_id_still_held_is_parked_a_fresh_one_is_not() {
+        let (b, mut b_rx) = ZmqLink::bind(config(2)).unwrap();
+        let ctx = zmq::Context::new();
+        let dealer = |id: &[u8]| {
+            let s = ctx.socket(zmq::DEALER).unwrap();
+            s.set_identity(id).unwrap();
+            s.set_linger(0).unwrap();
+            // A send goes through only once the connection is up.
+            s.set_immediate(true).unwrap();
+            s.connect(b.local_endpoint()).unwrap();
+            s
+        };
+        // One record, as every batch carries: [version][u32 BE len][bytes].
+        let batch = |p: &[u8]| {
+            let mut m = vec![crate::batch::BATCH_V1];
+            m.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            m.extend_from_slice(p);
+            m
+        };
+        let old = dealer(b"test:1:00000000000000aa");
+        old.send(batch(b"old"), 0).unwrap();
+        assert_eq!(receive(&mut b_rx, 1).await, [Bytes::from_static(b"old")]);
+        // The same id connects while the old connection is up (its first
+        // send going through says so), then the old one closes.
+        let same_id = dealer(b"test:1:00000000000000aa");
+        wait_for("the second connection under the same id", WAIT, || {
+            same_id.send(batch(b"same"), zmq::DONTWAIT).is_ok()
+        })
+        .await;
+        drop(old);
+        // The fresh id's first message comes through; by then the old
+        // connection's close has long been processed, and the same id's
+        // messages (sent before and after) have had every chance.
+        let fresh_id = dealer(b"test:1:00000000000000bb");
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut got = Vec::new();
+        while !got.contains(&Bytes::from_static(b"fresh")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fresh id never came through"
+            );
+            let _ = fresh_id.send(batch(b"fresh"), zmq::DONTWAIT);
+            if let Ok(Some(LinkEvent::Message { payload, .. })) =
+                tokio::time::timeout(Duration::from_millis(50), b_rx.recv()).await
+            {
+                got.push(payload);
+            }
+        }
+        for _ in 0..3 {
+            same_id.send(batch(b"same"), 0).unwrap();
+        }
+        while let Ok(Some(LinkEvent::Message { payload, .. })) =
+            tokio::time::timeout(Duration::from_millis(200), b_rx.recv()).await
+        {
+            got.push(payload);
+        }
+        assert!(
+            !got.contains(&Bytes::from_static(b"same")),
+            "libzmq delivered a reconnect under a routing id it still held: {got:?} \
+             (if it now does, owners need not dial a lost pipe again)"
+        );
+    }
+
     #[tokio::test]
     async fn every_pipe_has_its_own_routing_id() {
         let (a, _a_rx) = ZmqLink::bind(config(1)).unwrap();

@@ -123,8 +123,12 @@ impl Dispatcher {
                     payload,
                 } => (from, routing_id, payload),
                 // A gateway's clients reconnect through another one; its
-                // hellos say when it is back.
-                LinkEvent::PeerDisconnected { .. } => continue,
+                // hellos say when it is back. Our pipe to it is dialled
+                // again under a fresh routing id.
+                LinkEvent::PeerDisconnected { peer } => {
+                    self.state.gateways.connection_lost(peer);
+                    continue;
+                }
             };
             match GatewayToServer::decode(payload) {
                 Ok(GatewayToServer { kind: Some(kind) }) => {
