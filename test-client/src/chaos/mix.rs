@@ -223,11 +223,9 @@ async fn say(
 fn read_posts(client: &mut Client, seen: &mut HashSet<String>, c: &Counters) {
     for p in client.take_queued() {
         match p.body {
-            Some(server_packet::Body::ChatMessage(m)) => {
-                if !seen.insert(m.text.clone()) {
-                    tracing::warn!("chat post {:?} in {} seen twice", m.text, m.room);
-                    bump(&c.chat_seen_twice);
-                }
+            Some(server_packet::Body::ChatMessage(m)) if !seen.insert(m.text.clone()) => {
+                tracing::warn!("chat post {:?} in {} seen twice", m.text, m.room);
+                bump(&c.chat_seen_twice);
             }
             Some(server_packet::Body::Kicked(k)) => super::count_kick(c, k.reason),
             _ => {}

@@ -410,7 +410,7 @@ async fn worker(
             cursor.answered(&c.faults, started);
         }
         harvest(&mut s.client, c);
-        if opts.mix && n % RESUME_EVERY == 0 {
+        if opts.mix && n.is_multiple_of(RESUME_EVERY) {
             resume_on_purpose(opts, &mut s, &mut seq, c).await;
         }
         tokio::time::sleep(opts.interval).await;
