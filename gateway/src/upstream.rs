@@ -273,6 +273,37 @@ impl Upstream {
         went_down
     }
 
+    /// `gs`'s pipe lost its connection (its process died, or the link
+    /// broke): it is down now rather than after the peer timeout, exactly
+    /// as the heartbeat would declare it; its next answered hello brings it
+    /// back. Returns whether it was up (so its sockets must be told).
+    ///
+    /// The pipe is dialled again at once under a fresh routing id
+    /// (a new pipe: [`Link::connect`] replaces the old one): left to itself libzmq would
+    /// reconnect under the old one, which a game server that was paused
+    /// (and has not yet seen the old connection close) parks for good.
+    pub(crate) fn connection_lost(&self, gs: NodeId) -> bool {
+        let now = Instant::now();
+        let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
+        let Some(p) = peers.get_mut(&gs) else {
+            return false;
+        };
+        if let Err(e) = self.link.connect(gs, &p.endpoint) {
+            warn!(game_server = gs, error = %e, "cannot dial game server {gs} again");
+        }
+        p.last_seen = now
+            .checked_sub(self.peer_timeout)
+            .map_or(p.last_seen, |stale| stale.min(p.last_seen));
+        let was_up = std::mem::replace(&mut p.up, false);
+        if was_up {
+            warn!("Game server {gs} is DOWN: its connection closed; its clients move to live game servers");
+        }
+        let live = peers.values().filter(|p| self.is_live_peer(p, now)).count();
+        self.live_count
+            .send_if_modified(|n| std::mem::replace(n, live) != live);
+        was_up
+    }
+
     /// Records a game server's hello and links to the peers it names.
     ///
     /// A game server counts as live only on an answer that came back over a
@@ -435,13 +466,23 @@ pub(crate) async fn dispatch_loop(
     }
 }
 
-/// Decodes one message from a game server and carries it out.
+/// Decodes one message from a game server and carries it out; a lost
+/// connection takes the game server down at once, by the heartbeat's own
+/// path.
 fn dispatch(shared: &Shared, gate: &mut PeerGate, event: LinkEvent) {
-    let LinkEvent::Message {
-        from,
-        routing_id,
-        payload,
-    } = event;
+    let (from, routing_id, payload) = match event {
+        LinkEvent::Message {
+            from,
+            routing_id,
+            payload,
+        } => (from, routing_id, payload),
+        LinkEvent::PeerDisconnected { peer } => {
+            if shared.upstream.connection_lost(peer) {
+                shared.clients.game_server_down(peer);
+            }
+            return;
+        }
+    };
     match ServerToGateway::decode(payload) {
         Ok(ServerToGateway { kind: Some(kind) }) => {
             // Nothing from a game server is acted on before its pipe proved

@@ -141,6 +141,21 @@ impl GatewayLinks {
         &self.advertised_endpoint
     }
 
+    /// Our pipe to `gateway` lost its connection: dial it again at once
+    /// under a fresh routing id (a new pipe replaces the old one). Left to
+    /// itself libzmq would reconnect under the old id, which a gateway that
+    /// was paused (and has not yet seen the old connection close) parks for
+    /// good: our replies would never reach it again. Whether the gateway
+    /// is alive is still its hellos' business.
+    pub fn connection_lost(&self, gateway: NodeId) {
+        let gws = self.gateways.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = gws.get(&gateway) {
+            if let Err(e) = self.link.connect(gateway, &g.endpoint) {
+                warn!(gateway, error = %e, "cannot dial gateway {gateway} again");
+            }
+        }
+    }
+
     /// Records a gateway's hello, links back to it if needed, and answers.
     pub fn on_hello(
         &self,

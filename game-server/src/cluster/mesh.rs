@@ -348,6 +348,32 @@ impl Mesh {
         }
     }
 
+    /// Our pipe to `peer` lost its connection (its process died): it stops
+    /// counting as live now, so its sessions may be adopted at once rather
+    /// than after the peer timeout; its next hello brings it back.
+    ///
+    /// The pipe is dialled again at once under a fresh routing id (a new
+    /// pipe replaces the old one): left to itself libzmq would reconnect
+    /// under the old id, which a peer that was paused (SIGSTOP, a VM
+    /// pause) and has not yet seen the old connection close parks for
+    /// good, and the two would never hear each other again.
+    fn connection_lost(&self, peer: NodeId) {
+        let now = Instant::now();
+        let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = peers.get_mut(&peer) {
+            if let Err(e) = self.link.connect(peer, &p.mesh_endpoint) {
+                warn!(peer, error = %e, "cannot dial mesh peer {peer} again");
+            }
+            if p.last_seen.is_some() {
+                p.last_seen = Some(now.checked_sub(self.peer_timeout).unwrap_or(now));
+            }
+            if std::mem::replace(&mut p.up, false) {
+                warn!("Game server {peer} is DOWN (mesh): its connection closed");
+                crate::metrics::hub().mesh_peer_down.increment(1);
+            }
+        }
+    }
+
     fn on_hello(&self, from: NodeId, hello: MeshHello) {
         let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
         let p = peers.entry(from).or_insert_with(|| {
@@ -482,6 +508,7 @@ pub async fn run<H: MeshHost>(
                     Ok(_) => {}
                     Err(e) => warn!(peer = from, error = %e, "undecodable mesh message dropped"),
                 },
+                Some(LinkEvent::PeerDisconnected { peer }) => state.mesh().connection_lost(peer),
                 None => break,
             },
         }
