@@ -48,6 +48,11 @@ Options:
                      when the daily reset job runs (six fields, seconds
                      first, UTC; default '*/10 * * * * *' so the sample
                      shows it; production default '0 0 0 * * *')
+  --redis-cluster    start a local Redis Cluster (3 primaries + 3 replicas on
+                     the first free block of 7000..7099, data in
+                     .run/redis-cluster/) and run the sample on it
+                     (--redis redis+cluster://...); REDIS_CONNECTION is
+                     ignored
   --no-build         skip `cargo build --release` and the page's npm build
                      (reuse target/release and clients/typescript/dist/browser)
   --keep             after the scenarios, keep the cluster running until
@@ -83,6 +88,7 @@ game_servers=1
 build=1
 daily_reset_cron='*/10 * * * * *'
 keep=0
+redis_cluster=0
 
 need_value() {
     [[ $# -ge 2 && -n "$2" ]] || {
@@ -128,6 +134,10 @@ while [[ $# -gt 0 ]]; do
             keep=1
             shift
             ;;
+        --redis-cluster)
+            redis_cluster=1
+            shift
+            ;;
         -h | --help)
             usage
             exit 0
@@ -152,7 +162,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 run_dir="$root/.run"
 mkdir -p "$run_dir"
-rm -rf "$run_dir"/*.log "$run_dir/redis"
+rm -rf "$run_dir"/*.log "$run_dir/redis" "$run_dir/redis-cluster"
 
 # INFO everywhere, plus the per-packet lines (gateway "Packet received" at
 # DEBUG, game server "Packet processed" at TRACE) so the sample shows the
@@ -262,7 +272,7 @@ http_get() {
 # Prints the last lines of every server log, for failure messages.
 dump_logs() {
     local lines=$1 f
-    for f in "$run_dir"/redis.log "$run_dir"/game-server-*.log "$run_dir"/gateway-*.log; do
+    for f in "$run_dir"/redis*.log "$run_dir"/game-server-*.log "$run_dir"/gateway-*.log; do
         [[ -f "$f" ]] || continue
         printf -- '---- %s (last %d lines) ----\n' "${f#"$root"/}" "$lines"
         tail -n "$lines" "$f"
@@ -335,6 +345,73 @@ start_private_redis() {
     return 1
 }
 
+# Starts a local Redis Cluster: six redis-servers with --cluster-enabled
+# on the first block of six free ports in 7000..7099 (their bus ports are
+# those plus 10000), joined by `redis-cli --cluster create
+# --cluster-replicas 1` into 3 primaries with a replica each, and waits
+# until every node says cluster_state:ok. Sets redis_addr to the
+# redis+cluster:// address. Persistence as for the private redis-server.
+start_private_cluster() {
+    local base port pid n ok deadline
+    local -a cluster_ports
+    command -v redis-cli >/dev/null 2>&1 || {
+        warn "redis-cli not found (it comes with redis-server / redis-tools)"
+        return 1
+    }
+    for ((base = 7000; base <= 7094; base += 6)); do
+        ok=1
+        for ((n = 0; n < 6; n++)); do
+            if port_open 127.0.0.1 $((base + n)) || port_open 127.0.0.1 $((base + n + 10000)); then
+                ok=0
+                break
+            fi
+        done
+        ((ok)) && break
+    done
+    ((ok)) || {
+        warn "no six free ports in 7000..7099 for the Redis Cluster"
+        return 1
+    }
+    cluster_ports=()
+    for ((n = 0; n < 6; n++)); do
+        port=$((base + n))
+        cluster_ports+=("127.0.0.1:$port")
+        mkdir -p "$run_dir/redis-cluster/$port"
+        start_proc "redis-cluster-$port" "$run_dir/redis-cluster-$port.log" \
+            redis-server --port "$port" --bind 127.0.0.1 --save "" \
+            --appendonly yes --appendfsync everysec \
+            --cluster-enabled yes --cluster-config-file nodes.conf \
+            --cluster-node-timeout 2000 --repl-diskless-sync-delay 0 \
+            --daemonize no --dir "$run_dir/redis-cluster/$port"
+        pid=${pids[-1]}
+        deadline=$((SECONDS + 10))
+        until tcp_ping 127.0.0.1 "$port"; do
+            if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+                warn "redis-server on port $port did not come up: $(tail -n 1 "$run_dir/redis-cluster-$port.log")"
+                return 1
+            fi
+            sleep 0.1
+        done
+    done
+    redis-cli --cluster create "${cluster_ports[@]}" --cluster-replicas 1 --cluster-yes \
+        >"$run_dir/redis-cluster-create.log" 2>&1 || {
+        warn "redis-cli --cluster create failed: $(tail -n 3 "$run_dir/redis-cluster-create.log")"
+        return 1
+    }
+    deadline=$((SECONDS + 30))
+    for ((n = 0; n < 6; n++)); do
+        until [[ "$(redis-cli -p $((base + n)) cluster info 2>/dev/null)" == *cluster_state:ok* ]]; do
+            ((SECONDS < deadline)) || {
+                warn "the Redis Cluster did not become ok within 30 s (node $((base + n)))"
+                return 1
+            }
+            sleep 0.2
+        done
+    done
+    local IFS=,
+    redis_addr="redis+cluster://${cluster_ports[*]}"
+}
+
 # ---- build ----------------------------------------------------------------
 
 bin_dir="$root/target/release"
@@ -395,7 +472,13 @@ redis_args=() # --redis <addr> for the game servers
 redis_addr=""
 store_args=() # --session-store memory when there is no Redis at all
 
-if [[ -n "${REDIS_CONNECTION:-}" ]]; then
+if ((redis_cluster)); then
+    if ! { ensure_redis_server && start_private_cluster; }; then
+        die "could not start a local Redis Cluster (see the warnings above and .run/redis-cluster-*.log)"
+    fi
+    say "local Redis Cluster (3 primaries, 3 replicas) at $redis_addr"
+    redis_args=(--redis "$redis_addr")
+elif [[ -n "${REDIS_CONNECTION:-}" ]]; then
     # Accept host:port or redis://[user:pass@]host[:port][/db].
     hostport=${REDIS_CONNECTION#*://}
     hostport=${hostport##*@}

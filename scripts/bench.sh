@@ -7,6 +7,7 @@
 #   ./scripts/bench.sh --quick         # 1 round x 3 s per case (~2 min)
 #   ./scripts/bench.sh --baseline-rev HEAD~1   # A/B: also run that commit
 #   ./scripts/bench.sh --arena-only   # just the arena case (~2-5 min)
+#   ./scripts/bench.sh --redis-cluster  # logins/s: one Redis vs a 3-primary cluster (~1-2 min)
 #
 # Every case runs the same load generator (`test-client bench`, a
 # current-thread runtime) against the three targets in alternation (A B C A
@@ -31,6 +32,11 @@ Options:
   --idle N       idle sessions to hold for the memory case (default 15000; 0 skips)
   --no-build     reuse target/release
   --arena-only   run only the arena case
+  --redis-cluster
+                 run only logins/s against one Redis and against a local
+                 Redis Cluster (3 primaries + 3 replicas), in alternation,
+                 and show how the cluster's load spread over its primaries
+                 (INFO commandstats per primary)
   --arena-max N  the arena ramp stops at N players (default 15000: one
                  load-generator process tops out near 19,000 open files)
   --baseline DIR       A/B: also run the gateway and game-server binaries in
@@ -50,6 +56,7 @@ build=1
 baseline=""
 baseline_rev=""
 arena_only=0
+redis_cluster=0
 arena_max=15000
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -59,6 +66,7 @@ while [[ $# -gt 0 ]]; do
         --idle) idle=$2; shift 2 ;;
         --no-build) build=0; shift ;;
         --arena-only) arena_only=1; shift ;;
+        --redis-cluster) redis_cluster=1; shift ;;
         --arena-max) arena_max=$2; shift 2 ;;
         --baseline) baseline=$(cd "$2" && pwd); shift 2 ;;
         --baseline-rev) baseline_rev=$2; shift 2 ;;
@@ -80,7 +88,7 @@ die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
 source "$root/scripts/lib.sh"
 
 ensure redis-server redis-server
-((arena_only)) || ensure haproxy haproxy
+((arena_only || redis_cluster)) || ensure haproxy haproxy
 ensure python3 python3
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)"
 
@@ -106,7 +114,12 @@ if [[ -n "$baseline_rev" ]] && ((!arena_only)); then
     say "building the baseline ($baseline_rev = ${rev:0:12}) in $src"
     (cd "$src" && cargo build --release -q -p gamemesh-gateway -p gamemesh-game-server) ||
         die "building the baseline $baseline_rev failed"
-    baseline="$src/target/release"
+    # Keep the two binaries, not the build: a release target/ is gigabytes
+    # and a shared machine's disk is small.
+    baseline="$out/baseline-bin"
+    mkdir -p "$baseline"
+    cp "$src/target/release/gateway" "$src/target/release/game-server" "$baseline/"
+    rm -rf "$src/target"
 fi
 if ((arena_only)) && [[ -n "$baseline" ]]; then
     say "--arena-only: the baseline is not run (the arena case is gamemesh-only)"
@@ -184,7 +197,14 @@ start_gamemesh() {
     local name=$1 dir=$2 rport=$3 p2p=$4 mesh=$5 gwp2p=$6 gwport=$7 gs_bin=${8:-$2/game-server}
     start "${name}redis" redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no
     wait_port "$rport"
-    start "${name}game-server" "$gs_bin" --redis "127.0.0.1:$rport" \
+    start_nodes "$name" "$dir" "127.0.0.1:$rport" "$p2p" "$gwp2p" "$gwport" "$mesh" "$gs_bin"
+}
+
+# start_nodes <name prefix> <bin dir> <--redis address> <gs p2p> <gw p2p> <gw port> <gs mesh> <game server binary>:
+# a game server on that Redis and a gateway in front of it, answering.
+start_nodes() {
+    local name=$1 dir=$2 raddr=$3 p2p=$4 gwp2p=$5 gwport=$6 mesh=$7 gs_bin=$8
+    start "${name}game-server" "$gs_bin" --redis "$raddr" \
         --p2p-port "$p2p" --mesh-port "$mesh" --admin-port 0 \
         --login-attempts-per-user-per-min 1000000 --login-attempts-per-ip-per-min 100000000
     # The load generator is one host hammering from a few addresses: lift the
@@ -201,7 +221,63 @@ start_gamemesh() {
         sleep 0.2
     done
 }
-if ((!arena_only)); then
+# ---- one Redis vs a Redis Cluster (--redis-cluster) --------------------------
+# Ports: the cluster's six nodes on 6401..6406 (bus ports +10000), its
+# gamemesh stack on 9394/9494/8394/5394; the one-Redis stack is the usual.
+c_ports=(6401 6402 6403 6404 6405 6406) c_gs_p2p=9394 c_gs_mesh=9494 c_gw_p2p=8394 c_gw_port=5394
+cluster_primaries() { # the ports of the nodes serving slots as primaries
+    redis-cli -p "${c_ports[0]}" cluster nodes |
+        awk '$3 ~ /master/ && $3 !~ /fail/ && NF > 8 { split($2, a, "[:@]"); print a[2] }' | sort -n
+}
+start_cluster() {
+    local p n
+    for p in "${c_ports[@]}"; do
+        port_open "$p" && die "port $p is in use: stop whatever holds it"
+        mkdir -p "$out/cluster-$p"
+        rm -f "$out/cluster-$p/nodes.conf"
+        start "cluster-redis-$p" redis-server --port "$p" --bind 127.0.0.1 --save "" --appendonly no \
+            --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+            --repl-diskless-sync-delay 0 --dir "$out/cluster-$p"
+    done
+    for p in "${c_ports[@]}"; do wait_port "$p"; done
+    redis-cli --cluster create "${c_ports[@]/#/127.0.0.1:}" --cluster-replicas 1 --cluster-yes \
+        >"$out/cluster-create.log" 2>&1 || die "redis-cli --cluster create failed (see $out/cluster-create.log)"
+    local deadline=$((SECONDS + 30))
+    for p in "${c_ports[@]}"; do
+        until [[ "$(redis-cli -p "$p" cluster info)" == *cluster_state:ok* ]]; do
+            ((SECONDS < deadline)) || die "the Redis Cluster is not ok after 30 s"
+            sleep 0.2
+        done
+    done
+    n=$(cluster_primaries | wc -l)
+    ((n == 3)) || die "the Redis Cluster has $n primaries, not 3"
+}
+if ((redis_cluster)); then
+    for p in $c_gs_p2p $c_gs_mesh $c_gw_p2p $c_gw_port; do
+        port_open "$p" && die "port $p is in use: stop whatever holds it"
+    done
+    start_gamemesh "" "$bin" "$redis_port" "$gs_p2p" "$gs_mesh" "$gw_p2p" "$gw_port"
+    start_cluster
+    seeds=$(printf '127.0.0.1:%s,' "${c_ports[@]}")
+    start_nodes "cluster-" "$bin" "redis+cluster://${seeds%,}" "$c_gs_p2p" "$c_gw_p2p" "$c_gw_port" "$c_gs_mesh" "$bin/game-server"
+    for p in $(cluster_primaries); do redis-cli -p "$p" config resetstat >/dev/null; done
+    for ((r = 1; r <= repeat; r++)); do
+        say "round $r of $repeat: one Redis, then the cluster"
+        for c in "logins/s (new connection each)|--conns 50" "logins/s, 500 in parallel|--conns 500"; do
+            read -r -a args <<<"${c#*|}"
+            for target in one-redis redis-cluster; do
+                bench "${c%%|*}" "$target" --mode login "${args[@]}"
+            done
+        done
+    done
+    for p in $(cluster_primaries); do
+        printf '{"case":"shard","target":"redis-cluster","run":{"port":%s,"keys":%s,"stats":"%s"}}\n' "$p" \
+            "$(redis-cli -p "$p" dbsize)" \
+            "$(redis-cli -p "$p" info commandstats | tr -d '\r' | grep '^cmdstat_' | tr '\n' ' ')" >>"$out/results.jsonl"
+    done
+fi
+
+if ((!arena_only && !redis_cluster)); then
 start echo-server "$bin/test-client" echo-server --listen "127.0.0.1:$echo_port"
 cat >"$out/haproxy.cfg" <<EOF2
 global
@@ -238,6 +314,8 @@ bench() {
         gamemesh) addr=127.0.0.1:$gw_port ;;
         baseline) addr=127.0.0.1:$b_gw_port ;;
         arena) addr=127.0.0.1:$a_gw_port ;;
+        one-redis) addr=127.0.0.1:$gw_port ;;
+        redis-cluster) addr=127.0.0.1:$c_gw_port ;;
     esac
     local line
     if ! line=$("$bin/test-client" bench --addr "$addr" --duration "$duration" "${extra[@]}" "$@" 2>>"$out/bench-client.log"); then
@@ -250,7 +328,7 @@ bench() {
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 repeat_cases=$repeat
-if ((arena_only)); then
+if ((arena_only || redis_cluster)); then
     idle=0
     repeat_cases=0
 fi
@@ -317,7 +395,9 @@ r = json.loads(sys.argv[1]); n = int(sys.argv[2])
 ok = not r.get("failed") and r.get("players") == n and r.get("errors") == 0 and r.get("p99_us", 1e18) <= 50000
 sys.exit(0 if ok else 1)' "$1" "$2"
 }
-if [[ ! -x "$arena_bin" ]]; then
+if ((redis_cluster)); then
+    : # the cluster comparison only
+elif [[ ! -x "$arena_bin" ]]; then
     say "arena case SKIPPED: $arena_bin is missing (it is built by 'cargo build --release -p gamemesh-arena'; the arena sample comes with the game API, examples/arena)"
     printf '{"case":"arena skipped","target":"arena","run":{"failed":true,"reason":"no arena-server binary"}}\n' >>"$out/results.jsonl"
 else
@@ -411,6 +491,28 @@ for r in rows:
               f"game server {gs[0]}/{gs[1]} KiB)")
     else:
         print("\nidle case failed: see .bench/bench-client.log")
+if any(r["target"] == "redis-cluster" for r in rows):
+    print(f"\n## logins: one Redis vs a Redis Cluster of 3 primaries + 3 replicas ({sys.argv[3]} rounds x {sys.argv[2]} s, medians; everything on this machine's cores)\n")
+    print("| case | one Redis /s | cluster /s | cluster/one (per-round median) | p99 us (one/cluster) | errors (one/cluster) |")
+    print("|---|---|---|---|---|---|")
+    for case in dict.fromkeys(r["case"] for r in rows if r["target"] == "redis-cluster" and r["case"] != "shard"):
+        o, c = pick(case, "one-redis", "msgs_per_s"), pick(case, "redis-cluster", "msgs_per_s")
+        p99 = "/".join(fmt(pick(case, t, "p99_us")) for t in ("one-redis", "redis-cluster"))
+        err = "/".join(fmt(pick(case, t, "errors")) for t in ("one-redis", "redis-cluster"))
+        print(f"| {case} | {fmt(o)} | {fmt(c)} | {ratio(case, 'redis-cluster', 'one-redis')} | {p99} | {err} |")
+    shards = [r["run"] for r in rows if r["case"] == "shard"]
+    def calls(stats, name):
+        for item in stats.split():
+            if item.startswith(f"cmdstat_{name}:calls="):
+                return int(item.split("=")[1].split(",")[0])
+        return 0
+    total = sum(calls(s["stats"], "evalsha") for s in shards) or 1
+    print("\nper primary (the cluster's whole run): keys held, login scripts (EVALSHA) served")
+    print("\n| primary | keys | EVALSHA calls | share |")
+    print("|---|---|---|---|")
+    for s in shards:
+        e = calls(s["stats"], "evalsha")
+        print(f"| 127.0.0.1:{s['port']} | {s['keys']:,} | {e:,} | {100*e/total:.1f}% |")
 arena = [r for r in rows if r["target"] == "arena"]
 if arena:
     print("\n## arena (one gateway + one arena-server; rooms of 10, every player moving every tick)\n")

@@ -75,45 +75,11 @@ impl Actor for Countdown {
 /// take turns on one thread, so this is the runtime's own cost per message
 /// without cross-thread wake-ups.
 fn one_actor_current_thread(c: &mut Criterion) {
-    const N: u64 = 10_000;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let mut g = c.benchmark_group("one_actor_current_thread");
-    g.throughput(Throughput::Elements(N));
-    let sink = rt.block_on(async { Builder::new().mailbox(1024).spawn(Sink { n: 0 }) });
-    g.bench_function("post_10k_then_flush", |b| {
-        b.to_async(&rt).iter(|| async {
-            for i in 0..N {
-                sink.post(SinkMsg::Item(i)).await.unwrap();
-            }
-            sink.call(SinkMsg::Flush).await.unwrap()
-        })
-    });
-    let (tx, mut rx) = mpsc::channel::<BareMsg>(1024);
-    rt.spawn(async move {
-        let mut n = 0u64;
-        while let Some(m) = rx.recv().await {
-            match m {
-                BareMsg::Item(x) => n = n.wrapping_add(x),
-                BareMsg::Flush(r) => {
-                    let _ = r.send(n);
-                }
-            }
-        }
-    });
-    g.bench_function("bare_channel_10k_then_flush", |b| {
-        b.to_async(&rt).iter(|| async {
-            for i in 0..N {
-                tx.send(BareMsg::Item(i)).await.unwrap();
-            }
-            let (r_tx, r_rx) = oneshot::channel();
-            tx.send(BareMsg::Flush(r_tx)).await.unwrap();
-            r_rx.await.unwrap()
-        })
-    });
-    g.finish();
+    post_then_flush(c, "one_actor_current_thread", &rt);
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -125,21 +91,25 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn one_actor(c: &mut Criterion) {
+    post_then_flush(c, "one_actor", &runtime());
+}
+
+/// 10k posts then a call into one actor on `rt`, next to the floor: the
+/// same messages through a bare bounded channel into a task, without the
+/// actor's mode checks, hooks and fairness.
+fn post_then_flush(c: &mut Criterion, group: &str, rt: &tokio::runtime::Runtime) {
     const N: u64 = 10_000;
-    let rt = runtime();
-    let mut g = c.benchmark_group("one_actor");
+    let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(N));
     let sink = rt.block_on(async { Builder::new().mailbox(1024).spawn(Sink { n: 0 }) });
     g.bench_function("post_10k_then_flush", |b| {
-        b.to_async(&rt).iter(|| async {
+        b.to_async(rt).iter(|| async {
             for i in 0..N {
                 sink.post(SinkMsg::Item(i)).await.unwrap();
             }
             sink.call(SinkMsg::Flush).await.unwrap()
         })
     });
-    // The floor: the same messages through a bare bounded channel into a
-    // task, without the actor's mode checks, hooks and fairness.
     let (tx, mut rx) = mpsc::channel::<BareMsg>(1024);
     rt.spawn(async move {
         let mut n = 0u64;
@@ -153,7 +123,7 @@ fn one_actor(c: &mut Criterion) {
         }
     });
     g.bench_function("bare_channel_10k_then_flush", |b| {
-        b.to_async(&rt).iter(|| async {
+        b.to_async(rt).iter(|| async {
             for i in 0..N {
                 tx.send(BareMsg::Item(i)).await.unwrap();
             }

@@ -64,6 +64,9 @@ fn pipeline(c: &mut Criterion) {
             window: Duration::from_secs(10),
         },
         game: std::sync::OnceLock::new(),
+        // The bench saves nothing: the queue's receiver is dropped.
+        save_retries: gamemesh_game_server::session::save_retry::SaveRetries::new(1).0,
+        faults: Default::default(),
     });
     // Echo is a module: the built-ins, on memory stores, as a game server
     // with the memory session store has them.

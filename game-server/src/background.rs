@@ -34,11 +34,11 @@ use crate::state::HubState;
 /// however it is addressed (ACL user, TLS with `--redis-ca-file`,
 /// Sentinel) and follow the primary through a failover with the sessions.
 impl RedisSource for RedisConn {
-    fn connection(&self) -> redis::aio::ConnectionManager {
+    fn connection(&self) -> gamemesh_node::redis_connection::SharedConnection {
         RedisConn::connection(self)
     }
 
-    fn client(&self) -> redis::Client {
+    fn client(&self) -> gamemesh_node::redis_connection::PubSubClient {
         self.primary_client()
     }
 

@@ -51,9 +51,11 @@ pub struct Config {
     #[arg(long, env = "GAME_SERVER_MESH_PORT", default_value_t = 9101)]
     pub mesh_port: u16,
     /// Redis address: `host:port`, `redis://[user:pass@]host:port[/db]`,
-    /// `rediss://...` (TLS) or
+    /// `rediss://...` (TLS),
     /// `redis+sentinel://[user:pass@]host:port[,host:port...]/<master-name>`
-    /// (the user and password are the data nodes'). Shown redacted.
+    /// (the user and password are the data nodes') or
+    /// `redis+cluster://[user:pass@]host:port[,host:port...]` (Redis
+    /// Cluster; `rediss+cluster://` with TLS). Shown redacted.
     #[arg(
         long,
         env = "REDIS_CONNECTION",

@@ -202,9 +202,9 @@ async fn disconnect(state: &HubState, s: &LocalSession, conn: ConnInfo) {
             state.resume_grace.as_secs()
         ),
         Ok(false) => info!("Session {} had moved on; nothing saved", s.session_id),
-        Err(e) => warn!(
-            "Could not save disconnected SessionId={}: {e}; it expires from the store by its TTL",
-            s.session_id
-        ),
+        // Retried until the store answers (one log line per burst).
+        Err(e) => {
+            state.save_retries.push(progress, state.resume_grace, &e);
+        }
     }
 }

@@ -327,6 +327,8 @@ async fn start_with(
     // The hub's tasks stop on their own token, cancelled by `wait` after the
     // sessions were released; the caller's token only starts the shutdown.
     let tasks = CancellationToken::new();
+    let (save_retries, failed_saves) =
+        session::save_retry::SaveRetries::new(session::save_retry::CAPACITY);
     let state = Arc::new(HubState {
         node_id: config.node.node_id,
         store,
@@ -348,6 +350,8 @@ async fn start_with(
             window: Duration::from_secs(config.protocol_error_window_secs),
         },
         game: std::sync::OnceLock::new(),
+        save_retries,
+        faults: Default::default(),
     });
     modules::add_builtins(&mut app, Arc::downgrade(&state), &config);
     if let Err(e) = game_host::start(
@@ -418,6 +422,11 @@ async fn start_with(
         ));
         tracker.spawn(redis.follow_primary(tasks.clone()));
     }
+    tracker.spawn(session::save_retry::run(
+        state.store.clone(),
+        failed_saves,
+        tasks.clone(),
+    ));
     tracker.spawn(hub::flush_loop(
         state.clone(),
         Duration::from_millis(config.flush_interval_ms),

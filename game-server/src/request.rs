@@ -18,6 +18,21 @@ use crate::session::LocalSession;
 /// Error type at tower boundaries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The future of a policy layer: answered on the spot (`Left`), or
+/// whatever the layers inside answer (`Right`).
+pub type Answered<F> =
+    futures::future::Either<futures::future::Ready<Result<HubResponse, BoxError>>, F>;
+
+/// A policy layer's refusal, answered without calling the layers inside.
+pub fn refuse_now<F>(req: &HubRequest, code: ErrorCode, detail: &str) -> Answered<F> {
+    answer_now(HubResponse::error(req.packet.sequence_id, code, detail))
+}
+
+/// A policy layer's answer, given without calling the layers inside.
+pub fn answer_now<F>(response: HubResponse) -> Answered<F> {
+    futures::future::Either::Left(futures::future::ready(Ok(response)))
+}
+
 /// Which client socket a packet came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnInfo {
@@ -120,6 +135,13 @@ pub struct HubResponse {
     pub reply: ServerPacket,
     /// Session change for the socket.
     pub effect: SessionEffect,
+    /// Set by the handler that knows nothing happened (an `UNAVAILABLE`
+    /// before anything was written or sent, or after it was undone; or a
+    /// request whose second run changes nothing). Only such a reply is
+    /// not recorded against the sequence id, so a re-send runs again;
+    /// every other reply, an `UNAVAILABLE` whose effect may have happened
+    /// included, is recorded and replayed (docs/PROTOCOL.md, section 5).
+    pub nothing_happened: bool,
 }
 
 impl HubResponse {
@@ -128,11 +150,30 @@ impl HubResponse {
         Self {
             reply,
             effect: SessionEffect::None,
+            nothing_happened: false,
+        }
+    }
+
+    /// A reply with a session change.
+    pub fn with_effect(reply: ServerPacket, effect: SessionEffect) -> Self {
+        Self {
+            effect,
+            ..Self::reply(reply)
         }
     }
 
     /// An `ErrorResponse` answering `sequence_id`.
     pub fn error(sequence_id: u64, code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::reply(packets::error(sequence_id, code, detail))
+    }
+
+    /// An `ErrorResponse{UNAVAILABLE}` answering `sequence_id`, from a
+    /// handler that knows nothing happened: not recorded, so the client's
+    /// re-send with the same id runs again.
+    pub fn nothing_happened(sequence_id: u64, detail: impl Into<String>) -> Self {
+        Self {
+            nothing_happened: true,
+            ..Self::error(sequence_id, ErrorCode::Unavailable, detail)
+        }
     }
 }

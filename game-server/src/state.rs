@@ -10,6 +10,7 @@ use crate::api::GameRuntime;
 use crate::cluster::gateways::GatewayLinks;
 use crate::cluster::mesh::Mesh;
 use crate::policy::violations::ViolationPolicy;
+use crate::session::save_retry::SaveRetries;
 use crate::session::{LocalSessions, SessionStore};
 
 /// Shared state of one game server.
@@ -42,6 +43,21 @@ pub struct HubState {
     /// right after this state exists, because the game's seams hold a weak
     /// reference to it).
     pub game: OnceLock<GameRuntime>,
+    /// Disconnect saves that failed, retried until the store answers.
+    pub save_retries: SaveRetries,
+    /// Failures tests switch on (nothing else sets them).
+    pub faults: Faults,
+}
+
+/// Failures a test makes happen on purpose, where no real fault can be
+/// timed (a game server that does the work and then goes quiet). No flag
+/// or setting reaches them: only code holding the state can.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Room requests forwarded here are served, and their replies dropped:
+    /// the room did the work and the asking game server hears nothing, as
+    /// when this one stalls right after its room answered.
+    pub drop_room_replies: AtomicBool,
 }
 
 impl HubState {

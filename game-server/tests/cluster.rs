@@ -34,6 +34,9 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on a cluster-wide change: a node seen up or down by the gateways
 /// (peer timeout 2 s, heartbeat 100 ms), a registry entry removed.
 const SETTLE: Duration = Duration::from_secs(10);
+/// The nodes' peer timeout (gateways and game servers) unless a test sets
+/// its own ([`Harness::with_peer_timeout`]).
+const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 /// The gateways' `--request-timeout-ms`: above their peer timeout (2 s)
 /// plus a heartbeat, as the default is.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -67,6 +70,9 @@ struct Harness {
     dir: PathBuf,
     /// The shared truth of the cluster.
     redis: RedisServer,
+    /// `--peer-timeout-ms` of every node it starts; the gateways' request
+    /// timeout is one second above it (as the defaults are).
+    peer_timeout: Duration,
 }
 
 impl Harness {
@@ -95,7 +101,14 @@ impl Harness {
         Harness {
             dir,
             redis: redis(),
+            peer_timeout: PEER_TIMEOUT,
         }
+    }
+
+    /// The same harness with another peer timeout for the nodes it starts.
+    fn with_peer_timeout(mut self, peer_timeout: Duration) -> Harness {
+        self.peer_timeout = peer_timeout;
+        self
     }
 
     /// Spawns game server `node_id` on fresh ports and waits until it is
@@ -109,6 +122,7 @@ impl Harness {
                 p2p_port: free_port(),
                 mesh_port: free_port(),
                 redis_addr: self.redis.addr(),
+                peer_timeout: self.peer_timeout,
                 log: self.dir.join(format!("game-server-{node_id}.log")),
                 child: None,
             };
@@ -123,7 +137,9 @@ impl Harness {
 
     /// Starts a gateway in this process seeded with `seed` only.
     async fn gateway(&self, node_id: u64, seed: &GameServer) -> Gateway {
-        let config = gateway_config(node_id, seed.p2p_port);
+        let mut config = gateway_config(node_id, seed.p2p_port);
+        config.node.peer_timeout_ms = self.peer_timeout.as_millis() as u64;
+        config.request_timeout_ms = (self.peer_timeout + Duration::from_secs(1)).as_millis() as u64;
         let shutdown = CancellationToken::new();
         let running = gamemesh_gateway::start(config, shutdown.clone())
             .await
@@ -240,6 +256,8 @@ struct GameServer {
     mesh_port: u16,
     /// `127.0.0.1:R`.
     redis_addr: String,
+    /// Its `--peer-timeout-ms`.
+    peer_timeout: Duration,
     /// stdout and stderr of every run, appended.
     log: PathBuf,
     /// The running process; `None` once it was reaped.
@@ -265,7 +283,10 @@ impl GameServer {
             .args(["--redis", &self.redis_addr])
             .args(["--session-store", "redis"])
             .args(["--heartbeat-ms", "100"])
-            .args(["--peer-timeout-ms", "2000"])
+            .args([
+                "--peer-timeout-ms",
+                &self.peer_timeout.as_millis().to_string(),
+            ])
             .args(["--flush-interval-ms", "20"])
             .args(["--redis-timeout-ms", "500"])
             .args(["--shutdown-grace-secs", "3"])
@@ -502,7 +523,7 @@ fn gateway_config(node_id: u64, seed_port: u16) -> GwConfig {
         node: NodeFlags {
             node_id,
             heartbeat_ms: 100,
-            peer_timeout_ms: 2000,
+            peer_timeout_ms: PEER_TIMEOUT.as_millis() as u64,
             shutdown_grace_secs: 2,
             admin_port: 0,
             ..NodeFlags::default()
@@ -693,25 +714,32 @@ fn kick_reason(p: &ServerPacket) -> Option<KickReason> {
     }
 }
 
-/// Echoes `data`; retries only on `UNAVAILABLE` (the protocol's "retry
-/// later"), at most 3 times, with the SAME sequence id so a retry can never
-/// run twice. Returns how many `UNAVAILABLE` answers came before success.
-async fn echo_allowing_unavailable(c: &mut Client, data: &str) -> Result<u32, String> {
+/// Echoes `data` under one sequence id, re-sending it every
+/// [`UNAVAILABLE_RETRY`] while it is answered `UNAVAILABLE` (the caller
+/// bounds the whole); the number of `UNAVAILABLE` answers.
+async fn echo_until_served(c: &mut Client, data: &str) -> Result<u32, String> {
     let seq = c.allocate_sequence();
     let mut unavailable = 0;
     loop {
         match c.echo_at(seq, data.to_string()).await {
             Ok(back) if back == data.as_bytes() => return Ok(unavailable),
             Ok(back) => return Err(format!("echo returned {back:?}, sent {data:?}")),
-            Err(e) if e.error_code() == Some(ErrorCode::Unavailable) && unavailable < 3 => {
+            Err(e) if e.error_code() == Some(ErrorCode::Unavailable) => {
                 unavailable += 1;
-                // A retry interval, not a wait for luck: the next attempt
-                // is the check.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(UNAVAILABLE_RETRY).await;
             }
             Err(e) => return Err(describe_error(&e)),
         }
     }
+}
+
+/// The `p`th percentile (nearest rank) of `sorted`; zero when empty.
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1]
 }
 
 fn describe_error(e: &ClientError) -> String {
@@ -756,10 +784,25 @@ async fn a_late_game_server_joins_without_restarts() {
     gw2.stop().await;
 }
 
+/// The peer timeout of the failover test: long, so that only the fast path
+/// (a killed process's closed connections) can serve its clients in time.
+const LONG_PEER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bound on kill-to-served for every client in the failover test: half the
+/// long peer timeout, so a client served by the heartbeat's path (after the
+/// peer timeout) fails it, while a loaded 2-core machine has ample room. The
+/// goal (issue 17) is p99 under 500 ms; the test prints what it measured.
+const KILL_TO_SERVED_BOUND: Duration = Duration::from_millis(2500);
+
+/// How long a client waits before re-sending a request answered
+/// `UNAVAILABLE` in the failover test: what is measured is the cluster's
+/// failover, not a client's back-off.
+const UNAVAILABLE_RETRY: Duration = Duration::from_millis(10);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_game_server_moves_its_100_clients_to_live_ones() {
     const CLIENTS: u64 = 100;
-    let h = Harness::new("kill-100");
+    let h = Harness::new("kill-100").with_peer_timeout(LONG_PEER_TIMEOUT);
     let gs1 = h.game_server(1).await;
     let mut gs2 = h.game_server(2).await;
     let _gs3 = h.game_server(3).await;
@@ -779,33 +822,27 @@ async fn killing_a_game_server_moves_its_100_clients_to_live_ones() {
         }
     }))
     .await;
-    let on_gs2: Vec<u64> = logins
-        .iter()
-        .filter(|(_, _, node)| *node == 2)
-        .map(|(u, _, _)| *u)
-        .collect();
+    let on_gs2 = logins.iter().filter(|(_, _, node)| *node == 2).count();
     assert!(
-        !on_gs2.is_empty(),
+        on_gs2 > 0,
         "no client was served by game server 2; nothing to fail over"
     );
 
+    // The clock starts at the kill; every client sends its next request
+    // at once, concurrently, and re-sends it while it is answered
+    // UNAVAILABLE. Kill-to-served is when its echo came back.
+    let killed = Instant::now();
     gs2.kill();
-    for gw in &mut gws {
-        gw.wait_live(2).await;
-    }
-
-    // Every client's next request, concurrently, each bounded.
-    let started = Instant::now();
     let outcomes =
         futures::future::join_all(logins.into_iter().map(|(user, mut c, node)| async move {
             let data = format!("after {user}");
             let r = match tokio::time::timeout(
                 Duration::from_secs(20),
-                echo_allowing_unavailable(&mut c, &data),
+                echo_until_served(&mut c, &data),
             )
             .await
             {
-                Ok(r) => r,
+                Ok(r) => r.map(|unavailable| (killed.elapsed(), unavailable)),
                 Err(_) => Err("HUNG: no outcome within 20 s".into()),
             };
             (user, node, r, c)
@@ -822,22 +859,51 @@ async fn killing_a_game_server_moves_its_100_clients_to_live_ones() {
     assert!(
         failed.is_empty(),
         "{} of {CLIENTS} clients failed their echo after game server 2 was killed \
-         ({} of them were on it); took {:?}:\n{}",
+         ({on_gs2} of them were on it):\n{}",
         failed.len(),
-        on_gs2.len(),
-        started.elapsed(),
         failed.join("\n")
     );
+    let served = |moved: bool| -> Vec<Duration> {
+        let mut d: Vec<Duration> = outcomes
+            .iter()
+            .filter(|(_, node, _, _)| !moved || *node == 2)
+            .filter_map(|(_, _, r, _)| r.as_ref().ok().map(|(took, _)| *took))
+            .collect();
+        d.sort();
+        d
+    };
+    let (all, moved) = (served(false), served(true));
     let retried = outcomes
         .iter()
-        .filter(|(_, _, r, _)| matches!(r, Ok(n) if *n > 0))
+        .filter(|(_, _, r, _)| matches!(r, Ok((_, n)) if *n > 0))
         .count();
     eprintln!(
-        "all {CLIENTS} clients echoed {:?} after the kill was noticed; {} had been on \
-         game server 2; {retried} needed an UNAVAILABLE retry",
-        started.elapsed(),
-        on_gs2.len()
+        "kill-to-served, all {CLIENTS} clients: p50 {:?}, p99 {:?}, max {:?}; the {on_gs2} \
+         of game server 2: p50 {:?}, p99 {:?}, max {:?}; {retried} re-sent after UNAVAILABLE \
+         (peer timeout {LONG_PEER_TIMEOUT:?})",
+        percentile(&all, 50),
+        percentile(&all, 99),
+        percentile(&all, 100),
+        percentile(&moved, 50),
+        percentile(&moved, 99),
+        percentile(&moved, 100),
     );
+    let slowest = percentile(&all, 100);
+    assert!(
+        slowest < KILL_TO_SERVED_BOUND,
+        "the last client was served {slowest:?} after the kill: not the fast path \
+         (bound {KILL_TO_SERVED_BOUND:?}, peer timeout {LONG_PEER_TIMEOUT:?})"
+    );
+    // The gateways learnt it from the closed connections too, not from
+    // the heartbeat (which would take the peer timeout).
+    for gw in &mut gws {
+        assert_eq!(
+            *gw.live.borrow(),
+            2,
+            "gateway {} still counts game server 2 live after its clients were served",
+            gw.node_id
+        );
+    }
 
     let owners = h.session_owners();
     assert_eq!(

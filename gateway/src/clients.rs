@@ -130,6 +130,19 @@ impl ClientRegistry {
         h.push(out);
     }
 
+    /// Queues one game server frame for each of `sockets`, in order (a
+    /// multicast): like [`ClientRegistry::deliver`] of `Outbound::Reply`
+    /// for each, under one lock. Sockets already closed are skipped.
+    pub(crate) fn deliver_each(&self, sockets: &[Uuid], body: &Bytes) {
+        let clients = self.lock();
+        for socket in sockets {
+            match clients.get(socket) {
+                Some(h) => h.push(Outbound::Reply(body.clone())),
+                None => debug!(%socket, "message for a closed socket dropped"),
+            }
+        }
+    }
+
     /// Records that a game server pinned `socket` to a session, which
     /// lifts its login deadline.
     pub(crate) fn mark_logged_in(&self, socket: &Uuid) {

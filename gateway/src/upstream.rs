@@ -1,7 +1,7 @@
 //! The gateway's side of the ZeroMQ link to game servers: membership,
 //! liveness, routing of new sockets, and the dispatcher that carries out
-//! what game servers tell us (`SendToClient`, `PinSession`,
-//! `DisconnectClient`).
+//! what game servers tell us (`SendToClient`, `SendToClients`,
+//! `PinSession`, `DisconnectClient`).
 //!
 //! Membership: the gateway starts with a seed list (`--game-servers`). It
 //! sends a `GatewayHello` to each seed and every known game server every
@@ -21,7 +21,7 @@ use gamemesh_node::peer_gate::{LinkTrust, PeerGate};
 use gamemesh_proto::cluster_auth::ClusterSecret;
 use gamemesh_proto::internal::{
     gateway_to_server, server_to_gateway, ClientConnected, ClientDisconnected, ClientFrame,
-    GatewayHello, GatewayToServer, ServerHello, ServerToGateway,
+    GatewayHello, GatewayToServer, SendToClients, ServerHello, ServerToGateway,
 };
 use gamemesh_proto::Message;
 use gamemesh_transport::{Link, LinkError, LinkEvent, LinkReceiver, NodeId, ZmqLink};
@@ -273,6 +273,37 @@ impl Upstream {
         went_down
     }
 
+    /// `gs`'s pipe lost its connection (its process died, or the link
+    /// broke): it is down now rather than after the peer timeout, exactly
+    /// as the heartbeat would declare it; its next answered hello brings it
+    /// back. Returns whether it was up (so its sockets must be told).
+    ///
+    /// The pipe is dialled again at once under a fresh routing id
+    /// (a new pipe: [`Link::connect`] replaces the old one): left to itself libzmq would
+    /// reconnect under the old one, which a game server that was paused
+    /// (and has not yet seen the old connection close) parks for good.
+    pub(crate) fn connection_lost(&self, gs: NodeId) -> bool {
+        let now = Instant::now();
+        let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
+        let Some(p) = peers.get_mut(&gs) else {
+            return false;
+        };
+        if let Err(e) = self.link.connect(gs, &p.endpoint) {
+            warn!(game_server = gs, error = %e, "cannot dial game server {gs} again");
+        }
+        p.last_seen = now
+            .checked_sub(self.peer_timeout)
+            .map_or(p.last_seen, |stale| stale.min(p.last_seen));
+        let was_up = std::mem::replace(&mut p.up, false);
+        if was_up {
+            warn!("Game server {gs} is DOWN: its connection closed; its clients move to live game servers");
+        }
+        let live = peers.values().filter(|p| self.is_live_peer(p, now)).count();
+        self.live_count
+            .send_if_modified(|n| std::mem::replace(n, live) != live);
+        was_up
+    }
+
     /// Records a game server's hello and links to the peers it names.
     ///
     /// A game server counts as live only on an answer that came back over a
@@ -435,13 +466,23 @@ pub(crate) async fn dispatch_loop(
     }
 }
 
-/// Decodes one message from a game server and carries it out.
+/// Decodes one message from a game server and carries it out; a lost
+/// connection takes the game server down at once, by the heartbeat's own
+/// path.
 fn dispatch(shared: &Shared, gate: &mut PeerGate, event: LinkEvent) {
-    let LinkEvent::Message {
-        from,
-        routing_id,
-        payload,
-    } = event;
+    let (from, routing_id, payload) = match event {
+        LinkEvent::Message {
+            from,
+            routing_id,
+            payload,
+        } => (from, routing_id, payload),
+        LinkEvent::PeerDisconnected { peer } => {
+            if shared.upstream.connection_lost(peer) {
+                shared.clients.game_server_down(peer);
+            }
+            return;
+        }
+    };
     match ServerToGateway::decode(payload) {
         Ok(ServerToGateway { kind: Some(kind) }) => {
             // Nothing from a game server is acted on before its pipe proved
@@ -457,6 +498,9 @@ fn dispatch(shared: &Shared, gate: &mut PeerGate, event: LinkEvent) {
     }
 }
 
+/// Bytes of one socket id (a UUID) in `SendToClients.socket_ids`.
+const SOCKET_ID_LEN: usize = 16;
+
 fn socket_of(bytes: &[u8]) -> Option<Uuid> {
     Uuid::from_slice(bytes).ok()
 }
@@ -468,17 +512,11 @@ fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
             let Some(socket) = socket_of(&s.socket_id) else {
                 return;
             };
-            // A pinned session's frames come from the game server it is
-            // routed to; one that woke up after its sockets moved away
-            // must not write into a session another game server now owns.
-            if let Some(r) = shared.pins.get(&socket) {
-                if r.session_id != 0 && r.game_server != from {
-                    debug!(game_server = from, %socket, "frame from a game server the socket is not routed to dropped");
-                    return;
-                }
+            if may_write(shared, &socket, from) {
+                shared.clients.deliver(&socket, Outbound::Reply(s.body));
             }
-            shared.clients.deliver(&socket, Outbound::Reply(s.body));
         }
+        server_to_gateway::Kind::Multicast(m) => multicast(shared, from, m),
         server_to_gateway::Kind::Pin(p) => {
             let Some(socket) = socket_of(&p.socket_id) else {
                 return;
@@ -522,6 +560,41 @@ fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
             );
         }
     }
+}
+
+/// Whether game server `from` may write a frame to `socket`. A pinned
+/// session's frames come from the game server it is routed to; one that
+/// woke up after its sockets moved away must not write into a session
+/// another game server now owns.
+fn may_write(shared: &Shared, socket: &Uuid, from: NodeId) -> bool {
+    match shared.pins.get(socket) {
+        Some(r) if r.session_id != 0 && r.game_server != from => {
+            debug!(game_server = from, %socket, "frame from a game server the socket is not routed to dropped");
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Writes one body to every socket a `SendToClients` names, in order, each
+/// as if it had come in its own `SendToClient`: the same pin check, the
+/// same queue bounds (a socket that does not read is kicked, the others
+/// still get it), and a socket that closed meanwhile is skipped.
+fn multicast(shared: &Shared, from: NodeId, m: SendToClients) {
+    let ids = m.socket_ids.chunks_exact(SOCKET_ID_LEN);
+    if !ids.remainder().is_empty() {
+        warn!(
+            game_server = from,
+            len = m.socket_ids.len(),
+            "multicast with a malformed socket list dropped"
+        );
+        return;
+    }
+    let sockets: Vec<Uuid> = ids
+        .filter_map(socket_of)
+        .filter(|socket| may_write(shared, socket, from))
+        .collect();
+    shared.clients.deliver_each(&sockets, &m.body);
 }
 
 /// True when `socket` is open and its frames go to `gs`.

@@ -3,6 +3,10 @@
 //! `start(config, shutdown)` on free ports, all talking real TCP and real
 //! ZeroMQ.
 //!
+//! Redis is one `redis-server` or, for the tests run on both
+//! ([`RedisBackend`], [`on_both_redis`]), a real Redis Cluster of three
+//! primaries and three replicas.
+//!
 //! Timings are shortened (heartbeats 100 ms, flushes 20 ms) so failure
 //! detection happens in test time; peer timeouts stay at 2 s, because a
 //! loaded 2-core CI machine can stall a healthy node for most of a second
@@ -17,7 +21,9 @@ use gamemesh_gateway::{Config as GwConfig, RunningGateway};
 use gamemesh_node::flags::{NodeFlags, NodeRole};
 use gamemesh_proto::cluster_auth::ClusterSecret;
 pub use gamemesh_test_client::client::{Client, ClientError};
-pub use gamemesh_test_support::{free_port, init_tracing, wait_for, wait_for_async, RedisServer};
+pub use gamemesh_test_support::{
+    free_port, init_tracing, wait_for, wait_for_async, RedisCluster, RedisServer,
+};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -67,9 +73,171 @@ pub struct GatewayNode {
     pub task: JoinHandle<()>,
 }
 
+/// Which Redis a test cluster's game servers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedisBackend {
+    /// One `redis-server`.
+    #[default]
+    Single,
+    /// A Redis Cluster (3 primaries, 3 replicas), `redis+cluster://`.
+    Cluster,
+}
+
+/// Runs an `async fn name(backend: RedisBackend)` test against one Redis
+/// and against a Redis Cluster: `on_both_redis!(name);` makes
+/// `name::single_redis` and `name::redis_cluster` (multi-thread runtime,
+/// two workers, like the rest of the suite).
+#[macro_export]
+macro_rules! on_both_redis {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn single_redis() {
+                super::$name($crate::RedisBackend::Single).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_cluster() {
+                super::$name($crate::RedisBackend::Cluster).await
+            }
+        }
+    )+};
+}
+
+/// The Redis a test runs against: one server or a cluster, killed on drop.
+pub enum TestRedis {
+    /// One `redis-server`.
+    Single(RedisServer),
+    /// A Redis Cluster.
+    Cluster(RedisCluster),
+}
+
+impl TestRedis {
+    /// Starts the backend.
+    pub fn start(backend: RedisBackend) -> Self {
+        match backend {
+            RedisBackend::Single => TestRedis::Single(RedisServer::start()),
+            RedisBackend::Cluster => TestRedis::Cluster(RedisCluster::start()),
+        }
+    }
+
+    /// The `--redis` value for it.
+    pub fn address(&self) -> String {
+        match self {
+            TestRedis::Single(r) => r.addr(),
+            TestRedis::Cluster(c) => c.url(),
+        }
+    }
+
+    /// A blocking connection for inspecting what is stored (routed by
+    /// slot on a cluster).
+    pub fn conn(&self) -> TestRedisConn {
+        match self {
+            TestRedis::Single(r) => TestRedisConn::Single(
+                redis::Client::open(r.url())
+                    .expect("redis url")
+                    .get_connection()
+                    .expect("redis connection"),
+            ),
+            TestRedis::Cluster(c) => {
+                let seeds: Vec<String> = c
+                    .nodes()
+                    .iter()
+                    .filter(|n| n.pid().is_some())
+                    .map(|n| n.url())
+                    .collect();
+                TestRedisConn::Cluster(
+                    redis::cluster::ClusterClient::new(seeds)
+                        .expect("cluster seeds")
+                        .get_connection()
+                        .expect("cluster connection"),
+                )
+            }
+        }
+    }
+
+    /// Keys matching `pattern` (on every primary of a cluster), sorted.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        match self {
+            TestRedis::Single(r) => {
+                let mut c = redis::Client::open(r.url())
+                    .expect("redis url")
+                    .get_connection()
+                    .expect("redis connection");
+                let mut keys: Vec<String> =
+                    redis::cmd("KEYS").arg(pattern).query(&mut c).expect("KEYS");
+                keys.sort();
+                keys
+            }
+            TestRedis::Cluster(c) => c.keys(pattern),
+        }
+    }
+}
+
+/// A blocking connection to a [`TestRedis`].
+// One per test, never moved in a hot path: not worth a Box.
+#[allow(clippy::large_enum_variant)]
+pub enum TestRedisConn {
+    /// To the one server.
+    Single(redis::Connection),
+    /// To the cluster, routed by slot.
+    Cluster(redis::cluster::ClusterConnection),
+}
+
+impl redis::ConnectionLike for TestRedisConn {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> redis::RedisResult<redis::Value> {
+        match self {
+            TestRedisConn::Single(c) => c.req_packed_command(cmd),
+            TestRedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<redis::Value>> {
+        match self {
+            TestRedisConn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            TestRedisConn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn req_command(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<redis::Value> {
+        match self {
+            TestRedisConn::Single(c) => c.req_command(cmd),
+            TestRedisConn::Cluster(c) => c.req_command(cmd),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            TestRedisConn::Single(c) => c.get_db(),
+            TestRedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+
+    fn check_connection(&mut self) -> bool {
+        match self {
+            TestRedisConn::Single(c) => c.check_connection(),
+            TestRedisConn::Cluster(c) => c.check_connection(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            TestRedisConn::Single(c) => c.is_open(),
+            TestRedisConn::Cluster(c) => c.is_open(),
+        }
+    }
+}
+
 /// Knobs for a test cluster.
 #[derive(Clone)]
 pub struct ClusterOptions {
+    /// One Redis or a Redis Cluster.
+    pub redis: RedisBackend,
     /// Number of gateways.
     pub gateways: usize,
     /// Number of game servers.
@@ -80,24 +248,32 @@ pub struct ClusterOptions {
     pub gateway: fn(&mut GwConfig),
     /// The game modules of every game server (besides the built-ins).
     pub modules: fn(GameServer) -> GameServer,
+    /// Extra `redis-server` arguments (persistence, for tests that restart
+    /// Redis and expect their data back).
+    pub redis_args: &'static [&'static str],
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
         Self {
+            redis: RedisBackend::Single,
             gateways: 1,
             game_servers: 1,
             game_server: |_| {},
             gateway: |_| {},
             modules: |s| s,
+            redis_args: &[],
         }
     }
 }
 
 /// Redis + game servers + gateways.
 pub struct Cluster {
-    /// The real Redis.
+    /// The real Redis (the single server's tests stop and restart it; with
+    /// [`RedisBackend::Cluster`] it is started but unused).
     pub redis: RedisServer,
+    /// The Redis Cluster, with [`RedisBackend::Cluster`].
+    pub redis_cluster: Option<RedisCluster>,
     /// Game servers, node ids 1..
     pub game_servers: Vec<GameServerNode>,
     /// Gateways, node ids 1..
@@ -227,14 +403,30 @@ impl Cluster {
         .await
     }
 
+    /// Starts `gateways` x `game_servers` on `redis`.
+    pub async fn start_on(redis: RedisBackend, gateways: usize, game_servers: usize) -> Cluster {
+        Self::start_with(ClusterOptions {
+            redis,
+            gateways,
+            game_servers,
+            ..ClusterOptions::default()
+        })
+        .await
+    }
+
     /// Starts a cluster as `options` says. Every gateway seeds every game
     /// server.
     pub async fn start_with(options: ClusterOptions) -> Cluster {
         init_tracing();
-        let redis = RedisServer::start();
+        let redis = RedisServer::start_with_args(options.redis_args);
+        let redis_cluster = (options.redis == RedisBackend::Cluster).then(RedisCluster::start);
+        let address = match &redis_cluster {
+            Some(c) => c.url(),
+            None => redis.addr(),
+        };
         let mut game_servers = Vec::new();
         for id in 1..=options.game_servers as u64 {
-            let mut c = game_server_config(id, &redis.addr());
+            let mut c = game_server_config(id, &address);
             (options.game_server)(&mut c);
             game_servers.push(start_game_server_with(c, options.modules).await);
         }
@@ -264,6 +456,7 @@ impl Cluster {
         }
         Cluster {
             redis,
+            redis_cluster,
             game_servers,
             gateways,
             options,
@@ -300,21 +493,53 @@ impl Cluster {
         panic!("no socket of gateway {gateway} was routed to game server {node}");
     }
 
-    /// A plain Redis connection to inspect what is stored.
-    pub fn redis_conn(&self) -> redis::Connection {
-        redis::Client::open(self.redis.url())
-            .expect("redis url")
-            .get_connection()
-            .expect("redis connection")
+    /// The `--redis` value the game servers were given.
+    pub fn redis_address(&self) -> String {
+        match &self.redis_cluster {
+            Some(c) => c.url(),
+            None => self.redis.addr(),
+        }
     }
 
-    /// Number of session records in Redis.
+    /// A blocking Redis connection to inspect what is stored (routed by
+    /// slot on a Redis Cluster).
+    pub fn redis_conn(&self) -> TestRedisConn {
+        match &self.redis_cluster {
+            Some(c) => {
+                let seeds: Vec<String> = c
+                    .nodes()
+                    .iter()
+                    .filter(|n| n.pid().is_some())
+                    .map(|n| n.url())
+                    .collect();
+                TestRedisConn::Cluster(
+                    redis::cluster::ClusterClient::new(seeds)
+                        .expect("cluster seeds")
+                        .get_connection()
+                        .expect("cluster connection"),
+                )
+            }
+            None => TestRedisConn::Single(
+                redis::Client::open(self.redis.url())
+                    .expect("redis url")
+                    .get_connection()
+                    .expect("redis connection"),
+            ),
+        }
+    }
+
+    /// The session records in Redis (on every primary of a cluster).
     pub fn session_keys(&self) -> Vec<String> {
-        let mut c = self.redis_conn();
-        redis::cmd("KEYS")
-            .arg("gm:*:session")
-            .query(&mut c)
-            .expect("KEYS")
+        match &self.redis_cluster {
+            Some(c) => c.keys("gm:*:session"),
+            None => {
+                let mut c = self.redis_conn();
+                redis::cmd("KEYS")
+                    .arg("gm:*:session")
+                    .query(&mut c)
+                    .expect("KEYS")
+            }
+        }
     }
 
     /// The options the cluster was started with.

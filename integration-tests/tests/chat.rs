@@ -5,15 +5,19 @@
 //! a room moves on when the game server holding it stops.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use gamemesh_game_server::api::placement::rendezvous;
 use gamemesh_game_server::game_host::placement::candidates;
 use gamemesh_game_server::{Config as GsConfig, StoreKind};
 use gamemesh_integration_tests::{
     free_port, game_server_config, gateway_config, init_tracing, start_game_server, start_gateway,
-    wait_for, wait_for_async, Client, ClientError, Cluster, ClusterOptions, TIMEOUT,
+    wait_for, wait_for_async, Client, ClientError, Cluster, ClusterOptions, RedisBackend, TIMEOUT,
 };
-use gamemesh_proto::client::{server_packet, ChatNoticeKind, ErrorCode, ServerPacket};
+use gamemesh_proto::client::{
+    client_packet, server_packet, ChatNoticeKind, ChatSayRequest, ClientPacket, ErrorCode,
+    ServerPacket,
+};
 
 /// A client logged in as `user` on game server `node` through gateway
 /// `gateway`. Sockets go round robin over game servers and keep theirs
@@ -101,9 +105,8 @@ async fn the_default_rooms_exist_at_start() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_room_message_reaches_members_on_both_game_servers_and_gateways() {
-    let cluster = Cluster::start(2, 2).await;
+async fn a_room_message_reaches_members_on_both_game_servers_and_gateways(backend: RedisBackend) {
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let mut clients = [
         (11, client_on(&cluster, 0, 1, 11).await),
         (12, client_on(&cluster, 0, 2, 12).await),
@@ -206,9 +209,8 @@ async fn every_member_sees_the_room_order_under_concurrent_senders() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn whispers_reach_users_on_other_nodes_and_offline_users_are_an_error() {
-    let cluster = Cluster::start(2, 2).await;
+async fn whispers_reach_users_on_other_nodes_and_offline_users_are_an_error(backend: RedisBackend) {
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let mut a = client_on(&cluster, 0, 1, 31).await;
     let mut b = client_on(&cluster, 1, 2, 32).await;
 
@@ -241,9 +243,8 @@ async fn whispers_reach_users_on_other_nodes_and_offline_users_are_an_error() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn membership_follows_the_session_through_resume_kick_and_logout() {
-    let cluster = Cluster::start(2, 2).await;
+async fn membership_follows_the_session_through_resume_kick_and_logout(backend: RedisBackend) {
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let mut watcher = client_on(&cluster, 0, 1, 40).await;
     let mut a = client_on(&cluster, 0, 2, 41).await;
     let mut b = client_on(&cluster, 1, 1, 42).await;
@@ -420,6 +421,81 @@ async fn a_room_carries_on_when_the_game_server_holding_it_stops() {
     cluster.shutdown().await;
 }
 
+/// The `ErrorResponse` of `reply`, or a failure naming what came instead.
+fn error_of(reply: &ServerPacket) -> (ErrorCode, String) {
+    match &reply.body {
+        Some(server_packet::Body::Error(e)) => (
+            ErrorCode::try_from(e.code).expect("a known code"),
+            e.detail.clone(),
+        ),
+        other => panic!("expected an ErrorResponse, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_say_resent_after_unavailable_posts_at_most_once() {
+    let cluster = Cluster::start_with(ClusterOptions {
+        gateways: 1,
+        game_servers: 2,
+        game_server: unlimited_chat,
+        ..ClusterOptions::default()
+    })
+    .await;
+    // A room held by game server 2; the sayer's session is on game server
+    // 1, so its say travels to the room over the mesh.
+    let room = (0..100)
+        .map(|i| format!("once-{i}"))
+        .find(|r| rendezvous(&format!("chat:{r}"), [1, 2]) == Some(2))
+        .expect("some room hashes to node 2");
+    let mut watcher = client_on(&cluster, 0, 2, 91).await;
+    let mut sayer = client_on(&cluster, 0, 1, 92).await;
+    watcher.chat_join(&room).await.expect("join");
+    sayer.chat_join(&room).await.expect("join");
+    expect_notice(&mut watcher, &room, ChatNoticeKind::Joined, 92).await;
+
+    // Game server 2 posts the say and its answer is lost: game server 1
+    // waits out the room call timeout (2 s) and answers UNAVAILABLE.
+    let faults = &cluster.game_servers[1].state.faults;
+    faults.drop_room_replies.store(true, Ordering::Release);
+    let say = ClientPacket {
+        sequence_id: sayer.allocate_sequence(),
+        body: Some(client_packet::Body::ChatSay(ChatSayRequest {
+            room: room.clone(),
+            text: "once".into(),
+        })),
+    };
+    let first = sayer.request(&say).await.expect("a reply");
+    let (code, detail) = error_of(&first);
+    assert_eq!(code, ErrorCode::Unavailable, "{detail}");
+    assert!(
+        matches!(&first.body, Some(server_packet::Body::Error(e)) if e.outcome_unknown),
+        "the client is told the say may have happened: {first:?}"
+    );
+    let (posted, from) = expect_message(&mut watcher, &room, "once").await;
+    assert_eq!(from, 92, "the first attempt did post");
+    faults.drop_room_replies.store(false, Ordering::Release);
+
+    // The re-send, same id, now that the room answers again: the first
+    // answer comes back and nothing runs.
+    let again = sayer.request(&say).await.expect("a reply");
+    assert_eq!(again, first, "the re-send replays the first answer");
+
+    // The next say is the room's next number: nothing was accepted in
+    // between, and the watcher sees "once" a single time.
+    let next = sayer.chat_say(&room, "next").await.expect("say");
+    assert_eq!(next, posted + 1, "the room accepted nothing in between");
+    loop {
+        match next_chat(&mut watcher).await.body {
+            Some(server_packet::Body::ChatMessage(m)) if m.text == "next" => break,
+            Some(server_packet::Body::ChatMessage(m)) => {
+                panic!("a second message before \"next\": {m:?}")
+            }
+            _ => {}
+        }
+    }
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_works_on_a_single_game_server_without_redis() {
     // No Redis anywhere: the address the game server is given has nothing
@@ -467,3 +543,9 @@ async fn chat_works_on_a_single_game_server_without_redis() {
     game_server.shutdown.cancel();
     let _ = game_server.task.await;
 }
+
+gamemesh_integration_tests::on_both_redis!(
+    a_room_message_reaches_members_on_both_game_servers_and_gateways,
+    whispers_reach_users_on_other_nodes_and_offline_users_are_an_error,
+    membership_follows_the_session_through_resume_kick_and_logout,
+);

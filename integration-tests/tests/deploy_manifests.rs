@@ -1575,7 +1575,7 @@ fn systemd_env_files_hold_only_known_variables_with_valid_values() {
 }
 
 /// `CONFIG GET name` on `conn`.
-fn redis_config(conn: &mut redis::Connection, name: &str) -> String {
+fn redis_config(conn: &mut impl redis::ConnectionLike, name: &str) -> String {
     let pair: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg(name)

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use gamemesh_game_server::modules::echo::PANIC_PAYLOAD;
 use gamemesh_integration_tests::{
     free_port, game_server_config, gateway_config, init_tracing, start_gateway, wait_for,
-    wait_for_async, Client, ClientError, Cluster, ClusterOptions, TIMEOUT,
+    wait_for_async, Client, ClientError, Cluster, ClusterOptions, RedisBackend, TIMEOUT,
 };
 use gamemesh_proto::client::{
     client_packet, server_packet, ClientPacket, EchoRequest, ErrorCode, HeartbeatRequest,
@@ -138,9 +138,12 @@ async fn first_frames_after_gateway_reports_ready_are_relayed() {
 }
 
 /// Logs in, echoes, and finds the session stored in Redis.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_then_echo_round_trip_and_session_is_in_redis() {
-    let cluster = start_one().await;
+async fn login_then_echo_round_trip_and_session_is_in_redis(backend: RedisBackend) {
+    let cluster = start_ready(ClusterOptions {
+        redis: backend,
+        ..ClusterOptions::default()
+    })
+    .await;
     let mut c = cluster.client(0).await;
 
     let login = c.login(1001, "dev").await.expect("login succeeds");
@@ -720,3 +723,5 @@ async fn slow_consumer_is_disconnected_and_others_carry_on() {
     gateway.wait().await;
     cluster.shutdown().await;
 }
+
+gamemesh_integration_tests::on_both_redis!(login_then_echo_round_trip_and_session_is_in_redis,);

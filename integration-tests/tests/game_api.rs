@@ -24,7 +24,7 @@ use bytes::Bytes;
 use gamemesh_arena::Arena;
 use gamemesh_game_server::api::{refuse, App, Ctx, DataError, Expect, GameError, Module};
 use gamemesh_integration_tests::{
-    start_game_server_with, Client, Cluster, ClusterOptions, TIMEOUT,
+    start_game_server_with, Client, Cluster, ClusterOptions, RedisBackend, TIMEOUT,
 };
 use gamemesh_proto::client::{
     client_packet, server_packet, ClientPacket, ErrorCode, GameRequest, KickReason, ServerPacket,
@@ -292,9 +292,12 @@ async fn route_errors_through_the_whole_pipeline() {
 
 // ------------------------------------------------------------ the arena
 
-#[tokio::test]
-async fn players_on_two_game_servers_share_one_arena() {
-    let cluster = Cluster::start_with(arena_cluster(2, 2)).await;
+async fn players_on_two_game_servers_share_one_arena(backend: RedisBackend) {
+    let cluster = Cluster::start_with(ClusterOptions {
+        redis: backend,
+        ..arena_cluster(2, 2)
+    })
+    .await;
     // Player 1 through gateway 0 on game server 1, player 2 through
     // gateway 1 on game server 2.
     let mut a = cluster.client_on(0, 1, 1).await;
@@ -409,9 +412,14 @@ async fn leave_logout_a_duplicate_login_and_expiry_remove_a_member() {
     cluster.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_disconnected_member_resumes_and_gets_states_again_without_joining() {
-    let cluster = Cluster::start_with(arena_cluster(2, 2)).await;
+async fn a_disconnected_member_resumes_and_gets_states_again_without_joining(
+    backend: RedisBackend,
+) {
+    let cluster = Cluster::start_with(ClusterOptions {
+        redis: backend,
+        ..arena_cluster(2, 2)
+    })
+    .await;
     let mut watcher = cluster.client(0).await;
     watcher.login(600, "dev").await.unwrap();
     join(&mut watcher, "back").await.unwrap();
@@ -460,9 +468,12 @@ fn gold(value: &[u8], expect: i64) -> Put {
     }
 }
 
-#[tokio::test]
-async fn player_data_compare_and_set_across_game_servers_and_a_restart() {
-    let mut cluster = Cluster::start_with(arena_cluster(1, 2)).await;
+async fn player_data_compare_and_set_across_game_servers_and_a_restart(backend: RedisBackend) {
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        redis: backend,
+        ..arena_cluster(1, 2)
+    })
+    .await;
     // Two players on two game servers write player 700's shared key.
     let mut a = cluster.client_on(0, 1, 701).await;
     let mut b = cluster.client_on(0, 2, 702).await;
@@ -491,7 +502,7 @@ async fn player_data_compare_and_set_across_game_servers_and_a_restart() {
     drop((a, b));
 
     // Every game server restarted on the same Redis: the data is there.
-    let redis = cluster.redis.addr();
+    let redis = cluster.redis_address();
     for g in std::mem::take(&mut cluster.game_servers) {
         g.shutdown.cancel();
         let _ = g.task.await;
@@ -517,3 +528,9 @@ async fn player_data_compare_and_set_across_game_servers_and_a_restart() {
     let _ = gw.task.await;
     let _ = gs.task.await;
 }
+
+gamemesh_integration_tests::on_both_redis!(
+    players_on_two_game_servers_share_one_arena,
+    player_data_compare_and_set_across_game_servers_and_a_restart,
+    a_disconnected_member_resumes_and_gets_states_again_without_joining,
+);

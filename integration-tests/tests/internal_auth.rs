@@ -163,7 +163,9 @@ impl FakeGateway {
                 .await
                 .expect("the game server answered in time")
                 .expect("link open");
-            let LinkEvent::Message { payload, .. } = event;
+            let LinkEvent::Message { payload, .. } = event else {
+                continue; // a lost connection: keep waiting for the answer
+            };
             if let Ok(ServerToGateway { kind: Some(kind) }) = ServerToGateway::decode(payload) {
                 if let Some(t) = pick(kind) {
                     return t;
@@ -501,7 +503,9 @@ async fn stalling_game_server(
                 _ = stall.cancelled() => break,
                 e = events.recv() => match e { Some(e) => e, None => return },
             };
-            let LinkEvent::Message { from, payload, .. } = event;
+            let LinkEvent::Message { from, payload, .. } = event else {
+                continue;
+            };
             let Ok(GatewayToServer {
                 kind: Some(gateway_to_server::Kind::Hello(h)),
             }) = GatewayToServer::decode(payload)
@@ -541,6 +545,7 @@ async fn stalling_game_server(
                             seen.store(packets::peek_sequence_id(&f.body), std::sync::atomic::Ordering::Relaxed);
                         }
                     }
+                    Some(LinkEvent::PeerDisconnected { .. }) => {}
                     None => break,
                 },
             }

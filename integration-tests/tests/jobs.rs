@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gamemesh_integration_tests::{
     game_server_config, gateway_config, start_game_server, start_gateway, wait_for_async, Client,
-    Cluster, ClusterOptions, TIMEOUT,
+    Cluster, ClusterOptions, RedisBackend, TIMEOUT,
 };
 use gamemesh_jobs::catalog::{self, GameEvent, Notice};
 use gamemesh_jobs::{EventBus, JobSpec, JobState, JobStore};
@@ -60,14 +60,14 @@ fn count(notices: &[ServerNotice], kind: &str, text_has: &str) -> usize {
 }
 
 async fn job_store(cluster: &Cluster) -> JobStore {
-    JobStore::connect(&cluster.redis.addr(), Duration::from_secs(2))
+    JobStore::connect(&cluster.redis_address(), Duration::from_secs(2))
         .await
         .expect("job store")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daily_reset_reaches_players_on_both_game_servers() {
+async fn the_daily_reset_reaches_players_on_both_game_servers(backend: RedisBackend) {
     let cluster = Cluster::start_with(ClusterOptions {
+        redis: backend,
         game_servers: 2,
         game_server: |c| c.daily_reset_cron = "* * * * * *".into(),
         ..ClusterOptions::default()
@@ -82,9 +82,8 @@ async fn the_daily_reset_reaches_players_on_both_game_servers() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_published_once_is_handled_on_every_game_server() {
-    let cluster = Cluster::start(1, 2).await;
+async fn an_event_published_once_is_handled_on_every_game_server(backend: RedisBackend) {
+    let cluster = Cluster::start_on(backend, 1, 2).await;
     let mut a = client_on(&cluster, 1, 21).await;
     let mut b = client_on(&cluster, 2, 22).await;
     // Published by another node (an admin tool, a third server): both game
@@ -106,9 +105,8 @@ async fn an_event_published_once_is_handled_on_every_game_server() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_game_servers_racing_run_each_due_job_once() {
-    let cluster = Cluster::start(1, 2).await;
+async fn two_game_servers_racing_run_each_due_job_once(backend: RedisBackend) {
+    let cluster = Cluster::start_on(backend, 1, 2).await;
     let mut a = client_on(&cluster, 1, 41).await;
     let mut b = client_on(&cluster, 2, 42).await;
     let store = job_store(&cluster).await;
@@ -155,9 +153,8 @@ async fn two_game_servers_racing_run_each_due_job_once() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delayed_job_survives_a_game_server_restart_and_runs_once() {
-    let mut cluster = Cluster::start(1, 1).await;
+async fn a_delayed_job_survives_a_game_server_restart_and_runs_once(backend: RedisBackend) {
+    let mut cluster = Cluster::start_on(backend, 1, 1).await;
     let store = job_store(&cluster).await;
     let payload = serde_json::to_string(&GameEvent {
         name: "restart".into(),
@@ -197,7 +194,7 @@ async fn a_delayed_job_survives_a_game_server_restart_and_runs_once() {
     );
 
     // ... and a new one (new process state, new ports) comes up.
-    let gs = start_game_server(game_server_config(1, &cluster.redis.addr())).await;
+    let gs = start_game_server(game_server_config(1, &cluster.redis_address())).await;
     let gw = start_gateway(gateway_config(1, &[gs.p2p_port]), 1).await;
     let mut c = Client::connect_with_timeout(&gw.addr, TIMEOUT)
         .await
@@ -219,3 +216,10 @@ async fn a_delayed_job_survives_a_game_server_restart_and_runs_once() {
     gs.shutdown.cancel();
     gs.task.await.unwrap();
 }
+
+gamemesh_integration_tests::on_both_redis!(
+    the_daily_reset_reaches_players_on_both_game_servers,
+    an_event_published_once_is_handled_on_every_game_server,
+    two_game_servers_racing_run_each_due_job_once,
+    a_delayed_job_survives_a_game_server_restart_and_runs_once,
+);

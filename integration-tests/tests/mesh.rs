@@ -4,7 +4,7 @@
 
 use gamemesh_game_server::api::Push;
 use gamemesh_game_server::state::HubState;
-use gamemesh_integration_tests::{wait_for, Client, Cluster, TIMEOUT};
+use gamemesh_integration_tests::{wait_for, Client, Cluster, RedisBackend, TIMEOUT};
 use gamemesh_proto::client::{server_packet, EchoResponse, ServerPacket};
 
 /// A client logged in as `user` and served by game server `node`, reached
@@ -68,9 +68,10 @@ async fn a_push_reaches_a_user_on_another_game_server_and_gateway() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_duplicate_login_elsewhere_tells_the_old_owner_to_drop_the_session() {
-    let cluster = Cluster::start(1, 2).await;
+async fn a_duplicate_login_elsewhere_tells_the_old_owner_to_drop_the_session(
+    backend: RedisBackend,
+) {
+    let cluster = Cluster::start_on(backend, 1, 2).await;
     let mut first = client_on(&cluster, 0, 1, 81).await;
     let old = cluster.game_servers[0]
         .state
@@ -87,3 +88,7 @@ async fn a_duplicate_login_elsewhere_tells_the_old_owner_to_drop_the_session() {
     .await;
     cluster.shutdown().await;
 }
+
+gamemesh_integration_tests::on_both_redis!(
+    a_duplicate_login_elsewhere_tells_the_old_owner_to_drop_the_session,
+);

@@ -24,7 +24,7 @@ const SETTLE: Duration = Duration::from_secs(10);
 const TLS_REDIS_TIMEOUT_MS: u64 = 5_000;
 
 /// The user's record as text (the binary `replies` field comes out lossy).
-fn stored(conn: &mut redis::Connection, user_id: u64) -> HashMap<String, String> {
+fn stored(conn: &mut impl redis::ConnectionLike, user_id: u64) -> HashMap<String, String> {
     let raw: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
         .arg(format!("gm:{{u:{user_id}}}:session"))
         .query(conn)

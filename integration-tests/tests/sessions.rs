@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gamemesh_integration_tests::{
-    wait_for, Client, ClientError, Cluster, ClusterOptions, GameServerNode, TIMEOUT,
+    wait_for, Client, ClientError, Cluster, ClusterOptions, GameServerNode, RedisBackend, TIMEOUT,
 };
 use gamemesh_proto::auth::mint_token;
 use gamemesh_proto::client::{server_packet, ErrorCode, KickReason, LoginResponse, ServerPacket};
@@ -55,7 +55,7 @@ fn session_key(user_id: u64) -> String {
 
 /// The user's session record as text (binary fields such as `replies` come
 /// out lossy), or `None` when there is no key.
-fn stored(conn: &mut redis::Connection, user_id: u64) -> Option<HashMap<String, String>> {
+fn stored(conn: &mut impl redis::ConnectionLike, user_id: u64) -> Option<HashMap<String, String>> {
     let raw: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
         .arg(session_key(user_id))
         .query(conn)
@@ -71,12 +71,12 @@ fn stored(conn: &mut redis::Connection, user_id: u64) -> Option<HashMap<String, 
 }
 
 /// One field of the user's record (`None`: no key or no such field).
-fn field(conn: &mut redis::Connection, user_id: u64, name: &str) -> Option<String> {
+fn field(conn: &mut impl redis::ConnectionLike, user_id: u64, name: &str) -> Option<String> {
     stored(conn, user_id).and_then(|mut r| r.remove(name))
 }
 
 /// Whether the user has a session key at all.
-fn key_exists(conn: &mut redis::Connection, user_id: u64) -> bool {
+fn key_exists(conn: &mut impl redis::ConnectionLike, user_id: u64) -> bool {
     let n: i64 = redis::cmd("EXISTS")
         .arg(session_key(user_id))
         .query(conn)
@@ -248,9 +248,10 @@ fn two_by_two() -> ClusterOptions {
 // Tests
 // ---------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicate_login_across_gateways_and_game_servers_kicks_the_old_connection() {
-    let cluster = Cluster::start(2, 2).await;
+async fn duplicate_login_across_gateways_and_game_servers_kicks_the_old_connection(
+    backend: RedisBackend,
+) {
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let user = 1001;
 
     let mut first = cluster.client(0).await;
@@ -317,10 +318,9 @@ async fn duplicate_login_across_gateways_and_game_servers_kicks_the_old_connecti
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_24_logins_of_one_user_leave_exactly_one_session() {
+async fn racing_24_logins_of_one_user_leave_exactly_one_session(backend: RedisBackend) {
     const RACERS: usize = 24;
-    let cluster = Cluster::start(2, 2).await;
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let user = 2002;
 
     let mut clients = Vec::with_capacity(RACERS);
@@ -434,9 +434,10 @@ async fn racing_24_logins_of_one_user_leave_exactly_one_session() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resume_on_the_other_gateway_returns_the_snapshot_and_continues_the_sequence() {
-    let cluster = Cluster::start(2, 2).await;
+async fn resume_on_the_other_gateway_returns_the_snapshot_and_continues_the_sequence(
+    backend: RedisBackend,
+) {
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let user = 3003;
 
     let mut client = cluster.client(0).await;
@@ -795,8 +796,68 @@ async fn redis_outage_fails_logins_fast_keeps_echo_and_recovers_after_restart() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_removes_the_session_and_its_token_no_longer_resumes() {
-    let cluster = Cluster::start(2, 2).await;
+async fn a_disconnect_save_that_failed_while_redis_was_down_lands_once_it_is_back() {
+    // Append-only with fsync on every write, so the restarted Redis still
+    // has the session as it was saved before the kill.
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        redis_args: &["--appendonly", "yes", "--appendfsync", "always"],
+        ..ClusterOptions::default()
+    })
+    .await;
+    let user = 8101;
+    let mut a = cluster.client(0).await;
+    let l = login(&mut a, user).await;
+    echo_ok(&mut a, "before", "client A").await;
+    let mut redis = cluster.redis_conn();
+    let saved_before = a.last_sequence().to_string();
+    wait_for("the flusher stored the progress so far", SETTLE, || {
+        field(&mut redis, user, "last_seq").as_deref() == Some(saved_before.as_str())
+    })
+    .await;
+
+    cluster.redis.stop();
+    // Executed, in memory only: the flusher cannot save them.
+    echo_ok(&mut a, "during 1", "client A with Redis down").await;
+    echo_ok(&mut a, "during 2", "client A with Redis down").await;
+    let executed = a.last_sequence();
+    drop(a);
+    let retries = &cluster.game_servers[0].state.save_retries;
+    wait_for("the disconnect save failed and is queued", SETTLE, || {
+        retries.pending() == 1
+    })
+    .await;
+
+    cluster.redis.restart();
+    let mut redis = cluster.redis_conn();
+    assert_eq!(
+        field(&mut redis, user, "sid"),
+        Some(l.session_id.to_string()),
+        "the restarted Redis kept the record (append-only file)"
+    );
+    wait_for("the queued disconnect save lands", SETTLE, || {
+        retries.pending() == 0
+    })
+    .await;
+    let record = stored(&mut redis, user).expect("the record");
+    assert_eq!(
+        record["connected"], "0",
+        "saved as disconnected: {record:?}"
+    );
+    assert_eq!(record["last_seq"], executed.to_string(), "{record:?}");
+
+    // And the client sees it: the resume continues after the ids it ran
+    // while Redis was down.
+    let mut b = cluster.client(0).await;
+    let snap = b
+        .resume(l.session_id, &l.resume_token)
+        .await
+        .expect("resume");
+    assert_eq!(snap.last_sequence_id, executed);
+    cluster.shutdown().await;
+}
+
+async fn logout_removes_the_session_and_its_token_no_longer_resumes(backend: RedisBackend) {
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let user = 9009;
     let mut redis = cluster.redis_conn();
 
@@ -826,13 +887,14 @@ async fn logout_removes_the_session_and_its_token_no_longer_resumes() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resume_from_a_live_owner_on_another_game_server_keeps_its_latest_sequence() {
+async fn resume_from_a_live_owner_on_another_game_server_keeps_its_latest_sequence(
+    backend: RedisBackend,
+) {
     // Sequence ids (docs/PROTOCOL.md): an executed id is never executed again,
     // and the snapshot's last_sequence_id is the highest executed. Here the
     // resume lands on game server B while A, the owner, is alive and has
     // just executed sequence id 2, with no wait for A's periodic save.
-    let cluster = Cluster::start(2, 2).await;
+    let cluster = Cluster::start_on(backend, 2, 2).await;
     let user = 10_010;
     let node_a = cluster.game_servers[0].node_id;
     let node_b = other_node(&cluster, node_a);
@@ -863,3 +925,11 @@ async fn resume_from_a_live_owner_on_another_game_server_keeps_its_latest_sequen
 
     cluster.shutdown().await;
 }
+
+gamemesh_integration_tests::on_both_redis!(
+    duplicate_login_across_gateways_and_game_servers_kicks_the_old_connection,
+    racing_24_logins_of_one_user_leave_exactly_one_session,
+    resume_on_the_other_gateway_returns_the_snapshot_and_continues_the_sequence,
+    resume_from_a_live_owner_on_another_game_server_keeps_its_latest_sequence,
+    logout_removes_the_session_and_its_token_no_longer_resumes,
+);

@@ -89,7 +89,7 @@ async fn a_stopping_gateway_kicks_its_clients_with_server_shutdown() {
     cluster.shutdown().await;
 }
 
-fn redis_connected(c: &mut redis::Connection, key: &str) -> Option<bool> {
+fn redis_connected(c: &mut impl redis::ConnectionLike, key: &str) -> Option<bool> {
     let v: Option<String> = redis::cmd("HGET").arg(key).arg("connected").query(c).ok()?;
     v.map(|v| v == "1")
 }

@@ -9,6 +9,14 @@
 //! event published while a server is down, or while its pub/sub connection
 //! is reconnecting, is lost for that server.
 //!
+//! On a Redis Cluster the channel is sharded (`SPUBLISH`/`SSUBSCRIBE`):
+//! its `{jobs}` hash tag puts it on one shard, every game server
+//! subscribes there, and a message reaches every subscriber without being
+//! broadcast over the cluster bus (which classic `PUBLISH` on a cluster
+//! does, to every node). The redis crate's cluster connection resubscribes
+//! by itself when that shard fails over or its slot moves; what is
+//! published in between is lost, as on one Redis.
+//!
 //! Handlers are registered by event type before the listener starts. Each
 //! received event is handed, per handler, to the bounded [`WorkQueue`], so
 //! handlers never run on the request path nor on the listener, and a
@@ -21,7 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
+use gamemesh_node::redis_connection::PubSubClient;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -131,9 +141,15 @@ impl EventBus {
         let body = serde_json::to_string(&envelope)?;
         let mut conn = self.store.connection();
         let channel = self.channel.clone();
+        // Sharded on a cluster: the channel's shard alone serves it.
+        let publish = if conn.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
         let n: usize = tokio::time::timeout(
             self.store.timeout(),
-            redis::cmd("PUBLISH")
+            redis::cmd(publish)
                 .arg(channel)
                 .arg(body)
                 .query_async(&mut conn),
@@ -174,7 +190,7 @@ impl EventBus {
                     c.borrow_and_update();
                 }
                 let client = source.client();
-                let mut pubsub = match tokio::select! {
+                let mut messages = match tokio::select! {
                     _ = shutdown.cancelled() => break,
                     r = subscribe(&client, &channel) => r,
                 } {
@@ -195,7 +211,6 @@ impl EventBus {
                     logged_down = false;
                 }
                 let _ = subscribed.send(true);
-                let mut messages = pubsub.on_message();
                 loop {
                     let msg = tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -209,7 +224,7 @@ impl EventBus {
                         warn!("Event listener lost its Redis connection; subscribing again");
                         break;
                     };
-                    dispatch(&handlers, &queue, msg.get_payload_bytes()).await;
+                    dispatch(&handlers, &queue, &msg).await;
                 }
                 let _ = subscribed.send(false);
             }
@@ -228,13 +243,50 @@ async fn primary_moved(changes: &mut Option<watch::Receiver<u64>>) {
     std::future::pending().await
 }
 
+/// Subscribes to `channel` and returns its messages' payloads; the
+/// stream ends when the connection is lost.
 async fn subscribe(
-    client: &redis::Client,
+    client: &PubSubClient,
     channel: &str,
-) -> Result<redis::aio::PubSub, redis::RedisError> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
-    Ok(pubsub)
+) -> Result<BoxStream<'static, Vec<u8>>, redis::RedisError> {
+    match client {
+        PubSubClient::Single(client) => {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok(pubsub
+                .into_on_message()
+                .map(|m| m.get_payload_bytes().to_vec())
+                .boxed())
+        }
+        PubSubClient::Cluster(client) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let config = redis::cluster::ClusterConfig::new().set_push_sender(tx);
+            let mut conn = client.get_async_connection_with_config(config).await?;
+            conn.ssubscribe(channel).await?;
+            // The connection lives as long as the stream: dropping it
+            // would end the subscription.
+            Ok(
+                futures::stream::unfold((conn, rx), |(conn, mut rx)| async move {
+                    let push = rx.recv().await?;
+                    Some((push, (conn, rx)))
+                })
+                .filter_map(|push| async move { sharded_payload(push) })
+                .boxed(),
+            )
+        }
+    }
+}
+
+/// The payload of a sharded message (`smessage <channel> <payload>`);
+/// `None` for the other pushes (subscription confirmations).
+fn sharded_payload(push: redis::PushInfo) -> Option<Vec<u8>> {
+    if push.kind != redis::PushKind::SMessage {
+        return None;
+    }
+    match push.data.into_iter().nth(1)? {
+        redis::Value::BulkString(bytes) => Some(bytes),
+        _ => None,
+    }
 }
 
 /// Queues every handler of one received event.

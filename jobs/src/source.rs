@@ -5,12 +5,19 @@
 //! The jobs must go wherever it goes (jobs written to a demoted primary are
 //! lost with it), so the store takes its connections from a
 //! [`RedisSource`] instead of opening its own. [`PlainRedis`] is the simple
-//! one, for `test-client admin` and tests: one address, no failover.
+//! one, for `test-client admin` and tests: one address (or one Redis
+//! Cluster), no Sentinel.
+//!
+//! The connections are [`SharedConnection`]s: one primary or a Redis
+//! Cluster, the same to the store (its keys share the `{jobs}` hash tag,
+//! so every script and pipeline touches one slot).
 
 use std::time::Duration;
 
-use gamemesh_node::redis_address::{normalise, redact};
+use gamemesh_node::redis_address::{normalise, redact, RedisAddress};
+use gamemesh_node::redis_connection::{PubSubClient, SharedConnection};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
 use tokio::sync::watch;
 
 use crate::JobsError;
@@ -18,11 +25,11 @@ use crate::JobsError;
 /// Hands out connections to the current Redis primary.
 pub trait RedisSource: Send + Sync + 'static {
     /// The multiplexed connection commands and scripts go to now.
-    fn connection(&self) -> ConnectionManager;
+    fn connection(&self) -> SharedConnection;
 
-    /// A client for the current primary, to open a pub/sub connection
-    /// (which cannot share the multiplexed one).
-    fn client(&self) -> redis::Client;
+    /// A client for the current primary (or the cluster), to open a
+    /// pub/sub connection (which cannot share the multiplexed one).
+    fn client(&self) -> PubSubClient;
 
     /// Changes each time the primary moves, so the event listener
     /// subscribes again on the new one. `None` when it never moves.
@@ -35,23 +42,52 @@ pub trait RedisSource: Send + Sync + 'static {
     fn command_failed(&self) {}
 }
 
-/// One Redis at one address, reconnecting to it by itself.
+/// One Redis at one address (or one Redis Cluster), reconnecting by
+/// itself.
 #[derive(Clone)]
 pub struct PlainRedis {
     /// The client, kept for pub/sub connections.
-    client: redis::Client,
+    client: PubSubClient,
     /// Multiplexed, self-reconnecting connection.
-    conn: ConnectionManager,
+    conn: SharedConnection,
 }
 
 impl PlainRedis {
-    /// Connects to Redis at `addr` (`host:port` or a `redis://` URL),
-    /// failing within about twice `timeout` if it does not answer.
+    /// Connects to Redis at `addr` (`host:port`, a `redis://` URL or a
+    /// `redis+cluster://` address), failing within about twice `timeout`
+    /// if it does not answer.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, JobsError> {
-        let client = redis::Client::open(normalise(addr)).map_err(|e| JobsError::BadAddress {
+        let bad = |reason: String| JobsError::BadAddress {
             addr: redact(addr),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        if let Ok(RedisAddress::Cluster(cluster)) = RedisAddress::parse(addr) {
+            let builder = |resp3: bool| {
+                let mut b = ClusterClientBuilder::new(cluster.seed_urls())
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout);
+                if let Some(u) = &cluster.username {
+                    b = b.username(u);
+                }
+                if let Some(p) = &cluster.password {
+                    b = b.password(p);
+                }
+                if resp3 {
+                    b = b.use_protocol(redis::ProtocolVersion::RESP3);
+                }
+                b.build()
+            };
+            let commands = builder(false).map_err(|e| bad(e.to_string()))?;
+            let pubsub = builder(true).map_err(|e| bad(e.to_string()))?;
+            let conn = tokio::time::timeout(timeout * 2, commands.get_async_connection())
+                .await
+                .map_err(|_| JobsError::Timeout(timeout * 2))??;
+            return Ok(Self {
+                client: PubSubClient::Cluster(pubsub),
+                conn: SharedConnection::Cluster(conn),
+            });
+        }
+        let client = redis::Client::open(normalise(addr)).map_err(|e| bad(e.to_string()))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -63,16 +99,19 @@ impl PlainRedis {
         )
         .await
         .map_err(|_| JobsError::Timeout(timeout * 2))??;
-        Ok(Self { client, conn })
+        Ok(Self {
+            client: PubSubClient::Single(client),
+            conn: SharedConnection::Single(conn),
+        })
     }
 }
 
 impl RedisSource for PlainRedis {
-    fn connection(&self) -> ConnectionManager {
+    fn connection(&self) -> SharedConnection {
         self.conn.clone()
     }
 
-    fn client(&self) -> redis::Client {
+    fn client(&self) -> PubSubClient {
         self.client.clone()
     }
 }

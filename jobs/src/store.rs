@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use gamemesh_node::redis_connection::{PubSubClient, SharedConnection};
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
@@ -311,12 +311,12 @@ impl JobStore {
     }
 
     /// A client for the current primary (for a pub/sub connection).
-    pub fn client(&self) -> redis::Client {
+    pub fn client(&self) -> PubSubClient {
         self.source.client()
     }
 
     /// A handle on the shared connection to the current primary.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> SharedConnection {
         self.source.connection()
     }
 
@@ -699,5 +699,81 @@ impl JobStore {
             fired += r as usize;
         }
         Ok(fired)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use gamemesh_node::redis_address::cluster_slot;
+
+    use super::*;
+
+    /// The first argument of every `redis.call` in `lua`: the key it
+    /// touches.
+    fn touched(lua: &str) -> Vec<String> {
+        lua.split("redis.call(")
+            .skip(1)
+            .filter_map(|call| {
+                let after_cmd = call.split_once(',')?.1.trim_start();
+                let end = after_cmd.find([',', ')']).unwrap_or(after_cmd.len());
+                Some(after_cmd[..end].trim().to_string())
+            })
+            .collect()
+    }
+
+    /// On a Redis Cluster each script must touch one slot. The keys a
+    /// script declares are `gm:{jobs}:<name>`; the keys it builds
+    /// (`job:<id>`, `then:<id>`) start from the prefix its caller passes
+    /// (`local p = ARGV[n]`), which is [`PREFIX`]. So: every key a script
+    /// touches is a declared key, a local built from the prefix, or the
+    /// prefix concatenated; and the prefix's slot is the declared keys'.
+    #[test]
+    fn every_script_touches_one_cluster_slot() {
+        let declared = ["due", "waiting", "running", "failed", "cron", "cron:next"];
+        let slots: BTreeSet<u16> = declared
+            .iter()
+            .map(|n| cluster_slot(&key(n)))
+            .chain([
+                cluster_slot(&job_key("any-id")),
+                cluster_slot(&format!("{PREFIX}then:x")),
+            ])
+            .collect();
+        assert_eq!(slots.len(), 1, "the job store's keys span slots {slots:?}");
+        for (name, lua) in [
+            ("CLAIM", CLAIM),
+            ("COMPLETE", COMPLETE),
+            ("FAIL", FAIL),
+            ("RELEASE", RELEASE),
+            ("RENEW", RENEW),
+            ("REQUEUE", REQUEUE),
+            ("ENQUEUE", ENQUEUE),
+            ("CRON_REGISTER", CRON_REGISTER),
+            ("CRON_FIRE", CRON_FIRE),
+        ] {
+            // Locals that hold keys must be built from the prefix.
+            for line in lua.lines().map(str::trim) {
+                for local in ["local key =", "local kkey =", "local thenkey ="] {
+                    if let Some(rhs) = line.strip_prefix(local) {
+                        let rhs = rhs.trim();
+                        assert!(
+                            rhs.starts_with("p ..") || rhs.starts_with("ARGV["),
+                            "{name}: {line} is not built from the prefix"
+                        );
+                    }
+                }
+                if let Some(rhs) = line.strip_prefix("local p =") {
+                    assert!(rhs.trim().starts_with("ARGV["), "{name}: {line}");
+                }
+            }
+            for k in touched(lua) {
+                let ok = k.starts_with("KEYS[")
+                    || ["key", "kkey", "thenkey"].contains(&k.as_str())
+                    || k.starts_with("p ..")
+                    || (k.starts_with("ARGV[") && k.contains(".."));
+                assert!(ok, "{name} touches {k:?}, not a key of the {{jobs}} slot");
+            }
+        }
     }
 }

@@ -27,6 +27,8 @@
 //! - [`fixed_window`]: "kick after N in a window".
 //! - [`log_throttle`]: one log line per interval, globally or per key.
 //! - [`redis_address`]: Redis addresses parsed, normalised and redacted.
+//! - [`redis_connection`]: one connection type over one Redis, Sentinel
+//!   and Redis Cluster, for every store built on Redis.
 //! - [`peer_gate`]: the cluster-secret check on every message that arrives
 //!   on an internal port.
 
@@ -39,6 +41,7 @@ pub mod log_throttle;
 pub mod peer_gate;
 pub mod rate_limit;
 pub mod redis_address;
+pub mod redis_connection;
 
 use std::fmt::Display;
 

@@ -10,11 +10,16 @@
 //! | `rediss://[user:pass@]host:port[/db]` | TLS. |
 //! | `redis+sentinel://[user:pass@]host:port[,host:port...]/<master-name>[/db]` | The primary the sentinels (port 26379 when left out) name for `<master-name>`; the user and password are the data nodes'. |
 //! | `rediss+sentinel://...` | The same, with TLS to the sentinels and to the data nodes. |
+//! | `redis+cluster://[user:pass@]host:port[,host:port...]` | Redis Cluster: any of its nodes (port 6379 when left out) as seeds; the client learns the rest and follows redirects and failovers. No database number: a cluster has only database 0. |
+//! | `rediss+cluster://...` | The same, with TLS to every node. |
 //!
 //! The redis crate parses the plain forms and the credentials of the
-//! Sentinel form (percent-decoding included); it has no multi-host
-//! Sentinel URL, so the host list and master name are split here (the
+//! Sentinel and Cluster forms (percent-decoding included); it has no
+//! multi-host URL, so the host list and master name are split here (the
 //! name decoded by `percent-encoding`).
+//!
+//! [`cluster_slot`] is Redis Cluster's key-to-slot function, for tests
+//! that check every script's keys share one slot.
 //! [`redact`] is by hand because it must also work on text the crate
 //! refuses: it is what an error about a bad address shows.
 
@@ -24,6 +29,9 @@ use thiserror::Error;
 
 /// Sentinel's well-known port, for sentinel addresses given without one.
 pub const SENTINEL_PORT: u16 = 26379;
+
+/// Redis's well-known port, for cluster seeds given without one.
+pub const REDIS_PORT: u16 = 6379;
 
 /// What stands in for a hidden secret.
 pub const REDACTED: &str = "***";
@@ -40,6 +48,40 @@ pub enum RedisAddress {
     },
     /// A primary named by sentinels.
     Sentinel(SentinelAddress),
+    /// A Redis Cluster, reached through any of its nodes.
+    Cluster(ClusterAddress),
+}
+
+/// A `redis+cluster://` (or `rediss+cluster://`) address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterAddress {
+    /// Seed nodes, in the order given: the client asks them for the slot
+    /// map, so one reachable node is enough.
+    pub nodes: Vec<(String, u16)>,
+    /// The nodes' ACL user.
+    pub username: Option<String>,
+    /// The nodes' password.
+    pub password: Option<String>,
+    /// `rediss+cluster://`.
+    pub tls: bool,
+}
+
+impl ClusterAddress {
+    /// The seeds as URLs the redis crate opens (no credentials: the
+    /// cluster client is given those once, for every node it learns).
+    pub fn seed_urls(&self) -> Vec<String> {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        self.nodes
+            .iter()
+            .map(|(host, port)| {
+                if host.contains(':') {
+                    format!("{scheme}://[{host}]:{port}")
+                } else {
+                    format!("{scheme}://{host}:{port}")
+                }
+            })
+            .collect()
+    }
 }
 
 /// A `redis+sentinel://` (or `rediss+sentinel://`) address.
@@ -96,8 +138,11 @@ impl RedisAddress {
             "redis+sentinel" | "rediss+sentinel" => {
                 parse_sentinel(rest, scheme == "rediss+sentinel").map_err(bad)
             }
+            "redis+cluster" | "rediss+cluster" => {
+                parse_cluster(rest, scheme == "rediss+cluster").map_err(bad)
+            }
             other => Err(bad(format!(
-                "unknown scheme {other:?} (use redis, rediss, redis+sentinel or rediss+sentinel)"
+                "unknown scheme {other:?} (use redis, rediss, redis+sentinel, rediss+sentinel, redis+cluster or rediss+cluster)"
             ))),
         }
     }
@@ -106,7 +151,8 @@ impl RedisAddress {
     pub fn tls(&self) -> bool {
         match self {
             RedisAddress::Direct { tls, .. }
-            | RedisAddress::Sentinel(SentinelAddress { tls, .. }) => *tls,
+            | RedisAddress::Sentinel(SentinelAddress { tls, .. })
+            | RedisAddress::Cluster(ClusterAddress { tls, .. }) => *tls,
         }
     }
 
@@ -119,8 +165,66 @@ impl RedisAddress {
                 .ok()
                 .and_then(|i| i.redis_settings().password().map(str::to_string)),
             RedisAddress::Sentinel(s) => s.password.clone(),
+            RedisAddress::Cluster(c) => c.password.clone(),
         }
     }
+}
+
+/// The part of a Cluster address after `scheme://`.
+fn parse_cluster(rest: &str, tls: bool) -> Result<RedisAddress, String> {
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if !path.is_empty() && path != "0" {
+        return Err(format!(
+            "a Redis Cluster has only database 0, not {path:?}: drop the /{path}"
+        ));
+    }
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (username, password) = credentials(userinfo)?;
+    let mut nodes = Vec::new();
+    for host in hosts.split(',').filter(|h| !h.is_empty()) {
+        match split_host_port(host, REDIS_PORT) {
+            Some(hp) => nodes.push(hp),
+            None => return Err(format!("bad cluster node address {host:?}")),
+        }
+    }
+    if nodes.is_empty() {
+        return Err("no node address (redis+cluster://host:port[,host:port...])".into());
+    }
+    Ok(RedisAddress::Cluster(ClusterAddress {
+        nodes,
+        username,
+        password,
+        tls,
+    }))
+}
+
+/// Redis Cluster's slot of `key`: CRC16/XMODEM of its hash tag (the text
+/// between the first `{` and the next `}`, if not empty) or of the whole
+/// key, mod 16384. Keys one script or one multi-key command touches must
+/// share it; the stores' tests check theirs with this.
+pub fn cluster_slot(key: &str) -> u16 {
+    let hashed = match key.find('{') {
+        Some(open) => match key[open + 1..].find('}') {
+            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+            _ => key,
+        },
+        None => key,
+    };
+    let mut crc: u16 = 0;
+    for &b in hashed.as_bytes() {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
 }
 
 /// The part of a Sentinel address after `scheme://`.
@@ -163,7 +267,7 @@ fn parse_sentinel(rest: &str, tls: bool) -> Result<RedisAddress, String> {
     }))
 }
 
-/// User and password of a Sentinel address, decoded as the redis crate
+/// User and password of a Sentinel or Cluster address, decoded as the redis crate
 /// decodes those of a `redis://` URL. A lone userinfo (`secret@host`) is
 /// a password, as Sentinel users expect.
 fn credentials(userinfo: Option<&str>) -> Result<(Option<String>, Option<String>), String> {
@@ -328,6 +432,59 @@ mod tests {
             assert!(!e.contains("hunter2"), "{e}");
             assert!(e.contains("is not a Redis address"), "{e}");
         }
+    }
+
+    #[test]
+    fn cluster_addresses_list_their_seeds() {
+        assert_eq!(
+            RedisAddress::parse("redis+cluster://app:p%40ss@n1:7000,n2,[::1]:7002").unwrap(),
+            RedisAddress::Cluster(ClusterAddress {
+                nodes: vec![
+                    ("n1".into(), 7000),
+                    ("n2".into(), REDIS_PORT),
+                    ("::1".into(), 7002)
+                ],
+                username: Some("app".into()),
+                password: Some("p@ss".into()),
+                tls: false,
+            })
+        );
+        let tls = RedisAddress::parse("rediss+cluster://:pw@n1:7000/").unwrap();
+        assert!(tls.tls());
+        assert_eq!(tls.password().as_deref(), Some("pw"));
+        match RedisAddress::parse("rediss+cluster://n1:7000,[::1]:7001").unwrap() {
+            RedisAddress::Cluster(c) => assert_eq!(
+                c.seed_urls(),
+                vec!["rediss://n1:7000", "rediss://[::1]:7001"]
+            ),
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "redis+cluster://:hunter2@/",
+            "redis+cluster://:hunter2@n1:x",
+            "redis+cluster://:hunter2@n1:7000/3",
+        ] {
+            let e = RedisAddress::parse(bad).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        assert_eq!(
+            redact("redis+cluster://app:s3cret@a:1,b:2"),
+            "redis+cluster://app:***@a:1,b:2"
+        );
+    }
+
+    #[test]
+    fn cluster_slot_matches_the_specification() {
+        // The reference value from the Redis Cluster specification.
+        assert_eq!(cluster_slot("123456789"), 0x31C3);
+        assert_eq!(cluster_slot("a{123456789}b"), 0x31C3);
+        // An empty tag hashes the whole key.
+        assert_eq!(cluster_slot("{}123456789"), cluster_slot("{}123456789"));
+        assert_ne!(cluster_slot("{}x"), cluster_slot("{}y"));
+        assert_eq!(
+            cluster_slot("{user1000}.following"),
+            cluster_slot("{user1000}.followers")
+        );
     }
 
     #[test]

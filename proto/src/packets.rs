@@ -12,6 +12,7 @@ pub fn error(sequence_id: u64, code: ErrorCode, detail: impl Into<String>) -> Se
         body: Some(server_packet::Body::Error(ErrorResponse {
             code: code as i32,
             detail: detail.into(),
+            outcome_unknown: false,
         })),
     }
 }

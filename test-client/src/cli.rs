@@ -204,7 +204,7 @@ pub struct WebArgs {
 /// Flags of `admin`.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// Redis address: `host:port` or a `redis://` URL.
+    /// Redis address: `host:port`, a `redis://` URL or `redis+cluster://host:port[,host:port...]`.
     #[arg(long, env = "REDIS_CONNECTION", default_value = "127.0.0.1:6379")]
     pub redis: String,
     /// What to do.
@@ -299,6 +299,15 @@ pub struct ChaosArgs {
     /// check is skipped without it.
     #[arg(long, env = "GAMEMESH_CHAOS_REDIS")]
     pub redis: Option<String>,
+    /// A file the fault script appends `<unix ms> <fault name>` lines to
+    /// (scripts/chaos.sh does): kill-to-served is measured per fault.
+    #[arg(long, env = "GAMEMESH_CHAOS_FAULTS_FILE")]
+    pub faults_file: Option<std::path::PathBuf>,
+    /// The soak's mixed load: sessions also resume on their own now and
+    /// then, and players who log in, echo and leave, and chat rooms, run
+    /// beside them (scripts/soak.sh).
+    #[arg(long, env = "GAMEMESH_CHAOS_MIX")]
+    pub mix: bool,
 }
 
 /// Flags of `bench` (global `--addr`, `--auth-secret` and `--timeout-ms`
@@ -533,6 +542,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                 interval: Duration::from_millis(args.interval_ms),
                 deadline: Duration::from_millis(args.deadline_ms),
                 redis: args.redis.clone(),
+                faults_file: args.faults_file.clone(),
+                mix: args.mix,
             };
             let report = chaos::run(&opts).await?;
             println!("{}", report.to_json_line());

@@ -698,10 +698,16 @@ pub fn kick_reason_name(reason: i32) -> String {
 }
 
 fn describe_error(error: &ErrorResponse) -> String {
-    if error.detail.is_empty() {
+    let text = if error.detail.is_empty() {
         error_code_name(error.code)
     } else {
         format!("{} ({})", error_code_name(error.code), error.detail)
+    };
+    // It may have run, and a re-send with its id gets this answer back.
+    if error.outcome_unknown {
+        format!("{text}, outcome unknown")
+    } else {
+        text
     }
 }
 

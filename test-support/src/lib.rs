@@ -8,6 +8,9 @@
 //! - [`redis_sentinel`]: [`SentinelGroup`], a primary, replicas and
 //!   sentinels (real processes), with a planned failover
 //!   (`SENTINEL FAILOVER`) and a crash (the primary killed).
+//! - [`redis_cluster`]: [`RedisCluster`], a real Redis Cluster (three
+//!   primaries, three replicas) on free ports, with a primary killed and
+//!   its replica's promotion awaited.
 //! - [`redis_security`]: [`AclRedis`] (an ACL user with a password) and
 //!   [`TlsRedis`] (TLS with certificates generated for the test; it fails,
 //!   saying how to get one, when `redis-server` has no TLS).
@@ -30,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod redis_cluster;
 pub mod redis_security;
 pub mod redis_sentinel;
 pub mod redis_server;
@@ -37,6 +41,7 @@ pub mod wait;
 
 use std::net::{Ipv4Addr, TcpListener};
 
+pub use redis_cluster::{RedisCluster, RedisClusterOptions};
 pub use redis_security::{AclRedis, TlsFiles, TlsRedis};
 pub use redis_sentinel::{SentinelGroup, SentinelOptions};
 pub use redis_server::RedisServer;

@@ -67,6 +67,20 @@ pub enum LinkEvent {
         /// [`LinkConfig::max_batch`] bytes); copy what is kept for long.
         payload: Bytes,
     },
+    /// Our outbound pipe to `peer` lost its connection: the peer's process
+    /// died or closed its socket (a killed process's TCP connections close
+    /// at once), reported within milliseconds instead of after the peer
+    /// timeout. Reported once per connection lost, and never for a pipe we
+    /// closed ourselves. It may also be a transient break that the pipe
+    /// repairs by reconnecting by itself: treat it as "not reachable
+    /// now" (route elsewhere), not as "its state is gone"; a hello over
+    /// the reconnected pipe brings the peer back. A stopped process
+    /// (SIGSTOP) keeps its connections open and is not reported until
+    /// ZMTP heartbeats give up on it.
+    PeerDisconnected {
+        /// The node id the pipe is filed under.
+        peer: NodeId,
+    },
 }
 
 /// A message transport between nodes. Implementations never block the

@@ -26,13 +26,18 @@
 //! pipe still queues. So memory stays bounded by the high-water mark x
 //! the batch bound, plus two batches.
 
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::{mpsc, Notify};
+use tracing::debug;
 
 use crate::batch::{record_len, Batch};
-use crate::LinkConfig;
+use crate::{LinkConfig, NodeId};
 
 /// Numbers the inproc endpoints of socket monitors (unique per process).
 static MONITORS: AtomicU64 = AtomicU64::new(0);
@@ -73,6 +78,43 @@ pub(crate) struct Pipe {
     queue: Mutex<Queue>,
     /// The socket, held by the flusher across its sends.
     dealer: Mutex<Dealer>,
+    /// The DEALER's monitor, shared with the task that watches it (see
+    /// [`Watch`]).
+    watch: Arc<Watch>,
+}
+
+/// Where a pipe's lost connections are reported: the link's channel to its
+/// [`crate::LinkReceiver`], which hands them to the owner as
+/// [`crate::LinkEvent::PeerDisconnected`].
+pub(crate) type Disconnects = mpsc::Sender<NodeId>;
+
+/// A pipe's socket monitor and what it tells, shared by the senders (which
+/// drain it to tell a full pipe from an unconnected one) and a watcher task
+/// (which drains it when its FD fires, so a lost connection is reported at
+/// once, not at the next send). Whoever drains reports.
+struct Watch {
+    /// The monitor and its state. Lock order: a pipe's `dealer`, then this.
+    monitor: Mutex<Monitor>,
+    /// Wakes the watcher when the pipe closes.
+    closed: Notify,
+}
+
+/// The PAIR end of a DEALER's socket monitor and what it told so far.
+struct Monitor {
+    /// Handshake succeeded / disconnected events, drained without blocking.
+    socket: zmq::Socket,
+    /// Whether the DEALER has a connected peer, as of the last drain.
+    connected: bool,
+    /// Disconnects seen, so held payloads can tell whether the connection
+    /// they were accepted on is still the one.
+    disconnects: u64,
+    /// The node the pipe is filed under (it follows [`Pipe::rename`]).
+    peer: NodeId,
+    /// Where a lost connection is reported.
+    report: Disconnects,
+    /// Set when the pipe closes: closing our own DEALER is not the peer
+    /// going away, and is not reported.
+    closed: bool,
 }
 
 /// The state senders share without holding the socket.
@@ -106,14 +148,12 @@ struct Dealer {
 struct Outbound {
     /// The DEALER.
     socket: zmq::Socket,
-    /// PAIR end of the DEALER's socket monitor (handshake succeeded /
-    /// disconnected), drained without blocking, so a refused send can say
+    /// Its monitor, drained without blocking, so a refused send can say
     /// whether the pipe was full or not connected at all.
-    monitor: zmq::Socket,
+    watch: Arc<Watch>,
     /// Whether the DEALER has a connected peer, as of the last drain.
     connected: bool,
-    /// Disconnects seen on the monitor, so held payloads can tell whether
-    /// the connection they were accepted on is still the one.
+    /// Disconnects seen on the monitor, as of the last drain.
     disconnects: u64,
     /// Sends since the monitor was last drained.
     since_drain: u32,
@@ -128,11 +168,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Pipe {
     /// Opens a DEALER under `routing_id` (see the options in
     /// [`crate::zmq_link`]) with its monitor, connecting to `endpoint`.
+    /// A lost connection is reported on `report` under `peer`, by a task
+    /// on the current tokio runtime (without one, only at the next send).
     pub(crate) fn open(
         ctx: &zmq::Context,
         endpoint: &str,
         routing_id: Vec<u8>,
         config: &LinkConfig,
+        peer: NodeId,
+        report: Disconnects,
     ) -> Result<Self, zmq::Error> {
         let s = ctx.socket(zmq::DEALER)?;
         s.set_identity(&routing_id)?;
@@ -145,10 +189,7 @@ impl Pipe {
         let hb = config.heartbeat.as_millis() as i32;
         s.set_heartbeat_ivl(hb)?;
         s.set_heartbeat_timeout(3 * hb)?;
-        let monitor_endpoint = format!(
-            "inproc://gamemesh-monitor-{}",
-            MONITORS.fetch_add(1, Ordering::Relaxed)
-        );
+        let monitor_endpoint = monitor_endpoint();
         s.monitor(
             &monitor_endpoint,
             zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32 | zmq::SocketEvent::DISCONNECTED as i32,
@@ -157,18 +198,33 @@ impl Pipe {
         monitor.set_linger(0)?;
         monitor.connect(&monitor_endpoint)?;
         s.connect(endpoint)?;
-        Ok(Self::new(s, monitor, routing_id))
+        let watch = Arc::new(Watch {
+            monitor: Mutex::new(Monitor {
+                socket: monitor,
+                connected: false,
+                disconnects: 0,
+                peer,
+                report,
+                closed: false,
+            }),
+            closed: Notify::new(),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(watch.clone().run());
+        }
+        Ok(Self::new(s, watch, routing_id))
     }
 
     /// A pipe over a DEALER already connecting, and its monitor.
-    fn new(socket: zmq::Socket, monitor: zmq::Socket, routing_id: Vec<u8>) -> Self {
+    fn new(socket: zmq::Socket, watch: Arc<Watch>, routing_id: Vec<u8>) -> Self {
         Self {
             routing_id,
             queue: Mutex::new(Queue::default()),
+            watch: watch.clone(),
             dealer: Mutex::new(Dealer {
                 out: Outbound {
                     socket,
-                    monitor,
+                    watch,
                     connected: false,
                     disconnects: 0,
                     since_drain: 0,
@@ -332,6 +388,19 @@ impl Pipe {
 }
 
 impl Outbound {
+    /// One non-blocking send: true when libzmq took it, false on EAGAIN
+    /// (not connected or full; the caller tells which).
+    fn try_send(&mut self, message: &[u8]) -> Result<bool, Refusal> {
+        match self.socket.send(message, zmq::DONTWAIT) {
+            Ok(()) => {
+                self.sent();
+                Ok(true)
+            }
+            Err(zmq::Error::EAGAIN) => Ok(false),
+            Err(e) => Err(Refusal::Zmq(e)),
+        }
+    }
+
     /// Sends one encoded batch without blocking, telling a full pipe from
     /// one that is not connected.
     fn transmit(&mut self, message: &[u8]) -> Result<(), Refusal> {
@@ -339,13 +408,8 @@ impl Outbound {
         if self.since_drain >= MONITOR_DRAIN_EVERY {
             self.drain_monitor();
         }
-        match self.socket.send(message, zmq::DONTWAIT) {
-            Ok(()) => {
-                self.sent();
-                return Ok(());
-            }
-            Err(zmq::Error::EAGAIN) => {}
-            Err(e) => return Err(Refusal::Zmq(e)),
+        if self.try_send(message)? {
+            return Ok(());
         }
         // IMMEDIATE: no connected pipe; or the high-water mark. The
         // monitor first: a handshake it reports has already queued the
@@ -360,15 +424,9 @@ impl Outbound {
             .socket
             .get_events()
             .is_ok_and(|e| e.contains(zmq::POLLOUT))
+            && self.try_send(message)?
         {
-            match self.socket.send(message, zmq::DONTWAIT) {
-                Ok(()) => {
-                    self.sent();
-                    return Ok(());
-                }
-                Err(zmq::Error::EAGAIN) => {}
-                Err(e) => return Err(Refusal::Zmq(e)),
-            }
+            return Ok(());
         }
         if self.connected {
             Err(Refusal::Full)
@@ -386,10 +444,124 @@ impl Outbound {
         self.connected = true;
     }
 
+    /// Stops the DEALER's monitor before the pipe closes, so that libzmq
+    /// never again writes to the PAIR that reads it (the watcher closes
+    /// that PAIR as soon as it sees the pipe closed).
+    ///
+    /// libzmq sends monitor events with a *blocking* send, from its I/O
+    /// thread, and a DEALER that we close lives on until the reaper gets
+    /// to it: if its peer's connection drops meanwhile, the I/O thread
+    /// emits `DISCONNECTED` to a monitor whose reader is gone, blocks for
+    /// good, and every other connection of the context (every pipe and the
+    /// ROUTER of this link) stops: no message moves and no other
+    /// disconnect is ever seen. Pointing the monitor at a fresh endpoint
+    /// with no events closes the old one under libzmq's monitor lock (the
+    /// lock every event takes), after which no event is sent at all; the
+    /// safe API cannot pass the NULL endpoint that would only stop it.
+    fn detach_monitor(&mut self) {
+        if let Err(e) = self.socket.monitor(&monitor_endpoint(), 0) {
+            debug!(error = %e, "could not detach a closing pipe's monitor");
+        }
+    }
+
     /// Reads every pending monitor event and updates `connected`.
     fn drain_monitor(&mut self) {
         self.since_drain = 0;
-        while let Ok(first) = self.monitor.recv_msg(zmq::DONTWAIT) {
+        let mut monitor = lock(&self.watch.monitor);
+        monitor.drain();
+        self.connected = monitor.connected;
+        self.disconnects = monitor.disconnects;
+    }
+}
+
+impl Pipe {
+    /// Files the pipe under another node id: lost connections are reported
+    /// under it from now on.
+    pub(crate) fn rename(&self, to: NodeId) {
+        lock(&self.watch.monitor).peer = to;
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // Before the DEALER closes (fields drop after this).
+        lock(&self.dealer).out.detach_monitor();
+        // Its own close is not the peer going away.
+        lock(&self.watch.monitor).closed = true;
+        self.watch.closed.notify_one();
+    }
+}
+
+/// A fresh inproc endpoint for a socket monitor.
+fn monitor_endpoint() -> String {
+    format!(
+        "inproc://gamemesh-monitor-{}",
+        MONITORS.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl Watch {
+    /// Drains the monitor whenever its FD fires, until the pipe closes, so
+    /// a lost connection is reported within milliseconds. The FD is
+    /// edge-triggered like the ROUTER's (see [`crate::receiver`]): every
+    /// wake-up drains until `EAGAIN`, and a sender that drains meanwhile
+    /// reports what it finds itself.
+    async fn run(self: Arc<Self>) {
+        let Ok(fd) = lock(&self.monitor).socket.get_fd() else {
+            return;
+        };
+        // The fd is the monitor's mailbox, open while its socket is, and
+        // `self` (holding the socket) outlives `registered` (dropped at the
+        // end of this function, before `self`): the contract the
+        // deprecated safe constructor cannot check (see receiver.rs).
+        #[allow(deprecated)]
+        let registered = match AsyncFd::with_interest(MonitorFd(fd), Interest::READABLE) {
+            Ok(registered) => registered,
+            Err(e) => {
+                debug!(error = %e, "cannot watch a pipe's monitor; disconnects are seen on send");
+                return;
+            }
+        };
+        loop {
+            if lock(&self.monitor).drain_unless_closed() {
+                return;
+            }
+            tokio::select! {
+                _ = self.closed.notified() => return,
+                ready = registered.readable() => match ready {
+                    Ok(mut guard) => guard.clear_ready(),
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+}
+
+/// A monitor socket's `ZMQ_FD`, for tokio's reactor. Only the number: the
+/// socket owns the descriptor.
+struct MonitorFd(RawFd);
+
+impl AsRawFd for MonitorFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+impl Monitor {
+    /// Drains, unless the pipe closed; true if it did.
+    fn drain_unless_closed(&mut self) -> bool {
+        if self.closed {
+            return true;
+        }
+        self.drain();
+        false
+    }
+
+    /// Reads every pending monitor event, updates the state, and reports a
+    /// connection that was up and went down (once per loss: a peer that
+    /// keeps refusing reconnects is not reported again).
+    fn drain(&mut self) {
+        while let Ok(first) = self.socket.recv_msg(zmq::DONTWAIT) {
             // An event is two frames: [u16 event, u32 value] and the
             // endpoint; only the event number matters here.
             if first.len() >= 2 {
@@ -397,12 +569,16 @@ impl Outbound {
                 if event == zmq::SocketEvent::HANDSHAKE_SUCCEEDED as u16 {
                     self.connected = true;
                 } else if event == zmq::SocketEvent::DISCONNECTED as u16 {
+                    if self.connected && !self.closed {
+                        // Full: the owner falls back on its peer timeout.
+                        let _ = self.report.try_send(self.peer);
+                    }
                     self.connected = false;
                     self.disconnects += 1;
                 }
             }
-            while self.monitor.get_rcvmore().unwrap_or(false) {
-                if self.monitor.recv_msg(zmq::DONTWAIT).is_err() {
+            while self.socket.get_rcvmore().unwrap_or(false) {
+                if self.socket.recv_msg(zmq::DONTWAIT).is_err() {
                     break;
                 }
             }
@@ -449,6 +625,8 @@ mod tests {
             peer.local_endpoint(),
             b"test:1:0000000000000001".to_vec(),
             &config(1, hwm),
+            2,
+            mpsc::channel(8).0,
         )
         .unwrap();
         wait_for("the pipe to connect", WAIT, || {
@@ -459,11 +637,14 @@ mod tests {
     }
 
     async fn next(rx: &mut LinkReceiver) -> Bytes {
-        let LinkEvent::Message { payload, .. } = tokio::time::timeout(WAIT, rx.recv())
+        match tokio::time::timeout(WAIT, rx.recv())
             .await
             .expect("a payload arrives")
-            .expect("link open");
-        payload
+            .expect("link open")
+        {
+            LinkEvent::Message { payload, .. } => payload,
+            other => panic!("expected a message, got {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -475,6 +656,8 @@ mod tests {
             "tcp://127.0.0.1:1",
             b"test:1:00".to_vec(),
             &config(1, 10),
+            2,
+            mpsc::channel(8).0,
         )
         .unwrap();
         // A fresh pipe has sent nothing yet: nobody rides along, even with

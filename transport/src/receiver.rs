@@ -34,7 +34,7 @@ use std::os::unix::io::{AsRawFd, RawFd};
 use bytes::Bytes;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
 use crate::batch;
@@ -52,6 +52,16 @@ impl AsRawFd for ZmqFd {
     fn as_raw_fd(&self) -> RawFd {
         self.0
     }
+}
+
+/// Why [`LinkReceiver::wait`] returned.
+enum Wake {
+    /// Look at the socket: a message may be there.
+    Look,
+    /// An outbound pipe lost its connection to this peer.
+    Lost(NodeId),
+    /// The link shut down.
+    Stopped,
 }
 
 /// A received message kept whole, so its payloads can be handed out as
@@ -77,6 +87,10 @@ pub struct LinkReceiver {
     router: zmq::Socket,
     /// Turns true (or closes) when the link shuts down.
     stop: watch::Receiver<bool>,
+    /// Outbound pipes that lost their connection, reported by their
+    /// monitors, handed out as [`LinkEvent::PeerDisconnected`] among the
+    /// messages: the owner learns of a dead peer without polling.
+    disconnected: mpsc::Receiver<NodeId>,
     /// Most ZeroMQ messages taken off the socket per call; the rest wait in
     /// libzmq (bounded by `RCVHWM`) for the next call.
     per_wake: usize,
@@ -91,11 +105,17 @@ pub struct LinkReceiver {
 }
 
 impl LinkReceiver {
-    pub(crate) fn new(router: zmq::Socket, stop: watch::Receiver<bool>, per_wake: usize) -> Self {
+    pub(crate) fn new(
+        router: zmq::Socket,
+        stop: watch::Receiver<bool>,
+        disconnected: mpsc::Receiver<NodeId>,
+        per_wake: usize,
+    ) -> Self {
         Self {
             fd: None,
             router,
             stop,
+            disconnected,
             per_wake: per_wake.max(1),
             senders: HashMap::new(),
             buffered: VecDeque::new(),
@@ -147,17 +167,26 @@ impl LinkReceiver {
             if *self.stop.borrow() {
                 return 0;
             }
+            let mut lost = 0;
+            while let Ok(peer) = self.disconnected.try_recv() {
+                out.extend(std::iter::once(LinkEvent::PeerDisconnected { peer }));
+                lost += 1;
+            }
             match self.drain(out) {
-                Ok(0) => {}
-                Ok(n) => return n,
+                Ok(n) if n + lost > 0 => return n + lost,
+                Ok(_) => {}
                 Err(e) => {
                     warn!(error = %e, "zeromq receive failed; the link stops receiving");
                     return 0;
                 }
             }
             match self.wait().await {
-                Ok(true) => {}
-                Ok(false) => return 0,
+                Ok(Wake::Look) => {}
+                Ok(Wake::Lost(peer)) => {
+                    out.extend(std::iter::once(LinkEvent::PeerDisconnected { peer }));
+                    return 1;
+                }
+                Ok(Wake::Stopped) => return 0,
                 Err(e) => {
                     warn!(error = %e, "cannot wait on the zeromq socket; the link stops receiving");
                     return 0;
@@ -167,9 +196,10 @@ impl LinkReceiver {
     }
 
     /// Waits (after a drain ended in `EAGAIN`) until `ZMQ_EVENTS` shows a
-    /// message. `Ok(false)` when the link shut down; `Ok(true)` also when
-    /// the FD had to be registered again (the caller drains first).
-    async fn wait(&mut self) -> io::Result<bool> {
+    /// message ([`Wake::Look`], also when the FD had to be registered
+    /// again: the caller drains first), a pipe reports a lost connection,
+    /// or the link shuts down.
+    async fn wait(&mut self) -> io::Result<Wake> {
         let fresh = self.fd.is_none();
         if fresh {
             self.register()?;
@@ -180,8 +210,12 @@ impl LinkReceiver {
                 biased;
                 stopped = self.stop.wait_for(|s| *s) => {
                     let _ = stopped;
-                    return Ok(false);
+                    return Ok(Wake::Stopped);
                 }
+                // Cancel safe: a report is either returned here or left
+                // in the channel. (Never `None`: the link holds a sender
+                // while it lives, and its end stops us first.)
+                Some(peer) = self.disconnected.recv() => return Ok(Wake::Lost(peer)),
                 ready = fd.readable() => ready,
             };
             let mut guard = match ready {
@@ -191,14 +225,14 @@ impl LinkReceiver {
                 // after a look at the socket.
                 Err(_) if !fresh => {
                     self.fd = None;
-                    return Ok(true);
+                    return Ok(Wake::Look);
                 }
                 Err(e) => return Err(e),
             };
             let events = self.router.get_events().map_err(io::Error::other)?;
             if events.contains(zmq::POLLIN) {
                 guard.retain_ready();
-                return Ok(true);
+                return Ok(Wake::Look);
             }
             // Commands only (a peer came or went): nothing to read.
             guard.clear_ready();
@@ -317,8 +351,10 @@ mod tests {
     const WAIT: Duration = Duration::from_secs(10);
 
     fn payload(event: LinkEvent) -> Bytes {
-        let LinkEvent::Message { payload, .. } = event;
-        payload
+        match event {
+            LinkEvent::Message { payload, .. } => payload,
+            other => panic!("expected a message, got {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -461,7 +497,10 @@ mod tests {
         assert_eq!(b_rx.messages_received(), 2);
         let ids: std::collections::HashSet<_> = events
             .iter()
-            .map(|LinkEvent::Message { routing_id, .. }| routing_id.as_ptr())
+            .map(|e| match e {
+                LinkEvent::Message { routing_id, .. } => routing_id.as_ptr(),
+                other => panic!("expected a message, got {other:?}"),
+            })
             .collect();
         assert_eq!(ids.len(), 1, "one routing id, shared, for every event");
         let got: Vec<Bytes> = events.into_iter().skip(1).map(payload).collect();

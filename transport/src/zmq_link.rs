@@ -45,7 +45,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use crate::batch::DEFAULT_MAX_BATCH;
-use crate::pipe::{Pipe, Refusal, Refused};
+use crate::pipe::{Disconnects, Pipe, Refusal, Refused};
 use crate::receiver::LinkReceiver;
 use crate::{Link, LinkError, NodeId, SendManyError};
 
@@ -138,6 +138,8 @@ pub struct ZmqLink {
     hwm_events: AtomicU64,
     /// Where peers reach us.
     endpoint: String,
+    /// Where pipes report a lost connection, for the receiver.
+    disconnects: Disconnects,
     /// True once shut down; the receiver ends when it sees it (or when
     /// this sender is dropped).
     stop: watch::Sender<bool>,
@@ -171,7 +173,10 @@ impl ZmqLink {
             .get_last_endpoint()?
             .unwrap_or_else(|_| requested.clone());
         let (stop, stopped) = watch::channel(false);
-        let receiver = LinkReceiver::new(router, stopped, config.recv_queue);
+        // One event per lost connection: a few per peer, ever. Full means
+        // the owner is far behind; it then learns from its peer timeout.
+        let (disconnects, disconnected) = tokio::sync::mpsc::channel(1024);
+        let receiver = LinkReceiver::new(router, stopped, disconnected, config.recv_queue);
         Ok((
             Self {
                 ctx,
@@ -180,6 +185,7 @@ impl ZmqLink {
                 peers: RwLock::new(HashMap::new()),
                 hwm_events: AtomicU64::new(0),
                 endpoint,
+                disconnects,
                 stop,
             },
             receiver,
@@ -253,7 +259,14 @@ impl Drop for ZmqLink {
 impl Link for ZmqLink {
     fn connect(&self, peer: NodeId, endpoint: &str) -> Result<(), LinkError> {
         let routing_id = format!("{}:{:016x}", self.identity, rand::random::<u64>()).into_bytes();
-        let pipe = Pipe::open(&self.ctx, endpoint, routing_id, &self.config)?;
+        let pipe = Pipe::open(
+            &self.ctx,
+            endpoint,
+            routing_id,
+            &self.config,
+            peer,
+            self.disconnects.clone(),
+        )?;
         debug!(peer, %endpoint, "link connecting");
         self.peers_mut().insert(peer, pipe);
         Ok(())
@@ -262,6 +275,7 @@ impl Link for ZmqLink {
     fn rename(&self, from: NodeId, to: NodeId) -> Result<(), LinkError> {
         let mut peers = self.peers_mut();
         if let Some(pipe) = peers.remove(&from) {
+            pipe.rename(to);
             peers.insert(to, pipe);
         }
         Ok(())
@@ -362,8 +376,11 @@ mod tests {
                 .await
                 .unwrap_or_else(|_| panic!("stopped after {} of {n} payloads", got.len()));
             assert!(k > 0, "the link closed");
-            for LinkEvent::Message { payload, .. } in events.drain(..) {
-                got.push(payload);
+            for event in events.drain(..) {
+                match event {
+                    LinkEvent::Message { payload, .. } => got.push(payload),
+                    other => panic!("expected a message, got {other:?}"),
+                }
             }
         }
         got
@@ -391,20 +408,26 @@ mod tests {
         let (b, mut b_rx) = ZmqLink::bind(config(2)).unwrap();
         a.connect(2, b.local_endpoint()).unwrap();
         b.connect(1, a.local_endpoint()).unwrap();
-        // IMMEDIATE refuses sends until the pipe is up: retry until one lands.
+        // IMMEDIATE refuses sends until the pipe is up: retry until one
+        // lands, within WAIT (a pipe that never comes up fails, not hangs).
+        let deadline = std::time::Instant::now() + WAIT;
         let got = loop {
+            assert!(std::time::Instant::now() < deadline, "ping never arrived");
             let _ = a.send(2, Bytes::from_static(b"ping"));
             match tokio::time::timeout(Duration::from_millis(50), b_rx.recv()).await {
                 Ok(Some(LinkEvent::Message { from, payload, .. })) => break (from, payload),
+                Ok(Some(other)) => panic!("expected a message, got {other:?}"),
                 Err(_) => continue,
                 Ok(None) => panic!("link closed"),
             }
         };
         assert_eq!(got, (1, Bytes::from_static(b"ping")));
         let reply = loop {
+            assert!(std::time::Instant::now() < deadline, "pong never arrived");
             let _ = b.send(1, Bytes::from_static(b"pong"));
             match tokio::time::timeout(Duration::from_millis(50), a_rx.recv()).await {
                 Ok(Some(LinkEvent::Message { from, payload, .. })) => break (from, payload),
+                Ok(Some(other)) => panic!("expected a message, got {other:?}"),
                 Err(_) => continue,
                 Ok(None) => panic!("link closed"),
             }
@@ -815,6 +838,128 @@ mod tests {
         assert_eq!(a.hwm_events(), 0);
     }
 
+    /// The next event `rx` hands out, failing if none comes.
+    async fn next_event(rx: &mut LinkReceiver) -> LinkEvent {
+        tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("an event arrives")
+            .expect("link open")
+    }
+
+    #[tokio::test]
+    async fn a_dead_peer_is_reported_at_once() {
+        // Heartbeats far apart: only the closed TCP connection can tell.
+        let (a, mut a_rx) = ZmqLink::bind(stalling(1)).unwrap();
+        let (b, b_rx) = ZmqLink::bind(config(2)).unwrap();
+        connected_pair(&a, &b, 2).await;
+        let killed = std::time::Instant::now();
+        drop(b_rx);
+        drop(b);
+        let event = next_event(&mut a_rx).await;
+        let took = killed.elapsed();
+        assert!(
+            matches!(event, LinkEvent::PeerDisconnected { peer: 2 }),
+            "{event:?}"
+        );
+        eprintln!(
+            "peer disconnect reported {} us after it closed",
+            took.as_micros()
+        );
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+    }
+
+    #[tokio::test]
+    async fn pipes_we_close_are_not_reported_and_renamed_ones_report_their_new_id() {
+        let (a, mut a_rx) = ZmqLink::bind(stalling(1)).unwrap();
+        let (b, b_rx) = ZmqLink::bind(config(2)).unwrap();
+        // Three pipes to b: one we close, one we replace, one we rename.
+        connected_pair(&a, &b, 7).await;
+        connected_pair(&a, &b, 8).await;
+        connected_pair(&a, &b, 900).await;
+        a.disconnect(7).unwrap();
+        a.connect(8, "tcp://127.0.0.1:1").unwrap(); // the old pipe closes
+        a.rename(900, 3).unwrap();
+        drop(b_rx);
+        drop(b);
+        // Had closing our own pipes been reported, those reports would
+        // come first: they were made before b went away.
+        let event = next_event(&mut a_rx).await;
+        assert!(
+            matches!(event, LinkEvent::PeerDisconnected { peer: 3 }),
+            "{event:?}"
+        );
+    }
+
+    /// Why the owners dial a lost pipe again under a fresh routing id
+    /// instead of letting libzmq reconnect it: a connection presenting a
+    /// routing id the ROUTER still holds (its old connection not yet seen
+    /// closed, as after a pause of the ROUTER's process) is parked by
+    /// libzmq (handover off) and stays parked after the old one closes,
+    /// so nothing it sends is ever delivered; a fresh routing id is.
+    #[tokio::test]
+    async fn a_reconnect_under_a_routing_id_still_held_is_parked_a_fresh_one_is_not() {
+        let (b, mut b_rx) = ZmqLink::bind(config(2)).unwrap();
+        let ctx = zmq::Context::new();
+        let dealer = |id: &[u8]| {
+            let s = ctx.socket(zmq::DEALER).unwrap();
+            s.set_identity(id).unwrap();
+            s.set_linger(0).unwrap();
+            // A send goes through only once the connection is up.
+            s.set_immediate(true).unwrap();
+            s.connect(b.local_endpoint()).unwrap();
+            s
+        };
+        // One record, as every batch carries: [version][u32 BE len][bytes].
+        let batch = |p: &[u8]| {
+            let mut m = vec![crate::batch::BATCH_V1];
+            m.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            m.extend_from_slice(p);
+            m
+        };
+        let old = dealer(b"test:1:00000000000000aa");
+        old.send(batch(b"old"), 0).unwrap();
+        assert_eq!(receive(&mut b_rx, 1).await, [Bytes::from_static(b"old")]);
+        // The same id connects while the old connection is up (its first
+        // send going through says so), then the old one closes.
+        let same_id = dealer(b"test:1:00000000000000aa");
+        wait_for("the second connection under the same id", WAIT, || {
+            same_id.send(batch(b"same"), zmq::DONTWAIT).is_ok()
+        })
+        .await;
+        drop(old);
+        // The fresh id's first message comes through; by then the old
+        // connection's close has long been processed, and the same id's
+        // messages (sent before and after) have had every chance.
+        let fresh_id = dealer(b"test:1:00000000000000bb");
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut got = Vec::new();
+        while !got.contains(&Bytes::from_static(b"fresh")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fresh id never came through"
+            );
+            let _ = fresh_id.send(batch(b"fresh"), zmq::DONTWAIT);
+            if let Ok(Some(LinkEvent::Message { payload, .. })) =
+                tokio::time::timeout(Duration::from_millis(50), b_rx.recv()).await
+            {
+                got.push(payload);
+            }
+        }
+        for _ in 0..3 {
+            same_id.send(batch(b"same"), 0).unwrap();
+        }
+        while let Ok(Some(LinkEvent::Message { payload, .. })) =
+            tokio::time::timeout(Duration::from_millis(200), b_rx.recv()).await
+        {
+            got.push(payload);
+        }
+        assert!(
+            !got.contains(&Bytes::from_static(b"same")),
+            "libzmq delivered a reconnect under a routing id it still held: {got:?} \
+             (if it now does, owners need not dial a lost pipe again)"
+        );
+    }
+
     #[tokio::test]
     async fn every_pipe_has_its_own_routing_id() {
         let (a, _a_rx) = ZmqLink::bind(config(1)).unwrap();
@@ -824,7 +969,12 @@ mod tests {
         a.connect(2, b.local_endpoint()).unwrap();
         a.connect(3, b.local_endpoint()).unwrap();
         let mut seen = std::collections::HashSet::new();
+        let deadline = std::time::Instant::now() + WAIT;
         while seen.len() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "both pipes did not deliver within {WAIT:?}: {seen:?}"
+            );
             let _ = a.send(2, Bytes::from_static(b"x"));
             let _ = a.send(3, Bytes::from_static(b"x"));
             if let Ok(Some(LinkEvent::Message {
@@ -850,14 +1000,14 @@ mod tests {
             p.into()
         })
         .unwrap();
-        let LinkEvent::Message {
+        let Some(LinkEvent::Message {
             routing_id,
             payload,
             ..
-        } = tokio::time::timeout(WAIT, b_rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        }) = tokio::time::timeout(WAIT, b_rx.recv()).await.unwrap()
+        else {
+            panic!("expected a message");
+        };
         assert_eq!(payload[..7], b"signed:"[..]);
         assert_eq!(payload[7..], routing_id[..]);
     }

@@ -1,5 +1,7 @@
 //! The arena's rules, as plain functions the room and the handlers share.
 
+use gamemesh_game_server::api::name;
+
 /// Side of the board: `x` and `y` are in `0..BOARD`.
 pub const BOARD: i32 = 100;
 /// Players in one room at most; the next join is refused ("room full").
@@ -11,11 +13,7 @@ pub const MAX_ROOM_NAME: usize = 32;
 
 /// True for a room name of 1 to 32 bytes of `[A-Za-z0-9_-]`.
 pub fn valid_room(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_ROOM_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    name::bounded(name, MAX_ROOM_NAME, name::word_byte)
 }
 
 /// True when a step is -1, 0 or 1 on each axis.

@@ -25,11 +25,24 @@ pub enum GameError {
     /// No game code is registered for the route (`UNKNOWN_ROUTE`).
     #[error("unknown route: {0}")]
     UnknownRoute(String),
-    /// Something the game needs (Redis, the room's game server) is not
-    /// there right now (`UNAVAILABLE`): retrying later is safe, and the
-    /// reply is not cached against the sequence id.
+    /// Something the game needs (Redis, the room's game server) did not
+    /// answer (`UNAVAILABLE`), and what the request does **may have
+    /// happened** (a write that timed out, a room that took the request
+    /// and did not answer). The reply is cached against the sequence id
+    /// like any answer, so a client's re-send with the same id gets this
+    /// reply back and never runs the handler twice. When the handler knows
+    /// nothing happened, it says so with [`GameError::NothingHappened`].
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// `UNAVAILABLE`, and the handler knows **nothing happened** (the
+    /// store refused before anything was written, a request was never
+    /// sent, a change was undone), or that running it again changes
+    /// nothing (a read, a join of a room the player is in). The one reply
+    /// that is not cached against the sequence id: the client's re-send
+    /// with the same id runs the handler again. Return it only when that
+    /// is true; when unsure, [`GameError::Unavailable`] is the safe answer.
+    #[error("unavailable, nothing done: {0}")]
+    NothingHappened(String),
     /// The game code failed (`INTERNAL`): a bug, not the player's fault.
     #[error("internal: {0}")]
     Internal(String),
@@ -51,9 +64,33 @@ impl GameError {
         Self::Refused(detail.into())
     }
 
-    /// `UNAVAILABLE` with `detail`.
+    /// `UNAVAILABLE` with `detail`, when what the request does may have
+    /// happened (cached against the sequence id).
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::Unavailable(detail.into())
+    }
+
+    /// `UNAVAILABLE` with `detail`, when nothing happened and a re-send
+    /// with the same sequence id should run again (not cached).
+    pub fn nothing_happened(detail: impl Into<String>) -> Self {
+        Self::NothingHappened(detail.into())
+    }
+
+    /// True when this error promises nothing happened, so its reply is
+    /// not cached against the sequence id.
+    pub fn is_nothing_happened(&self) -> bool {
+        matches!(self, Self::NothingHappened(_))
+    }
+
+    /// This error, with an `Unavailable` turned into `NothingHappened`:
+    /// for a handler that changes nothing (a read) or whose second run
+    /// changes nothing (an idempotent join), so a re-send runs again
+    /// rather than replaying the outage.
+    pub fn nothing_happened_if_unavailable(self) -> Self {
+        match self {
+            Self::Unavailable(d) => Self::NothingHappened(d),
+            other => other,
+        }
     }
 
     /// `INTERNAL` with `detail` (for logs; the player sees it too).
@@ -75,7 +112,7 @@ impl GameError {
             Self::Refused(_) => ErrorCode::Refused,
             Self::BadPayload(_) => ErrorCode::BadPayload,
             Self::UnknownRoute(_) => ErrorCode::UnknownRoute,
-            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Unavailable(_) | Self::NothingHappened(_) => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,
             Self::Code { code, .. } => *code,
         }
@@ -95,6 +132,7 @@ impl GameError {
             | Self::BadPayload(d)
             | Self::UnknownRoute(d)
             | Self::Unavailable(d)
+            | Self::NothingHappened(d)
             | Self::Internal(d) => d,
             Self::Code { detail, .. } => detail,
         }
@@ -165,6 +203,7 @@ mod tests {
                 "a.b",
             ),
             (GameError::unavailable("retry"), "UNAVAILABLE", "retry"),
+            (GameError::nothing_happened("again"), "UNAVAILABLE", "again"),
             (GameError::internal("bug"), "INTERNAL", "bug"),
             (
                 GameError::code(ErrorCode::NotInRoom, "join first"),
@@ -176,6 +215,17 @@ mod tests {
             assert_eq!(e.code_name(), code);
             assert_eq!(e.detail(), detail);
         }
+    }
+
+    #[test]
+    fn only_nothing_happened_promises_nothing_happened() {
+        assert!(GameError::nothing_happened("x").is_nothing_happened());
+        assert!(!GameError::unavailable("x").is_nothing_happened());
+        assert_eq!(
+            GameError::unavailable("x").nothing_happened_if_unavailable(),
+            GameError::nothing_happened("x")
+        );
+        assert_eq!(refuse("no").nothing_happened_if_unavailable(), refuse("no"));
     }
 
     #[test]

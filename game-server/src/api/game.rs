@@ -143,7 +143,7 @@ impl Game {
             .background
             .get()
             .map(|b| &b.jobs)
-            .ok_or_else(|| GameError::unavailable("jobs need Redis (--session-store redis)"))
+            .ok_or_else(|| GameError::nothing_happened("jobs need Redis (--session-store redis)"))
     }
 
     /// The cluster event bus. `UNAVAILABLE` on a game server without
@@ -153,7 +153,7 @@ impl Game {
             .background
             .get()
             .map(|b| &b.events)
-            .ok_or_else(|| GameError::unavailable("events need Redis (--session-store redis)"))
+            .ok_or_else(|| GameError::nothing_happened("events need Redis (--session-store redis)"))
     }
 
     /// Publishes `event` to every game server's handlers; returns how
@@ -273,7 +273,7 @@ impl Pushes<'_> {
         match self.game.pusher().to_user(user_id, &push).await {
             Ok(()) => Ok(true),
             Err(PushError::Offline) => Ok(false),
-            Err(PushError::Unavailable(d)) => Err(GameError::Unavailable(d)),
+            Err(PushError::Unavailable(d)) => Err(GameError::NothingHappened(d)),
         }
     }
 
@@ -284,7 +284,7 @@ impl Pushes<'_> {
         match self.game.pusher().to_user(user_id, push).await {
             Ok(()) => Ok(true),
             Err(PushError::Offline) => Ok(false),
-            Err(PushError::Unavailable(d)) => Err(GameError::Unavailable(d)),
+            Err(PushError::Unavailable(d)) => Err(GameError::NothingHappened(d)),
         }
     }
 

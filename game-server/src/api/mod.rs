@@ -56,6 +56,7 @@ pub mod error;
 pub mod game;
 pub mod handler;
 pub mod jobs;
+pub mod name;
 pub mod placement;
 pub mod push;
 pub mod room;

@@ -29,6 +29,9 @@ pub trait RoomPlacement: Send + Sync + 'static {
     /// Sends an encoded room request to game server `node` and returns
     /// its encoded reply (there, the core hands the request to
     /// [`GameRuntime::serve_room`](super::GameRuntime::serve_room)).
+    /// [`GameError::NothingHappened`] when the request never reached
+    /// `node` (the runtime then asks again); any other error when it may
+    /// have (it was sent and no answer came), which is never re-sent.
     async fn forward(&self, node: u64, request: Bytes) -> Result<Bytes, GameError>;
 }
 
@@ -43,7 +46,7 @@ impl RoomPlacement for SingleNode {
     }
 
     async fn forward(&self, node: u64, _request: Bytes) -> Result<Bytes, GameError> {
-        Err(GameError::unavailable(format!(
+        Err(GameError::nothing_happened(format!(
             "game server {node} is not reachable from a single game server"
         )))
     }

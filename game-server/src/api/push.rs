@@ -132,7 +132,7 @@ pub enum PushError {
     #[error("the user is not connected")]
     Offline,
     /// Where the user is could not be found out (the session store or the
-    /// user's game server is unreachable).
+    /// user's game server is unreachable). Nothing was sent.
     #[error("push unavailable: {0}")]
     Unavailable(String),
 }

@@ -48,7 +48,7 @@ impl fmt::Display for RouteName {
 /// True for 1 to [`MAX_ROUTE`] bytes of `[a-z0-9_.]`: the contract's rule
 /// for any route a client sends or a push carries.
 pub fn valid_route(route: &str) -> bool {
-    !route.is_empty() && route.len() <= MAX_ROUTE && route.bytes().all(route_byte)
+    crate::api::name::bounded(route, MAX_ROUTE, route_byte)
 }
 
 fn route_byte(b: u8) -> bool {
@@ -58,11 +58,7 @@ fn route_byte(b: u8) -> bool {
 /// True for a module or room-kind name: 1 to [`MAX_MODULE`] bytes of
 /// `[a-z0-9_]` (no dot: the dot separates a module from its names).
 pub fn valid_module(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_MODULE
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    crate::api::name::bounded(name, MAX_MODULE, |b| route_byte(b) && b != b'.')
 }
 
 /// Checks a route that `module` registers (or pushes under): valid, and

@@ -97,6 +97,23 @@ impl MemoryParts {
         }
     }
 
+    /// Waits for the next push to `user` on `route` that `pick` accepts
+    /// (earlier ones are consumed).
+    ///
+    /// # Panics
+    ///
+    /// If none comes within [`WAIT`].
+    pub async fn push_where<M, F>(&self, user: u64, route: &str, pick: F) -> M
+    where
+        M: Message + Default,
+        F: FnMut(&M) -> bool,
+    {
+        self.pusher
+            .wait_for(user, route, WAIT, pick)
+            .await
+            .unwrap_or_else(|| panic!("no {route} push for user {user} within {WAIT:?}"))
+    }
+
     /// Services for game server `node_id` on these twins.
     pub fn services(
         &self,
@@ -236,22 +253,13 @@ impl TestGame {
         call_raw(&self.runtime, caller, route, payload).await
     }
 
-    /// Waits for the next push to `user` on `route` that `pick` accepts
-    /// (earlier ones are consumed).
-    ///
-    /// # Panics
-    ///
-    /// If none comes within [`WAIT`].
+    /// [`MemoryParts::push_where`] on this game's twins.
     pub async fn push_where<M, F>(&self, user: u64, route: &str, pick: F) -> M
     where
         M: Message + Default,
         F: FnMut(&M) -> bool,
     {
-        self.parts
-            .pusher
-            .wait_for(user, route, WAIT, pick)
-            .await
-            .unwrap_or_else(|| panic!("no {route} push for user {user} within {WAIT:?}"))
+        self.parts.push_where(user, route, pick).await
     }
 
     /// Waits for the next push to `user` on `route`.
@@ -337,7 +345,7 @@ impl RoomPlacement for ClusterPlacement {
         };
         match runtime {
             Some(r) => Ok(r.serve_room(request).await),
-            None => Err(GameError::unavailable(format!(
+            None => Err(GameError::nothing_happened(format!(
                 "game server {node} is down"
             ))),
         }
@@ -494,21 +502,13 @@ impl MemoryCluster {
         decode(call_raw(&runtime, caller, route, Bytes::from(req.encode_to_vec())).await)
     }
 
-    /// Waits for the next push to `user` on `route` that `pick` accepts.
-    ///
-    /// # Panics
-    ///
-    /// If none comes within [`WAIT`].
+    /// [`MemoryParts::push_where`] on this game's twins.
     pub async fn push_where<M, F>(&self, user: u64, route: &str, pick: F) -> M
     where
         M: Message + Default,
         F: FnMut(&M) -> bool,
     {
-        self.parts
-            .pusher
-            .wait_for(user, route, WAIT, pick)
-            .await
-            .unwrap_or_else(|| panic!("no {route} push for user {user} within {WAIT:?}"))
+        self.parts.push_where(user, route, pick).await
     }
 }
 

@@ -27,7 +27,7 @@ use gamemesh_proto::client::{KickReason, ServerPacket};
 use gamemesh_proto::cluster_auth::ClusterSecret;
 use gamemesh_proto::internal::{
     server_to_gateway, DisconnectClient, GatewayHello, NodeInfo, PinSession, SendToClient,
-    ServerHello, ServerToGateway,
+    SendToClients, ServerHello, ServerToGateway,
 };
 use gamemesh_proto::{packets, Message};
 use gamemesh_transport::{Link, LinkError, NodeId, ZmqLink};
@@ -85,6 +85,9 @@ pub struct GatewayLinks {
 /// gateway is so far behind that its peer timeout will drop it anyway.
 const MAX_OWED_KICKS: usize = 65_536;
 
+/// Bytes of one socket id (a UUID) in `SendToClients.socket_ids`.
+const SOCKET_ID_LEN: usize = 16;
+
 /// Most gateways whose refused sends are throttled apart in the log (a
 /// cluster has a handful; past this many, lines about others are held
 /// back).
@@ -136,6 +139,21 @@ impl GatewayLinks {
     /// Our P2P endpoint as advertised.
     pub fn advertised_endpoint(&self) -> &str {
         &self.advertised_endpoint
+    }
+
+    /// Our pipe to `gateway` lost its connection: dial it again at once
+    /// under a fresh routing id (a new pipe replaces the old one). Left to
+    /// itself libzmq would reconnect under the old id, which a gateway that
+    /// was paused (and has not yet seen the old connection close) parks for
+    /// good: our replies would never reach it again. Whether the gateway
+    /// is alive is still its hellos' business.
+    pub fn connection_lost(&self, gateway: NodeId) {
+        let gws = self.gateways.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = gws.get(&gateway) {
+            if let Err(e) = self.link.connect(gateway, &g.endpoint) {
+                warn!(gateway, error = %e, "cannot dial gateway {gateway} again");
+            }
+        }
     }
 
     /// Records a gateway's hello, links back to it if needed, and answers.
@@ -300,30 +318,42 @@ impl GatewayLinks {
 
     /// Sends one message; false when the link refused it.
     fn send(&self, gateway: NodeId, kind: server_to_gateway::Kind) -> bool {
-        // The socket a refused message was for, if a client misses it (a
-        // refused kick was owed before, unless it was a kick of its own).
-        let (socket, session_id, first) = match &kind {
-            server_to_gateway::Kind::Send(m) => (Uuid::from_slice(&m.socket_id).ok(), 0, true),
-            server_to_gateway::Kind::Pin(m) => {
-                (Uuid::from_slice(&m.socket_id).ok(), m.session_id, true)
-            }
-            server_to_gateway::Kind::Disconnect(m) => (
-                Uuid::from_slice(&m.socket_id).ok(),
-                m.session_id,
-                !m.reason.starts_with(KickReason::SlowConsumer.as_str_name()),
-            ),
-            server_to_gateway::Kind::Hello(_) => (None, 0, false),
-        };
         let msg = ServerToGateway { kind: Some(kind) };
         match self.link.send(gateway, Bytes::from(msg.encode_to_vec())) {
             Ok(()) => true,
             Err(e) => {
-                if let (LinkError::Full(_), Some(socket)) = (&e, socket) {
-                    self.owe_kick(gateway, socket, session_id, first);
+                if let (LinkError::Full(_), Some(kind)) = (&e, &msg.kind) {
+                    self.owe_kicks_for(gateway, kind);
                 }
                 self.log_failure(gateway, &e);
                 false
             }
+        }
+    }
+
+    /// Files the kicks owed for a message a full pipe refused: every
+    /// socket it was for misses it (a refused kick was owed before, unless
+    /// it was a kick of its own, so it is not counted again).
+    fn owe_kicks_for(&self, gateway: NodeId, kind: &server_to_gateway::Kind) {
+        let owe = |socket_id: &[u8], session_id: u64, first: bool| {
+            if let Ok(socket) = Uuid::from_slice(socket_id) {
+                self.owe_kick(gateway, socket, session_id, first);
+            }
+        };
+        match kind {
+            server_to_gateway::Kind::Send(m) => owe(&m.socket_id, 0, true),
+            server_to_gateway::Kind::Multicast(m) => {
+                for socket_id in m.socket_ids.chunks_exact(SOCKET_ID_LEN) {
+                    owe(socket_id, 0, true);
+                }
+            }
+            server_to_gateway::Kind::Pin(m) => owe(&m.socket_id, m.session_id, true),
+            server_to_gateway::Kind::Disconnect(m) => owe(
+                &m.socket_id,
+                m.session_id,
+                !m.reason.starts_with(KickReason::SlowConsumer.as_str_name()),
+            ),
+            server_to_gateway::Kind::Hello(_) => {}
         }
     }
 
@@ -342,6 +372,38 @@ impl GatewayLinks {
             gateway,
             server_to_gateway::Kind::Send(SendToClient {
                 socket_id: Bytes::copy_from_slice(socket.as_bytes()),
+                body,
+            }),
+        );
+    }
+
+    /// Sends one encoded server packet to several sockets of one gateway
+    /// (a room's state for its members) as one `SendToClients`: the body
+    /// travels once and the gateway writes it to each socket, in the
+    /// order given. If the pipe refuses it, every one of them is owed a
+    /// kick, as for a refused `SendToClient`.
+    pub fn send_encoded_many(&self, gateway: NodeId, sockets: &[Uuid], body: Bytes) {
+        match sockets {
+            [] => {}
+            [socket] => self.send_encoded(gateway, socket, body),
+            sockets => self.multicast(gateway, sockets, body),
+        }
+    }
+
+    fn multicast(&self, gateway: NodeId, sockets: &[Uuid], body: Bytes) {
+        let metrics = crate::metrics::hub();
+        metrics.packets_out.increment(sockets.len() as u64);
+        metrics
+            .bytes_out
+            .increment((sockets.len() * body.len()) as u64);
+        let mut socket_ids = Vec::with_capacity(sockets.len() * SOCKET_ID_LEN);
+        for socket in sockets {
+            socket_ids.extend_from_slice(socket.as_bytes());
+        }
+        self.send(
+            gateway,
+            server_to_gateway::Kind::Multicast(SendToClients {
+                socket_ids: Bytes::from(socket_ids),
                 body,
             }),
         );
@@ -390,5 +452,52 @@ impl GatewayLinks {
     /// Stops the link threads.
     pub fn shutdown(&self) {
         self.link.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gamemesh_transport::LinkConfig;
+
+    /// A multicast a full pipe refuses is missed by every socket it named:
+    /// each is owed a kick, as for a refused `SendToClient`.
+    #[tokio::test]
+    async fn a_refused_multicast_owes_every_socket_a_kick() {
+        // A gateway that never reads, with the smallest queues.
+        let mut c = LinkConfig::new("gateway", 7, "127.0.0.1", 0);
+        c.rcvhwm = 1;
+        c.recv_queue = 1;
+        let (gateway, _never_read) = ZmqLink::bind(c).unwrap();
+        let mut c = LinkConfig::new("game-server", 1, "127.0.0.1", 0);
+        c.sndhwm = 1;
+        let (link, _events) = ZmqLink::bind(c).unwrap();
+        let links = GatewayLinks::new(link, 1, "tcp://127.0.0.1:1".into(), None);
+        let hello = GatewayHello {
+            gateway_node_id: 7,
+            p2p_endpoint: gateway.local_endpoint().to_string(),
+            incarnation: 1,
+            ..GatewayHello::default()
+        };
+        assert_eq!(links.on_hello(7, &hello, true, vec![]), HelloOutcome::New);
+
+        let sockets = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+        let body = Bytes::from(vec![7u8; 60_000]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while links.owed_kicks() == 0 {
+            assert!(Instant::now() < deadline, "the pipe never filled");
+            links.send_encoded_many(7, &sockets, body.clone());
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(links.owed_kicks(), sockets.len());
+        let owed = links.owed_kicks.lock().unwrap();
+        let owed = owed.get(&7).expect("owed on gateway 7");
+        for socket in &sockets {
+            assert_eq!(
+                owed.get(socket),
+                Some(&0),
+                "{socket} is owed an unguarded kick"
+            );
+        }
     }
 }

@@ -135,35 +135,9 @@ mod tests {
         }
     }
 
-    /// Redis Cluster's slot of a key: CRC16/XMODEM of its hash tag (the
-    /// text between the first `{` and the next `}`, if not empty) or of
-    /// the whole key, mod 16384.
-    fn cluster_slot(key: &str) -> u16 {
-        let hashed = match key.find('{') {
-            Some(open) => match key[open + 1..].find('}') {
-                Some(len) if len > 0 => &key[open + 1..open + 1 + len],
-                _ => key,
-            },
-            None => key,
-        };
-        let mut crc: u16 = 0;
-        for &b in hashed.as_bytes() {
-            crc ^= u16::from(b) << 8;
-            for _ in 0..8 {
-                crc = if crc & 0x8000 != 0 {
-                    (crc << 1) ^ 0x1021
-                } else {
-                    crc << 1
-                };
-            }
-        }
-        crc % 16384
-    }
-
     #[test]
     fn keys_that_are_used_together_share_a_redis_cluster_slot() {
-        // The reference value from the Redis Cluster specification.
-        assert_eq!(cluster_slot("123456789"), 0x31C3);
+        use gamemesh_node::redis_address::cluster_slot;
         // The registry reads the set and every node key in one MGET and
         // one pipeline: one slot for all of them.
         let registry = cluster_slot(NODES_KEY);

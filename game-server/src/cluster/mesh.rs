@@ -169,43 +169,35 @@ impl Mesh {
 
     /// Live peers that take logins, as gateways should learn them.
     pub fn live_peers(&self) -> Vec<NodeInfo> {
-        let now = Instant::now();
-        self.peers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(_, p)| p.accepting && self.live(p, now))
-            .map(|(id, p)| NodeInfo {
-                node_id: *id,
-                p2p_endpoint: p.p2p_endpoint.clone(),
-                mesh_endpoint: p.mesh_endpoint.clone(),
-            })
-            .collect()
+        self.map_live(true, |id, p| NodeInfo {
+            node_id: id,
+            p2p_endpoint: p.p2p_endpoint.clone(),
+            mesh_endpoint: p.mesh_endpoint.clone(),
+        })
     }
 
     /// Node ids of the live peers that take logins: what rooms are spread
     /// over (cheaper than [`live_peers`](Self::live_peers): no endpoints).
     pub fn live_peer_ids(&self) -> Vec<NodeId> {
-        let now = Instant::now();
-        self.peers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(_, p)| p.accepting && self.live(p, now))
-            .map(|(id, _)| *id)
-            .collect()
+        self.map_live(true, |id, _| id)
     }
 
     /// Every peer that is live, taking logins or not (pushes to everyone
     /// reach draining game servers' players too).
     pub fn live_peer_ids_all(&self) -> Vec<NodeId> {
+        self.map_live(false, |id, _| id)
+    }
+
+    /// `f` of every live peer (only those taking logins when
+    /// `accepting_only`), read under one lock at one instant.
+    fn map_live<T>(&self, accepting_only: bool, f: impl Fn(NodeId, &Peer) -> T) -> Vec<T> {
         let now = Instant::now();
         self.peers
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|(_, p)| self.live(p, now))
-            .map(|(id, _)| *id)
+            .filter(|(_, p)| (p.accepting || !accepting_only) && self.live(p, now))
+            .map(|(id, p)| f(*id, p))
             .collect()
     }
 
@@ -356,6 +348,32 @@ impl Mesh {
         }
     }
 
+    /// Our pipe to `peer` lost its connection (its process died): it stops
+    /// counting as live now, so its sessions may be adopted at once rather
+    /// than after the peer timeout; its next hello brings it back.
+    ///
+    /// The pipe is dialled again at once under a fresh routing id (a new
+    /// pipe replaces the old one): left to itself libzmq would reconnect
+    /// under the old id, which a peer that was paused (SIGSTOP, a VM
+    /// pause) and has not yet seen the old connection close parks for
+    /// good, and the two would never hear each other again.
+    fn connection_lost(&self, peer: NodeId) {
+        let now = Instant::now();
+        let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = peers.get_mut(&peer) {
+            if let Err(e) = self.link.connect(peer, &p.mesh_endpoint) {
+                warn!(peer, error = %e, "cannot dial mesh peer {peer} again");
+            }
+            if p.last_seen.is_some() {
+                p.last_seen = Some(now.checked_sub(self.peer_timeout).unwrap_or(now));
+            }
+            if std::mem::replace(&mut p.up, false) {
+                warn!("Game server {peer} is DOWN (mesh): its connection closed");
+                crate::metrics::hub().mesh_peer_down.increment(1);
+            }
+        }
+    }
+
     fn on_hello(&self, from: NodeId, hello: MeshHello) {
         let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
         let p = peers.entry(from).or_insert_with(|| {
@@ -490,6 +508,7 @@ pub async fn run<H: MeshHost>(
                     Ok(_) => {}
                     Err(e) => warn!(peer = from, error = %e, "undecodable mesh message dropped"),
                 },
+                Some(LinkEvent::PeerDisconnected { peer }) => state.mesh().connection_lost(peer),
                 None => break,
             },
         }

@@ -22,6 +22,7 @@ pub mod placement;
 pub mod pusher;
 pub mod sessions;
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use gamemesh_proto::internal::{mesh_message, GameRoomReply};
@@ -107,6 +108,10 @@ fn on_mesh(link: &Link, from: NodeId, kind: mesh_message::Kind) {
             let answer = link.runtime.serve_room(r.body);
             link.tracker.spawn(async move {
                 let body = answer.await;
+                if state.faults.drop_room_replies.load(Ordering::Acquire) {
+                    tracing::debug!(from, "room reply dropped (test fault)");
+                    return;
+                }
                 state.mesh.send_kind(
                     from,
                     mesh_message::Kind::GameRoomReply(GameRoomReply {
@@ -118,9 +123,11 @@ fn on_mesh(link: &Link, from: NodeId, kind: mesh_message::Kind) {
         }
         mesh_message::Kind::GameRoomReply(r) => link.placement.on_reply(r.request_id, r.body),
         mesh_message::Kind::GamePushDelivery(d) => {
+            let mut local = pusher::LocalFanOut::default();
             for (user, session) in d.user_ids.iter().zip(&d.session_ids) {
-                pusher::deliver_here(&state, *user, *session, &d.packet);
+                local.add_session(&state, *user, *session);
             }
+            local.send(&state, &d.packet);
         }
         mesh_message::Kind::GamePushEveryone(e) => {
             pusher::deliver_everyone_here(&state, &e.packet);

@@ -82,7 +82,7 @@ impl RoomPlacement for MeshPlacement {
         let state = self
             .state
             .upgrade()
-            .ok_or_else(|| GameError::unavailable("game server stopping"))?;
+            .ok_or_else(|| GameError::nothing_happened("game server stopping"))?;
         let request_id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         // Waiting first: the answer may arrive before `send_kind` returns.
@@ -95,15 +95,19 @@ impl RoomPlacement for MeshPlacement {
             }),
         );
         drop(state);
-        let reply = if sent {
-            tokio::time::timeout(self.timeout, rx)
-                .await
-                .ok()
-                .and_then(Result::ok)
-        } else {
-            None
-        };
+        if !sent {
+            self.pending().remove(&request_id);
+            // Never left this game server: the room did not see it.
+            return Err(GameError::nothing_happened(format!(
+                "game server {node} is not reachable for the room"
+            )));
+        }
+        let reply = tokio::time::timeout(self.timeout, rx)
+            .await
+            .ok()
+            .and_then(Result::ok);
         self.pending().remove(&request_id);
+        // Sent and not answered: the room may have done it.
         reply.ok_or_else(|| {
             GameError::unavailable(format!("game server {node} did not answer for the room"))
         })

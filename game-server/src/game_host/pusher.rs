@@ -6,12 +6,17 @@
 //! recipient). Pushes for one recipient go out in the order they were
 //! handed over: locally straight to its gateway pipe, remotely on the one
 //! mesh pipe to its game server, which writes them in arrival order.
+//! Local recipients behind one gateway share one link message per push
+//! ([`LocalFanOut`]): the gateway fans it out to their sockets.
 
 use std::sync::Weak;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use gamemesh_proto::internal::{mesh_message, DeliverToUser, GamePushDelivery, GamePushEveryone};
+use gamemesh_transport::NodeId;
 use tracing::debug;
+use uuid::Uuid;
 
 use crate::api::{Push, PushError, Pusher, Recipient};
 use crate::state::HubState;
@@ -30,33 +35,55 @@ impl CorePusher {
     }
 }
 
-/// Writes `packet` to `user`'s socket if its session `session` is owned
-/// here; false when it is not.
-pub(crate) fn deliver_here(
-    state: &HubState,
-    user: u64,
-    session: u64,
-    packet: &bytes::Bytes,
-) -> bool {
-    match state.sessions.get(session) {
-        Some(a) if a.session.user_id == user && !a.session.is_ended() => {
+/// The sockets one push goes to on this game server, grouped by gateway
+/// in the order the recipients came: each gateway then gets the push as
+/// one `SendToClients` (one link message, the body once), and writes it to
+/// its sockets in that order.
+#[derive(Default)]
+pub(crate) struct LocalFanOut {
+    /// Gateways in first-seen order, each with its sockets in order.
+    by_gateway: Vec<(NodeId, Vec<Uuid>)>,
+}
+
+impl LocalFanOut {
+    /// Adds `user`'s socket if its session `session` is owned here; false
+    /// when it is not.
+    pub(crate) fn add_session(&mut self, state: &HubState, user: u64, session: u64) -> bool {
+        match state.sessions.get(session) {
+            Some(a) if a.session.user_id == user && !a.session.is_ended() => {
+                self.add(a.gateway, a.socket);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Adds one socket of `gateway`.
+    pub(crate) fn add(&mut self, gateway: NodeId, socket: Uuid) {
+        match self.by_gateway.iter_mut().find(|(g, _)| *g == gateway) {
+            Some((_, sockets)) => sockets.push(socket),
+            None => self.by_gateway.push((gateway, vec![socket])),
+        }
+    }
+
+    /// Sends `packet` to every socket added, one message per gateway.
+    pub(crate) fn send(self, state: &HubState, packet: &Bytes) {
+        for (gateway, sockets) in self.by_gateway {
             state
                 .gateways
-                .send_encoded(a.gateway, &a.socket, packet.clone());
-            true
+                .send_encoded_many(gateway, &sockets, packet.clone());
         }
-        _ => false,
     }
 }
 
 /// Writes `packet` to every session owned here; how many.
-pub(crate) fn deliver_everyone_here(state: &HubState, packet: &bytes::Bytes) -> usize {
+pub(crate) fn deliver_everyone_here(state: &HubState, packet: &Bytes) -> usize {
     let all = state.sessions.all();
+    let mut fan_out = LocalFanOut::default();
     for a in &all {
-        state
-            .gateways
-            .send_encoded(a.gateway, &a.socket, packet.clone());
+        fan_out.add(a.gateway, a.socket);
     }
+    fan_out.send(state, packet);
     all.len()
 }
 
@@ -68,10 +95,11 @@ impl Pusher for CorePusher {
         };
         // Grouped per game server, in the order recipients came: one mesh
         // message per remote game server.
+        let mut local = LocalFanOut::default();
         let mut remote: Vec<(u64, GamePushDelivery)> = Vec::new();
         for r in recipients {
             if r.node == self.node_id {
-                deliver_here(&state, r.user_id, r.session_id, push.encoded());
+                local.add_session(&state, r.user_id, r.session_id);
             } else if r.node != 0 {
                 let i = match remote.iter().position(|(n, _)| *n == r.node) {
                     Some(i) => i,
@@ -90,6 +118,7 @@ impl Pusher for CorePusher {
                 remote[i].1.session_ids.push(r.session_id);
             }
         }
+        local.send(&state, push.encoded());
         for (node, delivery) in remote {
             if !state
                 .mesh

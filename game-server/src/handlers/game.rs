@@ -17,7 +17,13 @@ use crate::state::HubState;
 
 type Reply = Result<HubResponse, BoxError>;
 
+/// The reply to game code's error; one that promises nothing happened
+/// ([`GameError::NothingHappened`]) is marked so, and only it is not
+/// cached against the sequence id.
 fn error(seq: u64, e: &GameError) -> HubResponse {
+    if e.is_nothing_happened() {
+        return HubResponse::nothing_happened(seq, e.detail());
+    }
     HubResponse::error(seq, e.error_code(), e.detail())
 }
 
@@ -42,11 +48,7 @@ pub async fn route(state: Arc<HubState>, req: HubRequest, game: GameRequest) -> 
         return Ok(no_session(seq));
     };
     let Some(runtime) = state.game() else {
-        return Ok(HubResponse::error(
-            seq,
-            ErrorCode::Unavailable,
-            "game server starting",
-        ));
+        return Ok(HubResponse::nothing_happened(seq, "game server starting"));
     };
     let answer = runtime.dispatch(who, seq, &game.route, game.payload).await;
     Ok(match answer {

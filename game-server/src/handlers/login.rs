@@ -121,10 +121,10 @@ fn refuse_second_login(state: &HubState, req: &HubRequest, user_id: u64) -> Opti
         KickReason::ProtocolError,
         detail,
     );
-    Some(HubResponse {
-        reply: packets::kicked(KickReason::ProtocolError, detail),
-        effect: SessionEffect::Close,
-    })
+    Some(HubResponse::with_effect(
+        packets::kicked(KickReason::ProtocolError, detail),
+        SessionEffect::Close,
+    ))
 }
 
 /// Step 2: a user id that is a user, a game server that takes logins, and
@@ -297,8 +297,5 @@ fn answer(
     if seq != 0 {
         session.record(seq, &reply);
     }
-    HubResponse {
-        reply,
-        effect: SessionEffect::Attach(session),
-    }
+    HubResponse::with_effect(reply, SessionEffect::Attach(session))
 }

@@ -27,9 +27,10 @@ pub async fn handle(state: Arc<HubState>, req: HubRequest) -> Result<HubResponse
         Ok(_) => {}
         Err(e) => {
             warn!("Logout failed: SessionId={}: {e}", session.session_id);
-            return Ok(HubResponse::error(
+            // The delete may have landed, but a logout run again changes
+            // nothing more: the re-send may run.
+            return Ok(HubResponse::nothing_happened(
                 seq,
-                ErrorCode::Unavailable,
                 "session store unavailable; retry",
             ));
         }
@@ -45,11 +46,11 @@ pub async fn handle(state: Arc<HubState>, req: HubRequest) -> Result<HubResponse
         "Session logged out: UserId={}, SessionId={}",
         session.user_id, session.session_id
     );
-    Ok(HubResponse {
-        reply: ServerPacket {
+    Ok(HubResponse::with_effect(
+        ServerPacket {
             sequence_id: seq,
             body: Some(server_packet::Body::Logout(LogoutResponse {})),
         },
-        effect: SessionEffect::Detach,
-    })
+        SessionEffect::Detach,
+    ))
 }

@@ -234,10 +234,10 @@ pub async fn handle(
                     }),
                 })),
             };
-            Ok(HubResponse {
+            Ok(HubResponse::with_effect(
                 reply,
-                effect: SessionEffect::Attach(session),
-            })
+                SessionEffect::Attach(session),
+            ))
         }
         Ok(Err(code)) => {
             warn!(

@@ -4,11 +4,11 @@
 
 use std::task::{Context, Poll};
 
-use futures::future::{Either, Ready};
+use futures::future::Either;
 use gamemesh_proto::client::{client_packet::Body, ErrorCode};
 use tower::{Layer, Service};
 
-use crate::request::{BoxError, HubRequest, HubResponse};
+use crate::request::{refuse_now, Answered, BoxError, HubRequest, HubResponse};
 
 /// Adds [`Authentication`].
 #[derive(Debug, Clone, Default)]
@@ -50,7 +50,7 @@ where
 {
     type Response = HubResponse;
     type Error = BoxError;
-    type Future = Either<Ready<Result<HubResponse, BoxError>>, S::Future>;
+    type Future = Answered<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)
@@ -63,11 +63,7 @@ where
             req.session = None;
         }
         if req.session.is_none() && !allowed_without_session(&req.packet.body) {
-            return Either::Left(futures::future::ready(Ok(HubResponse::error(
-                req.packet.sequence_id,
-                ErrorCode::NotAuthenticated,
-                "log in or resume first",
-            ))));
+            return refuse_now(&req, ErrorCode::NotAuthenticated, "log in or resume first");
         }
         Either::Right(self.inner.call(req))
     }

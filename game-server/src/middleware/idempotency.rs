@@ -4,6 +4,14 @@
 //! session still holds it (the last `--reply-cache` replies), otherwise
 //! with `DUPLICATE_SEQUENCE`. Fresh packets run, and their reply is
 //! recorded with the new watermark.
+//!
+//! Every reply is recorded, an `UNAVAILABLE` included: a handler that
+//! timed out on a room or a store may have done its work, and a re-send
+//! must not do it twice. Two kinds of answer are not recorded, because
+//! the packet did not execute: a reply the handler marked
+//! [`HubResponse::nothing_happened`] (only the handler knows that, so it
+//! says so; the re-send runs again), and a packet answered by closing the
+//! socket.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -119,22 +127,30 @@ where
             Poll::Pending => return Poll::Pending,
             Poll::Ready(out) => out,
         };
-        if let (Ok(resp), Some((session, seq))) = (&out, this.record.take()) {
-            // A packet answered by closing the socket did not execute: its
-            // sequence id stays fresh for the session. Nor did one answered
-            // UNAVAILABLE (a store call failed and nothing changed): caching
-            // that answer would give every retry the same error forever.
-            if !matches!(resp.effect, SessionEffect::Close) && !is_unavailable(&resp.reply) {
-                session.record(seq, &resp.reply);
-            }
+        let (mut resp, (session, seq)) = match (out, this.record.take()) {
+            (Ok(resp), Some(record)) => (resp, record),
+            (out, _) => return Poll::Ready(out),
+        };
+        // A packet answered by closing the socket did not execute: its
+        // sequence id stays fresh for the session. Nor did one whose
+        // handler said nothing happened: its re-send runs again.
+        if !matches!(resp.effect, SessionEffect::Close) && !resp.nothing_happened {
+            mark_outcome_unknown(&mut resp.reply);
+            session.record(seq, &resp.reply);
         }
-        Poll::Ready(out)
+        Poll::Ready(Ok(resp))
     }
 }
 
-/// True for an `ErrorResponse{UNAVAILABLE}`.
-fn is_unavailable(reply: &ServerPacket) -> bool {
-    matches!(&reply.body, Some(server_packet::Body::Error(e)) if e.code == ErrorCode::Unavailable as i32)
+/// An `UNAVAILABLE` kept as a sequence id's answer tells the client so
+/// (`ErrorResponse.outcome_unknown`): the request may have run, and a
+/// re-send gets this answer back, so re-sending it again is pointless.
+fn mark_outcome_unknown(reply: &mut ServerPacket) {
+    if let Some(server_packet::Body::Error(e)) = &mut reply.body {
+        if e.code == ErrorCode::Unavailable as i32 {
+            e.outcome_unknown = true;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -206,6 +222,76 @@ mod tests {
         send.send_response(echo_reply(0, b"b"));
         b.await.unwrap();
         assert_eq!(s.last_executed(), 0, "seq 0 moves no watermark");
+    }
+
+    /// Runs `req` through `svc`, answering it with `resp` on `handle`.
+    async fn answered(
+        svc: &mut Idempotency<mock::Mock<HubRequest, HubResponse>>,
+        handle: &mut mock::Handle<HubRequest, HubResponse>,
+        req: HubRequest,
+        resp: HubResponse,
+    ) -> HubResponse {
+        handle.allow(1);
+        let call = {
+            let mut svc = svc.clone();
+            tokio::spawn(async move {
+                futures::future::poll_fn(|cx| svc.poll_ready(cx))
+                    .await
+                    .unwrap();
+                svc.call(req).await.unwrap()
+            })
+        };
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(resp);
+        call.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_that_may_have_happened_is_replayed_not_run_again() {
+        let (svc, mut handle) = mock::pair::<HubRequest, HubResponse>();
+        let mut svc = IdempotencyLayer::new().layer(svc);
+        let s = session();
+        let maybe = HubResponse::error(5, ErrorCode::Unavailable, "room did not answer");
+        let first = answered(&mut svc, &mut handle, echo(5, b"x", Some(s.clone())), maybe).await;
+        assert_eq!(s.last_executed(), 5, "recorded");
+        assert!(outcome_unknown(&first), "the client is told: {first:?}");
+
+        // The re-send does not reach the handler: the mock allows no call.
+        handle.allow(0);
+        let replay = svc.call(echo(5, b"x", Some(s))).await.unwrap();
+        assert_eq!(replay.reply, first.reply);
+    }
+
+    fn outcome_unknown(resp: &HubResponse) -> bool {
+        matches!(&resp.reply.body, Some(server_packet::Body::Error(e)) if e.outcome_unknown)
+    }
+
+    #[tokio::test]
+    async fn a_reply_marked_nothing_happened_is_not_recorded_and_the_resend_runs() {
+        let (svc, mut handle) = mock::pair::<HubRequest, HubResponse>();
+        let mut svc = IdempotencyLayer::new().layer(svc);
+        let s = session();
+        let nothing = HubResponse::nothing_happened(5, "store down");
+        let first = answered(
+            &mut svc,
+            &mut handle,
+            echo(5, b"x", Some(s.clone())),
+            nothing,
+        )
+        .await;
+        assert_eq!(error_code(&first), Some(ErrorCode::Unavailable as i32));
+        assert!(!outcome_unknown(&first), "{first:?}");
+        assert_eq!(s.last_executed(), 0, "not recorded");
+
+        let resent = answered(
+            &mut svc,
+            &mut handle,
+            echo(5, b"x", Some(s.clone())),
+            echo_reply(5, b"x"),
+        )
+        .await;
+        assert_eq!(resent.reply, echo_reply(5, b"x").reply, "ran again");
+        assert_eq!(s.last_executed(), 5);
     }
 
     #[tokio::test]

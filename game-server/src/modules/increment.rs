@@ -10,9 +10,12 @@
 //! round trip for that guarantee.
 //!
 //! If the save fails (store down, or the session moved to another owner)
-//! the increment is undone in memory and answered `UNAVAILABLE`, which the
+//! the increment is undone in memory and answered `UNAVAILABLE` marked
+//! "nothing happened" ([`GameError::NothingHappened`]), which the
 //! idempotency layer does not cache: the client retries with the same
-//! sequence id and it runs then, once.
+//! sequence id and it runs then, once. (A save that timed out after Redis
+//! applied it is harmless too: the re-run computes the same value from the
+//! undone counter and saves it again under the same watermark.)
 //!
 //! The counter lives with the session's exactly-once state (it must be
 //! saved in the same write as the sequence watermark), so this module
@@ -69,7 +72,7 @@ async fn increment(state: Arc<HubState>, ctx: Ctx) -> Result<IncrementResponse, 
     };
     session.undo_increment(&done);
     metrics::counter!("gamemesh_game_server_increments_undone_total").increment(1);
-    Err(GameError::unavailable(detail))
+    Err(GameError::nothing_happened(detail))
 }
 
 impl Module for Increment {
@@ -91,7 +94,7 @@ impl Module for Increment {
                 async move {
                     match state {
                         Some(state) => increment(state, ctx).await,
-                        None => Err(GameError::unavailable("game server stopping")),
+                        None => Err(GameError::nothing_happened("game server stopping")),
                     }
                 }
             },

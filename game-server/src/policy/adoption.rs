@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
-use gamemesh_proto::client::{ErrorCode, KickReason};
+use gamemesh_proto::client::KickReason;
 use tower::{Layer, Service};
 use tracing::warn;
 
@@ -100,16 +100,16 @@ where
                             KickReason::SessionExpired,
                             "the session no longer exists; log in again",
                         );
-                        return Ok(HubResponse {
-                            reply: Default::default(),
-                            effect: SessionEffect::Close,
-                        });
+                        return Ok(HubResponse::with_effect(
+                            Default::default(),
+                            SessionEffect::Close,
+                        ));
                     }
                     Err(MoveError::Store(e)) => {
                         warn!("Adoption of SessionId={} failed: {e}", pin.session_id);
-                        return Ok(HubResponse::error(
+                        // The packet did not run: its re-send may.
+                        return Ok(HubResponse::nothing_happened(
                             seq,
-                            ErrorCode::Unavailable,
                             "session store unavailable; retry",
                         ));
                     }

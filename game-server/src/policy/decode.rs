@@ -5,13 +5,13 @@
 
 use std::task::{Context, Poll};
 
-use futures::future::{Either, Ready};
+use futures::future::Either;
 use gamemesh_proto::client::{ClientPacket, ErrorCode};
 use gamemesh_proto::{packets, Message};
 use tower::{Layer, Service};
 use tracing::warn;
 
-use crate::request::{BoxError, HubRequest, HubResponse};
+use crate::request::{answer_now, Answered, BoxError, HubRequest, HubResponse};
 
 /// Adds [`Decode`].
 #[derive(Debug, Clone, Default)]
@@ -44,7 +44,7 @@ where
 {
     type Response = HubResponse;
     type Error = BoxError;
-    type Future = Either<Ready<Result<HubResponse, BoxError>>, S::Future>;
+    type Future = Answered<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)
@@ -58,11 +58,11 @@ where
                 Err(e) => {
                     warn!("Malformed packet: Socket={}: {e}", req.conn.socket);
                     let seq = packets::peek_sequence_id(&req.frame);
-                    return Either::Left(futures::future::ready(Ok(HubResponse::error(
+                    return answer_now(HubResponse::error(
                         seq,
                         ErrorCode::MalformedPacket,
                         "body is not a ClientPacket",
-                    ))));
+                    ));
                 }
             }
         }

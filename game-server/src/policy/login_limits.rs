@@ -46,11 +46,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::future::{Either, Ready};
+use futures::future::Either;
 use gamemesh_proto::client::{client_packet, ErrorCode};
 use tower::{Layer, Service};
 
-use crate::request::{BoxError, HubRequest, HubResponse};
+use crate::request::{refuse_now, Answered, BoxError, HubRequest, HubResponse};
 
 use gamemesh_node::log_throttle::{KeyedLogThrottle, LogThrottle};
 use gamemesh_node::rate_limit::{ip_key, KeyedLimiter, Rate};
@@ -217,13 +217,16 @@ pub struct LoginLimit<S> {
     limits: Arc<LoginLimits>,
 }
 
+/// What a client over the limit is told.
+const TOO_MANY: &str = "too many login attempts; retry later";
+
 impl<S> Service<HubRequest> for LoginLimit<S>
 where
     S: Service<HubRequest, Response = HubResponse, Error = BoxError>,
 {
     type Response = HubResponse;
     type Error = BoxError;
-    type Future = Either<Ready<Result<HubResponse, BoxError>>, S::Future>;
+    type Future = Answered<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)
@@ -243,11 +246,7 @@ where
                             refused.key, req.conn.socket, login.user_id
                         );
                     }
-                    return Either::Left(futures::future::ready(Ok(HubResponse::error(
-                        req.packet.sequence_id,
-                        ErrorCode::RateLimited,
-                        "too many login attempts; retry later",
-                    ))));
+                    return refuse_now(&req, ErrorCode::RateLimited, TOO_MANY);
                 }
             }
         }

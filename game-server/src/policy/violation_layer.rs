@@ -106,10 +106,7 @@ where
     }
 
     fn call(&mut self, req: HubRequest) -> Self::Future {
-        let closed = HubResponse {
-            reply: Default::default(),
-            effect: SessionEffect::Close,
-        };
+        let closed = HubResponse::with_effect(Default::default(), SessionEffect::Close);
         if self.window.lock().unwrap_or_else(|p| p.into_inner()).kicked {
             // Kicked: what is still queued from the socket is dropped.
             return Box::pin(futures::future::ready(Ok(closed)));

@@ -1,14 +1,18 @@
-//! [`RedisConn`]: one multiplexed connection to the primary, shared by
-//! every Redis user in the game server, with every command bounded by the
-//! timeout and every error text scrubbed of secrets.
+//! [`RedisConn`]: one multiplexed connection to the primary (or to a Redis
+//! Cluster), shared by every Redis user in the game server, with every
+//! command bounded by the timeout and every error text scrubbed of
+//! secrets. The connection is a [`SharedConnection`], so no caller cares
+//! which of the three deployments it talks to.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use gamemesh_node::redis_address::{redact, RedisAddress, REDACTED};
+use gamemesh_node::redis_address::{redact, ClusterAddress, RedisAddress, REDACTED};
+use gamemesh_node::redis_connection::{PubSubClient, SharedConnection};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, ErrorKind, RedisError, TlsCertificates};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::{Client, ErrorKind, RedisError, TlsCertificates, TlsMode};
 use tokio::sync::{watch, Mutex, Notify};
 use tracing::info;
 
@@ -16,14 +20,18 @@ use super::sentinel::Sentinels;
 use super::target;
 use super::{CommandError, RedisConnectError, RedisOptions};
 
-/// The primary's connection, and where it points.
+/// The primary's connection, and where it points. For a Redis Cluster,
+/// the cluster's: the crate follows its shards' failovers, so it is never
+/// replaced.
 pub(crate) struct Primary {
-    /// `host:port`, to tell whether the sentinels name someone else.
+    /// `host:port`, to tell whether the sentinels name someone else (the
+    /// seeds, for a cluster).
     pub(crate) addr: String,
-    /// Multiplexed, self-reconnecting (to this address).
-    pub(crate) conn: ConnectionManager,
+    /// Multiplexed, self-reconnecting (to this address, or to the
+    /// cluster's nodes).
+    pub(crate) conn: SharedConnection,
     /// Its client, for connections that cannot be shared (pub/sub).
-    pub(crate) client: Client,
+    pub(crate) client: PubSubClient,
 }
 
 /// Shared by every clone of a [`RedisConn`].
@@ -125,6 +133,18 @@ impl RedisConn {
                     .map_err(fail)?;
                 (client, Some(sentinel))
             }
+            RedisAddress::Cluster(address) => {
+                let primary = connect_cluster(&address, certs, timeout, &shown, &scrub).await?;
+                info!("Redis: {shown} (Redis Cluster)");
+                return Ok(Self::from_parts(
+                    primary,
+                    None,
+                    timeout,
+                    shown,
+                    secrets,
+                    manager_config,
+                ));
+            }
         };
         let addr = client.get_connection_info().addr().to_string();
         let conn = tokio::time::timeout(
@@ -150,18 +170,47 @@ impl RedisConn {
         } else {
             info!("Redis: {shown}");
         }
-        Ok(Self {
+        let primary = Primary {
+            addr,
+            conn: SharedConnection::Single(conn),
+            client: PubSubClient::Single(client),
+        };
+        Ok(Self::from_parts(
+            primary,
+            sentinels,
+            timeout,
+            shown,
+            secrets,
+            manager_config,
+        ))
+    }
+
+    fn from_parts(
+        primary: Primary,
+        sentinels: Option<Sentinels>,
+        timeout: Duration,
+        target: String,
+        secrets: Vec<String>,
+        manager_config: ConnectionManagerConfig,
+    ) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                primary: RwLock::new(Primary { addr, conn, client }),
+                primary: RwLock::new(primary),
                 sentinels: sentinels.map(Mutex::new),
                 recheck: Notify::new(),
                 timeout,
-                target: shown,
+                target,
                 secrets,
                 manager_config,
                 switches: watch::Sender::new(0),
             }),
-        })
+        }
+    }
+
+    /// True for a Redis Cluster: a pipeline or multi-key command must then
+    /// keep to one slot.
+    pub fn is_cluster(&self) -> bool {
+        self.read_primary().conn.is_cluster()
     }
 
     /// The address, redacted (for log lines).
@@ -185,7 +234,7 @@ impl RedisConn {
     /// with their own bounds and errors (the job store). Bound each call by
     /// the timeout and report failures with
     /// [`suspect_primary`](Self::suspect_primary).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> SharedConnection {
         self.conn()
     }
 
@@ -193,14 +242,14 @@ impl RedisConn {
     /// connections that cannot be multiplexed: pub/sub. After a failover
     /// it names the new primary; [`primary_changes`](Self::primary_changes)
     /// says when to open a new one.
-    pub fn primary_client(&self) -> Client {
+    pub fn primary_client(&self) -> PubSubClient {
         self.read_primary().client.clone()
     }
 
     /// A command through [`connection`](Self::connection) failed: with
     /// Sentinel, ask the sentinels now rather than at the next poll.
     pub fn suspect_primary(&self) {
-        if self.inner.sentinels.is_some() {
+        if self.inner.sentinels.is_some() || self.is_cluster() {
             self.inner.recheck.notify_one();
         }
     }
@@ -238,7 +287,7 @@ impl RedisConn {
         self.inner.primary.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> SharedConnection {
         self.read_primary().conn.clone()
     }
 
@@ -273,6 +322,75 @@ impl RedisConn {
         self.suspect_primary();
         Err(result)
     }
+}
+
+/// Connects to a Redis Cluster through its seeds and checks it answers
+/// `PING`. Two clients: commands speak RESP2 (the replies every store
+/// parses), pub/sub RESP3 (sharded messages arrive as pushes).
+async fn connect_cluster(
+    address: &ClusterAddress,
+    certs: Option<TlsCertificates>,
+    timeout: Duration,
+    shown: &str,
+    scrub: &dyn Fn(String) -> String,
+) -> Result<Primary, RedisConnectError> {
+    let build = |resp3: bool| -> Result<ClusterClient, RedisConnectError> {
+        let mut b = ClusterClientBuilder::new(address.seed_urls())
+            .connection_timeout(timeout)
+            .response_timeout(timeout);
+        if let Some(u) = &address.username {
+            b = b.username(u);
+        }
+        if let Some(p) = &address.password {
+            b = b.password(p);
+        }
+        if address.tls {
+            b = b.tls(TlsMode::Secure);
+            if let Some(certs) = &certs {
+                b = b.certs(certs.clone());
+            }
+        }
+        if resp3 {
+            b = b.use_protocol(redis::ProtocolVersion::RESP3);
+        }
+        b.build().map_err(|e| {
+            RedisConnectError::Config(format!(
+                "REDIS_CONNECTION {shown} cannot be used: {}",
+                scrub(e.to_string())
+            ))
+        })
+    };
+    let commands = build(false)?;
+    let pubsub = build(true)?;
+    let fail = |e: RedisError| classify(shown, scrub(e.to_string()), &e);
+    let mut conn = tokio::time::timeout(timeout * 2, commands.get_async_connection())
+        .await
+        .map_err(|_| RedisConnectError::Unreachable {
+            target: shown.to_string(),
+            reason: format!(
+                "no cluster node answered within {} ms",
+                (timeout * 2).as_millis()
+            ),
+        })?
+        .map_err(fail)?;
+    tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut conn))
+        .await
+        .map_err(|_| RedisConnectError::Unreachable {
+            target: shown.to_string(),
+            reason: format!("no answer to PING within {} ms", timeout.as_millis()),
+        })?
+        .map_err(fail)?;
+    let addr = address
+        .nodes
+        .iter()
+        .map(|(h, p)| format!("{h}:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(Primary {
+        addr,
+        conn: SharedConnection::Cluster(conn),
+        client: PubSubClient::Cluster(pubsub),
+    })
 }
 
 /// Reads the CA file for `rediss://`.

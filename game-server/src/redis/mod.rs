@@ -12,6 +12,19 @@
 //! | `rediss://[user:pass@]host:port[/db]` | TLS. The server's certificate is checked against the system's roots, or against `--redis-ca-file` alone when it is given. |
 //! | `redis+sentinel://[user:pass@]host:port[,host:port...]/<master-name>[/db]` | Sentinel: the sentinels (port 26379 when left out) name the primary of `<master-name>`. The user and password are for the data nodes; the sentinels' own are `--redis-sentinel-username` / `--redis-sentinel-password`. |
 //! | `rediss+sentinel://...` | The same, with TLS to the sentinels and to the data nodes. |
+//! | `redis+cluster://[user:pass@]host:port[,host:port...]` | Redis Cluster: the nodes listed are seeds (one that answers is enough); the redis crate's asynchronous cluster client routes every command by its key's slot, follows `MOVED`/`ASK` and a shard's failover by itself. The user and password are every node's. |
+//! | `rediss+cluster://...` | The same, with TLS to every node (`--redis-ca-file` as for `rediss://`). |
+//!
+//! **A cluster** needs every script, pipeline and multi-key command to
+//! touch keys of one slot: the stores' keys carry hash tags (`{u:<id>}`,
+//! `{room:<kind>:<name>}`, `{cluster}`, `{jobs}`), checked by
+//! `tests::every_script_touches_one_cluster_slot` in `crate::redis`. Its
+//! pub/sub is sharded (`SPUBLISH`/`SSUBSCRIBE`, see `gamemesh_jobs::events`).
+//! Commands follow a cluster's failover by themselves: the crate refreshes
+//! its slot map on `MOVED` or a lost connection and retries there.
+//! [`RedisConn::follow_primary`] only notices that a shard's primary
+//! changed ([`cluster`]), so the sessions saved through the dead one are
+//! saved again, as after a Sentinel failover.
 //!
 //! **Discovery** is the redis crate's `SentinelClient`: it asks each
 //! sentinel in turn and checks that the node named answers `ROLE` as a
@@ -36,6 +49,7 @@
 //! `gamemesh_node::redis_address::redact`, and every error text is scrubbed
 //! of the passwords we hold.
 
+pub mod cluster;
 pub mod conn;
 pub mod sentinel;
 pub mod target;
@@ -155,7 +169,115 @@ impl RedisOptions {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use gamemesh_node::redis_address::cluster_slot;
+
     use super::*;
+
+    /// The `KEYS[n]` a script reads, and whether every `redis.call` in it
+    /// takes a declared key (none builds a key from its arguments).
+    fn declared_keys_read(lua: &str) -> (BTreeSet<usize>, Vec<String>) {
+        let read = lua
+            .split("KEYS[")
+            .skip(1)
+            .filter_map(|rest| rest.split_once(']')?.0.parse().ok())
+            .collect();
+        let undeclared = lua
+            .split("redis.call(")
+            .skip(1)
+            .filter_map(|call| {
+                let arg = call.split_once(',')?.1.trim_start();
+                (!arg.starts_with("KEYS[")).then(|| arg.chars().take(30).collect())
+            })
+            .collect();
+        (read, undeclared)
+    }
+
+    /// On a Redis Cluster each script must touch one slot. For every
+    /// script of the session, room and player-data stores: the keys its
+    /// caller passes (built by the same key functions) share one slot, the
+    /// script reads no `KEYS[n]` beyond them, and touches no key it was
+    /// not given. (The job store's scripts have the same test in
+    /// `gamemesh_jobs::store`; the registry's keys are checked in
+    /// `cluster::membership`.)
+    #[test]
+    fn every_script_touches_one_cluster_slot() {
+        use crate::api::data::redis as data;
+        use crate::api::room::redis_store as room;
+        use crate::api::room::RoomKey;
+        use crate::session::redis as session;
+
+        let user = 4_242;
+        let r = RoomKey::new("arena", "r-1").unwrap();
+        let scripts: Vec<(&str, &str, Vec<String>)> = vec![
+            (
+                "session LOGIN",
+                session::LOGIN,
+                vec![session::session_key(user)],
+            ),
+            (
+                "session TAKE_OVER",
+                session::TAKE_OVER,
+                vec![session::session_key(user)],
+            ),
+            (
+                "session SAVE",
+                session::SAVE,
+                vec![session::session_key(user)],
+            ),
+            (
+                "session DISCONNECT",
+                session::DISCONNECT,
+                vec![session::session_key(user)],
+            ),
+            (
+                "session REMOVE",
+                session::REMOVE,
+                vec![session::session_key(user)],
+            ),
+            ("room ACQUIRE", room::ACQUIRE, vec![room::lease_key(&r)]),
+            (
+                "room SAVE",
+                room::SAVE,
+                vec![room::lease_key(&r), room::checkpoint_key(&r)],
+            ),
+            ("room RELEASE", room::RELEASE, vec![room::lease_key(&r)]),
+            (
+                "room CLOSE",
+                room::CLOSE,
+                vec![room::lease_key(&r), room::checkpoint_key(&r)],
+            ),
+            (
+                "room REMOVE_MEMBER",
+                room::REMOVE_MEMBER,
+                vec![room::user_rooms_key(user)],
+            ),
+            ("data SET", data::SET, vec![data::data_key(user)]),
+            ("data DELETE", data::DELETE, vec![data::data_key(user)]),
+        ];
+        for (name, lua, keys) in scripts {
+            let (read, undeclared) = declared_keys_read(lua);
+            assert!(
+                read.iter().all(|n| (1..=keys.len()).contains(n)),
+                "{name} reads KEYS{read:?} but is given {} keys",
+                keys.len()
+            );
+            assert!(
+                undeclared.is_empty(),
+                "{name} touches keys it is not given: {undeclared:?}"
+            );
+            let slots: BTreeSet<u16> = keys.iter().map(|k| cluster_slot(k)).collect();
+            assert_eq!(slots.len(), 1, "{name} spans slots {slots:?}: {keys:?}");
+        }
+        // A user's session, data and rooms share the user's slot (a
+        // login, kick, resume, save or logout stays on one shard), and
+        // users spread over slots.
+        let u = cluster_slot(&session::session_key(user));
+        assert_eq!(cluster_slot(&data::data_key(user)), u);
+        assert_eq!(cluster_slot(&room::user_rooms_key(user)), u);
+        assert_ne!(cluster_slot(&session::session_key(user + 1)), u);
+    }
 
     #[test]
     fn flags_that_do_not_fit_the_address_are_refused() {

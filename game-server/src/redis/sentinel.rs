@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use gamemesh_node::redis_address::SentinelAddress;
+use gamemesh_node::redis_connection::{PubSubClient, SharedConnection};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
@@ -48,6 +49,9 @@ impl RedisConn {
     /// command) and moves to the primary they name. Returns at once for a
     /// plain address, whose `ConnectionManager` reconnects by itself.
     pub async fn follow_primary(self, shutdown: CancellationToken) {
+        if self.is_cluster() {
+            return self.follow_cluster(shutdown).await;
+        }
         let Some(sentinels) = &self.inner.sentinels else {
             return;
         };
@@ -63,6 +67,21 @@ impl RedisConn {
                 _ = tokio::time::sleep(RECHECK_GAP) => {}
             }
         }
+    }
+
+    /// True for a `redis+sentinel://` address: the primary has replicas
+    /// (the login waits for one, `session::replica_ack`).
+    pub fn has_replicas(&self) -> bool {
+        self.inner.sentinels.is_some()
+    }
+
+    /// Whether the sentinels now name a primary other than `addr` (a
+    /// failover has begun: what `addr` took may be lost). `None` for a
+    /// plain address, or when no sentinel answered.
+    pub async fn primary_moved_from(&self, addr: &str) -> Option<bool> {
+        let sentinels = self.inner.sentinels.as_ref()?;
+        let named = sentinels.lock().await.ask(self.inner.timeout).await?;
+        Some(named != addr)
     }
 
     /// One look at the sentinels; swaps the primary if they name another.
@@ -126,8 +145,8 @@ impl RedisConn {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = Primary {
             addr: addr.clone(),
-            conn,
-            client,
+            conn: SharedConnection::Single(conn),
+            client: PubSubClient::Single(client),
         };
         self.inner.switches.send_modify(|n| *n += 1);
         metrics::counter!("gamemesh_redis_primary_switches_total").increment(1);

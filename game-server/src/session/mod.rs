@@ -13,6 +13,8 @@
 pub mod local;
 pub mod memory;
 pub mod redis;
+pub mod replica_ack;
+pub mod save_retry;
 
 use std::time::Duration;
 

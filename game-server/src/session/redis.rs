@@ -8,6 +8,7 @@
 //! through a Sentinel failover.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use redis::{Script, Value};
 use uuid::Uuid;
 
+use super::replica_ack::ReplicaAck;
 use crate::redis::{RedisConn, RedisOptions};
 
 use super::{
@@ -28,8 +30,13 @@ pub fn session_key(user_id: u64) -> String {
     format!("gm:{{u:{user_id}}}:session")
 }
 
-const LOGIN: &str = r#"
+/// A login. On a Redis Cluster the client retries a command whose
+/// connection broke (a shard failing over) and may run it twice; the
+/// second run finds its own session id and answers as the first did,
+/// replacing nothing.
+pub(crate) const LOGIN: &str = r#"
 local old = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'owner', 'gateway', 'socket', 'connected')
+if old[1] == ARGV[1] then return {tonumber(old[2]), '', '', '', '', ''} end
 local epoch = tonumber(old[2] or '0') + 1
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'uid', ARGV[2], 'epoch', epoch, 'token', ARGV[3],
@@ -39,7 +46,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[8])
 return {epoch, old[1] or '', old[3] or '', old[4] or '', old[5] or '', old[6] or ''}
 "#;
 
-const TAKE_OVER: &str = r#"
+pub(crate) const TAKE_OVER: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'owner', 'gateway', 'socket', 'connected', 'last_seq', 'replies', 'counter')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return false end
 local epoch = tonumber(cur[2]) + 1
@@ -48,7 +55,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return {epoch, cur[7] or '0', cur[8] or '', cur[3] or '', cur[4] or '', cur[5] or '', cur[6] or '', cur[9] or '0'}
 "#;
 
-const SAVE: &str = r#"
+pub(crate) const SAVE: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'connected', 'last_seq')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
 -- A periodic save that lands after the disconnect save must neither move
@@ -59,7 +66,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 "#;
 
-const DISCONNECT: &str = r#"
+pub(crate) const DISCONNECT: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'replies', ARGV[4], 'counter', ARGV[6], 'connected', '0', 'socket', '', 'owner', '0')
@@ -67,7 +74,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 "#;
 
-const REMOVE: &str = r#"
+pub(crate) const REMOVE: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
 redis.call('DEL', KEYS[1])
@@ -82,6 +89,8 @@ pub struct RedisStore {
     /// The Lua scripts, loaded lazily by `invoke_async` (EVALSHA, falling
     /// back to EVAL after a Redis restart emptied the script cache).
     scripts: Scripts,
+    /// A login waits for a replica to have it (Sentinel only).
+    replica_ack: Arc<ReplicaAck>,
 }
 
 #[derive(Clone)]
@@ -116,6 +125,7 @@ impl RedisStore {
                 disconnect: Script::new(DISCONNECT),
                 remove: Script::new(REMOVE),
             },
+            replica_ack: Arc::default(),
         }
     }
 
@@ -184,7 +194,12 @@ impl SessionStore for RedisStore {
             .arg(socket_text(&new.placement.socket))
             .arg(new.last_seq)
             .arg(ms(ttl));
+        let primary = self.conn.primary_addr();
         let r = strings(self.run::<Value>(inv).await?)?;
+        // Acknowledged only once a failover cannot lose it (bounded).
+        self.replica_ack
+            .confirm(&self.conn, &primary, self.conn.inner.timeout)
+            .await?;
         if r.len() != 6 {
             return Err(StoreError::Corrupt(format!("login script returned {r:?}")));
         }
@@ -321,16 +336,28 @@ impl SessionStore for RedisStore {
             return Ok(Vec::new());
         }
         // Only the three fields needed, not the reply cache: one round trip
-        // for the whole room.
-        let mut pipe = redis::pipe();
-        for u in users {
-            pipe.cmd("HMGET")
-                .arg(session_key(*u))
+        // for the whole room. On a Redis Cluster a pipeline must stay in one
+        // slot and users' keys are spread over slots by design, so there
+        // the commands go out at once on the multiplexed connection (one
+        // round trip per shard, in parallel).
+        let hmget = |u: u64| {
+            let mut cmd = redis::cmd("HMGET");
+            cmd.arg(session_key(u))
                 .arg("sid")
                 .arg("owner")
                 .arg("connected");
-        }
-        let rows: Vec<Vec<Option<String>>> = self.query_pipe(&pipe).await?;
+            cmd
+        };
+        let rows: Vec<Vec<Option<String>>> = if self.conn.is_cluster() {
+            let cmds: Vec<redis::Cmd> = users.iter().map(|u| hmget(*u)).collect();
+            futures::future::try_join_all(cmds.iter().map(|c| self.query(c))).await?
+        } else {
+            let mut pipe = redis::pipe();
+            for u in users {
+                pipe.add_command(hmget(*u));
+            }
+            self.query_pipe(&pipe).await?
+        };
         Ok(rows
             .into_iter()
             .map(|r| match r.as_slice() {

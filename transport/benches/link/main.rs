@@ -96,8 +96,10 @@ fn cpu_per_msg(start: Duration, msgs: u64) -> f64 {
 }
 
 fn payload(event: LinkEvent) -> Bytes {
-    let LinkEvent::Message { payload, .. } = event;
-    payload
+    match event {
+        LinkEvent::Message { payload, .. } => payload,
+        other => panic!("expected a message, got {other:?}"),
+    }
 }
 
 /// Sends, retrying while the pipe is full or still connecting.

@@ -6,34 +6,17 @@
 
 from ._proto import client_pb2 as pb
 from .client import Client, Options, Session
-from .errors import (
-    ClientClosed,
-    ErrorCode,
-    GameMeshError,
-    KickedError,
-    KickReason,
-    RequestTimeout,
-    ServerError,
-    SessionLost,
-    UnexpectedReply,
-)
+from . import errors
+from .errors import *  # noqa: F401,F403 (the names are errors.__all__)
 from .framing import FrameError, encode_frame, read_frame
 
 __all__ = [
     "Client",
-    "ClientClosed",
-    "ErrorCode",
     "FrameError",
-    "GameMeshError",
-    "KickReason",
-    "KickedError",
     "Options",
-    "RequestTimeout",
-    "ServerError",
     "Session",
-    "SessionLost",
-    "UnexpectedReply",
     "encode_frame",
     "pb",
     "read_frame",
+    *errors.__all__,
 ]

@@ -66,3 +66,15 @@ class ClientClosed(GameMeshError):
 
 class UnexpectedReply(GameMeshError):
     """The server answered with a body that does not fit the request."""
+
+__all__ = [
+    "ClientClosed",
+    "ErrorCode",
+    "GameMeshError",
+    "KickReason",
+    "KickedError",
+    "RequestTimeout",
+    "ServerError",
+    "SessionLost",
+    "UnexpectedReply",
+]

@@ -85,8 +85,9 @@ impl From<DataError> for GameError {
     fn from(e: DataError) -> Self {
         match e {
             DataError::Unavailable(d) => GameError::Unavailable(d),
+            // The compare-and-set wrote nothing.
             DataError::Conflict { .. } => {
-                GameError::Unavailable("player data changed concurrently; retry".into())
+                GameError::NothingHappened("player data changed concurrently; retry".into())
             }
             other => GameError::Internal(other.to_string()),
         }
@@ -118,11 +119,7 @@ pub trait PlayerDataStore: Send + Sync + 'static {
 
 /// True for a key of 1 to [`MAX_KEY`] bytes of `[A-Za-z0-9_.-]`.
 pub fn valid_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= MAX_KEY
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+    crate::api::name::bounded(key, MAX_KEY, crate::api::name::dotted_word_byte)
 }
 
 /// Whether a value found at `current` satisfies `expect`.
@@ -242,7 +239,7 @@ impl Data {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(GameError::unavailable(format!(
+        Err(GameError::nothing_happened(format!(
             "{key} of user {user} kept changing; retry"
         )))
     }

@@ -23,43 +23,49 @@ use crate::api::redis_calls::RedisCalls;
 /// Field holding the user's version counter; `#` never starts a module.
 const COUNTER: &str = "#v";
 
+/// The start both scripts share: reads the field's version into `curv`
+/// (-1: absent) and returns `{0, curv}` when ARGV[2] (`any`, `absent` or
+/// a version) does not hold. A macro because `concat!` takes literals.
+macro_rules! check_expectation {
+    () => {
+        r#"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local curv = -1
+if cur then
+  local i = string.find(cur, ':', 1, true)
+  curv = tonumber(string.sub(cur, 1, i - 1))
+end
+local e = ARGV[2]
+if (e == 'absent' and curv ~= -1) or (e ~= 'any' and e ~= 'absent' and curv ~= tonumber(e)) then
+  return {0, curv}
+end
+"#
+    };
+}
+
 /// The compare-and-set. ARGV: field, expectation (`any`, `absent` or a
 /// version), value. Returns `{1, new version}` or `{0, current version}`
 /// (-1: absent).
-const SET: &str = r#"
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-local curv = -1
-if cur then
-  local i = string.find(cur, ':', 1, true)
-  curv = tonumber(string.sub(cur, 1, i - 1))
-end
-local e = ARGV[2]
-if (e == 'absent' and curv ~= -1) or (e ~= 'any' and e ~= 'absent' and curv ~= tonumber(e)) then
-  return {0, curv}
-end
+pub(crate) const SET: &str = concat!(
+    check_expectation!(),
+    r#"
 local v = redis.call('HINCRBY', KEYS[1], '#v', 1)
 redis.call('HSET', KEYS[1], ARGV[1], v .. ':' .. ARGV[3])
 return {1, v}
-"#;
+"#
+);
 
 /// The compare-and-delete. ARGV: field, expectation. Returns `{1, the
 /// version deleted}` (-1: there was nothing) or `{0, current version}`.
-const DELETE: &str = r#"
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-local curv = -1
-if cur then
-  local i = string.find(cur, ':', 1, true)
-  curv = tonumber(string.sub(cur, 1, i - 1))
-end
-local e = ARGV[2]
-if (e == 'absent' and curv ~= -1) or (e ~= 'any' and e ~= 'absent' and curv ~= tonumber(e)) then
-  return {0, curv}
-end
+pub(crate) const DELETE: &str = concat!(
+    check_expectation!(),
+    r#"
 if curv ~= -1 then
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
 return {1, curv}
-"#;
+"#
+);
 
 /// Player data in Redis.
 #[derive(Clone)]

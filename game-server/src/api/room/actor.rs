@@ -169,6 +169,7 @@ fn error_reply(e: GameError) -> RoomReply {
     match e {
         GameError::Refused(d) => RoomReply::failed(RoomStatus::Refused, d),
         GameError::Unavailable(d) => RoomReply::failed(RoomStatus::Unavailable, d),
+        GameError::NothingHappened(d) => RoomReply::retry(d),
         GameError::Code { code, detail } => RoomReply {
             code: code as i32,
             ..RoomReply::failed(RoomStatus::Code, detail)

@@ -92,11 +92,17 @@ pub(crate) fn answer<M: Message + Default>(reply: RoomReply, room: &str) -> Resu
             reply.detail,
         )),
         RoomStatus::Unavailable | RoomStatus::Unspecified => {
-            Err(GameError::Unavailable(if reply.detail.is_empty() {
+            let detail = if reply.detail.is_empty() {
                 format!("room {room} is unavailable; retry")
             } else {
                 reply.detail
-            }))
+            };
+            // `retry` is the room's promise that it did nothing.
+            Err(if reply.retry {
+                GameError::NothingHappened(detail)
+            } else {
+                GameError::Unavailable(detail)
+            })
         }
     }
 }
@@ -330,7 +336,11 @@ mod tests {
         );
         assert_eq!(
             answer::<()>(RoomReply::retry(""), "r"),
-            Err(GameError::unavailable("room r is unavailable; retry"))
+            Err(GameError::nothing_happened("room r is unavailable; retry"))
+        );
+        assert_eq!(
+            answer::<()>(reply(RoomStatus::Unavailable, "no answer"), "r"),
+            Err(GameError::unavailable("no answer"))
         );
         assert_eq!(answer::<()>(RoomReply::ok(Bytes::new()), "r"), Ok(()));
     }

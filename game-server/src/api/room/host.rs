@@ -281,8 +281,20 @@ impl RoomHost {
             .await;
         match sent.map(RoomReply::decode) {
             Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => RoomReply::retry(format!("undecodable room reply: {e}")),
-            Err(e) => RoomReply::retry(format!("room's game server {owner}: {e}")),
+            // The room answered, so it ran: not asked again.
+            Ok(Err(e)) => {
+                RoomReply::failed(RoomStatus::Internal, format!("undecodable room reply: {e}"))
+            }
+            // Never reached the room's game server: asking again is safe.
+            Err(e) if e.is_nothing_happened() => {
+                RoomReply::retry(format!("room's game server {owner}: {}", e.detail()))
+            }
+            // Sent, no answer: the room may have done it; asking again
+            // could do it twice.
+            Err(e) => RoomReply::failed(
+                RoomStatus::Unavailable,
+                format!("room's game server {owner}: {}", e.detail()),
+            ),
         }
     }
 

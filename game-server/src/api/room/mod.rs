@@ -60,11 +60,7 @@ pub const MAX_ROOM_NAME: usize = 64;
 /// `[A-Za-z0-9_.-]` (no `:`, `{` or `}`, which would break the store's
 /// keys). A kind may be stricter in its own handlers.
 pub fn valid_room_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_ROOM_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    crate::api::name::bounded(name, MAX_ROOM_NAME, crate::api::name::dotted_word_byte)
 }
 
 /// One room in the cluster: its kind and its name.

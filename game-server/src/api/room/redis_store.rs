@@ -31,7 +31,7 @@ use crate::api::error::GameError;
 use crate::api::redis_calls::RedisCalls;
 
 /// Takes the lease if free or already ours. ARGV: token, ttl ms.
-const ACQUIRE: &str = r#"
+pub(crate) const ACQUIRE: &str = r#"
 local h = redis.call('GET', KEYS[1])
 if h and h ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -40,7 +40,7 @@ return 1
 
 /// Saves the checkpoint and renews the lease, if ours. KEYS: lease,
 /// checkpoint. ARGV: token, ttl ms, checkpoint.
-const SAVE: &str = r#"
+pub(crate) const SAVE: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3])
@@ -48,14 +48,14 @@ return 1
 "#;
 
 /// Gives up the lease, if ours. ARGV: token.
-const RELEASE: &str = r#"
+pub(crate) const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 "#;
 
 /// Deletes lease and checkpoint, if the lease is ours. KEYS: lease,
 /// checkpoint. ARGV: token.
-const CLOSE: &str = r#"
+pub(crate) const CLOSE: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
 return 1
@@ -63,7 +63,7 @@ return 1
 
 /// Removes a user's room entry if it is that session's. ARGV: room tag,
 /// session.
-const REMOVE_MEMBER: &str = r#"
+pub(crate) const REMOVE_MEMBER: &str = r#"
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 1
 "#;

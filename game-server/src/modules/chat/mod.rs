@@ -48,11 +48,7 @@ pub const KIND: &str = "chat";
 
 /// True for a name of 1 to [`MAX_ROOM_NAME`] bytes of `[A-Za-z0-9_-]`.
 pub fn valid_room(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_ROOM_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    crate::api::name::bounded(name, MAX_ROOM_NAME, crate::api::name::word_byte)
 }
 
 /// True for text of 1 to [`MAX_TEXT`] bytes.
@@ -127,7 +123,13 @@ async fn list_rooms(
     ctx: Ctx,
     _req: ChatListRoomsRequest,
 ) -> Result<ChatListRoomsResponse, GameError> {
-    let rooms = ctx.rooms::<ChatRoom>().list().await?;
+    // A read: running it again changes nothing, so an outage is not
+    // cached against the sequence id.
+    let rooms = ctx
+        .rooms::<ChatRoom>()
+        .list()
+        .await
+        .map_err(GameError::nothing_happened_if_unavailable)?;
     Ok(ChatListRoomsResponse {
         rooms: rooms
             .into_iter()
@@ -144,7 +146,12 @@ async fn join(ctx: Ctx, r: ChatJoinRequest) -> Result<ChatJoinResponse, GameErro
     if !valid_room(&r.room) {
         return Err(bad_room());
     }
-    ctx.rooms::<ChatRoom>().join(&r.room).await
+    // Joining the room one is in changes nothing, so a join that may
+    // have happened can run again.
+    ctx.rooms::<ChatRoom>()
+        .join(&r.room)
+        .await
+        .map_err(GameError::nothing_happened_if_unavailable)
 }
 
 /// `chat_leave`: leaves a room.

@@ -27,9 +27,21 @@
 //! in again and its count starts over (`sessions_lost`); with Redis
 //! persisting its data (chaos.sh runs it with an append-only file) that is
 //! 0 too.
+//!
+//! With a faults file (`--faults-file`, written by the script that breaks
+//! things) it also measures kill-to-served per fault ([`faults`]). With
+//! `--mix` (the soak) sessions also resume now and then on their own
+//! (checking the old connection is closed), and players who log in, echo
+//! and leave, and chat rooms, run beside them ([`mix`]). Kicks seen by any
+//! of them are counted by reason.
 
+pub mod faults;
+mod mix;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -39,7 +51,9 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::client::{token_for, Client, ClientError};
+use self::faults::{Cursor, FaultSummary, Faults};
+use crate::client::{kick_reason_name, token_for, Client, ClientError};
+use gamemesh_proto::client::server_packet;
 
 /// How `chaos` runs.
 #[derive(Debug, Clone)]
@@ -61,7 +75,17 @@ pub struct ChaosOptions {
     pub deadline: Duration,
     /// Redis URL for the doubled-session check (skipped without it).
     pub redis: Option<String>,
+    /// The file the fault script appends `<unix ms> <name>` lines to; with
+    /// it, kill-to-served is measured per fault.
+    pub faults_file: Option<PathBuf>,
+    /// The soak's mixed load: voluntary resumes, login churn and chat
+    /// beside the incrementing sessions.
+    pub mix: bool,
 }
+
+/// With `mix`, a session resumes on its own (through the other gateway)
+/// after this many increments.
+const RESUME_EVERY: u64 = 250;
 
 /// What `chaos` counted.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
@@ -90,12 +114,34 @@ pub struct ChaosReport {
     pub gateway_switches: u64,
     /// Users whose record was checked in Redis (0 without `--redis`).
     pub checked_in_redis: u64,
+    /// Resumes a session made on its own (`mix`), each checking the old
+    /// connection was closed.
+    pub voluntary_resumes: u64,
+    /// Logins of the churning players (`mix`).
+    pub logins: u64,
+    /// Echoes of the churning players (`mix`).
+    pub echoes: u64,
+    /// Echoes answered with another payload. Must be 0.
+    pub wrong_echoes: u64,
+    /// Chat posts said (`mix`), each re-sent until answered.
+    pub chat_said: u64,
+    /// Chat posts a member received twice. Must be 0.
+    pub chat_seen_twice: u64,
+    /// `Kicked` pushes seen, by reason.
+    pub kicks: BTreeMap<String, u64>,
+    /// Kill-to-served per fault (with a faults file).
+    pub faults: Vec<FaultSummary>,
 }
 
 impl ChaosReport {
     /// True when every must-be-zero is zero.
     pub fn passed(&self) -> bool {
-        self.hung == 0 && self.executed_twice == 0 && self.lost == 0 && self.doubled == 0
+        self.hung == 0
+            && self.executed_twice == 0
+            && self.lost == 0
+            && self.doubled == 0
+            && self.wrong_echoes == 0
+            && self.chat_seen_twice == 0
     }
 
     /// One JSON line.
@@ -147,6 +193,21 @@ impl ChaosReport {
             false,
         ));
         t.push_str(&row("users checked in Redis", self.checked_in_redis, false));
+        if self.logins + self.chat_said + self.voluntary_resumes > 0 {
+            t.push_str(&row("voluntary resumes", self.voluntary_resumes, false));
+            t.push_str(&row("logins (churn)", self.logins, false));
+            t.push_str(&row("echoes (churn)", self.echoes, false));
+            t.push_str(&row("echoes answered wrong", self.wrong_echoes, true));
+            t.push_str(&row("chat posts said", self.chat_said, false));
+            t.push_str(&row("chat posts seen twice", self.chat_seen_twice, true));
+        }
+        for (reason, n) in &self.kicks {
+            t.push_str(&row(&format!("kicks: {reason}"), *n, false));
+        }
+        if !self.faults.is_empty() {
+            t.push('\n');
+            t.push_str(&faults::table(&self.faults));
+        }
         t
     }
 }
@@ -164,10 +225,38 @@ struct Counters {
     resumes: AtomicU64,
     gateway_switches: AtomicU64,
     doubled: AtomicU64,
+    voluntary_resumes: AtomicU64,
+    logins: AtomicU64,
+    echoes: AtomicU64,
+    wrong_echoes: AtomicU64,
+    chat_said: AtomicU64,
+    chat_seen_twice: AtomicU64,
+    kicks: Mutex<BTreeMap<String, u64>>,
+    /// The faults reported so far (empty without a faults file).
+    faults: Arc<Faults>,
 }
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a `Kicked` push by its reason.
+fn count_kick(c: &Counters, reason: i32) {
+    *c.kicks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(kick_reason_name(reason))
+        .or_default() += 1;
+}
+
+/// Counts the kicks among a connection's queued pushes (and drops the
+/// rest: this load reads no other push).
+fn harvest(client: &mut Client, c: &Counters) {
+    for p in client.take_queued() {
+        if let Some(server_packet::Body::Kicked(k)) = p.body {
+            count_kick(c, k.reason);
+        }
+    }
 }
 
 /// A request explicitly refused again and again is given up (and counted
@@ -200,6 +289,19 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<ChaosReport> {
     anyhow::ensure!(!opts.addrs.is_empty(), "chaos needs at least one gateway");
     let counters = Arc::new(Counters::default());
     let end = Instant::now() + opts.duration;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop_watching = stop.clone().drop_guard();
+    if let Some(path) = &opts.faults_file {
+        tokio::spawn(faults::watch(
+            path.clone(),
+            counters.faults.clone(),
+            stop.clone(),
+        ));
+    }
+    let mut others = JoinSet::new();
+    if opts.mix {
+        spawn_mix(opts, end, &counters, &mut others);
+    }
     let mut tasks = JoinSet::new();
     for i in 0..opts.sessions {
         let opts = opts.clone();
@@ -212,6 +314,9 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<ChaosReport> {
             Ok(s) => held.push(s),
             Err(e) => anyhow::bail!("a chaos session could not start: {e}"),
         }
+    }
+    while let Some(r) = others.join_next().await {
+        r.context("a churn or chat worker panicked")?;
     }
     let c = &counters;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -226,6 +331,14 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<ChaosReport> {
         resumes: get(&c.resumes),
         gateway_switches: get(&c.gateway_switches),
         doubled: get(&c.doubled),
+        voluntary_resumes: get(&c.voluntary_resumes),
+        logins: get(&c.logins),
+        echoes: get(&c.echoes),
+        wrong_echoes: get(&c.wrong_echoes),
+        chat_said: get(&c.chat_said),
+        chat_seen_twice: get(&c.chat_seen_twice),
+        kicks: c.kicks.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        faults: c.faults.summary(opts.sessions),
         ..ChaosReport::default()
     };
     if let Some(url) = &opts.redis {
@@ -234,6 +347,18 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<ChaosReport> {
         report.doubled += doubled;
     }
     Ok(report)
+}
+
+/// Starts the soak's other players: one churning player per five
+/// sessions, and chat rooms of [`mix::ROOM_SIZE`] for as many.
+fn spawn_mix(opts: &ChaosOptions, end: Instant, counters: &Arc<Counters>, set: &mut JoinSet<()>) {
+    let others = (opts.sessions / 5).max(mix::ROOM_SIZE);
+    for i in 0..others {
+        let (o, c) = (opts.clone(), counters.clone());
+        set.spawn(async move { mix::churn(&o, i, end, &c).await });
+        let (o, c) = (opts.clone(), counters.clone());
+        set.spawn(async move { mix::chat(&o, i, end, &c).await });
+    }
 }
 
 /// (user, session id) of every session at the end, compared with the
@@ -274,10 +399,20 @@ async fn worker(
         .await
         .map_err(|e| format!("user {user}: {e}"))?;
     let mut seq = s.client.last_sequence();
+    let mut cursor = Cursor::default();
+    let mut n = 0u64;
     while Instant::now() < end {
         seq += 1;
+        n += 1;
         bump(&c.sent);
-        increment(opts, &mut s, &mut seq, c).await;
+        let started = faults::now_ms();
+        if increment(opts, &mut s, &mut seq, c).await {
+            cursor.answered(&c.faults, started);
+        }
+        harvest(&mut s.client, c);
+        if opts.mix && n.is_multiple_of(RESUME_EVERY) {
+            resume_on_purpose(opts, &mut s, &mut seq, c).await;
+        }
         tokio::time::sleep(opts.interval).await;
     }
     // Every connection this session left behind must have been closed by
@@ -293,16 +428,66 @@ async fn worker(
     Ok((s.user, s.session_id))
 }
 
-/// Runs one increment to its end: answered, or hung. Each attempt must be
-/// answered (a value or an explicit error) within the deadline; retries
-/// after explicit errors go on for at most [`RETRY_DEADLINES`] deadlines.
-async fn increment(opts: &ChaosOptions, s: &mut Session, seq: &mut u64, c: &Counters) {
+/// Moves the session to a new connection through the other gateway, as a
+/// player whose network changed does, and checks the server closes the
+/// old one (else the session is doubled).
+async fn resume_on_purpose(opts: &ChaosOptions, s: &mut Session, seq: &mut u64, c: &Counters) {
+    let before = c.resumes.load(Ordering::Relaxed);
+    let deadline = Instant::now() + opts.deadline;
+    if reconnect(opts, s, seq, c, deadline, true).await.is_err() {
+        return;
+    }
+    bump(&c.voluntary_resumes);
+    if c.resumes.load(Ordering::Relaxed) == before {
+        return; // logged in again: nothing was resumed
+    }
+    if let Some(mut old) = s.left_open.pop() {
+        if !closed_within(&mut old, Duration::from_secs(3), c).await {
+            tracing::warn!(
+                "user {}: the old connection (to {}) is still open 3 s after a resume through {}",
+                s.user,
+                old.addr(),
+                s.client.addr()
+            );
+            bump(&c.doubled);
+        }
+    }
+}
+
+/// True if the server closes `client` (an orderly close or a reset) within
+/// `within`; counts the kicks it reads meanwhile.
+async fn closed_within(client: &mut Client, within: Duration, c: &Counters) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        harvest(client, c);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        match client.recv(left).await {
+            Ok(p) => {
+                if let Some(server_packet::Body::Kicked(k)) = p.body {
+                    count_kick(c, k.reason);
+                }
+            }
+            Err(ClientError::Timeout(_)) => return false,
+            Err(ClientError::Decode(_)) => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Runs one increment to its end: answered (true), or hung. Each attempt
+/// must be answered (a value or an explicit error) within the deadline;
+/// retries after explicit errors go on for at most [`RETRY_DEADLINES`]
+/// deadlines.
+async fn increment(opts: &ChaosOptions, s: &mut Session, seq: &mut u64, c: &Counters) -> bool {
     let deadline = Instant::now() + opts.deadline * RETRY_DEADLINES;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             hung(s, *seq, c);
-            return;
+            return false;
         }
         s.client.set_timeout(left.min(opts.deadline));
         match s.client.increment_at(*seq).await {
@@ -324,26 +509,26 @@ async fn increment(opts: &ChaosOptions, s: &mut Session, seq: &mut u64, c: &Coun
                 }
                 s.acked = value;
                 s.slack = 0;
-                return;
+                return true;
             }
             Err(ClientError::Timeout(_)) => {
                 hung(s, *seq, c);
                 // Whatever the old connection is doing, continue elsewhere.
                 let _ = reconnect(opts, s, seq, c, Instant::now() + opts.deadline, true).await;
-                return;
+                return false;
             }
             Err(e) => match e.error_code() {
                 Some(ErrorCode::DuplicateSequence) => {
                     // Executed once; its reply fell out of the cache.
                     bump(&c.answered);
                     s.acked += 1;
-                    return;
+                    return true;
                 }
                 Some(ErrorCode::NotAuthenticated) => {
                     bump(&c.explicitly_failed);
                     if reconnect(opts, s, seq, c, deadline, false).await.is_err() {
                         hung(s, *seq, c);
-                        return;
+                        return false;
                     }
                 }
                 Some(_) => {
@@ -355,7 +540,7 @@ async fn increment(opts: &ChaosOptions, s: &mut Session, seq: &mut u64, c: &Coun
                     // Closed, kicked, or the connection failed: resume.
                     if reconnect(opts, s, seq, c, deadline, false).await.is_err() {
                         hung(s, *seq, c);
-                        return;
+                        return false;
                     }
                 }
             },

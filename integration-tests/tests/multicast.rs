@@ -1,0 +1,220 @@
+//! `SendToClients`: one link message from a game server carrying one body
+//! for several sockets, which the gateway writes to each of them.
+//!
+//! A real gateway against a game server played by the test (a `ZmqLink`
+//! that answers hellos and sends what the test scripts), and real client
+//! sockets: every socket gets the body in order with the frames sent to it
+//! alone, a socket that left is skipped, and a malformed list is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gamemesh_integration_tests::{gateway_config, start_gateway, test_cluster_secret, TIMEOUT};
+use gamemesh_proto::client::{ErrorCode, ServerPacket};
+use gamemesh_proto::cluster_auth;
+use gamemesh_proto::internal::{
+    gateway_to_server, server_to_gateway, GatewayToServer, SendToClient, SendToClients,
+    ServerHello, ServerToGateway,
+};
+use gamemesh_proto::{packets, Message};
+use gamemesh_transport::{Link, LinkConfig, LinkEvent, NodeId, ZmqLink};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// What the scripted game server hears about client sockets.
+#[derive(Debug)]
+enum Heard {
+    /// A client frame: the socket's id and the gateway it came through.
+    Frame(Uuid, NodeId),
+    /// A socket closed.
+    Closed(Uuid),
+}
+
+/// A game server played by the test: answers every gateway hello (so the
+/// gateway links it) and reports client frames and closes on `heard`.
+fn scripted_game_server() -> (Arc<ZmqLink>, u16, mpsc::UnboundedReceiver<Heard>) {
+    let (link, mut events) =
+        ZmqLink::bind(LinkConfig::new("game-server", 1, "127.0.0.1", 0)).expect("binds");
+    let link = Arc::new(link);
+    let port = link
+        .local_endpoint()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("endpoint has a port");
+    let (tx, heard) = mpsc::unbounded_channel();
+    let answering = link.clone();
+    tokio::spawn(async move {
+        let mut linked = std::collections::HashSet::new();
+        while let Some(LinkEvent::Message { from, payload, .. }) = events.recv().await {
+            let Ok(GatewayToServer { kind: Some(kind) }) = GatewayToServer::decode(payload) else {
+                continue;
+            };
+            match kind {
+                gateway_to_server::Kind::Hello(h) => {
+                    if linked.insert(from) {
+                        let _ = answering.connect(from, &h.p2p_endpoint);
+                    }
+                    let me = answering.local_endpoint().to_string();
+                    let _ = answering.send_signed(from, &|rid| {
+                        let mut hello = ServerHello {
+                            game_server_node_id: 1,
+                            p2p_endpoint: me.clone(),
+                            incarnation: 1,
+                            accepting_logins: true,
+                            peers: vec![],
+                            probe: h.probe,
+                            proof: None,
+                        };
+                        cluster_auth::sign(test_cluster_secret().as_ref(), rid, &mut hello);
+                        encode(server_to_gateway::Kind::Hello(hello))
+                    });
+                }
+                gateway_to_server::Kind::ClientFrame(f) => {
+                    if let Ok(socket) = Uuid::from_slice(&f.socket_id) {
+                        let _ = tx.send(Heard::Frame(socket, from));
+                    }
+                }
+                gateway_to_server::Kind::ClientDisconnected(d) => {
+                    if let Ok(socket) = Uuid::from_slice(&d.socket_id) {
+                        let _ = tx.send(Heard::Closed(socket));
+                    }
+                }
+                gateway_to_server::Kind::ClientConnected(_) => {}
+            }
+        }
+    });
+    (link, port, heard)
+}
+
+fn encode(kind: server_to_gateway::Kind) -> Bytes {
+    Bytes::from(ServerToGateway { kind: Some(kind) }.encode_to_vec())
+}
+
+/// A body the client can tell apart from the others: an error packet whose
+/// detail is `name`, with `seq` as its sequence id (0 = a push).
+fn body(seq: u64, name: &str) -> Bytes {
+    packets::encode(&packets::error(seq, ErrorCode::Internal, name))
+}
+
+fn unicast(socket: Uuid, body: Bytes) -> Bytes {
+    encode(server_to_gateway::Kind::Send(SendToClient {
+        socket_id: Bytes::copy_from_slice(socket.as_bytes()),
+        body,
+    }))
+}
+
+fn multicast(sockets: &[Uuid], body: Bytes) -> Bytes {
+    let ids: Vec<u8> = sockets.iter().flat_map(|s| *s.as_bytes()).collect();
+    encode(server_to_gateway::Kind::Multicast(SendToClients {
+        socket_ids: Bytes::from(ids),
+        body,
+    }))
+}
+
+async fn write_frame(stream: &mut TcpStream, body: &[u8]) {
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    stream.write_all(&frame).await.expect("write");
+}
+
+/// The detail of the next frame on `stream` (see [`body`]).
+async fn read_name(stream: &mut TcpStream) -> String {
+    let read = async {
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).await?;
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        stream.read_exact(&mut body).await?;
+        Ok::<_, std::io::Error>(body)
+    };
+    let body = tokio::time::timeout(TIMEOUT, read)
+        .await
+        .expect("a frame in time")
+        .expect("socket open");
+    let packet = ServerPacket::decode(&body[..]).expect("a server packet");
+    match packet.body {
+        Some(gamemesh_proto::client::server_packet::Body::Error(e)) => e.detail,
+        other => panic!("unexpected frame {other:?}"),
+    }
+}
+
+/// Opens a client socket and sends one frame (sequence id 1), so the game
+/// server learns its socket id.
+async fn client(
+    addr: &str,
+    heard: &mut mpsc::UnboundedReceiver<Heard>,
+) -> (TcpStream, Uuid, NodeId) {
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let echo = gamemesh_proto::client::ClientPacket {
+        sequence_id: 1,
+        body: Some(gamemesh_proto::client::client_packet::Body::Echo(
+            gamemesh_proto::client::EchoRequest {
+                data: Bytes::from_static(&[1]),
+            },
+        )),
+    };
+    write_frame(&mut stream, &echo.encode_to_vec()).await;
+    loop {
+        match tokio::time::timeout(TIMEOUT, heard.recv()).await {
+            Ok(Some(Heard::Frame(socket, gateway))) => return (stream, socket, gateway),
+            Ok(Some(Heard::Closed(_))) => {}
+            other => panic!("no frame from the new client: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multicast_reaches_each_socket_in_order_with_its_own_frames_and_skips_one_that_left() {
+    gamemesh_integration_tests::init_tracing();
+    let (gs, port, mut heard) = scripted_game_server();
+    let gw = start_gateway(gateway_config(5, &[port]), 1).await;
+
+    let (mut a, sa, gateway) = client(&gw.addr, &mut heard).await;
+    let (mut b, sb, _) = client(&gw.addr, &mut heard).await;
+    let (c, sc, _) = client(&gw.addr, &mut heard).await;
+    drop(c);
+    loop {
+        match tokio::time::timeout(TIMEOUT, heard.recv()).await {
+            Ok(Some(Heard::Closed(s))) if s == sc => break,
+            Ok(Some(_)) => {}
+            other => panic!("the gateway never reported the closed socket: {other:?}"),
+        }
+    }
+
+    // Unicast and multicast frames interleaved on the one pipe; a list that
+    // is not whole socket ids is dropped without touching the others.
+    let script = [
+        unicast(sa, body(1, "a1")),
+        multicast(&[sa, sb, sc], body(0, "p1")),
+        unicast(sb, body(1, "b1")),
+        encode(server_to_gateway::Kind::Multicast(SendToClients {
+            socket_ids: Bytes::from(vec![0u8; 17]),
+            body: body(0, "malformed"),
+        })),
+        multicast(&[sb, sa], body(0, "p2")),
+        unicast(sa, body(0, "a2")),
+        unicast(sb, body(0, "b2")),
+    ];
+    for message in script {
+        gs.send(gateway, message)
+            .expect("the pipe to the gateway takes it");
+    }
+
+    let mut got_a = Vec::new();
+    for _ in 0..4 {
+        got_a.push(read_name(&mut a).await);
+    }
+    assert_eq!(got_a, ["a1", "p1", "p2", "a2"]);
+    let mut got_b = Vec::new();
+    for _ in 0..4 {
+        got_b.push(read_name(&mut b).await);
+    }
+    assert_eq!(got_b, ["p1", "b1", "p2", "b2"]);
+
+    gw.shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), gw.task).await;
+    gs.shutdown();
+}

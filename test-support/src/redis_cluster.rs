@@ -1,0 +1,362 @@
+//! A real Redis Cluster for tests: three primaries and three replicas,
+//! each a `redis-server --cluster-enabled yes` child on free ports, joined
+//! by `redis-cli --cluster create ... --cluster-replicas 1`.
+//!
+//! [`RedisCluster::start`] returns once every node says `cluster_state:ok`,
+//! knows all six nodes, and every replica's link to its primary is up (so
+//! a failover test starts from replicas that hold the data). The node
+//! timeout is short (1 s by default) so a killed primary's replica takes
+//! over in test time.
+//!
+//! Each node's cluster bus gets its own free port (`--cluster-port`): the
+//! default, port + 10000, may not exist for an ephemeral port.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::free_port;
+use crate::redis_server::RedisServer;
+
+/// How long the nodes may take to agree after `redis-cli --cluster create`.
+const FORM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Between checks of the cluster's state.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How the cluster is started.
+#[derive(Debug, Clone)]
+pub struct RedisClusterOptions {
+    /// Primaries (each gets one replica).
+    pub primaries: usize,
+    /// `cluster-node-timeout`: how long a primary may be unreachable
+    /// before its replica is promoted.
+    pub node_timeout_ms: u64,
+}
+
+impl Default for RedisClusterOptions {
+    fn default() -> Self {
+        Self {
+            primaries: 3,
+            node_timeout_ms: 1000,
+        }
+    }
+}
+
+/// A running Redis Cluster; every node is killed and reaped on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    /// Every node, in start order (primaries first as `redis-cli` assigns
+    /// them, but roles change on failover: ask [`primary_ports`](Self::primary_ports)).
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Three primaries and three replicas, node timeout 1 s.
+    ///
+    /// # Panics
+    ///
+    /// If `redis-server`/`redis-cli` is missing or the cluster does not
+    /// form within 30 s (with what the nodes said).
+    pub fn start() -> RedisCluster {
+        Self::start_with(RedisClusterOptions::default())
+    }
+
+    /// A cluster as `options` says.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with(options: RedisClusterOptions) -> RedisCluster {
+        let timeout = options.node_timeout_ms.to_string();
+        let nodes: Vec<RedisServer> = (0..options.primaries * 2)
+            .map(|_| {
+                let bus = free_port().to_string();
+                RedisServer::start_with_args(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    &timeout,
+                    "--cluster-port",
+                    &bus,
+                    // A replica may be promoted however long its link
+                    // was down (the test decides when a primary dies).
+                    "--cluster-replica-validity-factor",
+                    "0",
+                    // Replicas sync at once, not after the default 5 s
+                    // wait for more replicas to share the transfer.
+                    "--repl-diskless-sync-delay",
+                    "0",
+                ])
+            })
+            .collect();
+        let cluster = RedisCluster { nodes };
+        cluster.create(options.primaries);
+        cluster
+    }
+
+    /// `redis-cli --cluster create`, then waits until the cluster is whole.
+    fn create(&self, primaries: usize) {
+        let mut cli = Command::new("redis-cli");
+        cli.arg("--cluster").arg("create");
+        for n in &self.nodes {
+            cli.arg(n.addr());
+        }
+        let out = cli
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-cli (install redis-tools / redis-server): {e}")
+            });
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        loop {
+            let (ok, why) = self.whole(primaries);
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Redis Cluster did not form within {FORM_TIMEOUT:?}: {why}"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Every node ok and knowing every other, `primaries` primaries with
+    /// slots, every replica's link up. The text says what is missing.
+    fn whole(&self, primaries: usize) -> (bool, String) {
+        for n in &self.nodes {
+            let info = match command(n.port(), &["CLUSTER", "INFO"]) {
+                Ok(i) => i,
+                Err(e) => return (false, format!("{}: {e}", n.addr())),
+            };
+            if !info.contains("cluster_state:ok")
+                || !info.contains(&format!("cluster_known_nodes:{}", self.nodes.len()))
+            {
+                return (false, format!("{}: {info}", n.addr()));
+            }
+            let repl = command(n.port(), &["INFO", "replication"]).unwrap_or_default();
+            if repl.contains("role:slave") && !repl.contains("master_link_status:up") {
+                return (false, format!("{}: replica link not up", n.addr()));
+            }
+        }
+        let p = self.primary_ports();
+        (p.len() == primaries, format!("primaries with slots: {p:?}"))
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...` (every node a seed).
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self.nodes.iter().map(RedisServer::addr).collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// The nodes (killed with [`RedisServer::stop`]).
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// Ports of the nodes that serve slots as primaries now, as a live
+    /// node sees them (sorted).
+    pub fn primary_ports(&self) -> Vec<u16> {
+        let mut out = BTreeSet::new();
+        for line in self.cluster_nodes().lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 8 && f[2].contains("master") && !f[2].contains("fail") {
+                if let Some(port) = f[1]
+                    .split('@')
+                    .next()
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| p.parse().ok())
+                {
+                    out.insert(port);
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Port of the primary serving `slot` now.
+    pub fn primary_of_slot(&self, slot: u16) -> Option<u16> {
+        for line in self.cluster_nodes().lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() <= 8 || !f[2].contains("master") || f[2].contains("fail") {
+                continue;
+            }
+            let serves = f[8..].iter().any(|range| {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                match (a.parse::<u16>(), b.parse::<u16>()) {
+                    (Ok(a), Ok(b)) => (a..=b).contains(&slot),
+                    _ => false,
+                }
+            });
+            if serves {
+                return f[1]
+                    .split('@')
+                    .next()
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| p.parse().ok());
+            }
+        }
+        None
+    }
+
+    /// Kills (SIGKILL) the node on `port`; its data is gone with it.
+    ///
+    /// # Panics
+    ///
+    /// If no node has that port.
+    pub fn kill(&mut self, port: u16) {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port() == port)
+            .unwrap_or_else(|| panic!("no cluster node on port {port}"))
+            .stop();
+    }
+
+    /// Waits until the live nodes say `cluster_state:ok` again and another
+    /// node serves what `dead` served.
+    ///
+    /// # Panics
+    ///
+    /// If that takes more than `within`.
+    pub fn wait_for_failover(&self, dead: u16, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let live: Vec<&RedisServer> = self
+                .nodes
+                .iter()
+                .filter(|n| n.port() != dead && n.pid().is_some())
+                .collect();
+            let all_ok = live.iter().all(|n| {
+                command(n.port(), &["CLUSTER", "INFO"])
+                    .map(|i| i.contains("cluster_state:ok"))
+                    .unwrap_or(false)
+            });
+            if all_ok && !self.primary_ports().contains(&dead) && self.primary_ports().len() >= 3 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no replica took over from {dead} within {within:?}: {}",
+                self.cluster_nodes()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Keys matching `pattern` on every primary.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut all = Vec::new();
+        for port in self.primary_ports() {
+            if let Ok(mut c) = sync_conn(port) {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(pattern)
+                    .query(&mut c)
+                    .unwrap_or_default();
+                all.extend(keys);
+            }
+        }
+        all.sort();
+        all
+    }
+
+    /// Calls per command on each primary (`INFO commandstats`), as
+    /// `(port, [(command, calls)])`: how the load spread over the shards.
+    pub fn commandstats(&self) -> Vec<(u16, Vec<(String, u64)>)> {
+        self.primary_ports()
+            .into_iter()
+            .map(|port| {
+                let text = command(port, &["INFO", "commandstats"]).unwrap_or_default();
+                (port, parse_commandstats(&text))
+            })
+            .collect()
+    }
+
+    /// `CLUSTER NODES` as the first live node sees it.
+    fn cluster_nodes(&self) -> String {
+        self.nodes
+            .iter()
+            .filter(|n| n.pid().is_some())
+            .find_map(|n| command(n.port(), &["CLUSTER", "NODES"]).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// `cmdstat_evalsha:calls=12,usec=...` lines as `(evalsha, 12)`.
+pub fn parse_commandstats(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
+fn sync_conn(port: u16) -> redis::RedisResult<redis::Connection> {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))?
+        .get_connection_with_timeout(Duration::from_secs(1))
+}
+
+/// One command on one node, its reply as text.
+fn command(port: u16, args: &[&str]) -> Result<String, String> {
+    let mut c = sync_conn(port).map_err(|e| e.to_string())?;
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query::<String>(&mut c).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_forms_routes_by_slot_and_fails_over() {
+        let started = Instant::now();
+        let mut cluster = RedisCluster::start();
+        eprintln!("cluster formed in {:?}", started.elapsed());
+        assert_eq!(cluster.primary_ports().len(), 3);
+        assert!(cluster.url().starts_with("redis+cluster://127.0.0.1:"));
+        let slot = 0x31C3; // "123456789"
+        let owner = cluster
+            .primary_of_slot(slot)
+            .expect("a primary serves the slot");
+        let mut c = sync_conn(owner).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg("123456789")
+            .arg("v")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(cluster.keys("1234*"), vec!["123456789".to_string()]);
+        cluster.kill(owner);
+        cluster.wait_for_failover(owner, Duration::from_secs(20));
+        let new_owner = cluster.primary_of_slot(slot).expect("promoted");
+        assert_ne!(new_owner, owner);
+        let stats = cluster.commandstats();
+        assert_eq!(stats.len(), 3);
+    }
+
+    #[test]
+    fn commandstats_are_parsed() {
+        let text = "# Commandstats\r\ncmdstat_evalsha:calls=12,usec=30,usec_per_call=2.5\r\ncmdstat_ping:calls=1,usec=0";
+        assert_eq!(
+            parse_commandstats(text),
+            vec![("evalsha".to_string(), 12), ("ping".to_string(), 1)]
+        );
+    }
+}
