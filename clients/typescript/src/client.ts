@@ -247,13 +247,16 @@ export class Client {
     const entry = this.pending.get(packet.sequenceId);
     if (!entry) return; // late reply to a request that timed out
     if (packet.body.case === "error") {
-      const { code, detail } = packet.body.value;
-      if (entry.retryUnavailable && code === ErrorCode.UNAVAILABLE && Date.now() + this.opts.unavailableRetryMs < entry.deadline) {
+      const { code, detail, outcomeUnknown } = packet.body.value;
+      // outcomeUnknown: the server kept this answer for the id, so a
+      // re-send only gets it again; the caller decides what to do.
+      const retry = entry.retryUnavailable && code === ErrorCode.UNAVAILABLE && !outcomeUnknown;
+      if (retry && Date.now() + this.opts.unavailableRetryMs < entry.deadline) {
         setTimeout(() => this.pending.get(packet.sequenceId) === entry && this.write(entry.bytes), this.opts.unavailableRetryMs);
         return;
       }
       this.pending.delete(packet.sequenceId);
-      return entry.reject(new ServerError(code, detail, packet.sequenceId));
+      return entry.reject(new ServerError(code, detail, packet.sequenceId, outcomeUnknown));
     }
     this.pending.delete(packet.sequenceId);
     entry.resolve(packet);

@@ -5,8 +5,17 @@ export class GameMeshError extends Error {}
 
 /** The server answered ErrorResponse{code, detail}. `codeName` is for logs. */
 export class ServerError extends GameMeshError {
-  constructor(readonly code: ErrorCode, readonly detail: string, readonly sequenceId: bigint) {
-    super(`${ErrorCode[code] ?? `UNKNOWN(${code})`}: ${detail} (sequence id ${sequenceId})`);
+  /**
+   * `outcomeUnknown`: an UNAVAILABLE the server may have acted on. It is that
+   * sequence id's answer for good: check what happened before asking again.
+   */
+  constructor(
+    readonly code: ErrorCode,
+    readonly detail: string,
+    readonly sequenceId: bigint,
+    readonly outcomeUnknown = false,
+  ) {
+    super(`${ErrorCode[code] ?? `UNKNOWN(${code})`}: ${detail} (sequence id ${sequenceId}${outcomeUnknown ? ", outcome unknown" : ""})`);
   }
   get codeName(): string {
     return ErrorCode[this.code] ?? `UNKNOWN(${this.code})`;

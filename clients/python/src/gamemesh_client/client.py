@@ -386,14 +386,22 @@ class Client:
             return  # late reply to a request that timed out
         if kind == "error":
             code = packet.error.code
-            retry = pending.retry_unavailable and code == ErrorCode.ERROR_CODE_UNAVAILABLE
+            # outcome_unknown: the server kept this answer for the id, so a
+            # re-send only gets it again; the caller decides what to do.
+            retry = (
+                pending.retry_unavailable
+                and code == ErrorCode.ERROR_CODE_UNAVAILABLE
+                and not packet.error.outcome_unknown
+            )
             if retry and time.monotonic() + self.options.unavailable_retry_pause < pending.deadline:
                 asyncio.get_running_loop().call_later(
                     self.options.unavailable_retry_pause, self._resend_soon, packet.sequence_id
                 )
                 return
             del self._pending[packet.sequence_id]
-            pending.future.set_exception(ServerError(code, packet.error.detail, packet.sequence_id))
+            pending.future.set_exception(
+                ServerError(code, packet.error.detail, packet.sequence_id, packet.error.outcome_unknown)
+            )
             return
         del self._pending[packet.sequence_id]
         pending.future.set_result(packet)

@@ -24,11 +24,16 @@ class GameMeshError(Exception):
 class ServerError(GameMeshError):
     """The server answered the request with ErrorResponse{code, detail}."""
 
-    def __init__(self, code: int, detail: str, sequence_id: int):
+    def __init__(self, code: int, detail: str, sequence_id: int, outcome_unknown: bool = False):
         self.code = code
         self.detail = detail
         self.sequence_id = sequence_id
-        super().__init__(f"{self.code_name}: {detail} (sequence id {sequence_id})")
+        # True on an UNAVAILABLE the server may have acted on: it is that
+        # sequence id's answer for good, so check what happened before
+        # asking again (with a new id).
+        self.outcome_unknown = outcome_unknown
+        unknown = ", outcome unknown" if outcome_unknown else ""
+        super().__init__(f"{self.code_name}: {detail} (sequence id {sequence_id}{unknown})")
 
     @property
     def code_name(self) -> str:

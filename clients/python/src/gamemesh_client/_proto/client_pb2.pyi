@@ -247,12 +247,14 @@ class Kicked(_message.Message):
     def __init__(self, reason: _Optional[_Union[KickReason, str]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class ErrorResponse(_message.Message):
-    __slots__ = ("code", "detail")
+    __slots__ = ("code", "detail", "outcome_unknown")
     CODE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     code: ErrorCode
     detail: str
-    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., detail: _Optional[str] = ...) -> None: ...
+    outcome_unknown: bool
+    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., detail: _Optional[str] = ..., outcome_unknown: _Optional[bool] = ...) -> None: ...
 
 class ChatListRoomsRequest(_message.Message):
     __slots__ = ()
