@@ -12,8 +12,24 @@
 faults="$out/faults.log"
 : >"$faults"
 
+# A free port below the kernel's ephemeral range (32768 and up on Linux):
+# a node restarted on its old port must find it free, and an ephemeral
+# port can meanwhile be taken by any outbound connection on the machine.
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 - <<'PY'
+import random, socket
+for _ in range(1000):
+    p = random.randint(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
+PY
 }
 
 declare -A pid=()

@@ -22,7 +22,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
     cat <<'EOF2'
 
 Options:
@@ -94,7 +94,7 @@ cleanup() {
 trap cleanup EXIT
 
 roles=(redis gs1 gs2 gw1 gw2)
-declare -A start_pid=() start_stats=()
+declare -A start_stats=()
 
 # One line per process to .soak/stats.tsv: when, role, pid, RSS kB, fds.
 sample() {
@@ -141,7 +141,6 @@ arena_loop=$!
 sleep 5
 for name in "${roles[@]}" client; do
     p=${pid[$name]}
-    start_pid[$name]=$p
     start_stats[$name]=$(proc_stats "$p")
 done
 sample
