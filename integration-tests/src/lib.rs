@@ -119,6 +119,14 @@ impl TestRedis {
         }
     }
 
+    /// A directory that lives as long as it (for logs of child processes).
+    pub fn dir(&self) -> std::path::PathBuf {
+        match self {
+            TestRedis::Single(r) => r.dir().to_path_buf(),
+            TestRedis::Cluster(c) => c.nodes()[0].dir().to_path_buf(),
+        }
+    }
+
     /// The `--redis` value for it.
     pub fn address(&self) -> String {
         match self {
