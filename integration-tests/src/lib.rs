@@ -180,7 +180,9 @@ impl TestRedis {
     }
 }
 
-/// A blocking connection to a [`TestRedis`].
+/// A blocking connection to a [`TestRedis`]. (A test holds one or two;
+/// their size does not matter.)
+#[allow(clippy::large_enum_variant)]
 pub enum TestRedisConn {
     /// To the one server.
     Single(redis::Connection),

@@ -115,7 +115,7 @@ async fn play(addr: String, user: u64, stop: Arc<AtomicBool>) -> (Seen, Client) 
         }
         seen.acked.push((seq, value));
         seen.last_ack = Some(Instant::now());
-        if round % 5 == 0 {
+        if round.is_multiple_of(5) {
             drop(c);
             c = Client::connect_with_timeout(&addr, TIMEOUT).await.unwrap();
             resume(&mut c, &mut seen, &login.resume_token).await;

@@ -65,6 +65,9 @@ impl ConnectionLike for SharedConnection {
 
 /// Where a pub/sub subscription is opened (it cannot share the
 /// multiplexed connection).
+// Both variants are a few hundred bytes; it is cloned once per
+// subscription, never on a hot path, so neither is boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum PubSubClient {
     /// One primary: `SUBSCRIBE` / `PUBLISH`, reaching every subscriber.
