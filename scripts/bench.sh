@@ -252,31 +252,6 @@ start_cluster() {
     n=$(cluster_primaries | wc -l)
     ((n == 3)) || die "the Redis Cluster has $n primaries, not 3"
 }
-if ((redis_cluster)); then
-    for p in $c_gs_p2p $c_gs_mesh $c_gw_p2p $c_gw_port; do
-        port_open "$p" && die "port $p is in use: stop whatever holds it"
-    done
-    start_gamemesh "" "$bin" "$redis_port" "$gs_p2p" "$gs_mesh" "$gw_p2p" "$gw_port"
-    start_cluster
-    seeds=$(printf '127.0.0.1:%s,' "${c_ports[@]}")
-    start_nodes "cluster-" "$bin" "redis+cluster://${seeds%,}" "$c_gs_p2p" "$c_gw_p2p" "$c_gw_port" "$c_gs_mesh" "$bin/game-server"
-    for p in $(cluster_primaries); do redis-cli -p "$p" config resetstat >/dev/null; done
-    for ((r = 1; r <= repeat; r++)); do
-        say "round $r of $repeat: one Redis, then the cluster"
-        for c in "logins/s (new connection each)|--conns 50" "logins/s, 500 in parallel|--conns 500"; do
-            read -r -a args <<<"${c#*|}"
-            for target in one-redis redis-cluster; do
-                bench "${c%%|*}" "$target" --mode login "${args[@]}"
-            done
-        done
-    done
-    for p in $(cluster_primaries); do
-        printf '{"case":"shard","target":"redis-cluster","run":{"port":%s,"keys":%s,"stats":"%s"}}\n' "$p" \
-            "$(redis-cli -p "$p" dbsize)" \
-            "$(redis-cli -p "$p" info commandstats | tr -d '\r' | grep '^cmdstat_' | tr '\n' ' ')" >>"$out/results.jsonl"
-    done
-fi
-
 if ((!arena_only && !redis_cluster)); then
 start echo-server "$bin/test-client" echo-server --listen "127.0.0.1:$echo_port"
 cat >"$out/haproxy.cfg" <<EOF2
@@ -325,6 +300,31 @@ bench() {
     printf '{"case":"%s","target":"%s","run":%s}\n' "$label" "$target" "$line" >>"$out/results.jsonl"
     say "$label $target: $line"
 }
+
+if ((redis_cluster)); then
+    for p in $c_gs_p2p $c_gs_mesh $c_gw_p2p $c_gw_port; do
+        port_open "$p" && die "port $p is in use: stop whatever holds it"
+    done
+    start_gamemesh "" "$bin" "$redis_port" "$gs_p2p" "$gs_mesh" "$gw_p2p" "$gw_port"
+    start_cluster
+    seeds=$(printf '127.0.0.1:%s,' "${c_ports[@]}")
+    start_nodes "cluster-" "$bin" "redis+cluster://${seeds%,}" "$c_gs_p2p" "$c_gw_p2p" "$c_gw_port" "$c_gs_mesh" "$bin/game-server"
+    for p in $(cluster_primaries); do redis-cli -p "$p" config resetstat >/dev/null; done
+    for ((r = 1; r <= repeat; r++)); do
+        say "round $r of $repeat: one Redis, then the cluster"
+        for c in "logins/s (new connection each)|--conns 50" "logins/s, 500 in parallel|--conns 500"; do
+            read -r -a args <<<"${c#*|}"
+            for target in one-redis redis-cluster; do
+                bench "${c%%|*}" "$target" --mode login "${args[@]}"
+            done
+        done
+    done
+    for p in $(cluster_primaries); do
+        printf '{"case":"shard","target":"redis-cluster","run":{"port":%s,"keys":%s,"stats":"%s"}}\n' "$p" \
+            "$(redis-cli -p "$p" dbsize)" \
+            "$(redis-cli -p "$p" info commandstats | tr -d '\r' | grep '^cmdstat_' | tr '\n' ' ')" >>"$out/results.jsonl"
+    done
+fi
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 repeat_cases=$repeat

@@ -121,6 +121,14 @@ impl TestRedis {
         }
     }
 
+    /// A directory that lives as long as it (for logs of child processes).
+    pub fn dir(&self) -> std::path::PathBuf {
+        match self {
+            TestRedis::Single(r) => r.dir().to_path_buf(),
+            TestRedis::Cluster(c) => c.nodes()[0].dir().to_path_buf(),
+        }
+    }
+
     /// The `--redis` value for it.
     pub fn address(&self) -> String {
         match self {
@@ -174,8 +182,13 @@ impl TestRedis {
     }
 }
 
+<<<<<<< ours
 /// A blocking connection to a [`TestRedis`].
 // One per test, never moved in a hot path: not worth a Box.
+=======
+/// A blocking connection to a [`TestRedis`]. (A test holds one or two;
+/// their size does not matter.)
+>>>>>>> theirs
 #[allow(clippy::large_enum_variant)]
 pub enum TestRedisConn {
     /// To the one server.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use gamemesh_game_server::api::placement::rendezvous;
 use gamemesh_integration_tests::{
-    free_port, gateway_config, init_tracing, start_gateway, Client, RedisServer,
+    free_port, gateway_config, init_tracing, start_gateway, Client, RedisBackend, TestRedis,
     TEST_CLUSTER_SECRET, TIMEOUT,
 };
 use gamemesh_proto::client::{
@@ -245,14 +245,13 @@ fn positions(s: &State) -> Vec<(u64, i32, i32)> {
     p
 }
 
-#[tokio::test]
-async fn a_room_carries_on_within_5_s_when_its_game_server_is_killed() {
+async fn a_room_carries_on_within_5_s_when_its_game_server_is_killed(backend: RedisBackend) {
     init_tracing();
-    let redis = RedisServer::start();
+    let redis = TestRedis::start(backend);
     let bin = arena_server();
-    let dir = redis.dir().to_path_buf();
-    let mut gs1 = GameServerProcess::start(&bin, 1, &redis.addr(), &dir);
-    let gs2 = GameServerProcess::start(&bin, 2, &redis.addr(), &dir);
+    let dir = redis.dir();
+    let mut gs1 = GameServerProcess::start(&bin, 1, &redis.address(), &dir);
+    let gs2 = GameServerProcess::start(&bin, 2, &redis.address(), &dir);
     let ports = [gs1.p2p_port, gs2.p2p_port];
     let gw_a = start_gateway(gateway_config(1, &ports), 2).await;
     let gw_b = start_gateway(gateway_config(2, &ports), 2).await;
@@ -309,10 +308,7 @@ async fn a_room_carries_on_within_5_s_when_its_game_server_is_killed() {
     assert_eq!(positions(&sb), positions(&sa));
 
     // One authority afterwards: one lease holder, ticks rising by 1.
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut conn = redis.conn();
     let lease = format!("gm:{{room:arena:{room}}}:lease");
     let holder: Option<String> = redis::cmd("GET").arg(&lease).query(&mut conn).unwrap();
     assert!(holder.is_some());
@@ -330,3 +326,7 @@ async fn a_room_carries_on_within_5_s_when_its_game_server_is_killed() {
     gw_a.shutdown.cancel();
     gw_b.shutdown.cancel();
 }
+
+gamemesh_integration_tests::on_both_redis!(
+    a_room_carries_on_within_5_s_when_its_game_server_is_killed
+);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gamemesh_integration_tests::{wait_for, Cluster, TIMEOUT};
+use gamemesh_integration_tests::{wait_for, Cluster, RedisBackend, TIMEOUT};
 use gamemesh_proto::client::{server_packet, KickReason};
 
 fn kick_reason(p: &gamemesh_proto::client::ServerPacket) -> Option<i32> {
@@ -14,9 +14,10 @@ fn kick_reason(p: &gamemesh_proto::client::ServerPacket) -> Option<i32> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopping_game_server_kicks_its_clients_and_leaves_their_sessions_resumable() {
-    let mut cluster = Cluster::start(1, 2).await;
+async fn a_stopping_game_server_kicks_its_clients_and_leaves_their_sessions_resumable(
+    backend: RedisBackend,
+) {
+    let mut cluster = Cluster::start_on(backend, 1, 2).await;
     // Find a client served by game server 1.
     let (mut client, login) = loop {
         let mut c = cluster.client(0).await;
@@ -99,3 +100,7 @@ fn rand_user() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     1_000_000 + NEXT.fetch_add(1, Ordering::Relaxed) + u64::from(std::process::id()) * 1000
 }
+
+gamemesh_integration_tests::on_both_redis!(
+    a_stopping_game_server_kicks_its_clients_and_leaves_their_sessions_resumable,
+);
