@@ -74,31 +74,49 @@ impl ClientPort {
     ) {
         let name = self.name();
         let max_frame = shared.config.max_frame_bytes;
-        let tls = match self {
+        match self {
             ClientPort::Tcp => {
                 let wire = tcp::TcpWire::new(stream, max_frame);
-                return connection::serve(wire, peer, name, shared, shutdown, slot).await;
+                connection::serve(wire, peer, name, shared, shutdown, slot).await;
             }
-            ClientPort::Ws(tls) => tls,
-        };
-        let _ = stream.set_nodelay(true);
-        let config = ws::config(max_frame);
-        match tls {
-            None => {
-                let handshake =
-                    async { ws::accept(stream, config).await.map_err(|e| e.to_string()) };
-                if let Some(wire) = upgrade(&shared, peer, name, &shutdown, handshake).await {
-                    connection::serve(wire, peer, name, shared, shutdown, slot).await;
-                }
+            // Boxed: a task's future is as large as its largest state, and
+            // the TLS and WebSocket states are several KiB; inline, every
+            // idle TCP socket would pay for them.
+            ClientPort::Ws(tls) => {
+                Box::pin(serve_ws(tls, stream, peer, name, shared, shutdown, slot)).await;
             }
-            Some(tls) => {
-                let handshake = async {
-                    let stream = tls.accept(stream).await.map_err(|e| format!("TLS: {e}"))?;
-                    ws::accept(stream, config).await.map_err(|e| e.to_string())
-                };
-                if let Some(wire) = upgrade(&shared, peer, name, &shutdown, handshake).await {
-                    connection::serve(wire, peer, name, shared, shutdown, slot).await;
-                }
+        }
+    }
+}
+
+/// Serves a socket of the WebSocket port: TLS (`wss://`) and the upgrade,
+/// then the connection.
+async fn serve_ws(
+    tls: Option<TlsAcceptor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    name: &'static str,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    slot: Slot,
+) {
+    let max_frame = shared.config.max_frame_bytes;
+    let _ = stream.set_nodelay(true);
+    let config = ws::config(max_frame);
+    match tls {
+        None => {
+            let handshake = async { ws::accept(stream, config).await.map_err(|e| e.to_string()) };
+            if let Some(wire) = upgrade(&shared, peer, name, &shutdown, handshake).await {
+                connection::serve(wire, peer, name, shared, shutdown, slot).await;
+            }
+        }
+        Some(tls) => {
+            let handshake = async {
+                let stream = tls.accept(stream).await.map_err(|e| format!("TLS: {e}"))?;
+                ws::accept(stream, config).await.map_err(|e| e.to_string())
+            };
+            if let Some(wire) = upgrade(&shared, peer, name, &shutdown, handshake).await {
+                connection::serve(wire, peer, name, shared, shutdown, slot).await;
             }
         }
     }
