@@ -182,13 +182,8 @@ impl TestRedis {
     }
 }
 
-<<<<<<< ours
-/// A blocking connection to a [`TestRedis`].
-// One per test, never moved in a hot path: not worth a Box.
-=======
 /// A blocking connection to a [`TestRedis`]. (A test holds one or two;
 /// their size does not matter.)
->>>>>>> theirs
 #[allow(clippy::large_enum_variant)]
 pub enum TestRedisConn {
     /// To the one server.

@@ -65,13 +65,8 @@ impl ConnectionLike for SharedConnection {
 
 /// Where a pub/sub subscription is opened (it cannot share the
 /// multiplexed connection).
-<<<<<<< ours
-// Built once per process and cloned per subscription: the size
-// difference costs nothing worth a Box.
-=======
 // Both variants are a few hundred bytes; it is cloned once per
 // subscription, never on a hot path, so neither is boxed.
->>>>>>> theirs
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum PubSubClient {
