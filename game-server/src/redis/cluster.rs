@@ -42,6 +42,7 @@ impl RedisConn {
             // skipped: the next read asks another.
             if let Some(now) = self.slot_owners().await {
                 if known.as_ref().is_some_and(|k| *k != now) {
+                    self.reconnect_cluster().await;
                     self.inner.switches.send_modify(|n| *n += 1);
                     metrics::counter!("gamemesh_redis_primary_switches_total").increment(1);
                     info!(

@@ -14,7 +14,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::{Client, ErrorKind, RedisError, TlsCertificates, TlsMode};
 use tokio::sync::{watch, Mutex, Notify};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::sentinel::Sentinels;
 use super::target;
@@ -52,6 +52,17 @@ pub(crate) struct Inner {
     pub(crate) manager_config: ConnectionManagerConfig,
     /// Counts primary switches, for whoever must react to one.
     pub(crate) switches: watch::Sender<u64>,
+    /// `Some` for `redis+cluster://`: how to connect again.
+    pub(crate) cluster: Option<ClusterSeed>,
+}
+
+/// What a cluster connection is built from, kept to build it again after
+/// a shard's failover.
+pub(crate) struct ClusterSeed {
+    /// The seed nodes and credentials.
+    address: ClusterAddress,
+    /// The CA for `rediss+cluster://`.
+    certs: Option<TlsCertificates>,
 }
 
 /// The game server's connection to Redis: one multiplexed connection to the
@@ -134,16 +145,15 @@ impl RedisConn {
                 (client, Some(sentinel))
             }
             RedisAddress::Cluster(address) => {
-                let primary = connect_cluster(&address, certs, timeout, &shown, &scrub).await?;
+                let primary =
+                    connect_cluster(&address, certs.clone(), timeout, &shown, &scrub).await?;
                 info!("Redis: {shown} (Redis Cluster)");
-                return Ok(Self::from_parts(
-                    primary,
-                    None,
-                    timeout,
-                    shown,
-                    secrets,
-                    manager_config,
-                ));
+                let mut conn =
+                    Self::from_parts(primary, None, timeout, shown, secrets, manager_config);
+                if let Some(inner) = Arc::get_mut(&mut conn.inner) {
+                    inner.cluster = Some(ClusterSeed { address, certs });
+                }
+                return Ok(conn);
             }
         };
         let addr = client.get_connection_info().addr().to_string();
@@ -203,7 +213,46 @@ impl RedisConn {
                 secrets,
                 manager_config,
                 switches: watch::Sender::new(0),
+                cluster: None,
             }),
+        }
+    }
+
+    /// Builds the cluster connection again and swaps it in. After a shard's
+    /// failover the crate's connection can keep sending that shard's
+    /// commands to the dead primary until they time out, for tens of
+    /// seconds (seen in `redis_cluster.rs`); a fresh one reads the slot
+    /// map from a live node. A failure keeps the old one (the next switch
+    /// or poll tries again).
+    pub(crate) async fn reconnect_cluster(&self) {
+        let Some(seed) = &self.inner.cluster else {
+            return;
+        };
+        let scrub = |t: String| self.scrub(t);
+        match connect_cluster(
+            &seed.address,
+            seed.certs.clone(),
+            self.inner.timeout,
+            &self.inner.target,
+            &scrub,
+        )
+        .await
+        {
+            Ok(fresh) => {
+                *self
+                    .inner
+                    .primary
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = fresh;
+                info!(
+                    "Redis Cluster {}: connected again after a shard's failover",
+                    self.inner.target
+                );
+            }
+            Err(e) => warn!(
+                "Redis Cluster {}: could not connect again after a shard's failover: {e}",
+                self.inner.target
+            ),
         }
     }
 
@@ -332,7 +381,7 @@ async fn connect_cluster(
     certs: Option<TlsCertificates>,
     timeout: Duration,
     shown: &str,
-    scrub: &dyn Fn(String) -> String,
+    scrub: &(dyn Fn(String) -> String + Sync),
 ) -> Result<Primary, RedisConnectError> {
     let build = |resp3: bool| -> Result<ClusterClient, RedisConnectError> {
         let mut b = ClusterClientBuilder::new(address.seed_urls())
