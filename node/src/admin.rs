@@ -20,10 +20,7 @@ use std::time::Duration;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::CONTENT_TYPE;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -110,10 +107,10 @@ pub async fn serve(
     };
     let listener = TcpListener::bind((bind, port)).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    tracker.spawn(accept_loop(
+    tracker.spawn(crate::http_server::serve(
         listener,
-        handle,
-        ready,
+        "Admin",
+        move |req| respond(req, handle, ready.clone()),
         tracker.clone(),
         shutdown.clone(),
     ));
@@ -129,42 +126,6 @@ async fn upkeep_loop(handle: &'static PrometheusHandle, shutdown: CancellationTo
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => handle.run_upkeep(),
         }
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    handle: &'static PrometheusHandle,
-    ready: ReadyCheck,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of descriptors and the like: wait instead of
-                    // spinning; the admin port must never take the node down.
-                    tracing::debug!("Admin accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let ready = ready.clone();
-        let stop = shutdown.clone();
-        tracker.spawn(async move {
-            let service = service_fn(move |req| respond(req, handle, ready.clone()));
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                r = conn => if let Err(e) = r {
-                    tracing::debug!("Admin connection ended: {e}");
-                },
-            }
-        });
     }
 }
 

@@ -37,6 +37,7 @@ pub mod config;
 pub mod error;
 pub mod fixed_window;
 pub mod flags;
+pub mod http_server;
 pub mod log_throttle;
 pub mod peer_gate;
 pub mod rate_limit;

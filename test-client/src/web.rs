@@ -19,15 +19,11 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -132,7 +128,13 @@ pub async fn serve(
     };
     let listener = TcpListener::bind(opts.listen).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    tracker.spawn(accept_loop(listener, site, tracker.clone(), shutdown));
+    tracker.spawn(gamemesh_node::http_server::serve(
+        listener,
+        "web",
+        move |req| respond(req, site.clone()),
+        tracker.clone(),
+        shutdown,
+    ));
     Ok(WebServer { addr })
 }
 
@@ -160,40 +162,6 @@ async fn wait_for_stop_signal() -> std::io::Result<()> {
     tokio::select! {
         r = tokio::signal::ctrl_c() => r,
         _ = term.recv() => Ok(()),
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    site: Arc<Site>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of descriptors and the like: wait, do not spin.
-                    tracing::debug!("web accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let site = site.clone();
-        let stop = shutdown.clone();
-        tracker.spawn(async move {
-            let service = service_fn(move |req| respond(req, site.clone()));
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                r = conn => if let Err(e) = r {
-                    tracing::debug!("web connection ended: {e}");
-                },
-            }
-        });
     }
 }
 
