@@ -147,20 +147,7 @@ impl TestRedis {
                     .get_connection()
                     .expect("redis connection"),
             ),
-            TestRedis::Cluster(c) => {
-                let seeds: Vec<String> = c
-                    .nodes()
-                    .iter()
-                    .filter(|n| n.pid().is_some())
-                    .map(|n| n.url())
-                    .collect();
-                TestRedisConn::Cluster(
-                    redis::cluster::ClusterClient::new(seeds)
-                        .expect("cluster seeds")
-                        .get_connection()
-                        .expect("cluster connection"),
-                )
-            }
+            TestRedis::Cluster(c) => TestRedisConn::cluster(c),
         }
     }
 
@@ -190,6 +177,24 @@ pub enum TestRedisConn {
     Single(redis::Connection),
     /// To the cluster, routed by slot.
     Cluster(redis::cluster::ClusterConnection),
+}
+
+impl TestRedisConn {
+    /// A connection routed by slot, seeded from the cluster's live nodes.
+    fn cluster(c: &RedisCluster) -> Self {
+        let seeds: Vec<String> = c
+            .nodes()
+            .iter()
+            .filter(|n| n.pid().is_some())
+            .map(|n| n.url())
+            .collect();
+        TestRedisConn::Cluster(
+            redis::cluster::ClusterClient::new(seeds)
+                .expect("cluster seeds")
+                .get_connection()
+                .expect("cluster connection"),
+        )
+    }
 }
 
 impl redis::ConnectionLike for TestRedisConn {
@@ -513,20 +518,7 @@ impl Cluster {
     /// slot on a Redis Cluster).
     pub fn redis_conn(&self) -> TestRedisConn {
         match &self.redis_cluster {
-            Some(c) => {
-                let seeds: Vec<String> = c
-                    .nodes()
-                    .iter()
-                    .filter(|n| n.pid().is_some())
-                    .map(|n| n.url())
-                    .collect();
-                TestRedisConn::Cluster(
-                    redis::cluster::ClusterClient::new(seeds)
-                        .expect("cluster seeds")
-                        .get_connection()
-                        .expect("cluster connection"),
-                )
-            }
+            Some(c) => TestRedisConn::cluster(c),
             None => TestRedisConn::Single(
                 redis::Client::open(self.redis.url())
                     .expect("redis url")
