@@ -60,23 +60,7 @@ die() { printf '[chaos] ERROR: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=scripts/lib.sh
 source "$root/scripts/lib.sh"
 
-ensure redis-server redis-server
-ensure redis-cli redis-tools
-ensure python3 python3
-command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)"
-
-if ((build)); then
-    say "building $profile binaries"
-    if [[ $profile == release ]]; then
-        cargo build --release -q -p gamemesh-gateway -p gamemesh-game-server -p gamemesh-test-client
-    else
-        cargo build -q -p gamemesh-gateway -p gamemesh-game-server -p gamemesh-test-client
-    fi
-fi
-bin="$root/target/$profile"
-for b in gateway game-server test-client; do
-    [[ -x $bin/$b ]] || die "$bin/$b is missing: run without --no-build"
-done
+prepare_cluster_run "$profile" "$build" gamemesh-gateway gamemesh-game-server gamemesh-test-client -- gateway game-server test-client
 
 gs_bin="$bin/game-server"
 # shellcheck source=scripts/cluster.sh

@@ -25,3 +25,32 @@ ensure() {
     as_root apt-get update -qq >&2 || die "cannot run apt-get (not root, no sudo): install $*"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "installing $* failed"
 }
+
+# The start chaos.sh and soak.sh share: what a local cluster needs on PATH,
+# then the `cargo` PACKAGES built in PROFILE (unless BUILD is 0) and each of
+# BINARIES checked. Sets `bin` to the binaries' directory.
+#   prepare_cluster_run PROFILE BUILD PACKAGE... -- BINARY...
+prepare_cluster_run() {
+    local profile=$1 build=$2
+    shift 2
+    local flags=(-q)
+    while [[ $# -gt 0 && $1 != -- ]]; do
+        flags+=(-p "$1")
+        shift
+    done
+    shift
+    ensure redis-server redis-server
+    ensure redis-cli redis-tools
+    ensure python3 python3
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)"
+    if ((build)); then
+        say "building $profile binaries"
+        [[ $profile == release ]] && flags+=(--release)
+        cargo build "${flags[@]}"
+    fi
+    bin="$root/target/$profile"
+    local b
+    for b in "$@"; do
+        [[ -x $bin/$b ]] || die "$bin/$b is missing: run without --no-build"
+    done
+}

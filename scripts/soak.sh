@@ -67,21 +67,7 @@ die() { printf '[soak] ERROR: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=scripts/lib.sh
 source "$root/scripts/lib.sh"
 
-ensure redis-server redis-server
-ensure redis-cli redis-tools
-ensure python3 python3
-command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)"
-
-if ((build)); then
-    say "building $profile binaries"
-    flags=(-q -p gamemesh-gateway -p gamemesh-arena -p gamemesh-test-client)
-    [[ $profile == release ]] && flags+=(--release)
-    cargo build "${flags[@]}"
-fi
-bin="$root/target/$profile"
-for b in gateway arena-server test-client; do
-    [[ -x $bin/$b ]] || die "$bin/$b is missing: run without --no-build"
-done
+prepare_cluster_run "$profile" "$build" gamemesh-gateway gamemesh-arena gamemesh-test-client -- gateway arena-server test-client
 
 gs_bin="$bin/arena-server"
 # shellcheck source=scripts/cluster.sh
