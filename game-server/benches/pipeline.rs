@@ -54,6 +54,7 @@ fn pipeline(c: &mut Criterion) {
             Duration::from_secs(3),
             None,
         ),
+        pauses: gamemesh_game_server::cluster::pause::PauseWatch::new(Duration::from_secs(3)),
         accepting: AtomicBool::new(true),
         auth_secret: None,
         resume_grace: Duration::from_secs(60),

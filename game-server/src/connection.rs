@@ -117,6 +117,8 @@ impl Connection {
     /// adopts its session if needed and applies the policies), applies
     /// the session effect and sends the reply.
     async fn frame(&mut self, frame: Frame) {
+        // Before anything runs: a pause just ended shows here first.
+        self.state.pauses.observe();
         let conn = self.conn;
         let seq = packets::peek_sequence_id(&frame.body);
         let req = HubRequest {

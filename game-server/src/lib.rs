@@ -340,6 +340,7 @@ async fn start_with(
             config.node.cluster_secret.clone(),
         ),
         mesh: Mesh::new(mesh, me, peer_timeout, config.node.cluster_secret.clone()),
+        pauses: cluster::pause::PauseWatch::new(peer_timeout),
         accepting: AtomicBool::new(true),
         auth_secret: config.auth_secret.as_ref().map(|s| s.as_bytes().to_vec()),
         resume_grace: config.resume_grace(),

@@ -13,6 +13,7 @@ use crate::middleware::{
 use crate::policy::adoption::AdoptionLayer;
 use crate::policy::decode::DecodeLayer;
 use crate::policy::login_limits::{LoginLimitLayer, LoginLimits};
+use crate::policy::ownership::OwnershipLayer;
 use crate::policy::violation_layer::ViolationLayer;
 use crate::request::{BoxError, HubRequest, HubResponse};
 use crate::state::HubState;
@@ -23,7 +24,7 @@ use crate::state::HubState;
 pub type HubService = BoxCloneService<HubRequest, HubResponse, BoxError>;
 
 /// Number of middlewares in [`build`], for the start-up log line.
-pub const MIDDLEWARE_COUNT: usize = 9;
+pub const MIDDLEWARE_COUNT: usize = 10;
 
 /// Composes the pipeline, outermost first: violations count the frames
 /// that are not the contract (and kick the connection that sends too
@@ -32,7 +33,9 @@ pub const MIDDLEWARE_COUNT: usize = 9;
 /// it (below decode, so its `INTERNAL` carries the request's sequence id;
 /// the two layers above it run no handler code); logging opens the span
 /// every later line is in; adoption takes over the
-/// session a re-routed socket is pinned to; the login limits refuse
+/// session a re-routed socket is pinned to; ownership confirms, after
+/// this process was paused, that a held session is still ours (and drops
+/// the stale frames of one that moved on); the login limits refuse
 /// logins over their rate; authentication refuses session-only packets
 /// from sockets without a session; idempotency answers re-sent sequence
 /// ids without running them; timing measures the handler alone; the
@@ -45,6 +48,7 @@ pub fn build(state: Arc<HubState>, login_limits: Arc<LoginLimits>) -> HubService
         .layer(measured("exception", ExceptionLayer::new()))
         .layer(measured("logging", LoggingLayer::new()))
         .layer(measured("adoption", AdoptionLayer::new(state.clone())))
+        .layer(measured("ownership", OwnershipLayer::new(state.clone())))
         .layer(measured("login_limits", LoginLimitLayer::new(login_limits)))
         .layer(measured("authentication", AuthenticationLayer::new()))
         .layer(measured("idempotency", IdempotencyLayer::new()))

@@ -9,6 +9,7 @@ use gamemesh_transport::NodeId;
 use crate::api::GameRuntime;
 use crate::cluster::gateways::GatewayLinks;
 use crate::cluster::mesh::Mesh;
+use crate::cluster::pause::PauseWatch;
 use crate::policy::violations::ViolationPolicy;
 use crate::session::save_retry::SaveRetries;
 use crate::session::{LocalSessions, SessionStore};
@@ -25,6 +26,9 @@ pub struct HubState {
     pub gateways: GatewayLinks,
     /// Links to the other game servers.
     pub mesh: Mesh,
+    /// This process's pauses: after one, sessions held here are confirmed
+    /// in the store before they run another frame.
+    pub pauses: PauseWatch,
     /// False once shutdown began: no new logins, gateways told to route
     /// new sockets elsewhere.
     pub accepting: AtomicBool,

@@ -20,6 +20,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use gamemesh_game_server::api::placement::rendezvous;
 use gamemesh_gateway::Config as GwConfig;
 use gamemesh_node::flags::NodeFlags;
 use gamemesh_proto::client::{server_packet, ErrorCode, KickReason, LoginResponse, ServerPacket};
@@ -1189,6 +1190,95 @@ async fn a_stalled_game_server_gets_its_clients_unavailable_within_the_bound_and
         on_gs1 |= l.game_server_node_id == gs1.node_id;
     }
     assert!(on_gs1, "the resumed game server takes new logins again");
+    drop(gs2);
+    gw.stop().await;
+}
+
+/// A chat room name whose room runs on game server 2 of {1, 2}, so that
+/// stopping game server 1 does not move it.
+fn room_on_game_server_2(prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|r| rendezvous(&format!("chat:{r}"), [1, 2]) == Some(2))
+        .expect("some name hashes to game server 2")
+}
+
+/// Texts of the chat posts `c` receives, up to and including `last`.
+async fn posts_until(c: &mut Client, last: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    loop {
+        let p = c.next_push(TIMEOUT).await.expect("the room's posts arrive");
+        if let Some(server_packet::Body::ChatMessage(m)) = p.body {
+            let done = m.text == last;
+            texts.push(m.text);
+            if done {
+                return texts;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_woken_game_server_drops_the_stale_frames_of_sessions_adopted_elsewhere() {
+    let h = Harness::new("stale-frames");
+    let gs1 = h.game_server(1).await;
+    let gs2 = h.game_server(2).await;
+    let mut gw = h.gateway(1, &gs1).await;
+    gw.wait_live(2).await;
+    let room = room_on_game_server_2("stale");
+
+    // A poster whose session is on game server 1, a reader on 2.
+    let (mut poster, mut reader) = (None, None);
+    for user in 3200..3230u64 {
+        let (c, l) = logged_in(&gw, user).await;
+        match l.game_server_node_id {
+            1 if poster.is_none() => poster = Some(c),
+            2 if reader.is_none() => reader = Some(c),
+            _ => {}
+        }
+    }
+    let mut poster = poster.expect("round robin puts a user on game server 1");
+    let mut reader = reader.expect("round robin puts a user on game server 2");
+    poster.chat_join(&room).await.expect("poster joins");
+    reader.chat_join(&room).await.expect("reader joins");
+
+    // The post reaches the stopped game server 1 and waits in its socket;
+    // the gateway declares it DOWN and answers for it: it may have run.
+    gs1.stop_and_wait_stopped().await;
+    poster.set_timeout(UNAVAILABLE_BOUND + Duration::from_secs(5));
+    match poster.chat_say(&room, "stale post").await {
+        Err(ClientError::Server { error, .. })
+            if error.code() == ErrorCode::Unavailable && error.outcome_unknown => {}
+        other => panic!("the post to a stopped game server must get UNAVAILABLE with outcome_unknown, got {other:?}"),
+    }
+    // Its next request moves the socket: game server 2 adopts the session.
+    echo_until_served(&mut poster, "adopted")
+        .await
+        .expect("game server 2 adopts the session");
+
+    // Woken, game server 1 finds the queued post's session owned elsewhere
+    // and drops the post instead of posting it.
+    let offset = fs::metadata(&gs1.log).map(|m| m.len()).unwrap_or(0);
+    gs1.signal("-CONT");
+    wait_for_async("game server 1 drops the stale post", SETTLE, || async {
+        read_from(&gs1.log, offset).contains("dropping its stale frame")
+    })
+    .await;
+    // The room answers in order: a post run before the reader's marker
+    // would reach the reader first.
+    reader
+        .chat_say(&room, "marker")
+        .await
+        .expect("reader posts");
+    let texts = posts_until(&mut reader, "marker").await;
+    assert!(
+        !texts.iter().any(|t| t == "stale post"),
+        "the stale post ran after its session moved: {texts:?}"
+    );
+    // The session lives on game server 2, served.
+    echo_until_served(&mut poster, "still here")
+        .await
+        .expect("the adopted session carries on");
     drop(gs2);
     gw.stop().await;
 }

@@ -551,12 +551,16 @@ fn admit(in_flight: &mut InFlight, handle: &ClientHandle, out: Outbound) -> Opti
             metrics::counter!("gamemesh_gateway_requests_failed_total", "reason" => "game_server_down")
                 .increment(failed.len() as u64);
         }
+        // The game server took these and went down: they may have run
+        // there (a killed server may not have saved them; a stopped one
+        // may still run them when it wakes), so a re-send could run them
+        // twice. The client is told so rather than invited to retry.
         for (seq, _) in failed {
-            answer_unavailable(
-                handle,
+            let reply = packets::outcome_unknown(
                 seq,
-                &format!("game server {down} is down; retry with the same sequence id"),
+                format!("game server {down} went down holding this request; it may have run"),
             );
+            handle.push(Outbound::Frame(packets::encode(&reply)));
         }
         return None;
     }

@@ -14,10 +14,13 @@
 //! `UNAVAILABLE`, that id is remembered (the last [`ANSWERED_KEPT`] per
 //! socket) and a real answer that arrives for it later is dropped, so the
 //! client gets exactly one reply per request, as docs/PROTOCOL.md demands. The
-//! request may well have executed: the client retries with the SAME
-//! sequence id and the game server's idempotency answers the retry from its
-//! reply cache (or `DUPLICATE_SEQUENCE` once the reply fell out of it)
-//! without executing it again. The retry is a new entry, and the first
+//! request may well have executed. After a timeout (the game server is
+//! alive, only slow) the client retries with the SAME sequence id and the
+//! game server's idempotency answers the retry from its reply cache (or
+//! `DUPLICATE_SEQUENCE` once the reply fell out of it) without executing
+//! it again. After a DOWN declaration the answer carries
+//! `outcome_unknown`: the server that takes the session over knows only
+//! what the dead one saved, so a retry may run the request again. The retry is a new entry, and the first
 //! answer with that id passes while the other one (the late original, or
 //! the retry's, whichever comes second) is dropped: still one reply per
 //! request sent. If the late original came first and was itself an error

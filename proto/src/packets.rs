@@ -17,6 +17,17 @@ pub fn error(sequence_id: u64, code: ErrorCode, detail: impl Into<String>) -> Se
     }
 }
 
+/// An `UNAVAILABLE` for a request that may have run
+/// (`ErrorResponse.outcome_unknown`): re-sending it may run it again, so a
+/// client re-sends only what is safe to run twice.
+pub fn outcome_unknown(sequence_id: u64, detail: impl Into<String>) -> ServerPacket {
+    let mut packet = error(sequence_id, ErrorCode::Unavailable, detail);
+    if let Some(server_packet::Body::Error(e)) = &mut packet.body {
+        e.outcome_unknown = true;
+    }
+    packet
+}
+
 /// A `Kicked` push (sequence id 0).
 pub fn kicked(reason: KickReason, detail: impl Into<String>) -> ServerPacket {
     ServerPacket {

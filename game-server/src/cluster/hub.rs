@@ -165,6 +165,7 @@ impl Dispatcher {
         scheduled: tokio::time::Instant,
         peer_timeout: Duration,
     ) -> bool {
+        self.state.pauses.observe();
         if !self.drain_queued(events, gate, batch) {
             return false;
         }

@@ -11,9 +11,12 @@
 //!   pushes); [`mesh_host`]: what this game server does with the
 //!   messages about its sessions.
 //! - [`membership`]: the node registry in Redis (or memory).
+//! - [`pause`]: noticing that this process was paused long enough for the
+//!   cluster to give up on it.
 
 pub mod gateways;
 pub mod hub;
 pub mod membership;
 pub mod mesh;
 pub mod mesh_host;
+pub mod pause;

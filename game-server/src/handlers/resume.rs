@@ -54,11 +54,10 @@ async fn move_here(
         if let Err(code) = check(&record) {
             return Ok(Err(code));
         }
-        let record = if record.connected
-            && record.placement.owner != state.node_id
-            && record.placement.socket != conn.socket
-        {
-            hand_off(state, &record).await.map_err(MoveError::Store)?
+        let record = if needs_hand_off(state, &record, conn) {
+            hand_off(state, &record, conn)
+                .await
+                .map_err(MoveError::Store)?
         } else {
             Some(record)
         };
@@ -134,29 +133,46 @@ async fn move_here(
     Err(MoveError::NotFound)
 }
 
+/// Whether another game server may still hold the session: it is
+/// connected there, on another socket, or on this very socket while that
+/// server is alive (a gateway that lost its link to it re-routed the
+/// socket here, or this server woke from a pause and runs frames the
+/// gateway sent before it gave up on us). Taking it without asking would
+/// lose the owner's progress since its last save.
+fn needs_hand_off(state: &HubState, record: &SessionRecord, conn: ConnInfo) -> bool {
+    let owner = record.placement.owner;
+    record.connected
+        && owner != state.node_id
+        && (record.placement.socket != conn.socket || state.mesh.is_live(owner))
+}
+
 /// How long a resume waits for another game server to save a session it
 /// still holds before taking it anyway.
 const HAND_OFF_WAIT: Duration = Duration::from_millis(500);
 
 /// The session is still connected to a socket owned by another game server
 /// (the client came back before its old connection was noticed gone, or
-/// while it is still open). Close that socket through its gateway and, if
-/// the owner is alive, ask it over the mesh to save the session's final
-/// progress and let go, so the take-over starts from the owner's latest
-/// watermark rather than its last periodic flush. A dead owner is not
-/// waited for: its last saved progress is all there is.
+/// while it is still open). Close that socket through its gateway (unless
+/// it is the one asking) and, if the owner is alive, ask it over the mesh
+/// to save the session's final progress and let go, so the take-over
+/// starts from the owner's latest watermark rather than its last periodic
+/// flush. A dead owner is not waited for: its last saved progress is all
+/// there is.
 async fn hand_off(
     state: &HubState,
     record: &SessionRecord,
+    conn: ConnInfo,
 ) -> Result<Option<SessionRecord>, StoreError> {
     let owner = record.placement.owner;
-    state.gateways.kick(
-        record.placement.gateway,
-        &record.placement.socket,
-        record.session_id,
-        KickReason::DuplicateLogin,
-        "session resumed on another connection",
-    );
+    if record.placement.socket != conn.socket {
+        state.gateways.kick(
+            record.placement.gateway,
+            &record.placement.socket,
+            record.session_id,
+            KickReason::DuplicateLogin,
+            "session resumed on another connection",
+        );
+    }
     if !state.mesh.is_live(owner) {
         info!(
             "Owner game server {owner} of SessionId={} is down; taking its last saved progress",

@@ -7,7 +7,7 @@
 //! watermark; see SESSION_LIFECYCLE.md.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -74,6 +74,9 @@ pub struct LocalSession {
     /// Set when the session was replaced or taken over elsewhere: its state
     /// must not be saved any more.
     ended: AtomicBool,
+    /// The pause generation ([`crate::cluster::pause`]) in which this
+    /// server last knew the session was its own.
+    confirmed: AtomicU64,
 }
 
 impl LocalSession {
@@ -109,7 +112,20 @@ impl LocalSession {
                 dirty: false,
             }),
             ended: AtomicBool::new(false),
+            confirmed: AtomicU64::new(0),
         }
+    }
+
+    /// The pause generation in which the session was last known to be
+    /// this server's (0 until a pause made anyone ask).
+    pub fn confirmed(&self) -> u64 {
+        self.confirmed.load(Ordering::Acquire)
+    }
+
+    /// Records that the store confirmed the session is ours in
+    /// `generation`.
+    pub fn confirm(&self, generation: u64) {
+        self.confirmed.fetch_max(generation, Ordering::AcqRel);
     }
 
     /// The same session with its increment counter at `counter` (as

@@ -85,7 +85,8 @@ async fn echo(opts: &ChaosOptions, client: &mut Client, data: &str, c: &Counters
 
 /// One chat member until `end`: joins its room (`index / ROOM_SIZE`),
 /// says something every [`CHAT_INTERVAL`], re-sending a post under the same
-/// sequence id while it is answered with an error, and reads what the room
+/// sequence id while it is answered with an error that says nothing
+/// happened (never one with `outcome_unknown`), and reads what the room
 /// pushes. A post (its text is unique) seen twice is counted.
 pub async fn chat(opts: &ChaosOptions, index: usize, end: Instant, c: &Counters) {
     let user = opts.first_user + CHAT_USERS + index as u64;
@@ -182,6 +183,13 @@ async fn say(
                     if e.code == ErrorCode::DuplicateSequence as i32 =>
                 {
                     return same_connection
+                }
+                Some(server_packet::Body::Error(e)) if e.outcome_unknown => {
+                    // It may have posted (its game server went down
+                    // holding it): the contract says not to re-send this
+                    // id. The room's pushes show whether it did.
+                    bump(&c.chat_outcome_unknown);
+                    return same_connection;
                 }
                 Some(server_packet::Body::Error(e))
                     if e.code == ErrorCode::NotAuthenticated as i32 =>

@@ -127,6 +127,9 @@ pub struct ChaosReport {
     pub chat_said: u64,
     /// Chat posts a member received twice. Must be 0.
     pub chat_seen_twice: u64,
+    /// Chat posts answered `UNAVAILABLE` with `outcome_unknown` (their game
+    /// server went down holding them): not re-sent, as the contract says.
+    pub chat_outcome_unknown: u64,
     /// `Kicked` pushes seen, by reason.
     pub kicks: BTreeMap<String, u64>,
     /// Kill-to-served per fault (with a faults file).
@@ -200,6 +203,11 @@ impl ChaosReport {
             t.push_str(&row("echoes answered wrong", self.wrong_echoes, true));
             t.push_str(&row("chat posts said", self.chat_said, false));
             t.push_str(&row("chat posts seen twice", self.chat_seen_twice, true));
+            t.push_str(&row(
+                "chat posts outcome unknown",
+                self.chat_outcome_unknown,
+                false,
+            ));
         }
         for (reason, n) in &self.kicks {
             t.push_str(&row(&format!("kicks: {reason}"), *n, false));
@@ -231,6 +239,7 @@ struct Counters {
     wrong_echoes: AtomicU64,
     chat_said: AtomicU64,
     chat_seen_twice: AtomicU64,
+    chat_outcome_unknown: AtomicU64,
     kicks: Mutex<BTreeMap<String, u64>>,
     /// The faults reported so far (empty without a faults file).
     faults: Arc<Faults>,
@@ -337,6 +346,7 @@ pub async fn run(opts: &ChaosOptions) -> anyhow::Result<ChaosReport> {
         wrong_echoes: get(&c.wrong_echoes),
         chat_said: get(&c.chat_said),
         chat_seen_twice: get(&c.chat_seen_twice),
+        chat_outcome_unknown: get(&c.chat_outcome_unknown),
         kicks: c.kicks.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         faults: c.faults.summary(opts.sessions),
         ..ChaosReport::default()
@@ -532,7 +542,10 @@ async fn increment(opts: &ChaosOptions, s: &mut Session, seq: &mut u64, c: &Coun
                     }
                 }
                 Some(_) => {
-                    // UNAVAILABLE, RATE_LIMITED, INTERNAL: retry the same id.
+                    // UNAVAILABLE, RATE_LIMITED, INTERNAL: retry the same id,
+                    // even with `outcome_unknown`: an increment is safe to
+                    // run again (its effect is the session's own state,
+                    // saved with its sequence id and fenced by the epoch).
                     bump(&c.explicitly_failed);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }

@@ -1,0 +1,163 @@
+//! Ownership after a pause: a frame for a session held here runs only if
+//! the session is still this game server's.
+//!
+//! Normally nothing needs asking: a session moves elsewhere only through
+//! a hand-off this server takes part in, or after the cluster declared it
+//! dead. The second also happens to a server that was merely paused
+//! ([`crate::cluster::pause`]): on waking it still holds the sessions and
+//! the frames the gateways sent before they gave up on it. So once per
+//! pause, each session's next frame first reads its record: the same
+//! session at the same epoch runs on; one that moved on is let go (ended
+//! here, never saved again) and the stale frame is dropped, answered
+//! `UNAVAILABLE` with "nothing happened" (the gateway has usually
+//! answered it already and drops this; a re-send goes to the new owner).
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use gamemesh_proto::client::client_packet;
+use tower::{Layer, Service};
+use tracing::warn;
+
+use crate::request::{BoxError, HubRequest, HubResponse, SessionEffect};
+use crate::session::LocalSession;
+use crate::state::HubState;
+
+/// Adds [`Ownership`].
+#[derive(Clone)]
+pub struct OwnershipLayer {
+    /// Sessions, store, pause watch.
+    state: Arc<HubState>,
+}
+
+impl OwnershipLayer {
+    /// The layer over `state`'s sessions.
+    pub fn new(state: Arc<HubState>) -> Self {
+        Self { state }
+    }
+}
+
+impl<S> Layer<S> for OwnershipLayer {
+    type Service = Ownership<S>;
+    fn layer(&self, inner: S) -> Ownership<S> {
+        Ownership {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// Confirms a held session is still ours after a pause.
+#[derive(Clone)]
+pub struct Ownership<S> {
+    /// The rest of the pipeline.
+    inner: S,
+    /// Sessions, store, pause watch.
+    state: Arc<HubState>,
+}
+
+/// What the store says of a session held here.
+enum Verdict {
+    /// Still ours.
+    Ours,
+    /// Replaced, taken over or gone: let go.
+    MovedOn,
+    /// The store did not answer.
+    Unknown(String),
+}
+
+async fn verdict(state: &HubState, session: &LocalSession) -> Verdict {
+    match state.store.get(session.user_id).await {
+        Ok(Some(r)) if r.session_id == session.session_id && r.epoch == session.epoch => {
+            Verdict::Ours
+        }
+        Ok(_) => Verdict::MovedOn,
+        Err(e) => Verdict::Unknown(e.to_string()),
+    }
+}
+
+impl<S> Service<HubRequest> for Ownership<S>
+where
+    S: Service<HubRequest, Response = HubResponse, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = HubResponse;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<HubResponse, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: HubRequest) -> Self::Future {
+        let generation = self.state.pauses.generation();
+        let session = match &req.session {
+            // An ended session is refused by authentication anyway.
+            Some(s) if s.confirmed() < generation && !s.is_ended() && !starts_a_session(&req) => {
+                s.clone()
+            }
+            // No pause since it was last known ours (the usual case).
+            _ => return Box::pin(self.inner.call(req)),
+        };
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let seq = req.packet.sequence_id;
+            match verdict(&state, &session).await {
+                Verdict::Ours => {
+                    session.confirm(generation);
+                    inner.call(req).await
+                }
+                Verdict::MovedOn => {
+                    warn!(
+                        "SessionId={} (UserId={}) moved to another game server while this one was paused; dropping its stale frame SequenceId={seq}",
+                        session.session_id, session.user_id
+                    );
+                    metrics::counter!("gamemesh_stale_frames_dropped_total").increment(1);
+                    let_go(&state, &session);
+                    let mut resp = HubResponse::nothing_happened(
+                        seq,
+                        "the session moved to another game server; retry",
+                    );
+                    resp.effect = SessionEffect::Detach;
+                    Ok(resp)
+                }
+                Verdict::Unknown(e) => {
+                    warn!(
+                        "Cannot confirm SessionId={} after a pause: {e}",
+                        session.session_id
+                    );
+                    Ok(HubResponse::nothing_happened(
+                        seq,
+                        "session store unavailable; retry",
+                    ))
+                }
+            }
+        })
+    }
+}
+
+/// A login or resume makes its own session (fenced in the store): the
+/// one the socket held before does not matter to it.
+fn starts_a_session(req: &HubRequest) -> bool {
+    matches!(
+        req.packet.body,
+        Some(client_packet::Body::Login(_) | client_packet::Body::Resume(_))
+    )
+}
+
+/// Ends `session` here: out of the local index if it is still there as
+/// this very session, and never saved again either way.
+fn let_go(state: &HubState, session: &Arc<LocalSession>) {
+    let indexed = state
+        .sessions
+        .get(session.session_id)
+        .is_some_and(|a| Arc::ptr_eq(&a.session, session));
+    if indexed {
+        state.sessions.end(session.session_id);
+    } else {
+        session.end();
+    }
+}
