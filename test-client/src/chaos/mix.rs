@@ -41,10 +41,16 @@ pub async fn churn(opts: &ChaosOptions, index: usize, end: Instant, c: &Counters
     while Instant::now() < end {
         gateway = (gateway + 1) % opts.addrs.len();
         bump(&c.logins);
-        let Ok(mut s) = login(opts, user, gateway, Instant::now() + opts.deadline).await else {
-            // Both gateways refused for a whole deadline: no answer at all.
-            bump(&c.hung);
-            continue;
+        // Refusals are retried for as long as a request's (the table's
+        // "still refused after four deadlines").
+        let deadline = Instant::now() + opts.deadline * super::RETRY_DEADLINES;
+        let mut s = match login(opts, user, gateway, deadline).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("user {user}: churn login hung: {e}");
+                bump(&c.hung);
+                continue;
+            }
         };
         for n in 0..ECHOES_PER_LOGIN {
             if !echo(opts, &mut s.client, &format!("{user}-{n}"), c).await {
@@ -91,14 +97,9 @@ async fn echo(opts: &ChaosOptions, client: &mut Client, data: &str, c: &Counters
 pub async fn chat(opts: &ChaosOptions, index: usize, end: Instant, c: &Counters) {
     let user = opts.first_user + CHAT_USERS + index as u64;
     let room = format!("soak-{}", index / ROOM_SIZE);
-    let Ok(mut s) = login(
-        opts,
-        user,
-        index % opts.addrs.len(),
-        Instant::now() + opts.deadline,
-    )
-    .await
-    else {
+    let deadline = Instant::now() + opts.deadline * super::RETRY_DEADLINES;
+    let Ok(mut s) = login(opts, user, index % opts.addrs.len(), deadline).await else {
+        tracing::warn!("user {user}: chat member's login hung");
         bump(&c.hung);
         return;
     };

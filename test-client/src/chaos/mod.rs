@@ -581,7 +581,7 @@ async fn login(
     while Instant::now() < deadline {
         let addr = &opts.addrs[g];
         match Client::connect_with_timeout(addr, Duration::from_secs(2)).await {
-            Ok(mut client) => match client.login(user, &token).await {
+            Ok(mut client) => match login_once(opts, &mut client, user, &token).await {
                 Ok(l) => {
                     return Ok(Session {
                         client,
@@ -594,6 +594,8 @@ async fn login(
                         left_open: Vec::new(),
                     })
                 }
+                // No answer at all: hung, whatever the deadline left.
+                Err(e @ ClientError::Timeout(_)) => return Err(e.to_string()),
                 Err(e) => last = e.to_string(),
             },
             Err(e) => last = e.to_string(),
@@ -602,6 +604,17 @@ async fn login(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(format!("no login within the deadline: {last}"))
+}
+
+/// One login attempt, answered within the soak's deadline or timed out.
+async fn login_once(
+    opts: &ChaosOptions,
+    client: &mut Client,
+    user: u64,
+    token: &str,
+) -> Result<gamemesh_proto::client::LoginResponse, ClientError> {
+    client.set_timeout(opts.deadline);
+    client.login(user, token).await
 }
 
 /// Moves the session to a new connection: resume through the other
