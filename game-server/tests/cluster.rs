@@ -1284,6 +1284,78 @@ async fn a_woken_game_server_drops_the_stale_frames_of_sessions_adopted_elsewher
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_woken_game_server_drops_a_stale_login_that_was_served_elsewhere_meanwhile() {
+    let h = Harness::new("stale-login");
+    let gs1 = h.game_server(1).await;
+    let gs2 = h.game_server(2).await;
+    let mut gw = h.gateway(1, &gs1).await;
+    gw.wait_live(2).await;
+
+    // Two logins at once while game server 1 is stopped: the gateway
+    // deals new sockets round robin, so one of them waits in game
+    // server 1's socket until the gateway declares it DOWN.
+    gs1.stop_and_wait_stopped().await;
+    let mut clients = [gw.client().await, gw.client().await];
+    for c in &mut clients {
+        c.set_timeout(UNAVAILABLE_BOUND + Duration::from_secs(5));
+    }
+    let [a, b] = &mut clients;
+    let (ra, rb) = tokio::join!(a.login(3300, "dev"), b.login(3301, "dev"));
+    let (mut stale, user) = match (ra, rb) {
+        (Err(e), Ok(_)) if e.error_code() == Some(ErrorCode::Unavailable) => (0, 3300),
+        (Ok(_), Err(e)) if e.error_code() == Some(ErrorCode::Unavailable) => (1, 3301),
+        other => panic!("one login must reach the stopped game server: {other:?}"),
+    };
+    let client = &mut clients[stale];
+    stale = 0;
+    // Again on the same connection: the gateway moves it to game server 2.
+    let served = loop {
+        match client.login(user, "dev").await {
+            Ok(l) => break l,
+            Err(e) if e.error_code() == Some(ErrorCode::Unavailable) => {
+                stale += 1;
+                assert!(stale < 100, "the login is never served: {e}");
+                tokio::time::sleep(UNAVAILABLE_RETRY).await;
+            }
+            Err(e) => panic!("login again: {e}"),
+        }
+    };
+    assert_eq!(served.game_server_node_id, gs2.node_id);
+
+    // Woken, game server 1 reads the first login: the session it would
+    // make would replace the one the client now holds and close its
+    // connection. It drops it instead.
+    let offset = fs::metadata(&gs1.log).map(|m| m.len()).unwrap_or(0);
+    gs1.signal("-CONT");
+    wait_for_async("game server 1 drops the stale login", SETTLE, || async {
+        read_from(&gs1.log, offset).contains("was already served by another game server")
+    })
+    .await;
+    echo_until_served(client, "intact")
+        .await
+        .expect("the client's connection and session carry on");
+    let kicks: Vec<_> = client
+        .take_queued()
+        .iter()
+        .filter_map(kick_reason)
+        .collect();
+    assert!(kicks.is_empty(), "the client was kicked: {kicks:?}");
+    let key = format!("gm:{{u:{user}}}:session");
+    let session: Option<u64> = redis::cmd("HGET")
+        .arg(&key)
+        .arg("sid")
+        .query(&mut h.redis_conn())
+        .expect("HGET sid");
+    assert_eq!(
+        session,
+        Some(served.session_id),
+        "the user's session is still the one the client holds"
+    );
+    drop(gs2);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_under_load_gives_explicit_errors_then_recovers_without_double_execution() {
     const CLIENTS: u64 = 8;
     let mut h = Harness::persistent("redis-restart");

@@ -32,6 +32,8 @@ pub struct PauseWatch {
     last_seen_ms: AtomicU64,
     /// Pauses seen so far.
     generation: AtomicU64,
+    /// Milliseconds since `origin` when the latest pause ended (0: none).
+    woke_ms: AtomicU64,
     /// A gap longer than this is a pause.
     threshold: Duration,
 }
@@ -43,6 +45,7 @@ impl PauseWatch {
             origin: Instant::now(),
             last_seen_ms: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            woke_ms: AtomicU64::new(0),
             threshold: peer_timeout / 2,
         }
     }
@@ -63,7 +66,16 @@ impl PauseWatch {
             gap.as_millis()
         );
         metrics::counter!("gamemesh_process_pauses_total").increment(1);
+        self.woke_ms.store(now.max(1), Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// True for one peer timeout after a pause: the time in which frames
+    /// the gateways sent before they gave up on us are still being read.
+    pub fn just_woke(&self) -> bool {
+        let woke = self.woke_ms.load(Ordering::Acquire);
+        let now = self.origin.elapsed().as_millis() as u64;
+        woke != 0 && Duration::from_millis(now.saturating_sub(woke)) < self.threshold * 2
     }
 
     /// The current generation, without observing the clock.
@@ -82,10 +94,17 @@ mod tests {
         assert_eq!(watch.observe(), 0);
         tokio::time::advance(Duration::from_millis(1_400)).await;
         assert_eq!(watch.observe(), 0, "1.4 s is within the 1.5 s threshold");
+        assert!(!watch.just_woke());
         tokio::time::advance(Duration::from_millis(1_600)).await;
         assert_eq!(watch.observe(), 1, "1.6 s without running is a pause");
         assert_eq!(watch.observe(), 1, "the gap is counted once");
         assert_eq!(watch.generation(), 1);
+        assert!(watch.just_woke());
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_millis(1_100)).await;
+            assert_eq!(watch.observe(), 1, "running normally again");
+        }
+        assert!(!watch.just_woke(), "a peer timeout after the pause");
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(watch.observe(), 2);
     }

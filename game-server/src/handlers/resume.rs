@@ -143,7 +143,15 @@ fn needs_hand_off(state: &HubState, record: &SessionRecord, conn: ConnInfo) -> b
     let owner = record.placement.owner;
     record.connected
         && owner != state.node_id
-        && (record.placement.socket != conn.socket || state.mesh.is_live(owner))
+        && (record.placement.socket != conn.socket || owner_may_be_live(state, owner))
+}
+
+/// Whether game server `owner` may be alive to hand a session off: the
+/// mesh says so, or this process just woke from a pause and has not heard
+/// its peers for as long as it slept (asking a dead one costs
+/// [`HAND_OFF_WAIT`]; not asking a live one loses its progress).
+fn owner_may_be_live(state: &HubState, owner: u64) -> bool {
+    state.mesh.is_live(owner) || state.pauses.just_woke()
 }
 
 /// How long a resume waits for another game server to save a session it
@@ -173,7 +181,7 @@ async fn hand_off(
             "session resumed on another connection",
         );
     }
-    if !state.mesh.is_live(owner) {
+    if !owner_may_be_live(state, owner) {
         info!(
             "Owner game server {owner} of SessionId={} is down; taking its last saved progress",
             record.session_id
@@ -203,6 +211,15 @@ async fn hand_off(
         .filter(|r| r.session_id == record.session_id))
 }
 
+/// The user a resume token names (0 if none): the token is
+/// `<user_id>.<secret>`, and the prefix finds the record.
+pub fn token_user(resume_token: &str) -> u64 {
+    resume_token
+        .split_once('.')
+        .and_then(|(u, _)| u.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
 /// Handles `ResumeRequest`.
 pub async fn handle(
     state: Arc<HubState>,
@@ -210,12 +227,7 @@ pub async fn handle(
     resume: ResumeRequest,
 ) -> Result<HubResponse, BoxError> {
     let seq = req.packet.sequence_id;
-    // The token is `<user_id>.<secret>`: the prefix finds the record.
-    let user_id = resume
-        .resume_token
-        .split_once('.')
-        .and_then(|(u, _)| u.parse::<u64>().ok())
-        .unwrap_or(0);
+    let user_id = token_user(&resume.resume_token);
     if user_id == 0 || resume.session_id == 0 {
         return Ok(HubResponse::error(
             seq,

@@ -11,6 +11,12 @@
 //! here, never saved again) and the stale frame is dropped, answered
 //! `UNAVAILABLE` with "nothing happened" (the gateway has usually
 //! answered it already and drops this; a re-send goes to the new owner).
+//!
+//! A login or resume read within a peer timeout of a pause is checked
+//! too: if the user's session is already connected to this very socket on
+//! another live game server, the client's re-send was served there, and
+//! running this stale copy would replace or take back the session the
+//! client now uses.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -20,6 +26,7 @@ use gamemesh_proto::client::client_packet;
 use tower::{Layer, Service};
 use tracing::warn;
 
+use crate::handlers::resume::token_user;
 use crate::request::{BoxError, HubRequest, HubResponse, SessionEffect};
 use crate::session::LocalSession;
 use crate::state::HubState;
@@ -77,6 +84,35 @@ async fn verdict(state: &HubState, session: &LocalSession) -> Verdict {
     }
 }
 
+/// What a frame must have checked before it runs.
+enum Check {
+    /// Its socket's session, not confirmed since the last pause.
+    Held(Arc<LocalSession>, u64),
+    /// A login or resume of this user read right after a pause.
+    Starts(u64),
+}
+
+impl<S> Ownership<S> {
+    fn check_for(&self, req: &HubRequest) -> Option<Check> {
+        if let Some(user_id) = starts_a_session(req) {
+            return self
+                .state
+                .pauses
+                .just_woke()
+                .then_some(Check::Starts(user_id));
+        }
+        let generation = self.state.pauses.generation();
+        match &req.session {
+            // An ended session is refused by authentication anyway.
+            Some(s) if s.confirmed() < generation && !s.is_ended() => {
+                Some(Check::Held(s.clone(), generation))
+            }
+            // No pause since it was last known ours (the usual case).
+            _ => None,
+        }
+    }
+}
+
 impl<S> Service<HubRequest> for Ownership<S>
 where
     S: Service<HubRequest, Response = HubResponse, Error = BoxError> + Clone + Send + 'static,
@@ -91,20 +127,31 @@ where
     }
 
     fn call(&mut self, req: HubRequest) -> Self::Future {
-        let generation = self.state.pauses.generation();
-        let session = match &req.session {
-            // An ended session is refused by authentication anyway.
-            Some(s) if s.confirmed() < generation && !s.is_ended() && !starts_a_session(&req) => {
-                s.clone()
-            }
-            // No pause since it was last known ours (the usual case).
-            _ => return Box::pin(self.inner.call(req)),
+        let Some(check) = self.check_for(&req) else {
+            return Box::pin(self.inner.call(req));
         };
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
         Box::pin(async move {
             let seq = req.packet.sequence_id;
+            let (session, generation) = match check {
+                Check::Held(session, generation) => (session, generation),
+                Check::Starts(user_id) => {
+                    if started_elsewhere(&state, user_id, &req).await {
+                        warn!(
+                            "A login or resume of UserId={user_id} on Socket={} was already served by another game server while this one was paused; dropping the stale frame SequenceId={seq}",
+                            req.conn.socket
+                        );
+                        metrics::counter!("gamemesh_stale_frames_dropped_total").increment(1);
+                        return Ok(HubResponse::nothing_happened(
+                            seq,
+                            "served by another game server; retry",
+                        ));
+                    }
+                    return inner.call(req).await;
+                }
+            };
             match verdict(&state, &session).await {
                 Verdict::Ours => {
                     session.confirm(generation);
@@ -139,13 +186,29 @@ where
     }
 }
 
-/// A login or resume makes its own session (fenced in the store): the
-/// one the socket held before does not matter to it.
-fn starts_a_session(req: &HubRequest) -> bool {
-    matches!(
-        req.packet.body,
-        Some(client_packet::Body::Login(_) | client_packet::Body::Resume(_))
-    )
+/// Whether the user's session is already connected to this very socket
+/// on another game server: the gateway moved the socket there and the
+/// client's re-send was served, so this copy of the login or resume is a
+/// stale one, read after a pause. (Whether that server is alive is not
+/// asked: a process that just woke has not heard its peers for as long
+/// as it slept. If it died, the gateway moves the socket on the next
+/// frame and adoption takes over.) A store that does not answer leaves
+/// the frame to run: it needs the store itself.
+async fn started_elsewhere(state: &HubState, user_id: u64, req: &HubRequest) -> bool {
+    let Ok(Some(r)) = state.store.get(user_id).await else {
+        return false;
+    };
+    r.connected && r.placement.socket == req.conn.socket && r.placement.owner != state.node_id
+}
+
+/// The user a login or resume is for: it makes its own session (fenced
+/// in the store), so the one the socket held before does not matter.
+fn starts_a_session(req: &HubRequest) -> Option<u64> {
+    match &req.packet.body {
+        Some(client_packet::Body::Login(l)) => Some(l.user_id),
+        Some(client_packet::Body::Resume(r)) => Some(token_user(&r.resume_token)),
+        _ => None,
+    }
 }
 
 /// Ends `session` here: out of the local index if it is still there as
