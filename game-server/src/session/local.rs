@@ -35,8 +35,9 @@ pub enum SeqCheck {
 struct SeqState {
     /// Highest sequence id executed.
     last_executed: u64,
-    /// The most recent replies, oldest first.
-    replies: VecDeque<(u64, ServerPacket)>,
+    /// The most recent replies, oldest first, encoded once when recorded:
+    /// every flush pass saves them all, and a replay is rare.
+    replies: VecDeque<(u64, Bytes)>,
     /// The session's increment counter (`IncrementRequest`). Kept under
     /// the same lock as the watermark so a saved snapshot never has one
     /// without the other: a counter saved ahead of its sequence id would
@@ -44,6 +45,19 @@ struct SeqState {
     counter: u64,
     /// Changed since the last save.
     dirty: bool,
+}
+
+impl SeqState {
+    /// Moves the watermark to `sequence_id` and keeps its reply (encoded
+    /// here, once), dropping the oldest beyond `capacity`.
+    fn executed(&mut self, sequence_id: u64, reply: &ServerPacket, capacity: usize) {
+        self.last_executed = sequence_id;
+        self.replies
+            .push_back((sequence_id, Bytes::from(reply.encode_to_vec())));
+        while self.replies.len() > capacity {
+            self.replies.pop_front();
+        }
+    }
 }
 
 /// One increment as executed, so a failed write-through can undo it.
@@ -94,11 +108,7 @@ impl LocalSession {
         let replies = cached
             .replies
             .into_iter()
-            .filter_map(|r| {
-                ServerPacket::decode(r.body)
-                    .ok()
-                    .map(|p| (r.sequence_id, p))
-            })
+            .map(|r| (r.sequence_id, r.body))
             .collect();
         Self {
             session_id,
@@ -158,11 +168,7 @@ impl LocalSession {
             })),
         };
         if sequence_id > st.last_executed {
-            st.last_executed = sequence_id;
-            st.replies.push_back((sequence_id, reply.clone()));
-            while st.replies.len() > self.reply_capacity {
-                st.replies.pop_front();
-            }
+            st.executed(sequence_id, &reply, self.reply_capacity);
         }
         st.dirty = true;
         Increment {
@@ -209,8 +215,11 @@ impl LocalSession {
         if sequence_id > st.last_executed {
             return SeqCheck::Fresh;
         }
-        match st.replies.iter().find(|(s, _)| *s == sequence_id) {
-            Some((_, reply)) => SeqCheck::Replay(reply.clone()),
+        let kept = st.replies.iter().find(|(s, _)| *s == sequence_id);
+        // A kept reply that does not decode (a cache saved by a newer
+        // version) is as good as gone.
+        match kept.and_then(|(_, body)| ServerPacket::decode(body.clone()).ok()) {
+            Some(reply) => SeqCheck::Replay(reply),
             None => SeqCheck::Duplicate,
         }
     }
@@ -221,11 +230,7 @@ impl LocalSession {
         if sequence_id <= st.last_executed {
             return;
         }
-        st.last_executed = sequence_id;
-        st.replies.push_back((sequence_id, reply.clone()));
-        while st.replies.len() > self.reply_capacity {
-            st.replies.pop_front();
-        }
+        st.executed(sequence_id, reply, self.reply_capacity);
         st.dirty = true;
     }
 
@@ -251,9 +256,9 @@ impl LocalSession {
             replies: st
                 .replies
                 .iter()
-                .map(|(s, p)| CachedReply {
+                .map(|(s, body)| CachedReply {
                     sequence_id: *s,
-                    body: Bytes::from(p.encode_to_vec()),
+                    body: body.clone(),
                 })
                 .collect(),
         };
