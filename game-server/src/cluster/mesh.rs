@@ -34,6 +34,7 @@ use gamemesh_transport::{Link, LinkEvent, LinkReceiver, NodeId, ZmqLink};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+use uuid::Uuid;
 
 use std::sync::Arc;
 
@@ -234,6 +235,7 @@ impl Mesh {
         owner: NodeId,
         session_id: u64,
         user_id: u64,
+        to_socket: &Uuid,
         timeout: Duration,
     ) -> Release {
         let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
@@ -248,6 +250,7 @@ impl Mesh {
                 request_id,
                 session_id,
                 user_id,
+                to_socket: Bytes::copy_from_slice(to_socket.as_bytes()),
             }),
         );
         let outcome = if !sent {
@@ -432,9 +435,14 @@ pub trait MeshHost: Send + Sync + 'static {
     /// A message about sessions (`SessionEnded`, `DeliverToUser`).
     fn on_message(&self, from: NodeId, kind: mesh_message::Kind);
     /// Saves a session owned here as disconnected and lets it go (a
-    /// resume on another game server is taking it); false when it is not
-    /// here.
-    fn release(&self, session_id: u64) -> impl std::future::Future<Output = bool> + Send;
+    /// resume on another game server is taking it to `to_socket`), closing
+    /// the socket it had here unless that is `to_socket`; false when it is
+    /// not here.
+    fn release(
+        &self,
+        session_id: u64,
+        to_socket: Option<Uuid>,
+    ) -> impl std::future::Future<Output = bool> + Send;
 }
 
 /// The interval of the next tick: fast while the mesh forms (a new pipe
@@ -519,7 +527,8 @@ pub async fn run<H: MeshHost>(
 
 /// Saves and lets go of a session a peer is resuming, and answers it.
 async fn answer_release<H: MeshHost>(state: &H, from: NodeId, r: ReleaseSession) {
-    let saved = state.release(r.session_id).await;
+    let to_socket = Uuid::from_slice(&r.to_socket).ok();
+    let saved = state.release(r.session_id, to_socket).await;
     state.mesh().send(
         from,
         mesh_message::Kind::SessionReleased(SessionReleased {

@@ -8,10 +8,12 @@
 //! - `ReleaseSession`: a resume elsewhere takes a session owned here; its
 //!   final progress is saved and it is let go.
 
+use gamemesh_proto::client::KickReason;
 use gamemesh_proto::internal::mesh_message;
 use gamemesh_proto::Message;
 use gamemesh_transport::NodeId;
 use tracing::{debug, info, warn};
+use uuid::Uuid;
 
 use crate::cluster::mesh::{Mesh, MeshHost};
 use crate::state::HubState;
@@ -54,7 +56,7 @@ impl MeshHost for HubState {
         }
     }
 
-    async fn release(&self, session_id: u64) -> bool {
+    async fn release(&self, session_id: u64, to_socket: Option<Uuid>) -> bool {
         let Some(a) = self.sessions.get(session_id) else {
             return false;
         };
@@ -63,6 +65,19 @@ impl MeshHost for HubState {
         };
         // End first: the socket's actor must not save over what we save now.
         self.sessions.end(session_id);
+        // Whoever resumes closes the socket the store names; the one the
+        // session was really on here may be another (the store's record
+        // can be a take-over whose reply was lost), so close it too. The
+        // kick names the session: a socket moved on meanwhile ignores it.
+        if to_socket != Some(a.socket) {
+            self.gateways.kick(
+                a.gateway,
+                &a.socket,
+                session_id,
+                KickReason::DuplicateLogin,
+                "session resumed on another connection",
+            );
+        }
         if let Some(game) = self.game() {
             game.session_released(session_id);
         }

@@ -94,15 +94,30 @@ async fn move_here(
             )
             .with_counter(t.counter),
         };
+        // The socket it was on here, if another: closed like the one the
+        // store names (which can differ: a take-over whose reply was lost).
+        let mut kicked_here = None;
         if let Some(old) = state.sessions.end(session_id) {
             if old.socket != conn.socket {
                 info!(
-                    "Session {session_id} moved off socket {} on this game server",
+                    "Session {session_id} moved off socket {} on this game server; closing it",
                     old.socket
                 );
+                state.gateways.kick(
+                    old.gateway,
+                    &old.socket,
+                    session_id,
+                    KickReason::DuplicateLogin,
+                    "session resumed on another connection",
+                );
+                kicked_here = Some(old.socket);
             }
         }
-        if t.was_connected && !t.previous.socket.is_nil() && t.previous.socket != conn.socket {
+        if t.was_connected
+            && !t.previous.socket.is_nil()
+            && t.previous.socket != conn.socket
+            && Some(t.previous.socket) != kicked_here
+        {
             info!(
                 "Closing the previous socket of SessionId={session_id}: socket {} on gateway {} (game server {})",
                 t.previous.socket, t.previous.gateway, t.previous.owner
@@ -189,7 +204,13 @@ async fn hand_off(
     } else {
         match state
             .mesh
-            .release(owner, record.session_id, record.user_id, HAND_OFF_WAIT)
+            .release(
+                owner,
+                record.session_id,
+                record.user_id,
+                &conn.socket,
+                HAND_OFF_WAIT,
+            )
             .await
         {
             Release::Saved => {}
