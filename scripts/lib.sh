@@ -54,3 +54,37 @@ prepare_cluster_run() {
         [[ -x $bin/$b ]] || die "$bin/$b is missing: run without --no-build"
     done
 }
+
+# The command line of a cluster run (chaos.sh, soak.sh). Each `--NAME N`
+# whose NAME is one of VALUES (space-separated) sets the variable NAME to
+# N, so the caller sets its defaults first; --release sets `profile` to
+# release (else debug), --no-build sets `build` to 0 (else 1); -h/--help
+# prints the caller's `usage` and exits; anything else is a usage error
+# (exit 2).
+#   parse_run_options "sessions duration" "$@"
+parse_run_options() {
+    local values=" $1 " script name
+    script=$(basename "$0")
+    shift
+    profile=debug
+    build=1
+    while [[ $# -gt 0 ]]; do
+        name=${1#--}
+        case "$1" in
+            --release) profile=release; shift ;;
+            --no-build) build=0; shift ;;
+            -h | --help) usage; exit 0 ;;
+            *)
+                if [[ $1 == --* && $values == *" $name "* ]]; then
+                    [[ $# -ge 2 ]] || { echo "$script: $1 needs a value" >&2; exit 2; }
+                    printf -v "$name" '%s' "$2"
+                    shift 2
+                else
+                    usage >&2
+                    echo "$script: unknown option $1" >&2
+                    exit 2
+                fi
+                ;;
+        esac
+    done
+}
