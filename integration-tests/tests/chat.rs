@@ -19,23 +19,6 @@ use gamemesh_proto::client::{
     ServerPacket,
 };
 
-/// A client logged in as `user` on game server `node` through gateway
-/// `gateway`. Sockets go round robin over game servers and keep theirs
-/// across logout, so a throwaway login finds a socket on `node` first.
-async fn client_on(cluster: &Cluster, gateway: usize, node: u64, user: u64) -> Client {
-    for probe_user in 1_000_000..1_000_010 {
-        let mut c = cluster.client(gateway).await;
-        let probe = c.login(probe_user, "dev").await.expect("probe login");
-        c.logout().await.expect("probe logout");
-        if probe.game_server_node_id == node {
-            let login = c.login(user, "dev").await.expect("login");
-            assert_eq!(login.game_server_node_id, node);
-            return c;
-        }
-    }
-    panic!("no socket was routed to game server {node}");
-}
-
 /// The error code of a refused call.
 fn code(r: Result<impl std::fmt::Debug, ClientError>) -> ErrorCode {
     match r {
@@ -108,10 +91,10 @@ async fn the_default_rooms_exist_at_start() {
 async fn a_room_message_reaches_members_on_both_game_servers_and_gateways(backend: RedisBackend) {
     let cluster = Cluster::start_on(backend, 2, 2).await;
     let mut clients = [
-        (11, client_on(&cluster, 0, 1, 11).await),
-        (12, client_on(&cluster, 0, 2, 12).await),
-        (13, client_on(&cluster, 1, 1, 13).await),
-        (14, client_on(&cluster, 1, 2, 14).await),
+        (11, cluster.client_on(0, 1, 11).await),
+        (12, cluster.client_on(0, 2, 12).await),
+        (13, cluster.client_on(1, 1, 13).await),
+        (14, cluster.client_on(1, 2, 14).await),
     ];
     for (_, c) in clients.iter_mut() {
         c.chat_join("lobby").await.expect("join");
@@ -149,10 +132,10 @@ async fn every_member_sees_the_room_order_under_concurrent_senders() {
     })
     .await;
     let mut clients = vec![
-        (21, client_on(&cluster, 0, 1, 21).await),
-        (22, client_on(&cluster, 0, 2, 22).await),
-        (23, client_on(&cluster, 1, 1, 23).await),
-        (24, client_on(&cluster, 1, 2, 24).await),
+        (21, cluster.client_on(0, 1, 21).await),
+        (22, cluster.client_on(0, 2, 22).await),
+        (23, cluster.client_on(1, 1, 23).await),
+        (24, cluster.client_on(1, 2, 24).await),
     ];
     for (_, c) in clients.iter_mut() {
         c.chat_join("race").await.expect("join");
@@ -211,8 +194,8 @@ async fn every_member_sees_the_room_order_under_concurrent_senders() {
 
 async fn whispers_reach_users_on_other_nodes_and_offline_users_are_an_error(backend: RedisBackend) {
     let cluster = Cluster::start_on(backend, 2, 2).await;
-    let mut a = client_on(&cluster, 0, 1, 31).await;
-    let mut b = client_on(&cluster, 1, 2, 32).await;
+    let mut a = cluster.client_on(0, 1, 31).await;
+    let mut b = cluster.client_on(1, 2, 32).await;
 
     a.chat_whisper(32, "psst").await.expect("whisper");
     match next_chat(&mut b).await.body {
@@ -245,9 +228,9 @@ async fn whispers_reach_users_on_other_nodes_and_offline_users_are_an_error(back
 
 async fn membership_follows_the_session_through_resume_kick_and_logout(backend: RedisBackend) {
     let cluster = Cluster::start_on(backend, 2, 2).await;
-    let mut watcher = client_on(&cluster, 0, 1, 40).await;
-    let mut a = client_on(&cluster, 0, 2, 41).await;
-    let mut b = client_on(&cluster, 1, 1, 42).await;
+    let mut watcher = cluster.client_on(0, 1, 40).await;
+    let mut a = cluster.client_on(0, 2, 41).await;
+    let mut b = cluster.client_on(1, 1, 42).await;
     watcher.chat_join("club").await.expect("join");
     let a_login = {
         // `a` needs its resume token: log it in afresh on its socket.
@@ -274,7 +257,7 @@ async fn membership_follows_the_session_through_resume_kick_and_logout(backend: 
         .expect("a resumed member may speak");
 
     // Kick: user 42 logs in again elsewhere; the old session leaves.
-    let mut b2 = client_on(&cluster, 0, 2, 42).await;
+    let mut b2 = cluster.client_on(0, 2, 42).await;
     assert!(b.wait_closed(TIMEOUT).await, "the old socket is kicked");
     expect_notice(&mut watcher, "club", ChatNoticeKind::Left, 42).await;
     assert_eq!(code(b2.chat_say("club", "me?").await), ErrorCode::NotInRoom);
@@ -308,8 +291,8 @@ async fn an_expired_session_leaves_its_rooms() {
         ..ClusterOptions::default()
     })
     .await;
-    let mut watcher = client_on(&cluster, 0, 1, 50).await;
-    let mut gone = client_on(&cluster, 1, 2, 51).await;
+    let mut watcher = cluster.client_on(0, 1, 50).await;
+    let mut gone = cluster.client_on(1, 2, 51).await;
     watcher.chat_join("dev").await.expect("join");
     gone.chat_join("dev").await.expect("join");
     expect_notice(&mut watcher, "dev", ChatNoticeKind::Joined, 51).await;
@@ -399,8 +382,8 @@ async fn a_room_carries_on_when_the_game_server_holding_it_stops() {
         .map(|i| format!("moving-{i}"))
         .find(|r| rendezvous(&format!("chat:{r}"), [1, 2]) == Some(1))
         .expect("some room hashes to node 1");
-    let mut a = client_on(&cluster, 0, 2, 71).await;
-    let mut b = client_on(&cluster, 0, 2, 72).await;
+    let mut a = cluster.client_on(0, 2, 71).await;
+    let mut b = cluster.client_on(0, 2, 72).await;
     a.chat_join(&room).await.expect("join");
     b.chat_join(&room).await.expect("join");
     expect_notice(&mut a, &room, ChatNoticeKind::Joined, 72).await;
@@ -447,8 +430,8 @@ async fn a_say_resent_after_unavailable_posts_at_most_once() {
         .map(|i| format!("once-{i}"))
         .find(|r| rendezvous(&format!("chat:{r}"), [1, 2]) == Some(2))
         .expect("some room hashes to node 2");
-    let mut watcher = client_on(&cluster, 0, 2, 91).await;
-    let mut sayer = client_on(&cluster, 0, 1, 92).await;
+    let mut watcher = cluster.client_on(0, 2, 91).await;
+    let mut sayer = cluster.client_on(0, 1, 92).await;
     watcher.chat_join(&room).await.expect("join");
     sayer.chat_join(&room).await.expect("join");
     expect_notice(&mut watcher, &room, ChatNoticeKind::Joined, 92).await;
