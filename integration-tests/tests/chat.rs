@@ -67,6 +67,16 @@ async fn expect_message(c: &mut Client, room: &str, text: &str) -> (u64, u64) {
     }
 }
 
+/// The names of the rooms `c` is shown.
+async fn room_names(c: &mut Client) -> Vec<String> {
+    c.chat_list_rooms()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.name)
+        .collect()
+}
+
 fn unlimited_chat(c: &mut GsConfig) {
     c.chat_messages_per_sec = 100_000;
     c.chat_burst = 100_000;
@@ -77,32 +87,32 @@ async fn the_default_rooms_exist_at_start() {
     let cluster = Cluster::start(2, 2).await;
     let mut c = cluster.client(1).await;
     c.login(1, "dev").await.expect("login");
-    let rooms: Vec<String> = c
-        .chat_list_rooms()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    assert_eq!(rooms, ["dev", "game", "general"]);
+    assert_eq!(room_names(&mut c).await, ["dev", "game", "general"]);
     cluster.shutdown().await;
+}
+
+/// `users`, logged in on gateway 0 and game server 1, gateway 0 and game
+/// server 2, gateway 1 and game server 1, gateway 1 and game server 2 (in
+/// that order), all joined to `room`. Everyone sees the later joiners
+/// arrive; each has seen the last join.
+async fn members_everywhere(cluster: &Cluster, users: [u64; 4], room: &str) -> Vec<(u64, Client)> {
+    let places = [(0, 1), (0, 2), (1, 1), (1, 2)];
+    let mut clients = Vec::new();
+    for (user, (gateway, node)) in users.into_iter().zip(places) {
+        clients.push((user, cluster.client_on(gateway, node, user).await));
+    }
+    for (_, c) in clients.iter_mut() {
+        c.chat_join(room).await.expect("join");
+    }
+    for (_, c) in clients.iter_mut() {
+        expect_notice(c, room, ChatNoticeKind::Joined, users[3]).await;
+    }
+    clients
 }
 
 async fn a_room_message_reaches_members_on_both_game_servers_and_gateways(backend: RedisBackend) {
     let cluster = Cluster::start_on(backend, 2, 2).await;
-    let mut clients = [
-        (11, cluster.client_on(0, 1, 11).await),
-        (12, cluster.client_on(0, 2, 12).await),
-        (13, cluster.client_on(1, 1, 13).await),
-        (14, cluster.client_on(1, 2, 14).await),
-    ];
-    for (_, c) in clients.iter_mut() {
-        c.chat_join("lobby").await.expect("join");
-    }
-    // Everyone sees the later joiners arrive; the last join is seen by all.
-    for (_, c) in clients.iter_mut() {
-        expect_notice(c, "lobby", ChatNoticeKind::Joined, 14).await;
-    }
+    let mut clients = members_everywhere(&cluster, [11, 12, 13, 14], "lobby").await;
     let seq = clients[0].1.chat_say("lobby", "hello").await.expect("say");
     for (user, c) in clients.iter_mut() {
         let (got_seq, from) = expect_message(c, "lobby", "hello").await;
@@ -131,18 +141,7 @@ async fn every_member_sees_the_room_order_under_concurrent_senders() {
         ..ClusterOptions::default()
     })
     .await;
-    let mut clients = vec![
-        (21, cluster.client_on(0, 1, 21).await),
-        (22, cluster.client_on(0, 2, 22).await),
-        (23, cluster.client_on(1, 1, 23).await),
-        (24, cluster.client_on(1, 2, 24).await),
-    ];
-    for (_, c) in clients.iter_mut() {
-        c.chat_join("race").await.expect("join");
-    }
-    for (_, c) in clients.iter_mut() {
-        expect_notice(c, "race", ChatNoticeKind::Joined, 24).await;
-    }
+    let clients = members_everywhere(&cluster, [21, 22, 23, 24], "race").await;
     // Every client sends EACH messages while the others do, then reads
     // what the room pushed until it has all of them.
     let total = EACH * clients.len();
@@ -502,14 +501,7 @@ async fn chat_works_on_a_single_game_server_without_redis() {
     let mut b = client().await;
     a.login(81, "dev").await.expect("login");
     b.login(82, "dev").await.expect("login");
-    let rooms: Vec<String> = a
-        .chat_list_rooms()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    assert_eq!(rooms, ["dev", "game", "general"]);
+    assert_eq!(room_names(&mut a).await, ["dev", "game", "general"]);
     a.chat_join("game").await.expect("join");
     b.chat_join("game").await.expect("join");
     let seq = b.chat_say("game", "gg").await.expect("say");
