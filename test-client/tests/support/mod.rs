@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses its own part
 
 pub mod mock_arena;
+pub mod replies;
 pub mod tmux;
 
 use std::time::Duration;
