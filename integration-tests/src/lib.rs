@@ -15,6 +15,9 @@
 
 use std::time::Duration;
 
+mod checks;
+pub use checks::{code_of, session_field, session_key};
+
 use gamemesh_game_server::state::HubState;
 use gamemesh_game_server::{Config as GsConfig, GameServer, RunningGameServer, StoreKind};
 use gamemesh_gateway::{Config as GwConfig, RunningGateway};

@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use gamemesh_gateway::RunningGateway;
 use gamemesh_integration_tests::{
-    free_port, game_server_config, gateway_config, start_game_server, test_cluster_secret,
-    wait_for, wait_for_async, Client, Cluster, GameServerNode, TIMEOUT,
+    free_port, game_server_config, gateway_config, session_key, start_game_server,
+    test_cluster_secret, wait_for, wait_for_async, Client, Cluster, GameServerNode, TIMEOUT,
 };
 use gamemesh_proto::client::{
     client_packet, server_packet, ClientPacket, EchoRequest, ErrorCode, KickReason, LoginRequest,
@@ -39,7 +39,7 @@ fn p2p_of(gs: &GameServerNode) -> String {
 fn has_session(cluster: &Cluster, user: u64) -> bool {
     let mut c = cluster.redis_conn();
     redis::cmd("EXISTS")
-        .arg(format!("gm:{{u:{user}}}:session"))
+        .arg(session_key(user))
         .query::<bool>(&mut c)
         .expect("EXISTS")
 }

@@ -28,7 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gamemesh_integration_tests::{
-    wait_for, Client, ClientError, Cluster, ClusterOptions, GameServerNode, RedisBackend, TIMEOUT,
+    code_of, session_key, wait_for, Client, ClientError, Cluster, ClusterOptions, GameServerNode,
+    RedisBackend, TIMEOUT,
 };
 use gamemesh_proto::auth::mint_token;
 use gamemesh_proto::client::{server_packet, ErrorCode, KickReason, LoginResponse, ServerPacket};
@@ -47,11 +48,6 @@ static NEXT_PROBE_USER: AtomicU64 = AtomicU64::new(9_000_000);
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// The Redis key of a user's session, as the contract fixes it.
-fn session_key(user_id: u64) -> String {
-    format!("gm:{{u:{user_id}}}:session")
-}
 
 /// The user's session record as text (binary fields such as `replies` come
 /// out lossy), or `None` when there is no key.
@@ -208,16 +204,6 @@ async fn expect_kicked_and_closed(client: &mut Client, reason: Option<KickReason
         "{who}: the connection stays open after {}",
         describe(&push)
     );
-}
-
-/// The error code of a failed call, with a readable panic otherwise.
-fn code_of<T: std::fmt::Debug>(result: Result<T, ClientError>, what: &str) -> ErrorCode {
-    match result {
-        Err(e) => e
-            .error_code()
-            .unwrap_or_else(|| panic!("{what}: expected an ErrorResponse, got: {e}")),
-        Ok(v) => panic!("{what}: expected an ErrorResponse, got success: {v:?}"),
-    }
 }
 
 /// Echoes and checks the data came back.
