@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 mod checks;
+pub mod scripted;
 pub use checks::{code_of, session_field, session_key};
 
 use gamemesh_game_server::state::HubState;
