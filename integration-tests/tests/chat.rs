@@ -12,7 +12,7 @@ use gamemesh_game_server::game_host::placement::candidates;
 use gamemesh_game_server::{Config as GsConfig, StoreKind};
 use gamemesh_integration_tests::{
     free_port, game_server_config, gateway_config, init_tracing, start_game_server, start_gateway,
-    wait_for, wait_for_async, Client, ClientError, Cluster, ClusterOptions, RedisBackend, TIMEOUT,
+    wait_for, wait_relaying, Client, ClientError, Cluster, ClusterOptions, RedisBackend, TIMEOUT,
 };
 use gamemesh_proto::client::{
     client_packet, server_packet, ChatNoticeKind, ChatSayRequest, ClientPacket, ErrorCode,
@@ -492,11 +492,7 @@ async fn chat_works_on_a_single_game_server_without_redis() {
             .await
             .expect("client connects")
     };
-    // Linked is not yet relaying (foundation.rs, `start_ready`).
-    wait_for_async("the gateway relays to its game server", TIMEOUT, || async {
-        client().await.heartbeat().await.is_ok()
-    })
-    .await;
+    wait_relaying(&gateway.addr).await;
     let mut a = client().await;
     let mut b = client().await;
     a.login(81, "dev").await.expect("login");
