@@ -557,28 +557,30 @@ say "admin ports (/metrics, /healthz, /readyz): $admin_list"
 
 # ---- wait until ready -----------------------------------------------------
 
+# Waits until 127.0.0.1:PORT accepts connections; past $deadline (20 s
+# from the start of the wait), prints the logs and dies saying gateway-N
+# does not accept WHAT there.
+#   wait_gateway_port N PORT WHAT
+wait_gateway_port() {
+    local n=$1 port=$2 what=$3
+    until port_open 127.0.0.1 "$port"; do
+        check_alive
+        if ((SECONDS >= deadline)); then
+            dump_logs 20 >&2
+            die "gateway-$n does not accept $what on 127.0.0.1:$port after 20 s"
+        fi
+        sleep 0.1
+    done
+}
+
 say "waiting for gateway client ports (up to 20 s)"
 deadline=$((SECONDS + 20))
 for ((n = 1; n <= gateways; n++)); do
     port=$((5000 + n - 1))
-    until port_open 127.0.0.1 "$port"; do
-        check_alive
-        if ((SECONDS >= deadline)); then
-            dump_logs 20 >&2
-            die "gateway-$n does not accept connections on 127.0.0.1:$port after 20 s"
-        fi
-        sleep 0.1
-    done
+    wait_gateway_port "$n" "$port" connections
     say "gateway-$n accepts clients on 127.0.0.1:$port"
     port=$((5100 + n - 1))
-    until port_open 127.0.0.1 "$port"; do
-        check_alive
-        if ((SECONDS >= deadline)); then
-            dump_logs 20 >&2
-            die "gateway-$n does not accept WebSocket connections on 127.0.0.1:$port after 20 s"
-        fi
-        sleep 0.1
-    done
+    wait_gateway_port "$n" "$port" "WebSocket connections"
     say "gateway-$n accepts WebSocket clients on ws://127.0.0.1:$port"
 done
 
