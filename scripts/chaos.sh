@@ -41,14 +41,7 @@ source "$root/scripts/lib.sh"
 parse_run_options "sessions duration" "$@"
 ((duration >= 50)) || { echo "chaos.sh: --duration must be at least 50 (the fault schedule takes 45 s)" >&2; exit 2; }
 
-cd "$root"
-out="$root/.chaos"
-mkdir -p "$out"
-rm -rf "${out:?}"/*
-
-say() { printf '[chaos] %s: %s\n' "$(date +%T)" "$*" >&2; }
-die() { printf '[chaos] ERROR: %s\n' "$*" >&2; exit 1; }
-
+start_cluster_run chaos
 prepare_cluster_run "$profile" "$build" gamemesh-gateway gamemesh-game-server gamemesh-test-client -- gateway game-server test-client
 
 gs_bin="$bin/game-server"

@@ -26,6 +26,20 @@ ensure() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "installing $* failed"
 }
 
+# Starts a cluster run named NAME (chaos.sh, soak.sh) in $root: its logs
+# go to .NAME/ (`out`), emptied first, and its `say` and `die` (which
+# `ensure` and `prepare_cluster_run` use) are prefixed [NAME].
+#   start_cluster_run NAME
+start_cluster_run() {
+    run_name=$1
+    say() { printf '[%s] %s: %s\n' "$run_name" "$(date +%T)" "$*" >&2; }
+    die() { printf '[%s] ERROR: %s\n' "$run_name" "$*" >&2; exit 1; }
+    cd "$root"
+    out="$root/.$run_name"
+    mkdir -p "$out"
+    rm -rf "${out:?}"/*
+}
+
 # The start chaos.sh and soak.sh share: what a local cluster needs on PATH,
 # then the `cargo` PACKAGES built in PROFILE (unless BUILD is 0) and each of
 # BINARIES checked. Sets `bin` to the binaries' directory.

@@ -47,14 +47,7 @@ source "$root/scripts/lib.sh"
 parse_run_options "minutes sessions arena" "$@"
 ((minutes >= 1)) || { echo "soak.sh: --minutes must be at least 1" >&2; exit 2; }
 
-cd "$root"
-out="$root/.soak"
-mkdir -p "$out"
-rm -rf "${out:?}"/*
-
-say() { printf '[soak] %s: %s\n' "$(date +%T)" "$*" >&2; }
-die() { printf '[soak] ERROR: %s\n' "$*" >&2; exit 1; }
-
+start_cluster_run soak
 prepare_cluster_run "$profile" "$build" gamemesh-gateway gamemesh-arena gamemesh-test-client -- gateway arena-server test-client
 
 gs_bin="$bin/arena-server"
