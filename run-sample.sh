@@ -176,8 +176,7 @@ command -v timeout >/dev/null 2>&1 || die "'timeout' (coreutils) is required"
 pids=()  # every process this script started, killed on exit
 names=() # same index: a name for messages
 client_pid="" # the running test client (its `timeout`), if any
-chat_pids=()  # the running chat clients, if any
-arena_pids=() # the running arena players, if any
+pair_pids=()  # the running chat clients or arena players, if any
 
 # Starts "$@" in the background with its output in $2; records the pid.
 # NO_COLOR keeps ANSI escapes out of the log files.
@@ -206,9 +205,9 @@ cleanup() {
         pids+=("$client_pid")
         names+=("test-client")
     fi
-    local chat_pid
-    for chat_pid in "${chat_pids[@]}" "${arena_pids[@]}"; do
-        pids+=("$chat_pid")
+    local pair_pid
+    for pair_pid in "${pair_pids[@]}"; do
+        pids+=("$pair_pid")
         names+=("test-client")
     done
     [[ ${#pids[@]} -gt 0 ]] || return 0
@@ -558,28 +557,30 @@ say "admin ports (/metrics, /healthz, /readyz): $admin_list"
 
 # ---- wait until ready -----------------------------------------------------
 
+# Waits until 127.0.0.1:PORT accepts connections; past $deadline (20 s
+# from the start of the wait), prints the logs and dies saying gateway-N
+# does not accept WHAT there.
+#   wait_gateway_port N PORT WHAT
+wait_gateway_port() {
+    local n=$1 port=$2 what=$3
+    until port_open 127.0.0.1 "$port"; do
+        check_alive
+        if ((SECONDS >= deadline)); then
+            dump_logs 20 >&2
+            die "gateway-$n does not accept $what on 127.0.0.1:$port after 20 s"
+        fi
+        sleep 0.1
+    done
+}
+
 say "waiting for gateway client ports (up to 20 s)"
 deadline=$((SECONDS + 20))
 for ((n = 1; n <= gateways; n++)); do
     port=$((5000 + n - 1))
-    until port_open 127.0.0.1 "$port"; do
-        check_alive
-        if ((SECONDS >= deadline)); then
-            dump_logs 20 >&2
-            die "gateway-$n does not accept connections on 127.0.0.1:$port after 20 s"
-        fi
-        sleep 0.1
-    done
+    wait_gateway_port "$n" "$port" connections
     say "gateway-$n accepts clients on 127.0.0.1:$port"
     port=$((5100 + n - 1))
-    until port_open 127.0.0.1 "$port"; do
-        check_alive
-        if ((SECONDS >= deadline)); then
-            dump_logs 20 >&2
-            die "gateway-$n does not accept WebSocket connections on 127.0.0.1:$port after 20 s"
-        fi
-        sleep 0.1
-    done
+    wait_gateway_port "$n" "$port" "WebSocket connections"
     say "gateway-$n accepts WebSocket clients on ws://127.0.0.1:$port"
 done
 
@@ -669,6 +670,28 @@ for ((n = 1; n <= gateways; n++)); do
     fi
 done
 
+# Waits for the two clients the caller started into pair_pids (chat or
+# arena), prints their logs (.run/KIND-USER.log, each line prefixed with
+# [KIND user-USER]) and says whether CHECK passed, counting a failure.
+#   finish_pair KIND CHECK USER...
+finish_pair() {
+    local kind=$1 check=$2 status=0 pair_pid user
+    shift 2
+    for pair_pid in "${pair_pids[@]}"; do
+        wait "$pair_pid" || status=1
+    done
+    pair_pids=()
+    for user in "$@"; do
+        sed "s/^/[$kind user-$user] /" "$run_dir/$kind-$user.log"
+    done
+    if ((status == 0)); then
+        say "$check: PASSED"
+    else
+        say "$check: FAILED"
+        failed=$((failed + 1))
+    fi
+}
+
 # ---- chat ------------------------------------------------------------------
 
 # Two scripted chat clients, on the first and the last gateway and (with 2+
@@ -687,24 +710,11 @@ run_chat() {
 say "chat: user 1001 via gateway-1, user 1002 via gateway-$gateways (game servers 1 and $game_servers)"
 chat_a=$'/join general\n/expect user-1002\nhello from user-1001\n/expect user-1002: hi user-1001\n/w 1002 psst, this is private\n/expect [whisper] user-1002: got it'
 chat_b=$'/join general\n/expect user-1001: hello from user-1001\nhi user-1001\n/expect [whisper] user-1001: psst\n/w 1001 got it\n/list'
-chat_status=0
 run_chat 1001 1 1 "$chat_a" &
-chat_pids+=("$!")
+pair_pids+=("$!")
 run_chat 1002 "$gateways" "$game_servers" "$chat_b" &
-chat_pids+=("$!")
-for chat_pid in "${chat_pids[@]}"; do
-    wait "$chat_pid" || chat_status=1
-done
-chat_pids=()
-for user in 1001 1002; do
-    sed "s/^/[chat user-$user] /" "$run_dir/chat-$user.log"
-done
-if ((chat_status == 0)); then
-    say "chat between two clients: PASSED"
-else
-    say "chat between two clients: FAILED"
-    failed=$((failed + 1))
-fi
+pair_pids+=("$!")
+finish_pair chat "chat between two clients" 1001 1002
 
 # ---- arena -----------------------------------------------------------------
 
@@ -723,24 +733,11 @@ run_arena() {
 }
 
 say "arena: user 2001 via gateway-1, user 2002 via gateway-$gateways (game servers 1 and $game_servers), room 'sample'"
-arena_status=0
 run_arena 2001 1 1 2002 RRRD &
-arena_pids+=("$!")
+pair_pids+=("$!")
 run_arena 2002 "$gateways" "$game_servers" 2001 DDLR &
-arena_pids+=("$!")
-for arena_pid in "${arena_pids[@]}"; do
-    wait "$arena_pid" || arena_status=1
-done
-arena_pids=()
-for user in 2001 2002; do
-    sed "s/^/[arena user-$user] /" "$run_dir/arena-$user.log"
-done
-if ((arena_status == 0)); then
-    say "two players in one arena: PASSED"
-else
-    say "two players in one arena: FAILED"
-    failed=$((failed + 1))
-fi
+pair_pids+=("$!")
+finish_pair arena "two players in one arena" 2001 2002
 
 # ---- the arena in a browser ------------------------------------------------
 

@@ -34,32 +34,14 @@ EOF2
 
 sessions=50
 duration=60
-profile=debug
-build=1
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --sessions) sessions=$2; shift 2 ;;
-        --duration) duration=$2; shift 2 ;;
-        --release) profile=release; shift ;;
-        --no-build) build=0; shift ;;
-        -h | --help) usage; exit 0 ;;
-        *) usage >&2; echo "chaos.sh: unknown option $1" >&2; exit 2 ;;
-    esac
-done
-((duration >= 50)) || { echo "chaos.sh: --duration must be at least 50 (the fault schedule takes 45 s)" >&2; exit 2; }
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
-out="$root/.chaos"
-mkdir -p "$out"
-rm -rf "${out:?}"/*
-
-say() { printf '[chaos] %s: %s\n' "$(date +%T)" "$*" >&2; }
-die() { printf '[chaos] ERROR: %s\n' "$*" >&2; exit 1; }
-
 # shellcheck source=scripts/lib.sh
 source "$root/scripts/lib.sh"
+parse_run_options "sessions duration" "$@"
+((duration >= 50)) || { echo "chaos.sh: --duration must be at least 50 (the fault schedule takes 45 s)" >&2; exit 2; }
 
+start_cluster_run chaos
 prepare_cluster_run "$profile" "$build" gamemesh-gateway gamemesh-game-server gamemesh-test-client -- gateway game-server test-client
 
 gs_bin="$bin/game-server"

@@ -26,6 +26,20 @@ ensure() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "installing $* failed"
 }
 
+# Starts a cluster run named NAME (chaos.sh, soak.sh) in $root: its logs
+# go to .NAME/ (`out`), emptied first, and its `say` and `die` (which
+# `ensure` and `prepare_cluster_run` use) are prefixed [NAME].
+#   start_cluster_run NAME
+start_cluster_run() {
+    run_name=$1
+    say() { printf '[%s] %s: %s\n' "$run_name" "$(date +%T)" "$*" >&2; }
+    die() { printf '[%s] ERROR: %s\n' "$run_name" "$*" >&2; exit 1; }
+    cd "$root"
+    out="$root/.$run_name"
+    mkdir -p "$out"
+    rm -rf "${out:?}"/*
+}
+
 # The start chaos.sh and soak.sh share: what a local cluster needs on PATH,
 # then the `cargo` PACKAGES built in PROFILE (unless BUILD is 0) and each of
 # BINARIES checked. Sets `bin` to the binaries' directory.
@@ -52,5 +66,39 @@ prepare_cluster_run() {
     local b
     for b in "$@"; do
         [[ -x $bin/$b ]] || die "$bin/$b is missing: run without --no-build"
+    done
+}
+
+# The command line of a cluster run (chaos.sh, soak.sh). Each `--NAME N`
+# whose NAME is one of VALUES (space-separated) sets the variable NAME to
+# N, so the caller sets its defaults first; --release sets `profile` to
+# release (else debug), --no-build sets `build` to 0 (else 1); -h/--help
+# prints the caller's `usage` and exits; anything else is a usage error
+# (exit 2).
+#   parse_run_options "sessions duration" "$@"
+parse_run_options() {
+    local values=" $1 " script name
+    script=$(basename "$0")
+    shift
+    profile=debug
+    build=1
+    while [[ $# -gt 0 ]]; do
+        name=${1#--}
+        case "$1" in
+            --release) profile=release; shift ;;
+            --no-build) build=0; shift ;;
+            -h | --help) usage; exit 0 ;;
+            *)
+                if [[ $1 == --* && $values == *" $name "* ]]; then
+                    [[ $# -ge 2 ]] || { echo "$script: $1 needs a value" >&2; exit 2; }
+                    printf -v "$name" '%s' "$2"
+                    shift 2
+                else
+                    usage >&2
+                    echo "$script: unknown option $1" >&2
+                    exit 2
+                fi
+                ;;
+        esac
     done
 }

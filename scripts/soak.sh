@@ -40,33 +40,14 @@ EOF2
 minutes=10
 sessions=50
 arena=16
-profile=debug
-build=1
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --minutes) minutes=$2; shift 2 ;;
-        --sessions) sessions=$2; shift 2 ;;
-        --arena) arena=$2; shift 2 ;;
-        --release) profile=release; shift ;;
-        --no-build) build=0; shift ;;
-        -h | --help) usage; exit 0 ;;
-        *) usage >&2; echo "soak.sh: unknown option $1" >&2; exit 2 ;;
-    esac
-done
-((minutes >= 1)) || { echo "soak.sh: --minutes must be at least 1" >&2; exit 2; }
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
-out="$root/.soak"
-mkdir -p "$out"
-rm -rf "${out:?}"/*
-
-say() { printf '[soak] %s: %s\n' "$(date +%T)" "$*" >&2; }
-die() { printf '[soak] ERROR: %s\n' "$*" >&2; exit 1; }
-
 # shellcheck source=scripts/lib.sh
 source "$root/scripts/lib.sh"
+parse_run_options "minutes sessions arena" "$@"
+((minutes >= 1)) || { echo "soak.sh: --minutes must be at least 1" >&2; exit 2; }
 
+start_cluster_run soak
 prepare_cluster_run "$profile" "$build" gamemesh-gateway gamemesh-arena gamemesh-test-client -- gateway arena-server test-client
 
 gs_bin="$bin/arena-server"

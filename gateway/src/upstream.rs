@@ -470,18 +470,13 @@ pub(crate) async fn dispatch_loop(
 /// connection takes the game server down at once, by the heartbeat's own
 /// path.
 fn dispatch(shared: &Shared, gate: &mut PeerGate, event: LinkEvent) {
-    let (from, routing_id, payload) = match event {
-        LinkEvent::Message {
-            from,
-            routing_id,
-            payload,
-        } => (from, routing_id, payload),
-        LinkEvent::PeerDisconnected { peer } => {
-            if shared.upstream.connection_lost(peer) {
-                shared.clients.game_server_down(peer);
-            }
-            return;
+    let lost = |peer| {
+        if shared.upstream.connection_lost(peer) {
+            shared.clients.game_server_down(peer);
         }
+    };
+    let Some((from, routing_id, payload)) = event.message_or(lost) else {
+        return;
     };
     match ServerToGateway::decode(payload) {
         Ok(ServerToGateway { kind: Some(kind) }) => {

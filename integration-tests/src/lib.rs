@@ -15,6 +15,10 @@
 
 use std::time::Duration;
 
+mod checks;
+pub mod scripted;
+pub use checks::{code_of, session_field, session_key};
+
 use gamemesh_game_server::state::HubState;
 use gamemesh_game_server::{Config as GsConfig, GameServer, RunningGameServer, StoreKind};
 use gamemesh_gateway::{Config as GwConfig, RunningGateway};
@@ -380,20 +384,11 @@ pub async fn start_game_server_with(
 /// Starts a gateway and waits until it has linked `expect_linked` game
 /// servers.
 pub async fn start_gateway(config: GwConfig, expect_linked: usize) -> GatewayNode {
-    let shutdown = CancellationToken::new();
     let node_id = config.node.node_id;
-    let mut running: RunningGateway = gamemesh_gateway::start(config, shutdown.clone())
-        .await
-        .expect("gateway starts");
+    let (running, shutdown) = start_linked_gateway(config, expect_linked).await;
     let addr = running.client_addr.to_string();
     let ws_addr = running.ws_addr;
     let admin_addr = running.admin_addr;
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        running.wait_for_game_servers(expect_linked),
-    )
-    .await
-    .expect("gateway links its game servers within 10 s");
     let task = tokio::spawn(running.wait());
     GatewayNode {
         node_id,
@@ -403,6 +398,50 @@ pub async fn start_gateway(config: GwConfig, expect_linked: usize) -> GatewayNod
         shutdown,
         task,
     }
+}
+
+/// Starts a gateway the caller keeps whole (its [`RunningGateway`], for
+/// its counters; cancel the token, then `wait`, to stop it) and waits
+/// until it has linked `expect_linked` game servers and relays to them.
+pub async fn start_relaying_gateway(
+    config: GwConfig,
+    expect_linked: usize,
+) -> (RunningGateway, CancellationToken) {
+    let (running, shutdown) = start_linked_gateway(config, expect_linked).await;
+    wait_relaying(&running.client_addr.to_string()).await;
+    (running, shutdown)
+}
+
+/// Starts a gateway and waits until it has linked `expect_linked` game
+/// servers.
+async fn start_linked_gateway(
+    config: GwConfig,
+    expect_linked: usize,
+) -> (RunningGateway, CancellationToken) {
+    let shutdown = CancellationToken::new();
+    let mut running = gamemesh_gateway::start(config, shutdown.clone())
+        .await
+        .expect("gateway starts");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        running.wait_for_game_servers(expect_linked),
+    )
+    .await
+    .expect("gateway links its game servers within 10 s");
+    (running, shutdown)
+}
+
+/// Waits until a heartbeat through the gateway at `addr` is answered. A
+/// gateway that has linked its game server is not yet relaying to it: its
+/// first hello answer can still be on the way.
+pub async fn wait_relaying(addr: &str) {
+    wait_for_async("the gateway relays to its game server", TIMEOUT, || async {
+        match Client::connect_with_timeout(addr, TIMEOUT).await {
+            Ok(mut c) => c.heartbeat().await.is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await;
 }
 
 impl Cluster {

@@ -20,16 +20,16 @@ use gamemesh_integration_tests::{
     free_port, gateway_config, init_tracing, start_gateway, Client, RedisBackend, TestRedis,
     TEST_CLUSTER_SECRET, TIMEOUT,
 };
-use gamemesh_proto::client::{
-    client_packet, server_packet, ClientPacket, ErrorCode, HeartbeatRequest,
-};
-use gamemesh_test_client::arena::proto::{JoinRequest, JoinResponse, MoveRequest, State};
-use gamemesh_test_client::arena::wire;
-use prost::Message;
+use gamemesh_proto::client::{client_packet, server_packet, ClientPacket, HeartbeatRequest};
+use gamemesh_test_client::arena::proto::{MoveRequest, State};
+use gamemesh_test_client::arena::{demo, wire};
 use tokio::time::Instant;
 
 /// The contract's bound on a room's failover.
 const FAILOVER: Duration = Duration::from_secs(5);
+
+/// How long a join may retry while the mesh forms.
+const JOIN_PATIENCE: Duration = Duration::from_secs(15);
 
 /// The directory the test binaries were built into (`target/<profile>`).
 fn bin_dir() -> PathBuf {
@@ -141,30 +141,6 @@ async fn client_on(addr: &str, node: u64, user: u64) -> Client {
     panic!("no socket of {addr} was routed to game server {node}");
 }
 
-/// Joins `room`, retrying while the mesh forms (the room answers
-/// UNAVAILABLE until both game servers agree where it runs).
-async fn join(c: &mut Client, room: &str) -> JoinResponse {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let reply = c
-            .call(wire::request(
-                wire::JOIN,
-                &JoinRequest { room: room.into() },
-            ))
-            .await
-            .unwrap();
-        match reply.body {
-            Some(server_packet::Body::Game(g)) => return JoinResponse::decode(g.payload).unwrap(),
-            Some(server_packet::Body::Error(e))
-                if e.code() == ErrorCode::Unavailable && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => panic!("join {room}: {other:?}"),
-        }
-    }
-}
-
 async fn step(c: &mut Client, dx: i32, dy: i32) {
     let reply = c
         .call(wire::request(wire::MOVE, &MoveRequest { dx, dy }))
@@ -263,8 +239,10 @@ async fn a_room_carries_on_within_5_s_when_its_game_server_is_killed(backend: Re
         .unwrap();
     let mut a = client_on(&gw_a.addr, 1, 11).await;
     let mut b = client_on(&gw_b.addr, 2, 12).await;
-    join(&mut a, &room).await;
-    join(&mut b, &room).await;
+    // The room answers UNAVAILABLE until both game servers agree where it
+    // runs: join retries while the mesh forms.
+    demo::join(&mut a, &room, JOIN_PATIENCE).await.unwrap();
+    demo::join(&mut b, &room, JOIN_PATIENCE).await.unwrap();
     for _ in 0..3 {
         step(&mut a, 1, 0).await;
     }

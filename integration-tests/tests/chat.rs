@@ -12,29 +12,12 @@ use gamemesh_game_server::game_host::placement::candidates;
 use gamemesh_game_server::{Config as GsConfig, StoreKind};
 use gamemesh_integration_tests::{
     free_port, game_server_config, gateway_config, init_tracing, start_game_server, start_gateway,
-    wait_for, wait_for_async, Client, ClientError, Cluster, ClusterOptions, RedisBackend, TIMEOUT,
+    wait_for, wait_relaying, Client, ClientError, Cluster, ClusterOptions, RedisBackend, TIMEOUT,
 };
 use gamemesh_proto::client::{
     client_packet, server_packet, ChatNoticeKind, ChatSayRequest, ClientPacket, ErrorCode,
     ServerPacket,
 };
-
-/// A client logged in as `user` on game server `node` through gateway
-/// `gateway`. Sockets go round robin over game servers and keep theirs
-/// across logout, so a throwaway login finds a socket on `node` first.
-async fn client_on(cluster: &Cluster, gateway: usize, node: u64, user: u64) -> Client {
-    for probe_user in 1_000_000..1_000_010 {
-        let mut c = cluster.client(gateway).await;
-        let probe = c.login(probe_user, "dev").await.expect("probe login");
-        c.logout().await.expect("probe logout");
-        if probe.game_server_node_id == node {
-            let login = c.login(user, "dev").await.expect("login");
-            assert_eq!(login.game_server_node_id, node);
-            return c;
-        }
-    }
-    panic!("no socket was routed to game server {node}");
-}
 
 /// The error code of a refused call.
 fn code(r: Result<impl std::fmt::Debug, ClientError>) -> ErrorCode {
@@ -84,6 +67,16 @@ async fn expect_message(c: &mut Client, room: &str, text: &str) -> (u64, u64) {
     }
 }
 
+/// The names of the rooms `c` is shown.
+async fn room_names(c: &mut Client) -> Vec<String> {
+    c.chat_list_rooms()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.name)
+        .collect()
+}
+
 fn unlimited_chat(c: &mut GsConfig) {
     c.chat_messages_per_sec = 100_000;
     c.chat_burst = 100_000;
@@ -94,32 +87,32 @@ async fn the_default_rooms_exist_at_start() {
     let cluster = Cluster::start(2, 2).await;
     let mut c = cluster.client(1).await;
     c.login(1, "dev").await.expect("login");
-    let rooms: Vec<String> = c
-        .chat_list_rooms()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    assert_eq!(rooms, ["dev", "game", "general"]);
+    assert_eq!(room_names(&mut c).await, ["dev", "game", "general"]);
     cluster.shutdown().await;
+}
+
+/// `users`, logged in on gateway 0 and game server 1, gateway 0 and game
+/// server 2, gateway 1 and game server 1, gateway 1 and game server 2 (in
+/// that order), all joined to `room`. Everyone sees the later joiners
+/// arrive; each has seen the last join.
+async fn members_everywhere(cluster: &Cluster, users: [u64; 4], room: &str) -> Vec<(u64, Client)> {
+    let places = [(0, 1), (0, 2), (1, 1), (1, 2)];
+    let mut clients = Vec::new();
+    for (user, (gateway, node)) in users.into_iter().zip(places) {
+        clients.push((user, cluster.client_on(gateway, node, user).await));
+    }
+    for (_, c) in clients.iter_mut() {
+        c.chat_join(room).await.expect("join");
+    }
+    for (_, c) in clients.iter_mut() {
+        expect_notice(c, room, ChatNoticeKind::Joined, users[3]).await;
+    }
+    clients
 }
 
 async fn a_room_message_reaches_members_on_both_game_servers_and_gateways(backend: RedisBackend) {
     let cluster = Cluster::start_on(backend, 2, 2).await;
-    let mut clients = [
-        (11, client_on(&cluster, 0, 1, 11).await),
-        (12, client_on(&cluster, 0, 2, 12).await),
-        (13, client_on(&cluster, 1, 1, 13).await),
-        (14, client_on(&cluster, 1, 2, 14).await),
-    ];
-    for (_, c) in clients.iter_mut() {
-        c.chat_join("lobby").await.expect("join");
-    }
-    // Everyone sees the later joiners arrive; the last join is seen by all.
-    for (_, c) in clients.iter_mut() {
-        expect_notice(c, "lobby", ChatNoticeKind::Joined, 14).await;
-    }
+    let mut clients = members_everywhere(&cluster, [11, 12, 13, 14], "lobby").await;
     let seq = clients[0].1.chat_say("lobby", "hello").await.expect("say");
     for (user, c) in clients.iter_mut() {
         let (got_seq, from) = expect_message(c, "lobby", "hello").await;
@@ -148,18 +141,7 @@ async fn every_member_sees_the_room_order_under_concurrent_senders() {
         ..ClusterOptions::default()
     })
     .await;
-    let mut clients = vec![
-        (21, client_on(&cluster, 0, 1, 21).await),
-        (22, client_on(&cluster, 0, 2, 22).await),
-        (23, client_on(&cluster, 1, 1, 23).await),
-        (24, client_on(&cluster, 1, 2, 24).await),
-    ];
-    for (_, c) in clients.iter_mut() {
-        c.chat_join("race").await.expect("join");
-    }
-    for (_, c) in clients.iter_mut() {
-        expect_notice(c, "race", ChatNoticeKind::Joined, 24).await;
-    }
+    let clients = members_everywhere(&cluster, [21, 22, 23, 24], "race").await;
     // Every client sends EACH messages while the others do, then reads
     // what the room pushed until it has all of them.
     let total = EACH * clients.len();
@@ -211,8 +193,8 @@ async fn every_member_sees_the_room_order_under_concurrent_senders() {
 
 async fn whispers_reach_users_on_other_nodes_and_offline_users_are_an_error(backend: RedisBackend) {
     let cluster = Cluster::start_on(backend, 2, 2).await;
-    let mut a = client_on(&cluster, 0, 1, 31).await;
-    let mut b = client_on(&cluster, 1, 2, 32).await;
+    let mut a = cluster.client_on(0, 1, 31).await;
+    let mut b = cluster.client_on(1, 2, 32).await;
 
     a.chat_whisper(32, "psst").await.expect("whisper");
     match next_chat(&mut b).await.body {
@@ -245,9 +227,9 @@ async fn whispers_reach_users_on_other_nodes_and_offline_users_are_an_error(back
 
 async fn membership_follows_the_session_through_resume_kick_and_logout(backend: RedisBackend) {
     let cluster = Cluster::start_on(backend, 2, 2).await;
-    let mut watcher = client_on(&cluster, 0, 1, 40).await;
-    let mut a = client_on(&cluster, 0, 2, 41).await;
-    let mut b = client_on(&cluster, 1, 1, 42).await;
+    let mut watcher = cluster.client_on(0, 1, 40).await;
+    let mut a = cluster.client_on(0, 2, 41).await;
+    let mut b = cluster.client_on(1, 1, 42).await;
     watcher.chat_join("club").await.expect("join");
     let a_login = {
         // `a` needs its resume token: log it in afresh on its socket.
@@ -274,7 +256,7 @@ async fn membership_follows_the_session_through_resume_kick_and_logout(backend: 
         .expect("a resumed member may speak");
 
     // Kick: user 42 logs in again elsewhere; the old session leaves.
-    let mut b2 = client_on(&cluster, 0, 2, 42).await;
+    let mut b2 = cluster.client_on(0, 2, 42).await;
     assert!(b.wait_closed(TIMEOUT).await, "the old socket is kicked");
     expect_notice(&mut watcher, "club", ChatNoticeKind::Left, 42).await;
     assert_eq!(code(b2.chat_say("club", "me?").await), ErrorCode::NotInRoom);
@@ -308,8 +290,8 @@ async fn an_expired_session_leaves_its_rooms() {
         ..ClusterOptions::default()
     })
     .await;
-    let mut watcher = client_on(&cluster, 0, 1, 50).await;
-    let mut gone = client_on(&cluster, 1, 2, 51).await;
+    let mut watcher = cluster.client_on(0, 1, 50).await;
+    let mut gone = cluster.client_on(1, 2, 51).await;
     watcher.chat_join("dev").await.expect("join");
     gone.chat_join("dev").await.expect("join");
     expect_notice(&mut watcher, "dev", ChatNoticeKind::Joined, 51).await;
@@ -399,8 +381,8 @@ async fn a_room_carries_on_when_the_game_server_holding_it_stops() {
         .map(|i| format!("moving-{i}"))
         .find(|r| rendezvous(&format!("chat:{r}"), [1, 2]) == Some(1))
         .expect("some room hashes to node 1");
-    let mut a = client_on(&cluster, 0, 2, 71).await;
-    let mut b = client_on(&cluster, 0, 2, 72).await;
+    let mut a = cluster.client_on(0, 2, 71).await;
+    let mut b = cluster.client_on(0, 2, 72).await;
     a.chat_join(&room).await.expect("join");
     b.chat_join(&room).await.expect("join");
     expect_notice(&mut a, &room, ChatNoticeKind::Joined, 72).await;
@@ -447,8 +429,8 @@ async fn a_say_resent_after_unavailable_posts_at_most_once() {
         .map(|i| format!("once-{i}"))
         .find(|r| rendezvous(&format!("chat:{r}"), [1, 2]) == Some(2))
         .expect("some room hashes to node 2");
-    let mut watcher = client_on(&cluster, 0, 2, 91).await;
-    let mut sayer = client_on(&cluster, 0, 1, 92).await;
+    let mut watcher = cluster.client_on(0, 2, 91).await;
+    let mut sayer = cluster.client_on(0, 1, 92).await;
     watcher.chat_join(&room).await.expect("join");
     sayer.chat_join(&room).await.expect("join");
     expect_notice(&mut watcher, &room, ChatNoticeKind::Joined, 92).await;
@@ -510,23 +492,12 @@ async fn chat_works_on_a_single_game_server_without_redis() {
             .await
             .expect("client connects")
     };
-    // Linked is not yet relaying (foundation.rs, `start_ready`).
-    wait_for_async("the gateway relays to its game server", TIMEOUT, || async {
-        client().await.heartbeat().await.is_ok()
-    })
-    .await;
+    wait_relaying(&gateway.addr).await;
     let mut a = client().await;
     let mut b = client().await;
     a.login(81, "dev").await.expect("login");
     b.login(82, "dev").await.expect("login");
-    let rooms: Vec<String> = a
-        .chat_list_rooms()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    assert_eq!(rooms, ["dev", "game", "general"]);
+    assert_eq!(room_names(&mut a).await, ["dev", "game", "general"]);
     a.chat_join("game").await.expect("join");
     b.chat_join("game").await.expect("join");
     let seq = b.chat_say("game", "gg").await.expect("say");

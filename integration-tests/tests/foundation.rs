@@ -15,7 +15,7 @@ use bytes::Bytes;
 use gamemesh_game_server::modules::echo::PANIC_PAYLOAD;
 use gamemesh_integration_tests::{
     free_port, game_server_config, gateway_config, init_tracing, start_gateway, wait_for,
-    wait_for_async, Client, ClientError, Cluster, ClusterOptions, RedisBackend, TIMEOUT,
+    wait_relaying, Client, ClientError, Cluster, ClusterOptions, RedisBackend, TIMEOUT,
 };
 use gamemesh_proto::client::{
     client_packet, server_packet, ClientPacket, EchoRequest, ErrorCode, HeartbeatRequest,
@@ -60,17 +60,6 @@ async fn start_ready(options: ClusterOptions) -> Cluster {
         wait_relaying(cluster.gateway_addr(i)).await;
     }
     cluster
-}
-
-/// Waits until a heartbeat through the gateway at `addr` is answered.
-async fn wait_relaying(addr: &str) {
-    wait_for_async("the gateway relays to its game server", TIMEOUT, || async {
-        match Client::connect_with_timeout(addr, TIMEOUT).await {
-            Ok(mut c) => c.heartbeat().await.is_ok(),
-            Err(_) => false,
-        }
-    })
-    .await;
 }
 
 /// A cluster of one gateway and one game server, relaying.

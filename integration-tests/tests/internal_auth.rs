@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use gamemesh_gateway::RunningGateway;
 use gamemesh_integration_tests::{
-    free_port, game_server_config, gateway_config, start_game_server, test_cluster_secret,
-    wait_for, wait_for_async, Client, Cluster, GameServerNode, TIMEOUT,
+    free_port, game_server_config, gateway_config, scripted, session_key, start_game_server,
+    test_cluster_secret, wait_for, wait_for_async, Client, Cluster, GameServerNode, TIMEOUT,
 };
 use gamemesh_proto::client::{
     client_packet, server_packet, ClientPacket, EchoRequest, ErrorCode, KickReason, LoginRequest,
@@ -21,7 +21,7 @@ use gamemesh_proto::client::{
 use gamemesh_proto::cluster_auth::{self, ClusterSecret};
 use gamemesh_proto::internal::{
     gateway_to_server, server_to_gateway, ClientConnected, ClientFrame, GatewayHello,
-    GatewayToServer, ServerHello, ServerToGateway,
+    GatewayToServer, ServerToGateway,
 };
 use gamemesh_proto::{packets, Message};
 use gamemesh_transport::{Link, LinkConfig, LinkEvent, LinkReceiver, ZmqLink};
@@ -39,7 +39,7 @@ fn p2p_of(gs: &GameServerNode) -> String {
 fn has_session(cluster: &Cluster, user: u64) -> bool {
     let mut c = cluster.redis_conn();
     redis::cmd("EXISTS")
-        .arg(format!("gm:{{u:{user}}}:session"))
+        .arg(session_key(user))
         .query::<bool>(&mut c)
         .expect("EXISTS")
 }
@@ -493,10 +493,6 @@ async fn stalling_game_server(
     let endpoint = link.local_endpoint().to_string();
     tokio::spawn(async move {
         let secret = test_cluster_secret();
-        // One pipe per gateway, opened on its first hello: `connect` opens
-        // a new pipe each time, and an answer sent on a pipe that is not
-        // connected yet is refused, so reconnecting on every hello could
-        // leave the gateway unanswered for as long as the race goes on.
         let mut linked = std::collections::HashSet::new();
         loop {
             let event = tokio::select! {
@@ -512,28 +508,7 @@ async fn stalling_game_server(
             else {
                 continue;
             };
-            if linked.insert(from) {
-                let _ = link.connect(from, &h.p2p_endpoint);
-            }
-            let me = link.local_endpoint().to_string();
-            let _ = link.send_signed(from, &|rid| {
-                let mut hello = ServerHello {
-                    game_server_node_id: 1,
-                    p2p_endpoint: me.clone(),
-                    incarnation: 1,
-                    accepting_logins: true,
-                    peers: vec![],
-                    probe: h.probe,
-                    proof: None,
-                };
-                cluster_auth::sign(secret.as_ref(), rid, &mut hello);
-                Bytes::from(
-                    ServerToGateway {
-                        kind: Some(server_to_gateway::Kind::Hello(hello)),
-                    }
-                    .encode_to_vec(),
-                )
-            });
+            scripted::answer_hello(&link, &mut linked, from, &h, secret.as_ref());
         }
         resume.cancelled().await;
         loop {

@@ -14,23 +14,6 @@ use gamemesh_proto::client::{server_packet, ServerNotice};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A client logged in as `user` on game server `node` (new sockets go round
-/// robin over game servers and keep theirs across logout and login, so a
-/// throwaway login finds a socket on `node` first).
-async fn client_on(cluster: &Cluster, node: u64, user: u64) -> Client {
-    for probe_user in 2_000_000..2_000_010 {
-        let mut c = cluster.client(0).await;
-        let probe = c.login(probe_user, "dev").await.expect("probe login");
-        c.logout().await.expect("probe logout");
-        if probe.game_server_node_id == node {
-            let login = c.login(user, "dev").await.expect("login");
-            assert_eq!(login.game_server_node_id, node);
-            return c;
-        }
-    }
-    panic!("no socket was routed to game server {node}");
-}
-
 /// Reads notices until `done` holds for those read so far; fails after
 /// `WAIT`.
 async fn notices_until(
@@ -73,8 +56,8 @@ async fn the_daily_reset_reaches_players_on_both_game_servers(backend: RedisBack
         ..ClusterOptions::default()
     })
     .await;
-    let mut a = client_on(&cluster, 1, 31).await;
-    let mut b = client_on(&cluster, 2, 32).await;
+    let mut a = cluster.client_on(0, 1, 31).await;
+    let mut b = cluster.client_on(0, 2, 32).await;
     for c in [&mut a, &mut b] {
         let got = notices_until(c, |n| count(n, "daily_reset", "Daily reset") >= 1).await;
         assert!(got[0].sent_at_ms > 0);
@@ -84,8 +67,8 @@ async fn the_daily_reset_reaches_players_on_both_game_servers(backend: RedisBack
 
 async fn an_event_published_once_is_handled_on_every_game_server(backend: RedisBackend) {
     let cluster = Cluster::start_on(backend, 1, 2).await;
-    let mut a = client_on(&cluster, 1, 21).await;
-    let mut b = client_on(&cluster, 2, 22).await;
+    let mut a = cluster.client_on(0, 1, 21).await;
+    let mut b = cluster.client_on(0, 2, 22).await;
     // Published by another node (an admin tool, a third server): both game
     // servers' listeners hand it to their notice handler.
     let bus = EventBus::new(job_store(&cluster).await, 99);
@@ -107,8 +90,8 @@ async fn an_event_published_once_is_handled_on_every_game_server(backend: RedisB
 
 async fn two_game_servers_racing_run_each_due_job_once(backend: RedisBackend) {
     let cluster = Cluster::start_on(backend, 1, 2).await;
-    let mut a = client_on(&cluster, 1, 41).await;
-    let mut b = client_on(&cluster, 2, 42).await;
+    let mut a = cluster.client_on(0, 1, 41).await;
+    let mut b = cluster.client_on(0, 2, 42).await;
     let store = job_store(&cluster).await;
     // Twenty events, all due at once: 20 start jobs, then 20 end jobs as
     // their continuations, for both game servers' runners to race for.

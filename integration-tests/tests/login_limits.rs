@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use gamemesh_integration_tests::{wait_for, Client, ClientError, Cluster, ClusterOptions, TIMEOUT};
+use gamemesh_integration_tests::{
+    code_of, session_field, wait_for, Client, ClientError, Cluster, ClusterOptions, TIMEOUT,
+};
 use gamemesh_proto::client::{server_packet, ErrorCode, KickReason};
 use gamemesh_test_client::client::{describe, token_for};
 
@@ -15,30 +17,12 @@ const SECRET: &str = "login-limits-test-secret";
 
 /// The `sid` field of a user's session record, if there is one.
 fn stored_sid(cluster: &Cluster, user_id: u64) -> Option<String> {
-    redis::cmd("HGET")
-        .arg(format!("gm:{{u:{user_id}}}:session"))
-        .arg("sid")
-        .query(&mut cluster.redis_conn())
-        .expect("HGET sid")
+    session_field(&mut cluster.redis_conn(), user_id, "sid")
 }
 
 /// The `connected` field of a user's session record.
 fn stored_connected(cluster: &Cluster, user_id: u64) -> Option<String> {
-    redis::cmd("HGET")
-        .arg(format!("gm:{{u:{user_id}}}:session"))
-        .arg("connected")
-        .query(&mut cluster.redis_conn())
-        .expect("HGET connected")
-}
-
-/// The error code of a failed login, with a readable panic otherwise.
-fn code_of<T: std::fmt::Debug>(result: Result<T, ClientError>, what: &str) -> ErrorCode {
-    match result {
-        Err(e) => e
-            .error_code()
-            .unwrap_or_else(|| panic!("{what}: expected an ErrorResponse, got: {e}")),
-        Ok(v) => panic!("{what}: expected an ErrorResponse, got success: {v:?}"),
-    }
+    session_field(&mut cluster.redis_conn(), user_id, "connected")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,15 +2,10 @@
 //! true when an older session was kicked, false when the login replaced a
 //! disconnected (resumable) session that no connection held.
 
-use gamemesh_integration_tests::{wait_for, Cluster, TIMEOUT};
+use gamemesh_integration_tests::{session_field, wait_for, Cluster, TIMEOUT};
 
 fn connected(cluster: &Cluster, user: u64) -> Option<String> {
-    let mut c = cluster.redis_conn();
-    redis::cmd("HGET")
-        .arg(format!("gm:{{u:{user}}}:session"))
-        .arg("connected")
-        .query(&mut c)
-        .expect("HGET")
+    session_field(&mut cluster.redis_conn(), user, "connected")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,30 +4,8 @@
 
 use gamemesh_game_server::api::Push;
 use gamemesh_game_server::state::HubState;
-use gamemesh_integration_tests::{wait_for, Client, Cluster, RedisBackend, TIMEOUT};
+use gamemesh_integration_tests::{wait_for, Cluster, RedisBackend, TIMEOUT};
 use gamemesh_proto::client::{server_packet, EchoResponse, ServerPacket};
-
-/// A client logged in as `user` and served by game server `node`, reached
-/// through gateway `gateway`. New sockets go round robin over game
-/// servers, and a socket keeps its game server across logout and login, so
-/// a throwaway login finds a socket on `node` before `user` logs in on it:
-/// the real login happens exactly once.
-async fn client_on(cluster: &Cluster, gateway: usize, node: u64, user: u64) -> Client {
-    for probe_user in 1_000_000..1_000_010 {
-        let mut c = cluster.client(gateway).await;
-        let probe = c.login(probe_user, "dev").await.expect("probe login");
-        c.logout().await.expect("probe logout");
-        if probe.game_server_node_id == node {
-            let login = c.login(user, "dev").await.expect("login");
-            assert_eq!(
-                login.game_server_node_id, node,
-                "the socket kept its game server"
-            );
-            return c;
-        }
-    }
-    panic!("no socket was routed to game server {node}");
-}
 
 fn push(data: &'static [u8]) -> ServerPacket {
     ServerPacket {
@@ -53,8 +31,8 @@ async fn push_to(from: &HubState, user: u64, packet: ServerPacket) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_reaches_a_user_on_another_game_server_and_gateway() {
     let cluster = Cluster::start(2, 2).await;
-    let _sender = client_on(&cluster, 0, 1, 71).await;
-    let mut receiver = client_on(&cluster, 1, 2, 72).await;
+    let _sender = cluster.client_on(0, 1, 71).await;
+    let mut receiver = cluster.client_on(1, 2, 72).await;
 
     // From game server 1, where user 72 is not: through the mesh to 2.
     let from_gs1 = &cluster.game_servers[0].state;
@@ -72,14 +50,14 @@ async fn a_duplicate_login_elsewhere_tells_the_old_owner_to_drop_the_session(
     backend: RedisBackend,
 ) {
     let cluster = Cluster::start_on(backend, 1, 2).await;
-    let mut first = client_on(&cluster, 0, 1, 81).await;
+    let mut first = cluster.client_on(0, 1, 81).await;
     let old = cluster.game_servers[0]
         .state
         .sessions
         .by_user(81)
         .expect("owned by game server 1")
         .session;
-    let _second = client_on(&cluster, 0, 2, 81).await;
+    let _second = cluster.client_on(0, 2, 81).await;
     assert!(first.wait_closed(TIMEOUT).await, "the old socket is kicked");
     let gs1 = cluster.game_servers[0].state.clone();
     wait_for("game server 1 drops the replaced session", TIMEOUT, || {

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gamemesh_integration_tests::{gateway_config, start_gateway, test_cluster_secret, TIMEOUT};
+use gamemesh_integration_tests::{
+    gateway_config, scripted, start_gateway, test_cluster_secret, TIMEOUT,
+};
 use gamemesh_proto::client::{ErrorCode, ServerPacket};
-use gamemesh_proto::cluster_auth;
 use gamemesh_proto::internal::{
     gateway_to_server, server_to_gateway, GatewayToServer, SendToClient, SendToClients,
-    ServerHello, ServerToGateway,
+    ServerToGateway,
 };
 use gamemesh_proto::{packets, Message};
 use gamemesh_transport::{Link, LinkConfig, LinkEvent, NodeId, ZmqLink};
@@ -55,23 +56,8 @@ fn scripted_game_server() -> (Arc<ZmqLink>, u16, mpsc::UnboundedReceiver<Heard>)
             };
             match kind {
                 gateway_to_server::Kind::Hello(h) => {
-                    if linked.insert(from) {
-                        let _ = answering.connect(from, &h.p2p_endpoint);
-                    }
-                    let me = answering.local_endpoint().to_string();
-                    let _ = answering.send_signed(from, &|rid| {
-                        let mut hello = ServerHello {
-                            game_server_node_id: 1,
-                            p2p_endpoint: me.clone(),
-                            incarnation: 1,
-                            accepting_logins: true,
-                            peers: vec![],
-                            probe: h.probe,
-                            proof: None,
-                        };
-                        cluster_auth::sign(test_cluster_secret().as_ref(), rid, &mut hello);
-                        encode(server_to_gateway::Kind::Hello(hello))
-                    });
+                    let secret = test_cluster_secret();
+                    scripted::answer_hello(&answering, &mut linked, from, &h, secret.as_ref());
                 }
                 gateway_to_server::Kind::ClientFrame(f) => {
                     if let Ok(socket) = Uuid::from_slice(&f.socket_id) {

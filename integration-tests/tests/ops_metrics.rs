@@ -43,34 +43,16 @@ async fn metrics_scraped_over_http_move_with_traffic() {
     client.send(&dup).await.expect("re-send");
     client.recv(TIMEOUT).await.expect("replayed reply");
 
-    let moved = |name: &'static str, label: &'static str, before: f64, by: f64| {
-        move |s: &Scrape| s.sum(name, label) >= before + by
+    // A check that `name{label}` moved by `by` since the scrape `before`.
+    let moved = |before: &Scrape, name: &'static str, label: &'static str, by: f64| {
+        let from = before.sum(name, label);
+        move |s: &Scrape| s.sum(name, label) >= from + by
     };
     let gw_checks = [
-        moved(
-            "gamemesh_gateway_connections_accepted_total",
-            "",
-            gw0.sum("gamemesh_gateway_connections_accepted_total", ""),
-            1.0,
-        ),
-        moved(
-            "gamemesh_gateway_packets_in_total",
-            "",
-            gw0.sum("gamemesh_gateway_packets_in_total", ""),
-            7.0,
-        ),
-        moved(
-            "gamemesh_gateway_packets_out_total",
-            "",
-            gw0.sum("gamemesh_gateway_packets_out_total", ""),
-            7.0,
-        ),
-        moved(
-            "gamemesh_gateway_bytes_in_total",
-            "",
-            gw0.sum("gamemesh_gateway_bytes_in_total", ""),
-            5.0 * 16.0,
-        ),
+        moved(&gw0, "gamemesh_gateway_connections_accepted_total", "", 1.0),
+        moved(&gw0, "gamemesh_gateway_packets_in_total", "", 7.0),
+        moved(&gw0, "gamemesh_gateway_packets_out_total", "", 7.0),
+        moved(&gw0, "gamemesh_gateway_bytes_in_total", "", 5.0 * 16.0),
     ];
     wait_for_async("gateway counters move", TIMEOUT, || async {
         let s = metrics(gw).await;
@@ -78,49 +60,28 @@ async fn metrics_scraped_over_http_move_with_traffic() {
     })
     .await;
     let gs_checks = [
+        moved(&gs0, "gamemesh_game_server_packets_in_total", "", 7.0),
         moved(
-            "gamemesh_game_server_packets_in_total",
-            "",
-            gs0.sum("gamemesh_game_server_packets_in_total", ""),
-            7.0,
-        ),
-        moved(
+            &gs0,
             "gamemesh_game_server_logins_total",
             "result=\"ok\"",
-            gs0.sum("gamemesh_game_server_logins_total", "result=\"ok\""),
             1.0,
         ),
         moved(
+            &gs0,
             "gamemesh_game_server_handler_seconds_count",
             "kind=\"echo\"",
-            gs0.sum(
-                "gamemesh_game_server_handler_seconds_count",
-                "kind=\"echo\"",
-            ),
             5.0,
         ),
         moved(
+            &gs0,
             "gamemesh_game_server_middleware_seconds_count",
             "middleware=\"idempotency\"",
-            gs0.sum(
-                "gamemesh_game_server_middleware_seconds_count",
-                "middleware=\"idempotency\"",
-            ),
             // Sampled: the connection's first packet, then one in 16.
             1.0,
         ),
-        moved(
-            "gamemesh_game_server_duplicates_total",
-            "",
-            gs0.sum("gamemesh_game_server_duplicates_total", ""),
-            1.0,
-        ),
-        moved(
-            "gamemesh_redis_command_seconds_count",
-            "",
-            gs0.sum("gamemesh_redis_command_seconds_count", ""),
-            1.0,
-        ),
+        moved(&gs0, "gamemesh_game_server_duplicates_total", "", 1.0),
+        moved(&gs0, "gamemesh_redis_command_seconds_count", "", 1.0),
     ];
     wait_for_async("game server counters move", TIMEOUT, || async {
         let s = metrics(gs).await;

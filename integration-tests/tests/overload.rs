@@ -17,7 +17,8 @@ use bytes::Bytes;
 use gamemesh_gateway::limits::Refusal;
 use gamemesh_gateway::{Config as GwConfig, RunningGateway};
 use gamemesh_integration_tests::{
-    gateway_config, wait_for, wait_for_async, Client, ClientError, Cluster, ClusterOptions, TIMEOUT,
+    gateway_config, start_relaying_gateway, wait_for, Client, ClientError, Cluster, ClusterOptions,
+    TIMEOUT,
 };
 use gamemesh_proto::client::{
     client_packet, server_packet, ClientPacket, EchoRequest, ErrorCode, HeartbeatRequest,
@@ -53,22 +54,8 @@ impl Setup {
         let mut config = gateway_config(1, &[cluster.game_servers[0].p2p_port]);
         generous(&mut config);
         tweak(&mut config);
-        let shutdown = CancellationToken::new();
-        let mut gateway = gamemesh_gateway::start(config, shutdown.clone())
-            .await
-            .expect("gateway starts");
-        tokio::time::timeout(Duration::from_secs(10), gateway.wait_for_game_servers(1))
-            .await
-            .expect("gateway links its game server within 10 s");
+        let (gateway, shutdown) = start_relaying_gateway(config, 1).await;
         let addr = gateway.client_addr.to_string();
-        // Linked is not yet relaying (see foundation.rs, `start_ready`).
-        wait_for_async("the gateway relays to its game server", TIMEOUT, || async {
-            match Client::connect_with_timeout(&addr, TIMEOUT).await {
-                Ok(mut c) => c.heartbeat().await.is_ok(),
-                Err(_) => false,
-            }
-        })
-        .await;
         Setup {
             cluster,
             gateway,

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use gamemesh_game_server::Config as GsConfig;
 use gamemesh_integration_tests::{
-    game_server_config, gateway_config, init_tracing, start_game_server, start_gateway, wait_for,
-    wait_for_async, Client, GameServerNode, GatewayNode, TIMEOUT,
+    game_server_config, gateway_config, init_tracing, session_key, start_game_server,
+    start_gateway, wait_for, wait_for_async, Client, GameServerNode, GatewayNode, TIMEOUT,
 };
 use gamemesh_jobs::{catalog, JobStore};
 use gamemesh_proto::client::{server_packet, KickReason, LoginResponse};
@@ -37,10 +37,6 @@ const USERS: u64 = 6;
 /// servers follow within the sentinel poll (500 ms) plus a connect, and
 /// the flusher retries every 20 ms in tests. Generous for a loaded machine.
 const SETTLE: Duration = Duration::from_secs(15);
-
-fn session_key(user_id: u64) -> String {
-    format!("gm:{{u:{user_id}}}:session")
-}
 
 /// The user's record on the data node `conn` points at.
 fn stored(conn: &mut impl redis::ConnectionLike, user_id: u64) -> HashMap<String, String> {

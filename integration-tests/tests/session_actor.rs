@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use gamemesh_integration_tests::{Cluster, ClusterOptions};
+use gamemesh_integration_tests::{wait_relaying, Cluster, ClusterOptions};
 use gamemesh_proto::client::{client_packet, server_packet, ClientPacket, EchoRequest};
 use gamemesh_test_client::Client;
-use gamemesh_test_support::wait_for_async;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -20,17 +19,7 @@ const PIPELINED: u64 = 150;
 /// (see `start_ready` in foundation.rs for why a test waits for that).
 async fn start_relaying() -> Cluster {
     let cluster = Cluster::start_with(ClusterOptions::default()).await;
-    let addr = cluster.gateway_addr(0).to_owned();
-    wait_for_async("the gateway relays to its game server", TIMEOUT, || {
-        let addr = addr.clone();
-        async move {
-            match Client::connect_with_timeout(&addr, TIMEOUT).await {
-                Ok(mut c) => c.heartbeat().await.is_ok(),
-                Err(_) => false,
-            }
-        }
-    })
-    .await;
+    wait_relaying(cluster.gateway_addr(0)).await;
     cluster
 }
 

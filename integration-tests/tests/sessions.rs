@@ -28,7 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gamemesh_integration_tests::{
-    wait_for, Client, ClientError, Cluster, ClusterOptions, GameServerNode, RedisBackend, TIMEOUT,
+    code_of, session_key, wait_for, Client, ClientError, Cluster, ClusterOptions, GameServerNode,
+    RedisBackend, TIMEOUT,
 };
 use gamemesh_proto::auth::mint_token;
 use gamemesh_proto::client::{server_packet, ErrorCode, KickReason, LoginResponse, ServerPacket};
@@ -47,11 +48,6 @@ static NEXT_PROBE_USER: AtomicU64 = AtomicU64::new(9_000_000);
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// The Redis key of a user's session, as the contract fixes it.
-fn session_key(user_id: u64) -> String {
-    format!("gm:{{u:{user_id}}}:session")
-}
 
 /// The user's session record as text (binary fields such as `replies` come
 /// out lossy), or `None` when there is no key.
@@ -210,14 +206,13 @@ async fn expect_kicked_and_closed(client: &mut Client, reason: Option<KickReason
     );
 }
 
-/// The error code of a failed call, with a readable panic otherwise.
-fn code_of<T: std::fmt::Debug>(result: Result<T, ClientError>, what: &str) -> ErrorCode {
-    match result {
-        Err(e) => e
-            .error_code()
-            .unwrap_or_else(|| panic!("{what}: expected an ErrorResponse, got: {e}")),
-        Ok(v) => panic!("{what}: expected an ErrorResponse, got success: {v:?}"),
-    }
+/// A resume of `l` by a fresh client on gateway 1 finds no session.
+async fn assert_not_resumable(cluster: &Cluster, l: &LoginResponse, what: &str) {
+    let mut c = cluster.client(1).await;
+    assert_eq!(
+        code_of(c.resume(l.session_id, &l.resume_token).await, what),
+        ErrorCode::SessionNotFound
+    );
 }
 
 /// Echoes and checks the data came back.
@@ -609,14 +604,7 @@ async fn resume_is_refused_for_a_wrong_token_an_unknown_session_and_after_the_gr
     })
     .await;
 
-    let mut late = cluster.client(1).await;
-    assert_eq!(
-        code_of(
-            late.resume(l.session_id, &l.resume_token).await,
-            "resume after the grace period"
-        ),
-        ErrorCode::SessionNotFound
-    );
+    assert_not_resumable(&cluster, &l, "resume after the grace period").await;
     assert!(!key_exists(&mut redis, user), "no key is left for the user");
     assert!(holders(&cluster, l.session_id).is_empty());
 
@@ -874,14 +862,7 @@ async fn logout_removes_the_session_and_its_token_no_longer_resumes(backend: Red
     })
     .await;
 
-    let mut later = cluster.client(1).await;
-    assert_eq!(
-        code_of(
-            later.resume(l.session_id, &l.resume_token).await,
-            "resume after logout"
-        ),
-        ErrorCode::SessionNotFound
-    );
+    assert_not_resumable(&cluster, &l, "resume after logout").await;
     assert!(!key_exists(&mut redis, user), "nothing was recreated");
 
     cluster.shutdown().await;

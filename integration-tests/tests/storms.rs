@@ -18,7 +18,7 @@ use gamemesh_game_server::Config as GsConfig;
 use gamemesh_gateway::limits::Refusal;
 use gamemesh_gateway::{Config as GwConfig, RunningGateway};
 use gamemesh_integration_tests::{
-    gateway_config, wait_for_async, Client, Cluster, ClusterOptions, TIMEOUT,
+    gateway_config, start_relaying_gateway, Client, Cluster, ClusterOptions, TIMEOUT,
 };
 use gamemesh_proto::client::{server_packet, KickReason};
 use tokio::net::{TcpSocket, TcpStream};
@@ -50,23 +50,10 @@ impl Setup {
         .await;
         let mut config = gateway_config(1, &[cluster.game_servers[0].p2p_port]);
         default_admission(&mut config);
-        let shutdown = CancellationToken::new();
-        let mut gateway = gamemesh_gateway::start(config, shutdown.clone())
-            .await
-            .expect("gateway starts");
-        tokio::time::timeout(Duration::from_secs(10), gateway.wait_for_game_servers(1))
-            .await
-            .expect("gateway links its game server within 10 s");
+        // The relay probe comes from 127.0.0.1, which the tests below do
+        // not use.
+        let (gateway, shutdown) = start_relaying_gateway(config, 1).await;
         let addr = gateway.client_addr;
-        // Linked is not yet relaying (see foundation.rs, `start_ready`).
-        // The probe comes from 127.0.0.1, which the tests below do not use.
-        wait_for_async("the gateway relays to its game server", TIMEOUT, || async {
-            match Client::connect_with_timeout(&addr.to_string(), TIMEOUT).await {
-                Ok(mut c) => c.heartbeat().await.is_ok(),
-                Err(_) => false,
-            }
-        })
-        .await;
         Setup {
             cluster,
             gateway,

@@ -16,10 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use gamemesh_test_client::arena::proto::{JoinRequest, JoinResponse, MoveRequest};
-use gamemesh_test_client::arena::wire;
 use gamemesh_test_client::Client;
 use gamemesh_test_support::{free_port, wait_for_async, RedisServer};
+use support::other_player;
 use support::tmux::{arena_command, Tmux, EXITED};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -131,29 +130,6 @@ fn gateway_args(client_port: u16, p2p_port: u16, game_server_p2p: u16) -> Vec<St
     ]
     .map(String::from)
     .to_vec()
-}
-
-/// Logs in and joins `room` as `user`, then takes `steps` to the right.
-async fn other_player(addr: &str, room: &str, user: u64, steps: usize) -> Client {
-    let mut c = Client::connect(addr).await.unwrap();
-    c.login(user, "dev").await.unwrap();
-    let reply = c
-        .call(wire::request(
-            wire::JOIN,
-            &JoinRequest { room: room.into() },
-        ))
-        .await
-        .unwrap();
-    let wire::Incoming::Reply { payload, .. } = wire::classify(reply) else {
-        panic!("no join reply")
-    };
-    let _: JoinResponse = wire::decode_reply("join", payload).unwrap();
-    for _ in 0..steps {
-        c.call(wire::request(wire::MOVE, &MoveRequest { dx: 1, dy: 0 }))
-            .await
-            .unwrap();
-    }
-    c
 }
 
 /// Waits until a login through `addr` works: the gateway has linked its

@@ -8,37 +8,11 @@ mod support;
 use std::time::Duration;
 
 use gamemesh_proto::client::KickReason;
-use gamemesh_test_client::arena::proto::{JoinRequest, JoinResponse, MoveRequest};
-use gamemesh_test_client::arena::wire;
-use gamemesh_test_client::Client;
 use support::mock_arena::MockArena;
+use support::other_player;
 use support::tmux::{arena_command, Tmux, EXITED};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Joins `room` as `user` with a plain client and takes `steps` to the
-/// right.
-async fn other_player(addr: &str, room: &str, user: u64, steps: usize) -> Client {
-    let mut c = Client::connect(addr).await.unwrap();
-    c.login(user, "dev").await.unwrap();
-    let reply = c
-        .call(wire::request(
-            wire::JOIN,
-            &JoinRequest { room: room.into() },
-        ))
-        .await
-        .unwrap();
-    let wire::Incoming::Reply { payload, .. } = wire::classify(reply) else {
-        panic!("no join reply")
-    };
-    let _: JoinResponse = wire::decode_reply("join", payload).unwrap();
-    for _ in 0..steps {
-        c.call(wire::request(wire::MOVE, &MoveRequest { dx: 1, dy: 0 }))
-            .await
-            .unwrap();
-    }
-    c
-}
 
 #[tokio::test]
 async fn arrows_move_the_player_others_show_a_drop_is_resumed_and_q_leaves() {

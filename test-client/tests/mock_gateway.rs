@@ -3,17 +3,20 @@
 //! system, and against a deliberately broken one, so its checks are shown to
 //! catch a real fault.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use gamemesh_proto::client::{
-    client_packet, server_packet, ClientPacket, EchoResponse, ErrorCode, HeartbeatResponse,
-    KickReason, LoginResponse, LogoutResponse, ResumeResponse, ServerPacket, SessionSnapshot,
+    client_packet, server_packet, ClientPacket, EchoResponse, ErrorCode, KickReason,
+    LogoutResponse, ServerPacket,
 };
 use gamemesh_proto::{packets, FrameCodec, Message};
 use gamemesh_test_client::scenario::{self, ScenarioOptions};
+use support::replies::{self, reply};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
@@ -58,13 +61,6 @@ impl State {
     }
 }
 
-fn reply(sequence_id: u64, body: server_packet::Body) -> ServerPacket {
-    ServerPacket {
-        sequence_id,
-        body: Some(body),
-    }
-}
-
 /// Handles one frame body for connection `me`, pinned to `pinned`.
 fn handle(
     state: &Mutex<State>,
@@ -103,15 +99,7 @@ fn handle(
             );
             st.by_user.insert(l.user_id, session_id);
             *pinned = Some(session_id);
-            reply(
-                seq,
-                S::Login(LoginResponse {
-                    session_id,
-                    resume_token: token,
-                    game_server_node_id: 1,
-                    replaced_existing_session: replaced,
-                }),
-            )
+            replies::login(seq, session_id, token, replaced)
         }
         (Some(C::Resume(r)), _) => {
             let Some(s) = st.sessions.get_mut(&r.session_id) else {
@@ -121,28 +109,12 @@ fn handle(
                 return packets::error(seq, ErrorCode::InvalidToken, "");
             }
             let old = s.conn.replace(me).filter(|&c| c != me);
-            let snapshot = SessionSnapshot {
-                session_id: r.session_id,
-                user_id: s.user,
-                last_sequence_id: s.last_seq,
-                game_server_node_id: 1,
-            };
+            let resumed = replies::resume(seq, r.session_id, s.user, s.last_seq);
             st.close(old, None);
             *pinned = Some(r.session_id);
-            reply(
-                seq,
-                S::Resume(ResumeResponse {
-                    snapshot: Some(snapshot),
-                }),
-            )
+            resumed
         }
-        (Some(C::Heartbeat(h)), _) => reply(
-            seq,
-            S::Heartbeat(HeartbeatResponse {
-                client_time_ms: h.client_time_ms,
-                server_time_ms: 0,
-            }),
-        ),
+        (Some(C::Heartbeat(h)), _) => replies::heartbeat(seq, &h),
         (_, None) => packets::error(seq, ErrorCode::NotAuthenticated, ""),
         (body, Some(session_id)) => {
             let Some(s) = st.sessions.get_mut(&session_id) else {

@@ -197,12 +197,7 @@ impl SentinelGroup {
     /// `redis+sentinel://[:password@]127.0.0.1:S1[,127.0.0.1:S2...]/gamemesh`:
     /// the game server's `--redis` for this group.
     pub fn url(&self) -> String {
-        let auth = self
-            .options
-            .password
-            .as_ref()
-            .map(|p| format!(":{p}@"))
-            .unwrap_or_default();
+        let auth = url_auth(self.options.password.as_deref());
         let hosts: Vec<String> = self.sentinels.iter().map(RedisServer::addr).collect();
         format!("redis+sentinel://{auth}{}/{MASTER_NAME}", hosts.join(","))
     }
@@ -345,25 +340,17 @@ impl SentinelGroup {
     }
 
     fn try_data_conn(&self, port: u16) -> redis::RedisResult<redis::Connection> {
-        let auth = self
-            .options
-            .password
-            .as_ref()
-            .map(|p| format!(":{p}@"))
-            .unwrap_or_default();
-        redis::Client::open(format!("redis://{auth}127.0.0.1:{port}"))?
-            .get_connection_with_timeout(Duration::from_secs(2))
+        connect(
+            self.options.password.as_deref(),
+            &format!("127.0.0.1:{port}"),
+        )
     }
 
     fn sentinel_conn(&self, i: usize) -> redis::RedisResult<redis::Connection> {
-        let auth = self
-            .options
-            .sentinel_password
-            .as_ref()
-            .map(|p| format!(":{p}@"))
-            .unwrap_or_default();
-        redis::Client::open(format!("redis://{auth}{}", self.sentinels[i].addr()))?
-            .get_connection_with_timeout(Duration::from_secs(2))
+        connect(
+            self.options.sentinel_password.as_deref(),
+            &self.sentinels[i].addr(),
+        )
     }
 
     /// The sentinels' config file: watch the primary, decide fast.
@@ -407,6 +394,17 @@ fn poll_until_sync<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> 
         );
         std::thread::sleep(POLL);
     }
+}
+
+/// `:password@` for a URL's authority, or nothing without a password.
+fn url_auth(password: Option<&str>) -> String {
+    password.map(|p| format!(":{p}@")).unwrap_or_default()
+}
+
+/// A connection to `redis://[:password@]addr`, given up after 2 s.
+fn connect(password: Option<&str>, addr: &str) -> redis::RedisResult<redis::Connection> {
+    redis::Client::open(format!("redis://{}{addr}", url_auth(password)))?
+        .get_connection_with_timeout(Duration::from_secs(2))
 }
 
 #[cfg(test)]

@@ -83,6 +83,26 @@ pub enum LinkEvent {
     },
 }
 
+impl LinkEvent {
+    /// A message's sender, routing id and payload, for the owner that acts
+    /// on messages and only takes note of lost connections: for
+    /// [`LinkEvent::PeerDisconnected`] it calls `lost` with the peer and
+    /// returns `None`.
+    pub fn message_or(self, lost: impl FnOnce(NodeId)) -> Option<(NodeId, Bytes, Bytes)> {
+        match self {
+            LinkEvent::Message {
+                from,
+                routing_id,
+                payload,
+            } => Some((from, routing_id, payload)),
+            LinkEvent::PeerDisconnected { peer } => {
+                lost(peer);
+                None
+            }
+        }
+    }
+}
+
 /// A message transport between nodes. Implementations never block the
 /// caller: `send` hands the message over or fails at once (the peer is not
 /// connected, or its queue is full), so whoever waits on the message can
@@ -117,4 +137,27 @@ pub trait Link: Send + Sync + 'static {
     fn send_signed(&self, peer: NodeId, build: &dyn Fn(&[u8]) -> Bytes) -> Result<(), LinkError>;
     /// The endpoint peers connect to, e.g. `tcp://127.0.0.1:8001`.
     fn local_endpoint(&self) -> &str;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_or_hands_a_message_on_and_reports_a_lost_peer() {
+        let message = LinkEvent::Message {
+            from: 7,
+            routing_id: Bytes::from_static(b"gw:7:a"),
+            payload: Bytes::from_static(b"hi"),
+        };
+        let got = message.message_or(|_| panic!("a message is no lost peer"));
+        assert_eq!(
+            got,
+            Some((7, Bytes::from_static(b"gw:7:a"), Bytes::from_static(b"hi")))
+        );
+
+        let mut lost = None;
+        let got = LinkEvent::PeerDisconnected { peer: 3 }.message_or(|p| lost = Some(p));
+        assert_eq!((got, lost), (None, Some(3)));
+    }
 }

@@ -116,19 +116,12 @@ impl Dispatcher {
     /// Handles (and empties) one wake-up's worth of link events.
     fn handle_batch(&mut self, gate: &mut PeerGate, batch: &mut Vec<LinkEvent>) {
         for event in batch.drain(..) {
-            let (from, routing_id, payload) = match event {
-                LinkEvent::Message {
-                    from,
-                    routing_id,
-                    payload,
-                } => (from, routing_id, payload),
-                // A gateway's clients reconnect through another one; its
-                // hellos say when it is back. Our pipe to it is dialled
-                // again under a fresh routing id.
-                LinkEvent::PeerDisconnected { peer } => {
-                    self.state.gateways.connection_lost(peer);
-                    continue;
-                }
+            // A lost gateway: its clients reconnect through another one;
+            // its hellos say when it is back. Our pipe to it is dialled
+            // again under a fresh routing id.
+            let lost = |peer| self.state.gateways.connection_lost(peer);
+            let Some((from, routing_id, payload)) = event.message_or(lost) else {
+                continue;
             };
             match GatewayToServer::decode(payload) {
                 Ok(GatewayToServer { kind: Some(kind) }) => {

@@ -165,16 +165,7 @@ mod tests {
         let mut svc = IdempotencyLayer::new().layer(svc);
         let s = session();
         handle.allow(1);
-        let call = tokio::spawn({
-            let mut svc = svc.clone();
-            let s = s.clone();
-            async move {
-                futures::future::poll_fn(|cx| svc.poll_ready(cx))
-                    .await
-                    .unwrap();
-                svc.call(echo(7, b"first", Some(s))).await.unwrap()
-            }
-        });
+        let call = spawn_call(&svc, echo(7, b"first", Some(s.clone())));
         let (req, send) = handle.next_request().await.unwrap();
         assert_eq!(req.packet.sequence_id, 7);
         send.send_response(echo_reply(7, b"first"));
@@ -201,26 +192,12 @@ mod tests {
     #[tokio::test]
     async fn sequence_zero_and_sessionless_packets_are_not_deduplicated() {
         let (svc, mut handle) = mock::pair::<HubRequest, HubResponse>();
-        let svc = IdempotencyLayer::new().layer(svc);
+        let mut svc = IdempotencyLayer::new().layer(svc);
         let s = session();
-        handle.allow(2);
-        let run = |req: HubRequest| {
-            let mut svc = svc.clone();
-            tokio::spawn(async move {
-                futures::future::poll_fn(|cx| svc.poll_ready(cx))
-                    .await
-                    .unwrap();
-                svc.call(req).await.unwrap()
-            })
-        };
-        let a = run(echo(0, b"a", Some(s.clone())));
-        let (_, send) = handle.next_request().await.unwrap();
-        send.send_response(echo_reply(0, b"a"));
-        a.await.unwrap();
-        let b = run(echo(0, b"b", Some(s.clone())));
-        let (_, send) = handle.next_request().await.unwrap();
-        send.send_response(echo_reply(0, b"b"));
-        b.await.unwrap();
+        for data in [b"a", b"b"] {
+            let req = echo(0, data, Some(s.clone()));
+            answered(&mut svc, &mut handle, req, echo_reply(0, data)).await;
+        }
         assert_eq!(s.last_executed(), 0, "seq 0 moves no watermark");
     }
 
@@ -232,18 +209,25 @@ mod tests {
         resp: HubResponse,
     ) -> HubResponse {
         handle.allow(1);
-        let call = {
-            let mut svc = svc.clone();
-            tokio::spawn(async move {
-                futures::future::poll_fn(|cx| svc.poll_ready(cx))
-                    .await
-                    .unwrap();
-                svc.call(req).await.unwrap()
-            })
-        };
+        let call = spawn_call(svc, req);
         let (_, send) = handle.next_request().await.unwrap();
         send.send_response(resp);
         call.await.unwrap()
+    }
+
+    /// Calls (a clone of) `svc` with `req` on a task of its own, once it is
+    /// ready, so the test can answer the call on the mock's handle.
+    fn spawn_call(
+        svc: &Idempotency<mock::Mock<HubRequest, HubResponse>>,
+        req: HubRequest,
+    ) -> tokio::task::JoinHandle<HubResponse> {
+        let mut svc = svc.clone();
+        tokio::spawn(async move {
+            futures::future::poll_fn(|cx| svc.poll_ready(cx))
+                .await
+                .unwrap();
+            svc.call(req).await.unwrap()
+        })
     }
 
     #[tokio::test]
@@ -299,21 +283,15 @@ mod tests {
         let (svc, mut handle) = mock::pair::<HubRequest, HubResponse>();
         let mut svc = IdempotencyLayer::new().layer(svc);
         let s = session();
-        handle.allow(1);
-        let call = tokio::spawn({
-            let s = s.clone();
-            async move {
-                futures::future::poll_fn(|cx| svc.poll_ready(cx))
-                    .await
-                    .unwrap();
-                svc.call(echo(3, b"x", Some(s))).await.unwrap()
-            }
-        });
-        let (_, send) = handle.next_request().await.unwrap();
         let mut closed = echo_reply(3, b"x");
         closed.effect = SessionEffect::Close;
-        send.send_response(closed);
-        call.await.unwrap();
+        answered(
+            &mut svc,
+            &mut handle,
+            echo(3, b"x", Some(s.clone())),
+            closed,
+        )
+        .await;
         assert_eq!(s.last_executed(), 0, "nothing executed");
     }
 }

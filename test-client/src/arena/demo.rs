@@ -95,9 +95,12 @@ async fn ask(
     })
 }
 
-/// Joins, retrying while the room's game server is not settled yet.
-async fn join(c: &mut Client, room: &str) -> anyhow::Result<JoinResponse> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+/// Joins `room`, retrying for up to `patience` while the room's game
+/// server is not settled yet (it answers UNAVAILABLE until the game
+/// servers agree where the room runs). Public for the arena tests, which
+/// join the same way.
+pub async fn join(c: &mut Client, room: &str, patience: Duration) -> anyhow::Result<JoinResponse> {
+    let deadline = Instant::now() + patience;
     loop {
         match ask(c, wire::JOIN, &JoinRequest { room: room.into() }).await? {
             Ok(p) => return Ok(prost::Message::decode(p)?),
@@ -162,7 +165,7 @@ async fn read(c: &mut Client, seen: &mut Seen, wait: Duration) -> anyhow::Result
 /// Plays the script; `Ok(false)` when what it saw is not what it should.
 pub async fn run(opts: &DemoOptions) -> anyhow::Result<bool> {
     let (mut c, node) = login(opts).await?;
-    let joined = join(&mut c, &opts.room).await?;
+    let joined = join(&mut c, &opts.room, Duration::from_secs(10)).await?;
     println!(
         "user {} on game server {node} joined {} at ({},{}), {} ticks/s",
         opts.user, joined.room, joined.x, joined.y, joined.tick_hz

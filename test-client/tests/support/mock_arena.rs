@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::replies::{self, reply};
 use futures::{SinkExt, StreamExt};
 use gamemesh_proto::client::{
-    client_packet, server_packet, ClientPacket, ErrorCode, GamePush, GameResponse,
-    HeartbeatResponse, KickReason, LoginResponse, LogoutResponse, ResumeResponse, ServerPacket,
-    SessionSnapshot,
+    client_packet, server_packet, ClientPacket, ErrorCode, GamePush, GameResponse, KickReason,
+    LogoutResponse, ServerPacket,
 };
 use gamemesh_proto::{packets, FrameCodec, Message};
 use gamemesh_test_client::arena::proto::{
@@ -278,13 +278,6 @@ async fn connection(
     }
 }
 
-fn reply(sequence_id: u64, body: server_packet::Body) -> ServerPacket {
-    ServerPacket {
-        sequence_id,
-        body: Some(body),
-    }
-}
-
 fn game_reply(sequence_id: u64, message: &impl Message) -> ServerPacket {
     reply(
         sequence_id,
@@ -326,15 +319,7 @@ fn handle(
                 },
             );
             *session = Some(id);
-            reply(
-                seq,
-                S::Login(LoginResponse {
-                    session_id: id,
-                    resume_token: token,
-                    game_server_node_id: 1,
-                    replaced_existing_session: false,
-                }),
-            )
+            replies::login(seq, id, token, false)
         }
         (Some(C::Resume(r)), _) => {
             let Some(s) = w.sessions.get_mut(&r.session_id) else {
@@ -345,26 +330,9 @@ fn handle(
             }
             s.conn = Some(me);
             *session = Some(r.session_id);
-            let snapshot = SessionSnapshot {
-                session_id: r.session_id,
-                user_id: s.user,
-                last_sequence_id: s.last_seq,
-                game_server_node_id: 1,
-            };
-            reply(
-                seq,
-                S::Resume(ResumeResponse {
-                    snapshot: Some(snapshot),
-                }),
-            )
+            replies::resume(seq, r.session_id, s.user, s.last_seq)
         }
-        (Some(C::Heartbeat(h)), _) => reply(
-            seq,
-            S::Heartbeat(HeartbeatResponse {
-                client_time_ms: h.client_time_ms,
-                server_time_ms: 0,
-            }),
-        ),
+        (Some(C::Heartbeat(h)), _) => replies::heartbeat(seq, &h),
         (_, None) => packets::error(seq, ErrorCode::NotAuthenticated, ""),
         (Some(C::Logout(_)), Some(s)) => {
             w.leave(s);

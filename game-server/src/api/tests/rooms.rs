@@ -30,6 +30,16 @@ async fn tock(g: &TestGame, user: u64) -> Tock {
     g.push(user, "probe.tock").await
 }
 
+/// The ticks of the tocks pushed to `user` since the last look, taken.
+fn ticks_pushed(g: &TestGame, user: u64) -> Vec<u64> {
+    g.parts
+        .pusher
+        .take(user)
+        .iter()
+        .map(|p| p.decode::<Tock>().unwrap().tick)
+        .collect()
+}
+
 async fn checkpoint(g: &TestGame, room: &str) -> Option<Checkpoint> {
     use crate::api::RoomStore;
     let key = RoomKey::new("counter", room).unwrap();
@@ -200,13 +210,7 @@ async fn while_checkpoints_fail_ticks_wait_at_the_bound() {
     g.parts.rooms.set_down(true);
     let saved = checkpoint_tick_while_down(&g).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let seen: Vec<u64> = g
-        .parts
-        .pusher
-        .take(1)
-        .iter()
-        .map(|p| p.decode::<Tock>().unwrap().tick)
-        .collect();
+    let seen = ticks_pushed(&g, 1);
     let max = *seen.iter().max().unwrap();
     assert!(max <= saved + 10, "ran to {max}, past {saved} + 10");
     assert!(max >= saved + 9, "ran to {max}: it may run up to the bound");
@@ -395,13 +399,7 @@ async fn a_room_that_outlived_its_lease_never_ticks_again() {
         .unwrap());
     // Thawed: it must find out before it ticks again.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let late: Vec<u64> = g
-        .parts
-        .pusher
-        .take(1)
-        .iter()
-        .map(|p| p.decode::<Tock>().unwrap().tick)
-        .collect();
+    let late = ticks_pushed(&g, 1);
     assert!(
         late.iter().all(|t| *t <= before),
         "ticked on without its lease: {late:?} after {before}"
