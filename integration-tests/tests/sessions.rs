@@ -516,6 +516,44 @@ async fn resume_while_the_old_socket_is_open_closes_the_old_socket() {
     cluster.shutdown().await;
 }
 
+/// The store can name a socket the session is not on: a resume's
+/// take-over that landed in Redis just before Redis died, its reply lost
+/// and its connection closed by the client (seen in a soak). The next
+/// resume must still close the connection the session was really on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_closes_the_socket_the_session_was_on_when_the_store_names_another() {
+    let cluster = Cluster::start(2, 2).await;
+    let user = 4005;
+
+    let mut old = cluster.client(0).await;
+    let l = login(&mut old, user).await;
+    echo_ok(&mut old, "one", "old socket").await;
+    let mut redis = cluster.redis_conn();
+    redis::cmd("HSET")
+        .arg(session_key(user))
+        .arg("socket")
+        .arg(uuid::Uuid::new_v4().to_string())
+        .query::<()>(&mut redis)
+        .expect("HSET socket");
+
+    let node_b = other_node(&cluster, l.game_server_node_id);
+    let mut new = client_on(&cluster, 1, node_b).await;
+    let snap = new
+        .resume(l.session_id, &l.resume_token)
+        .await
+        .expect("resume on the other game server");
+    assert_eq!(snap.game_server_node_id, node_b);
+    expect_kicked_and_closed(
+        &mut old,
+        Some(KickReason::DuplicateLogin),
+        "the socket the session was on",
+    )
+    .await;
+    new.set_next_sequence(snap.last_sequence_id + 1);
+    echo_ok(&mut new, "two", "new socket").await;
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_is_refused_for_a_wrong_token_an_unknown_session_and_after_the_grace_period() {
     let cluster = Cluster::start_with(ClusterOptions {
