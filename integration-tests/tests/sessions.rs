@@ -554,6 +554,47 @@ async fn resume_closes_the_socket_the_session_was_on_when_the_store_names_anothe
     cluster.shutdown().await;
 }
 
+/// An owner whose save is fenced off because the session moved to another
+/// game server and another socket closes the socket it held it on: the
+/// new owner only knows the socket the store named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_fenced_off_closes_the_socket_the_session_moved_away_from() {
+    let cluster = Cluster::start(1, 1).await;
+    let user = 4006;
+
+    let mut old = cluster.client(0).await;
+    login(&mut old, user).await;
+    echo_ok(&mut old, "one", "old socket").await;
+    // Another game server took the session to another socket, as a
+    // take-over does: new owner, new socket, epoch + 1.
+    let mut redis = cluster.redis_conn();
+    redis::pipe()
+        .cmd("HSET")
+        .arg(session_key(user))
+        .arg("owner")
+        .arg(99)
+        .arg("socket")
+        .arg(uuid::Uuid::new_v4().to_string())
+        .ignore()
+        .cmd("HINCRBY")
+        .arg(session_key(user))
+        .arg("epoch")
+        .arg(1)
+        .ignore()
+        .query::<()>(&mut redis)
+        .expect("move the record");
+    // The next packet dirties the session; the flush that follows is
+    // fenced off.
+    echo_ok(&mut old, "two", "old socket").await;
+    expect_kicked_and_closed(
+        &mut old,
+        Some(KickReason::DuplicateLogin),
+        "the socket the session moved away from",
+    )
+    .await;
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_is_refused_for_a_wrong_token_an_unknown_session_and_after_the_grace_period() {
     let cluster = Cluster::start_with(ClusterOptions {

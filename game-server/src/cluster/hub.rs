@@ -22,6 +22,7 @@ use uuid::Uuid;
 use gamemesh_actors::{Addr, Builder, PostError};
 
 use crate::connection::{Connection, ConnectionMsg, Frame, MAILBOX};
+use crate::handlers::resume::close_left_behind;
 use crate::pipeline::HubService;
 use crate::request::ConnInfo;
 use crate::state::HubState;
@@ -389,9 +390,10 @@ pub async fn flush_once(state: &HubState, only_dirty: bool) {
                 }
                 // Gone from the store altogether (expired, or Redis lost
                 // its data): the client must hear it, not find out later
-                // through NOT_AUTHENTICATED. Moved to another owner: that
-                // owner has the client now; nothing to say.
-                let gone = matches!(state.store.get(a.session.user_id).await, Ok(None));
+                // through NOT_AUTHENTICATED. Moved to another owner on
+                // another socket: this one is left behind, closed.
+                let now = state.store.get(a.session.user_id).await;
+                let gone = matches!(now, Ok(None));
                 // A logout's delete also fences this save; it ends the
                 // local session right after, so look again before kicking.
                 if state.sessions.end(a.session.session_id).is_none() {
@@ -406,14 +408,10 @@ pub async fn flush_once(state: &HubState, only_dirty: bool) {
                         "moved to another owner"
                     }
                 );
-                if gone {
-                    state.gateways.kick(
-                        a.gateway,
-                        &a.socket,
-                        a.session.session_id,
-                        KickReason::SessionExpired,
-                        "the session no longer exists; log in again",
-                    );
+                // Where it went unknown (the store did not answer): it may
+                // have moved with its socket, which must stay open.
+                if let Ok(now) = now {
+                    close_left_behind(state, a, now.as_ref());
                 }
             }
             Err(e) => {

@@ -169,6 +169,30 @@ fn owner_may_be_live(state: &HubState, owner: u64) -> bool {
     state.mesh.is_live(owner) || state.pauses.just_woke()
 }
 
+/// Closes `left`'s socket: the session it held here moved on or is gone
+/// (the store now has `now`), and whoever took it may not know this
+/// socket (the store named another one when it did). Not when the
+/// session moved with the socket itself (the gateway re-routed it). The
+/// kick names the session, so a gateway that pinned the socket to
+/// another one ignores it.
+pub fn close_left_behind(state: &HubState, left: &Attached, now: Option<&SessionRecord>) {
+    let session_id = left.session.session_id;
+    let (reason, detail) = match now {
+        None => (
+            KickReason::SessionExpired,
+            "the session no longer exists; log in again",
+        ),
+        Some(r) if r.session_id == session_id && r.placement.socket == left.socket => return,
+        Some(_) => (
+            KickReason::DuplicateLogin,
+            "session resumed on another connection",
+        ),
+    };
+    state
+        .gateways
+        .kick(left.gateway, &left.socket, session_id, reason, detail);
+}
+
 /// How long a resume waits for another game server to save a session it
 /// still holds before taking it anyway.
 const HAND_OFF_WAIT: Duration = Duration::from_millis(500);

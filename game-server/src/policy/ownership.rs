@@ -26,9 +26,10 @@ use gamemesh_proto::client::client_packet;
 use tower::{Layer, Service};
 use tracing::warn;
 
-use crate::handlers::resume::token_user;
+use crate::handlers::resume::{close_left_behind, token_user};
 use crate::request::{BoxError, HubRequest, HubResponse, SessionEffect};
-use crate::session::LocalSession;
+use crate::session::local::Attached;
+use crate::session::{LocalSession, SessionRecord};
 use crate::state::HubState;
 
 /// Adds [`Ownership`].
@@ -68,8 +69,8 @@ pub struct Ownership<S> {
 enum Verdict {
     /// Still ours.
     Ours,
-    /// Replaced, taken over or gone: let go.
-    MovedOn,
+    /// Replaced, taken over or gone (the record as it is now): let go.
+    MovedOn(Option<SessionRecord>),
     /// The store did not answer.
     Unknown(String),
 }
@@ -79,7 +80,7 @@ async fn verdict(state: &HubState, session: &LocalSession) -> Verdict {
         Ok(Some(r)) if r.session_id == session.session_id && r.epoch == session.epoch => {
             Verdict::Ours
         }
-        Ok(_) => Verdict::MovedOn,
+        Ok(now) => Verdict::MovedOn(now),
         Err(e) => Verdict::Unknown(e.to_string()),
     }
 }
@@ -157,13 +158,19 @@ where
                     session.confirm(generation);
                     inner.call(req).await
                 }
-                Verdict::MovedOn => {
+                Verdict::MovedOn(now) => {
                     warn!(
                         "SessionId={} (UserId={}) moved to another game server while this one was paused; dropping its stale frame SequenceId={seq}",
                         session.session_id, session.user_id
                     );
                     metrics::counter!("gamemesh_stale_frames_dropped_total").increment(1);
                     let_go(&state, &session);
+                    let here = Attached {
+                        session: session.clone(),
+                        gateway: req.conn.gateway,
+                        socket: req.conn.socket,
+                    };
+                    close_left_behind(&state, &here, now.as_ref());
                     let mut resp = HubResponse::nothing_happened(
                         seq,
                         "the session moved to another game server; retry",
