@@ -7,6 +7,7 @@
 #   ./scripts/bench.sh --quick         # 1 round x 3 s per case (~2 min)
 #   ./scripts/bench.sh --baseline-rev HEAD~1   # A/B: also run that commit
 #   ./scripts/bench.sh --arena-only   # just the arena case (~2-5 min)
+#   ./scripts/bench.sh --only idle    # just the memory per idle session (~1 min)
 #   ./scripts/bench.sh --redis-cluster  # logins/s: one Redis vs a 3-primary cluster (~1-2 min)
 #
 # Every case runs the same load generator (`test-client bench`, a
@@ -32,6 +33,9 @@ Options:
   --idle N       idle sessions to hold for the memory case (default 15000; 0 skips)
   --no-build     reuse target/release
   --arena-only   run only the arena case
+  --only idle    run only the idle-sessions memory case (--idle N sessions,
+                 each --repeat round on a freshly started gateway and game
+                 server; with --baseline, the baseline's in alternation)
   --redis-cluster
                  run only logins/s against one Redis and against a local
                  Redis Cluster (3 primaries + 3 replicas), in alternation,
@@ -56,6 +60,7 @@ build=1
 baseline=""
 baseline_rev=""
 arena_only=0
+idle_only=0
 redis_cluster=0
 arena_max=15000
 while [[ $# -gt 0 ]]; do
@@ -66,6 +71,9 @@ while [[ $# -gt 0 ]]; do
         --idle) idle=$2; shift 2 ;;
         --no-build) build=0; shift ;;
         --arena-only) arena_only=1; shift ;;
+        --only)
+            [[ ${2:-} == idle ]] || { usage >&2; echo "bench.sh: --only takes 'idle'" >&2; exit 2; }
+            idle_only=1; shift 2 ;;
         --redis-cluster) redis_cluster=1; shift ;;
         --arena-max) arena_max=$2; shift 2 ;;
         --baseline) baseline=$(cd "$2" && pwd); shift 2 ;;
@@ -88,7 +96,7 @@ die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
 source "$root/scripts/lib.sh"
 
 ensure redis-server redis-server
-((arena_only || redis_cluster)) || ensure haproxy haproxy
+((arena_only || redis_cluster || idle_only)) || ensure haproxy haproxy
 ensure python3 python3
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)"
 
@@ -252,7 +260,7 @@ start_cluster() {
     n=$(cluster_primaries | wc -l)
     ((n == 3)) || die "the Redis Cluster has $n primaries, not 3"
 }
-if ((!arena_only && !redis_cluster)); then
+if ((!arena_only && !redis_cluster && !idle_only)); then
 start echo-server "$bin/test-client" echo-server --listen "127.0.0.1:$echo_port"
 cat >"$out/haproxy.cfg" <<EOF2
 global
@@ -327,31 +335,63 @@ if ((redis_cluster)); then
 fi
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# idle_case <target> <name prefix> <gw port>: holds $idle idle sessions on
+# that gamemesh and records the gateway's and the game server's RSS before
+# and while they are held. Run on fresh servers: earlier cases leave the
+# allocators holding memory that would hide the per-session cost.
+idle_case() {
+    local target=$1 name=$2 port=$3
+    say "holding $idle idle sessions on $target for the memory case"
+    local gw_before gs_before gw_during gs_during idle_pid
+    gw_before=$(rss_kib "${pid[${name}gateway]}")
+    gs_before=$(rss_kib "${pid[${name}game-server]}")
+    : >"$out/idle-client.log"
+    "$bin/test-client" bench --addr "127.0.0.1:$port" --mode idle --conns "$idle" \
+        --duration 15 --sources 4 >"$out/idle.json" 2>"$out/idle-client.log" &
+    idle_pid=$!
+    # Sample RSS while every session is open: the client says when it holds
+    # them all (then holds them 15 s); sample a few seconds into the hold,
+    # once the first heartbeats went round.
+    local deadline=$((SECONDS + 120))
+    until grep -q 'measure memory now' "$out/idle-client.log"; do
+        if ! kill -0 "$idle_pid" 2>/dev/null || ((SECONDS >= deadline)); then break; fi
+        sleep 0.2
+    done
+    sleep 5
+    gw_during=$(rss_kib "${pid[${name}gateway]}")
+    gs_during=$(rss_kib "${pid[${name}game-server]}")
+    wait "$idle_pid" || say "idle run failed (see $out/bench-client.log)"
+    cat "$out/idle-client.log" >>"$out/bench-client.log"
+    printf '{"case":"idle","target":"%s","run":%s,"rss_kib":{"gateway":[%s,%s],"game_server":[%s,%s]}}\n' \
+        "$target" "$(if [[ -s "$out/idle.json" ]]; then cat "$out/idle.json"; else echo '{"failed":true}'; fi)" \
+        "$gw_before" "$gw_during" "$gs_before" "$gs_during" >>"$out/results.jsonl"
+}
 repeat_cases=$repeat
 if ((arena_only || redis_cluster)); then
     idle=0
     repeat_cases=0
 fi
-if ((idle > 0)); then
-    say "holding $idle idle sessions for the memory case"
-    gw_before=$(rss_kib "${pid[gateway]}")
-    gs_before=$(rss_kib "${pid[game-server]}")
-    "$bin/test-client" bench --addr "127.0.0.1:$gw_port" --mode idle --conns "$idle" \
-        --duration 15 --sources 4 >"$out/idle.json" 2>>"$out/bench-client.log" &
-    idle_pid=$!
-    # First, on fresh servers: later cases leave the allocators holding
-    # memory that would hide the per-session cost. Sample RSS while every
-    # session is open (the client holds them for 15 s after connecting them
-    # all; sample near the end).
-    sleep 12
-    gw_during=$(rss_kib "${pid[gateway]}")
-    gs_during=$(rss_kib "${pid[game-server]}")
-    wait "$idle_pid" || say "idle run failed (see $out/bench-client.log)"
-    printf '{"case":"idle","target":"gamemesh","run":%s,"rss_kib":{"gateway":[%s,%s],"game_server":[%s,%s]}}\n' \
-        "$(if [[ -s "$out/idle.json" ]]; then cat "$out/idle.json"; else echo '{"failed":true}'; fi)" \
-        "$gw_before" "$gw_during" "$gs_before" "$gs_during" >>"$out/results.jsonl"
+if ((idle_only)); then
+    # Each round on freshly started servers, the baseline's (if any) in
+    # alternation with this tree's.
+    repeat_cases=0
+    for ((r = 1; r <= repeat; r++)); do
+        say "idle round $r of $repeat"
+        for target in "${gm_targets[@]}"; do
+            if [[ $target == baseline ]]; then
+                start_gamemesh "baseline-" "$baseline" "$b_redis_port" "$b_gs_p2p" "$b_gs_mesh" "$b_gw_p2p" "$b_gw_port"
+                idle_case baseline "baseline-" "$b_gw_port"
+                stop baseline-gateway baseline-game-server baseline-redis
+            else
+                start_gamemesh "" "$bin" "$redis_port" "$gs_p2p" "$gs_mesh" "$gw_p2p" "$gw_port"
+                idle_case gamemesh "" "$gw_port"
+                stop gateway game-server redis
+            fi
+        done
+    done
+elif ((idle > 0)); then
+    idle_case gamemesh "" "$gw_port"
 fi
-
 
 cases=(
     "echo 1 conn lockstep|--conns 1"
@@ -395,8 +435,8 @@ r = json.loads(sys.argv[1]); n = int(sys.argv[2])
 ok = not r.get("failed") and r.get("players") == n and r.get("errors") == 0 and r.get("p99_us", 1e18) <= 50000
 sys.exit(0 if ok else 1)' "$1" "$2"
 }
-if ((redis_cluster)); then
-    : # the cluster comparison only
+if ((redis_cluster || idle_only)); then
+    : # the cluster comparison or the idle case only
 elif [[ ! -x "$arena_bin" ]]; then
     say "arena case SKIPPED: $arena_bin is missing (it is built by 'cargo build --release -p gamemesh-arena'; the arena sample comes with the game API, examples/arena)"
     printf '{"case":"arena skipped","target":"arena","run":{"failed":true,"reason":"no arena-server binary"}}\n' >>"$out/results.jsonl"
@@ -486,7 +526,7 @@ for r in rows:
     n = r["run"].get("conns") or 0
     gw, gs = r["rss_kib"]["gateway"], r["rss_kib"]["game_server"]
     if n and not r["run"].get("failed"):
-        print(f"\nidle sessions held: {n}; RSS per session: gateway {(gw[1]-gw[0])/n:.2f} KiB, "
+        print(f"\nidle sessions held ({r['target']}): {n}; RSS per session: gateway {(gw[1]-gw[0])/n:.2f} KiB, "
               f"game server {(gs[1]-gs[0])/n:.2f} KiB (RSS before/during: gateway {gw[0]}/{gw[1]} KiB, "
               f"game server {gs[0]}/{gs[1]} KiB)")
     else:

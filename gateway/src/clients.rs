@@ -3,8 +3,13 @@
 //! socket's task (`connection`) writes them out. Bounded per socket in
 //! frames and bytes, so a client that does not read is kicked
 //! (`SLOW_CONSUMER`) instead of growing memory.
+//!
+//! The queue is a locked deque and a [`Notify`], not a tokio channel: a
+//! bounded channel allocates a block of 32 slots (about 2 KiB here) and a
+//! cache-padded header per socket up front, and tens of thousands of idle
+//! sockets each paid for it; an empty deque holds no memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,8 +17,7 @@ use bytes::Bytes;
 use gamemesh_proto::client::KickReason;
 use gamemesh_proto::packets;
 use gamemesh_transport::NodeId;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 use tracing::debug;
 use uuid::Uuid;
 
@@ -39,14 +43,28 @@ pub(crate) enum Outbound {
     },
 }
 
+/// What a socket's task finds in its queue.
+#[derive(Debug)]
+pub(crate) enum Queued {
+    /// A queue bound was crossed: kick the client (`SLOW_CONSUMER`).
+    Slow,
+    /// The oldest thing queued.
+    Out(Outbound),
+}
+
 /// The handle on one socket's outbound queue, shared by the dispatcher
 /// (through the registry) and the socket's own task.
 pub(crate) struct ClientHandle {
-    /// Bounded queue of frames for the socket.
-    tx: mpsc::Sender<Outbound>,
-    /// Fired when a queue bound is crossed: the socket task kicks the
+    /// What is queued for the socket, oldest first; at most `max_frames`.
+    queue: Mutex<VecDeque<Outbound>>,
+    /// `--outbound-queue-frames`.
+    max_frames: usize,
+    /// Wakes the socket's task: something was queued, or `slow` was set.
+    /// One waiter (the task); a wake with no waiter is kept for it.
+    ready: Notify,
+    /// Set when a queue bound is crossed: the socket task kicks the
     /// client.
-    pub(crate) slow: CancellationToken,
+    slow: AtomicBool,
     /// Body bytes delivered and not yet written to the socket (queued, or
     /// in the batch being written). One atomic add per frame keeps the
     /// bytes bound cheap.
@@ -62,10 +80,14 @@ pub(crate) struct ClientHandle {
 }
 
 impl ClientHandle {
-    pub(crate) fn new(tx: mpsc::Sender<Outbound>, max_bytes: usize) -> Self {
+    /// An empty queue bounded to `max_frames` frames and `max_bytes` body
+    /// bytes.
+    pub(crate) fn new(max_frames: usize, max_bytes: usize) -> Self {
         Self {
-            tx,
-            slow: CancellationToken::new(),
+            queue: Mutex::new(VecDeque::new()),
+            max_frames,
+            ready: Notify::new(),
+            slow: AtomicBool::new(false),
             queued_bytes: AtomicUsize::new(0),
             max_bytes,
             over_bytes: AtomicBool::new(false),
@@ -87,21 +109,86 @@ impl ClientHandle {
             if before > 0 && before + len > self.max_bytes {
                 self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                 self.over_bytes.store(true, Ordering::Relaxed);
-                self.slow.cancel();
+                self.mark_slow();
                 return;
             }
         }
-        if let Err(e) = self.tx.try_send(out) {
+        if !self.enqueue(out) {
             self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                self.slow.cancel();
+            self.mark_slow();
+        }
+    }
+
+    /// Appends `out` unless the queue holds `--outbound-queue-frames`
+    /// already (false: dropped), and wakes the socket's task.
+    fn enqueue(&self, out: Outbound) -> bool {
+        {
+            let mut queue = self.lock();
+            if queue.len() >= self.max_frames {
+                return false;
             }
+            queue.push_back(out);
+        }
+        self.ready.notify_one();
+        true
+    }
+
+    /// Marks the client for a `SLOW_CONSUMER` kick and wakes its task.
+    pub(crate) fn mark_slow(&self) {
+        self.slow.store(true, Ordering::Release);
+        self.ready.notify_one();
+    }
+
+    /// Whether the client is marked for a `SLOW_CONSUMER` kick.
+    pub(crate) fn is_slow(&self) -> bool {
+        self.slow.load(Ordering::Acquire)
+    }
+
+    /// The oldest thing queued, if any. An emptied queue gives its memory
+    /// back: an idle socket holds no queue buffer (a busy one allocates
+    /// one per batch, which costs far less than the write it feeds).
+    pub(crate) fn try_pop(&self) -> Option<Outbound> {
+        let mut queue = self.lock();
+        let out = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > 0 {
+            *queue = VecDeque::new();
+        }
+        out
+    }
+
+    /// Waits for the slow-consumer mark or something queued (taken off the
+    /// queue), the mark first. Cancel-safe: nothing is taken unless it is
+    /// returned.
+    pub(crate) async fn next(&self) -> Queued {
+        loop {
+            if self.is_slow() {
+                return Queued::Slow;
+            }
+            if let Some(out) = self.try_pop() {
+                return Queued::Out(out);
+            }
+            // A push between the checks and this wait leaves its wake-up
+            // stored in `ready`, so it is not missed.
+            self.ready.notified().await;
+        }
+    }
+
+    /// Waits for the slow-consumer mark alone (while a write blocks).
+    pub(crate) async fn slowed(&self) {
+        while !self.is_slow() {
+            self.ready.notified().await;
         }
     }
 
     /// `written` body bytes left the queue for the socket.
     pub(crate) fn written(&self, written: usize) {
         self.queued_bytes.fetch_sub(written, Ordering::Relaxed);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Outbound>> {
+        // Single-operation critical sections: poisoning cannot leave the
+        // deque inconsistent.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -155,21 +242,18 @@ impl ClientRegistry {
     /// is already being kicked as a slow consumer.
     pub(crate) fn game_server_down(&self, gs: NodeId) {
         for h in self.lock().values() {
-            let _ = h.tx.try_send(Outbound::GameServerDown(gs));
+            let _ = h.enqueue(Outbound::GameServerDown(gs));
         }
     }
 
     /// Tells every socket to close with `last_frame` (shutdown).
     pub(crate) fn close_all(&self, last_frame: Bytes, reason: &str) {
         for h in self.lock().values() {
-            if h.tx
-                .try_send(Outbound::Close {
-                    last_frame: Some(last_frame.clone()),
-                    reason: reason.to_string(),
-                })
-                .is_err()
-            {
-                h.slow.cancel();
+            if !h.enqueue(Outbound::Close {
+                last_frame: Some(last_frame.clone()),
+                reason: reason.to_string(),
+            }) {
+                h.mark_slow();
             }
         }
     }
@@ -203,36 +287,66 @@ mod tests {
 
     #[test]
     fn bytes_bound_takes_one_big_frame_but_kicks_beyond_the_bound() {
-        let (tx, _rx) = mpsc::channel(100);
-        let h = ClientHandle::new(tx, 100);
+        let h = ClientHandle::new(100, 100);
         h.push(frame(150));
-        assert!(
-            !h.slow.is_cancelled(),
-            "one frame into an empty queue passes"
-        );
+        assert!(!h.is_slow(), "one frame into an empty queue passes");
         h.written(150);
         h.push(frame(60));
         h.push(frame(40));
-        assert!(!h.slow.is_cancelled(), "exactly at the bound is fine");
+        assert!(!h.is_slow(), "exactly at the bound is fine");
         h.push(frame(1));
-        assert!(h.slow.is_cancelled(), "one byte over kicks");
+        assert!(h.is_slow(), "one byte over kicks");
         assert!(h.over_bytes.load(Ordering::Relaxed));
         assert_eq!(h.queued_bytes.load(Ordering::Relaxed), 100);
     }
 
     #[test]
     fn frame_bound_kicks_without_blaming_bytes() {
-        let (tx, _rx) = mpsc::channel(2);
-        let h = ClientHandle::new(tx, 1 << 20);
+        let h = ClientHandle::new(2, 1 << 20);
         for _ in 0..3 {
             h.push(frame(1));
         }
-        assert!(h.slow.is_cancelled());
+        assert!(h.is_slow());
         assert!(!h.over_bytes.load(Ordering::Relaxed));
         assert_eq!(
             h.queued_bytes.load(Ordering::Relaxed),
             2,
             "dropped frame uncounted"
         );
+    }
+
+    #[tokio::test]
+    async fn next_waits_for_a_push_returns_in_order_and_an_empty_queue_holds_no_buffer() {
+        let h = Arc::new(ClientHandle::new(10, 1 << 20));
+        let pusher = {
+            let h = h.clone();
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                h.push(frame(1));
+                h.push(frame(2));
+            })
+        };
+        for want in [1, 2] {
+            match h.next().await {
+                Queued::Out(Outbound::Frame(body)) => assert_eq!(body.len(), want),
+                other => panic!("expected a frame of {want} bytes, got {other:?}"),
+            }
+        }
+        pusher.await.unwrap();
+        assert!(h.try_pop().is_none());
+        assert_eq!(
+            h.lock().capacity(),
+            0,
+            "an emptied queue gives its buffer back"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_slow_mark_comes_before_what_is_queued() {
+        let h = ClientHandle::new(1, 1 << 20);
+        h.push(frame(1));
+        h.push(frame(1));
+        assert!(matches!(h.next().await, Queued::Slow));
+        h.slowed().await;
     }
 }

@@ -15,9 +15,16 @@
 //! step: [`Connection::on_read`] (the read path, which hands bodies to
 //! [`Connection::relay_body`], the relay path), [`Connection::on_outbound`]
 //! (the outbound path: everything already queued for the socket leaves in
-//! one write), [`Connection::on_expiry`] (requests a game server did not
-//! answer in time), and, when the socket ends, [`Connection::finish`] (the
-//! kick path: the last frame, the close, the game server told).
+//! one write), [`Connection::on_timer`] (requests a game server did not
+//! answer in time, the login deadline, the idle timeout), and, when the
+//! socket ends, [`Connection::finish`] (the kick path: the last frame, the
+//! close, the game server told).
+//!
+//! **Memory per idle socket.** Tens of thousands of sockets sit idle, so
+//! what each one holds while it waits is kept small: one timer armed at
+//! the earliest of its deadlines (not one per deadline), a queue that
+//! holds no buffer while empty ([`crate::clients`]), and the closing
+//! steps boxed so their buffers are not part of every socket's task.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -31,13 +38,12 @@ use gamemesh_proto::client::{ErrorCode, KickReason};
 use gamemesh_proto::packets;
 use gamemesh_transport::LinkError;
 use gamemesh_transport::NodeId;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::clients::{kick_body, ClientHandle, Outbound};
+use crate::clients::{kick_body, ClientHandle, Outbound, Queued};
 use crate::in_flight::{InFlight, Reply};
 use crate::limits::{abuse_window, packet_bucket, ABUSE_WINDOW};
 use crate::wire::{Inbound, ReadError, Wire};
@@ -96,16 +102,12 @@ enum Event {
     Shutdown,
     /// A queue bound was crossed: the client is not reading.
     Slow,
-    /// The oldest request in flight may be past its deadline.
-    Expiry,
-    /// Something to write (or `None`: the registry is gone).
-    Outbound(Option<Outbound>),
+    /// The timer fired: a deadline may have passed (the step checks which).
+    Timer,
+    /// Something to write.
+    Outbound(Outbound),
     /// Something the client sent (or why its input ended).
     Read(Result<Inbound, ReadError>),
-    /// No body for the idle timeout.
-    Idle,
-    /// The login deadline passed (the step checks whether it logged in).
-    LoginDeadline,
 }
 
 /// One client socket's state: its two halves, its queue, its limits and
@@ -121,10 +123,8 @@ pub(crate) struct Connection<W> {
     shared: Arc<Shared>,
     /// Cancelled when the gateway stops.
     shutdown: CancellationToken,
-    /// The socket's queue as the dispatcher sees it (bounds, flags).
+    /// The socket's queue, shared with the dispatcher.
     handle: Arc<ClientHandle>,
-    /// The socket's queue as this task reads it.
-    rx: mpsc::Receiver<Outbound>,
     /// The socket, framed.
     wire: W,
     /// `--max-packets-per-sec`, owned by the task (no lock).
@@ -133,17 +133,18 @@ pub(crate) struct Connection<W> {
     abuse: FixedWindow,
     /// Requests relayed and not yet answered.
     in_flight: InFlight,
-    /// Armed at the oldest request's deadline, lazily: an answered entry
-    /// leaves the timer set, and a wake-up with nothing due re-arms it.
-    expiry: Pin<Box<Sleep>>,
-    /// Whether `expiry` is set for the current oldest request.
-    expiry_armed: bool,
-    /// Fires after the idle timeout with no body; reset on each body.
-    idle: Pin<Box<Sleep>>,
-    /// Fires at the login deadline.
-    login_timer: Pin<Box<Sleep>>,
-    /// Until the login deadline has been checked once.
-    login_pending: bool,
+    /// The socket's one timer, for all its deadlines (the oldest request's,
+    /// the idle timeout, the login deadline). Armed lazily: it is moved
+    /// earlier when a deadline comes before it, never later, so a body
+    /// (which moves the idle deadline later) or an answered request does
+    /// not touch it; a wake-up with nothing due re-arms it at the earliest
+    /// deadline then.
+    timer: Pin<Box<Sleep>>,
+    /// When the socket is kicked for idling: the idle timeout after its
+    /// last body.
+    idle_at: Instant,
+    /// The login deadline, until it has been checked once.
+    login_at: Option<Instant>,
     /// The socket's place under `--max-connections`, freed on drop.
     _slot: Slot,
 }
@@ -160,7 +161,10 @@ pub(crate) async fn serve<W: Wire>(
 ) {
     let mut conn = Connection::open(wire, peer, transport, shared, shutdown, slot);
     let end = conn.run().await;
-    conn.finish(end).await;
+    // Boxed: closing holds a drain buffer and the last write's state
+    // (several KiB); inline, they would be part of every socket's task
+    // for its whole life.
+    Box::pin(conn.finish(end)).await;
 }
 
 impl<W: Wire> Connection<W> {
@@ -175,8 +179,10 @@ impl<W: Wire> Connection<W> {
     ) -> Self {
         let socket = Uuid::new_v4();
         let config = &shared.config;
-        let (tx, rx) = mpsc::channel(config.outbound_queue_frames);
-        let handle = Arc::new(ClientHandle::new(tx, config.outbound_queue_bytes));
+        let handle = Arc::new(ClientHandle::new(
+            config.outbound_queue_frames,
+            config.outbound_queue_bytes,
+        ));
         shared.clients.lock().insert(socket, handle.clone());
         info!("Client connected: SocketId={socket}, Peer={peer}, Transport={transport}");
         if let Some(gs) = shared.upstream.pick() {
@@ -185,6 +191,9 @@ impl<W: Wire> Connection<W> {
                 .upstream
                 .client_connected(gs, &socket, &peer.to_string());
         }
+        let now = Instant::now();
+        let idle_at = now + config.idle_timeout();
+        let login_at = now + config.login_deadline();
         Self {
             socket,
             peer,
@@ -192,15 +201,12 @@ impl<W: Wire> Connection<W> {
             bucket: packet_bucket(config.max_packets_per_sec, config.packet_burst()),
             abuse: abuse_window(config.rate_limit_kick_after),
             in_flight: InFlight::new(config.request_timeout()),
-            expiry: Box::pin(tokio::time::sleep(config.request_timeout())),
-            expiry_armed: false,
-            idle: Box::pin(tokio::time::sleep(config.idle_timeout())),
-            login_timer: Box::pin(tokio::time::sleep(config.login_deadline())),
-            login_pending: true,
+            timer: Box::pin(tokio::time::sleep_until(idle_at.min(login_at))),
+            idle_at,
+            login_at: Some(login_at),
             shared,
             shutdown,
             handle,
-            rx,
             wire,
             _slot: slot,
         }
@@ -212,14 +218,9 @@ impl<W: Wire> Connection<W> {
             let end = match self.next_event().await {
                 Event::Shutdown => Some(shutdown_kick()),
                 Event::Slow => Some(self.slow_kick()),
-                Event::Expiry => {
-                    self.on_expiry();
-                    None
-                }
+                Event::Timer => self.on_timer(),
                 Event::Outbound(out) => self.on_outbound(out).await,
                 Event::Read(read) => self.on_read(read),
-                Event::Idle => Some(self.idle_kick()),
-                Event::LoginDeadline => self.on_login_deadline(),
             };
             if let Some(end) = end {
                 return end;
@@ -229,22 +230,56 @@ impl<W: Wire> Connection<W> {
 
     /// Waits for the next thing to do, most urgent first.
     async fn next_event(&mut self) -> Event {
-        if !self.expiry_armed {
-            if let Some(deadline) = self.in_flight.next_deadline() {
-                self.expiry.as_mut().reset(deadline);
-                self.expiry_armed = true;
-            }
-        }
+        self.arm_timer();
         tokio::select! {
             biased;
             _ = self.shutdown.cancelled() => Event::Shutdown,
-            _ = self.handle.slow.cancelled() => Event::Slow,
-            _ = &mut self.expiry, if self.expiry_armed => Event::Expiry,
-            out = self.rx.recv() => Event::Outbound(out),
+            _ = &mut self.timer => Event::Timer,
+            queued = self.handle.next() => match queued {
+                Queued::Slow => Event::Slow,
+                Queued::Out(out) => Event::Outbound(out),
+            },
             read = self.wire.next() => Event::Read(read),
-            _ = &mut self.idle => Event::Idle,
-            _ = &mut self.login_timer, if self.login_pending => Event::LoginDeadline,
         }
+    }
+
+    /// The earliest deadline: the oldest request's, the login deadline
+    /// (until checked) or the idle timeout.
+    fn next_deadline(&self) -> Instant {
+        let mut due = self.idle_at;
+        for other in [self.login_at, self.in_flight.next_deadline()]
+            .into_iter()
+            .flatten()
+        {
+            due = due.min(other);
+        }
+        due
+    }
+
+    /// Moves the timer to the earliest deadline when that comes before it
+    /// (or it has fired); a later deadline waits for the timer to fire.
+    fn arm_timer(&mut self) {
+        let due = self.next_deadline();
+        if due < self.timer.deadline() || self.timer.is_elapsed() {
+            self.timer.as_mut().reset(due);
+        }
+    }
+
+    /// The timer fired: answers the requests past their deadline, checks
+    /// the login deadline, and kicks a socket idle for the idle timeout.
+    /// A wake-up with nothing due (the timer is armed lazily) does
+    /// nothing.
+    fn on_timer(&mut self) -> Option<End> {
+        let now = Instant::now();
+        if self.in_flight.next_deadline().is_some_and(|d| d <= now) {
+            self.on_expiry(now);
+        }
+        if self.login_at.is_some_and(|d| d <= now) {
+            if let Some(end) = self.on_login_deadline() {
+                return Some(end);
+            }
+        }
+        (self.idle_at <= now).then(|| self.idle_kick())
     }
 
     /// The read path: a body resets the idle timer and, within the packet
@@ -254,9 +289,7 @@ impl<W: Wire> Connection<W> {
         let now = Instant::now();
         match read {
             Ok(Inbound::Body(body)) => {
-                self.idle
-                    .as_mut()
-                    .reset(now + self.shared.config.idle_timeout());
+                self.idle_at = now + self.shared.config.idle_timeout();
                 debug!(
                     "Packet received: Socket={}, Size={}",
                     self.socket,
@@ -352,13 +385,7 @@ impl<W: Wire> Connection<W> {
     /// The outbound path: takes `first` and whatever else is already
     /// queued (up to [`BATCH_BYTES`]), writes it all at once, and acts on
     /// a close found in the queue.
-    async fn on_outbound(&mut self, first: Option<Outbound>) -> Option<End> {
-        let Some(first) = first else {
-            return Some(End::Closed {
-                reason: "registry dropped".into(),
-                last: None,
-            });
-        };
+    async fn on_outbound(&mut self, first: Outbound) -> Option<End> {
         let mut frames = 0u64;
         let mut bytes = 0usize;
         let mut next = Some(first);
@@ -382,7 +409,7 @@ impl<W: Wire> Connection<W> {
                 }
             }
             if bytes < BATCH_BYTES {
-                next = self.rx.try_recv().ok();
+                next = self.handle.try_pop();
             }
         }
         if frames > 0 {
@@ -399,24 +426,32 @@ impl<W: Wire> Connection<W> {
     }
 
     /// Writes the batch. A blocked write still honours the slow-consumer
-    /// kick, shutdown and the idle timeout; the end it returns says which.
+    /// kick, shutdown and the deadlines (the idle timeout among them); the
+    /// end it returns says which stopped it.
     async fn write_batch(&mut self) -> Result<(), End> {
-        let stopped = tokio::select! {
-            r = self.wire.write_batch() => match r {
-                Ok(()) => return Ok(()),
-                Err(e) => End::Error(format!("write failed: {e}")),
-            },
-            _ = self.handle.slow.cancelled() => self.slow_kick(),
-            _ = self.shutdown.cancelled() => shutdown_kick(),
-            _ = &mut self.idle => self.idle_kick(),
-        };
-        Err(stopped)
+        loop {
+            self.arm_timer();
+            let stopped = tokio::select! {
+                r = self.wire.write_batch() => match r {
+                    Ok(()) => return Ok(()),
+                    Err(e) => End::Error(format!("write failed: {e}")),
+                },
+                _ = self.handle.slowed() => self.slow_kick(),
+                _ = self.shutdown.cancelled() => shutdown_kick(),
+                // The write is cancel-safe: a deadline that does not end
+                // the socket lets it go on where it stopped.
+                _ = &mut self.timer => match self.on_timer() {
+                    Some(end) => end,
+                    None => continue,
+                },
+            };
+            return Err(stopped);
+        }
     }
 
-    /// Answers `UNAVAILABLE` for the requests past their deadline.
-    fn on_expiry(&mut self) {
-        self.expiry_armed = false;
-        let expired = self.in_flight.expire(Instant::now());
+    /// Answers `UNAVAILABLE` for the requests past their deadline at `now`.
+    fn on_expiry(&mut self, now: Instant) {
+        let expired = self.in_flight.expire(now);
         if expired.is_empty() {
             return;
         }
@@ -441,7 +476,7 @@ impl<W: Wire> Connection<W> {
 
     /// Kicks a socket that has not logged in by the deadline.
     fn on_login_deadline(&mut self) -> Option<End> {
-        self.login_pending = false;
+        self.login_at = None;
         if self.handle.logged_in.load(Ordering::Relaxed) {
             return None;
         }

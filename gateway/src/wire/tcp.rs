@@ -4,29 +4,44 @@
 //! than a vectored write sets up its slices) and written with one `write`
 //! when the socket takes it all, which it does unless the client stopped
 //! reading.
+//!
+//! Both buffers are empty, holding no memory, between uses: the read
+//! buffer is allocated when the socket is readable and given back once
+//! every byte in it is framed, the batch once it is written. An idle
+//! socket (most of them, at any time) then costs its task and no buffer;
+//! a busy one pays an allocation per read and per batch, small beside the
+//! system call each feeds.
 
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use gamemesh_proto::{FrameCodec, FrameError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::codec::{Decoder, Encoder};
 
 use super::{drain, Inbound, ReadError, Wire, LAST_FRAME_TIMEOUT};
 
+/// Room reserved for one read when the read buffer has none (the codec
+/// reserves more, a step at a time, for a body larger than that).
+const READ_CHUNK: usize = 256;
+
+/// Bytes of the length before each body.
+const LENGTH_PREFIX: usize = 4;
+
 /// A TCP client socket.
 pub(crate) struct TcpWire {
-    /// Bodies in; the codec checks each length before reserving memory.
-    frames: FramedRead<OwnedReadHalf, FrameCodec>,
+    /// Our half for reading.
+    read: OwnedReadHalf,
+    /// Frames the input; checks each length before reserving memory.
+    codec: FrameCodec,
+    /// Input read and not yet framed; no allocation while empty.
+    input: BytesMut,
     /// Our half for writing (split so a close can drain the other half
     /// while it writes the last frame).
     socket: OwnedWriteHalf,
-    /// The batch, encoded.
+    /// The batch, encoded (length, body, length, body...: a write cut
+    /// short finds the end of the frame it was in from the lengths).
     buf: BytesMut,
-    /// End offset in `buf` of each frame, so a write cut short can finish
-    /// its frame before the kick.
-    frame_ends: Vec<usize>,
     /// Bytes of `buf` already written.
     written: usize,
 }
@@ -37,10 +52,11 @@ impl TcpWire {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         Self {
-            frames: FramedRead::with_capacity(read, FrameCodec::new(max_frame_bytes), 256),
+            read,
+            codec: FrameCodec::new(max_frame_bytes),
+            input: BytesMut::new(),
             socket: write,
             buf: BytesMut::new(),
-            frame_ends: Vec::new(),
             written: 0,
         }
     }
@@ -48,29 +64,68 @@ impl TcpWire {
     /// The rest of the frame a cut-short write was in, if it was cut in
     /// the middle of one.
     fn unfinished(&self) -> &[u8] {
-        if self.written == 0 || self.frame_ends.contains(&self.written) {
-            return &[];
+        let mut end = 0;
+        while end < self.written {
+            let header = &self.buf[end..end + LENGTH_PREFIX];
+            let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+            end += LENGTH_PREFIX + len as usize;
         }
-        match self.frame_ends.iter().find(|&&end| end > self.written) {
-            Some(&end) => &self.buf[self.written..end],
-            None => &[],
+        &self.buf[self.written..end]
+    }
+
+    /// The next whole body in `input`, if there is one. Once `input` is
+    /// all framed its allocation is let go (the bodies split off it keep
+    /// what they need of it).
+    fn frame(&mut self) -> Result<Option<Bytes>, ReadError> {
+        let body = self.codec.decode(&mut self.input).map_err(|e| match e {
+            FrameError::Io(e) => ReadError::Io(e.to_string()),
+            e => ReadError::Protocol(e.to_string()),
+        })?;
+        if self.input.is_empty() {
+            self.input = BytesMut::new();
+        }
+        Ok(body)
+    }
+
+    /// Reads what the socket has into `input`, waiting for it to be
+    /// readable first so that no buffer is held while it waits.
+    /// Cancel-safe: nothing is read unless it lands in `input`.
+    async fn fill(&mut self) -> Result<(), ReadError> {
+        loop {
+            self.read
+                .readable()
+                .await
+                .map_err(|e| ReadError::Io(e.to_string()))?;
+            if self.input.len() == self.input.capacity() {
+                self.input.reserve(READ_CHUNK);
+            }
+            match self.read.try_read_buf(&mut self.input) {
+                Ok(0) if self.input.is_empty() => return Err(ReadError::Closed),
+                Ok(0) => return Err(ReadError::Io("connection closed mid-frame".into())),
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.input.is_empty() {
+                        self.input = BytesMut::new();
+                    }
+                }
+                Err(e) => return Err(ReadError::Io(e.to_string())),
+            }
         }
     }
 }
 
 impl Wire for TcpWire {
     async fn next(&mut self) -> Result<Inbound, ReadError> {
-        match self.frames.next().await {
-            Some(Ok(body)) => Ok(Inbound::Body(body)),
-            Some(Err(FrameError::Io(e))) => Err(ReadError::Io(e.to_string())),
-            Some(Err(e)) => Err(ReadError::Protocol(e.to_string())),
-            None => Err(ReadError::Closed),
+        loop {
+            if let Some(body) = self.frame()? {
+                return Ok(Inbound::Body(body));
+            }
+            self.fill().await?;
         }
     }
 
     fn queue(&mut self, body: &Bytes) {
         encode(&mut self.buf, body);
-        self.frame_ends.push(self.buf.len());
     }
 
     async fn write_batch(&mut self) -> Result<(), String> {
@@ -81,8 +136,7 @@ impl Wire for TcpWire {
                 Err(e) => return Err(e.to_string()),
             }
         }
-        self.buf.clear();
-        self.frame_ends.clear();
+        self.buf = BytesMut::new();
         self.written = 0;
         Ok(())
     }
@@ -102,7 +156,7 @@ impl Wire for TcpWire {
         if drain_input {
             // Concurrently, so a client blocked writing to us gets unstuck
             // and can read the last frame.
-            tokio::join!(closing, drain(self.frames.into_inner()));
+            tokio::join!(closing, drain(self.read));
         } else {
             closing.await;
         }
@@ -145,7 +199,7 @@ mod tests {
             wire.queue(&Bytes::copy_from_slice(body));
         }
         wire.write_batch().await.unwrap();
-        assert!(wire.buf.is_empty() && wire.frame_ends.is_empty() && wire.written == 0);
+        assert!(wire.buf.is_empty() && wire.buf.capacity() == 0 && wire.written == 0);
         wire.close(None, false).await;
         let mut got = Vec::new();
         client.read_to_end(&mut got).await.unwrap();
@@ -181,5 +235,35 @@ mod tests {
         client.write_all(&2000u32.to_be_bytes()).await.unwrap();
         assert!(matches!(wire.next().await, Ok(Inbound::Body(b)) if b.len() == 10));
         assert!(matches!(wire.next().await, Err(ReadError::Protocol(_))));
+    }
+
+    #[tokio::test]
+    async fn a_body_split_across_reads_is_framed_and_no_input_buffer_is_kept_after() {
+        let (mut wire, mut client) = pair().await;
+        let whole = [frame(b"hello"), frame(b"world")].concat();
+        let (head, tail) = whole.split_at(7);
+        client.write_all(head).await.unwrap();
+        let reading = tokio::spawn(async move {
+            let first = wire.next().await;
+            let second = wire.next().await;
+            (wire, first, second)
+        });
+        tokio::task::yield_now().await;
+        client.write_all(tail).await.unwrap();
+        let (wire, first, second) = reading.await.unwrap();
+        assert!(matches!(first, Ok(Inbound::Body(b)) if &b[..] == b"hello"));
+        assert!(matches!(second, Ok(Inbound::Body(b)) if &b[..] == b"world"));
+        assert_eq!(wire.input.capacity(), 0, "all input framed: no buffer held");
+    }
+
+    #[tokio::test]
+    async fn eof_is_closed_between_frames_and_an_error_inside_one() {
+        let (mut wire, mut client) = pair().await;
+        client.write_all(&frame(b"x")[..3]).await.unwrap();
+        client.shutdown().await.unwrap();
+        assert!(matches!(wire.next().await, Err(ReadError::Io(_))));
+        let (mut wire, client) = pair().await;
+        drop(client);
+        assert!(matches!(wire.next().await, Err(ReadError::Closed)));
     }
 }
