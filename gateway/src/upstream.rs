@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gamemesh_node::peer_gate::{LinkTrust, PeerGate};
+use gamemesh_proto::client::KickReason;
 use gamemesh_proto::cluster_auth::ClusterSecret;
 use gamemesh_proto::internal::{
     gateway_to_server, server_to_gateway, ClientConnected, ClientDisconnected, ClientFrame,
@@ -30,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::clients::Outbound;
+use crate::clients::{kick_body, Outbound};
 use crate::pin_table::Route;
 use crate::Shared;
 
@@ -527,14 +528,18 @@ fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
                 debug!(game_server = from, %socket, "pin from a game server the socket is not routed to ignored");
                 return;
             }
-            if shared.pins.pin(&socket, p.session_id, p.user_id, gs) {
-                if p.session_id != 0 {
-                    shared.clients.mark_logged_in(&socket);
-                }
-                info!(
-                    "Session pinned: SocketId={socket}, SessionId={}, GameServer={gs}",
-                    p.session_id
-                );
+            let Some(left) = shared.pins.pin(&socket, p.session_id, p.user_id, gs) else {
+                return;
+            };
+            if p.session_id != 0 {
+                shared.clients.mark_logged_in(&socket);
+            }
+            info!(
+                "Session pinned: SocketId={socket}, SessionId={}, GameServer={gs}",
+                p.session_id
+            );
+            if let Some(old) = left {
+                close_left_behind(shared, &old, p.session_id);
             }
         }
         server_to_gateway::Kind::Disconnect(d) => {
@@ -555,6 +560,22 @@ fn handle(shared: &Shared, from: NodeId, kind: server_to_gateway::Kind) {
             );
         }
     }
+}
+
+/// Closes `socket`, which session `session_id` has left for another
+/// socket on this gateway (a resume), whoever else may also close it.
+fn close_left_behind(shared: &Shared, socket: &Uuid, session_id: u64) {
+    info!("Closing SocketId={socket}: SessionId={session_id} was resumed on another socket");
+    shared.clients.deliver(
+        socket,
+        Outbound::Close {
+            last_frame: Some(kick_body(
+                KickReason::DuplicateLogin,
+                "session resumed on another connection",
+            )),
+            reason: "session resumed on another connection".into(),
+        },
+    );
 }
 
 /// Whether game server `from` may write a frame to `socket`. A pinned
