@@ -21,7 +21,7 @@
 
 use std::fmt;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::{free_port, RedisServer};
@@ -216,9 +216,9 @@ impl Drop for TlsFiles {
 /// The installed `redis-server` was built without TLS: the message of the
 /// panic, with what to do about it.
 #[derive(Debug)]
-struct TlsUnsupported {
+pub(crate) struct TlsUnsupported {
     /// The tail of its log, which says so.
-    log: String,
+    pub(crate) log: String,
 }
 
 impl fmt::Display for TlsUnsupported {
@@ -322,10 +322,29 @@ impl TlsRedis {
     }
 }
 
+/// A client for `url` (`rediss://...`) that trusts `ca` alone.
+///
+/// # Errors
+///
+/// If `ca` cannot be read or the URL is not one.
+pub fn tls_client(url: &str, ca: &Path) -> redis::RedisResult<redis::Client> {
+    // The redis crate enables rustls without a crypto provider (the game
+    // server installs ring the same way). An Err means one is installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = fs::read(ca)?;
+    redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        },
+    )
+}
+
 /// Whether a failed start's log says TLS is not compiled in, as opposed to
 /// a real failure. Redis builds without TLS refuse the `tls-*` directives
 /// or say TLS is not supported/built.
-fn lacks_tls(log: &str) -> bool {
+pub(crate) fn lacks_tls(log: &str) -> bool {
     let l = log.to_ascii_lowercase();
     l.contains("tls")
         && (l.contains("not supported") || l.contains("not built") || l.contains("bad directive"))

@@ -465,11 +465,17 @@ fn read_ca(path: &Path) -> Result<TlsCertificates, RedisConnectError> {
 /// Sorts a failed connect into what the operator must fix.
 fn classify(target: &str, reason: String, e: &RedisError) -> RedisConnectError {
     let target = target.to_string();
+    let lower = reason.to_ascii_lowercase();
+    // The cluster client reports a failed first connect as an I/O error
+    // whose text carries the node's error ("Failed to create initial
+    // connections - Io: Password authentication failed -
+    // AuthenticationFailed"), so the text is read too.
     let auth = e.kind() == ErrorKind::AuthenticationFailed
         || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
         || reason.contains("WRONGPASS")
-        || reason.contains("NOAUTH");
-    let lower = reason.to_ascii_lowercase();
+        || reason.contains("NOAUTH")
+        || lower.contains("authentication failed")
+        || lower.contains("authenticationfailed");
     if auth {
         RedisConnectError::Auth { target, reason }
     } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
