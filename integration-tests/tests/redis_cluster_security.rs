@@ -4,7 +4,8 @@
 //!
 //! - `redis+cluster://gamemesh:<password>@...` on a cluster whose every
 //!   node requires a password, the game server's user limited to `gm:*`
-//!   keys: logins, a duplicate login kicking the first session, resume;
+//!   keys and channels: logins, a duplicate login kicking the first
+//!   session, resume, a job's notice over the sharded event channel;
 //! - `rediss+cluster://...` on a cluster that speaks TLS only (clients,
 //!   replication and the cluster bus), with the test's CA
 //!   (`--redis-ca-file`), the same checks;
@@ -23,6 +24,7 @@ use gamemesh_integration_tests::{
     Client, TIMEOUT,
 };
 use gamemesh_node::config::{try_parse_from, Parsed};
+use gamemesh_proto::client::{server_packet, ServerNotice};
 use gamemesh_test_support::{RedisCluster, RedisClusterOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -55,7 +57,31 @@ fn config(cluster: &RedisCluster, url: &str) -> GsConfig {
     let mut config = game_server_config(1, url);
     config.redis_ca_file = cluster.ca_file();
     config.redis_timeout_ms = REDIS_TIMEOUT_MS;
+    // A job every second that publishes a notice: jobs and the sharded
+    // event channel work for the ACL user, over TLS too.
+    config.daily_reset_cron = "* * * * * *".into();
     config
+}
+
+/// Waits for the daily reset's notice (a job ran, its event was heard).
+async fn a_daily_reset_notice_arrives(c: &mut Client) {
+    let is_reset = |n: &ServerNotice| n.kind == "daily_reset";
+    if c.take_notices().iter().any(is_reset) {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let p = c
+            .next_push(left)
+            .await
+            .unwrap_or_else(|e| panic!("no daily reset notice within {SETTLE:?}: {e}"));
+        if let Some(server_packet::Body::Notice(n)) = p.body {
+            if is_reset(&n) {
+                return;
+            }
+        }
+    }
 }
 
 /// The session id Redis holds for `user_id`.
@@ -121,6 +147,7 @@ async fn login_kick_resume(config: GsConfig, user: u64) -> u64 {
     assert_eq!(snap.session_id, login.session_id);
     assert_eq!(snap.last_sequence_id, 2);
     again.echo("after resume").await.expect("echo");
+    a_daily_reset_notice_arrives(&mut again).await;
 
     gateway.shutdown.cancel();
     let _ = gateway.task.await;

@@ -38,7 +38,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::free_port;
-use crate::redis_security::{lacks_tls, tls_client, TlsFiles, TlsUnsupported, ACL_USER};
+use crate::redis_security::{lacks_tls, tls_client, TlsFiles, TlsUnsupported, ACL_RULE, ACL_USER};
 use crate::redis_server::RedisServer;
 
 /// [`ACL_USER`]'s password on an `acl` cluster.
@@ -62,9 +62,9 @@ pub struct RedisClusterOptions {
     /// `cluster-node-timeout`: how long a primary may be unreachable
     /// before its replica is promoted.
     pub node_timeout_ms: u64,
-    /// Every node requires a password: [`ACL_USER`]'s (keys `gm:*`,
-    /// `+@all -@dangerous`) in [`url`](RedisCluster::url), the default
-    /// user's for the nodes and the test.
+    /// Every node requires a password: [`ACL_USER`]'s ([`ACL_RULE`]) in
+    /// [`url`](RedisCluster::url), the default user's for the nodes and
+    /// the test.
     pub acl: bool,
     /// Every node speaks TLS only: clients, replication and the cluster
     /// bus; [`url`](RedisCluster::url) is `rediss+cluster://` and
@@ -469,12 +469,10 @@ fn start_node(options: &RedisClusterOptions, tls: Option<&TlsFiles>) -> RedisSer
                 ACL_USER,
                 "on",
                 &secret,
-                "~gm:*",
-                "+@all",
-                "-@dangerous",
             ]
             .map(String::from),
         );
+        args.extend(ACL_RULE.map(String::from));
     }
     let Some(files) = tls else {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -29,9 +29,17 @@ use crate::{free_port, RedisServer};
 /// The ACL user [`AclRedis`] creates.
 pub const ACL_USER: &str = "gamemesh";
 
+/// What [`ACL_USER`] may do, as `ACL SETUSER` words: keys and pub/sub
+/// channels under `gm:` (the cluster events' channel is
+/// `gm:{jobs}:events`; Redis 7 gives a new user no channel), every
+/// command but the dangerous ones. What docs/OPERATIONS.md tells an
+/// operator to give the game server.
+pub const ACL_RULE: [&str; 4] = ["~gm:*", "&gm:*", "+@all", "-@dangerous"];
+
 /// A `redis-server` whose default user needs a password and that has one
-/// more user, [`ACL_USER`], allowed only keys under `gm:` and no dangerous
-/// commands: what an operator gives the game server.
+/// more user, [`ACL_USER`], allowed only keys and channels under `gm:` and
+/// no dangerous commands ([`ACL_RULE`]): what an operator gives the game
+/// server.
 #[derive(Debug)]
 pub struct AclRedis {
     /// The server.
@@ -54,17 +62,16 @@ impl AclRedis {
         let secret = format!(">{password}");
         // Each word of the ACL rule is its own argument: redis-server
         // quotes every argument it is given.
-        let server = RedisServer::start_with_args(&[
+        let mut args = vec![
             "--requirepass",
             &admin_password,
             "--user",
             ACL_USER,
             "on",
             &secret,
-            "~gm:*",
-            "+@all",
-            "-@dangerous",
-        ]);
+        ];
+        args.extend(ACL_RULE);
+        let server = RedisServer::start_with_args(&args);
         AclRedis {
             server,
             password,
@@ -381,6 +388,17 @@ mod tests {
             .and_then(|c| c.get_connection())
             .and_then(|mut c| redis::cmd("SET").arg("other").arg(1).exec(&mut c));
         assert!(outside.is_err(), "keys outside gm: are refused");
+        let publish = |channel: &str| {
+            redis::Client::open(acl.url())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PUBLISH").arg(channel).arg("x").exec(&mut c))
+        };
+        let events = publish("gm:{jobs}:events");
+        assert!(events.is_ok(), "the events channel is allowed: {events:?}");
+        assert!(
+            publish("other").is_err(),
+            "channels outside gm: are refused"
+        );
         let wrong =
             redis::Client::open(acl.url_with_password("nope")).and_then(|c| c.get_connection());
         assert!(wrong.is_err(), "a wrong password is refused");
