@@ -11,6 +11,8 @@
 //!   (`--redis-ca-file`), the same checks;
 //! - a wrong or missing password, and an untrusted certificate, end
 //!   start-up in one plain sentence that does not show the password;
+//! - every login waits for a replica on the primary of its user's slot
+//!   (`WAIT`, SESSION_LIFECYCLE.md "A login waits for a replica");
 //! - `--print-config` does not show the cluster address's password.
 //!
 //! One cluster per test (nextest runs each test in its own process), each
@@ -24,6 +26,7 @@ use gamemesh_integration_tests::{
     Client, TIMEOUT,
 };
 use gamemesh_node::config::{try_parse_from, Parsed};
+use gamemesh_node::redis_address::cluster_slot;
 use gamemesh_proto::client::{server_packet, ServerNotice};
 use gamemesh_test_support::{RedisCluster, RedisClusterOptions};
 use tokio_util::sync::CancellationToken;
@@ -166,6 +169,35 @@ async fn sessions_run(cluster: &RedisCluster, user: u64) {
         || stored_session(cluster, user) == Some(session_id.to_string()),
     )
     .await;
+    logins_waited_on_the_users_primary(cluster, user);
+}
+
+/// Every login waited for a replica on the primary of the user's slot
+/// (`WAIT`, session/replica_ack.rs), and on no other primary.
+fn logins_waited_on_the_users_primary(cluster: &RedisCluster, user: u64) {
+    let owner = cluster
+        .primary_of_slot(cluster_slot(&format!("gm:{{u:{user}}}:session")))
+        .expect("a primary serves the user's slot");
+    let waits: Vec<(u16, u64)> = cluster
+        .commandstats()
+        .into_iter()
+        .map(|(port, stats)| {
+            let calls = stats.iter().find(|(c, _)| c == "wait").map_or(0, |s| s.1);
+            (port, calls)
+        })
+        .collect();
+    for (port, calls) in &waits {
+        if *port == owner {
+            // Two logins; the second skips the wait if the first found no
+            // replica in time (a loaded machine), so at least one.
+            assert!(
+                *calls >= 1,
+                "no WAIT on the user's primary {owner}: {waits:?}"
+            );
+        } else {
+            assert_eq!(*calls, 0, "WAIT on another primary {port}: {waits:?}");
+        }
+    }
 }
 
 /// A wrong password and no password each end start-up with one plain

@@ -3,8 +3,9 @@
 //! by `redis-cli --cluster create ... --cluster-replicas 1`.
 //!
 //! [`RedisCluster::start`] returns once every node says `cluster_state:ok`,
-//! knows all six nodes, and every replica's link to its primary is up (so
-//! a failover test starts from replicas that hold the data). The node
+//! knows all six nodes, lists a replica for every slot range (what a
+//! client sees), and every replica's link to its primary is up (so a
+//! failover test starts from replicas that hold the data). The node
 //! timeout is short (1 s by default) so a killed primary's replica takes
 //! over in test time.
 //!
@@ -175,8 +176,9 @@ impl RedisCluster {
         args
     }
 
-    /// Every node ok and knowing every other, `primaries` primaries with
-    /// slots, every replica's link up. The text says what is missing.
+    /// Every node ok, knowing every other and listing a replica for each
+    /// range, `primaries` primaries with slots, every replica's link up.
+    /// The text says what is missing.
     fn whole(&self, primaries: usize) -> (bool, String) {
         for n in &self.nodes {
             let info = match self.command(n.port(), &["CLUSTER", "INFO"]) {
@@ -193,6 +195,22 @@ impl RedisCluster {
                 .unwrap_or_default();
             if repl.contains("role:slave") && !repl.contains("master_link_status:up") {
                 return (false, format!("{}: replica link not up", n.addr()));
+            }
+            // Clients see the replicas: every node's CLUSTER SLOTS lists
+            // one for each range. (A node learns a replica's primary and
+            // replication offset by gossip, after it is ok itself, and
+            // leaves out a replica whose offset it knows as 0.)
+            let replicated = self.slot_ranges(n.port()).map(|ranges| {
+                ranges
+                    .iter()
+                    .filter(|r| matches!(r, redis::Value::Array(f) if f.len() > 3))
+                    .count()
+            });
+            if replicated != Ok(primaries) {
+                return (
+                    false,
+                    format!("{} lists replicas for {replicated:?} ranges", n.addr()),
+                );
             }
         }
         let p = self.primary_ports();
@@ -420,6 +438,15 @@ impl RedisCluster {
         client.get_connection_with_timeout(Duration::from_secs(1))
     }
 
+    /// `CLUSTER SLOTS` as the node on `port` answers it.
+    fn slot_ranges(&self, port: u16) -> Result<Vec<redis::Value>, String> {
+        let mut c = self.node_conn(port).map_err(|e| e.to_string())?;
+        redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut c)
+            .map_err(|e| e.to_string())
+    }
+
     /// One command on one node, its reply as text.
     fn command(&self, port: u16, args: &[&str]) -> Result<String, String> {
         let mut c = self.node_conn(port).map_err(|e| e.to_string())?;
@@ -452,6 +479,11 @@ fn start_node(options: &RedisClusterOptions, tls: Option<&TlsFiles>) -> RedisSer
         // replicas to share the transfer.
         "--repl-diskless-sync-delay",
         "0",
+        // A node leaves out of CLUSTER SLOTS a replica whose replication
+        // offset it knows as 0, which on an empty cluster lasts until the
+        // primary's first replication PING (10 s by default).
+        "--repl-ping-replica-period",
+        "1",
     ]
     .map(String::from)
     .to_vec();
