@@ -274,7 +274,7 @@ impl RedisCluster {
             .collect();
         let mut b = redis::cluster::ClusterClientBuilder::new(seeds);
         if self.acl {
-            b = b.password(ADMIN_PASSWORD.to_string());
+            b = b.password(ADMIN_PASSWORD);
         }
         if let Some(files) = &self.tls {
             let pem = std::fs::read(files.ca_file()).expect("the cluster's CA file");
@@ -510,24 +510,21 @@ fn start_node(options: &RedisClusterOptions, tls: Option<&TlsFiles>) -> RedisSer
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         return RedisServer::start_with_args(&args);
     };
-    args.extend(
-        [
-            "--tls-cert-file".to_string(),
-            files.cert_file().display().to_string(),
-            "--tls-key-file".to_string(),
-            files.key_file().display().to_string(),
-            "--tls-ca-cert-file".to_string(),
-            files.ca_file().display().to_string(),
-            // Clients prove themselves with passwords, not certificates.
-            "--tls-auth-clients".to_string(),
-            "no".to_string(),
-            "--tls-cluster".to_string(),
-            "yes".to_string(),
-            "--tls-replication".to_string(),
-            "yes".to_string(),
-        ]
-        .into_iter(),
-    );
+    args.extend([
+        "--tls-cert-file".to_string(),
+        files.cert_file().display().to_string(),
+        "--tls-key-file".to_string(),
+        files.key_file().display().to_string(),
+        "--tls-ca-cert-file".to_string(),
+        files.ca_file().display().to_string(),
+        // Clients prove themselves with passwords, not certificates.
+        "--tls-auth-clients".to_string(),
+        "no".to_string(),
+        "--tls-cluster".to_string(),
+        "yes".to_string(),
+        "--tls-replication".to_string(),
+        "yes".to_string(),
+    ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match RedisServer::try_start_tls_only(&args, &files.ca_file()) {
         Ok(server) => server,
