@@ -42,7 +42,7 @@ pub mod wait;
 use std::net::{Ipv4Addr, TcpListener};
 
 pub use redis_cluster::{RedisCluster, RedisClusterOptions};
-pub use redis_security::{AclRedis, TlsFiles, TlsRedis};
+pub use redis_security::{AclRedis, TlsFiles, TlsRedis, ACL_RULE, ACL_USER};
 pub use redis_sentinel::{SentinelGroup, SentinelOptions};
 pub use redis_server::RedisServer;
 pub use wait::{wait_for, wait_for_async};

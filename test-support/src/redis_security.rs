@@ -21,7 +21,7 @@
 
 use std::fmt;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::{free_port, RedisServer};
@@ -29,9 +29,17 @@ use crate::{free_port, RedisServer};
 /// The ACL user [`AclRedis`] creates.
 pub const ACL_USER: &str = "gamemesh";
 
+/// What [`ACL_USER`] may do, as `ACL SETUSER` words: keys and pub/sub
+/// channels under `gm:` (the cluster events' channel is
+/// `gm:{jobs}:events`; Redis 7 gives a new user no channel), every
+/// command but the dangerous ones. What docs/OPERATIONS.md tells an
+/// operator to give the game server.
+pub const ACL_RULE: [&str; 4] = ["~gm:*", "&gm:*", "+@all", "-@dangerous"];
+
 /// A `redis-server` whose default user needs a password and that has one
-/// more user, [`ACL_USER`], allowed only keys under `gm:` and no dangerous
-/// commands: what an operator gives the game server.
+/// more user, [`ACL_USER`], allowed only keys and channels under `gm:` and
+/// no dangerous commands ([`ACL_RULE`]): what an operator gives the game
+/// server.
 #[derive(Debug)]
 pub struct AclRedis {
     /// The server.
@@ -54,17 +62,16 @@ impl AclRedis {
         let secret = format!(">{password}");
         // Each word of the ACL rule is its own argument: redis-server
         // quotes every argument it is given.
-        let server = RedisServer::start_with_args(&[
+        let mut args = vec![
             "--requirepass",
             &admin_password,
             "--user",
             ACL_USER,
             "on",
             &secret,
-            "~gm:*",
-            "+@all",
-            "-@dangerous",
-        ]);
+        ];
+        args.extend(ACL_RULE);
+        let server = RedisServer::start_with_args(&args);
         AclRedis {
             server,
             password,
@@ -216,9 +223,9 @@ impl Drop for TlsFiles {
 /// The installed `redis-server` was built without TLS: the message of the
 /// panic, with what to do about it.
 #[derive(Debug)]
-struct TlsUnsupported {
+pub(crate) struct TlsUnsupported {
     /// The tail of its log, which says so.
-    log: String,
+    pub(crate) log: String,
 }
 
 impl fmt::Display for TlsUnsupported {
@@ -322,10 +329,29 @@ impl TlsRedis {
     }
 }
 
+/// A client for `url` (`rediss://...`) that trusts `ca` alone.
+///
+/// # Errors
+///
+/// If `ca` cannot be read or the URL is not one.
+pub fn tls_client(url: &str, ca: &Path) -> redis::RedisResult<redis::Client> {
+    // The redis crate enables rustls without a crypto provider (the game
+    // server installs ring the same way). An Err means one is installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = fs::read(ca)?;
+    redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        },
+    )
+}
+
 /// Whether a failed start's log says TLS is not compiled in, as opposed to
 /// a real failure. Redis builds without TLS refuse the `tls-*` directives
 /// or say TLS is not supported/built.
-fn lacks_tls(log: &str) -> bool {
+pub(crate) fn lacks_tls(log: &str) -> bool {
     let l = log.to_ascii_lowercase();
     l.contains("tls")
         && (l.contains("not supported") || l.contains("not built") || l.contains("bad directive"))
@@ -362,6 +388,17 @@ mod tests {
             .and_then(|c| c.get_connection())
             .and_then(|mut c| redis::cmd("SET").arg("other").arg(1).exec(&mut c));
         assert!(outside.is_err(), "keys outside gm: are refused");
+        let publish = |channel: &str| {
+            redis::Client::open(acl.url())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PUBLISH").arg(channel).arg("x").exec(&mut c))
+        };
+        let events = publish("gm:{jobs}:events");
+        assert!(events.is_ok(), "the events channel is allowed: {events:?}");
+        assert!(
+            publish("other").is_err(),
+            "channels outside gm: are refused"
+        );
         let wrong =
             redis::Client::open(acl.url_with_password("nope")).and_then(|c| c.get_connection());
         assert!(wrong.is_err(), "a wrong password is refused");

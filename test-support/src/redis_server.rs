@@ -78,6 +78,10 @@ pub struct RedisServer {
     /// A config file passed first on the command line (a sentinel needs
     /// one it can rewrite); it lives in `dir`.
     config_file: Option<PathBuf>,
+    /// `Some(CA file)` for a server that speaks only TLS: `port` is its
+    /// `--tls-port` (the plain port is 0, closed), readiness is a PING
+    /// over TLS trusting this CA, and [`url`](Self::url) is `rediss://`.
+    tls_ca: Option<PathBuf>,
 }
 
 /// Why one start attempt failed.
@@ -123,6 +127,21 @@ impl RedisServer {
     ///
     /// If `redis-server` is not on PATH.
     pub(crate) fn try_start(extra: &[&str], config: Option<&str>) -> Result<RedisServer, String> {
+        Self::try_start_on(extra, config, None)
+    }
+
+    /// Like [`try_start`](Self::try_start) for a server with no plain
+    /// port: `extra` holds its certificate, key and CA flags, and `ca` is
+    /// the CA a client trusts. Its port is the TLS port.
+    pub(crate) fn try_start_tls_only(extra: &[&str], ca: &Path) -> Result<RedisServer, String> {
+        Self::try_start_on(extra, None, Some(ca.to_path_buf()))
+    }
+
+    fn try_start_on(
+        extra: &[&str],
+        config: Option<&str>,
+        tls_ca: Option<PathBuf>,
+    ) -> Result<RedisServer, String> {
         let binary = find_in_path("redis-server").unwrap_or_else(|| panic!("{NOT_FOUND}"));
         let dir = make_temp_dir();
         let config_file = config.map(|text| {
@@ -138,6 +157,7 @@ impl RedisServer {
             extra_args: extra.iter().map(|s| (*s).to_owned()).collect(),
             binary,
             config_file,
+            tls_ca,
         };
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
@@ -168,9 +188,15 @@ impl RedisServer {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `"redis://127.0.0.1:P"`, for the `redis` crate's `Client::open`.
+    /// `"redis://127.0.0.1:P"`, for the `redis` crate's `Client::open`
+    /// (`rediss://` for a TLS-only server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The OS process id, or `None` while stopped.
@@ -248,9 +274,14 @@ impl RedisServer {
         if let Some(config) = &self.config_file {
             command.arg(config);
         }
+        let port = self.port.to_string();
+        let listen: &[&str] = if self.tls_ca.is_some() {
+            &["--port", "0", "--tls-port", &port]
+        } else {
+            &["--port", &port]
+        };
         let mut child = command
-            .arg("--port")
-            .arg(self.port.to_string())
+            .args(listen)
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
@@ -287,7 +318,11 @@ impl RedisServer {
                     return Err(StartError::Fatal(format!("cannot poll redis-server: {e}")));
                 }
             }
-            if answers_ping(self.port) {
+            let ready = match &self.tls_ca {
+                None => answers_ping(self.port),
+                Some(ca) => answers_tls_ping(self.port, ca),
+            };
+            if ready {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -350,6 +385,21 @@ fn answers_ping(port: u16) -> bool {
             reply.starts_with(b"+PONG") || reply.starts_with(b"-NOAUTH")
         }
         _ => false,
+    }
+}
+
+/// [`answers_ping`] over TLS, trusting `ca`: the readiness of a server
+/// with no plain port.
+fn answers_tls_ping(port: u16, ca: &Path) -> bool {
+    if connect(port).is_none() {
+        return false;
+    }
+    let ping = crate::redis_security::tls_client(&format!("rediss://127.0.0.1:{port}"), ca)
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+    match ping {
+        Ok(pong) => pong == "PONG",
+        Err(e) => e.code() == Some("NOAUTH"),
     }
 }
 

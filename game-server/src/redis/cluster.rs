@@ -7,15 +7,25 @@
 //! the cluster which node serves each slot range (`CLUSTER SLOTS`, one
 //! small command on a random node) every [`CLUSTER_POLL`], and at once
 //! after a failed command, and counts a change as a primary switch.
+//!
+//! The same read says whether the shards have replicas: a login then
+//! waits for one ([`crate::session::replica_ack`]), with `WAIT` sent to
+//! the primary of the user's slot ([`RedisConn::wait_for_replica`]), the
+//! node that ran the login.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use gamemesh_node::redis_address::cluster_slot;
+use gamemesh_node::redis_connection::SharedConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::conn::RedisConn;
+use super::CommandError;
 
 /// How often the slot map is read. As for Sentinel: a promotion is seen
 /// within half a second even if no command failed to tell us.
@@ -40,7 +50,7 @@ impl RedisConn {
             }
             // A node that answers with a stale map (or not at all) is
             // skipped: the next read asks another.
-            if let Some(now) = self.slot_owners().await {
+            if let Some(now) = self.read_slot_map().await {
                 if known.as_ref().is_some_and(|k| *k != now) {
                     self.reconnect_cluster().await;
                     self.inner.switches.send_modify(|n| *n += 1);
@@ -59,8 +69,10 @@ impl RedisConn {
         }
     }
 
-    /// `start-end@host:port` for every slot range, as one node says.
-    async fn slot_owners(&self) -> Option<BTreeSet<String>> {
+    /// `start-end@host:port` for every slot range, as one node says; and
+    /// notes whether every range has a replica (for
+    /// [`has_replicas`](Self::has_replicas)).
+    pub(crate) async fn read_slot_map(&self) -> Option<BTreeSet<String>> {
         let mut cmd = redis::cmd("CLUSTER");
         cmd.arg("SLOTS");
         let mut conn = self.conn();
@@ -69,8 +81,41 @@ impl RedisConn {
                 .await
                 .ok()?
                 .ok()?;
+        let replicated = !ranges.is_empty() && ranges.iter().all(has_replica);
+        self.inner
+            .cluster_replicated
+            .store(replicated, Ordering::Relaxed);
         Some(ranges.iter().filter_map(slot_owner).collect())
     }
+
+    /// `WAIT 1 <bound>` after a write to `key`: on a cluster, sent to the
+    /// primary of the key's slot, over the connection the write took (the
+    /// crate keeps one per node), since `WAIT` counts the replicas that
+    /// have this connection's writes; the crate's own routing would send
+    /// it to every primary. The number of replicas that acknowledged.
+    pub(crate) async fn wait_for_replica(
+        &self,
+        key: &str,
+        bound: Duration,
+    ) -> Result<i64, CommandError> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(1).arg(bound.as_millis().max(1) as u64);
+        let SharedConnection::Cluster(mut conn) = self.conn() else {
+            return self.query(&wait).await;
+        };
+        let primary = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+            cluster_slot(key),
+            SlotAddr::Master,
+        )));
+        let value = self.bounded(conn.route_command(wait, primary)).await?;
+        redis::FromRedisValue::from_redis_value(value)
+            .map_err(|e| CommandError(format!("WAIT answered {e}")))
+    }
+}
+
+/// Whether a `CLUSTER SLOTS` entry lists a replica after its primary.
+fn has_replica(range: &Value) -> bool {
+    matches!(range, Value::Array(fields) if fields.len() > 3)
 }
 
 /// One `CLUSTER SLOTS` entry (`[start, end, [host, port, id, ...], ...]`)
@@ -112,5 +157,14 @@ mod tests {
         ]);
         assert_eq!(slot_owner(&entry).as_deref(), Some("0-5460@127.0.0.1:7000"));
         assert_eq!(slot_owner(&Value::Int(1)), None);
+        assert!(!has_replica(&entry));
+        let Value::Array(mut fields) = entry else {
+            unreachable!()
+        };
+        fields.push(Value::Array(vec![
+            Value::BulkString(b"127.0.0.1".to_vec()),
+            Value::Int(7003),
+        ]));
+        assert!(has_replica(&Value::Array(fields)));
     }
 }

@@ -5,6 +5,7 @@
 //! which of the three deployments it talks to.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -54,6 +55,20 @@ pub(crate) struct Inner {
     pub(crate) switches: watch::Sender<u64>,
     /// `Some` for `redis+cluster://`: how to connect again.
     pub(crate) cluster: Option<ClusterSeed>,
+    /// A cluster whose every slot range had a replica at the last read of
+    /// its slot map (logins then wait for one).
+    pub(crate) cluster_replicated: AtomicBool,
+}
+
+/// Where a write went, taken just before it: after it, whether a replica
+/// has it is asked of that primary, and a primary switch in between means
+/// the write may be lost ([`RedisConn::switched_since`]).
+#[derive(Debug, Clone)]
+pub struct WriteMark {
+    /// The primary's `host:port` (a cluster's seeds).
+    pub(crate) primary: String,
+    /// [`RedisConn::primary_changes`] then.
+    pub(crate) switches: u64,
 }
 
 /// What a cluster connection is built from, kept to build it again after
@@ -153,6 +168,8 @@ impl RedisConn {
                 if let Some(inner) = Arc::get_mut(&mut conn.inner) {
                     inner.cluster = Some(ClusterSeed { address, certs });
                 }
+                // Whether logins wait for a replica, known before the first.
+                let _ = conn.read_slot_map().await;
                 return Ok(conn);
             }
         };
@@ -214,6 +231,7 @@ impl RedisConn {
                 manager_config,
                 switches: watch::Sender::new(0),
                 cluster: None,
+                cluster_replicated: AtomicBool::new(false),
             }),
         }
     }
@@ -277,6 +295,20 @@ impl RedisConn {
     /// node are lost with it, so whoever saved through it must save again.
     pub fn primary_changes(&self) -> watch::Receiver<u64> {
         self.inner.switches.subscribe()
+    }
+
+    /// Marks where a write is about to go (see [`WriteMark`]).
+    pub fn write_mark(&self) -> WriteMark {
+        WriteMark {
+            primary: self.primary_addr(),
+            switches: *self.inner.switches.borrow(),
+        }
+    }
+
+    /// Whether commands moved to another primary (Sentinel) or a shard's
+    /// primary changed (cluster) since `mark`.
+    pub fn switched_since(&self, mark: &WriteMark) -> bool {
+        *self.inner.switches.borrow() != mark.switches
     }
 
     /// The multiplexed connection to the current primary, for callers
@@ -344,7 +376,7 @@ impl RedisConn {
         scrub_secrets(text, &self.inner.secrets)
     }
 
-    async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, CommandError> {
@@ -465,11 +497,17 @@ fn read_ca(path: &Path) -> Result<TlsCertificates, RedisConnectError> {
 /// Sorts a failed connect into what the operator must fix.
 fn classify(target: &str, reason: String, e: &RedisError) -> RedisConnectError {
     let target = target.to_string();
+    let lower = reason.to_ascii_lowercase();
+    // The cluster client reports a failed first connect as an I/O error
+    // whose text carries the node's error ("Failed to create initial
+    // connections - Io: Password authentication failed -
+    // AuthenticationFailed"), so the text is read too.
     let auth = e.kind() == ErrorKind::AuthenticationFailed
         || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
         || reason.contains("WRONGPASS")
-        || reason.contains("NOAUTH");
-    let lower = reason.to_ascii_lowercase();
+        || reason.contains("NOAUTH")
+        || lower.contains("authentication failed")
+        || lower.contains("authenticationfailed");
     if auth {
         RedisConnectError::Auth { target, reason }
     } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")

@@ -60,7 +60,7 @@ use std::time::Duration;
 use gamemesh_node::redis_address::{redact, RedisAddress};
 use thiserror::Error;
 
-pub use conn::RedisConn;
+pub use conn::{RedisConn, WriteMark};
 pub use sentinel::SENTINEL_POLL;
 
 /// Why a Redis address or connection did not work. Every text here is free

@@ -69,10 +69,17 @@ impl RedisConn {
         }
     }
 
-    /// True for a `redis+sentinel://` address: the primary has replicas
-    /// (the login waits for one, `session::replica_ack`).
+    /// True for a `redis+sentinel://` address, and for a cluster whose
+    /// every shard had a replica at the last read of its slot map: the
+    /// primary has replicas (the login waits for one,
+    /// `session::replica_ack`).
     pub fn has_replicas(&self) -> bool {
         self.inner.sentinels.is_some()
+            || (self.inner.cluster.is_some()
+                && self
+                    .inner
+                    .cluster_replicated
+                    .load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Whether the sentinels now name a primary other than `addr` (a

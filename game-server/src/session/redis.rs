@@ -185,7 +185,8 @@ fn strings(v: Value) -> Result<Vec<String>, StoreError> {
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn login(&self, new: NewSession, ttl: Duration) -> Result<LoginOutcome, StoreError> {
-        let mut inv = self.scripts.login.key(session_key(new.user_id));
+        let key = session_key(new.user_id);
+        let mut inv = self.scripts.login.key(&key);
         inv.arg(new.session_id)
             .arg(new.user_id)
             .arg(hex::encode(&new.token_hash))
@@ -194,11 +195,11 @@ impl SessionStore for RedisStore {
             .arg(socket_text(&new.placement.socket))
             .arg(new.last_seq)
             .arg(ms(ttl));
-        let primary = self.conn.primary_addr();
+        let mark = self.conn.write_mark();
         let r = strings(self.run::<Value>(inv).await?)?;
         // Acknowledged only once a failover cannot lose it (bounded).
         self.replica_ack
-            .confirm(&self.conn, &primary, self.conn.inner.timeout)
+            .confirm(&self.conn, &mark, &key, self.conn.inner.timeout)
             .await?;
         if r.len() != 6 {
             return Err(StoreError::Corrupt(format!("login script returned {r:?}")));

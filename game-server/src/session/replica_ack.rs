@@ -1,5 +1,5 @@
 //! A login is acknowledged only once a replica has it, where replicas
-//! exist (Sentinel), within a bound.
+//! exist (Sentinel, a Redis Cluster with replicas), within a bound.
 //!
 //! Redis replicates asynchronously, so a primary answers the `LOGIN`
 //! script before any replica has it. A planned failover (`SENTINEL
@@ -28,12 +28,27 @@
 //! The bound is [`WAIT_BOUND`] (capped at half the command timeout). A
 //! healthy replica acknowledges in one round trip; the cost is that round
 //! trip on every login, and `WAIT` holds the shared connection's later
-//! commands behind it for that long. Plain (non-Sentinel) addresses skip
-//! all of this: gamemesh knows of no replica there.
+//! commands behind it for that long. Plain `host:port`/`redis://`
+//! addresses, and clusters with a shard without a replica, skip all of
+//! this: gamemesh knows of no replica there.
 //!
 //! With several replicas, `WAIT 1` can be satisfied by a replica Sentinel
 //! does not promote; a single replica per primary (the tested setup) or a
 //! Sentinel that promotes the most advanced replica keeps the guarantee.
+//!
+//! **On a Redis Cluster** whose shards have replicas the same holds per
+//! shard: `WAIT` goes to the primary of the user's slot, the node that ran
+//! the login ([`RedisConn::wait_for_replica`]), and "another primary" means
+//! the cluster's slot map changed (the game server reads it every 500 ms,
+//! and at once when asked). A cluster's manual failover (`CLUSTER
+//! FAILOVER`) pauses the old primary's writers until its replica has
+//! caught up, so there the wait guards against a crash or a partition: a
+//! login is answered only once the replica that will be promoted has it.
+//! The skip after a miss is for every shard, not only the slow one.
+//!
+//! If the primary changed between the login script and its `WAIT` (the
+//! game server moved: the script may have run on the old one), the login
+//! is answered `UNAVAILABLE` at once.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -43,7 +58,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::StoreError;
-use crate::redis::RedisConn;
+use crate::redis::{RedisConn, WriteMark};
 
 /// Longest wait for a replica's acknowledgement.
 pub const WAIT_BOUND: Duration = Duration::from_millis(100);
@@ -85,30 +100,37 @@ impl ReplicaAck {
             Some(Instant::now() + SKIP_AFTER_MISS);
     }
 
-    /// After a write to `primary` on `conn`: waits (bounded) for a replica
-    /// to have it. `Err` when none did because a failover has begun (the
-    /// write may be lost).
+    /// After a write to `key` on `conn`, sent where `mark` says: waits
+    /// (bounded) for a replica to have it. `Err` when none did because a
+    /// failover has begun (the write may be lost).
     pub async fn confirm(
         &self,
         conn: &RedisConn,
-        primary: &str,
+        mark: &WriteMark,
+        key: &str,
         timeout: Duration,
     ) -> Result<(), StoreError> {
         if !conn.has_replicas() || self.skipping() {
             return Ok(());
         }
+        let primary = &mark.primary;
+        let failed_over = || {
+            StoreError::Unavailable(format!(
+                "the Redis primary {primary} was failed over before a replica had the login; log in again"
+            ))
+        };
+        // A WAIT on another connection would count nothing of the write.
+        if conn.switched_since(mark) {
+            return Err(failed_over());
+        }
         let bound = WAIT_BOUND.min(timeout / 2);
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(1).arg(bound.as_millis().max(1) as u64);
-        if conn.query::<i64>(&wait).await? >= 1 {
+        if conn.wait_for_replica(key, bound).await? >= 1 {
             return Ok(());
         }
         metrics::counter!("gamemesh_redis_replica_ack_missed_total").increment(1);
-        if failover_began(conn, primary).await {
+        if failover_began(conn, mark).await {
             conn.suspect_primary();
-            return Err(StoreError::Unavailable(format!(
-                "the Redis primary {primary} was failed over before a replica had the login; log in again"
-            )));
+            return Err(failed_over());
         }
         self.skip_for_a_while();
         if let Some(held) = self.log.allow() {
@@ -120,12 +142,17 @@ impl ReplicaAck {
     }
 }
 
-/// Whether the sentinels name a primary other than `primary` within
+/// Whether the sentinels name a primary other than `mark`'s, or the
+/// game server saw a primary change (a cluster's slot map), within
 /// [`CONFIRM_WINDOW`].
-async fn failover_began(conn: &RedisConn, primary: &str) -> bool {
+async fn failover_began(conn: &RedisConn, mark: &WriteMark) -> bool {
     let deadline = Instant::now() + CONFIRM_WINDOW;
+    if conn.is_cluster() {
+        // Read the slot map now, not at the next poll.
+        conn.suspect_primary();
+    }
     loop {
-        if conn.primary_moved_from(primary).await == Some(true) {
+        if conn.switched_since(mark) || conn.primary_moved_from(&mark.primary).await == Some(true) {
             return true;
         }
         if Instant::now() + CONFIRM_POLL > deadline {
