@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gamemesh_game_server::cluster::membership::NodeRegistry;
 use gamemesh_game_server::session::redis::RedisStore;
-use gamemesh_game_server::session::{NewSession, Placement, Progress, SessionStore};
+use gamemesh_game_server::session::{Claim, NewSession, Placement, Progress, SessionStore};
 use gamemesh_integration_tests::{wait_for_async, RedisServer};
 use gamemesh_proto::internal::NodeInfo;
 use uuid::Uuid;
@@ -59,6 +59,15 @@ async fn a_late_periodic_save_does_not_undo_the_disconnect_save() {
     assert_eq!(r.counter, 50, "the counter is saved with its watermark");
 }
 
+fn claim(user_id: u64, session_id: u64, expected_epoch: u64, to: Placement) -> Claim {
+    Claim {
+        user_id,
+        session_id,
+        expected_epoch,
+        to,
+    }
+}
+
 #[tokio::test]
 async fn the_increment_counter_travels_with_the_session_through_a_take_over() {
     let redis = RedisServer::start();
@@ -71,7 +80,11 @@ async fn the_increment_counter_travels_with_the_session_through_a_take_over() {
         gateway: 1,
         socket: Uuid::new_v4(),
     };
-    let t = s.take_over(7, 1, epoch, to, TTL).await.unwrap().unwrap();
+    let t = s
+        .take_over(claim(7, 1, epoch, to), TTL)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((t.last_seq, t.counter), (3, 30));
     // A new login starts a new counter.
     s.login(new_session(2, 1), TTL).await.unwrap();
@@ -89,7 +102,7 @@ async fn every_owner_write_is_fenced_by_session_and_epoch() {
         socket: Uuid::new_v4(),
     };
     let moved = s
-        .take_over(7, 1, old, to, TTL)
+        .take_over(claim(7, 1, old, to), TTL)
         .await
         .unwrap()
         .expect("taken");
@@ -98,7 +111,11 @@ async fn every_owner_write_is_fenced_by_session_and_epoch() {
     assert!(!s.save(&progress(1, old, 9), TTL).await.unwrap());
     assert!(!s.disconnect(&progress(1, old, 9), TTL).await.unwrap());
     assert!(!s.remove(7, 1, old).await.unwrap());
-    assert!(s.take_over(7, 1, old, to, TTL).await.unwrap().is_none());
+    assert!(s
+        .take_over(claim(7, 1, old, to), TTL)
+        .await
+        .unwrap()
+        .is_none());
     // The new owner's logout works.
     assert!(s.remove(7, 1, moved.epoch).await.unwrap());
     assert!(s.get(7).await.unwrap().is_none());

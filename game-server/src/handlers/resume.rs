@@ -17,7 +17,7 @@ use super::login::token_hash;
 use crate::cluster::mesh::Release;
 use crate::request::{BoxError, ConnInfo, HubRequest, HubResponse, SessionEffect};
 use crate::session::local::Attached;
-use crate::session::{LocalSession, Placement, SessionRecord, StoreError};
+use crate::session::{Claim, LocalSession, Placement, SessionRecord, StoreError};
 use crate::state::HubState;
 
 /// Why a session could not be moved here.
@@ -68,7 +68,15 @@ async fn move_here(
         let local = state.sessions.get(session_id);
         let Some(t) = state
             .store
-            .take_over(user_id, session_id, record.epoch, to, state.live_ttl)
+            .take_over(
+                Claim {
+                    user_id,
+                    session_id,
+                    expected_epoch: record.epoch,
+                    to,
+                },
+                state.live_ttl,
+            )
             .await
             .map_err(MoveError::Store)?
         else {

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{
-    LoginOutcome, NewSession, Placement, Progress, ReplacedSession, SessionRecord, SessionStore,
+    Claim, LoginOutcome, NewSession, Progress, ReplacedSession, SessionRecord, SessionStore,
     StoreError, TakeOver,
 };
 
@@ -80,20 +80,13 @@ impl SessionStore for MemoryStore {
         Ok(self.with(|map| map.get(&user_id).map(|(r, _)| r.clone())))
     }
 
-    async fn take_over(
-        &self,
-        user_id: u64,
-        session_id: u64,
-        expected_epoch: u64,
-        to: Placement,
-        ttl: Duration,
-    ) -> Result<Option<TakeOver>, StoreError> {
+    async fn take_over(&self, claim: Claim, ttl: Duration) -> Result<Option<TakeOver>, StoreError> {
         Ok(self.with(|map| {
-            let (r, exp) = current(map, user_id, session_id, expected_epoch)?;
+            let (r, exp) = current(map, claim.user_id, claim.session_id, claim.expected_epoch)?;
             let previous = r.placement;
             let was_connected = r.connected;
             r.epoch += 1;
-            r.placement = to;
+            r.placement = claim.to;
             r.connected = true;
             *exp = Instant::now() + ttl;
             Some(TakeOver {
@@ -161,11 +154,27 @@ impl SessionStore for MemoryStore {
 
 /// Placement helper for tests.
 #[cfg(test)]
-pub(crate) fn placement(owner: u64) -> Placement {
-    Placement {
+pub(crate) fn placement(owner: u64) -> super::Placement {
+    super::Placement {
         owner,
         gateway: 1,
         socket: Uuid::new_v4(),
+    }
+}
+
+/// Claim helper for tests.
+#[cfg(test)]
+pub(crate) fn claim(
+    user_id: u64,
+    session_id: u64,
+    expected_epoch: u64,
+    to: super::Placement,
+) -> Claim {
+    Claim {
+        user_id,
+        session_id,
+        expected_epoch,
+        to,
     }
 }
 
@@ -201,7 +210,7 @@ mod tests {
         let s = MemoryStore::new();
         s.login(new(1, 1), TTL).await.unwrap();
         let t = s
-            .take_over(7, 1, 1, placement(2), TTL)
+            .take_over(claim(7, 1, 1, placement(2)), TTL)
             .await
             .unwrap()
             .unwrap();
@@ -216,7 +225,7 @@ mod tests {
         };
         assert!(!s.save(&stale, TTL).await.unwrap());
         assert!(s
-            .take_over(7, 1, 1, placement(3), TTL)
+            .take_over(claim(7, 1, 1, placement(3)), TTL)
             .await
             .unwrap()
             .is_none());
@@ -242,7 +251,7 @@ mod tests {
         assert_eq!((r.connected, r.placement.owner, r.last_seq), (false, 0, 5));
         assert_eq!(r.counter, 50, "the counter travels with the watermark");
         let t = s
-            .take_over(7, 1, 1, placement(2), TTL)
+            .take_over(claim(7, 1, 1, placement(2)), TTL)
             .await
             .unwrap()
             .unwrap();

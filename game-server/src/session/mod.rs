@@ -95,6 +95,20 @@ pub struct ReplacedSession {
     pub connected: bool,
 }
 
+/// A take-over's claim (resume or adoption): session `session_id` of
+/// `user_id`, as long as it is still at `expected_epoch`, moves to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// The session's user.
+    pub user_id: u64,
+    /// The session.
+    pub session_id: u64,
+    /// The epoch the claimer read (fencing).
+    pub expected_epoch: u64,
+    /// Where it moves.
+    pub to: Placement,
+}
+
 /// Result of taking a session over (resume or adoption).
 #[derive(Debug, Clone)]
 pub struct TakeOver {
@@ -156,17 +170,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The user's current session.
     async fn get(&self, user_id: u64) -> Result<Option<SessionRecord>, StoreError>;
 
-    /// Moves session `session_id` of `user_id` to `to`, bumping its epoch,
-    /// only if it is still that session at `expected_epoch`. `None` when it
+    /// Moves the claimed session to `claim.to`, bumping its epoch, only if
+    /// it is still that session at the claimed epoch. `None` when it
     /// changed (gone, replaced, or taken by someone else first).
-    async fn take_over(
-        &self,
-        user_id: u64,
-        session_id: u64,
-        expected_epoch: u64,
-        to: Placement,
-        ttl: Duration,
-    ) -> Result<Option<TakeOver>, StoreError>;
+    async fn take_over(&self, claim: Claim, ttl: Duration) -> Result<Option<TakeOver>, StoreError>;
 
     /// Saves an owner's progress and renews the record's lifetime. Returns
     /// false when fenced off (the session moved on).

@@ -20,8 +20,8 @@ use super::replica_ack::ReplicaAck;
 use crate::redis::{RedisConn, RedisOptions};
 
 use super::{
-    LoginOutcome, NewSession, Placement, Progress, ReplacedSession, SessionPlace, SessionRecord,
-    SessionStore, StoreError, TakeOver,
+    Claim, LoginOutcome, NewSession, Placement, Progress, ReplacedSession, SessionPlace,
+    SessionRecord, SessionStore, StoreError, TakeOver,
 };
 
 /// The key of a user's session record. The `{...}` hash tag keeps
@@ -248,20 +248,13 @@ impl SessionStore for RedisStore {
         }))
     }
 
-    async fn take_over(
-        &self,
-        user_id: u64,
-        session_id: u64,
-        expected_epoch: u64,
-        to: Placement,
-        ttl: Duration,
-    ) -> Result<Option<TakeOver>, StoreError> {
-        let mut inv = self.scripts.take_over.key(session_key(user_id));
-        inv.arg(session_id)
-            .arg(expected_epoch)
-            .arg(to.owner)
-            .arg(to.gateway)
-            .arg(socket_text(&to.socket))
+    async fn take_over(&self, claim: Claim, ttl: Duration) -> Result<Option<TakeOver>, StoreError> {
+        let mut inv = self.scripts.take_over.key(session_key(claim.user_id));
+        inv.arg(claim.session_id)
+            .arg(claim.expected_epoch)
+            .arg(claim.to.owner)
+            .arg(claim.to.gateway)
+            .arg(socket_text(&claim.to.socket))
             .arg(ms(ttl));
         let v: Value = self.run(inv).await?;
         let items: Vec<Value> = match v {
