@@ -149,17 +149,24 @@ pub(crate) struct Connection<W> {
     _slot: Slot,
 }
 
-/// Serves one client socket until it closes. `slot` is its place under
-/// `--max-connections`, freed when this returns.
-pub(crate) async fn serve<W: Wire>(
-    wire: W,
-    peer: SocketAddr,
-    transport: &'static str,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-    slot: Slot,
-) {
-    let mut conn = Connection::open(wire, peer, transport, shared, shutdown, slot);
+/// A client socket the listener admitted, and what serving it needs
+/// besides its framing.
+pub(crate) struct Admitted {
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    /// The port's name (`tcp`, `ws`, `wss`), for the log lines.
+    pub(crate) transport: &'static str,
+    /// What every connection shares.
+    pub(crate) shared: Arc<Shared>,
+    /// The gateway's shutdown.
+    pub(crate) shutdown: CancellationToken,
+    /// Its place under `--max-connections`, freed when the socket ends.
+    pub(crate) slot: Slot,
+}
+
+/// Serves one client socket until it closes.
+pub(crate) async fn serve<W: Wire>(wire: W, admitted: Admitted) {
+    let mut conn = Connection::open(wire, admitted);
     let end = conn.run().await;
     // Boxed: closing holds a drain buffer and the last write's state
     // (several KiB); inline, they would be part of every socket's task
@@ -169,14 +176,14 @@ pub(crate) async fn serve<W: Wire>(
 
 impl<W: Wire> Connection<W> {
     /// Registers the socket's queue and routes it to a game server.
-    fn open(
-        wire: W,
-        peer: SocketAddr,
-        transport: &'static str,
-        shared: Arc<Shared>,
-        shutdown: CancellationToken,
-        slot: Slot,
-    ) -> Self {
+    fn open(wire: W, admitted: Admitted) -> Self {
+        let Admitted {
+            peer,
+            transport,
+            shared,
+            shutdown,
+            slot,
+        } = admitted;
         let socket = Uuid::new_v4();
         let config = &shared.config;
         let handle = Arc::new(ClientHandle::new(

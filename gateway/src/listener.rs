@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::clients::kick_body;
-use crate::connection::Slot;
+use crate::connection::{Admitted, Slot};
 use crate::error::GatewayError;
 use crate::limits::Refusal;
 use crate::pacer::Admission;
@@ -64,26 +64,18 @@ impl ClientPort {
 
     /// Serves an admitted socket: at once for TCP; after the handshakes,
     /// bounded by the login deadline, for WebSocket.
-    async fn serve(
-        self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        shared: Arc<Shared>,
-        shutdown: CancellationToken,
-        slot: Slot,
-    ) {
-        let name = self.name();
-        let max_frame = shared.config.max_frame_bytes;
+    async fn serve(self, stream: TcpStream, admitted: Admitted) {
+        let max_frame = admitted.shared.config.max_frame_bytes;
         match self {
             ClientPort::Tcp => {
                 let wire = tcp::TcpWire::new(stream, max_frame);
-                connection::serve(wire, peer, name, shared, shutdown, slot).await;
+                connection::serve(wire, admitted).await;
             }
             // Boxed: a task's future is as large as its largest state, and
             // the TLS and WebSocket states are several KiB; inline, every
             // idle TCP socket would pay for them.
             ClientPort::Ws(tls) => {
-                Box::pin(serve_ws(tls, stream, peer, name, shared, shutdown, slot)).await;
+                Box::pin(serve_ws(tls, stream, admitted)).await;
             }
         }
     }
@@ -91,23 +83,15 @@ impl ClientPort {
 
 /// Serves a socket of the WebSocket port: TLS (`wss://`) and the upgrade,
 /// then the connection.
-async fn serve_ws(
-    tls: Option<TlsAcceptor>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    name: &'static str,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-    slot: Slot,
-) {
-    let max_frame = shared.config.max_frame_bytes;
+async fn serve_ws(tls: Option<TlsAcceptor>, stream: TcpStream, admitted: Admitted) {
+    let max_frame = admitted.shared.config.max_frame_bytes;
     let _ = stream.set_nodelay(true);
     let config = ws::config(max_frame);
     match tls {
         None => {
             let handshake = async { ws::accept(stream, config).await.map_err(|e| e.to_string()) };
-            if let Some(wire) = upgrade(&shared, peer, name, &shutdown, handshake).await {
-                connection::serve(wire, peer, name, shared, shutdown, slot).await;
+            if let Some(wire) = upgrade(&admitted, handshake).await {
+                connection::serve(wire, admitted).await;
             }
         }
         Some(tls) => {
@@ -115,8 +99,8 @@ async fn serve_ws(
                 let stream = tls.accept(stream).await.map_err(|e| format!("TLS: {e}"))?;
                 ws::accept(stream, config).await.map_err(|e| e.to_string())
             };
-            if let Some(wire) = upgrade(&shared, peer, name, &shutdown, handshake).await {
-                connection::serve(wire, peer, name, shared, shutdown, slot).await;
+            if let Some(wire) = upgrade(&admitted, handshake).await {
+                connection::serve(wire, admitted).await;
             }
         }
     }
@@ -126,12 +110,16 @@ async fn serve_ws(
 /// that never finishes its upgrade holds a `--max-connections` slot no
 /// longer than one that never logs in) and by shutdown.
 async fn upgrade<T>(
-    shared: &Shared,
-    peer: SocketAddr,
-    port: &str,
-    shutdown: &CancellationToken,
+    admitted: &Admitted,
     handshake: impl Future<Output = Result<T, String>>,
 ) -> Option<T> {
+    let Admitted {
+        peer,
+        transport: port,
+        ref shared,
+        ref shutdown,
+        ..
+    } = *admitted;
     let deadline = shared.config.login_deadline();
     tokio::select! {
         _ = shutdown.cancelled() => None,
@@ -273,9 +261,14 @@ fn admit(
         return;
     };
     shared.counters.metrics().accepted.increment(1);
-    let serve = port
-        .clone()
-        .serve(stream, peer, shared.clone(), shutdown.clone(), slot);
+    let admitted = Admitted {
+        peer,
+        transport: port.name(),
+        shared: shared.clone(),
+        shutdown: shutdown.clone(),
+        slot,
+    };
+    let serve = port.clone().serve(stream, admitted);
     match admission {
         Admission::At(start) => {
             shared.counters.paced();
