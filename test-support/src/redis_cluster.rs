@@ -458,10 +458,34 @@ impl RedisCluster {
     }
 }
 
+/// Attempts at a node, each with a fresh cluster bus port: the bus port,
+/// like the client port, can be taken by another test between the probe
+/// and the bind, and `RedisServer`'s own retries only change the client
+/// port.
+const BUS_PORT_ATTEMPTS: usize = 3;
+
 /// Starts one node (not yet part of a cluster) as `options` says.
 fn start_node(options: &RedisClusterOptions, tls: Option<&TlsFiles>) -> RedisServer {
+    let mut last = String::new();
+    for _ in 0..BUS_PORT_ATTEMPTS {
+        match try_start_node(options, tls, free_port()) {
+            Ok(server) => return server,
+            Err(log) if tls.is_some() && lacks_tls(&log) => panic!("{}", TlsUnsupported { log }),
+            Err(msg) if msg.contains("Address already in use") => last = msg,
+            Err(msg) => panic!("{msg}"),
+        }
+    }
+    panic!("redis-server cluster node: no free bus port after {BUS_PORT_ATTEMPTS} attempts; last error: {last}")
+}
+
+/// One attempt at a node whose cluster bus is on `bus`.
+fn try_start_node(
+    options: &RedisClusterOptions,
+    tls: Option<&TlsFiles>,
+    bus: u16,
+) -> Result<RedisServer, String> {
     let timeout = options.node_timeout_ms.to_string();
-    let bus = free_port().to_string();
+    let bus = bus.to_string();
     let mut args: Vec<String> = [
         "--cluster-enabled",
         "yes",
@@ -508,7 +532,7 @@ fn start_node(options: &RedisClusterOptions, tls: Option<&TlsFiles>) -> RedisSer
     }
     let Some(files) = tls else {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        return RedisServer::start_with_args(&args);
+        return RedisServer::try_start(&args, None);
     };
     args.extend([
         "--tls-cert-file".to_string(),
@@ -526,11 +550,7 @@ fn start_node(options: &RedisClusterOptions, tls: Option<&TlsFiles>) -> RedisSer
         "yes".to_string(),
     ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match RedisServer::try_start_tls_only(&args, &files.ca_file()) {
-        Ok(server) => server,
-        Err(log) if lacks_tls(&log) => panic!("{}", TlsUnsupported { log }),
-        Err(msg) => panic!("{msg}"),
-    }
+    RedisServer::try_start_tls_only(&args, &files.ca_file())
 }
 
 /// `cmdstat_evalsha:calls=12,usec=...` lines as `(evalsha, 12)`.
