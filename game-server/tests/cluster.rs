@@ -1244,6 +1244,7 @@ async fn a_woken_game_server_drops_the_stale_frames_of_sessions_adopted_elsewher
 
     // The post reaches the stopped game server 1 and waits in its socket;
     // the gateway declares it DOWN and answers for it: it may have run.
+    let gs2_offset = fs::metadata(&gs2.log).map(|m| m.len()).unwrap_or(0);
     gs1.stop_and_wait_stopped().await;
     poster.set_timeout(UNAVAILABLE_BOUND + Duration::from_secs(5));
     match poster.chat_say(&room, "stale post").await {
@@ -1251,6 +1252,18 @@ async fn a_woken_game_server_drops_the_stale_frames_of_sessions_adopted_elsewher
             if error.code() == ErrorCode::Unavailable && error.outcome_unknown => {}
         other => panic!("the post to a stopped game server must get UNAVAILABLE with outcome_unknown, got {other:?}"),
     }
+    // Game server 2 adopts the session once it, too, counts game server 1
+    // dead. Earlier, it would ask game server 1 to hand the session off,
+    // and game server 1 would read that request on waking and let the
+    // session go before the stale post: the post would not run either,
+    // but this test is about the stale post meeting a session it still
+    // holds.
+    wait_for_async(
+        "game server 2 counts game server 1 down",
+        SETTLE,
+        || async { read_from(&gs2.log, gs2_offset).contains("Game server 1 is DOWN (mesh)") },
+    )
+    .await;
     // Its next request moves the socket: game server 2 adopts the session.
     echo_until_served(&mut poster, "adopted")
         .await
