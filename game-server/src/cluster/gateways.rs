@@ -422,6 +422,19 @@ impl GatewayLinks {
         );
     }
 
+    /// Closes a socket its session left for another connection (a resume,
+    /// a hand-off): `Kicked{DUPLICATE_LOGIN}`, only if the socket is still
+    /// pinned to that session.
+    pub fn close_superseded(&self, gateway: NodeId, socket: &Uuid, session_id: u64) {
+        self.kick(
+            gateway,
+            socket,
+            session_id,
+            KickReason::DuplicateLogin,
+            "session resumed on another connection",
+        );
+    }
+
     /// Kicks a socket: `Kicked{reason}` is its last frame, then it closes.
     /// With `session_id` non-zero the gateway only acts if the socket is
     /// still pinned to that session.

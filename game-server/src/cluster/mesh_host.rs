@@ -8,7 +8,6 @@
 //! - `ReleaseSession`: a resume elsewhere takes a session owned here; its
 //!   final progress is saved and it is let go.
 
-use gamemesh_proto::client::KickReason;
 use gamemesh_proto::internal::mesh_message;
 use gamemesh_proto::Message;
 use gamemesh_transport::NodeId;
@@ -70,13 +69,8 @@ impl MeshHost for HubState {
         // can be a take-over whose reply was lost), so close it too. The
         // kick names the session: a socket moved on meanwhile ignores it.
         if to_socket != Some(a.socket) {
-            self.gateways.kick(
-                a.gateway,
-                &a.socket,
-                session_id,
-                KickReason::DuplicateLogin,
-                "session resumed on another connection",
-            );
+            self.gateways
+                .close_superseded(a.gateway, &a.socket, session_id);
         }
         if let Some(game) = self.game() {
             game.session_released(session_id);

@@ -111,13 +111,9 @@ async fn move_here(
                     "Session {session_id} moved off socket {} on this game server; closing it",
                     old.socket
                 );
-                state.gateways.kick(
-                    old.gateway,
-                    &old.socket,
-                    session_id,
-                    KickReason::DuplicateLogin,
-                    "session resumed on another connection",
-                );
+                state
+                    .gateways
+                    .close_superseded(old.gateway, &old.socket, session_id);
                 kicked_here = Some(old.socket);
             }
         }
@@ -130,13 +126,9 @@ async fn move_here(
                 "Closing the previous socket of SessionId={session_id}: socket {} on gateway {} (game server {})",
                 t.previous.socket, t.previous.gateway, t.previous.owner
             );
-            state.gateways.kick(
-                t.previous.gateway,
-                &t.previous.socket,
-                session_id,
-                KickReason::DuplicateLogin,
-                "session resumed on another connection",
-            );
+            state
+                .gateways
+                .close_superseded(t.previous.gateway, &t.previous.socket, session_id);
         }
         let session = Arc::new(session);
         state.sessions.attach(Attached {
@@ -185,20 +177,19 @@ fn owner_may_be_live(state: &HubState, owner: u64) -> bool {
 /// another one ignores it.
 pub fn close_left_behind(state: &HubState, left: &Attached, now: Option<&SessionRecord>) {
     let session_id = left.session.session_id;
-    let (reason, detail) = match now {
-        None => (
+    match now {
+        None => state.gateways.kick(
+            left.gateway,
+            &left.socket,
+            session_id,
             KickReason::SessionExpired,
             "the session no longer exists; log in again",
         ),
-        Some(r) if r.session_id == session_id && r.placement.socket == left.socket => return,
-        Some(_) => (
-            KickReason::DuplicateLogin,
-            "session resumed on another connection",
-        ),
-    };
-    state
-        .gateways
-        .kick(left.gateway, &left.socket, session_id, reason, detail);
+        Some(r) if r.session_id == session_id && r.placement.socket == left.socket => {}
+        Some(_) => state
+            .gateways
+            .close_superseded(left.gateway, &left.socket, session_id),
+    }
 }
 
 /// How long a resume waits for another game server to save a session it
@@ -220,12 +211,10 @@ async fn hand_off(
 ) -> Result<Option<SessionRecord>, StoreError> {
     let owner = record.placement.owner;
     if record.placement.socket != conn.socket {
-        state.gateways.kick(
+        state.gateways.close_superseded(
             record.placement.gateway,
             &record.placement.socket,
             record.session_id,
-            KickReason::DuplicateLogin,
-            "session resumed on another connection",
         );
     }
     if !owner_may_be_live(state, owner) {
