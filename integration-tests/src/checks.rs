@@ -1,7 +1,10 @@
 //! Small checks many test files make: the error code of a refused call,
-//! and what Redis holds of a user's session.
+//! what Redis holds of a user's session, and a start-up that must fail
+//! with one plain sentence.
 
+use gamemesh_game_server::{Config as GsConfig, GameServerError};
 use gamemesh_proto::client::ErrorCode;
+use tokio_util::sync::CancellationToken;
 
 use crate::ClientError;
 
@@ -33,4 +36,23 @@ pub fn session_field(
         .arg(name)
         .query(conn)
         .unwrap_or_else(|e| panic!("HGET {name}: {e}"))
+}
+
+/// Starting a game server with `config` fails (its Redis must refuse
+/// it); returns the error.
+pub async fn start_fails(config: GsConfig) -> GameServerError {
+    gamemesh_test_support::init_tracing();
+    match gamemesh_game_server::start(config, CancellationToken::new()).await {
+        Ok(_) => panic!("the game server started although its Redis must refuse it"),
+        Err(e) => e,
+    }
+}
+
+/// A plain sentence: one line, with `secret` nowhere in it.
+pub fn assert_plain_sentence(message: &str, secret: &str) {
+    assert!(!message.contains('\n'), "one line: {message}");
+    assert!(
+        !message.contains(secret),
+        "the password is not shown: {message}"
+    );
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 mod checks;
 pub mod scripted;
-pub use checks::{code_of, session_field, session_key};
+pub use checks::{assert_plain_sentence, code_of, session_field, session_key, start_fails};
 
 use gamemesh_game_server::state::HubState;
 use gamemesh_game_server::{Config as GsConfig, GameServer, RunningGameServer, StoreKind};

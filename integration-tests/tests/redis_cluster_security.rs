@@ -22,14 +22,13 @@ use std::time::Duration;
 
 use gamemesh_game_server::{Config as GsConfig, GameServerError};
 use gamemesh_integration_tests::{
-    game_server_config, gateway_config, init_tracing, start_game_server, start_gateway, wait_for,
-    Client, TIMEOUT,
+    assert_plain_sentence, game_server_config, gateway_config, init_tracing, start_fails,
+    start_game_server, start_gateway, wait_for, Client, TIMEOUT,
 };
 use gamemesh_node::config::{try_parse_from, Parsed};
 use gamemesh_node::redis_address::cluster_slot;
 use gamemesh_proto::client::{server_packet, ServerNotice};
 use gamemesh_test_support::{RedisCluster, RedisClusterOptions};
-use tokio_util::sync::CancellationToken;
 
 const SETTLE: Duration = Duration::from_secs(10);
 
@@ -94,24 +93,6 @@ fn stored_session(cluster: &RedisCluster, user_id: u64) -> Option<String> {
         .arg("sid")
         .query(&mut cluster.admin_conn())
         .expect("HGET")
-}
-
-/// Starting a game server with `config` fails; returns the error.
-async fn start_fails(config: GsConfig) -> GameServerError {
-    init_tracing();
-    match gamemesh_game_server::start(config, CancellationToken::new()).await {
-        Ok(_) => panic!("the game server started although the cluster must refuse it"),
-        Err(e) => e,
-    }
-}
-
-/// A plain sentence: one line, nothing secret in it.
-fn assert_plain_sentence(message: &str, secret: &str) {
-    assert!(!message.contains('\n'), "one line: {message}");
-    assert!(
-        !message.contains(secret),
-        "the password is not shown: {message}"
-    );
 }
 
 /// One game server and one gateway on `config`. A client logs in and

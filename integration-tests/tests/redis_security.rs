@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use gamemesh_game_server::{Config as GsConfig, GameServerError};
 use gamemesh_integration_tests::{
-    game_server_config, gateway_config, init_tracing, start_game_server, start_gateway, wait_for,
-    Client, TIMEOUT,
+    assert_plain_sentence, game_server_config, gateway_config, init_tracing, start_fails,
+    start_game_server, start_gateway, wait_for, Client, TIMEOUT,
 };
 use gamemesh_test_support::{AclRedis, TlsRedis};
-use tokio_util::sync::CancellationToken;
 
 const SETTLE: Duration = Duration::from_secs(10);
 
@@ -32,24 +31,6 @@ fn stored(conn: &mut impl redis::ConnectionLike, user_id: u64) -> HashMap<String
     raw.into_iter()
         .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
         .collect()
-}
-
-/// Starting a game server with `config` fails; returns the error.
-async fn start_fails(config: GsConfig) -> GameServerError {
-    init_tracing();
-    match gamemesh_game_server::start(config, CancellationToken::new()).await {
-        Ok(_) => panic!("the game server started although Redis must refuse it"),
-        Err(e) => e,
-    }
-}
-
-/// A plain sentence: one line, nothing secret in it.
-fn assert_plain_sentence(message: &str, secret: &str) {
-    assert!(!message.contains('\n'), "one line: {message}");
-    assert!(
-        !message.contains(secret),
-        "the password is not shown: {message}"
-    );
 }
 
 /// One game server and one gateway on `config`; a client logs in, echoes,
