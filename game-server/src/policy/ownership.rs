@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Either};
 use gamemesh_proto::client::client_packet;
 use tower::{Layer, Service};
 use tracing::warn;
@@ -117,11 +117,13 @@ impl<S> Ownership<S> {
 impl<S> Service<HubRequest> for Ownership<S>
 where
     S: Service<HubRequest, Response = HubResponse, Error = BoxError> + Clone + Send + 'static,
-    S::Future: Send,
+    S::Future: Send + 'static,
 {
     type Response = HubResponse;
     type Error = BoxError;
-    type Future = BoxFuture<'static, Result<HubResponse, BoxError>>;
+    // The usual frame (no pause since its session was confirmed) passes
+    // straight through, without a boxed future of its own.
+    type Future = Either<S::Future, BoxFuture<'static, Result<HubResponse, BoxError>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)
@@ -129,12 +131,12 @@ where
 
     fn call(&mut self, req: HubRequest) -> Self::Future {
         let Some(check) = self.check_for(&req) else {
-            return Box::pin(self.inner.call(req));
+            return Either::Left(self.inner.call(req));
         };
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
-        Box::pin(async move {
+        Either::Right(Box::pin(async move {
             let seq = req.packet.sequence_id;
             let (session, generation) = match check {
                 Check::Held(session, generation) => (session, generation),
@@ -189,7 +191,7 @@ where
                     ))
                 }
             }
-        })
+        }))
     }
 }
 
