@@ -3,6 +3,11 @@
 
 use gamemesh_gateway::{run, Config};
 
+/// mimalloc rather than glibc's malloc, as in the game server (BENCHMARKS.md,
+/// "The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let config: Config = gamemesh_node::config::parse("gateway", "GATEWAY_CONFIG");
