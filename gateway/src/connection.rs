@@ -12,8 +12,9 @@
 //! checking it takes no lock and one flooding socket slows nobody else.
 //!
 //! The task waits for the next [`Event`] and handles it with one named
-//! step: [`Connection::on_read`] (the read path, which hands bodies to
-//! [`Connection::relay_body`], the relay path), [`Connection::on_outbound`]
+//! step: [`Connection::on_reads`] (the read path: every frame one read
+//! brought, whose bodies [`Connection::relay_bodies`], the relay path,
+//! sends to the game server in one link send), [`Connection::on_outbound`]
 //! (the outbound path: everything already queued for the socket leaves in
 //! one write), [`Connection::on_timer`] (requests a game server did not
 //! answer in time, the login deadline, the idle timeout), and, when the
@@ -36,8 +37,8 @@ use gamemesh_node::fixed_window::{FixedWindow, Tally};
 use gamemesh_node::rate_limit::TokenBucket;
 use gamemesh_proto::client::{ErrorCode, KickReason};
 use gamemesh_proto::packets;
-use gamemesh_transport::LinkError;
 use gamemesh_transport::NodeId;
+use gamemesh_transport::{LinkError, SendManyError};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -46,12 +47,17 @@ use uuid::Uuid;
 use crate::clients::{kick_body, ClientHandle, Outbound, Queued};
 use crate::in_flight::{InFlight, Reply};
 use crate::limits::{abuse_window, packet_bucket, ABUSE_WINDOW};
+use crate::pin_table::Route;
 use crate::wire::{Inbound, ReadError, Wire};
 use crate::Shared;
 
 /// Bodies gathered into one write at most (more stay queued for the next
 /// one), so one write never holds a socket's task for long.
 const BATCH_BYTES: usize = crate::wire::ws::BATCH_BYTES;
+
+/// Bodies of one read relayed in one link send at most (the rest go in
+/// the next), so one burst never holds the socket's task for long.
+const RELAY_BATCH: usize = 64;
 
 /// One admitted socket's place under `--max-connections`; dropping it
 /// frees the place.
@@ -227,7 +233,7 @@ impl<W: Wire> Connection<W> {
                 Event::Slow => Some(self.slow_kick()),
                 Event::Timer => self.on_timer(),
                 Event::Outbound(out) => self.on_outbound(out).await,
-                Event::Read(read) => self.on_read(read),
+                Event::Read(read) => self.on_reads(read),
             };
             if let Some(end) = end {
                 return end;
@@ -289,11 +295,41 @@ impl<W: Wire> Connection<W> {
         (self.idle_at <= now).then(|| self.idle_kick())
     }
 
-    /// The read path: a body resets the idle timer and, within the packet
-    /// rate, is relayed; a control message only costs a token; the end of
-    /// the input ends the socket.
-    fn on_read(&mut self, read: Result<Inbound, ReadError>) -> Option<End> {
+    /// The read path for what one read of the socket brought: every frame
+    /// already complete goes through [`admit_read`](Self::admit_read), and
+    /// the bodies to relay leave together ([`relay_bodies`](Self::relay_bodies)):
+    /// a client's burst costs one link send, not one per frame. Only what
+    /// is already read is taken: a frame never waits for another.
+    fn on_reads(&mut self, first: Result<Inbound, ReadError>) -> Option<End> {
         let now = Instant::now();
+        let mut bodies = Bodies::default();
+        let mut next = Some(first);
+        let mut end = None;
+        while let Some(read) = next.take() {
+            match self.admit_read(read, now) {
+                Ok(Some(body)) => bodies.push(body),
+                Ok(None) => {}
+                Err(e) => {
+                    end = Some(e);
+                    break;
+                }
+            }
+            if bodies.len() < RELAY_BATCH {
+                next = self.wire.buffered().transpose();
+            }
+        }
+        // What came before a bad frame is relayed before the socket ends.
+        self.relay_bodies(bodies, now).or(end)
+    }
+
+    /// One frame read: a body resets the idle timer and, within the packet
+    /// rate, is handed back to be relayed; a control message only costs a
+    /// token; the end of the input ends the socket.
+    fn admit_read(
+        &mut self,
+        read: Result<Inbound, ReadError>,
+        now: Instant,
+    ) -> Result<Option<Bytes>, End> {
         match read {
             Ok(Inbound::Body(body)) => {
                 self.idle_at = now + self.shared.config.idle_timeout();
@@ -306,41 +342,44 @@ impl<W: Wire> Connection<W> {
                 metrics.packets_in.increment(1);
                 metrics.bytes_in.increment(body.len() as u64);
                 if self.bucket.try_take() {
-                    self.relay_body(body, now)
-                } else {
-                    let seq = packets::peek_sequence_id(&body);
-                    self.rate_limited(Some(seq), now)
+                    return Ok(Some(body));
                 }
+                let seq = packets::peek_sequence_id(&body);
+                self.rate_limited(Some(seq), now).map_or(Ok(None), Err)
             }
             Ok(Inbound::Control) => {
                 if self.bucket.try_take() {
-                    None
-                } else {
-                    self.rate_limited(None, now)
+                    return Ok(None);
                 }
+                self.rate_limited(None, now).map_or(Ok(None), Err)
             }
-            Err(ReadError::Closed) => Some(End::ClientClosed),
-            Err(ReadError::Io(e)) => Some(End::Error(format!("read failed: {e}"))),
+            Err(ReadError::Closed) => Err(End::ClientClosed),
+            Err(ReadError::Io(e)) => Err(End::Error(format!("read failed: {e}"))),
             Err(ReadError::Protocol(e)) => {
                 warn!(
                     "Protocol error: SocketId={}, Peer={}, Transport={}: {e}; closing the connection",
                     self.socket, self.peer, self.transport
                 );
-                Some(End::Kicked(KickReason::ProtocolError, e))
+                Err(End::Kicked(KickReason::ProtocolError, e))
             }
         }
     }
 
-    /// The relay path: one body to the socket's game server, tracked in
-    /// flight until it is answered.
-    fn relay_body(&mut self, body: Bytes, now: Instant) -> Option<End> {
-        let seq = packets::peek_sequence_id(&body);
-        match relay(&self.shared, &self.socket, body) {
-            Ok(Some(gs)) => {
-                self.in_flight.sent(seq, gs, now);
+    /// The relay path: the bodies of one read to the socket's game server
+    /// in one link send, each tracked in flight until it is answered.
+    fn relay_bodies(&mut self, bodies: Bodies, now: Instant) -> Option<End> {
+        let all = bodies.as_slice();
+        if all.is_empty() {
+            return None;
+        }
+        match relay(&self.shared, &self.socket, all) {
+            Ok((gs, went)) => {
+                for body in &all[..went] {
+                    self.in_flight
+                        .sent(packets::peek_sequence_id(body), gs, now);
+                }
                 None
             }
-            Ok(None) => None,
             Err(reason) => Some(End::Kicked(KickReason::ServerUnavailable, reason)),
         }
     }
@@ -627,13 +666,34 @@ fn answer_unavailable(handle: &ClientHandle, seq: u64, detail: &str) {
     handle.push(Outbound::Frame(packets::encode(&reply)));
 }
 
-/// Sends one frame to the socket's game server, moving the socket to a live
-/// game server when its own is down (or, for a socket with no session yet,
-/// draining). `Ok(Some(gs))`: relayed to `gs`; `Ok(None)`: not relayed, and
-/// the client was answered `UNAVAILABLE`. `Err` means no game server is
-/// available.
-fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<Option<NodeId>, String> {
-    let route = match shared.pins.get(socket) {
+/// Sends the frames of one read to the socket's game server, moving the
+/// socket to a live game server when its own is down (or, for a socket
+/// with no session yet, draining). `Ok((gs, n))`: the first `n` bodies
+/// were relayed to `gs` (the rest, refused by the link, were answered
+/// `UNAVAILABLE`). `Err` means no game server is available.
+fn relay(shared: &Shared, socket: &Uuid, bodies: &[Bytes]) -> Result<(NodeId, usize), String> {
+    let route = route(shared, socket)?;
+    let gs = route.game_server;
+    let sent = match bodies {
+        [body] => shared
+            .upstream
+            .send_frame(gs, socket, route, body.clone())
+            .map_err(|error| SendManyError { sent: 0, error }),
+        _ => shared.upstream.send_frames(gs, socket, route, bodies),
+    };
+    match sent {
+        Ok(()) => Ok((gs, bodies.len())),
+        Err(e) => {
+            answer_refused(shared, socket, gs, &e.error, &bodies[e.sent..]);
+            Ok((gs, e.sent))
+        }
+    }
+}
+
+/// The pin of `socket`, moved to a live game server when its own cannot
+/// serve it; `Err` when none can.
+fn route(shared: &Shared, socket: &Uuid) -> Result<Route, String> {
+    Ok(match shared.pins.get(socket) {
         Some(r) if shared.upstream.can_serve(r.game_server, r.session_id != 0) => r,
         current => {
             let Some(gs) = shared.upstream.pick() else {
@@ -650,40 +710,74 @@ fn relay(shared: &Shared, socket: &Uuid, body: Bytes) -> Result<Option<NodeId>, 
                 None => shared.pins.insert(*socket, gs),
             }
         }
-    };
-    if let Err(e) = shared
-        .upstream
-        .send_frame(route.game_server, socket, route, body.clone())
-    {
-        // A full pipe (the game server is not keeping up) is answered like
-        // a dead one: the client hears UNAVAILABLE for this frame and may
-        // retry. It is counted (`gamemesh_link_hwm_events_total`) and
-        // logged at most once a second, since it comes in floods.
-        let detail = match e {
-            LinkError::Full(_) => {
-                if let Some(suppressed) = shared.hwm_log.allow() {
-                    warn!(
-                        "Relay to game server {} refused: its queue is at the high-water mark (--link-sndhwm); answering UNAVAILABLE ({suppressed} more not logged)",
-                        route.game_server
-                    );
-                }
-                format!("game server {} is overloaded; retry", route.game_server)
-            }
-            _ => {
+    })
+}
+
+/// Answers `UNAVAILABLE` to each body the link to `gs` refused.
+fn answer_refused(shared: &Shared, socket: &Uuid, gs: NodeId, e: &LinkError, bodies: &[Bytes]) {
+    // A full pipe (the game server is not keeping up) is answered like a
+    // dead one: the client hears UNAVAILABLE for this frame and may retry.
+    // It is counted (`gamemesh_link_hwm_events_total`) and logged at most
+    // once a second, since it comes in floods.
+    let detail = match e {
+        LinkError::Full(_) => {
+            if let Some(suppressed) = shared.hwm_log.allow() {
                 warn!(
-                    "Relay to game server {} failed: SocketId={socket}: {e}",
-                    route.game_server
+                    "Relay to game server {gs} refused: its queue is at the high-water mark (--link-sndhwm); answering UNAVAILABLE ({suppressed} more not logged)"
                 );
-                format!("game server {} is unreachable; retry", route.game_server)
             }
-        };
-        shared.counters.metrics().relay_failures.increment(1);
-        let seq = packets::peek_sequence_id(&body);
-        let reply = packets::error(seq, ErrorCode::Unavailable, detail);
+            format!("game server {gs} is overloaded; retry")
+        }
+        _ => {
+            warn!("Relay to game server {gs} failed: SocketId={socket}: {e}");
+            format!("game server {gs} is unreachable; retry")
+        }
+    };
+    let metrics = shared.counters.metrics();
+    for body in bodies {
+        metrics.relay_failures.increment(1);
+        let seq = packets::peek_sequence_id(body);
+        let reply = packets::error(seq, ErrorCode::Unavailable, detail.clone());
         shared
             .clients
             .deliver(socket, Outbound::Frame(packets::encode(&reply)));
-        return Ok(None);
     }
-    Ok(Some(route.game_server))
+}
+
+/// The bodies one read brought, held without allocating for the usual
+/// single one.
+#[derive(Default)]
+enum Bodies {
+    /// None (all were control messages or rate limited).
+    #[default]
+    None,
+    /// One: a lockstep client.
+    One(Bytes),
+    /// Several: a burst.
+    Many(Vec<Bytes>),
+}
+
+impl Bodies {
+    fn push(&mut self, body: Bytes) {
+        *self = match std::mem::take(self) {
+            Bodies::None => Bodies::One(body),
+            Bodies::One(first) => Bodies::Many(vec![first, body]),
+            Bodies::Many(mut all) => {
+                all.push(body);
+                Bodies::Many(all)
+            }
+        };
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn as_slice(&self) -> &[Bytes] {
+        match self {
+            Bodies::None => &[],
+            Bodies::One(body) => std::slice::from_ref(body),
+            Bodies::Many(all) => all,
+        }
+    }
 }

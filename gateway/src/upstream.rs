@@ -25,7 +25,9 @@ use gamemesh_proto::internal::{
     GatewayHello, GatewayToServer, SendToClients, ServerHello, ServerToGateway,
 };
 use gamemesh_proto::Message;
-use gamemesh_transport::{Link, LinkError, LinkEvent, LinkReceiver, NodeId, ZmqLink};
+use gamemesh_transport::{
+    Link, LinkError, LinkEvent, LinkReceiver, NodeId, SendManyError, ZmqLink,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -183,6 +185,32 @@ impl Upstream {
                 body,
             }),
         )
+    }
+
+    /// Relays several frames of one socket (what one read brought) with
+    /// one link send. On a refusal, says how many went (a prefix) and why
+    /// the next did not; the rest were not sent.
+    pub(crate) fn send_frames(
+        &self,
+        gs: NodeId,
+        socket: &Uuid,
+        route: Route,
+        bodies: &[Bytes],
+    ) -> Result<(), SendManyError> {
+        let socket_id = Bytes::copy_from_slice(socket.as_bytes());
+        let payloads: Vec<Bytes> = bodies
+            .iter()
+            .map(|body| {
+                let kind = gateway_to_server::Kind::ClientFrame(ClientFrame {
+                    socket_id: socket_id.clone(),
+                    session_id: route.session_id,
+                    user_id: route.user_id,
+                    body: body.clone(),
+                });
+                Bytes::from(GatewayToServer { kind: Some(kind) }.encode_to_vec())
+            })
+            .collect();
+        self.link.send_many(gs, &payloads)
     }
 
     /// Tells `gs` a socket opened.

@@ -5,6 +5,8 @@
 //! that answers hellos and sends what the test scripts), and real client
 //! sockets: every socket gets the body in order with the frames sent to it
 //! alone, a socket that left is skipped, and a malformed list is dropped.
+//! The other direction batches too: the frames of one client read reach
+//! the game server in one link message.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +30,15 @@ use uuid::Uuid;
 /// What the scripted game server hears about client sockets.
 #[derive(Debug)]
 enum Heard {
-    /// A client frame: the socket's id and the gateway it came through.
-    Frame(Uuid, NodeId),
+    /// A client frame: the socket's id, the gateway it came through, its
+    /// sequence id, and how many ZeroMQ messages the game server had
+    /// received when it read it (its own included).
+    Frame {
+        socket: Uuid,
+        gateway: NodeId,
+        seq: u64,
+        messages: u64,
+    },
     /// A socket closed.
     Closed(Uuid),
 }
@@ -51,6 +60,7 @@ fn scripted_game_server() -> (Arc<ZmqLink>, u16, mpsc::UnboundedReceiver<Heard>)
     tokio::spawn(async move {
         let mut linked = std::collections::HashSet::new();
         while let Some(LinkEvent::Message { from, payload, .. }) = events.recv().await {
+            let messages = events.messages_received();
             let Ok(GatewayToServer { kind: Some(kind) }) = GatewayToServer::decode(payload) else {
                 continue;
             };
@@ -61,7 +71,12 @@ fn scripted_game_server() -> (Arc<ZmqLink>, u16, mpsc::UnboundedReceiver<Heard>)
                 }
                 gateway_to_server::Kind::ClientFrame(f) => {
                     if let Ok(socket) = Uuid::from_slice(&f.socket_id) {
-                        let _ = tx.send(Heard::Frame(socket, from));
+                        let _ = tx.send(Heard::Frame {
+                            socket,
+                            gateway: from,
+                            seq: packets::peek_sequence_id(&f.body),
+                            messages,
+                        });
                     }
                 }
                 gateway_to_server::Kind::ClientDisconnected(d) => {
@@ -145,7 +160,9 @@ async fn client(
     write_frame(&mut stream, &echo.encode_to_vec()).await;
     loop {
         match tokio::time::timeout(TIMEOUT, heard.recv()).await {
-            Ok(Some(Heard::Frame(socket, gateway))) => return (stream, socket, gateway),
+            Ok(Some(Heard::Frame {
+                socket, gateway, ..
+            })) => return (stream, socket, gateway),
             Ok(Some(Heard::Closed(_))) => {}
             other => panic!("no frame from the new client: {other:?}"),
         }
@@ -203,4 +220,56 @@ async fn a_multicast_reaches_each_socket_in_order_with_its_own_frames_and_skips_
     gw.shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), gw.task).await;
     gs.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_frames_of_one_client_write_reach_the_game_server_in_one_link_message_in_order() {
+    gamemesh_integration_tests::init_tracing();
+    let (_gs, port, mut heard) = scripted_game_server();
+    let gw = start_gateway(gateway_config(5, &[port]), 1).await;
+    let (mut stream, socket, _) = client(&gw.addr, &mut heard).await;
+
+    // Eight frames in one write: the gateway reads them in one go (a
+    // loopback write this small arrives whole) and relays them together.
+    let mut burst = Vec::new();
+    for seq in 2..10u64 {
+        let echo = gamemesh_proto::client::ClientPacket {
+            sequence_id: seq,
+            body: Some(gamemesh_proto::client::client_packet::Body::Echo(
+                gamemesh_proto::client::EchoRequest {
+                    data: Bytes::from_static(b"burst"),
+                },
+            )),
+        }
+        .encode_to_vec();
+        burst.extend_from_slice(&(echo.len() as u32).to_be_bytes());
+        burst.extend_from_slice(&echo);
+    }
+    stream.write_all(&burst).await.expect("write");
+
+    let mut seqs = Vec::new();
+    let mut messages = Vec::new();
+    while seqs.len() < 8 {
+        match tokio::time::timeout(TIMEOUT, heard.recv()).await {
+            Ok(Some(Heard::Frame {
+                socket: s,
+                seq,
+                messages: m,
+                ..
+            })) if s == socket => {
+                seqs.push(seq);
+                messages.push(m);
+            }
+            Ok(Some(_)) => {}
+            other => panic!("the burst did not arrive: {other:?}"),
+        }
+    }
+    assert_eq!(seqs, (2..10).collect::<Vec<_>>(), "in the order written");
+    // One message for the burst; a gateway hello may land between two
+    // reads of the link, so allow one more, but never one per frame.
+    let carried = messages[7] - messages[0] + 1;
+    assert!(
+        carried <= 2,
+        "8 frames of one write took {carried} link messages ({messages:?})"
+    );
 }

@@ -63,6 +63,15 @@ pub(crate) trait Wire: Send + 'static {
     /// input.
     fn next(&mut self) -> impl Future<Output = Result<Inbound, ReadError>> + Send;
 
+    /// The next thing the client sent if it is already read and complete,
+    /// without touching the socket: what one read brought beyond the
+    /// first frame, so a burst can be relayed as one link send. `Ok(None)`
+    /// when nothing complete is buffered (the default: a framing that
+    /// cannot tell hands out one frame per [`next`](Self::next)).
+    fn buffered(&mut self) -> Result<Option<Inbound>, ReadError> {
+        Ok(None)
+    }
+
     /// Adds one body to the batch.
     fn queue(&mut self, body: &Bytes);
 

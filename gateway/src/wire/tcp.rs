@@ -124,6 +124,10 @@ impl Wire for TcpWire {
         }
     }
 
+    fn buffered(&mut self) -> Result<Option<Inbound>, ReadError> {
+        Ok(self.frame()?.map(Inbound::Body))
+    }
+
     fn queue(&mut self, body: &Bytes) {
         encode(&mut self.buf, body);
     }
