@@ -37,6 +37,10 @@ use crate::state::HubState;
 /// Frames queued per connection before the client is told to slow down.
 pub const MAILBOX: usize = 256;
 
+/// Replies held back at most before they are sent together (see
+/// [`Connection::hold_or_send`]).
+const REPLY_BATCH: usize = 64;
+
 /// One frame from the socket, with the gateway's pin.
 #[derive(Debug)]
 pub struct Frame {
@@ -73,6 +77,10 @@ pub struct Connection {
     /// Sessions this socket held and left (logout, replaced): frames still
     /// pinned to them are not adopted back.
     left: Vec<u64>,
+    /// Encoded replies held back while more of this socket's frames are
+    /// queued, sent together in one link message (empty, and holding no
+    /// buffer, otherwise).
+    held: Vec<Bytes>,
 }
 
 impl Connection {
@@ -91,6 +99,7 @@ impl Connection {
             peer_ip,
             session: None,
             left: Vec::new(),
+            held: Vec::new(),
         }
     }
 }
@@ -98,14 +107,24 @@ impl Connection {
 impl Actor for Connection {
     type Msg = ConnectionMsg;
 
-    async fn handle(&mut self, msg: ConnectionMsg, _ctx: &mut Context<Self>) {
+    async fn handle(&mut self, msg: ConnectionMsg, ctx: &mut Context<Self>) {
         match msg {
-            ConnectionMsg::Frame(frame) => self.frame(frame).await,
+            ConnectionMsg::Frame(frame) => {
+                // What this frame's handling sends besides its reply (a
+                // kick, a pin) must not overtake the replies held back.
+                if !packets::is_plain_request(&frame.body) {
+                    self.send_held();
+                }
+                if let Some(reply) = self.frame(frame).await {
+                    self.hold_or_send(reply, ctx.addr().queued());
+                }
+            }
         }
     }
 
     /// The socket closed (or the server stops): save the session.
     async fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.send_held();
         if let Some(s) = self.session.take() {
             disconnect(&self.state, &s, self.conn).await;
         }
@@ -113,10 +132,41 @@ impl Actor for Connection {
 }
 
 impl Connection {
+    /// Sends `reply` now, or holds it back while `queued` more frames of
+    /// this socket wait, so a burst's replies leave in one link message
+    /// (bounded by [`REPLY_BATCH`]). A reply never waits for a frame that
+    /// has not arrived: the last one queued sends everything held. Only
+    /// plain requests' replies are held ([`packets::is_plain_request`]).
+    fn hold_or_send(&mut self, reply: Bytes, queued: usize) {
+        let conn = self.conn;
+        if queued == 0 && self.held.is_empty() {
+            self.state
+                .gateways
+                .send_encoded(conn.gateway, &conn.socket, reply);
+            return;
+        }
+        self.held.push(reply);
+        if queued == 0 || self.held.len() >= REPLY_BATCH {
+            self.send_held();
+        }
+    }
+
+    /// Sends the replies held back, in order, in one link message.
+    fn send_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        let conn = self.conn;
+        self.state
+            .gateways
+            .send_replies(conn.gateway, &conn.socket, &held);
+    }
+
     /// Runs one client frame through the pipeline (which decodes it,
-    /// adopts its session if needed and applies the policies), applies
-    /// the session effect and sends the reply.
-    async fn frame(&mut self, frame: Frame) {
+    /// adopts its session if needed and applies the policies) and applies
+    /// the session effect; returns the encoded reply to send, if any.
+    async fn frame(&mut self, frame: Frame) -> Option<Bytes> {
         // Before anything runs: a pause just ended shows here first.
         self.state.pauses.observe();
         let conn = self.conn;
@@ -158,11 +208,9 @@ impl Connection {
                 }
             }
             // Closed: a kick was its last frame; nothing more is sent.
-            SessionEffect::Close => return,
+            SessionEffect::Close => return None,
         }
-        self.state
-            .gateways
-            .send_to_client(conn.gateway, &conn.socket, &resp.reply);
+        Some(packets::encode(&resp.reply))
     }
 
     /// The pin to adopt, when the gateway has this socket pinned to a

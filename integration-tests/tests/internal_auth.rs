@@ -1,5 +1,6 @@
 //! The internal ports only act on peers that prove the cluster secret, and
-//! the internal links never buffer without bound (high-water marks).
+//! the internal links never buffer without bound (high-water marks); a burst
+//! of one socket's frames is answered in one link message.
 //!
 //! Forged, replaying and stalled nodes are played by real ZeroMQ sockets
 //! (`ZmqLink`, or a raw DEALER where a routing id must be copied) against
@@ -678,4 +679,48 @@ async fn a_gateway_that_stops_reading_gets_its_clients_kicked_slow_consumer() {
     cluster.shutdown().await;
     stop.cancel();
     drain.await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_replies_to_a_burst_from_one_socket_leave_in_one_link_message_in_order() {
+    // One thread: the dispatcher posts the whole burst to the socket's
+    // actor before the actor runs, as on a busy server.
+    let cluster = Cluster::start(0, 1).await;
+    let gs = &cluster.game_servers[0];
+    let mut fake = FakeGateway::start(31, test_cluster_secret(), |_| {});
+    fake.link_to(gs).await;
+    let socket = Uuid::new_v4();
+    assert!(fake.send(client_frame(&socket, 0, 0, &login(1, 3131))));
+    let session_id = fake
+        .next(|k| match k {
+            server_to_gateway::Kind::Pin(p) => Some(p.session_id),
+            _ => None,
+        })
+        .await;
+    let reply_seq = |k| match k {
+        server_to_gateway::Kind::Send(m) => {
+            ServerPacket::decode(m.body).ok().map(|p| p.sequence_id)
+        }
+        _ => None,
+    };
+    assert_eq!(fake.next(reply_seq).await, 1, "the login's reply");
+
+    // Eight echoes in one link message, as a gateway relays one read.
+    let before = fake.events.messages_received();
+    let burst: Vec<Bytes> = (2..10u64)
+        .map(|seq| encode_gw(client_frame(&socket, session_id, 3131, &echo(seq, vec![1]))))
+        .collect();
+    fake.link
+        .send_many(GS, &burst)
+        .expect("the pipe takes the burst");
+    let mut seqs = Vec::new();
+    while seqs.len() < 8 {
+        seqs.push(fake.next(reply_seq).await);
+    }
+    assert_eq!(seqs, (2..10).collect::<Vec<_>>(), "every reply, in order");
+    // One message for the eight replies; a hello of the game server's
+    // may come between, but never one message per reply.
+    let carried = fake.events.messages_received() - before;
+    assert!(carried <= 2, "8 replies took {carried} link messages");
+    cluster.shutdown().await;
 }

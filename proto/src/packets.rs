@@ -100,6 +100,30 @@ pub fn peek_sequence_id(body: &[u8]) -> u64 {
     sequence_id
 }
 
+/// True when `body` is a `ClientPacket` laid out as prost writes one
+/// (`sequence_id` first, non-zero) whose body is one of the plain
+/// requests that only ever get a reply: echo, heartbeat, increment, chat
+/// or a game route. Never true for login, resume or logout, whose
+/// handling may also close the socket or move it, nor for anything laid
+/// out otherwise: a game server may hold the replies of plain requests
+/// back to send several at once, and must not hold one behind a
+/// request that could close the socket first. Reads two keys and one
+/// varint; decodes nothing.
+pub fn is_plain_request(body: &[u8]) -> bool {
+    let mut rest = body;
+    // Field 1, varint: the sequence id.
+    if read_varint(&mut rest) != Some(1 << 3) || !read_varint(&mut rest).is_some_and(|s| s != 0) {
+        return false;
+    }
+    let Some(key) = read_varint(&mut rest) else {
+        return false;
+    };
+    let (field, wire_type) = (key >> 3, key & 7);
+    // Length-delimited: echo 12, heartbeat 13, chat 100-104, increment
+    // 130, game 200 (client.proto).
+    wire_type == 2 && matches!(field, 12 | 13 | 100..=104 | 130 | 200)
+}
+
 /// A base-128 varint as prost reads one: at most 10 bytes, the 10th at most 1.
 fn read_varint(buf: &mut &[u8]) -> Option<u64> {
     let mut value = 0u64;
@@ -129,6 +153,61 @@ fn skip(buf: &mut &[u8], n: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn plain_requests_are_told_from_those_that_may_close_the_socket() {
+        use crate::client::{client_packet::Body, *};
+        let packet = |sequence_id, body| {
+            ClientPacket {
+                sequence_id,
+                body: Some(body),
+            }
+            .encode_to_vec()
+        };
+        let echo = || Body::Echo(EchoRequest::default());
+        let game = Body::Game(GameRequest {
+            route: "arena.move".into(),
+            payload: Bytes::from_static(b"\x08\x02"),
+        });
+        assert!(is_plain_request(&packet(7, echo())));
+        assert!(is_plain_request(&packet(u64::MAX, game)));
+        assert!(is_plain_request(&packet(
+            3,
+            Body::Heartbeat(HeartbeatRequest::default())
+        )));
+        assert!(is_plain_request(&packet(
+            3,
+            Body::Increment(IncrementRequest::default())
+        )));
+        assert!(is_plain_request(&packet(
+            3,
+            Body::ChatSay(ChatSayRequest::default())
+        )));
+        assert!(!is_plain_request(&packet(
+            3,
+            Body::Login(LoginRequest::default())
+        )));
+        assert!(!is_plain_request(&packet(
+            3,
+            Body::Resume(ResumeRequest::default())
+        )));
+        assert!(!is_plain_request(&packet(
+            3,
+            Body::Logout(LogoutRequest::default())
+        )));
+        // No sequence id (not deduplicated), another layout, garbage.
+        assert!(!is_plain_request(&packet(0, echo())));
+        let mut body_first = ClientPacket {
+            sequence_id: 0,
+            body: Some(echo()),
+        }
+        .encode_to_vec();
+        body_first.extend_from_slice(&[0x08, 0x05]);
+        assert!(!is_plain_request(&body_first));
+        assert!(!is_plain_request(b""));
+        assert!(!is_plain_request(&[0x08]));
+        assert!(!is_plain_request(&[0xff; 12]));
+    }
     use super::*;
     use crate::client::{client_packet, ClientPacket, EchoRequest};
 

@@ -377,6 +377,33 @@ impl GatewayLinks {
         );
     }
 
+    /// Sends several encoded replies to one client socket with one link
+    /// send (the replies of a burst of that socket's frames). If the pipe
+    /// refuses some, the socket is owed a kick, as for a refused
+    /// `SendToClient`.
+    pub fn send_replies(&self, gateway: NodeId, socket: &Uuid, bodies: &[Bytes]) {
+        let metrics = crate::metrics::hub();
+        metrics.packets_out.increment(bodies.len() as u64);
+        let socket_id = Bytes::copy_from_slice(socket.as_bytes());
+        let payloads: Vec<Bytes> = bodies
+            .iter()
+            .map(|body| {
+                metrics.bytes_out.increment(body.len() as u64);
+                let kind = server_to_gateway::Kind::Send(SendToClient {
+                    socket_id: socket_id.clone(),
+                    body: body.clone(),
+                });
+                Bytes::from(ServerToGateway { kind: Some(kind) }.encode_to_vec())
+            })
+            .collect();
+        if let Err(e) = self.link.send_many(gateway, &payloads) {
+            if matches!(e.error, LinkError::Full(_)) {
+                self.owe_kick(gateway, *socket, 0, true);
+            }
+            self.log_failure(gateway, &e.error);
+        }
+    }
+
     /// Sends one encoded server packet to several sockets of one gateway
     /// (a room's state for its members) as one `SendToClients`: the body
     /// travels once and the gateway writes it to each socket, in the
