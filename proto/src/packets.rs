@@ -112,7 +112,9 @@ pub fn peek_sequence_id(body: &[u8]) -> u64 {
 pub fn is_plain_request(body: &[u8]) -> bool {
     let mut rest = body;
     // Field 1, varint: the sequence id.
-    if read_varint(&mut rest) != Some(1 << 3) || !read_varint(&mut rest).is_some_and(|s| s != 0) {
+    let key = read_varint(&mut rest);
+    let sequence_id = read_varint(&mut rest);
+    if key != Some(1 << 3) || matches!(sequence_id, None | Some(0)) {
         return false;
     }
     let Some(key) = read_varint(&mut rest) else {
