@@ -18,12 +18,18 @@
 //! multi-host URL, so the host list and master name are split here (the
 //! name decoded by `percent-encoding`).
 //!
+//! [`ClusterAddress::client_builder`] starts the cluster client the game
+//! server and the jobs crate both connect with.
+//!
 //! [`cluster_slot`] is Redis Cluster's key-to-slot function, for tests
 //! that check every script's keys share one slot.
 //! [`redact`] is by hand because it must also work on text the crate
 //! refuses: it is what an error about a bad address shows.
 
+use std::time::Duration;
+
 use percent_encoding::percent_decode_str;
+use redis::cluster::ClusterClientBuilder;
 use redis::IntoConnectionInfo;
 use thiserror::Error;
 
@@ -81,6 +87,25 @@ impl ClusterAddress {
                 }
             })
             .collect()
+    }
+
+    /// A cluster client builder for these seeds and credentials: `timeout`
+    /// bounds connecting and every reply; RESP3 when `resp3` (pub/sub
+    /// pushes need it), else RESP2. TLS settings are the caller's.
+    pub fn client_builder(&self, timeout: Duration, resp3: bool) -> ClusterClientBuilder {
+        let mut b = ClusterClientBuilder::new(self.seed_urls())
+            .connection_timeout(timeout)
+            .response_timeout(timeout);
+        if let Some(u) = &self.username {
+            b = b.username(u);
+        }
+        if let Some(p) = &self.password {
+            b = b.password(p);
+        }
+        if resp3 {
+            b = b.use_protocol(redis::ProtocolVersion::RESP3);
+        }
+        b
     }
 }
 
