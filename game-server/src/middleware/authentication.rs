@@ -31,20 +31,20 @@ fn allowed_without_session(body: &Option<Body>) -> bool {
 }
 
 impl Admit for Authenticate {
-    fn admit(&self, req: &mut HubRequest) -> Result<(), HubResponse> {
+    fn refusal(&self, req: &mut HubRequest) -> Option<HubResponse> {
         // A session replaced or taken over elsewhere no longer authorises
         // this socket.
         if req.session.as_ref().is_some_and(|s| s.is_ended()) {
             req.session = None;
         }
         if req.session.is_none() && !allowed_without_session(&req.packet.body) {
-            return Err(HubResponse::error(
+            return Some(HubResponse::error(
                 req.packet.sequence_id,
                 ErrorCode::NotAuthenticated,
                 "log in or resume first",
             ));
         }
-        Ok(())
+        None
     }
 }
 

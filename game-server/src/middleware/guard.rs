@@ -22,15 +22,15 @@ pub type Answered<F> = Either<Ready<Result<HubResponse, BoxError>>, F>;
 
 /// What a guard checks.
 pub trait Admit {
-    /// Lets `req` on (`Ok`, after any change the check makes to it) or
-    /// answers it with the response in `Err`, which ends it here.
-    fn admit(&self, req: &mut HubRequest) -> Result<(), HubResponse>;
+    /// The answer that ends `req` here, if the check refuses it; `None`
+    /// lets it on (with any change the check made to it).
+    fn refusal(&self, req: &mut HubRequest) -> Option<HubResponse>;
 }
 
 /// A check shared with the rest of the process (the login limits' buckets).
 impl<A: Admit + ?Sized> Admit for Arc<A> {
-    fn admit(&self, req: &mut HubRequest) -> Result<(), HubResponse> {
-        (**self).admit(req)
+    fn refusal(&self, req: &mut HubRequest) -> Option<HubResponse> {
+        (**self).refusal(req)
     }
 }
 
@@ -81,9 +81,9 @@ where
     }
 
     fn call(&mut self, mut req: HubRequest) -> Self::Future {
-        match self.check.admit(&mut req) {
-            Ok(()) => Either::Right(self.inner.call(req)),
-            Err(answer) => Either::Left(ready(Ok(answer))),
+        match self.check.refusal(&mut req) {
+            None => Either::Right(self.inner.call(req)),
+            Some(answer) => Either::Left(ready(Ok(answer))),
         }
     }
 }
@@ -101,16 +101,16 @@ mod tests {
     struct EvenOnly;
 
     impl Admit for EvenOnly {
-        fn admit(&self, req: &mut HubRequest) -> Result<(), HubResponse> {
+        fn refusal(&self, req: &mut HubRequest) -> Option<HubResponse> {
             if req.packet.sequence_id % 2 == 1 {
-                return Err(HubResponse::error(
+                return Some(HubResponse::error(
                     req.packet.sequence_id,
                     ErrorCode::RateLimited,
                     "odd",
                 ));
             }
             req.packet.sequence_id += 100;
-            Ok(())
+            None
         }
     }
 

@@ -25,7 +25,7 @@ impl DecodeLayer {
 pub struct DecodeFrame;
 
 impl Admit for DecodeFrame {
-    fn admit(&self, req: &mut HubRequest) -> Result<(), HubResponse> {
+    fn refusal(&self, req: &mut HubRequest) -> Option<HubResponse> {
         // A request built decoded (tests, benches) has no frame.
         if !req.frame.is_empty() {
             match ClientPacket::decode(req.frame.clone()) {
@@ -33,7 +33,7 @@ impl Admit for DecodeFrame {
                 Err(e) => {
                     warn!("Malformed packet: Socket={}: {e}", req.conn.socket);
                     let seq = packets::peek_sequence_id(&req.frame);
-                    return Err(HubResponse::error(
+                    return Some(HubResponse::error(
                         seq,
                         ErrorCode::MalformedPacket,
                         "body is not a ClientPacket",
@@ -41,7 +41,7 @@ impl Admit for DecodeFrame {
                 }
             }
         }
-        Ok(())
+        None
     }
 }
 

@@ -198,7 +198,7 @@ const TOO_MANY: &str = "too many login attempts; retry later";
 
 /// Counts a login against the limits before it runs.
 impl Admit for LoginLimits {
-    fn admit(&self, req: &mut HubRequest) -> Result<(), HubResponse> {
+    fn refusal(&self, req: &mut HubRequest) -> Option<HubResponse> {
         // A login on a socket with a live session is no attempt: a re-sent
         // one is replayed from the reply cache, a new one closes the
         // socket (handlers::login). Every other login counts.
@@ -212,7 +212,7 @@ impl Admit for LoginLimits {
                             refused.key, req.conn.socket, login.user_id
                         );
                     }
-                    return Err(HubResponse::error(
+                    return Some(HubResponse::error(
                         req.packet.sequence_id,
                         ErrorCode::RateLimited,
                         TOO_MANY,
@@ -220,7 +220,7 @@ impl Admit for LoginLimits {
                 }
             }
         }
-        Ok(())
+        None
     }
 }
 
