@@ -54,6 +54,7 @@ start_cluster_run() {
         cargo build "${flags[@]}"
     fi
     bin="$root/target/$profile"
+    # shellcheck disable=SC2034 # read by cluster.sh
     gs_bin="$bin/$gs_binary"
     local b
     for b in gateway "$gs_binary" test-client; do
