@@ -39,12 +39,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$root/scripts/lib.sh"
 parse_run_options "sessions duration" "$@"
-((duration >= 50)) || { echo "chaos.sh: --duration must be at least 50 (the fault schedule takes 45 s)" >&2; exit 2; }
+at_least duration 50 "the fault schedule takes 45 s"
 
-start_cluster_run chaos
-prepare_cluster_run "$profile" "$build" gamemesh-gateway gamemesh-game-server gamemesh-test-client -- gateway game-server test-client
-
-gs_bin="$bin/game-server"
+start_cluster_run chaos gamemesh-game-server game-server
 # shellcheck source=scripts/cluster.sh
 source "$root/scripts/cluster.sh"
 trap cluster_cleanup EXIT

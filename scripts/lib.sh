@@ -26,47 +26,51 @@ ensure() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "installing $* failed"
 }
 
-# Starts a cluster run named NAME (chaos.sh, soak.sh) in $root: its logs
-# go to .NAME/ (`out`), emptied first, and its `say` and `die` (which
-# `ensure` and `prepare_cluster_run` use) are prefixed [NAME].
-#   start_cluster_run NAME
+# Starts a cluster run named NAME (chaos.sh, soak.sh) in $root, after
+# parse_run_options: its logs go to .NAME/ (`out`), emptied first; its
+# `say` and `die` (which `ensure` and cluster.sh use) are prefixed [NAME];
+# what a local cluster needs is put on PATH; the gateway, the test client
+# and GS_PACKAGE are built in `profile` (unless `build` is 0) and their
+# binaries checked. Sets `bin` to the binaries' directory and `gs_bin` to
+# the game server binary GS_BINARY in it, as cluster.sh wants.
+#   start_cluster_run NAME GS_PACKAGE GS_BINARY
 start_cluster_run() {
     run_name=$1
+    local gs_package=$2 gs_binary=$3
     say() { printf '[%s] %s: %s\n' "$run_name" "$(date +%T)" "$*" >&2; }
     die() { printf '[%s] ERROR: %s\n' "$run_name" "$*" >&2; exit 1; }
     cd "$root"
     out="$root/.$run_name"
     mkdir -p "$out"
     rm -rf "${out:?}"/*
-}
-
-# The start chaos.sh and soak.sh share: what a local cluster needs on PATH,
-# then the `cargo` PACKAGES built in PROFILE (unless BUILD is 0) and each of
-# BINARIES checked. Sets `bin` to the binaries' directory.
-#   prepare_cluster_run PROFILE BUILD PACKAGE... -- BINARY...
-prepare_cluster_run() {
-    local profile=$1 build=$2
-    shift 2
-    local flags=(-q)
-    while [[ $# -gt 0 && $1 != -- ]]; do
-        flags+=(-p "$1")
-        shift
-    done
-    shift
     ensure redis-server redis-server
     ensure redis-cli redis-tools
     ensure python3 python3
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)"
     if ((build)); then
         say "building $profile binaries"
+        local flags=(-q -p gamemesh-gateway -p "$gs_package" -p gamemesh-test-client)
         [[ $profile == release ]] && flags+=(--release)
         cargo build "${flags[@]}"
     fi
     bin="$root/target/$profile"
+    # shellcheck disable=SC2034 # read by cluster.sh
+    gs_bin="$bin/$gs_binary"
     local b
-    for b in "$@"; do
+    for b in gateway "$gs_binary" test-client; do
         [[ -x $bin/$b ]] || die "$bin/$b is missing: run without --no-build"
     done
+}
+
+# Refuses (usage error, exit 2) a `--NAME` option below MIN, saying WHY
+# when given.
+#   at_least NAME MIN [WHY]
+at_least() {
+    local name=$1 min=$2 why=${3:+ ($3)}
+    ((${!name} >= min)) || {
+        echo "$(basename "$0"): --$name must be at least $min$why" >&2
+        exit 2
+    }
 }
 
 # The command line of a cluster run (chaos.sh, soak.sh). Each `--NAME N`

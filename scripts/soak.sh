@@ -45,12 +45,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$root/scripts/lib.sh"
 parse_run_options "minutes sessions arena" "$@"
-((minutes >= 1)) || { echo "soak.sh: --minutes must be at least 1" >&2; exit 2; }
+at_least minutes 1
 
-start_cluster_run soak
-prepare_cluster_run "$profile" "$build" gamemesh-gateway gamemesh-arena gamemesh-test-client -- gateway arena-server test-client
-
-gs_bin="$bin/arena-server"
+start_cluster_run soak gamemesh-arena arena-server
 # shellcheck source=scripts/cluster.sh
 source "$root/scripts/cluster.sh"
 arena_loop=

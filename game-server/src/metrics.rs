@@ -9,6 +9,7 @@
 
 use std::sync::OnceLock;
 
+use gamemesh_node::kick_metrics::KickCounters;
 use gamemesh_proto::client::KickReason;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
@@ -28,9 +29,6 @@ const KINDS: [&str; 12] = [
     "increment",
     "empty",
 ];
-
-/// Kick reasons by `KickReason` value (0..=7).
-const KICK_REASONS: usize = 8;
 
 /// Handles of every game server metric.
 #[derive(Debug)]
@@ -59,7 +57,7 @@ pub struct HubMetrics {
     /// answered without running them.
     pub duplicates: Counter,
     /// `gamemesh_game_server_kicks_total{reason}`, by `KickReason` value.
-    kicks: [Counter; KICK_REASONS],
+    kicks: KickCounters,
     /// `gamemesh_game_server_mailbox_full_total`: frames refused because a
     /// connection actor's mailbox was full.
     pub mailbox_full: Counter,
@@ -106,10 +104,7 @@ impl HubMetrics {
             resumes_ok: result("gamemesh_game_server_resumes_total", "ok"),
             resumes_failed: result("gamemesh_game_server_resumes_total", "failed"),
             duplicates: counter!("gamemesh_game_server_duplicates_total"),
-            kicks: std::array::from_fn(|i| {
-                let reason = KickReason::try_from(i as i32).unwrap_or(KickReason::Unspecified);
-                counter!("gamemesh_game_server_kicks_total", "reason" => kick_label(reason))
-            }),
+            kicks: KickCounters::register("gamemesh_game_server_kicks_total"),
             mailbox_full: counter!("gamemesh_game_server_mailbox_full_total"),
             sessions: gauge!("gamemesh_game_server_sessions"),
             connections: gauge!("gamemesh_game_server_connections"),
@@ -134,21 +129,8 @@ impl HubMetrics {
 
     /// Counts one kick.
     pub fn kicked(&self, reason: KickReason) {
-        let i = usize::try_from(reason as i32)
-            .ok()
-            .filter(|i| *i < KICK_REASONS)
-            .unwrap_or(0);
-        self.kicks[i].increment(1);
+        self.kicks.kicked(reason);
     }
-}
-
-/// The metric label of a kick reason: `slow_consumer` for
-/// `KICK_REASON_SLOW_CONSUMER`.
-fn kick_label(reason: KickReason) -> String {
-    let name = reason.as_str_name();
-    name.strip_prefix("KICK_REASON_")
-        .unwrap_or(name)
-        .to_ascii_lowercase()
 }
 
 /// A middleware's latency histogram,

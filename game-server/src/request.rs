@@ -18,21 +18,6 @@ use crate::session::LocalSession;
 /// Error type at tower boundaries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The future of a policy layer: answered on the spot (`Left`), or
-/// whatever the layers inside answer (`Right`).
-pub type Answered<F> =
-    futures::future::Either<futures::future::Ready<Result<HubResponse, BoxError>>, F>;
-
-/// A policy layer's refusal, answered without calling the layers inside.
-pub fn refuse_now<F>(req: &HubRequest, code: ErrorCode, detail: &str) -> Answered<F> {
-    answer_now(HubResponse::error(req.packet.sequence_id, code, detail))
-}
-
-/// A policy layer's answer, given without calling the layers inside.
-pub fn answer_now<F>(response: HubResponse) -> Answered<F> {
-    futures::future::Either::Left(futures::future::ready(Ok(response)))
-}
-
 /// Which client socket a packet came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnInfo {

@@ -216,29 +216,23 @@ impl Config {
                 return bad(format!("--game-servers entry {gs:?} is not host:port"));
             }
         }
-        if self.idle_timeout_secs == 0 {
-            return bad("--idle-timeout-secs must be at least 1".into());
-        }
-        if self.outbound_queue_frames == 0 {
-            return bad("--outbound-queue-frames must be at least 1".into());
-        }
-        if self.outbound_queue_bytes == 0 {
-            return bad("--outbound-queue-bytes must be at least 1".into());
-        }
-        if self.login_deadline_secs == 0 {
-            return bad("--login-deadline-secs must be at least 1".into());
-        }
-        if self.max_connections == 0 {
-            return bad("--max-connections must be at least 1".into());
-        }
-        if self.max_connects_per_ip_per_sec == 0 {
-            return bad("--max-connects-per-ip-per-sec must be at least 1".into());
-        }
-        if self.connect_burst_per_ip == 0 {
-            return bad("--connect-burst-per-ip must be at least 1".into());
-        }
-        if self.max_packets_per_sec == 0 {
-            return bad("--max-packets-per-sec must be at least 1".into());
+        // Counts and times where 0 would leave the gateway serving
+        // nobody; checked in flag order, so the first bad one is named.
+        let zero = [
+            ("--idle-timeout-secs", self.idle_timeout_secs == 0),
+            ("--outbound-queue-frames", self.outbound_queue_frames == 0),
+            ("--outbound-queue-bytes", self.outbound_queue_bytes == 0),
+            ("--login-deadline-secs", self.login_deadline_secs == 0),
+            ("--max-connections", self.max_connections == 0),
+            (
+                "--max-connects-per-ip-per-sec",
+                self.max_connects_per_ip_per_sec == 0,
+            ),
+            ("--connect-burst-per-ip", self.connect_burst_per_ip == 0),
+            ("--max-packets-per-sec", self.max_packets_per_sec == 0),
+        ];
+        if let Some((flag, _)) = zero.iter().find(|(_, is_zero)| *is_zero) {
+            return bad(format!("{flag} must be at least 1"));
         }
         if let Err(e) = self.node.validate() {
             return bad(e.to_string());
@@ -354,7 +348,10 @@ mod tests {
     #[test]
     fn zero_limits_are_refused_with_the_flag_name() {
         type Case = (fn(&mut Config), &'static str);
-        let cases: [Case; 8] = [
+        let cases: [Case; 11] = [
+            (|c| c.idle_timeout_secs = 0, "--idle-timeout-secs"),
+            (|c| c.outbound_queue_frames = 0, "--outbound-queue-frames"),
+            (|c| c.request_timeout_ms = 0, "--request-timeout-ms"),
             (|c| c.node.link_sndhwm = 0, "--link-sndhwm"),
             (|c| c.node.link_rcvhwm = 0, "--link-rcvhwm"),
             (|c| c.outbound_queue_bytes = 0, "--outbound-queue-bytes"),

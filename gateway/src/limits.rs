@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gamemesh_node::fixed_window::FixedWindow;
+use gamemesh_node::kick_metrics::{kick_index, KICK_REASONS};
 use gamemesh_node::rate_limit::{Rate, TokenBucket};
 use gamemesh_proto::client::KickReason;
 
-use crate::metrics::{kick_index, GatewayMetrics, KICK_REASONS};
+use crate::metrics::GatewayMetrics;
 
 /// Length of the window in which rate-limited frames are counted towards
 /// an abuse kick.

@@ -5,30 +5,9 @@
 //! frame. Gauges that would need a shared atomic per frame (bytes queued
 //! for clients) are sampled on the heartbeat instead.
 
+use gamemesh_node::kick_metrics::KickCounters;
 use gamemesh_proto::client::KickReason;
 use metrics::{counter, gauge, Counter, Gauge};
-
-/// Kick reasons counted by value (`KickReason` has 0..=8); anything else
-/// is counted as unspecified.
-pub const KICK_REASONS: usize = 9;
-
-/// Where a kick reason is counted: its value, or 0 (unspecified) for one
-/// past [`KICK_REASONS`].
-pub fn kick_index(reason: KickReason) -> usize {
-    usize::try_from(reason as i32)
-        .ok()
-        .filter(|i| *i < KICK_REASONS)
-        .unwrap_or(0)
-}
-
-/// The metric label of a kick reason: `slow_consumer` for
-/// `KICK_REASON_SLOW_CONSUMER`.
-pub fn kick_label(reason: KickReason) -> String {
-    let name = reason.as_str_name();
-    name.strip_prefix("KICK_REASON_")
-        .unwrap_or(name)
-        .to_ascii_lowercase()
-}
 
 /// Handles of every gateway metric.
 #[derive(Debug, Clone)]
@@ -59,7 +38,7 @@ pub struct GatewayMetrics {
     /// did not take (answered `UNAVAILABLE`).
     pub relay_failures: Counter,
     /// `gamemesh_gateway_kicks_total{reason}`, by `KickReason` value.
-    kicks: [Counter; KICK_REASONS],
+    kicks: KickCounters,
     /// `gamemesh_gateway_game_servers_live`.
     pub game_servers_live: Gauge,
     /// `gamemesh_gateway_outbound_queued_bytes`: reply bytes waiting for
@@ -84,10 +63,7 @@ impl GatewayMetrics {
             bytes_out: counter!("gamemesh_gateway_bytes_out_total"),
             rate_limited: counter!("gamemesh_gateway_rate_limited_total"),
             relay_failures: counter!("gamemesh_gateway_relay_failures_total"),
-            kicks: std::array::from_fn(|i| {
-                let reason = KickReason::try_from(i as i32).unwrap_or(KickReason::Unspecified);
-                counter!("gamemesh_gateway_kicks_total", "reason" => kick_label(reason))
-            }),
+            kicks: KickCounters::register("gamemesh_gateway_kicks_total"),
             game_servers_live: gauge!("gamemesh_gateway_game_servers_live"),
             outbound_queued_bytes: gauge!("gamemesh_gateway_outbound_queued_bytes"),
         }
@@ -95,7 +71,7 @@ impl GatewayMetrics {
 
     /// Counts one kick.
     pub fn kicked(&self, reason: KickReason) {
-        self.kicks[kick_index(reason)].increment(1);
+        self.kicks.kicked(reason);
     }
 }
 

@@ -17,7 +17,6 @@ use std::time::Duration;
 use gamemesh_node::redis_address::{normalise, redact, RedisAddress};
 use gamemesh_node::redis_connection::{PubSubClient, SharedConnection};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClientBuilder;
 use tokio::sync::watch;
 
 use crate::JobsError;
@@ -62,21 +61,7 @@ impl PlainRedis {
             reason,
         };
         if let Ok(RedisAddress::Cluster(cluster)) = RedisAddress::parse(addr) {
-            let builder = |resp3: bool| {
-                let mut b = ClusterClientBuilder::new(cluster.seed_urls())
-                    .connection_timeout(timeout)
-                    .response_timeout(timeout);
-                if let Some(u) = &cluster.username {
-                    b = b.username(u);
-                }
-                if let Some(p) = &cluster.password {
-                    b = b.password(p);
-                }
-                if resp3 {
-                    b = b.use_protocol(redis::ProtocolVersion::RESP3);
-                }
-                b.build()
-            };
+            let builder = |resp3: bool| cluster.client_builder(timeout, resp3).build();
             let commands = builder(false).map_err(|e| bad(e.to_string()))?;
             let pubsub = builder(true).map_err(|e| bad(e.to_string()))?;
             let conn = tokio::time::timeout(timeout * 2, commands.get_async_connection())

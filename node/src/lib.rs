@@ -26,6 +26,7 @@
 //!   session) with idle sweep and a cap on keys.
 //! - [`fixed_window`]: "kick after N in a window".
 //! - [`log_throttle`]: one log line per interval, globally or per key.
+//! - [`kick_metrics`]: the kicks-by-reason counters both nodes export.
 //! - [`redis_address`]: Redis addresses parsed, normalised and redacted.
 //! - [`redis_connection`]: one connection type over one Redis, Sentinel
 //!   and Redis Cluster, for every store built on Redis.
@@ -38,6 +39,7 @@ pub mod error;
 pub mod fixed_window;
 pub mod flags;
 pub mod http_server;
+pub mod kick_metrics;
 pub mod log_throttle;
 pub mod peer_gate;
 pub mod rate_limit;

@@ -18,12 +18,18 @@
 //! multi-host URL, so the host list and master name are split here (the
 //! name decoded by `percent-encoding`).
 //!
+//! [`ClusterAddress::client_builder`] starts the cluster client the game
+//! server and the jobs crate both connect with.
+//!
 //! [`cluster_slot`] is Redis Cluster's key-to-slot function, for tests
 //! that check every script's keys share one slot.
 //! [`redact`] is by hand because it must also work on text the crate
 //! refuses: it is what an error about a bad address shows.
 
+use std::time::Duration;
+
 use percent_encoding::percent_decode_str;
+use redis::cluster::ClusterClientBuilder;
 use redis::IntoConnectionInfo;
 use thiserror::Error;
 
@@ -81,6 +87,25 @@ impl ClusterAddress {
                 }
             })
             .collect()
+    }
+
+    /// A cluster client builder for these seeds and credentials: `timeout`
+    /// bounds connecting and every reply; RESP3 when `resp3` (pub/sub
+    /// pushes need it), else RESP2. TLS settings are the caller's.
+    pub fn client_builder(&self, timeout: Duration, resp3: bool) -> ClusterClientBuilder {
+        let mut b = ClusterClientBuilder::new(self.seed_urls())
+            .connection_timeout(timeout)
+            .response_timeout(timeout);
+        if let Some(u) = &self.username {
+            b = b.username(u);
+        }
+        if let Some(p) = &self.password {
+            b = b.password(p);
+        }
+        if resp3 {
+            b = b.use_protocol(redis::ProtocolVersion::RESP3);
+        }
+        b
     }
 }
 
@@ -178,21 +203,16 @@ fn parse_cluster(rest: &str, tls: bool) -> Result<RedisAddress, String> {
             "a Redis Cluster has only database 0, not {path:?}: drop the /{path}"
         ));
     }
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let (username, password) = credentials(userinfo)?;
-    let mut nodes = Vec::new();
-    for host in hosts.split(',').filter(|h| !h.is_empty()) {
-        match split_host_port(host, REDIS_PORT) {
-            Some(hp) => nodes.push(hp),
-            None => return Err(format!("bad cluster node address {host:?}")),
-        }
-    }
-    if nodes.is_empty() {
-        return Err("no node address (redis+cluster://host:port[,host:port...])".into());
-    }
+    let Hosts {
+        username,
+        password,
+        hosts: nodes,
+    } = hosts(
+        authority,
+        REDIS_PORT,
+        "cluster node address",
+        "no node address (redis+cluster://host:port[,host:port...])",
+    )?;
     Ok(RedisAddress::Cluster(ClusterAddress {
         nodes,
         username,
@@ -230,21 +250,16 @@ pub fn cluster_slot(key: &str) -> u16 {
 /// The part of a Sentinel address after `scheme://`.
 fn parse_sentinel(rest: &str, tls: bool) -> Result<RedisAddress, String> {
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let (username, password) = credentials(userinfo)?;
-    let mut sentinels = Vec::new();
-    for host in hosts.split(',').filter(|h| !h.is_empty()) {
-        match split_host_port(host, SENTINEL_PORT) {
-            Some(hp) => sentinels.push(hp),
-            None => return Err(format!("bad sentinel address {host:?}")),
-        }
-    }
-    if sentinels.is_empty() {
-        return Err("no sentinel address before the master name".into());
-    }
+    let Hosts {
+        username,
+        password,
+        hosts: sentinels,
+    } = hosts(
+        authority,
+        SENTINEL_PORT,
+        "sentinel address",
+        "no sentinel address before the master name",
+    )?;
     let mut parts = path.split('/');
     let master = parts.next().unwrap_or("");
     if master.is_empty() {
@@ -265,6 +280,42 @@ fn parse_sentinel(rest: &str, tls: bool) -> Result<RedisAddress, String> {
         password,
         tls,
     }))
+}
+
+/// The authority of a Sentinel or Cluster address, taken apart.
+struct Hosts {
+    /// The ACL user.
+    username: Option<String>,
+    /// The password.
+    password: Option<String>,
+    /// The hosts, in the order given.
+    hosts: Vec<(String, u16)>,
+}
+
+/// Takes apart `[user:pass@]host[:port][,host[:port]...]`, a port left
+/// out being `default_port`. A host that does not parse is a "bad
+/// `what`"; no host at all, `none`.
+fn hosts(authority: &str, default_port: u16, what: &str, none: &str) -> Result<Hosts, String> {
+    let (userinfo, list) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (username, password) = credentials(userinfo)?;
+    let mut hosts = Vec::new();
+    for host in list.split(',').filter(|h| !h.is_empty()) {
+        match split_host_port(host, default_port) {
+            Some(hp) => hosts.push(hp),
+            None => return Err(format!("bad {what} {host:?}")),
+        }
+    }
+    if hosts.is_empty() {
+        return Err(none.into());
+    }
+    Ok(Hosts {
+        username,
+        password,
+        hosts,
+    })
 }
 
 /// User and password of a Sentinel or Cluster address, decoded as the redis crate

@@ -34,23 +34,26 @@ fn line(j: &JobInfo) -> String {
     s
 }
 
+/// Prints how many `jobs` there are (`what` after the number), then one
+/// line each.
+fn print_jobs(jobs: &[JobInfo], what: &str) {
+    println!("{} {what}", jobs.len());
+    for j in jobs {
+        println!("{}", line(j));
+    }
+}
+
 /// `admin jobs list`.
 pub async fn list(redis: &str, timeout: Duration) -> anyhow::Result<bool> {
     let jobs = store(redis, timeout).await?.list().await?;
-    println!("{} job(s) queued or running", jobs.len());
-    for j in &jobs {
-        println!("{}", line(j));
-    }
+    print_jobs(&jobs, "job(s) queued or running");
     Ok(true)
 }
 
 /// `admin jobs failed`.
 pub async fn failed(redis: &str, timeout: Duration) -> anyhow::Result<bool> {
     let jobs = store(redis, timeout).await?.failed().await?;
-    println!("{} failed job(s)", jobs.len());
-    for j in &jobs {
-        println!("{}", line(j));
-    }
+    print_jobs(&jobs, "failed job(s)");
     Ok(true)
 }
 

@@ -56,9 +56,9 @@ impl Cli {
 pub enum Command {
     /// Log in once and print the LoginResponse.
     Login {
-        /// User id to log in as (random when absent).
-        #[arg(long, env = "GAMEMESH_USER")]
-        user: Option<u64>,
+        /// The player (`--user`).
+        #[command(flatten)]
+        user: UserArg,
         /// Stay connected this many seconds and print the server notices
         /// that arrive (0: log in and leave).
         #[arg(long, env = "GAMEMESH_LISTEN_SECS", default_value_t = 0)]
@@ -68,9 +68,9 @@ pub enum Command {
     Echo {
         /// The text to echo.
         text: String,
-        /// User id to log in as (random when absent).
-        #[arg(long, env = "GAMEMESH_USER")]
-        user: Option<u64>,
+        /// The player (`--user`).
+        #[command(flatten)]
+        user: UserArg,
         /// How many echoes to send, one after the other.
         #[arg(
             long,
@@ -82,9 +82,9 @@ pub enum Command {
     },
     /// Walk through the protocol contract, printing PASS/FAIL per step.
     Scenario {
-        /// User id to use (random when absent).
-        #[arg(long, env = "GAMEMESH_USER")]
-        user: Option<u64>,
+        /// The player (`--user`).
+        #[command(flatten)]
+        user: UserArg,
         /// A second gateway for the duplicate-login connection (defaults to
         /// --addr).
         #[arg(long, env = "GAMEMESH_ADDR2")]
@@ -94,9 +94,9 @@ pub enum Command {
     /// plain text, /w, /leave, /list; /help lists them), print what others
     /// say as it arrives.
     Chat {
-        /// User id to log in as (random when absent).
-        #[arg(long, env = "GAMEMESH_USER")]
-        user: Option<u64>,
+        /// The player (`--user`).
+        #[command(flatten)]
+        user: UserArg,
         /// A room to join at once.
         #[arg(long, env = "GAMEMESH_CHAT_ROOM")]
         room: Option<String>,
@@ -112,21 +112,20 @@ pub enum Command {
     /// Play the arena sample in this terminal: arrow keys move, z zooms,
     /// q leaves the room and quits.
     Arena {
-        /// The arena room to join (1-32 of A-Z a-z 0-9 _ -; created if it
-        /// does not exist).
-        #[arg(long, env = "GAMEMESH_ARENA_ROOM")]
-        room: String,
-        /// User id to log in as (random when absent).
-        #[arg(long, env = "GAMEMESH_USER")]
-        user: Option<u64>,
+        /// The room (`--room`).
+        #[command(flatten)]
+        room: ArenaRoomArg,
+        /// The player (`--user`).
+        #[command(flatten)]
+        user: UserArg,
     },
     /// One scripted arena player: joins ROOM, makes --moves (R L U D, one
     /// every 200 ms), prints what it sees; exits 1 unless every --see user
     /// showed up and the ticks rose by exactly 1 (run-sample.sh runs two).
     ArenaDemo {
-        /// The arena room to join.
-        #[arg(long, env = "GAMEMESH_ARENA_ROOM")]
-        room: String,
+        /// The room (`--room`).
+        #[command(flatten)]
+        room: ArenaRoomArg,
         /// User id to log in as.
         #[arg(long, env = "GAMEMESH_USER")]
         user: u64,
@@ -183,6 +182,30 @@ pub enum Command {
     /// build:web` in clients/typescript) plays through a gateway's
     /// WebSocket port; prints the URL to open and serves until Ctrl-C.
     Web(WebArgs),
+}
+
+/// `--user` of the commands that log in as one player.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct UserArg {
+    /// User id to log in as (random when absent).
+    #[arg(long = "user", env = "GAMEMESH_USER", value_name = "USER")]
+    pub id: Option<u64>,
+}
+
+impl UserArg {
+    /// The user asked for, or a random one.
+    pub fn or_random(&self) -> u64 {
+        self.id.unwrap_or_else(commands::random_user)
+    }
+}
+
+/// `--room` of the arena commands.
+#[derive(Debug, Args)]
+pub struct ArenaRoomArg {
+    /// The arena room to join (1-32 of A-Z a-z 0-9 _ -; created if it
+    /// does not exist).
+    #[arg(long = "room", env = "GAMEMESH_ARENA_ROOM", value_name = "ROOM")]
+    pub name: String,
 }
 
 /// Flags of `web` (the global `--auth-secret` mints the page's tokens).
@@ -443,7 +466,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             commands::login(
                 &cli.addr,
                 secret,
-                user,
+                user.id,
                 Duration::from_secs(listen_secs),
                 timeout,
             )
@@ -471,13 +494,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             ref text,
             user,
             count,
-        } => commands::echo(&cli.addr, secret, user, text, count, timeout).await,
+        } => commands::echo(&cli.addr, secret, user.id, text, count, timeout).await,
         Command::Scenario { user, ref addr2 } => {
             let opts = scenario::ScenarioOptions {
                 addr: cli.addr.clone(),
                 addr2: addr2.clone(),
                 auth_secret: cli.auth_secret.clone(),
-                user,
+                user: user.id,
                 timeout,
             };
             scenario::run(&opts).await
@@ -491,7 +514,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             chat::run(&chat::ChatOptions {
                 addr: cli.addr.clone(),
                 auth_secret: cli.auth_secret.clone(),
-                user: user.unwrap_or_else(commands::random_user),
+                user: user.or_random(),
                 room: room.clone(),
                 linger: Duration::from_millis(linger_ms),
                 timeout,
@@ -503,8 +526,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             crate::arena::play::run(&crate::arena::play::ArenaOptions {
                 addr: cli.addr.clone(),
                 auth_secret: cli.auth_secret.clone(),
-                user: user.unwrap_or_else(commands::random_user),
-                room: room.clone(),
+                user: user.or_random(),
+                room: room.name.clone(),
                 timeout,
             })
             .await
@@ -521,7 +544,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                 addr: cli.addr.clone(),
                 auth_secret: cli.auth_secret.clone(),
                 user,
-                room: room.clone(),
+                room: room.name.clone(),
                 game_server: on_game_server,
                 moves: moves.clone(),
                 see: see.clone(),
@@ -630,7 +653,7 @@ mod tests {
         assert_eq!(cli.addr, "10.0.0.1:7000");
         assert_eq!(cli.timeout(), Duration::from_millis(250));
         assert!(
-            matches!(cli.command, Command::Echo { ref text, count: 3, user: None } if text == "hi")
+            matches!(cli.command, Command::Echo { ref text, count: 3, user: UserArg { id: None } } if text == "hi")
         );
 
         let cli =
@@ -736,7 +759,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.addr, "127.0.0.1:5001");
-        assert!(matches!(cli.command, Command::Arena { ref room, user: Some(7) } if room == "r1"));
+        assert!(
+            matches!(cli.command, Command::Arena { ref room, user: UserArg { id: Some(7) } } if room.name == "r1")
+        );
         assert!(
             Cli::try_parse_from(["test-client", "arena"]).is_err(),
             "--room is required"

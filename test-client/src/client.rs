@@ -120,23 +120,39 @@ impl ClientError {
     }
 }
 
-/// Maps a socket error: a reset or broken pipe means the server went away,
-/// which tests care about as [`ClientError::Closed`], not as an I/O fault.
-fn from_io(e: io::Error) -> ClientError {
+/// Sorts a socket error for a client's error type: a reset, an abort, a
+/// broken pipe or an early end means the server went away, which callers
+/// care about as `closed`, not as an I/O fault (`io`). This client and the
+/// load generator's (`load::Failure`) sort theirs alike.
+pub(crate) fn sort_io_error<E>(e: io::Error, closed: E, io: fn(io::Error) -> E) -> E {
     match e.kind() {
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionAborted
         | io::ErrorKind::BrokenPipe
-        | io::ErrorKind::UnexpectedEof => ClientError::Closed,
-        _ => ClientError::Io(e),
+        | io::ErrorKind::UnexpectedEof => closed,
+        _ => io(e),
     }
 }
 
-fn from_frame(e: FrameError) -> ClientError {
+/// [`sort_io_error`] for a framing error; a bad frame is `frame`.
+pub(crate) fn sort_frame_error<E>(
+    e: FrameError,
+    closed: E,
+    io: fn(io::Error) -> E,
+    frame: fn(FrameError) -> E,
+) -> E {
     match e {
-        FrameError::Io(e) => from_io(e),
-        other => ClientError::Frame(other),
+        FrameError::Io(e) => sort_io_error(e, closed, io),
+        other => frame(other),
     }
+}
+
+fn from_io(e: io::Error) -> ClientError {
+    sort_io_error(e, ClientError::Closed, ClientError::Io)
+}
+
+fn from_frame(e: FrameError) -> ClientError {
+    sort_frame_error(e, ClientError::Closed, ClientError::Io, ClientError::Frame)
 }
 
 /// What to check next after a failed connect: a refusal or silence points at

@@ -58,7 +58,9 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{describe, kick_reason_name, token_for, MAX_CLIENT_FRAME_BYTES};
+use crate::client::{
+    describe, kick_reason_name, sort_frame_error, sort_io_error, token_for, MAX_CLIENT_FRAME_BYTES,
+};
 use crate::limits::{self, FD_RESERVE};
 
 /// Highest source address: connections spread over 127.0.0.1..127.0.0.254.
@@ -447,20 +449,11 @@ impl Failure {
 }
 
 fn from_io(e: io::Error) -> Failure {
-    match e.kind() {
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::BrokenPipe
-        | io::ErrorKind::UnexpectedEof => Failure::Closed,
-        _ => Failure::Io(e),
-    }
+    sort_io_error(e, Failure::Closed, Failure::Io)
 }
 
 fn from_frame(e: FrameError) -> Failure {
-    match e {
-        FrameError::Io(e) => from_io(e),
-        other => Failure::Frame(other),
-    }
+    sort_frame_error(e, Failure::Closed, Failure::Io, Failure::Frame)
 }
 
 /// State shared by every task of a run.

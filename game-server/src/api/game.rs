@@ -139,21 +139,20 @@ impl Game {
     /// The job store: enqueue jobs, inspect them. `UNAVAILABLE` on a game
     /// server without Redis.
     pub fn jobs(&self) -> Result<&JobStore, GameError> {
-        self.inner
-            .background
-            .get()
-            .map(|b| &b.jobs)
-            .ok_or_else(|| GameError::nothing_happened("jobs need Redis (--session-store redis)"))
+        self.background("jobs").map(|b| &b.jobs)
     }
 
     /// The cluster event bus. `UNAVAILABLE` on a game server without
     /// Redis.
     pub fn events(&self) -> Result<&EventBus, GameError> {
-        self.inner
-            .background
-            .get()
-            .map(|b| &b.events)
-            .ok_or_else(|| GameError::nothing_happened("events need Redis (--session-store redis)"))
+        self.background("events").map(|b| &b.events)
+    }
+
+    /// The parts that need Redis, for `what` (named in the refusal).
+    fn background(&self, what: &str) -> Result<&Background, GameError> {
+        self.inner.background.get().ok_or_else(|| {
+            GameError::nothing_happened(format!("{what} need Redis (--session-store redis)"))
+        })
     }
 
     /// Publishes `event` to every game server's handlers; returns how

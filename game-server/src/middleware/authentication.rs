@@ -2,38 +2,24 @@
 //! heartbeat; anything else is answered `NOT_AUTHENTICATED` and the
 //! connection stays open (docs/PROTOCOL.md, "Login").
 
-use std::task::{Context, Poll};
-
-use futures::future::Either;
 use gamemesh_proto::client::{client_packet::Body, ErrorCode};
-use tower::{Layer, Service};
 
-use crate::request::{refuse_now, Answered, BoxError, HubRequest, HubResponse};
+use super::guard::{Admit, GuardLayer};
+use crate::request::{HubRequest, HubResponse};
 
-/// Adds [`Authentication`].
-#[derive(Debug, Clone, Default)]
-pub struct AuthenticationLayer;
+/// Adds the authentication check to the pipeline.
+pub type AuthenticationLayer = GuardLayer<Authenticate>;
 
 impl AuthenticationLayer {
     /// The layer.
-    pub fn new() -> Self {
-        Self
-    }
-}
-
-impl<S> Layer<S> for AuthenticationLayer {
-    type Service = Authentication<S>;
-    fn layer(&self, inner: S) -> Authentication<S> {
-        Authentication { inner }
+    pub const fn new() -> Self {
+        Self::with(Authenticate)
     }
 }
 
 /// Refuses session-only packets from sockets without a live session.
-#[derive(Debug, Clone)]
-pub struct Authentication<S> {
-    /// The rest of the pipeline.
-    inner: S,
-}
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Authenticate;
 
 /// True for the bodies an unauthenticated socket may send. An empty body
 /// passes so the router can answer `UNKNOWN_MESSAGE`, which says more.
@@ -44,28 +30,21 @@ fn allowed_without_session(body: &Option<Body>) -> bool {
     )
 }
 
-impl<S> Service<HubRequest> for Authentication<S>
-where
-    S: Service<HubRequest, Response = HubResponse, Error = BoxError>,
-{
-    type Response = HubResponse;
-    type Error = BoxError;
-    type Future = Answered<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: HubRequest) -> Self::Future {
+impl Admit for Authenticate {
+    fn refusal(&self, req: &mut HubRequest) -> Option<HubResponse> {
         // A session replaced or taken over elsewhere no longer authorises
         // this socket.
         if req.session.as_ref().is_some_and(|s| s.is_ended()) {
             req.session = None;
         }
         if req.session.is_none() && !allowed_without_session(&req.packet.body) {
-            return refuse_now(&req, ErrorCode::NotAuthenticated, "log in or resume first");
+            return Some(HubResponse::error(
+                req.packet.sequence_id,
+                ErrorCode::NotAuthenticated,
+                "log in or resume first",
+            ));
         }
-        Either::Right(self.inner.call(req))
+        None
     }
 }
 
@@ -73,7 +52,8 @@ where
 mod tests {
     use super::*;
     use crate::middleware::test_util::{echo, echo_reply, error_code, session};
-    use tower::ServiceExt;
+    use crate::request::BoxError;
+    use tower::{Layer, Service, ServiceExt};
 
     fn echo_service() -> impl Service<
         HubRequest,

@@ -3,6 +3,7 @@
 
 pub mod authentication;
 pub mod exception;
+pub mod guard;
 pub mod idempotency;
 pub mod logging;
 pub mod measure;
@@ -10,6 +11,7 @@ pub mod timing;
 
 pub use authentication::AuthenticationLayer;
 pub use exception::ExceptionLayer;
+pub use guard::GuardLayer;
 pub use idempotency::IdempotencyLayer;
 pub use logging::LoggingLayer;
 pub use measure::{measured, MeasureLayer};

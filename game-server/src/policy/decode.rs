@@ -3,54 +3,29 @@
 //! (docs/PROTOCOL.md, "Errors never kill the server") and goes no
 //! further. The violations layer around it counts that answer.
 
-use std::task::{Context, Poll};
-
-use futures::future::Either;
 use gamemesh_proto::client::{ClientPacket, ErrorCode};
 use gamemesh_proto::{packets, Message};
-use tower::{Layer, Service};
 use tracing::warn;
 
-use crate::request::{answer_now, Answered, BoxError, HubRequest, HubResponse};
+use crate::middleware::guard::{Admit, GuardLayer};
+use crate::request::{HubRequest, HubResponse};
 
-/// Adds [`Decode`].
-#[derive(Debug, Clone, Default)]
-pub struct DecodeLayer;
+/// Adds the decoding step to the pipeline.
+pub type DecodeLayer = GuardLayer<DecodeFrame>;
 
 impl DecodeLayer {
     /// The layer.
-    pub fn new() -> Self {
-        Self
-    }
-}
-
-impl<S> Layer<S> for DecodeLayer {
-    type Service = Decode<S>;
-    fn layer(&self, inner: S) -> Decode<S> {
-        Decode { inner }
+    pub const fn new() -> Self {
+        Self::with(DecodeFrame)
     }
 }
 
 /// Decodes `HubRequest::frame` into `HubRequest::packet`.
-#[derive(Debug, Clone)]
-pub struct Decode<S> {
-    /// The rest of the pipeline.
-    inner: S,
-}
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecodeFrame;
 
-impl<S> Service<HubRequest> for Decode<S>
-where
-    S: Service<HubRequest, Response = HubResponse, Error = BoxError>,
-{
-    type Response = HubResponse;
-    type Error = BoxError;
-    type Future = Answered<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: HubRequest) -> Self::Future {
+impl Admit for DecodeFrame {
+    fn refusal(&self, req: &mut HubRequest) -> Option<HubResponse> {
         // A request built decoded (tests, benches) has no frame.
         if !req.frame.is_empty() {
             match ClientPacket::decode(req.frame.clone()) {
@@ -58,7 +33,7 @@ where
                 Err(e) => {
                     warn!("Malformed packet: Socket={}: {e}", req.conn.socket);
                     let seq = packets::peek_sequence_id(&req.frame);
-                    return answer_now(HubResponse::error(
+                    return Some(HubResponse::error(
                         seq,
                         ErrorCode::MalformedPacket,
                         "body is not a ClientPacket",
@@ -66,7 +41,7 @@ where
                 }
             }
         }
-        Either::Right(self.inner.call(req))
+        None
     }
 }
 
@@ -74,7 +49,9 @@ where
 mod tests {
     use super::*;
     use crate::middleware::test_util::{echo, echo_reply, error_code};
+    use crate::request::BoxError;
     use bytes::Bytes;
+    use tower::Layer;
     use tower::ServiceExt;
 
     #[tokio::test]

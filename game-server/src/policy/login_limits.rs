@@ -43,14 +43,12 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::future::Either;
 use gamemesh_proto::client::{client_packet, ErrorCode};
-use tower::{Layer, Service};
 
-use crate::request::{refuse_now, Answered, BoxError, HubRequest, HubResponse};
+use crate::middleware::guard::{Admit, GuardLayer};
+use crate::request::{HubRequest, HubResponse};
 
 use gamemesh_node::log_throttle::{KeyedLogThrottle, LogThrottle};
 use gamemesh_node::rate_limit::{ip_key, KeyedLimiter, Rate};
@@ -183,62 +181,30 @@ impl LoginLimits {
     }
 }
 
-/// Adds [`LoginLimit`]: the limits in the pipeline.
-#[derive(Debug, Clone)]
-pub struct LoginLimitLayer {
-    /// The game server's buckets, shared by every connection.
-    limits: Arc<LoginLimits>,
-}
+/// Adds the login limits to the pipeline: a login over them is answered
+/// `RATE_LIMITED` and goes no further.
+pub type LoginLimitLayer = GuardLayer<Arc<LoginLimits>>;
 
 impl LoginLimitLayer {
-    /// The layer over `limits`.
-    pub fn new(limits: Arc<LoginLimits>) -> Self {
-        Self { limits }
+    /// The layer over `limits`, the game server's buckets, shared by every
+    /// connection.
+    pub const fn new(limits: Arc<LoginLimits>) -> Self {
+        Self::with(limits)
     }
-}
-
-impl<S> Layer<S> for LoginLimitLayer {
-    type Service = LoginLimit<S>;
-    fn layer(&self, inner: S) -> LoginLimit<S> {
-        LoginLimit {
-            inner,
-            limits: self.limits.clone(),
-        }
-    }
-}
-
-/// Counts a login against the limits before it runs; one over them is
-/// answered `RATE_LIMITED` and goes no further.
-#[derive(Debug, Clone)]
-pub struct LoginLimit<S> {
-    /// The rest of the pipeline.
-    inner: S,
-    /// The buckets.
-    limits: Arc<LoginLimits>,
 }
 
 /// What a client over the limit is told.
 const TOO_MANY: &str = "too many login attempts; retry later";
 
-impl<S> Service<HubRequest> for LoginLimit<S>
-where
-    S: Service<HubRequest, Response = HubResponse, Error = BoxError>,
-{
-    type Response = HubResponse;
-    type Error = BoxError;
-    type Future = Answered<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: HubRequest) -> Self::Future {
+/// Counts a login against the limits before it runs.
+impl Admit for LoginLimits {
+    fn refusal(&self, req: &mut HubRequest) -> Option<HubResponse> {
         // A login on a socket with a live session is no attempt: a re-sent
         // one is replayed from the reply cache, a new one closes the
         // socket (handlers::login). Every other login counts.
         if let Some(client_packet::Body::Login(login)) = &req.packet.body {
             if req.session.as_ref().is_none_or(|s| s.is_ended()) {
-                if let Err(refused) = self.limits.check(login.user_id, req.peer_ip) {
+                if let Err(refused) = self.check(login.user_id, req.peer_ip) {
                     crate::metrics::hub().logins_failed.increment(1);
                     if refused.log {
                         warn!(
@@ -246,11 +212,15 @@ where
                             refused.key, req.conn.socket, login.user_id
                         );
                     }
-                    return refuse_now(&req, ErrorCode::RateLimited, TOO_MANY);
+                    return Some(HubResponse::error(
+                        req.packet.sequence_id,
+                        ErrorCode::RateLimited,
+                        TOO_MANY,
+                    ));
                 }
             }
         }
-        Either::Right(self.inner.call(req))
+        None
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use gamemesh_node::redis_address::{redact, ClusterAddress, RedisAddress, REDACTED};
 use gamemesh_node::redis_connection::{PubSubClient, SharedConnection};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster::ClusterClient;
 use redis::{Client, ErrorKind, RedisError, TlsCertificates, TlsMode};
 use tokio::sync::{watch, Mutex, Notify};
 use tracing::{info, warn};
@@ -416,23 +416,12 @@ async fn connect_cluster(
     scrub: &(dyn Fn(String) -> String + Sync),
 ) -> Result<Primary, RedisConnectError> {
     let build = |resp3: bool| -> Result<ClusterClient, RedisConnectError> {
-        let mut b = ClusterClientBuilder::new(address.seed_urls())
-            .connection_timeout(timeout)
-            .response_timeout(timeout);
-        if let Some(u) = &address.username {
-            b = b.username(u);
-        }
-        if let Some(p) = &address.password {
-            b = b.password(p);
-        }
+        let mut b = address.client_builder(timeout, resp3);
         if address.tls {
             b = b.tls(TlsMode::Secure);
             if let Some(certs) = &certs {
                 b = b.certs(certs.clone());
             }
-        }
-        if resp3 {
-            b = b.use_protocol(redis::ProtocolVersion::RESP3);
         }
         b.build().map_err(|e| {
             RedisConnectError::Config(format!(

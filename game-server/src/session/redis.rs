@@ -150,6 +150,25 @@ impl RedisStore {
         Ok(self.conn.query_pipe(pipe).await?)
     }
 
+    /// Runs `script` (SAVE or DISCONNECT, which take the same arguments)
+    /// with `p` and the record's new time to live; false when the record
+    /// is no longer `p`'s session at `p`'s epoch.
+    async fn write_progress(
+        &self,
+        script: &Script,
+        p: &Progress,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut inv = script.key(session_key(p.user_id));
+        inv.arg(p.session_id)
+            .arg(p.epoch)
+            .arg(p.last_seq)
+            .arg(&p.replies[..])
+            .arg(ms(ttl))
+            .arg(p.counter);
+        Ok(self.run::<i64>(inv).await? == 1)
+    }
+
     async fn run<T: redis::FromRedisValue>(
         &self,
         inv: redis::ScriptInvocation<'_>,
@@ -294,25 +313,12 @@ impl SessionStore for RedisStore {
     }
 
     async fn save(&self, p: &Progress, ttl: Duration) -> Result<bool, StoreError> {
-        let mut inv = self.scripts.save.key(session_key(p.user_id));
-        inv.arg(p.session_id)
-            .arg(p.epoch)
-            .arg(p.last_seq)
-            .arg(&p.replies[..])
-            .arg(ms(ttl))
-            .arg(p.counter);
-        Ok(self.run::<i64>(inv).await? == 1)
+        self.write_progress(&self.scripts.save, p, ttl).await
     }
 
     async fn disconnect(&self, p: &Progress, grace: Duration) -> Result<bool, StoreError> {
-        let mut inv = self.scripts.disconnect.key(session_key(p.user_id));
-        inv.arg(p.session_id)
-            .arg(p.epoch)
-            .arg(p.last_seq)
-            .arg(&p.replies[..])
-            .arg(ms(grace))
-            .arg(p.counter);
-        Ok(self.run::<i64>(inv).await? == 1)
+        self.write_progress(&self.scripts.disconnect, p, grace)
+            .await
     }
 
     async fn remove(&self, user_id: u64, session_id: u64, epoch: u64) -> Result<bool, StoreError> {

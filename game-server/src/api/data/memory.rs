@@ -6,9 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 
-use super::{expectation_holds, DataError, Expect, PlayerDataStore, Versioned};
+use super::{expectation_holds, DataError, Expect, PlayerDataStore, Versioned, Write};
 
 /// One user's data: the version counter and the fields.
 #[derive(Debug, Default)]
@@ -46,13 +45,13 @@ impl PlayerDataStore for MemoryPlayerData {
             .and_then(|u| u.fields.get(field).cloned()))
     }
 
-    async fn set(
-        &self,
-        user: u64,
-        field: &str,
-        value: Bytes,
-        expect: Expect,
-    ) -> Result<u64, DataError> {
+    async fn set(&self, write: Write<'_>) -> Result<u64, DataError> {
+        let Write {
+            user,
+            field,
+            value,
+            expect,
+        } = write;
         let mut users = self.users();
         let data = users.entry(user).or_default();
         let current = data.fields.get(field).map(|v| v.version);

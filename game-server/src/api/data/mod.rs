@@ -94,6 +94,19 @@ impl From<DataError> for GameError {
     }
 }
 
+/// One compare-and-set write, as [`PlayerDataStore::set`] takes it.
+#[derive(Debug, Clone)]
+pub struct Write<'a> {
+    /// Whose data.
+    pub user: u64,
+    /// The field, `"<module>:<key>"`, already checked.
+    pub field: &'a str,
+    /// The value, at most [`MAX_VALUE`] bytes (checked by [`Data::set`]).
+    pub value: Bytes,
+    /// What the write expects to find.
+    pub expect: Expect,
+}
+
 /// Where player data lives. Fields are `"<module>:<key>"`, already
 /// checked; every method is atomic per user.
 #[async_trait]
@@ -101,14 +114,8 @@ pub trait PlayerDataStore: Send + Sync + 'static {
     /// The value of `field` for `user`.
     async fn get(&self, user: u64, field: &str) -> Result<Option<Versioned>, DataError>;
 
-    /// Writes `value` if `expect` holds; returns the new version.
-    async fn set(
-        &self,
-        user: u64,
-        field: &str,
-        value: Bytes,
-        expect: Expect,
-    ) -> Result<u64, DataError>;
+    /// Does `write` if its expectation holds; returns the new version.
+    async fn set(&self, write: Write<'_>) -> Result<u64, DataError>;
 
     /// Deletes `field` if `expect` holds; false when there was nothing.
     async fn delete(&self, user: u64, field: &str, expect: Expect) -> Result<bool, DataError>;
@@ -175,7 +182,14 @@ impl Data {
         if value.len() > MAX_VALUE {
             return Err(DataError::TooLarge(value.len()));
         }
-        self.store.set(user, &field, value, expect).await
+        self.store
+            .set(Write {
+                user,
+                field: &field,
+                value,
+                expect,
+            })
+            .await
     }
 
     /// Deletes `key` if `expect` holds; false when there was nothing.

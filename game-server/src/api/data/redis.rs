@@ -17,7 +17,7 @@ use bytes::Bytes;
 use gamemesh_jobs::RedisSource;
 use redis::Script;
 
-use super::{DataError, Expect, PlayerDataStore, Versioned};
+use super::{DataError, Expect, PlayerDataStore, Versioned, Write};
 use crate::api::redis_calls::RedisCalls;
 
 /// Field holding the user's version counter; `#` never starts a module.
@@ -131,21 +131,15 @@ impl PlayerDataStore for RedisPlayerData {
         raw.map(|r| parse(field, &r)).transpose()
     }
 
-    async fn set(
-        &self,
-        user: u64,
-        field: &str,
-        value: Bytes,
-        expect: Expect,
-    ) -> Result<u64, DataError> {
-        let key = data_key(user);
-        let expect = expectation(expect);
+    async fn set(&self, write: Write<'_>) -> Result<u64, DataError> {
+        let key = data_key(write.user);
+        let expect = expectation(write.expect);
         let (ok, version): (i64, i64) = self
             .calls
             .script(
                 &self.set,
                 &[&key],
-                &[field.as_bytes(), expect.as_bytes(), &value],
+                &[write.field.as_bytes(), expect.as_bytes(), &write.value],
             )
             .await
             .map_err(DataError::Unavailable)?;

@@ -42,6 +42,7 @@ use tracing::{debug, error, info, warn};
 use super::cx::{Effects, RoomCx, To};
 use super::host::KindRuntime;
 use super::members::Members;
+use super::store::Lease;
 use super::wire::{Checkpoint, RoomOp, RoomReply, RoomRequest, RoomStatus, WireLeave};
 use super::{KindConfig, LeaveReason, Member, Room, RoomInit, RoomKey};
 use crate::api::error::GameError;
@@ -204,6 +205,11 @@ impl<R: Room> RoomActor<R> {
         }
     }
 
+    /// This activation's lease on the room, as the store takes it.
+    fn lease(&self) -> Lease<'_> {
+        Lease::new(&self.key, &self.token, self.game.settings().lease_ttl)
+    }
+
     fn config(&self) -> &KindConfig {
         &self.kind.config
     }
@@ -214,7 +220,7 @@ impl<R: Room> RoomActor<R> {
         let store = self.game.room_store();
         let ttl = self.game.settings().lease_ttl;
         let asked = Instant::now();
-        if !store.acquire(&self.key, &self.token, ttl).await? {
+        if !store.acquire(self.lease()).await? {
             return Ok(false);
         }
         self.end = End::Release;
@@ -362,9 +368,8 @@ impl<R: Room> RoomActor<R> {
         }
         let ttl = self.game.settings().lease_ttl;
         let asked = Instant::now();
-        let saved = store
-            .save(&self.key, &self.token, ttl, Bytes::from(cp.encode_to_vec()))
-            .await;
+        let lease = Lease::new(&self.key, &self.token, ttl);
+        let saved = store.save(lease, Bytes::from(cp.encode_to_vec())).await;
         let label = config.name.clone();
         match saved {
             Ok(true) => {
@@ -804,7 +809,7 @@ impl<R: Room> RoomActor<R> {
         // queued here are dropped with the mailbox, and their callers ask
         // again (`Stopped` is "retry").
         self.kind.forget(&self.key.name, ctx.addr());
-        self.end = match self.game.room_store().close(&self.key, &self.token).await {
+        self.end = match self.game.room_store().close(self.lease()).await {
             Ok(_) => End::Keep,
             Err(e) => {
                 debug!(room = %self.key, "closing the room in the store failed ({e})");
@@ -887,7 +892,7 @@ impl<R: Room> Actor for RoomActor<R> {
                 .decrement(1.0);
         }
         if self.end == End::Release && !self.game.is_crashed() {
-            if let Err(e) = self.game.room_store().release(&self.key, &self.token).await {
+            if let Err(e) = self.game.room_store().release(self.lease()).await {
                 debug!(room = %self.key, "lease not released ({e}); it runs out by itself");
             }
         }

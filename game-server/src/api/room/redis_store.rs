@@ -25,7 +25,7 @@ use bytes::Bytes;
 use gamemesh_jobs::RedisSource;
 use redis::Script;
 
-use super::store::RoomStore;
+use super::store::{Lease, RoomStore};
 use super::RoomKey;
 use crate::api::error::GameError;
 use crate::api::redis_calls::RedisCalls;
@@ -121,13 +121,13 @@ fn ms(d: Duration) -> String {
 
 #[async_trait]
 impl RoomStore for RedisRoomStore {
-    async fn acquire(&self, key: &RoomKey, token: &str, ttl: Duration) -> Result<bool, GameError> {
+    async fn acquire(&self, lease: Lease<'_>) -> Result<bool, GameError> {
         let ok: i64 = self
             .calls
             .script(
                 &self.acquire,
-                &[&lease_key(key)],
-                &[token.as_bytes(), ms(ttl).as_bytes()],
+                &[&lease_key(lease.key)],
+                &[lease.token.as_bytes(), ms(lease.ttl).as_bytes()],
             )
             .await
             .map_err(GameError::Unavailable)?;
@@ -150,13 +150,8 @@ impl RoomStore for RedisRoomStore {
         Ok(raw.map(Bytes::from))
     }
 
-    async fn save(
-        &self,
-        key: &RoomKey,
-        token: &str,
-        ttl: Duration,
-        checkpoint: Bytes,
-    ) -> Result<bool, GameError> {
+    async fn save(&self, lease: Lease<'_>, checkpoint: Bytes) -> Result<bool, GameError> {
+        let Lease { key, token, ttl } = lease;
         let ok: i64 = self
             .calls
             .script(
@@ -169,22 +164,27 @@ impl RoomStore for RedisRoomStore {
         Ok(ok == 1)
     }
 
-    async fn release(&self, key: &RoomKey, token: &str) -> Result<(), GameError> {
+    async fn release(&self, lease: Lease<'_>) -> Result<(), GameError> {
         let _: i64 = self
             .calls
-            .script(&self.release, &[&lease_key(key)], &[token.as_bytes()])
+            .script(
+                &self.release,
+                &[&lease_key(lease.key)],
+                &[lease.token.as_bytes()],
+            )
             .await
             .map_err(GameError::Unavailable)?;
         Ok(())
     }
 
-    async fn close(&self, key: &RoomKey, token: &str) -> Result<bool, GameError> {
+    async fn close(&self, lease: Lease<'_>) -> Result<bool, GameError> {
+        let key = lease.key;
         let ok: i64 = self
             .calls
             .script(
                 &self.close,
                 &[&lease_key(key), &checkpoint_key(key)],
-                &[token.as_bytes()],
+                &[lease.token.as_bytes()],
             )
             .await
             .map_err(GameError::Unavailable)?;
@@ -303,11 +303,9 @@ mod tests {
         let redis = RedisServer::start();
         let s = store(&redis).await;
         let k = RoomKey::new("arena", "r1").unwrap();
-        assert!(s.acquire(&k, "t", Duration::from_secs(5)).await.unwrap());
-        assert!(s
-            .save(&k, "t", Duration::from_secs(5), Bytes::from_static(b"cp"))
-            .await
-            .unwrap());
+        let lease = Lease::new(&k, "t", Duration::from_secs(5));
+        assert!(s.acquire(lease).await.unwrap());
+        assert!(s.save(lease, Bytes::from_static(b"cp")).await.unwrap());
         s.index(&k).await.unwrap();
         s.add_member(42, &k, 9).await.unwrap();
         let client = redis::Client::open(redis.url()).unwrap();

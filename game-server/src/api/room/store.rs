@@ -25,12 +25,33 @@ use tokio::time::Instant;
 use super::RoomKey;
 use crate::api::error::GameError;
 
+/// A room's lease as one activation of its actor holds it: the calls
+/// that take, renew, give up or close it act only while `token` holds
+/// `key`'s lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease<'a> {
+    /// Which room.
+    pub key: &'a RoomKey,
+    /// The activation's random token.
+    pub token: &'a str,
+    /// How long a take or a renewal lasts (giving up or closing ignores
+    /// it).
+    pub ttl: Duration,
+}
+
+impl<'a> Lease<'a> {
+    /// `key`'s lease held by `token`, taken or renewed for `ttl`.
+    pub const fn new(key: &'a RoomKey, token: &'a str, ttl: Duration) -> Self {
+        Self { key, token, ttl }
+    }
+}
+
 /// Rooms' leases, checkpoints and indexes.
 #[async_trait]
 pub trait RoomStore: Send + Sync + 'static {
-    /// Takes `key`'s lease for `token` for `ttl` if nobody holds it (or
-    /// `token` already does). False when another token holds it.
-    async fn acquire(&self, key: &RoomKey, token: &str, ttl: Duration) -> Result<bool, GameError>;
+    /// Takes the lease for its `ttl` if nobody holds it (or its token
+    /// already does). False when another token holds it.
+    async fn acquire(&self, lease: Lease<'_>) -> Result<bool, GameError>;
 
     /// The token holding `key`'s lease now, if any.
     async fn holder(&self, key: &RoomKey) -> Result<Option<String>, GameError>;
@@ -38,23 +59,17 @@ pub trait RoomStore: Send + Sync + 'static {
     /// `key`'s last checkpoint.
     async fn load(&self, key: &RoomKey) -> Result<Option<Bytes>, GameError>;
 
-    /// Saves `checkpoint` and renews the lease for `ttl`, only while
-    /// `token` holds the lease. False: the lease is lost (nothing saved).
-    async fn save(
-        &self,
-        key: &RoomKey,
-        token: &str,
-        ttl: Duration,
-        checkpoint: Bytes,
-    ) -> Result<bool, GameError>;
+    /// Saves `checkpoint` and renews the lease for its `ttl`, only while
+    /// its token holds it. False: the lease is lost (nothing saved).
+    async fn save(&self, lease: Lease<'_>, checkpoint: Bytes) -> Result<bool, GameError>;
 
-    /// Gives up the lease if `token` holds it (the checkpoint stays).
-    async fn release(&self, key: &RoomKey, token: &str) -> Result<(), GameError>;
+    /// Gives up the lease if its token holds it (the checkpoint stays).
+    async fn release(&self, lease: Lease<'_>) -> Result<(), GameError>;
 
     /// Forgets the room (emptied): its checkpoint, its lease and its
-    /// place in the index, only if `token` holds the lease. False when it
-    /// does not (nothing is touched).
-    async fn close(&self, key: &RoomKey, token: &str) -> Result<bool, GameError>;
+    /// place in the index, only if the lease's token holds it. False when
+    /// it does not (nothing is touched).
+    async fn close(&self, lease: Lease<'_>) -> Result<bool, GameError>;
 
     /// Puts the room in the index of existing rooms of its kind.
     async fn index(&self, key: &RoomKey) -> Result<(), GameError>;
@@ -144,14 +159,14 @@ fn key_of(tag: &str) -> Option<RoomKey> {
 
 #[async_trait]
 impl RoomStore for MemoryRoomStore {
-    async fn acquire(&self, key: &RoomKey, token: &str, ttl: Duration) -> Result<bool, GameError> {
+    async fn acquire(&self, lease: Lease<'_>) -> Result<bool, GameError> {
         let now = Instant::now();
         let mut inner = self.inner()?;
-        let entry = inner.rooms.entry(key.tag()).or_default();
+        let entry = inner.rooms.entry(lease.key.tag()).or_default();
         match entry.holder(now) {
-            Some(t) if t != token => Ok(false),
+            Some(t) if t != lease.token => Ok(false),
             _ => {
-                entry.lease = Some((token.to_string(), now + ttl));
+                entry.lease = Some((lease.token.to_string(), now + lease.ttl));
                 Ok(true)
             }
         }
@@ -174,44 +189,39 @@ impl RoomStore for MemoryRoomStore {
             .and_then(|e| e.checkpoint.clone()))
     }
 
-    async fn save(
-        &self,
-        key: &RoomKey,
-        token: &str,
-        ttl: Duration,
-        checkpoint: Bytes,
-    ) -> Result<bool, GameError> {
+    async fn save(&self, lease: Lease<'_>, checkpoint: Bytes) -> Result<bool, GameError> {
         let now = Instant::now();
         let mut inner = self.inner()?;
-        let entry = inner.rooms.entry(key.tag()).or_default();
-        if entry.holder(now) != Some(token) {
+        let entry = inner.rooms.entry(lease.key.tag()).or_default();
+        if entry.holder(now) != Some(lease.token) {
             return Ok(false);
         }
-        entry.lease = Some((token.to_string(), now + ttl));
+        entry.lease = Some((lease.token.to_string(), now + lease.ttl));
         entry.checkpoint = Some(checkpoint);
         self.saves.fetch_add(1, Ordering::SeqCst);
         Ok(true)
     }
 
-    async fn release(&self, key: &RoomKey, token: &str) -> Result<(), GameError> {
+    async fn release(&self, lease: Lease<'_>) -> Result<(), GameError> {
         let now = Instant::now();
         let mut inner = self.inner()?;
-        if let Some(e) = inner.rooms.get_mut(&key.tag()) {
-            if e.holder(now) == Some(token) {
+        if let Some(e) = inner.rooms.get_mut(&lease.key.tag()) {
+            if e.holder(now) == Some(lease.token) {
                 e.lease = None;
             }
         }
         Ok(())
     }
 
-    async fn close(&self, key: &RoomKey, token: &str) -> Result<bool, GameError> {
+    async fn close(&self, lease: Lease<'_>) -> Result<bool, GameError> {
         let now = Instant::now();
+        let key = lease.key;
         let mut inner = self.inner()?;
         let tag = key.tag();
         let held = inner
             .rooms
             .get_mut(&tag)
-            .is_some_and(|e| e.holder(now) == Some(token));
+            .is_some_and(|e| e.holder(now) == Some(lease.token));
         if !held {
             return Ok(false);
         }
@@ -291,39 +301,31 @@ pub(crate) mod conformance {
         let other = RoomKey::new("arena", "r2").unwrap();
         assert_eq!(store.holder(&k).await.unwrap(), None);
         assert_eq!(store.load(&k).await.unwrap(), None);
+        let [a, b, c] = ["a", "b", "c"].map(|token| Lease::new(&k, token, ttl));
 
         // One holder at a time; the holder may take it again.
-        assert!(store.acquire(&k, "a", ttl).await.unwrap());
-        assert!(store.acquire(&k, "a", ttl).await.unwrap());
-        assert!(!store.acquire(&k, "b", ttl).await.unwrap());
+        assert!(store.acquire(a).await.unwrap());
+        assert!(store.acquire(a).await.unwrap());
+        assert!(!store.acquire(b).await.unwrap());
         assert_eq!(store.holder(&k).await.unwrap().as_deref(), Some("a"));
 
         // Saves are fenced by the lease.
-        assert!(store
-            .save(&k, "a", ttl, Bytes::from_static(b"cp1"))
-            .await
-            .unwrap());
-        assert!(!store
-            .save(&k, "b", ttl, Bytes::from_static(b"x"))
-            .await
-            .unwrap());
+        assert!(store.save(a, Bytes::from_static(b"cp1")).await.unwrap());
+        assert!(!store.save(b, Bytes::from_static(b"x")).await.unwrap());
         assert_eq!(store.load(&k).await.unwrap().as_deref(), Some(&b"cp1"[..]));
 
         // A lease not renewed runs out; the checkpoint stays.
         expire().await;
         assert_eq!(store.holder(&k).await.unwrap(), None);
-        assert!(!store
-            .save(&k, "a", ttl, Bytes::from_static(b"late"))
-            .await
-            .unwrap());
-        assert!(store.acquire(&k, "b", ttl).await.unwrap());
+        assert!(!store.save(a, Bytes::from_static(b"late")).await.unwrap());
+        assert!(store.acquire(b).await.unwrap());
         assert_eq!(store.load(&k).await.unwrap().as_deref(), Some(&b"cp1"[..]));
 
         // Release lets another take it at once; only the holder releases.
-        store.release(&k, "a").await.unwrap();
+        store.release(a).await.unwrap();
         assert_eq!(store.holder(&k).await.unwrap().as_deref(), Some("b"));
-        store.release(&k, "b").await.unwrap();
-        assert!(store.acquire(&k, "c", ttl).await.unwrap());
+        store.release(b).await.unwrap();
+        assert!(store.acquire(c).await.unwrap());
 
         // The index, and closing (only by the holder).
         store.index(&k).await.unwrap();
@@ -333,8 +335,8 @@ pub(crate) mod conformance {
             .await
             .unwrap();
         assert_eq!(store.rooms("arena").await.unwrap(), vec!["r1", "r2"]);
-        assert!(!store.close(&k, "b").await.unwrap());
-        assert!(store.close(&k, "c").await.unwrap());
+        assert!(!store.close(b).await.unwrap());
+        assert!(store.close(c).await.unwrap());
         assert_eq!(store.rooms("arena").await.unwrap(), vec!["r2"]);
         assert_eq!(store.load(&k).await.unwrap(), None);
         assert_eq!(store.holder(&k).await.unwrap(), None);
@@ -372,9 +374,10 @@ mod tests {
     async fn a_store_that_is_down_fails_every_call() {
         let s = MemoryRoomStore::new();
         let k = RoomKey::new("a", "b").unwrap();
+        let lease = Lease::new(&k, "t", Duration::from_secs(1));
         s.set_down(true);
-        assert!(s.acquire(&k, "t", Duration::from_secs(1)).await.is_err());
+        assert!(s.acquire(lease).await.is_err());
         s.set_down(false);
-        assert!(s.acquire(&k, "t", Duration::from_secs(1)).await.unwrap());
+        assert!(s.acquire(lease).await.unwrap());
     }
 }

@@ -382,6 +382,7 @@ async fn game_code_pushes_to_a_user_a_room_and_everyone() {
 
 #[tokio::test(start_paused = true)]
 async fn a_room_that_outlived_its_lease_never_ticks_again() {
+    use crate::api::room::store::Lease;
     use crate::api::RoomStore;
     let g = game(Probe::default());
     let a = g.login(1);
@@ -394,7 +395,7 @@ async fn a_room_that_outlived_its_lease_never_ticks_again() {
     assert!(g
         .parts
         .rooms
-        .acquire(&key, "elsewhere", fast().lease_ttl)
+        .acquire(Lease::new(&key, "elsewhere", fast().lease_ttl))
         .await
         .unwrap());
     // Thawed: it must find out before it ticks again.

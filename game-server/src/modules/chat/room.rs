@@ -41,6 +41,16 @@ impl ChatRoom {
         self.seq
     }
 
+    /// Tells every member that `user` joined or left (`kind`), under the
+    /// next room sequence number, which it returns; the room is saved
+    /// before the reply, so the number is never handed out twice.
+    fn announce(&mut self, cx: &mut RoomCx<'_>, kind: ChatNoticeKind, user: u64) -> u64 {
+        let seq = self.next();
+        cx.push_body_all(self.notice(seq, kind, user));
+        cx.save_before_reply();
+        seq
+    }
+
     fn notice(&self, seq: u64, kind: ChatNoticeKind, user: u64) -> server_packet::Body {
         let name = display_name(user);
         let verb = if kind == ChatNoticeKind::Joined {
@@ -100,10 +110,7 @@ impl Room for ChatRoom {
             // Joined already: no notice, `room_seq` 0.
             0
         } else {
-            let seq = self.next();
-            let notice = self.notice(seq, ChatNoticeKind::Joined, member.user_id);
-            cx.push_body_all(notice);
-            cx.save_before_reply();
+            let seq = self.announce(cx, ChatNoticeKind::Joined, member.user_id);
             info!(
                 "Chat: UserId={} joined room {} (RoomSeq={seq})",
                 member.user_id, self.name
@@ -118,10 +125,7 @@ impl Room for ChatRoom {
     }
 
     fn leave(&mut self, cx: &mut RoomCx<'_>, member: &Member, why: LeaveReason) {
-        let seq = self.next();
-        let notice = self.notice(seq, ChatNoticeKind::Left, member.user_id);
-        cx.push_body_all(notice);
-        cx.save_before_reply();
+        let seq = self.announce(cx, ChatNoticeKind::Left, member.user_id);
         cx.answer_leave(&ChatLeaveResponse {
             room: self.name.clone(),
             room_seq: seq,
