@@ -9,6 +9,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use gamemesh_test_client::cli::{self, Cli};
 
+/// mimalloc, as the servers use: the load generator shares the cores with
+/// the servers it measures, so what it spends in malloc is taken from them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr at `warn` unless RUST_LOG says otherwise, so stdout
