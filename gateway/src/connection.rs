@@ -308,7 +308,11 @@ impl<W: Wire> Connection<W> {
         while let Some(read) = next.take() {
             match self.admit_read(read, now) {
                 Ok(Some(body)) => bodies.push(body),
-                Ok(None) => {}
+                // A control message, or a frame answered RATE_LIMITED: no
+                // more input until that answer is written (the event loop
+                // writes before it reads), so a kick for abuse finds every
+                // earlier answer already on its way.
+                Ok(None) => break,
                 Err(e) => {
                     end = Some(e);
                     break;
