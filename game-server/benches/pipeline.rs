@@ -68,6 +68,9 @@ fn pipeline(c: &mut Criterion) {
         // The bench saves nothing: the queue's receiver is dropped.
         save_retries: gamemesh_game_server::session::save_retry::SaveRetries::new(1).0,
         faults: Default::default(),
+        session_starts: tokio::sync::Semaphore::new(
+            gamemesh_game_server::state::SESSION_STARTS_IN_FLIGHT,
+        ),
     });
     // Echo is a module: the built-ins, on memory stores, as a game server
     // with the memory session store has them.

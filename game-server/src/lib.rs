@@ -353,6 +353,7 @@ async fn start_with(
         game: std::sync::OnceLock::new(),
         save_retries,
         faults: Default::default(),
+        session_starts: tokio::sync::Semaphore::new(crate::state::SESSION_STARTS_IN_FLIGHT),
     });
     modules::add_builtins(&mut app, Arc::downgrade(&state), &config);
     if let Err(e) = game_host::start(

@@ -51,7 +51,21 @@ pub struct HubState {
     pub save_retries: SaveRetries,
     /// Failures tests switch on (nothing else sets them).
     pub faults: Faults,
+    /// Logins and resumes running at once, at most
+    /// [`SESSION_STARTS_IN_FLIGHT`]; the rest wait their turn before any
+    /// of their work starts. In a storm (thousands of players reconnecting
+    /// at once) every start would otherwise be in flight together: their
+    /// store calls queue behind each other on the one Redis connection and
+    /// the tasks crowd out the connection's own reader, so the last of
+    /// them pass the store timeout and are answered "session store
+    /// unavailable" while Redis itself is fine.
+    pub session_starts: tokio::sync::Semaphore,
 }
+
+/// See [`HubState::session_starts`]: enough to keep the Redis pipeline
+/// full, few enough that a store call is timed on the wire, not in our own
+/// queue.
+pub const SESSION_STARTS_IN_FLIGHT: usize = 64;
 
 /// Failures a test makes happen on purpose, where no real fault can be
 /// timed (a game server that does the work and then goes quiet). No flag

@@ -71,6 +71,8 @@ pub async fn handle(
     req: HubRequest,
     login: LoginRequest,
 ) -> Result<HubResponse, BoxError> {
+    // Storms wait here, before any work (see `HubState::session_starts`).
+    let _turn = state.session_starts.acquire().await;
     if let Some(closed) = refuse_second_login(&state, &req, login.user_id) {
         return Ok(closed);
     }

@@ -268,6 +268,8 @@ pub async fn handle(
     req: HubRequest,
     resume: ResumeRequest,
 ) -> Result<HubResponse, BoxError> {
+    // Storms wait here, before any work (see `HubState::session_starts`).
+    let _turn = state.session_starts.acquire().await;
     let seq = req.packet.sequence_id;
     let user_id = token_user(&resume.resume_token);
     if user_id == 0 || resume.session_id == 0 {
