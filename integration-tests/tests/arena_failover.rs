@@ -67,7 +67,24 @@ struct GameServerProcess {
 }
 
 impl GameServerProcess {
+    /// Starts one and waits until it is ready. `free_port` only finds a
+    /// port free now: another test may take it before the child binds it,
+    /// and the child then stops with "port N is already in use". Such a
+    /// start is tried again on fresh ports; any other failure is reported
+    /// with the child's log.
     fn start(bin: &Path, node_id: u64, redis: &str, dir: &Path) -> Self {
+        for _ in 0..5 {
+            let mut gs = Self::spawn(bin, node_id, redis, dir);
+            match gs.ready() {
+                Ok(()) => return gs,
+                Err(log) if log.contains("already in use") => continue,
+                Err(log) => panic!("arena-server {node_id} did not start:\n{log}"),
+            }
+        }
+        panic!("arena-server {node_id}: its ports were taken 5 times in a row");
+    }
+
+    fn spawn(bin: &Path, node_id: u64, redis: &str, dir: &Path) -> Self {
         let (p2p_port, mesh_port) = (free_port(), free_port());
         let log = dir.join(format!("arena-server-{node_id}.log"));
         let out = std::fs::File::create(&log).expect("log file");
@@ -104,6 +121,22 @@ impl GameServerProcess {
             log,
             p2p_port,
         }
+    }
+
+    /// Waits for the child's "ready" line; `Err(log)` if it exited first
+    /// or did not get there within the test timeout.
+    fn ready(&mut self) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while std::time::Instant::now() < deadline {
+            if self.log().contains(" ready: P2P ") {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("(exited: {status})\n{}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("(not ready in {TIMEOUT:?})\n{}", self.log()))
     }
 
     /// `kill -9`.
