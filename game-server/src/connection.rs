@@ -112,7 +112,7 @@ impl Actor for Connection {
             ConnectionMsg::Frame(frame) => {
                 // What this frame's handling sends besides its reply (a
                 // kick, a pin) must not overtake the replies held back.
-                if !packets::is_plain_request(&frame.body) {
+                if !self.held.is_empty() && !packets::is_plain_request(&frame.body) {
                     self.send_held();
                 }
                 if let Some(reply) = self.frame(frame).await {

@@ -176,15 +176,8 @@ impl Upstream {
         route: Route,
         body: Bytes,
     ) -> Result<(), LinkError> {
-        self.send(
-            gs,
-            gateway_to_server::Kind::ClientFrame(ClientFrame {
-                socket_id: Bytes::copy_from_slice(socket.as_bytes()),
-                session_id: route.session_id,
-                user_id: route.user_id,
-                body,
-            }),
-        )
+        let socket_id = Bytes::copy_from_slice(socket.as_bytes());
+        self.link.send(gs, client_frame(socket_id, route, body))
     }
 
     /// Relays several frames of one socket (what one read brought) with
@@ -200,15 +193,7 @@ impl Upstream {
         let socket_id = Bytes::copy_from_slice(socket.as_bytes());
         let payloads: Vec<Bytes> = bodies
             .iter()
-            .map(|body| {
-                let kind = gateway_to_server::Kind::ClientFrame(ClientFrame {
-                    socket_id: socket_id.clone(),
-                    session_id: route.session_id,
-                    user_id: route.user_id,
-                    body: body.clone(),
-                });
-                Bytes::from(GatewayToServer { kind: Some(kind) }.encode_to_vec())
-            })
+            .map(|body| client_frame(socket_id.clone(), route, body.clone()))
             .collect();
         self.link.send_many(gs, &payloads)
     }
@@ -663,4 +648,15 @@ fn may_close(shared: &Shared, socket: &Uuid, from: NodeId, session_id: u64) -> b
         Some(r) if session_id != 0 => r.session_id == session_id || r.session_id == 0,
         Some(r) => r.game_server == from,
     }
+}
+
+/// One client frame as the link carries it to a game server.
+fn client_frame(socket_id: Bytes, route: Route, body: Bytes) -> Bytes {
+    let kind = gateway_to_server::Kind::ClientFrame(ClientFrame {
+        socket_id,
+        session_id: route.session_id,
+        user_id: route.user_id,
+        body,
+    });
+    Bytes::from(GatewayToServer { kind: Some(kind) }.encode_to_vec())
 }

@@ -116,10 +116,21 @@ fn multicast(sockets: &[Uuid], body: Bytes) -> Bytes {
     }))
 }
 
-async fn write_frame(stream: &mut TcpStream, body: &[u8]) {
-    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(body);
-    stream.write_all(&frame).await.expect("write");
+/// An echo request with sequence id `seq`, framed as a client writes it
+/// (`[u32 BE length][ClientPacket]`).
+fn echo_frame(seq: u64, data: &'static [u8]) -> Vec<u8> {
+    let echo = gamemesh_proto::client::ClientPacket {
+        sequence_id: seq,
+        body: Some(gamemesh_proto::client::client_packet::Body::Echo(
+            gamemesh_proto::client::EchoRequest {
+                data: Bytes::from_static(data),
+            },
+        )),
+    }
+    .encode_to_vec();
+    let mut frame = (echo.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&echo);
+    frame
 }
 
 /// The detail of the next frame on `stream` (see [`body`]).
@@ -149,15 +160,7 @@ async fn client(
     heard: &mut mpsc::UnboundedReceiver<Heard>,
 ) -> (TcpStream, Uuid, NodeId) {
     let mut stream = TcpStream::connect(addr).await.expect("connects");
-    let echo = gamemesh_proto::client::ClientPacket {
-        sequence_id: 1,
-        body: Some(gamemesh_proto::client::client_packet::Body::Echo(
-            gamemesh_proto::client::EchoRequest {
-                data: Bytes::from_static(&[1]),
-            },
-        )),
-    };
-    write_frame(&mut stream, &echo.encode_to_vec()).await;
+    stream.write_all(&echo_frame(1, &[1])).await.expect("write");
     loop {
         match tokio::time::timeout(TIMEOUT, heard.recv()).await {
             Ok(Some(Heard::Frame {
@@ -231,18 +234,11 @@ async fn the_frames_of_one_client_write_reach_the_game_server_in_one_link_messag
     // The game server's count of link messages once it has read the
     // client's first frame (a frame is reported only after the whole
     // read it came in, so this count already covers that read).
+    stream
+        .write_all(&echo_frame(1, b"ping"))
+        .await
+        .expect("write");
     let before = loop {
-        let mut ping = Vec::new();
-        let echo = gamemesh_proto::client::ClientPacket {
-            sequence_id: 1,
-            body: Some(gamemesh_proto::client::client_packet::Body::Echo(
-                gamemesh_proto::client::EchoRequest::default(),
-            )),
-        }
-        .encode_to_vec();
-        ping.extend_from_slice(&(echo.len() as u32).to_be_bytes());
-        ping.extend_from_slice(&echo);
-        stream.write_all(&ping).await.expect("write");
         match tokio::time::timeout(TIMEOUT, heard.recv()).await {
             Ok(Some(Heard::Frame {
                 socket: s,
@@ -256,20 +252,9 @@ async fn the_frames_of_one_client_write_reach_the_game_server_in_one_link_messag
 
     // Eight frames in one write: the gateway reads them in one go (a
     // loopback write this small arrives whole) and relays them together.
-    let mut burst = Vec::new();
-    for seq in 2..10u64 {
-        let echo = gamemesh_proto::client::ClientPacket {
-            sequence_id: seq,
-            body: Some(gamemesh_proto::client::client_packet::Body::Echo(
-                gamemesh_proto::client::EchoRequest {
-                    data: Bytes::from_static(b"burst"),
-                },
-            )),
-        }
-        .encode_to_vec();
-        burst.extend_from_slice(&(echo.len() as u32).to_be_bytes());
-        burst.extend_from_slice(&echo);
-    }
+    let burst: Vec<u8> = (2..10u64)
+        .flat_map(|seq| echo_frame(seq, b"burst"))
+        .collect();
     stream.write_all(&burst).await.expect("write");
 
     let mut seqs = Vec::new();
