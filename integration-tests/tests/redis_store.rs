@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gamemesh_game_server::cluster::membership::NodeRegistry;
+use gamemesh_game_server::session::redis::replies_key;
 use gamemesh_game_server::session::redis::RedisStore;
 use gamemesh_game_server::session::{Claim, NewSession, Placement, Progress, SessionStore};
 use gamemesh_integration_tests::{wait_for_async, RedisServer};
-use gamemesh_proto::internal::NodeInfo;
+use gamemesh_proto::internal::{CachedReply, NodeInfo, ReplyCache};
+use gamemesh_proto::Message;
 use uuid::Uuid;
 
 const TTL: Duration = Duration::from_secs(60);
@@ -39,7 +41,8 @@ fn progress(session_id: u64, epoch: u64, last_seq: u64) -> Progress {
         session_id,
         epoch,
         last_seq,
-        replies: Bytes::new(),
+        replies: Vec::new(),
+        keep: 32,
         // Distinct from last_seq so a test can tell which field came back.
         counter: last_seq * 10,
     }
@@ -156,4 +159,123 @@ async fn the_registry_lists_announced_nodes_until_they_expire_or_withdraw() {
     assert_eq!(ids, vec![1], "only the node that stopped renewing expired");
     s.withdraw(1).await.unwrap();
     assert!(s.nodes().await.unwrap().is_empty());
+}
+
+fn reply(seq: u64) -> CachedReply {
+    CachedReply {
+        sequence_id: seq,
+        body: Bytes::from(format!("reply {seq}")),
+    }
+}
+
+fn with_replies(mut p: Progress, seqs: &[u64], keep: usize) -> Progress {
+    p.replies = seqs.iter().map(|s| reply(*s)).collect();
+    p.keep = keep;
+    p
+}
+
+fn raw(redis: &RedisServer) -> redis::Connection {
+    redis::Client::open(format!("redis://{}/", redis.addr()))
+        .and_then(|c| c.get_connection())
+        .expect("a plain connection")
+}
+
+/// A save sends only the replies recorded since the owner's last successful
+/// one; Redis appends those above its watermark (a repeated or overlapping
+/// save adds nothing twice), keeps the owner's `keep` newest, and a take-over
+/// hands them back in order, bodies intact.
+#[tokio::test]
+async fn saves_append_only_unsaved_replies_and_a_take_over_reads_the_newest() {
+    let redis = RedisServer::start();
+    let s = store(&redis).await;
+    let epoch = s.login(new_session(1, 1), TTL).await.unwrap().epoch;
+    assert!(s
+        .save(&with_replies(progress(1, epoch, 2), &[1, 2], 3), TTL)
+        .await
+        .unwrap());
+    // Sent again after a timeout that had landed, plus one more.
+    assert!(s
+        .save(&with_replies(progress(1, epoch, 3), &[1, 2, 3], 3), TTL)
+        .await
+        .unwrap());
+    let seqs = |r: &[CachedReply]| r.iter().map(|r| r.sequence_id).collect::<Vec<_>>();
+    assert_eq!(seqs(&s.get(7).await.unwrap().unwrap().replies), [1, 2, 3]);
+    assert!(s
+        .save(&with_replies(progress(1, epoch, 5), &[4, 5], 3), TTL)
+        .await
+        .unwrap());
+    let t = s
+        .take_over(claim(7, 1, epoch, placement(2)), TTL)
+        .await
+        .unwrap()
+        .expect("taken over");
+    assert_eq!(seqs(&t.replies), [3, 4, 5], "the 3 newest, oldest first");
+    assert_eq!(t.replies[2], reply(5));
+    // The list lives and dies with the record.
+    let mut c = raw(&redis);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(replies_key(7))
+        .query(&mut c)
+        .unwrap();
+    assert!(
+        ttl > 0 && ttl <= TTL.as_millis() as i64,
+        "the list expires: {ttl}"
+    );
+    s.login(new_session(2, 1), TTL).await.unwrap();
+    assert!(
+        s.get(7).await.unwrap().unwrap().replies.is_empty(),
+        "a new login starts empty"
+    );
+}
+
+/// A record saved before the reply cache had its own key (the cache in the
+/// hash's `replies` field) keeps its replies through a take-over.
+#[tokio::test]
+async fn a_take_over_reads_a_reply_cache_saved_in_the_old_layout() {
+    let redis = RedisServer::start();
+    let s = store(&redis).await;
+    let epoch = s.login(new_session(1, 1), TTL).await.unwrap().epoch;
+    assert!(s.save(&progress(1, epoch, 2), TTL).await.unwrap());
+    let old = ReplyCache {
+        replies: vec![reply(1), reply(2)],
+    };
+    let mut c = raw(&redis);
+    let _: () = redis::cmd("HSET")
+        .arg("gm:{u:7}:session")
+        .arg("replies")
+        .arg(old.encode_to_vec())
+        .query(&mut c)
+        .unwrap();
+    let t = s
+        .take_over(claim(7, 1, epoch, placement(2)), TTL)
+        .await
+        .unwrap()
+        .expect("taken over");
+    assert_eq!(t.replies, old.replies);
+}
+
+#[tokio::test]
+async fn a_logout_deletes_the_reply_cache_with_the_record() {
+    let redis = RedisServer::start();
+    let s = store(&redis).await;
+    let epoch = s.login(new_session(1, 1), TTL).await.unwrap().epoch;
+    assert!(s
+        .save(&with_replies(progress(1, epoch, 1), &[1], 32), TTL)
+        .await
+        .unwrap());
+    let mut c = raw(&redis);
+    let exists = |c: &mut redis::Connection| -> i64 {
+        redis::cmd("EXISTS").arg(replies_key(7)).query(c).unwrap()
+    };
+    assert_eq!(exists(&mut c), 1);
+    assert!(s.remove(7, 1, epoch).await.unwrap());
+    assert_eq!(exists(&mut c), 0);
+}
+
+fn placement(owner: u64) -> Placement {
+    Placement {
+        owner,
+        gateway: 1,
+        socket: Uuid::new_v4(),
+    }
 }

@@ -379,9 +379,9 @@ pub async fn flush_once(state: &HubState, only_dirty: bool) {
         .iter()
         .map(|(_, p)| state.store.save(p, state.live_ttl));
     let results = futures::future::join_all(saves).await;
-    for ((a, _), r) in work.iter().zip(results) {
+    for ((a, p), r) in work.iter().zip(results) {
         match r {
-            Ok(true) => {}
+            Ok(true) => a.session.saved(p),
             Ok(false) => {
                 // Ended here meanwhile (logout, a newer login, a release):
                 // whoever ended it has dealt with the client.
@@ -428,8 +428,10 @@ pub async fn flush_once(state: &HubState, only_dirty: bool) {
 /// After Redis failed over to a new primary, saves every session owned
 /// here again (a full pass), at once. Saves the old primary acknowledged
 /// after the sentinels had promoted another node (before we noticed) were
-/// lost with it, and the flusher counts them as done; `SAVE` never moves
-/// progress backwards, so saving twice is harmless.
+/// lost with it, and the flusher counts them as done. Each save carries
+/// every reply the session holds, not only the unsaved ones: `SAVE` never
+/// moves progress backwards and appends only the replies above the new
+/// primary's watermark, so saving twice is harmless.
 pub async fn resave_after_failover(
     state: Arc<HubState>,
     mut primary_changes: tokio::sync::watch::Receiver<u64>,
@@ -444,10 +446,14 @@ pub async fn resave_after_failover(
                 }
             }
         }
+        let all = state.sessions.all();
         info!(
             "Redis has a new primary: saving all {} sessions owned here again",
-            state.sessions.all().len()
+            all.len()
         );
+        for a in &all {
+            a.session.resend_all();
+        }
         flush_once(&state, false).await;
     }
 }

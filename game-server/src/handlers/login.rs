@@ -255,7 +255,7 @@ fn attach(state: &HubState, req: &HubRequest, created: &Created) -> Arc<LocalSes
         created.user_id,
         created.epoch,
         0,
-        &[],
+        Vec::new(),
         state.reply_cache,
     ));
     state.sessions.attach(Attached {

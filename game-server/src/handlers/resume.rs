@@ -82,22 +82,16 @@ async fn move_here(
         else {
             continue;
         };
-        let session = match local.as_ref().and_then(|a| a.session.progress(false)) {
-            Some(p) if p.last_seq >= t.last_seq => LocalSession::new(
-                session_id,
-                user_id,
-                t.epoch,
-                p.last_seq,
-                &p.replies,
-                state.reply_cache,
-            )
-            .with_counter(p.counter),
+        let session = match local.as_ref() {
+            Some(a) if a.session.last_executed() >= t.last_seq => {
+                a.session.handed_over(t.epoch, t.last_seq)
+            }
             _ => LocalSession::new(
                 session_id,
                 user_id,
                 t.epoch,
                 t.last_seq,
-                &t.replies,
+                t.replies,
                 state.reply_cache,
             )
             .with_counter(t.counter),

@@ -60,7 +60,10 @@ async fn increment(state: Arc<HubState>, ctx: Ctx) -> Result<IncrementResponse, 
         return Ok(IncrementResponse { value });
     };
     let detail = match state.store.save(&progress, state.live_ttl).await {
-        Ok(true) => return Ok(IncrementResponse { value }),
+        Ok(true) => {
+            session.saved(&progress);
+            return Ok(IncrementResponse { value });
+        }
         Ok(false) => "the session moved to another game server; retry",
         Err(e) => {
             warn!(

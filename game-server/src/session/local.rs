@@ -4,7 +4,10 @@
 //! The watermark is written behind to the store: the flusher saves dirty
 //! sessions every `--flush-interval-ms`, a disconnect saves at once, and so
 //! does a graceful shutdown. A crash loses at most one flush interval of
-//! watermark; see SESSION_LIFECYCLE.md.
+//! watermark; see SESSION_LIFECYCLE.md. A save carries only the replies
+//! recorded since the last save that succeeded: a player who acts every
+//! tick costs the flusher one or two replies per pass, not the whole
+//! cache.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use gamemesh_proto::client::{server_packet, IncrementResponse, ServerPacket};
-use gamemesh_proto::internal::{CachedReply, ReplyCache};
+use gamemesh_proto::internal::CachedReply;
 use gamemesh_proto::Message;
 use gamemesh_transport::NodeId;
 use uuid::Uuid;
@@ -35,9 +38,12 @@ pub enum SeqCheck {
 struct SeqState {
     /// Highest sequence id executed.
     last_executed: u64,
-    /// The most recent replies, oldest first, encoded once when recorded:
-    /// every flush pass saves them all, and a replay is rare.
+    /// The most recent replies, oldest first, encoded once when recorded
+    /// (a replay is rare; saving them is not).
     replies: VecDeque<(u64, Bytes)>,
+    /// The store holds the replies up to this sequence id: the next save
+    /// sends only those above it.
+    saved_seq: u64,
     /// The session's increment counter (`IncrementRequest`). Kept under
     /// the same lock as the watermark so a saved snapshot never has one
     /// without the other: a counter saved ahead of its sequence id would
@@ -94,36 +100,77 @@ pub struct LocalSession {
 }
 
 impl LocalSession {
-    /// A session starting at `last_executed` with the replies from an
-    /// encoded `ReplyCache` (empty for a new session).
+    /// A session starting at `last_executed` with `replies` as the store
+    /// holds them (none for a new session).
     pub fn new(
         session_id: u64,
         user_id: u64,
         epoch: u64,
         last_executed: u64,
-        replies: &[u8],
+        replies: Vec<CachedReply>,
         reply_capacity: usize,
     ) -> Self {
-        let cached = ReplyCache::decode(replies).unwrap_or_default();
-        let replies = cached
-            .replies
+        let mut replies: VecDeque<_> = replies
             .into_iter()
+            .filter(|r| r.sequence_id <= last_executed)
             .map(|r| (r.sequence_id, r.body))
             .collect();
+        while replies.len() > reply_capacity {
+            replies.pop_front();
+        }
+        Self::with_state(
+            session_id,
+            user_id,
+            epoch,
+            reply_capacity,
+            SeqState {
+                last_executed,
+                replies,
+                saved_seq: last_executed,
+                counter: 0,
+                dirty: false,
+            },
+        )
+    }
+
+    fn with_state(
+        session_id: u64,
+        user_id: u64,
+        epoch: u64,
+        reply_capacity: usize,
+        state: SeqState,
+    ) -> Self {
         Self {
             session_id,
             user_id,
             epoch,
             reply_capacity,
-            seq: Mutex::new(SeqState {
-                last_executed,
-                replies,
-                counter: 0,
-                dirty: false,
-            }),
+            seq: Mutex::new(state),
             ended: AtomicBool::new(false),
             confirmed: AtomicU64::new(0),
         }
+    }
+
+    /// This session as a new owner record at `epoch` takes it on, when this
+    /// copy is at least as far along as the store (whose watermark is
+    /// `stored_last_seq`): the replies above that are saved next.
+    pub fn handed_over(&self, epoch: u64, stored_last_seq: u64) -> Self {
+        let st = self.seq();
+        let saved_seq = stored_last_seq.min(st.last_executed);
+        let state = SeqState {
+            last_executed: st.last_executed,
+            replies: st.replies.clone(),
+            saved_seq,
+            counter: st.counter,
+            dirty: st.last_executed > saved_seq,
+        };
+        Self::with_state(
+            self.session_id,
+            self.user_id,
+            epoch,
+            self.reply_capacity,
+            state,
+        )
     }
 
     /// The pause generation in which the session was last known to be
@@ -187,6 +234,7 @@ impl LocalSession {
         st.counter = st.counter.saturating_sub(1);
         if done.sequence_id != 0 && st.last_executed == done.sequence_id {
             st.last_executed = done.previous_last;
+            st.saved_seq = st.saved_seq.min(done.previous_last);
             if st
                 .replies
                 .back()
@@ -244,37 +292,55 @@ impl LocalSession {
         self.ended.load(Ordering::Acquire)
     }
 
-    /// The progress to save; `only_dirty` skips clean sessions. Clears the
-    /// dirty flag (a failed save calls [`LocalSession::mark_dirty`]).
+    /// The progress to save, with the replies the store does not have yet;
+    /// `only_dirty` skips clean sessions. Clears the dirty flag (a failed
+    /// save calls [`LocalSession::mark_dirty`], a successful one
+    /// [`LocalSession::saved`]).
     pub fn progress(&self, only_dirty: bool) -> Option<Progress> {
         let mut st = self.seq();
         if only_dirty && !st.dirty {
             return None;
         }
         st.dirty = false;
-        let cache = ReplyCache {
-            replies: st
-                .replies
-                .iter()
-                .map(|(s, body)| CachedReply {
-                    sequence_id: *s,
-                    body: body.clone(),
-                })
-                .collect(),
-        };
+        let saved_seq = st.saved_seq;
+        let replies = st
+            .replies
+            .iter()
+            .filter(|(s, _)| *s > saved_seq)
+            .map(|(s, body)| CachedReply {
+                sequence_id: *s,
+                body: body.clone(),
+            })
+            .collect();
         Some(Progress {
             user_id: self.user_id,
             session_id: self.session_id,
             epoch: self.epoch,
             last_seq: st.last_executed,
-            replies: Bytes::from(cache.encode_to_vec()),
+            replies,
+            keep: self.reply_capacity,
             counter: st.counter,
         })
+    }
+
+    /// The store accepted `p`: later saves send only the replies after it.
+    pub fn saved(&self, p: &Progress) {
+        let mut st = self.seq();
+        st.saved_seq = st.saved_seq.max(p.last_seq.min(st.last_executed));
     }
 
     /// Flags the session for the next save (after a failed one).
     pub fn mark_dirty(&self) {
         self.seq().dirty = true;
+    }
+
+    /// Flags the session for the next save with every reply it holds: the
+    /// store may have lost what it acknowledged (a Redis failover). The
+    /// store appends only those above its own watermark.
+    pub fn resend_all(&self) {
+        let mut st = self.seq();
+        st.saved_seq = 0;
+        st.dirty = true;
     }
 }
 
@@ -393,7 +459,7 @@ mod tests {
 
     #[test]
     fn replays_held_replies_and_refuses_older_ones() {
-        let s = LocalSession::new(1, 1, 1, 0, &[], 2);
+        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 2);
         for (seq, d) in [(1, &b"a"[..]), (2, b"b"), (3, b"c")] {
             assert_eq!(s.check(seq), SeqCheck::Fresh);
             s.record(seq, &echo(seq, d));
@@ -406,18 +472,68 @@ mod tests {
 
     #[test]
     fn progress_round_trips_through_the_store_format() {
-        let s = LocalSession::new(1, 1, 1, 0, &[], 32);
+        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 32);
         s.record(5, &echo(5, b"x"));
         let p = s.progress(true).unwrap();
         assert!(s.progress(true).is_none(), "clean after a save");
-        let back = LocalSession::new(1, 1, 2, p.last_seq, &p.replies, 32);
+        let back = LocalSession::new(1, 1, 2, p.last_seq, p.replies, 32);
         assert_eq!(back.last_executed(), 5);
         assert_eq!(back.check(5), SeqCheck::Replay(echo(5, b"x")));
     }
 
+    fn seqs(p: &Progress) -> Vec<u64> {
+        p.replies.iter().map(|r| r.sequence_id).collect()
+    }
+
+    #[test]
+    fn a_save_carries_only_the_replies_since_the_last_successful_one() {
+        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 32);
+        s.record(1, &echo(1, b"a"));
+        s.record(2, &echo(2, b"b"));
+        let first = s.progress(true).unwrap();
+        assert_eq!(seqs(&first), [1, 2]);
+        s.saved(&first);
+        s.record(3, &echo(3, b"c"));
+        let failed = s.progress(true).unwrap();
+        assert_eq!(seqs(&failed), [3], "1 and 2 are stored already");
+        s.mark_dirty();
+        s.record(4, &echo(4, b"d"));
+        let retry = s.progress(true).unwrap();
+        assert_eq!(seqs(&retry), [3, 4], "a failed save's replies go again");
+        assert_eq!(retry.keep, 32);
+        s.saved(&retry);
+        assert!(seqs(&s.progress(false).unwrap()).is_empty());
+        s.resend_all();
+        assert_eq!(seqs(&s.progress(true).unwrap()), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn replies_recorded_while_a_save_is_in_flight_are_not_counted_as_saved() {
+        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 32);
+        s.record(1, &echo(1, b"a"));
+        let in_flight = s.progress(true).unwrap();
+        s.record(2, &echo(2, b"b"));
+        s.saved(&in_flight);
+        assert_eq!(seqs(&s.progress(true).unwrap()), [2]);
+    }
+
+    #[test]
+    fn a_session_handed_over_ahead_of_the_store_saves_what_the_store_lacks() {
+        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 32);
+        for seq in 1..=3 {
+            s.record(seq, &echo(seq, b"x"));
+        }
+        let next = s.handed_over(2, 1);
+        assert_eq!((next.epoch, next.last_executed()), (2, 3));
+        assert_eq!(next.check(2), SeqCheck::Replay(echo(2, b"x")));
+        let p = next.progress(true).expect("dirty: the store is behind");
+        assert_eq!(seqs(&p), [2, 3]);
+        assert!(s.handed_over(3, 3).progress(true).is_none());
+    }
+
     #[test]
     fn an_increment_records_its_reply_and_an_undo_takes_it_all_back() {
-        let s = LocalSession::new(1, 1, 1, 0, &[], 32).with_counter(4);
+        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 32).with_counter(4);
         let a = s.increment(1);
         assert_eq!((s.counter(), s.last_executed()), (5, 1));
         assert_eq!(s.check(1), SeqCheck::Replay(a.reply.clone()));

@@ -7,13 +7,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{
-    Claim, LoginOutcome, NewSession, Progress, ReplacedSession, SessionRecord, SessionStore,
-    StoreError, TakeOver,
+    append_replies, Claim, LoginOutcome, NewSession, Progress, ReplacedSession, SessionRecord,
+    SessionStore, StoreError, TakeOver,
 };
 
 /// Sessions in a hash map, with lazy expiry.
@@ -60,7 +59,7 @@ impl SessionStore for MemoryStore {
                 placement: new.placement,
                 token_hash: new.token_hash,
                 last_seq: new.last_seq,
-                replies: Bytes::new(),
+                replies: Vec::new(),
                 counter: 0,
                 connected: true,
             };
@@ -107,8 +106,8 @@ impl SessionStore for MemoryStore {
                 // disconnect save.
                 Some((r, _)) if !r.connected || p.last_seq < r.last_seq => true,
                 Some((r, exp)) => {
+                    append_replies(&mut r.replies, r.last_seq, &p.replies, p.keep);
                     r.last_seq = p.last_seq;
-                    r.replies = p.replies.clone();
                     r.counter = p.counter;
                     *exp = Instant::now() + ttl;
                     true
@@ -122,8 +121,8 @@ impl SessionStore for MemoryStore {
         Ok(
             self.with(|map| match current(map, p.user_id, p.session_id, p.epoch) {
                 Some((r, exp)) => {
+                    append_replies(&mut r.replies, r.last_seq, &p.replies, p.keep);
                     r.last_seq = p.last_seq;
-                    r.replies = p.replies.clone();
                     r.counter = p.counter;
                     r.connected = false;
                     r.placement.socket = Uuid::nil();
@@ -220,7 +219,8 @@ mod tests {
             session_id: 1,
             epoch: 1,
             last_seq: 9,
-            replies: Bytes::new(),
+            replies: Vec::new(),
+            keep: 32,
             counter: 0,
         };
         assert!(!s.save(&stale, TTL).await.unwrap());
@@ -240,7 +240,8 @@ mod tests {
             session_id: 1,
             epoch: 1,
             last_seq,
-            replies: Bytes::new(),
+            replies: Vec::new(),
+            keep: 32,
             counter: last_seq * 10,
         };
         assert!(s.save(&progress(4), TTL).await.unwrap());
@@ -267,7 +268,8 @@ mod tests {
             session_id: 1,
             epoch: 1,
             last_seq: 3,
-            replies: Bytes::new(),
+            replies: Vec::new(),
+            keep: 32,
             counter: 0,
         };
         assert!(s.disconnect(&p, Duration::from_secs(5)).await.unwrap());

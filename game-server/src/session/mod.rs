@@ -9,6 +9,11 @@
 //! whenever the session is created, replaced or changes owner; every write
 //! by an owner names the (session id, epoch) it believes in and is refused
 //! if that is no longer current (fencing).
+//!
+//! The session's reply cache lives beside it, under the same hash tag
+//! (`gm:{u:<user_id>}:replies`, a list of encoded `CachedReply`): an owner
+//! appends only the replies recorded since its last save, so a save costs
+//! what changed, not the whole cache (see [`append_replies`]).
 
 pub mod local;
 pub mod memory;
@@ -19,7 +24,7 @@ pub mod save_retry;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use gamemesh_proto::internal::CachedReply;
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -51,8 +56,8 @@ pub struct SessionRecord {
     pub token_hash: Vec<u8>,
     /// Highest sequence id executed, as last saved.
     pub last_seq: u64,
-    /// Encoded `ReplyCache` as last saved.
-    pub replies: Bytes,
+    /// The replies held for replay, oldest first, as last saved.
+    pub replies: Vec<CachedReply>,
     /// The session's increment counter as last saved (saved together with
     /// `last_seq`, so the two always agree).
     pub counter: u64,
@@ -116,8 +121,8 @@ pub struct TakeOver {
     pub epoch: u64,
     /// Progress as stored at the moment of the take-over.
     pub last_seq: u64,
-    /// Encoded `ReplyCache` at that moment.
-    pub replies: Bytes,
+    /// The replies held for replay at that moment, oldest first.
+    pub replies: Vec<CachedReply>,
     /// The increment counter at that moment.
     pub counter: u64,
     /// Where the client was before.
@@ -137,8 +142,13 @@ pub struct Progress {
     pub epoch: u64,
     /// Highest sequence id executed.
     pub last_seq: u64,
-    /// Encoded `ReplyCache`.
-    pub replies: Bytes,
+    /// The replies recorded since the owner's last successful save, oldest
+    /// first. The store appends those above its own watermark (so a save
+    /// sent twice, or overlapping another, appends each reply once).
+    pub replies: Vec<CachedReply>,
+    /// How many replies the store keeps for the session (the owner's
+    /// `--reply-cache`): the oldest beyond that are dropped.
+    pub keep: usize,
     /// The increment counter, as of `last_seq`.
     pub counter: u64,
 }
@@ -175,7 +185,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// changed (gone, replaced, or taken by someone else first).
     async fn take_over(&self, claim: Claim, ttl: Duration) -> Result<Option<TakeOver>, StoreError>;
 
-    /// Saves an owner's progress and renews the record's lifetime. Returns
+    /// Saves an owner's progress (its replies appended as
+    /// [`append_replies`] says) and renews the record's lifetime. Returns
     /// false when fenced off (the session moved on).
     async fn save(&self, progress: &Progress, ttl: Duration) -> Result<bool, StoreError>;
 
@@ -207,6 +218,26 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 }
 
+/// Appends to `held` (a stored reply cache whose session had executed up
+/// to `stored_last_seq`) the `new` replies above that watermark, keeping
+/// the last `keep`: what [`SessionStore::save`] and
+/// [`SessionStore::disconnect`] do with a [`Progress`]'s replies. (The
+/// Redis store does the same in Lua.)
+pub fn append_replies(
+    held: &mut Vec<CachedReply>,
+    stored_last_seq: u64,
+    new: &[CachedReply],
+    keep: usize,
+) {
+    held.extend(
+        new.iter()
+            .filter(|r| r.sequence_id > stored_last_seq)
+            .cloned(),
+    );
+    let excess = held.len().saturating_sub(keep);
+    held.drain(..excess);
+}
+
 /// Where a user's session is, as [`SessionStore::locate`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionPlace {
@@ -216,4 +247,21 @@ pub struct SessionPlace {
     pub connected: bool,
     /// The game server that owns it (0: none).
     pub owner: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_appends_only_replies_above_its_watermark_and_keeps_the_last_ones() {
+        let reply = |seq| CachedReply {
+            sequence_id: seq,
+            body: bytes::Bytes::new(),
+        };
+        let mut held = vec![reply(1), reply(2)];
+        append_replies(&mut held, 2, &[reply(2), reply(3), reply(4)], 3);
+        let held: Vec<_> = held.iter().map(|r| r.sequence_id).collect();
+        assert_eq!(held, [2, 3, 4]);
+    }
 }

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use gamemesh_proto::internal::{CachedReply, ReplyCache};
+use gamemesh_proto::Message;
 use redis::{Script, Value};
 use uuid::Uuid;
 
@@ -30,6 +31,39 @@ pub fn session_key(user_id: u64) -> String {
     format!("gm:{{u:{user_id}}}:session")
 }
 
+/// The key of the session's reply cache: a list of encoded `CachedReply`,
+/// oldest first, that saves append to. It lives and expires with the
+/// record; every script that writes one writes both.
+pub fn replies_key(user_id: u64) -> String {
+    format!("gm:{{u:{user_id}}}:replies")
+}
+
+/// A session script invoked on both keys of `user_id`'s session.
+fn invocation(script: &Script, user_id: u64) -> redis::ScriptInvocation<'_> {
+    let mut inv = script.key(session_key(user_id));
+    inv.key(replies_key(user_id));
+    inv
+}
+
+/// Lua shared by SAVE and DISCONNECT (ARGV as `write_progress` passes
+/// them): appends the replies above the stored watermark `stored` (an
+/// owner sends those recorded since its last successful save, so a retried
+/// or overlapping save repeats some) and keeps the last ARGV[6].
+macro_rules! append_replies_lua {
+    () => {
+        r#"
+local pushed = false
+for i = 7, #ARGV, 2 do
+  if tonumber(ARGV[i]) > stored then
+    redis.call('RPUSH', KEYS[2], ARGV[i + 1])
+    pushed = true
+  end
+end
+if pushed then redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1) end
+"#
+    };
+}
+
 /// A login. On a Redis Cluster the client retries a command whose
 /// connection broke (a shard failing over) and may run it twice; the
 /// second run finds its own session id and answers as the first did,
@@ -38,46 +72,65 @@ pub(crate) const LOGIN: &str = r#"
 local old = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'owner', 'gateway', 'socket', 'connected')
 if old[1] == ARGV[1] then return {tonumber(old[2]), '', '', '', '', ''} end
 local epoch = tonumber(old[2] or '0') + 1
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'uid', ARGV[2], 'epoch', epoch, 'token', ARGV[3],
-  'owner', ARGV[4], 'gateway', ARGV[5], 'socket', ARGV[6], 'last_seq', ARGV[7], 'replies', '',
-  'connected', '1')
+  'owner', ARGV[4], 'gateway', ARGV[5], 'socket', ARGV[6], 'last_seq', ARGV[7], 'connected', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[8])
 return {epoch, old[1] or '', old[3] or '', old[4] or '', old[5] or '', old[6] or ''}
 "#;
 
+/// A resume or adoption. Returns the reply cache as its last element.
+/// (`replies`, the record's field before the cache had its own key, is
+/// returned too: a record saved by an older game server keeps its cache
+/// through a rolling upgrade.)
 pub(crate) const TAKE_OVER: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'owner', 'gateway', 'socket', 'connected', 'last_seq', 'replies', 'counter')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return false end
 local epoch = tonumber(cur[2]) + 1
 redis.call('HSET', KEYS[1], 'epoch', epoch, 'owner', ARGV[3], 'gateway', ARGV[4], 'socket', ARGV[5], 'connected', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-return {epoch, cur[7] or '0', cur[8] or '', cur[3] or '', cur[4] or '', cur[5] or '', cur[6] or '', cur[9] or '0'}
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return {epoch, cur[7] or '0', cur[8] or '', cur[3] or '', cur[4] or '', cur[5] or '', cur[6] or '', cur[9] or '0',
+  redis.call('LRANGE', KEYS[2], 0, -1)}
 "#;
 
-pub(crate) const SAVE: &str = r#"
+pub(crate) const SAVE: &str = concat!(
+    r#"
 local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'connected', 'last_seq')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
 -- A periodic save that lands after the disconnect save must neither move
 -- the watermark back nor renew the record as if still connected.
 if cur[3] ~= '1' or tonumber(ARGV[3]) < tonumber(cur[4] or '0') then return 1 end
-redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'replies', ARGV[4], 'counter', ARGV[6])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
+local stored = tonumber(cur[4] or '0')
+"#,
+    append_replies_lua!(),
+    r#"
+redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'counter', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
-"#;
+"#
+);
 
-pub(crate) const DISCONNECT: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch')
+pub(crate) const DISCONNECT: &str = concat!(
+    r#"
+local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'last_seq')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'replies', ARGV[4], 'counter', ARGV[6], 'connected', '0', 'socket', '', 'owner', '0')
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
+local stored = tonumber(cur[3] or '0')
+"#,
+    append_replies_lua!(),
+    r#"
+redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'counter', ARGV[5], 'connected', '0', 'socket', '', 'owner', '0')
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
-"#;
+"#
+);
 
 pub(crate) const REMOVE: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 return 1
 "#;
 
@@ -159,13 +212,16 @@ impl RedisStore {
         p: &Progress,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut inv = script.key(session_key(p.user_id));
+        let mut inv = invocation(script, p.user_id);
         inv.arg(p.session_id)
             .arg(p.epoch)
             .arg(p.last_seq)
-            .arg(&p.replies[..])
             .arg(ms(ttl))
-            .arg(p.counter);
+            .arg(p.counter)
+            .arg(p.keep.max(1));
+        for r in &p.replies {
+            inv.arg(r.sequence_id).arg(r.encode_to_vec());
+        }
         Ok(self.run::<i64>(inv).await? == 1)
     }
 
@@ -198,14 +254,31 @@ fn num(s: &str) -> u64 {
 }
 
 fn strings(v: Value) -> Result<Vec<String>, StoreError> {
-    redis::FromRedisValue::from_redis_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+    decode_value(v)
+}
+
+fn decode_value<T: redis::FromRedisValue>(v: Value) -> Result<T, StoreError> {
+    T::from_redis_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The reply cache from its list's items, or from the record's legacy
+/// `replies` field (one encoded `ReplyCache`) when the list is empty. An
+/// item that does not decode is dropped: a reply that is not held only
+/// turns a replay into `DUPLICATE_SEQUENCE`.
+fn cached_replies(list: Vec<Vec<u8>>, legacy: &[u8]) -> Vec<CachedReply> {
+    if list.is_empty() {
+        return ReplyCache::decode(legacy).map_or_else(|_| Vec::new(), |c| c.replies);
+    }
+    list.into_iter()
+        .filter_map(|item| CachedReply::decode(&item[..]).ok())
+        .collect()
 }
 
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn login(&self, new: NewSession, ttl: Duration) -> Result<LoginOutcome, StoreError> {
         let key = session_key(new.user_id);
-        let mut inv = self.scripts.login.key(&key);
+        let mut inv = invocation(&self.scripts.login, new.user_id);
         inv.arg(new.session_id)
             .arg(new.user_id)
             .arg(hex::encode(&new.token_hash))
@@ -239,9 +312,15 @@ impl SessionStore for RedisStore {
     }
 
     async fn get(&self, user_id: u64) -> Result<Option<SessionRecord>, StoreError> {
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(session_key(user_id));
-        let h: HashMap<String, Vec<u8>> = self.query(&cmd).await?;
+        // One round trip: both keys share the user's slot.
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL")
+            .arg(session_key(user_id))
+            .cmd("LRANGE")
+            .arg(replies_key(user_id))
+            .arg(0)
+            .arg(-1);
+        let (h, list): (HashMap<String, Vec<u8>>, Vec<Vec<u8>>) = self.query_pipe(&pipe).await?;
         if h.is_empty() {
             return Ok(None);
         }
@@ -261,14 +340,14 @@ impl SessionStore for RedisStore {
             },
             token_hash: hex::decode(text("token")).unwrap_or_default(),
             last_seq: num(&text("last_seq")),
-            replies: Bytes::from(h.get("replies").cloned().unwrap_or_default()),
+            replies: cached_replies(list, h.get("replies").map_or(&[][..], |v| &v[..])),
             counter: num(&text("counter")),
             connected: text("connected") == "1",
         }))
     }
 
     async fn take_over(&self, claim: Claim, ttl: Duration) -> Result<Option<TakeOver>, StoreError> {
-        let mut inv = self.scripts.take_over.key(session_key(claim.user_id));
+        let mut inv = invocation(&self.scripts.take_over, claim.user_id);
         inv.arg(claim.session_id)
             .arg(claim.expected_epoch)
             .arg(claim.to.owner)
@@ -276,32 +355,30 @@ impl SessionStore for RedisStore {
             .arg(socket_text(&claim.to.socket))
             .arg(ms(ttl));
         let v: Value = self.run(inv).await?;
-        let items: Vec<Value> = match v {
+        let mut items: Vec<Value> = match v {
             Value::Nil => return Ok(None),
             Value::Array(items) => items,
             other => return Err(StoreError::Corrupt(format!("take_over returned {other:?}"))),
         };
-        if items.len() != 8 {
+        if items.len() != 9 {
             return Err(StoreError::Corrupt(
                 "take_over returned a short reply".into(),
             ));
         }
-        let replies: Vec<u8> = redis::FromRedisValue::from_redis_value(items[2].clone())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut text = Vec::with_capacity(8);
-        for (i, item) in items.into_iter().enumerate() {
-            if i == 2 {
-                text.push(String::new());
-                continue;
-            }
-            let s: String = redis::FromRedisValue::from_redis_value(item)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            text.push(s);
-        }
+        let list: Vec<Vec<u8>> = decode_value(items.pop().unwrap_or(Value::Nil))?;
+        let legacy: Vec<u8> = decode_value(std::mem::replace(&mut items[2], Value::Nil))?;
+        let text = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| match i {
+                2 => Ok(String::new()),
+                _ => decode_value::<String>(item),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(TakeOver {
             epoch: num(&text[0]),
             last_seq: num(&text[1]),
-            replies: Bytes::from(replies),
+            replies: cached_replies(list, &legacy),
             counter: num(&text[7]),
             previous: Placement {
                 owner: num(&text[3]),
@@ -322,7 +399,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn remove(&self, user_id: u64, session_id: u64, epoch: u64) -> Result<bool, StoreError> {
-        let mut inv = self.scripts.remove.key(session_key(user_id));
+        let mut inv = invocation(&self.scripts.remove, user_id);
         inv.arg(session_id).arg(epoch);
         Ok(self.run::<i64>(inv).await? == 1)
     }

@@ -269,7 +269,8 @@ mod tests {
             session_id,
             epoch: 1,
             last_seq: 3,
-            replies: bytes::Bytes::new(),
+            replies: Vec::new(),
+            keep: 32,
             counter: 0,
         }
     }
