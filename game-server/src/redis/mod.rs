@@ -214,27 +214,27 @@ mod tests {
             (
                 "session LOGIN",
                 session::LOGIN,
-                vec![session::session_key(user), session::replies_key(user)],
+                vec![session::session_key(user)],
             ),
             (
                 "session TAKE_OVER",
                 session::TAKE_OVER,
-                vec![session::session_key(user), session::replies_key(user)],
+                vec![session::session_key(user)],
             ),
             (
                 "session SAVE",
                 session::SAVE,
-                vec![session::session_key(user), session::replies_key(user)],
+                vec![session::session_key(user)],
             ),
             (
                 "session DISCONNECT",
                 session::DISCONNECT,
-                vec![session::session_key(user), session::replies_key(user)],
+                vec![session::session_key(user)],
             ),
             (
                 "session REMOVE",
                 session::REMOVE,
-                vec![session::session_key(user), session::replies_key(user)],
+                vec![session::session_key(user)],
             ),
             ("room ACQUIRE", room::ACQUIRE, vec![room::lease_key(&r)]),
             (

@@ -10,10 +10,10 @@
 //! by an owner names the (session id, epoch) it believes in and is refused
 //! if that is no longer current (fencing).
 //!
-//! The session's reply cache lives beside it, under the same hash tag
-//! (`gm:{u:<user_id>}:replies`, a list of encoded `CachedReply`): an owner
-//! appends only the replies recorded since its last save, so a save costs
-//! what changed, not the whole cache (see [`append_replies`]).
+//! The record holds the session's reply cache too, as a ring of fields:
+//! an owner saves only the replies recorded since its last successful
+//! save, so a save costs what changed, not the whole cache (see
+//! [`append_replies`] and SESSION_LIFECYCLE.md).
 
 pub mod local;
 pub mod memory;

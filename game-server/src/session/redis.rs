@@ -31,35 +31,32 @@ pub fn session_key(user_id: u64) -> String {
     format!("gm:{{u:{user_id}}}:session")
 }
 
-/// The key of the session's reply cache: a list of encoded `CachedReply`,
-/// oldest first, that saves append to. It lives and expires with the
-/// record; every script that writes one writes both.
-pub fn replies_key(user_id: u64) -> String {
-    format!("gm:{{u:{user_id}}}:replies")
-}
-
-/// A session script invoked on both keys of `user_id`'s session.
-fn invocation(script: &Script, user_id: u64) -> redis::ScriptInvocation<'_> {
-    let mut inv = script.key(session_key(user_id));
-    inv.key(replies_key(user_id));
-    inv
-}
+/// The record's fields that hold the reply cache: `rep:<n mod keep>` for
+/// the n-th reply appended since the login (`nrep` counts them), each an
+/// encoded `CachedReply`. A ring in the record itself: a save adds one
+/// field per new reply in the same `HSET` as the watermark, and the cache
+/// lives, expires and is deleted with the record.
+const REPLY_FIELD_PREFIX: &str = "rep:";
 
 /// Lua shared by SAVE and DISCONNECT (ARGV as `write_progress` passes
-/// them): appends the replies above the stored watermark `stored` (an
-/// owner sends those recorded since its last successful save, so a retried
-/// or overlapping save repeats some) and keeps the last ARGV[6].
+/// them), after their prologue set `stored` (the stored watermark), `n`
+/// (`nrep`) and `fields` (the `HSET` to run): adds to `fields` the replies
+/// above `stored` (an owner sends those recorded since its last successful
+/// save, so a retried or overlapping save repeats some), each in the next
+/// slot of a ring of ARGV[6] (the owner's `--reply-cache`).
 macro_rules! append_replies_lua {
     () => {
         r#"
-local pushed = false
+local keep = tonumber(ARGV[6])
 for i = 7, #ARGV, 2 do
   if tonumber(ARGV[i]) > stored then
-    redis.call('RPUSH', KEYS[2], ARGV[i + 1])
-    pushed = true
+    fields[#fields + 1] = 'rep:' .. (n % keep)
+    fields[#fields + 1] = ARGV[i + 1]
+    n = n + 1
   end
 end
-if pushed then redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1) end
+fields[#fields + 1] = 'nrep'
+fields[#fields + 1] = n
 "#
     };
 }
@@ -72,57 +69,59 @@ pub(crate) const LOGIN: &str = r#"
 local old = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'owner', 'gateway', 'socket', 'connected')
 if old[1] == ARGV[1] then return {tonumber(old[2]), '', '', '', '', ''} end
 local epoch = tonumber(old[2] or '0') + 1
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'uid', ARGV[2], 'epoch', epoch, 'token', ARGV[3],
   'owner', ARGV[4], 'gateway', ARGV[5], 'socket', ARGV[6], 'last_seq', ARGV[7], 'connected', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[8])
 return {epoch, old[1] or '', old[3] or '', old[4] or '', old[5] or '', old[6] or ''}
 "#;
 
-/// A resume or adoption. Returns the reply cache as its last element.
-/// (`replies`, the record's field before the cache had its own key, is
-/// returned too: a record saved by an older game server keeps its cache
-/// through a rolling upgrade.)
+/// A resume or adoption. Returns the reply cache's items as its last
+/// element, and `replies` (the whole cache in one field, as game servers
+/// before the ring saved it) so a rolling upgrade keeps caches.
 pub(crate) const TAKE_OVER: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'owner', 'gateway', 'socket', 'connected', 'last_seq', 'replies', 'counter')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return false end
 local epoch = tonumber(cur[2]) + 1
 redis.call('HSET', KEYS[1], 'epoch', epoch, 'owner', ARGV[3], 'gateway', ARGV[4], 'socket', ARGV[5], 'connected', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
-return {epoch, cur[7] or '0', cur[8] or '', cur[3] or '', cur[4] or '', cur[5] or '', cur[6] or '', cur[9] or '0',
-  redis.call('LRANGE', KEYS[2], 0, -1)}
+local all = redis.call('HGETALL', KEYS[1])
+local reps = {}
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 4) == 'rep:' then reps[#reps + 1] = all[i + 1] end
+end
+return {epoch, cur[7] or '0', cur[8] or '', cur[3] or '', cur[4] or '', cur[5] or '', cur[6] or '', cur[9] or '0', reps}
 "#;
 
 pub(crate) const SAVE: &str = concat!(
     r#"
-local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'connected', 'last_seq')
+local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'connected', 'last_seq', 'nrep')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
 -- A periodic save that lands after the disconnect save must neither move
 -- the watermark back nor renew the record as if still connected.
 if cur[3] ~= '1' or tonumber(ARGV[3]) < tonumber(cur[4] or '0') then return 1 end
-local stored = tonumber(cur[4] or '0')
+local stored, n = tonumber(cur[4] or '0'), tonumber(cur[5] or '0')
+local fields = {'last_seq', ARGV[3], 'counter', ARGV[5]}
 "#,
     append_replies_lua!(),
     r#"
-redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'counter', ARGV[5])
+redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
 "#
 );
 
 pub(crate) const DISCONNECT: &str = concat!(
     r#"
-local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'last_seq')
+local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'last_seq', 'nrep')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
-local stored = tonumber(cur[3] or '0')
+local stored, n = tonumber(cur[3] or '0'), tonumber(cur[4] or '0')
+local fields = {'last_seq', ARGV[3], 'counter', ARGV[5], 'connected', '0', 'socket', '', 'owner', '0'}
 "#,
     append_replies_lua!(),
     r#"
-redis.call('HSET', KEYS[1], 'last_seq', ARGV[3], 'counter', ARGV[5], 'connected', '0', 'socket', '', 'owner', '0')
+redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
 "#
 );
@@ -130,7 +129,7 @@ return 1
 pub(crate) const REMOVE: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1])
 return 1
 "#;
 
@@ -212,7 +211,7 @@ impl RedisStore {
         p: &Progress,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut inv = invocation(script, p.user_id);
+        let mut inv = script.key(session_key(p.user_id));
         inv.arg(p.session_id)
             .arg(p.epoch)
             .arg(p.last_seq)
@@ -261,24 +260,28 @@ fn decode_value<T: redis::FromRedisValue>(v: Value) -> Result<T, StoreError> {
     T::from_redis_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// The reply cache from its list's items, or from the record's legacy
-/// `replies` field (one encoded `ReplyCache`) when the list is empty. An
-/// item that does not decode is dropped: a reply that is not held only
-/// turns a replay into `DUPLICATE_SEQUENCE`.
-fn cached_replies(list: Vec<Vec<u8>>, legacy: &[u8]) -> Vec<CachedReply> {
-    if list.is_empty() {
+/// The reply cache, oldest first, from the ring's items (in slot order,
+/// not age order), or from the record's legacy `replies` field (one
+/// encoded `ReplyCache`) when the ring is empty. An item that does not
+/// decode is dropped: a reply that is not held only turns a replay into
+/// `DUPLICATE_SEQUENCE`.
+fn cached_replies(ring: Vec<Vec<u8>>, legacy: &[u8]) -> Vec<CachedReply> {
+    if ring.is_empty() {
         return ReplyCache::decode(legacy).map_or_else(|_| Vec::new(), |c| c.replies);
     }
-    list.into_iter()
+    let mut replies: Vec<CachedReply> = ring
+        .into_iter()
         .filter_map(|item| CachedReply::decode(&item[..]).ok())
-        .collect()
+        .collect();
+    replies.sort_by_key(|r| r.sequence_id);
+    replies
 }
 
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn login(&self, new: NewSession, ttl: Duration) -> Result<LoginOutcome, StoreError> {
         let key = session_key(new.user_id);
-        let mut inv = invocation(&self.scripts.login, new.user_id);
+        let mut inv = self.scripts.login.key(&key);
         inv.arg(new.session_id)
             .arg(new.user_id)
             .arg(hex::encode(&new.token_hash))
@@ -312,15 +315,9 @@ impl SessionStore for RedisStore {
     }
 
     async fn get(&self, user_id: u64) -> Result<Option<SessionRecord>, StoreError> {
-        // One round trip: both keys share the user's slot.
-        let mut pipe = redis::pipe();
-        pipe.cmd("HGETALL")
-            .arg(session_key(user_id))
-            .cmd("LRANGE")
-            .arg(replies_key(user_id))
-            .arg(0)
-            .arg(-1);
-        let (h, list): (HashMap<String, Vec<u8>>, Vec<Vec<u8>>) = self.query_pipe(&pipe).await?;
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(session_key(user_id));
+        let h: HashMap<String, Vec<u8>> = self.query(&cmd).await?;
         if h.is_empty() {
             return Ok(None);
         }
@@ -340,14 +337,20 @@ impl SessionStore for RedisStore {
             },
             token_hash: hex::decode(text("token")).unwrap_or_default(),
             last_seq: num(&text("last_seq")),
-            replies: cached_replies(list, h.get("replies").map_or(&[][..], |v| &v[..])),
+            replies: cached_replies(
+                h.iter()
+                    .filter(|(k, _)| k.starts_with(REPLY_FIELD_PREFIX))
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+                h.get("replies").map_or(&[][..], |v| &v[..]),
+            ),
             counter: num(&text("counter")),
             connected: text("connected") == "1",
         }))
     }
 
     async fn take_over(&self, claim: Claim, ttl: Duration) -> Result<Option<TakeOver>, StoreError> {
-        let mut inv = invocation(&self.scripts.take_over, claim.user_id);
+        let mut inv = self.scripts.take_over.key(session_key(claim.user_id));
         inv.arg(claim.session_id)
             .arg(claim.expected_epoch)
             .arg(claim.to.owner)
@@ -399,7 +402,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn remove(&self, user_id: u64, session_id: u64, epoch: u64) -> Result<bool, StoreError> {
-        let mut inv = invocation(&self.scripts.remove, user_id);
+        let mut inv = self.scripts.remove.key(session_key(user_id));
         inv.arg(session_id).arg(epoch);
         Ok(self.run::<i64>(inv).await? == 1)
     }
