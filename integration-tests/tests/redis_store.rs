@@ -258,3 +258,45 @@ fn placement(owner: u64) -> Placement {
         socket: Uuid::new_v4(),
     }
 }
+
+fn user_session(user_id: u64) -> NewSession {
+    NewSession {
+        user_id,
+        ..new_session(user_id, 1)
+    }
+}
+
+/// The flusher's batched save: each entry's own replies (none, several,
+/// one) land in its own record, a fenced entry is refused on its own, and a
+/// pass bigger than one script call is split without losing an entry.
+#[tokio::test]
+async fn a_batched_save_keeps_each_sessions_replies_and_fences_each_on_its_own() {
+    let redis = RedisServer::start();
+    let s = store(&redis).await;
+    let users: Vec<u64> = (100..250).collect();
+    let mut batch = Vec::new();
+    for &u in &users {
+        let epoch = s.login(user_session(u), TTL).await.unwrap().epoch;
+        let seqs: Vec<u64> = (1..=u % 4).collect();
+        let mut p = with_replies(progress(u, epoch, seqs.len() as u64), &seqs, 32);
+        p.user_id = u;
+        batch.push(p);
+    }
+    // A stale epoch in the middle of the batch.
+    batch[70].epoch += 1;
+    let results = s.save_many(&batch, TTL).await;
+    assert_eq!(results.len(), users.len());
+    for (i, (&u, r)) in users.iter().zip(&results).enumerate() {
+        let fenced = i == 70;
+        assert_eq!(r.as_ref().ok(), Some(&!fenced), "user {u}");
+        let record = s.get(u).await.unwrap().unwrap();
+        let held: Vec<u64> = record.replies.iter().map(|r| r.sequence_id).collect();
+        let want: Vec<u64> = if fenced {
+            vec![]
+        } else {
+            (1..=u % 4).collect()
+        };
+        assert_eq!(held, want, "user {u}'s replies");
+        assert_eq!(record.last_seq, if fenced { 0 } else { u % 4 }, "user {u}");
+    }
+}

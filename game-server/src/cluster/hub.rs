@@ -365,21 +365,19 @@ pub async fn flush_loop(
     }
 }
 
-/// One flush pass; saves run concurrently (the Redis connection pipelines
-/// them).
+/// One flush pass: the saves go to the store together
+/// ([`crate::session::SessionStore::save_many`]: batched script calls on one Redis,
+/// concurrent ones on a cluster).
 pub async fn flush_once(state: &HubState, only_dirty: bool) {
-    let work: Vec<_> = state
+    let (attached, progress): (Vec<_>, Vec<_>) = state
         .sessions
         .all()
         .into_iter()
         .filter(|a| !a.session.is_ended())
         .filter_map(|a| a.session.progress(only_dirty).map(|p| (a, p)))
-        .collect();
-    let saves = work
-        .iter()
-        .map(|(_, p)| state.store.save(p, state.live_ttl));
-    let results = futures::future::join_all(saves).await;
-    for ((a, p), r) in work.iter().zip(results) {
+        .unzip();
+    let results = state.store.save_many(&progress, state.live_ttl).await;
+    for ((a, p), r) in attached.iter().zip(&progress).zip(results) {
         match r {
             Ok(true) => a.session.saved(p),
             Ok(false) => {

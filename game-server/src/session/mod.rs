@@ -190,6 +190,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// false when fenced off (the session moved on).
     async fn save(&self, progress: &Progress, ttl: Duration) -> Result<bool, StoreError>;
 
+    /// [`save`](Self::save) for each of `batch`, one result per entry in
+    /// order. The flusher's way: a store may share one round trip and one
+    /// script call among them.
+    async fn save_many(&self, batch: &[Progress], ttl: Duration) -> Vec<Result<bool, StoreError>> {
+        futures::future::join_all(batch.iter().map(|p| self.save(p, ttl))).await
+    }
+
     /// Saves final progress and marks the session disconnected, resumable
     /// for `grace`. False when fenced off.
     async fn disconnect(&self, progress: &Progress, grace: Duration) -> Result<bool, StoreError>;

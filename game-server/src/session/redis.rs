@@ -38,25 +38,36 @@ pub fn session_key(user_id: u64) -> String {
 /// lives, expires and is deleted with the record.
 const REPLY_FIELD_PREFIX: &str = "rep:";
 
-/// Lua shared by SAVE and DISCONNECT (ARGV as `write_progress` passes
-/// them), after their prologue set `stored` (the stored watermark), `n`
-/// (`nrep`) and `fields` (the `HSET` to run): adds to `fields` the replies
-/// above `stored` (an owner sends those recorded since its last successful
-/// save, so a retried or overlapping save repeats some), each in the next
-/// slot of a ring of ARGV[6] (the owner's `--reply-cache`).
-macro_rules! append_replies_lua {
+/// Lua shared by SAVE and DISCONNECT. Both take, per session record in
+/// KEYS, one group of ARGV (after the time to live in ARGV[1]): session id,
+/// epoch, last_seq, counter, keep (the owner's `--reply-cache`), the number
+/// of replies, then (sequence id, encoded `CachedReply`) per reply.
+/// `group(a)` reads the group starting at ARGV[a] and says where the next
+/// starts. `ring(fields, stored, n, g)` adds to the `HSET` in `fields` the
+/// group's replies above the stored watermark `stored` (an owner sends
+/// those recorded since its last successful save, so a retried or
+/// overlapping save repeats some), each in the next slot of a ring of
+/// `keep`, after the `n` replies the ring has taken since the login.
+macro_rules! progress_lua {
     () => {
         r#"
-local keep = tonumber(ARGV[6])
-for i = 7, #ARGV, 2 do
-  if tonumber(ARGV[i]) > stored then
-    fields[#fields + 1] = 'rep:' .. (n % keep)
-    fields[#fields + 1] = ARGV[i + 1]
-    n = n + 1
-  end
+local ttl = ARGV[1]
+local function group(a)
+  local count = tonumber(ARGV[a + 5])
+  return {sid = ARGV[a], epoch = ARGV[a + 1], last = ARGV[a + 2], counter = ARGV[a + 3],
+    keep = tonumber(ARGV[a + 4]), first = a + 6, stop = a + 5 + 2 * count}
 end
-fields[#fields + 1] = 'nrep'
-fields[#fields + 1] = n
+local function ring(fields, stored, n, g)
+  for i = g.first, g.stop, 2 do
+    if tonumber(ARGV[i]) > stored then
+      fields[#fields + 1] = 'rep:' .. (n % g.keep)
+      fields[#fields + 1] = ARGV[i + 1]
+      n = n + 1
+    end
+  end
+  fields[#fields + 1] = 'nrep'
+  fields[#fields + 1] = n
+end
 "#
     };
 }
@@ -93,35 +104,48 @@ end
 return {epoch, cur[7] or '0', cur[8] or '', cur[3] or '', cur[4] or '', cur[5] or '', cur[6] or '', cur[9] or '0', reps}
 "#;
 
+/// Saves owners' progress, one session per key: returns 0 (fenced off) or
+/// 1 per key, in order. Several keys only on one Redis (the flusher's
+/// batches); on a Redis Cluster always one, as a script must stay in one
+/// slot.
 pub(crate) const SAVE: &str = concat!(
+    progress_lua!(),
     r#"
-local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'connected', 'last_seq', 'nrep')
-if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
--- A periodic save that lands after the disconnect save must neither move
--- the watermark back nor renew the record as if still connected.
-if cur[3] ~= '1' or tonumber(ARGV[3]) < tonumber(cur[4] or '0') then return 1 end
-local stored, n = tonumber(cur[4] or '0'), tonumber(cur[5] or '0')
-local fields = {'last_seq', ARGV[3], 'counter', ARGV[5]}
-"#,
-    append_replies_lua!(),
-    r#"
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1
+local function save(k, g)
+  local cur = redis.call('HMGET', KEYS[k], 'sid', 'epoch', 'connected', 'last_seq', 'nrep')
+  if cur[1] ~= g.sid or cur[2] ~= g.epoch then return 0 end
+  -- A periodic save that lands after the disconnect save must neither move
+  -- the watermark back nor renew the record as if still connected.
+  local stored = tonumber(cur[4] or '0')
+  if cur[3] ~= '1' or tonumber(g.last) < stored then return 1 end
+  local fields = {'last_seq', g.last, 'counter', g.counter}
+  ring(fields, stored, tonumber(cur[5] or '0'), g)
+  redis.call('HSET', KEYS[k], unpack(fields))
+  redis.call('PEXPIRE', KEYS[k], ttl)
+  return 1
+end
+local out, a = {}, 2
+for k = 1, #KEYS do
+  local g = group(a)
+  out[k] = save(k, g)
+  a = g.stop + 1
+end
+return out
 "#
 );
 
+/// The owner's last save when its client went away: the record waits to
+/// be resumed, owned by no node. One key; 1, or 0 when fenced off.
 pub(crate) const DISCONNECT: &str = concat!(
+    progress_lua!(),
     r#"
+local g = group(2)
 local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'last_seq', 'nrep')
-if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
-local stored, n = tonumber(cur[3] or '0'), tonumber(cur[4] or '0')
-local fields = {'last_seq', ARGV[3], 'counter', ARGV[5], 'connected', '0', 'socket', '', 'owner', '0'}
-"#,
-    append_replies_lua!(),
-    r#"
+if cur[1] ~= g.sid or cur[2] ~= g.epoch then return 0 end
+local fields = {'last_seq', g.last, 'counter', g.counter, 'connected', '0', 'socket', '', 'owner', '0'}
+ring(fields, tonumber(cur[3] or '0'), tonumber(cur[4] or '0'), g)
 redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ttl)
 return 1
 "#
 );
@@ -202,26 +226,25 @@ impl RedisStore {
         Ok(self.conn.query_pipe(pipe).await?)
     }
 
-    /// Runs `script` (SAVE or DISCONNECT, which take the same arguments)
-    /// with `p` and the record's new time to live; false when the record
-    /// is no longer `p`'s session at `p`'s epoch.
-    async fn write_progress(
-        &self,
-        script: &Script,
-        p: &Progress,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let mut inv = script.key(session_key(p.user_id));
-        inv.arg(p.session_id)
-            .arg(p.epoch)
-            .arg(p.last_seq)
-            .arg(ms(ttl))
-            .arg(p.counter)
-            .arg(p.keep.max(1));
-        for r in &p.replies {
-            inv.arg(r.sequence_id).arg(r.encode_to_vec());
+    /// Runs SAVE for `batch` (one script call), each saved with the new
+    /// time to live `ttl`: per entry, false when the record is no longer
+    /// that session at that epoch.
+    async fn save_batch(&self, batch: &[Progress], ttl: Duration) -> Result<Vec<bool>, StoreError> {
+        let mut inv = self.scripts.save.prepare_invoke();
+        inv.arg(ms(ttl));
+        for p in batch {
+            inv.key(session_key(p.user_id));
+            progress_args(&mut inv, p);
         }
-        Ok(self.run::<i64>(inv).await? == 1)
+        let saved: Vec<i64> = self.run(inv).await?;
+        if saved.len() != batch.len() {
+            return Err(StoreError::Corrupt(format!(
+                "SAVE answered {} results for {} sessions",
+                saved.len(),
+                batch.len()
+            )));
+        }
+        Ok(saved.into_iter().map(|s| s == 1).collect())
     }
 
     async fn run<T: redis::FromRedisValue>(
@@ -229,6 +252,34 @@ impl RedisStore {
         inv: redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
         Ok(self.conn.invoke(inv).await?)
+    }
+}
+
+/// Sessions per SAVE call when the flusher saves many (one Redis, plain or
+/// Sentinel): the call's own cost is shared by the batch, and a batch
+/// holds Redis for about as long as a few single saves would.
+const SAVE_BATCH: usize = 64;
+
+/// One session's group of SAVE/DISCONNECT arguments (see `progress_lua!`).
+fn progress_args(inv: &mut redis::ScriptInvocation<'_>, p: &Progress) {
+    inv.arg(p.session_id)
+        .arg(p.epoch)
+        .arg(p.last_seq)
+        .arg(p.counter)
+        .arg(p.keep.max(1))
+        .arg(p.replies.len());
+    for r in &p.replies {
+        inv.arg(r.sequence_id).arg(r.encode_to_vec());
+    }
+}
+
+/// A batch's one outcome as one per entry.
+fn per_entry(len: usize, result: Result<Vec<bool>, StoreError>) -> Vec<Result<bool, StoreError>> {
+    match result {
+        Ok(saved) => saved.into_iter().map(Ok).collect(),
+        Err(e) => (0..len)
+            .map(|_| Err(StoreError::Unavailable(e.to_string())))
+            .collect(),
     }
 }
 
@@ -393,12 +444,32 @@ impl SessionStore for RedisStore {
     }
 
     async fn save(&self, p: &Progress, ttl: Duration) -> Result<bool, StoreError> {
-        self.write_progress(&self.scripts.save, p, ttl).await
+        let saved = self.save_batch(std::slice::from_ref(p), ttl).await?;
+        Ok(saved.first() == Some(&true))
+    }
+
+    async fn save_many(&self, batch: &[Progress], ttl: Duration) -> Vec<Result<bool, StoreError>> {
+        // A script touches one cluster slot; users are spread over slots.
+        let size = if self.conn.is_cluster() {
+            1
+        } else {
+            SAVE_BATCH
+        };
+        let chunks: Vec<&[Progress]> = batch.chunks(size).collect();
+        let results =
+            futures::future::join_all(chunks.iter().map(|c| self.save_batch(c, ttl))).await;
+        chunks
+            .iter()
+            .zip(results)
+            .flat_map(|(chunk, result)| per_entry(chunk.len(), result))
+            .collect()
     }
 
     async fn disconnect(&self, p: &Progress, grace: Duration) -> Result<bool, StoreError> {
-        self.write_progress(&self.scripts.disconnect, p, grace)
-            .await
+        let mut inv = self.scripts.disconnect.key(session_key(p.user_id));
+        inv.arg(ms(grace));
+        progress_args(&mut inv, p);
+        Ok(self.run::<i64>(inv).await? == 1)
     }
 
     async fn remove(&self, user_id: u64, session_id: u64, epoch: u64) -> Result<bool, StoreError> {
