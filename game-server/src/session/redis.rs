@@ -39,34 +39,36 @@ pub fn session_key(user_id: u64) -> String {
 const REPLY_FIELD_PREFIX: &str = "rep:";
 
 /// Lua shared by SAVE and DISCONNECT. Both take, per session record in
-/// KEYS, one group of ARGV (after the time to live in ARGV[1]): session id,
-/// epoch, last_seq, counter, keep (the owner's `--reply-cache`), the number
-/// of replies, then (sequence id, encoded `CachedReply`) per reply.
-/// `group(a)` reads the group starting at ARGV[a] and says where the next
-/// starts. `ring(fields, stored, n, g)` adds to the `HSET` in `fields` the
-/// group's replies above the stored watermark `stored` (an owner sends
-/// those recorded since its last successful save, so a retried or
-/// overlapping save repeats some), each in the next slot of a ring of
-/// `keep`, after the `n` replies the ring has taken since the login.
+/// KEYS, one group of ARGV (after the time to live in ARGV[1]) starting at
+/// ARGV[a]: session id, epoch, last_seq, counter, keep (the owner's
+/// `--reply-cache`), the number of replies, then (sequence id, encoded
+/// `CachedReply`) per reply. `ring(fields, stored, n, a)` adds to the
+/// `HSET` in `fields` the group's replies above the stored watermark
+/// `stored` (an owner sends those recorded since its last successful save,
+/// so a retried or overlapping save repeats some), each in the next slot
+/// of a ring of `keep`, after the `n` replies the ring has taken since the
+/// login; it returns where the next group starts. (Plain locals, no table
+/// per group: the flusher runs this for every dirty session.)
 macro_rules! progress_lua {
     () => {
         r#"
 local ttl = ARGV[1]
-local function group(a)
-  local count = tonumber(ARGV[a + 5])
-  return {sid = ARGV[a], epoch = ARGV[a + 1], last = ARGV[a + 2], counter = ARGV[a + 3],
-    keep = tonumber(ARGV[a + 4]), first = a + 6, stop = a + 5 + 2 * count}
-end
-local function ring(fields, stored, n, g)
-  for i = g.first, g.stop, 2 do
+local function ring(fields, stored, n, a)
+  local keep = tonumber(ARGV[a + 4])
+  local stop = a + 5 + 2 * tonumber(ARGV[a + 5])
+  for i = a + 6, stop, 2 do
     if tonumber(ARGV[i]) > stored then
-      fields[#fields + 1] = 'rep:' .. (n % g.keep)
+      fields[#fields + 1] = 'rep:' .. (n % keep)
       fields[#fields + 1] = ARGV[i + 1]
       n = n + 1
     end
   end
   fields[#fields + 1] = 'nrep'
   fields[#fields + 1] = n
+  return stop + 1
+end
+local function next_group(a)
+  return a + 6 + 2 * tonumber(ARGV[a + 5])
 end
 "#
     };
@@ -111,24 +113,24 @@ return {epoch, cur[7] or '0', cur[8] or '', cur[3] or '', cur[4] or '', cur[5] o
 pub(crate) const SAVE: &str = concat!(
     progress_lua!(),
     r#"
-local function save(k, g)
-  local cur = redis.call('HMGET', KEYS[k], 'sid', 'epoch', 'connected', 'last_seq', 'nrep')
-  if cur[1] ~= g.sid or cur[2] ~= g.epoch then return 0 end
-  -- A periodic save that lands after the disconnect save must neither move
-  -- the watermark back nor renew the record as if still connected.
-  local stored = tonumber(cur[4] or '0')
-  if cur[3] ~= '1' or tonumber(g.last) < stored then return 1 end
-  local fields = {'last_seq', g.last, 'counter', g.counter}
-  ring(fields, stored, tonumber(cur[5] or '0'), g)
-  redis.call('HSET', KEYS[k], unpack(fields))
-  redis.call('PEXPIRE', KEYS[k], ttl)
-  return 1
-end
 local out, a = {}, 2
 for k = 1, #KEYS do
-  local g = group(a)
-  out[k] = save(k, g)
-  a = g.stop + 1
+  out[k] = 1
+  local cur = redis.call('HMGET', KEYS[k], 'sid', 'epoch', 'connected', 'last_seq', 'nrep')
+  local stored = tonumber(cur[4] or '0')
+  if cur[1] ~= ARGV[a] or cur[2] ~= ARGV[a + 1] then
+    out[k] = 0
+    a = next_group(a)
+  -- A periodic save that lands after the disconnect save must neither move
+  -- the watermark back nor renew the record as if still connected.
+  elseif cur[3] ~= '1' or tonumber(ARGV[a + 2]) < stored then
+    a = next_group(a)
+  else
+    local fields = {'last_seq', ARGV[a + 2], 'counter', ARGV[a + 3]}
+    a = ring(fields, stored, tonumber(cur[5] or '0'), a)
+    redis.call('HSET', KEYS[k], unpack(fields))
+    redis.call('PEXPIRE', KEYS[k], ttl)
+  end
 end
 return out
 "#
@@ -139,11 +141,10 @@ return out
 pub(crate) const DISCONNECT: &str = concat!(
     progress_lua!(),
     r#"
-local g = group(2)
 local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'last_seq', 'nrep')
-if cur[1] ~= g.sid or cur[2] ~= g.epoch then return 0 end
-local fields = {'last_seq', g.last, 'counter', g.counter, 'connected', '0', 'socket', '', 'owner', '0'}
-ring(fields, tonumber(cur[3] or '0'), tonumber(cur[4] or '0'), g)
+if cur[1] ~= ARGV[2] or cur[2] ~= ARGV[3] then return 0 end
+local fields = {'last_seq', ARGV[4], 'counter', ARGV[5], 'connected', '0', 'socket', '', 'owner', '0'}
+ring(fields, tonumber(cur[3] or '0'), tonumber(cur[4] or '0'), 2)
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('PEXPIRE', KEYS[1], ttl)
 return 1
