@@ -104,12 +104,6 @@ impl RedisConn {
             .map_err(|e| CommandError(format!("WAIT answered {e}")))
     }
 
-    /// The `ROLE` of the primary that serves `key` (with its replicas),
-    /// or `None` if it did not answer.
-    pub(crate) async fn primary_role(&self, key: &str) -> Option<Value> {
-        self.query_slot_primary(redis::cmd("ROLE"), key).await.ok()
-    }
-
     /// The `INFO replication` text of the primary that serves `key`, or
     /// `None` if it did not answer.
     pub(crate) async fn primary_info_replication(&self, key: &str) -> Option<String> {
@@ -122,7 +116,7 @@ impl RedisConn {
     /// Runs `cmd` on the primary: on a cluster, the primary of `key`'s
     /// slot, over the connection the key's commands take (the crate keeps
     /// one per node); the crate's own routing would send a keyless
-    /// command such as `WAIT` or `ROLE` to every primary.
+    /// command such as `WAIT` or `INFO` to every primary.
     async fn query_slot_primary(&self, cmd: redis::Cmd, key: &str) -> Result<Value, CommandError> {
         let SharedConnection::Cluster(mut conn) = self.conn() else {
             return self.query(&cmd).await;
