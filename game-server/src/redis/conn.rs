@@ -306,7 +306,8 @@ impl RedisConn {
 
     /// A client for the data node at `host:port` with the primary's
     /// credentials and TLS, for a connection of its own: a replica asked
-    /// its `ROLE` (`session::replica_ack`). `None` if none can be built.
+    /// its `INFO replication` (`session::replica_ack`). `None` if none can
+    /// be built.
     pub(crate) fn node_client(&self, host: &str, port: u16) -> Option<Client> {
         if let Some(seed) = &self.inner.cluster {
             return seed.node_client(host, port);
