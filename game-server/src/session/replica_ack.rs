@@ -176,7 +176,9 @@ struct PrimaryView {
 /// offset=..,lag=..` (`lag` left out: it grows every second).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Listed {
+    /// Where it listens (its announced address): asked there in step 4.
     host: String,
+    /// Its listening port.
     port: u16,
     /// `online` once synced; `wait_bgsave`, `send_bulk` while resyncing.
     state: String,
