@@ -162,36 +162,44 @@ impl SentinelGroup {
                 .sentinels
                 .push(start_server(&sentinel_args, Some(&config)));
         }
-        let replicas = group.options.replicas;
-        let others = group.options.sentinels - 1;
         for i in 0..group.sentinels.len() {
             poll_until_sync(
                 "every sentinel sees every replica healthy and the other sentinels",
                 READY_TIMEOUT,
-                || {
-                    let mut c = group.sentinel_conn(i).ok()?;
-                    let seen: Vec<HashMap<String, String>> = redis::cmd("SENTINEL")
-                        .arg("REPLICAS")
-                        .arg(MASTER_NAME)
-                        .query(&mut c)
-                        .ok()?;
-                    let healthy = seen
-                        .iter()
-                        .filter(|r| {
-                            r.get("flags").map(String::as_str) == Some("slave")
-                                && r.get("master-link-status").map(String::as_str) == Some("ok")
-                        })
-                        .count();
-                    let peers: Vec<HashMap<String, String>> = redis::cmd("SENTINEL")
-                        .arg("SENTINELS")
-                        .arg(MASTER_NAME)
-                        .query(&mut c)
-                        .ok()?;
-                    (healthy == replicas && peers.len() == others).then_some(())
-                },
+                || group.sees_all_healthy(i).then_some(()),
             );
         }
         group
+    }
+
+    /// Whether sentinel `i` sees every replica healthy (not down, its
+    /// link to the primary up) and every other sentinel.
+    fn sees_all_healthy(&self, i: usize) -> bool {
+        let Ok(mut c) = self.sentinel_conn(i) else {
+            return false;
+        };
+        let Ok(seen) = redis::cmd("SENTINEL")
+            .arg("REPLICAS")
+            .arg(MASTER_NAME)
+            .query::<Vec<HashMap<String, String>>>(&mut c)
+        else {
+            return false;
+        };
+        let healthy = seen
+            .iter()
+            .filter(|r| {
+                r.get("flags").map(String::as_str) == Some("slave")
+                    && r.get("master-link-status").map(String::as_str) == Some("ok")
+            })
+            .count();
+        let Ok(peers) = redis::cmd("SENTINEL")
+            .arg("SENTINELS")
+            .arg(MASTER_NAME)
+            .query::<Vec<HashMap<String, String>>>(&mut c)
+        else {
+            return false;
+        };
+        healthy == self.options.replicas && peers.len() == self.options.sentinels - 1
     }
 
     /// `redis+sentinel://[:password@]127.0.0.1:S1[,127.0.0.1:S2...]/gamemesh`:
@@ -211,6 +219,68 @@ impl SentinelGroup {
     /// now).
     pub fn node_ports(&self) -> Vec<u16> {
         self.nodes.iter().map(RedisServer::port).collect()
+    }
+
+    /// The data nodes that are not the primary the sentinels name now.
+    pub fn replica_ports(&self) -> Vec<u16> {
+        let primary = self.primary_port();
+        self.node_ports()
+            .into_iter()
+            .filter(|p| *p != primary)
+            .collect()
+    }
+
+    /// Stalls the data node on `port` (SIGSTOP: alive to the kernel, its
+    /// links open, deaf to everyone, as in a frozen VM or a long stall)
+    /// and returns once every thread of it is stopped: `kill` returns
+    /// before the signal is delivered.
+    ///
+    /// # Panics
+    ///
+    /// If the node is not running or does not stop within 20 s.
+    pub async fn pause_node(&self, port: u16) {
+        let pid = self.node_pid(port);
+        signal(pid, "-STOP");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let states = thread_states(pid);
+            if !states.is_empty() && states.iter().all(|s| *s == 'T') {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "data node {port} (pid {pid}) not stopped {READY_TIMEOUT:?} after SIGSTOP: thread states {states:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Wakes a node [`pause_node`](Self::pause_node) stalled (SIGCONT) and
+    /// waits until every sentinel sees every replica healthy again (a
+    /// sentinel marks a silent replica down after `down-after`, and
+    /// promotes none that is), so a failover can start at once.
+    ///
+    /// # Panics
+    ///
+    /// If that takes more than 20 s.
+    pub async fn resume_node(&self, port: u16) {
+        signal(self.node_pid(port), "-CONT");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !(0..self.sentinels.len()).all(|i| self.sees_all_healthy(i)) {
+            assert!(
+                Instant::now() < deadline,
+                "the sentinels do not see every replica healthy {READY_TIMEOUT:?} after waking {port}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn node_pid(&self, port: u16) -> u32 {
+        self.nodes
+            .iter()
+            .find(|n| n.port() == port)
+            .and_then(RedisServer::pid)
+            .unwrap_or_else(|| panic!("no running data node of ours on port {port}"))
     }
 
     /// The primary's port as the first sentinel that answers names it.
@@ -372,6 +442,30 @@ impl SentinelGroup {
         }
         c
     }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to `pid` with `kill(1)`: the
+/// workspace forbids unsafe code, so no `libc::kill`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+/// The state letter (`R`, `S`, `T`...) of every thread of `pid`, from
+/// `/proc/<pid>/task/*/stat`.
+fn thread_states(pid: u32) -> Vec<char> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        // The name, in parentheses, may hold spaces: the state follows
+        // the last ')'.
+        .filter_map(|stat| stat.rsplit_once(')')?.1.trim_start().chars().next())
+        .collect()
 }
 
 /// Starts one server, panicking with its log if it does not come up.

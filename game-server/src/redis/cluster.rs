@@ -88,11 +88,10 @@ impl RedisConn {
         Some(ranges.iter().filter_map(slot_owner).collect())
     }
 
-    /// `WAIT 1 <bound>` after a write to `key`: on a cluster, sent to the
-    /// primary of the key's slot, over the connection the write took (the
-    /// crate keeps one per node), since `WAIT` counts the replicas that
-    /// have this connection's writes; the crate's own routing would send
-    /// it to every primary. The number of replicas that acknowledged.
+    /// `WAIT 1 <bound>` after a write to `key`, on the node that took it
+    /// ([`query_slot_primary`](Self::query_slot_primary)), since `WAIT`
+    /// counts the replicas that have this connection's writes. The number
+    /// of replicas that acknowledged.
     pub(crate) async fn wait_for_replica(
         &self,
         key: &str,
@@ -100,16 +99,33 @@ impl RedisConn {
     ) -> Result<i64, CommandError> {
         let mut wait = redis::cmd("WAIT");
         wait.arg(1).arg(bound.as_millis().max(1) as u64);
+        let value = self.query_slot_primary(wait, key).await?;
+        redis::FromRedisValue::from_redis_value(value)
+            .map_err(|e| CommandError(format!("WAIT answered {e}")))
+    }
+
+    /// The `INFO replication` text of the primary that serves `key`, or
+    /// `None` if it did not answer.
+    pub(crate) async fn primary_info_replication(&self, key: &str) -> Option<String> {
+        let mut info = redis::cmd("INFO");
+        info.arg("replication");
+        let v = self.query_slot_primary(info, key).await.ok()?;
+        redis::FromRedisValue::from_redis_value(v).ok()
+    }
+
+    /// Runs `cmd` on the primary: on a cluster, the primary of `key`'s
+    /// slot, over the connection the key's commands take (the crate keeps
+    /// one per node); the crate's own routing would send a keyless
+    /// command such as `WAIT` or `INFO` to every primary.
+    async fn query_slot_primary(&self, cmd: redis::Cmd, key: &str) -> Result<Value, CommandError> {
         let SharedConnection::Cluster(mut conn) = self.conn() else {
-            return self.query(&wait).await;
+            return self.query(&cmd).await;
         };
         let primary = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
             cluster_slot(key),
             SlotAddr::Master,
         )));
-        let value = self.bounded(conn.route_command(wait, primary)).await?;
-        redis::FromRedisValue::from_redis_value(value)
-            .map_err(|e| CommandError(format!("WAIT answered {e}")))
+        self.bounded(conn.route_command(cmd, primary)).await
     }
 }
 

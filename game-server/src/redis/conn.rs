@@ -13,7 +13,9 @@ use gamemesh_node::redis_address::{redact, ClusterAddress, RedisAddress, REDACTE
 use gamemesh_node::redis_connection::{PubSubClient, SharedConnection};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
-use redis::{Client, ErrorKind, RedisError, TlsCertificates, TlsMode};
+use redis::{
+    Client, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError, TlsCertificates, TlsMode,
+};
 use tokio::sync::{watch, Mutex, Notify};
 use tracing::{info, warn};
 
@@ -78,6 +80,34 @@ pub(crate) struct ClusterSeed {
     address: ClusterAddress,
     /// The CA for `rediss+cluster://`.
     certs: Option<TlsCertificates>,
+}
+
+impl ClusterSeed {
+    /// A client for one node of the cluster, with the nodes' credentials
+    /// and TLS.
+    fn node_client(&self, host: &str, port: u16) -> Option<Client> {
+        let scheme = if self.address.tls { "rediss" } else { "redis" };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let mut info = format!("{scheme}://{host}:{port}")
+            .into_connection_info()
+            .ok()?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(u) = &self.address.username {
+            settings = settings.set_username(u);
+        }
+        if let Some(p) = &self.address.password {
+            settings = settings.set_password(p);
+        }
+        info = info.set_redis_settings(settings);
+        match &self.certs {
+            Some(certs) if self.address.tls => Client::build_with_tls(info, certs.clone()).ok(),
+            _ => Client::open(info).ok(),
+        }
+    }
 }
 
 /// The game server's connection to Redis: one multiplexed connection to the
@@ -272,6 +302,34 @@ impl RedisConn {
                 self.inner.target
             ),
         }
+    }
+
+    /// A client for the data node at `host:port` with the primary's
+    /// credentials and TLS, for a connection of its own: a replica asked
+    /// its `INFO replication` (`session::replica_ack`). `None` if none can
+    /// be built.
+    pub(crate) fn node_client(&self, host: &str, port: u16) -> Option<Client> {
+        if let Some(seed) = &self.inner.cluster {
+            return seed.node_client(host, port);
+        }
+        let PubSubClient::Single(primary) = &self.read_primary().client else {
+            return None;
+        };
+        let info = primary.get_connection_info().clone();
+        let addr = match info.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host: host.to_string(),
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host.to_string(), port),
+        };
+        Client::open(info.set_addr(addr)).ok()
     }
 
     /// True for a Redis Cluster: a pipeline or multi-key command must then

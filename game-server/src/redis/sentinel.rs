@@ -4,6 +4,7 @@
 //! sentinels who the primary is and swaps in a new connection when they
 //! name another node.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use gamemesh_node::redis_address::SentinelAddress;
@@ -11,8 +12,8 @@ use gamemesh_node::redis_connection::{PubSubClient, SharedConnection};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisError, TlsCertificates,
-    TlsMode,
+    AsyncConnectionConfig, Client, ConnectionAddr, FromRedisValue, IntoConnectionInfo, RedisError,
+    TlsCertificates, TlsMode,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
@@ -89,6 +90,18 @@ impl RedisConn {
         let sentinels = self.inner.sentinels.as_ref()?;
         let named = sentinels.lock().await.ask(self.inner.timeout).await?;
         Some(named != addr)
+    }
+
+    /// The replicas the sentinels know for the primary (`SENTINEL
+    /// REPLICAS`, any state): a replica being promoted has left the
+    /// primary's own list but not theirs. Empty for an address without
+    /// sentinels, or when none answered.
+    pub(crate) async fn sentinel_replicas(&self) -> Vec<(String, u16)> {
+        let Some(sentinels) = &self.inner.sentinels else {
+            return Vec::new();
+        };
+        let mut s = sentinels.lock().await;
+        s.replicas(self.inner.timeout).await.unwrap_or_default()
     }
 
     /// One look at the sentinels; swaps the primary if they name another.
@@ -242,6 +255,39 @@ impl Sentinels {
     /// The primary's `host:port` as the first sentinel that answers names
     /// it, or `None` if none does.
     pub(crate) async fn ask(&mut self, timeout: Duration) -> Option<String> {
+        let mut cmd = redis::cmd("SENTINEL");
+        cmd.arg("GET-MASTER-ADDR-BY-NAME").arg(&self.master);
+        // A sentinel that does not know the name answers nil: ask the next.
+        let (host, port) = self
+            .first::<Option<(String, u16)>>(&cmd, timeout, Option::is_some)
+            .await??;
+        Some(ConnectionAddr::Tcp(host, port).to_string())
+    }
+
+    /// The replicas of the primary (`host`, `port`) as the first sentinel
+    /// that answers lists them, whatever their state: those it may promote.
+    pub(crate) async fn replicas(&mut self, timeout: Duration) -> Option<Vec<(String, u16)>> {
+        let mut cmd = redis::cmd("SENTINEL");
+        cmd.arg("REPLICAS").arg(&self.master);
+        let listed = self
+            .first::<Vec<HashMap<String, String>>>(&cmd, timeout, |_| true)
+            .await?;
+        Some(
+            listed
+                .iter()
+                .filter_map(|r| Some((r.get("ip")?.clone(), r.get("port")?.parse().ok()?)))
+                .collect(),
+        )
+    }
+
+    /// `cmd`'s answer from the first sentinel whose answer `accept` takes,
+    /// on kept connections (opened on first use, dropped on an error).
+    async fn first<T: FromRedisValue>(
+        &mut self,
+        cmd: &redis::Cmd,
+        timeout: Duration,
+        accept: impl Fn(&T) -> bool,
+    ) -> Option<T> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
@@ -260,16 +306,9 @@ impl Sentinels {
             let Some(conn) = kept.as_mut() else {
                 continue;
             };
-            let mut cmd = redis::cmd("SENTINEL");
-            cmd.arg("GET-MASTER-ADDR-BY-NAME").arg(&self.master);
-            match tokio::time::timeout(timeout, cmd.query_async::<Option<(String, u16)>>(conn))
-                .await
-            {
-                Ok(Ok(Some((host, port)))) => {
-                    return Some(ConnectionAddr::Tcp(host, port).to_string());
-                }
-                // This sentinel does not know the name: ask the next.
-                Ok(Ok(None)) => {}
+            match tokio::time::timeout(timeout, cmd.query_async::<T>(conn)).await {
+                Ok(Ok(answer)) if accept(&answer) => return Some(answer),
+                Ok(Ok(_)) => {}
                 _ => *kept = None,
             }
         }
