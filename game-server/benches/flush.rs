@@ -28,7 +28,7 @@ fn reply(seq: u64) -> ServerPacket {
 /// A session whose reply cache is full and saved, as it is after a minute
 /// of play.
 fn full_session() -> LocalSession {
-    let s = LocalSession::new(1, 1, 1, 0, Vec::new(), REPLY_CACHE);
+    let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 0, REPLY_CACHE);
     for seq in 1..=REPLY_CACHE as u64 {
         s.record(seq, &reply(seq));
     }

@@ -99,7 +99,7 @@ fn pipeline(c: &mut Criterion) {
         state,
         Arc::new(gamemesh_game_server::policy::login_limits::LoginLimits::new(10, 60)),
     );
-    let session = Arc::new(LocalSession::new(1, 1, 1, 0, Vec::new(), 32));
+    let session = Arc::new(LocalSession::new(1, 1, 1, 0, Vec::new(), 0, 32));
     let conn = ConnInfo {
         gateway: 1,
         socket: Uuid::new_v4(),

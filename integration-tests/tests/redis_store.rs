@@ -41,6 +41,7 @@ fn progress(session_id: u64, epoch: u64, last_seq: u64) -> Progress {
         epoch,
         last_seq,
         replies: Vec::new(),
+        first_reply: 0,
         keep: 32,
         // Distinct from last_seq so a test can tell which field came back.
         counter: last_seq * 10,
@@ -168,7 +169,9 @@ fn reply(seq: u64) -> CachedReply {
 }
 
 fn with_replies(mut p: Progress, seqs: &[u64], keep: usize) -> Progress {
+    // In these tests reply n is the session's n-th.
     p.replies = seqs.iter().map(|s| reply(*s)).collect();
+    p.first_reply = seqs.first().map_or(0, |s| s - 1);
     p.keep = keep;
     p
 }

@@ -256,6 +256,7 @@ fn attach(state: &HubState, req: &HubRequest, created: &Created) -> Arc<LocalSes
         created.epoch,
         0,
         Vec::new(),
+        0,
         state.reply_cache,
     ));
     state.sessions.attach(Attached {

@@ -92,6 +92,7 @@ async fn move_here(
                 t.epoch,
                 t.last_seq,
                 t.replies,
+                t.ring_len,
                 state.reply_cache,
             )
             .with_counter(t.counter),

@@ -184,7 +184,7 @@ mod tests {
         let mut svc = IdempotencyLayer::new().layer(svc);
         handle.allow(0);
         // Resumed at watermark 10 with no replies held.
-        let s = Arc::new(LocalSession::new(1, 1, 1, 10, Vec::new(), 32));
+        let s = Arc::new(LocalSession::new(1, 1, 1, 10, Vec::new(), 0, 32));
         let resp = svc.call(echo(9, b"x", Some(s))).await.unwrap();
         assert_eq!(error_code(&resp), Some(ErrorCode::DuplicateSequence as i32));
     }

@@ -32,7 +32,7 @@ pub(crate) mod test_util {
     use crate::session::LocalSession;
 
     pub fn session() -> Arc<LocalSession> {
-        Arc::new(LocalSession::new(1, 1, 1, 0, Vec::new(), 32))
+        Arc::new(LocalSession::new(1, 1, 1, 0, Vec::new(), 0, 32))
     }
 
     pub fn echo(seq: u64, data: &'static [u8], session: Option<Arc<LocalSession>>) -> HubRequest {

@@ -44,6 +44,11 @@ struct SeqState {
     /// The store holds the replies up to this sequence id: the next save
     /// sends only those above it.
     saved_seq: u64,
+    /// How many replies the session has recorded since its login, counting
+    /// those recorded by earlier owners: the newest reply is the
+    /// `ring_len`-th, and its place in the store's ring follows from that
+    /// (see [`Progress::first_reply`]).
+    ring_len: u64,
     /// The session's increment counter (`IncrementRequest`). Kept under
     /// the same lock as the watermark so a saved snapshot never has one
     /// without the other: a counter saved ahead of its sequence id would
@@ -58,6 +63,7 @@ impl SeqState {
     /// here, once), dropping the oldest beyond `capacity`.
     fn executed(&mut self, sequence_id: u64, reply: &ServerPacket, capacity: usize) {
         self.last_executed = sequence_id;
+        self.ring_len += 1;
         self.replies
             .push_back((sequence_id, Bytes::from(reply.encode_to_vec())));
         while self.replies.len() > capacity {
@@ -101,13 +107,15 @@ pub struct LocalSession {
 
 impl LocalSession {
     /// A session starting at `last_executed` with `replies` as the store
-    /// holds them (none for a new session).
+    /// holds them (none for a new session), the newest of them the
+    /// `ring_len`-th since the login.
     pub fn new(
         session_id: u64,
         user_id: u64,
         epoch: u64,
         last_executed: u64,
         replies: Vec<CachedReply>,
+        ring_len: u64,
         reply_capacity: usize,
     ) -> Self {
         let mut replies: VecDeque<_> = replies
@@ -127,6 +135,7 @@ impl LocalSession {
                 last_executed,
                 replies,
                 saved_seq: last_executed,
+                ring_len,
                 counter: 0,
                 dirty: false,
             },
@@ -161,6 +170,7 @@ impl LocalSession {
             last_executed: st.last_executed,
             replies: st.replies.clone(),
             saved_seq,
+            ring_len: st.ring_len,
             counter: st.counter,
             dirty: st.last_executed > saved_seq,
         };
@@ -235,6 +245,7 @@ impl LocalSession {
         if done.sequence_id != 0 && st.last_executed == done.sequence_id {
             st.last_executed = done.previous_last;
             st.saved_seq = st.saved_seq.min(done.previous_last);
+            st.ring_len = st.ring_len.saturating_sub(1);
             if st
                 .replies
                 .back()
@@ -303,7 +314,7 @@ impl LocalSession {
         }
         st.dirty = false;
         let saved_seq = st.saved_seq;
-        let replies = st
+        let replies: Vec<CachedReply> = st
             .replies
             .iter()
             .filter(|(s, _)| *s > saved_seq)
@@ -312,12 +323,14 @@ impl LocalSession {
                 body: body.clone(),
             })
             .collect();
+        let first_reply = st.ring_len.saturating_sub(replies.len() as u64);
         Some(Progress {
             user_id: self.user_id,
             session_id: self.session_id,
             epoch: self.epoch,
             last_seq: st.last_executed,
             replies,
+            first_reply,
             keep: self.reply_capacity,
             counter: st.counter,
         })
@@ -459,7 +472,7 @@ mod tests {
 
     #[test]
     fn replays_held_replies_and_refuses_older_ones() {
-        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 2);
+        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 0, 2);
         for (seq, d) in [(1, &b"a"[..]), (2, b"b"), (3, b"c")] {
             assert_eq!(s.check(seq), SeqCheck::Fresh);
             s.record(seq, &echo(seq, d));
@@ -472,11 +485,11 @@ mod tests {
 
     #[test]
     fn progress_round_trips_through_the_store_format() {
-        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 32);
+        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 0, 32);
         s.record(5, &echo(5, b"x"));
         let p = s.progress(true).unwrap();
         assert!(s.progress(true).is_none(), "clean after a save");
-        let back = LocalSession::new(1, 1, 2, p.last_seq, p.replies, 32);
+        let back = LocalSession::new(1, 1, 2, p.last_seq, p.replies, p.first_reply + 1, 32);
         assert_eq!(back.last_executed(), 5);
         assert_eq!(back.check(5), SeqCheck::Replay(echo(5, b"x")));
     }
@@ -487,7 +500,7 @@ mod tests {
 
     #[test]
     fn a_save_carries_only_the_replies_since_the_last_successful_one() {
-        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 32);
+        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 0, 32);
         s.record(1, &echo(1, b"a"));
         s.record(2, &echo(2, b"b"));
         let first = s.progress(true).unwrap();
@@ -500,16 +513,22 @@ mod tests {
         s.record(4, &echo(4, b"d"));
         let retry = s.progress(true).unwrap();
         assert_eq!(seqs(&retry), [3, 4], "a failed save's replies go again");
+        assert_eq!(
+            (failed.first_reply, retry.first_reply),
+            (2, 2),
+            "reply 3 is the session's third both times: the same ring slot"
+        );
         assert_eq!(retry.keep, 32);
         s.saved(&retry);
         assert!(seqs(&s.progress(false).unwrap()).is_empty());
         s.resend_all();
-        assert_eq!(seqs(&s.progress(true).unwrap()), [1, 2, 3, 4]);
+        let all = s.progress(true).unwrap();
+        assert_eq!((seqs(&all), all.first_reply), (vec![1, 2, 3, 4], 0));
     }
 
     #[test]
     fn replies_recorded_while_a_save_is_in_flight_are_not_counted_as_saved() {
-        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 32);
+        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 0, 32);
         s.record(1, &echo(1, b"a"));
         let in_flight = s.progress(true).unwrap();
         s.record(2, &echo(2, b"b"));
@@ -519,7 +538,7 @@ mod tests {
 
     #[test]
     fn a_session_handed_over_ahead_of_the_store_saves_what_the_store_lacks() {
-        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 32);
+        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 0, 32);
         for seq in 1..=3 {
             s.record(seq, &echo(seq, b"x"));
         }
@@ -533,7 +552,7 @@ mod tests {
 
     #[test]
     fn an_increment_records_its_reply_and_an_undo_takes_it_all_back() {
-        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 32).with_counter(4);
+        let s = LocalSession::new(1, 1, 1, 0, Vec::new(), 0, 32).with_counter(4);
         let a = s.increment(1);
         assert_eq!((s.counter(), s.last_executed()), (5, 1));
         assert_eq!(s.check(1), SeqCheck::Replay(a.reply.clone()));

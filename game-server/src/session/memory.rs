@@ -60,6 +60,7 @@ impl SessionStore for MemoryStore {
                 token_hash: new.token_hash,
                 last_seq: new.last_seq,
                 replies: Vec::new(),
+                ring_len: 0,
                 counter: 0,
                 connected: true,
             };
@@ -92,6 +93,7 @@ impl SessionStore for MemoryStore {
                 epoch: r.epoch,
                 last_seq: r.last_seq,
                 replies: r.replies.clone(),
+                ring_len: r.ring_len,
                 counter: r.counter,
                 previous,
                 was_connected,
@@ -107,6 +109,7 @@ impl SessionStore for MemoryStore {
                 Some((r, _)) if !r.connected || p.last_seq < r.last_seq => true,
                 Some((r, exp)) => {
                     append_replies(&mut r.replies, r.last_seq, &p.replies, p.keep);
+                    r.ring_len = p.first_reply + p.replies.len() as u64;
                     r.last_seq = p.last_seq;
                     r.counter = p.counter;
                     *exp = Instant::now() + ttl;
@@ -122,6 +125,7 @@ impl SessionStore for MemoryStore {
             self.with(|map| match current(map, p.user_id, p.session_id, p.epoch) {
                 Some((r, exp)) => {
                     append_replies(&mut r.replies, r.last_seq, &p.replies, p.keep);
+                    r.ring_len = p.first_reply + p.replies.len() as u64;
                     r.last_seq = p.last_seq;
                     r.counter = p.counter;
                     r.connected = false;
@@ -220,6 +224,7 @@ mod tests {
             epoch: 1,
             last_seq: 9,
             replies: Vec::new(),
+            first_reply: 0,
             keep: 32,
             counter: 0,
         };
@@ -241,6 +246,7 @@ mod tests {
             epoch: 1,
             last_seq,
             replies: Vec::new(),
+            first_reply: 0,
             keep: 32,
             counter: last_seq * 10,
         };
@@ -269,6 +275,7 @@ mod tests {
             epoch: 1,
             last_seq: 3,
             replies: Vec::new(),
+            first_reply: 0,
             keep: 32,
             counter: 0,
         };

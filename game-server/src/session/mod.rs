@@ -58,6 +58,9 @@ pub struct SessionRecord {
     pub last_seq: u64,
     /// The replies held for replay, oldest first, as last saved.
     pub replies: Vec<CachedReply>,
+    /// How many replies the session had recorded since its login, as last
+    /// saved (see [`Progress::first_reply`]).
+    pub ring_len: u64,
     /// The session's increment counter as last saved (saved together with
     /// `last_seq`, so the two always agree).
     pub counter: u64,
@@ -123,6 +126,9 @@ pub struct TakeOver {
     pub last_seq: u64,
     /// The replies held for replay at that moment, oldest first.
     pub replies: Vec<CachedReply>,
+    /// How many replies the session had recorded since its login, the
+    /// newest of `replies` being the last (see [`Progress::first_reply`]).
+    pub ring_len: u64,
     /// The increment counter at that moment.
     pub counter: u64,
     /// Where the client was before.
@@ -143,9 +149,14 @@ pub struct Progress {
     /// Highest sequence id executed.
     pub last_seq: u64,
     /// The replies recorded since the owner's last successful save, oldest
-    /// first. The store appends those above its own watermark (so a save
-    /// sent twice, or overlapping another, appends each reply once).
+    /// first. The store adds those above its own watermark (so a save sent
+    /// twice, or overlapping another, adds each reply once).
     pub replies: Vec<CachedReply>,
+    /// The first of `replies` is the session's `first_reply`-th reply since
+    /// its login (0-based), the next the one after: the Redis store keeps
+    /// reply i in slot `i mod keep` of its ring, so every save of the same
+    /// reply writes the same slot.
+    pub first_reply: u64,
     /// How many replies the store keeps for the session (the owner's
     /// `--reply-cache`): the oldest beyond that are dropped.
     pub keep: usize,
@@ -229,7 +240,8 @@ pub trait SessionStore: Send + Sync + 'static {
 /// to `stored_last_seq`) the `new` replies above that watermark, keeping
 /// the last `keep`: what [`SessionStore::save`] and
 /// [`SessionStore::disconnect`] do with a [`Progress`]'s replies. (The
-/// Redis store does the same in Lua.)
+/// Redis store gets the same from its ring: each reply is written to the
+/// field its index names, so one sent twice lands once.)
 pub fn append_replies(
     held: &mut Vec<CachedReply>,
     stored_last_seq: u64,

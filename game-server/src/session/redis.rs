@@ -31,44 +31,26 @@ pub fn session_key(user_id: u64) -> String {
     format!("gm:{{u:{user_id}}}:session")
 }
 
-/// The record's fields that hold the reply cache: `rep:<n mod keep>` for
-/// the n-th reply appended since the login (`nrep` counts them), each an
-/// encoded `CachedReply`. A ring in the record itself: a save adds one
-/// field per new reply in the same `HSET` as the watermark, and the cache
-/// lives, expires and is deleted with the record.
+/// The record's fields that hold the reply cache: `rep:<i mod keep>` for
+/// the session's i-th reply since its login (`nrep` says how many there
+/// were), each an encoded `CachedReply`. A ring in the record itself: a
+/// save adds one field per new reply to the same `HSET` as the watermark,
+/// and the cache lives, expires and is deleted with the record. The owner
+/// names the fields ([`Progress::first_reply`]), so a save sent twice
+/// writes the same fields twice.
 const REPLY_FIELD_PREFIX: &str = "rep:";
 
-/// Lua shared by SAVE and DISCONNECT. Both take, per session record in
-/// KEYS, one group of ARGV (after the time to live in ARGV[1]) starting at
-/// ARGV[a]: session id, epoch, last_seq, counter, keep (the owner's
-/// `--reply-cache`), the number of replies, then (sequence id, encoded
-/// `CachedReply`) per reply. `ring(fields, stored, n, a)` adds to the
-/// `HSET` in `fields` the group's replies above the stored watermark
-/// `stored` (an owner sends those recorded since its last successful save,
-/// so a retried or overlapping save repeats some), each in the next slot
-/// of a ring of `keep`, after the `n` replies the ring has taken since the
-/// login; it returns where the next group starts. (Plain locals, no table
-/// per group: the flusher runs this for every dirty session.)
+/// Lua shared by SAVE and DISCONNECT. After the time to live in ARGV[1],
+/// each session record in KEYS has one group of ARGV: session id, epoch,
+/// the number of `HSET` arguments that follow, then those (`last_seq` and
+/// its value first). `hset_args(a)` says where the group starting at
+/// ARGV[a] has its `HSET` arguments.
 macro_rules! progress_lua {
     () => {
         r#"
 local ttl = ARGV[1]
-local function ring(fields, stored, n, a)
-  local keep = tonumber(ARGV[a + 4])
-  local stop = a + 5 + 2 * tonumber(ARGV[a + 5])
-  for i = a + 6, stop, 2 do
-    if tonumber(ARGV[i]) > stored then
-      fields[#fields + 1] = 'rep:' .. (n % keep)
-      fields[#fields + 1] = ARGV[i + 1]
-      n = n + 1
-    end
-  end
-  fields[#fields + 1] = 'nrep'
-  fields[#fields + 1] = n
-  return stop + 1
-end
-local function next_group(a)
-  return a + 6 + 2 * tonumber(ARGV[a + 5])
+local function hset_args(a)
+  return a + 3, a + 2 + tonumber(ARGV[a + 2])
 end
 "#
     };
@@ -93,7 +75,7 @@ return {epoch, old[1] or '', old[3] or '', old[4] or '', old[5] or '', old[6] or
 /// element, and `replies` (the whole cache in one field, as game servers
 /// before the ring saved it) so a rolling upgrade keeps caches.
 pub(crate) const TAKE_OVER: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'owner', 'gateway', 'socket', 'connected', 'last_seq', 'replies', 'counter')
+local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'owner', 'gateway', 'socket', 'connected', 'last_seq', 'replies', 'counter', 'nrep')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return false end
 local epoch = tonumber(cur[2]) + 1
 redis.call('HSET', KEYS[1], 'epoch', epoch, 'owner', ARGV[3], 'gateway', ARGV[4], 'socket', ARGV[5], 'connected', '1')
@@ -103,7 +85,7 @@ local reps = {}
 for i = 1, #all, 2 do
   if string.sub(all[i], 1, 4) == 'rep:' then reps[#reps + 1] = all[i + 1] end
 end
-return {epoch, cur[7] or '0', cur[8] or '', cur[3] or '', cur[4] or '', cur[5] or '', cur[6] or '', cur[9] or '0', reps}
+return {epoch, cur[7] or '0', cur[8] or '', cur[3] or '', cur[4] or '', cur[5] or '', cur[6] or '', cur[9] or '0', cur[10] or '0', reps}
 "#;
 
 /// Saves owners' progress, one session per key: returns 0 (fenced off) or
@@ -115,37 +97,35 @@ pub(crate) const SAVE: &str = concat!(
     r#"
 local out, a = {}, 2
 for k = 1, #KEYS do
-  out[k] = 1
-  local cur = redis.call('HMGET', KEYS[k], 'sid', 'epoch', 'connected', 'last_seq', 'nrep')
-  local stored = tonumber(cur[4] or '0')
+  local first, last = hset_args(a)
+  local cur = redis.call('HMGET', KEYS[k], 'sid', 'epoch', 'connected', 'last_seq')
   if cur[1] ~= ARGV[a] or cur[2] ~= ARGV[a + 1] then
     out[k] = 0
-    a = next_group(a)
-  -- A periodic save that lands after the disconnect save must neither move
-  -- the watermark back nor renew the record as if still connected.
-  elseif cur[3] ~= '1' or tonumber(ARGV[a + 2]) < stored then
-    a = next_group(a)
   else
-    local fields = {'last_seq', ARGV[a + 2], 'counter', ARGV[a + 3]}
-    a = ring(fields, stored, tonumber(cur[5] or '0'), a)
-    redis.call('HSET', KEYS[k], unpack(fields))
-    redis.call('PEXPIRE', KEYS[k], ttl)
+    out[k] = 1
+    -- A periodic save that lands after the disconnect save must neither
+    -- move the watermark back nor renew the record as if still connected.
+    if cur[3] == '1' and tonumber(ARGV[first + 1]) >= tonumber(cur[4] or '0') then
+      redis.call('HSET', KEYS[k], unpack(ARGV, first, last))
+      redis.call('PEXPIRE', KEYS[k], ttl)
+    end
   end
+  a = last + 1
 end
 return out
 "#
 );
 
 /// The owner's last save when its client went away: the record waits to
-/// be resumed, owned by no node. One key; 1, or 0 when fenced off.
+/// be resumed, owned by no node (the `HSET` arguments say so). One key;
+/// 1, or 0 when fenced off.
 pub(crate) const DISCONNECT: &str = concat!(
     progress_lua!(),
     r#"
-local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch', 'last_seq', 'nrep')
+local first, last = hset_args(2)
+local cur = redis.call('HMGET', KEYS[1], 'sid', 'epoch')
 if cur[1] ~= ARGV[2] or cur[2] ~= ARGV[3] then return 0 end
-local fields = {'last_seq', ARGV[4], 'counter', ARGV[5], 'connected', '0', 'socket', '', 'owner', '0'}
-ring(fields, tonumber(cur[3] or '0'), tonumber(cur[4] or '0'), 2)
-redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('HSET', KEYS[1], unpack(ARGV, first, last))
 redis.call('PEXPIRE', KEYS[1], ttl)
 return 1
 "#
@@ -235,7 +215,7 @@ impl RedisStore {
         inv.arg(ms(ttl));
         for p in batch {
             inv.key(session_key(p.user_id));
-            progress_args(&mut inv, p);
+            progress_args(&mut inv, p, &[]);
         }
         let saved: Vec<i64> = self.run(inv).await?;
         if saved.len() != batch.len() {
@@ -261,16 +241,26 @@ impl RedisStore {
 /// holds Redis for about as long as a few single saves would.
 const SAVE_BATCH: usize = 64;
 
-/// One session's group of SAVE/DISCONNECT arguments (see `progress_lua!`).
-fn progress_args(inv: &mut redis::ScriptInvocation<'_>, p: &Progress) {
+/// One session's group of SAVE/DISCONNECT arguments (see `progress_lua!`),
+/// with `more` fields to set after the progress.
+fn progress_args(inv: &mut redis::ScriptInvocation<'_>, p: &Progress, more: &[(&str, &str)]) {
+    let ring = p.keep.max(1) as u64;
+    let hset_args = 2 * (3 + p.replies.len() + more.len());
     inv.arg(p.session_id)
         .arg(p.epoch)
+        .arg(hset_args)
+        .arg("last_seq")
         .arg(p.last_seq)
+        .arg("counter")
         .arg(p.counter)
-        .arg(p.keep.max(1))
-        .arg(p.replies.len());
-    for r in &p.replies {
-        inv.arg(r.sequence_id).arg(r.encode_to_vec());
+        .arg("nrep")
+        .arg(p.first_reply + p.replies.len() as u64);
+    for (i, r) in (p.first_reply..).zip(&p.replies) {
+        inv.arg(format!("{REPLY_FIELD_PREFIX}{}", i % ring))
+            .arg(r.encode_to_vec());
+    }
+    for (field, value) in more {
+        inv.arg(*field).arg(*value);
     }
 }
 
@@ -397,6 +387,7 @@ impl SessionStore for RedisStore {
                 h.get("replies").map_or(&[][..], |v| &v[..]),
             ),
             counter: num(&text("counter")),
+            ring_len: num(&text("nrep")),
             connected: text("connected") == "1",
         }))
     }
@@ -415,7 +406,7 @@ impl SessionStore for RedisStore {
             Value::Array(items) => items,
             other => return Err(StoreError::Corrupt(format!("take_over returned {other:?}"))),
         };
-        if items.len() != 9 {
+        if items.len() != 10 {
             return Err(StoreError::Corrupt(
                 "take_over returned a short reply".into(),
             ));
@@ -435,6 +426,7 @@ impl SessionStore for RedisStore {
             last_seq: num(&text[1]),
             replies: cached_replies(list, &legacy),
             counter: num(&text[7]),
+            ring_len: num(&text[8]),
             previous: Placement {
                 owner: num(&text[3]),
                 gateway: num(&text[4]),
@@ -469,7 +461,11 @@ impl SessionStore for RedisStore {
     async fn disconnect(&self, p: &Progress, grace: Duration) -> Result<bool, StoreError> {
         let mut inv = self.scripts.disconnect.key(session_key(p.user_id));
         inv.arg(ms(grace));
-        progress_args(&mut inv, p);
+        progress_args(
+            &mut inv,
+            p,
+            &[("connected", "0"), ("socket", ""), ("owner", "0")],
+        );
         Ok(self.run::<i64>(inv).await? == 1)
     }
 

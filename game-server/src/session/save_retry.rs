@@ -270,6 +270,7 @@ mod tests {
             epoch: 1,
             last_seq: 3,
             replies: Vec::new(),
+            first_reply: 0,
             keep: 32,
             counter: 0,
         }
