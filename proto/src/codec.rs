@@ -76,6 +76,21 @@ impl Decoder for FrameCodec {
         src.advance(LENGTH_PREFIX_BYTES);
         Ok(Some(src.split_to(len).freeze()))
     }
+
+    /// A stream that ends inside a frame was closed by its peer mid-write
+    /// (a kick of a client that stopped reading, say): an unexpected end
+    /// of file, which readers sort with the other ways a connection
+    /// closes, not a malformed stream.
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            None => Err(FrameError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the stream ended {} bytes into a frame", src.len()),
+            ))),
+        }
+    }
 }
 
 impl Encoder<Bytes> for FrameCodec {
@@ -123,6 +138,19 @@ mod tests {
         }
         assert!(buf.is_empty(), "no bytes left over");
         out
+    }
+
+    #[test]
+    fn a_stream_that_ends_inside_a_frame_is_an_unexpected_eof() {
+        let mut codec = FrameCodec::default();
+        let mut buf = BytesMut::from(&b"\0\0\0\x05hel"[..]);
+        match codec.decode_eof(&mut buf) {
+            Err(FrameError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof),
+            other => panic!("expected an unexpected EOF, got {other:?}"),
+        }
+        let mut whole = BytesMut::from(&b"\0\0\0\x02hi"[..]);
+        assert_eq!(codec.decode_eof(&mut whole).unwrap().unwrap(), "hi");
+        assert!(codec.decode_eof(&mut whole).unwrap().is_none());
     }
 
     #[test]

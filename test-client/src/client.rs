@@ -1003,6 +1003,21 @@ mod tests {
         assert!(matches!(c.echo("x").await, Err(ClientError::Closed)));
     }
 
+    /// A server that hangs up in the middle of a frame (a gateway closing
+    /// a client that stopped reading while a reply was half written) has
+    /// closed the connection: not a protocol error.
+    #[tokio::test]
+    async fn wait_closed_sees_a_hang_up_in_the_middle_of_a_frame() {
+        let addr = fake_server(|s| async move {
+            let mut socket = s.into_inner();
+            socket.write_all(b"\0\0\x01\0half a reply").await.unwrap();
+            // Dropping the socket closes the connection mid-frame.
+        })
+        .await;
+        let mut c = Client::connect_with_timeout(&addr, SHORT).await.unwrap();
+        assert!(c.wait_closed(SHORT).await);
+    }
+
     #[tokio::test]
     async fn wait_closed_is_false_while_the_server_stays() {
         let addr = fake_server(|mut s| async move {
