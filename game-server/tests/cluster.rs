@@ -1232,15 +1232,31 @@ async fn a_woken_game_server_drops_the_stale_frames_of_sessions_adopted_elsewher
     for user in 3200..3230u64 {
         let (c, l) = logged_in(&gw, user).await;
         match l.game_server_node_id {
-            1 if poster.is_none() => poster = Some(c),
+            1 if poster.is_none() => poster = Some((c, user)),
             2 if reader.is_none() => reader = Some(c),
             _ => {}
         }
     }
-    let mut poster = poster.expect("round robin puts a user on game server 1");
+    let (mut poster, poster_user) = poster.expect("round robin puts a user on game server 1");
     let mut reader = reader.expect("round robin puts a user on game server 2");
     poster.chat_join(&room).await.expect("poster joins");
     reader.chat_join(&room).await.expect("reader joins");
+    // Game server 1 has saved the join before it stops. A session still
+    // dirty at the stop is the flusher's first save on waking: fenced off
+    // (adopted meanwhile), it is dropped there, and the stale post never
+    // meets a session game server 1 still holds, which is this test's case.
+    let joined = poster.last_sequence();
+    let poster_key = format!("gm:{{u:{poster_user}}}:session");
+    let mut redis = h.redis_conn();
+    wait_for_async("game server 1 saves the poster's join", SETTLE, || {
+        let saved: Option<u64> = redis::cmd("HGET")
+            .arg(&poster_key)
+            .arg("last_seq")
+            .query(&mut redis)
+            .unwrap_or(None);
+        async move { saved >= Some(joined) }
+    })
+    .await;
 
     // The post reaches the stopped game server 1 and waits in its socket;
     // the gateway declares it DOWN and answers for it: it may have run.
