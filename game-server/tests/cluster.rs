@@ -25,7 +25,7 @@ use gamemesh_gateway::Config as GwConfig;
 use gamemesh_node::flags::NodeFlags;
 use gamemesh_proto::client::{server_packet, ErrorCode, KickReason, LoginResponse, ServerPacket};
 use gamemesh_test_client::client::{Client, ClientError};
-use gamemesh_test_support::{free_port, init_tracing, wait_for_async, RedisServer};
+use gamemesh_test_support::{free_port, init_tracing, process, wait_for_async, RedisServer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -355,43 +355,19 @@ impl GameServer {
     /// SIGSTOP (`pause`) or SIGCONT: a stalled process, alive to the
     /// kernel, deaf to everyone.
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} {} failed", self.pid());
+        process::signal(self.pid(), signal);
     }
 
     /// SIGSTOP, and returns once every thread of the process is stopped.
-    /// A signal is delivered asynchronously: `kill` returns before the
-    /// process has stopped, and a request sent in between would still be
-    /// served.
     async fn stop_and_wait_stopped(&self) {
-        self.signal("-STOP");
-        let pid = self.pid();
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            let states = thread_states(pid);
-            if !states.is_empty() && states.iter().all(|s| *s == 'T') {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "game server {} (pid {pid}) not stopped {SETTLE:?} after SIGSTOP: thread states {states:?}",
-                self.node_id
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let what = format!("game server {}", self.node_id);
+        process::stop_and_wait_stopped(self.pid(), SETTLE, &what).await;
     }
 
     /// SIGTERM: asks for the graceful stop (the workspace forbids unsafe
     /// code, so no `libc::kill`).
     fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill -TERM");
-        assert!(status.success(), "kill -TERM {} failed", self.pid());
+        process::signal(self.pid(), "-TERM");
     }
 
     fn try_wait(&mut self) -> Option<ExitStatus> {
@@ -429,20 +405,6 @@ impl Drop for GameServer {
             );
         }
     }
-}
-
-/// The scheduler state (`R`, `S`, `T`, ...) of every thread of process
-/// `pid`, from `/proc/<pid>/task/*/stat` (Linux); empty if it is gone.
-fn thread_states(pid: u32) -> Vec<char> {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|t| fs::read_to_string(t.ok()?.path().join("stat")).ok())
-        // "tid (comm) S ...": the command may hold spaces and parentheses,
-        // so the state is the first field after the last ')'.
-        .filter_map(|stat| stat.rsplit_once(')')?.1.trim_start().chars().next())
-        .collect()
 }
 
 fn read_from(path: &Path, offset: u64) -> String {

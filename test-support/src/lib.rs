@@ -33,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod process;
 pub mod redis_cluster;
 pub mod redis_security;
 pub mod redis_sentinel;

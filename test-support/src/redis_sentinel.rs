@@ -29,6 +29,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::process::{signal, stop_and_wait_stopped};
 use crate::RedisServer;
 
 /// The name the sentinels monitor the primary under.
@@ -240,19 +241,7 @@ impl SentinelGroup {
     /// If the node is not running or does not stop within 20 s.
     pub async fn pause_node(&self, port: u16) {
         let pid = self.node_pid(port);
-        signal(pid, "-STOP");
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let states = thread_states(pid);
-            if !states.is_empty() && states.iter().all(|s| *s == 'T') {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "data node {port} (pid {pid}) not stopped {READY_TIMEOUT:?} after SIGSTOP: thread states {states:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        stop_and_wait_stopped(pid, READY_TIMEOUT, &format!("data node {port}")).await;
     }
 
     /// Wakes a node [`pause_node`](Self::pause_node) stalled (SIGCONT) and
@@ -442,30 +431,6 @@ impl SentinelGroup {
         }
         c
     }
-}
-
-/// Sends `signal` (`-STOP`, `-CONT`) to `pid` with `kill(1)`: the
-/// workspace forbids unsafe code, so no `libc::kill`.
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {signal} {pid} failed");
-}
-
-/// The state letter (`R`, `S`, `T`...) of every thread of `pid`, from
-/// `/proc/<pid>/task/*/stat`.
-fn thread_states(pid: u32) -> Vec<char> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
-        // The name, in parentheses, may hold spaces: the state follows
-        // the last ')'.
-        .filter_map(|stat| stat.rsplit_once(')')?.1.trim_start().chars().next())
-        .collect()
 }
 
 /// Starts one server, panicking with its log if it does not come up.
