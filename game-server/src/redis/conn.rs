@@ -86,27 +86,41 @@ impl ClusterSeed {
     /// A client for one node of the cluster, with the nodes' credentials
     /// and TLS.
     fn node_client(&self, host: &str, port: u16) -> Option<Client> {
-        let scheme = if self.address.tls { "rediss" } else { "redis" };
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_string()
-        };
-        let mut info = format!("{scheme}://{host}:{port}")
-            .into_connection_info()
-            .ok()?;
-        let mut settings = info.redis_settings().clone();
-        if let Some(u) = &self.address.username {
-            settings = settings.set_username(u);
-        }
-        if let Some(p) = &self.address.password {
-            settings = settings.set_password(p);
-        }
-        info = info.set_redis_settings(settings);
-        match &self.certs {
-            Some(certs) if self.address.tls => Client::build_with_tls(info, certs.clone()).ok(),
-            _ => Client::open(info).ok(),
-        }
+        let a = &self.address;
+        let certs = self.certs.as_ref().filter(|_| a.tls);
+        let credentials = (a.username.as_deref(), a.password.as_deref());
+        node_client(host, port, a.tls, credentials, certs).ok()
+    }
+}
+
+/// A client for the one server at `host:port` (a data node, a sentinel):
+/// `rediss://` when `tls`, logging in with `credentials` (username,
+/// password), trusting `certs` when given.
+pub(crate) fn node_client(
+    host: &str,
+    port: u16,
+    tls: bool,
+    credentials: (Option<&str>, Option<&str>),
+    certs: Option<&TlsCertificates>,
+) -> Result<Client, RedisError> {
+    let scheme = if tls { "rediss" } else { "redis" };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let mut info = format!("{scheme}://{host}:{port}").into_connection_info()?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(u) = credentials.0 {
+        settings = settings.set_username(u);
+    }
+    if let Some(p) = credentials.1 {
+        settings = settings.set_password(p);
+    }
+    info = info.set_redis_settings(settings);
+    match certs {
+        Some(certs) if tls => Client::build_with_tls(info, certs.clone()),
+        _ => Client::open(info),
     }
 }
 

@@ -12,13 +12,13 @@ use gamemesh_node::redis_connection::{PubSubClient, SharedConnection};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, FromRedisValue, IntoConnectionInfo, RedisError,
-    TlsCertificates, TlsMode,
+    AsyncConnectionConfig, Client, ConnectionAddr, FromRedisValue, RedisError, TlsCertificates,
+    TlsMode,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::conn::{Primary, RedisConn};
+use super::conn::{node_client, Primary, RedisConn};
 use super::RedisOptions;
 
 /// How often the sentinels are asked who the primary is. Short enough that
@@ -224,25 +224,11 @@ impl Sentinels {
 
         let mut probes = Vec::with_capacity(sentinels.len());
         for (host, port) in sentinels {
-            let host = if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host.clone()
-            };
-            let scheme = if tls { "rediss" } else { "redis" };
-            let mut info = format!("{scheme}://{host}:{port}").into_connection_info()?;
-            let mut settings = info.redis_settings().clone();
-            if let Some(u) = &options.sentinel_username {
-                settings = settings.set_username(u);
-            }
-            if let Some(p) = &options.sentinel_password {
-                settings = settings.set_password(p);
-            }
-            info = info.set_redis_settings(settings);
-            probes.push(match &certs {
-                Some(certs) if tls => Client::build_with_tls(info, certs.clone())?,
-                _ => Client::open(info)?,
-            });
+            let credentials = (
+                options.sentinel_username.as_deref(),
+                options.sentinel_password.as_deref(),
+            );
+            probes.push(node_client(host, *port, tls, credentials, certs.as_ref())?);
         }
         Ok(Self {
             client,
