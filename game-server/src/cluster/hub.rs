@@ -428,8 +428,8 @@ pub async fn flush_once(state: &HubState, only_dirty: bool) {
 /// after the sentinels had promoted another node (before we noticed) were
 /// lost with it, and the flusher counts them as done. Each save carries
 /// every reply the session holds, not only the unsaved ones: `SAVE` never
-/// moves progress backwards and appends only the replies above the new
-/// primary's watermark, so saving twice is harmless.
+/// moves progress backwards and writes each reply to the ring field its
+/// index names, so saving twice is harmless.
 pub async fn resave_after_failover(
     state: Arc<HubState>,
     mut primary_changes: tokio::sync::watch::Receiver<u64>,

@@ -348,8 +348,8 @@ impl LocalSession {
     }
 
     /// Flags the session for the next save with every reply it holds: the
-    /// store may have lost what it acknowledged (a Redis failover). The
-    /// store appends only those above its own watermark.
+    /// store may have lost what it acknowledged (a Redis failover). Replies
+    /// it still has are held once all the same (see [`Progress::replies`]).
     pub fn resend_all(&self) {
         let mut st = self.seq();
         st.saved_seq = 0;

@@ -108,10 +108,7 @@ impl SessionStore for MemoryStore {
                 // disconnect save.
                 Some((r, _)) if !r.connected || p.last_seq < r.last_seq => true,
                 Some((r, exp)) => {
-                    append_replies(&mut r.replies, r.last_seq, &p.replies, p.keep);
-                    r.ring_len = p.first_reply + p.replies.len() as u64;
-                    r.last_seq = p.last_seq;
-                    r.counter = p.counter;
+                    write_progress(r, p);
                     *exp = Instant::now() + ttl;
                     true
                 }
@@ -124,10 +121,7 @@ impl SessionStore for MemoryStore {
         Ok(
             self.with(|map| match current(map, p.user_id, p.session_id, p.epoch) {
                 Some((r, exp)) => {
-                    append_replies(&mut r.replies, r.last_seq, &p.replies, p.keep);
-                    r.ring_len = p.first_reply + p.replies.len() as u64;
-                    r.last_seq = p.last_seq;
-                    r.counter = p.counter;
+                    write_progress(r, p);
                     r.connected = false;
                     r.placement.socket = Uuid::nil();
                     r.placement.owner = 0;
@@ -153,6 +147,15 @@ impl SessionStore for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// What SAVE and DISCONNECT both write: the replies above the stored
+/// watermark, the watermark and the counter.
+fn write_progress(r: &mut SessionRecord, p: &Progress) {
+    append_replies(&mut r.replies, r.last_seq, &p.replies, p.keep);
+    r.ring_len = p.ring_len();
+    r.last_seq = p.last_seq;
+    r.counter = p.counter;
 }
 
 /// Placement helper for tests.

@@ -149,8 +149,8 @@ pub struct Progress {
     /// Highest sequence id executed.
     pub last_seq: u64,
     /// The replies recorded since the owner's last successful save, oldest
-    /// first. The store adds those above its own watermark (so a save sent
-    /// twice, or overlapping another, adds each reply once).
+    /// first. A store holds each once, however often it is sent (a retried
+    /// save, one overlapping another, the re-save after a failover).
     pub replies: Vec<CachedReply>,
     /// The first of `replies` is the session's `first_reply`-th reply since
     /// its login (0-based), the next the one after: the Redis store keeps
@@ -162,6 +162,14 @@ pub struct Progress {
     pub keep: usize,
     /// The increment counter, as of `last_seq`.
     pub counter: u64,
+}
+
+impl Progress {
+    /// How many replies the session has recorded since its login, the
+    /// last of `replies` included.
+    pub fn ring_len(&self) -> u64 {
+        self.first_reply + self.replies.len() as u64
+    }
 }
 
 /// Why a store operation failed.

@@ -254,7 +254,7 @@ fn progress_args(inv: &mut redis::ScriptInvocation<'_>, p: &Progress, more: &[(&
         .arg("counter")
         .arg(p.counter)
         .arg("nrep")
-        .arg(p.first_reply + p.replies.len() as u64);
+        .arg(p.ring_len());
     for (i, r) in (p.first_reply..).zip(&p.replies) {
         inv.arg(format!("{REPLY_FIELD_PREFIX}{}", i % ring))
             .arg(r.encode_to_vec());
