@@ -565,9 +565,18 @@ async fn an_owner_fenced_off_closes_the_socket_the_session_moved_away_from() {
     let mut old = cluster.client(0).await;
     login(&mut old, user).await;
     echo_ok(&mut old, "one", "old socket").await;
+    // "one" is saved before the record moves: a session still dirty then
+    // would be fenced off by the flush of "one", and kicked before "two".
+    let mut redis = cluster.redis_conn();
+    let one = old.last_sequence();
+    wait_for("the flusher saves \"one\"", SETTLE, || {
+        stored(&mut redis, user)
+            .and_then(|r| r.get("last_seq")?.parse::<u64>().ok())
+            .is_some_and(|saved| saved >= one)
+    })
+    .await;
     // Another game server took the session to another socket, as a
     // take-over does: new owner, new socket, epoch + 1.
-    let mut redis = cluster.redis_conn();
     redis::pipe()
         .cmd("HSET")
         .arg(session_key(user))
