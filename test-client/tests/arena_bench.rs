@@ -40,6 +40,17 @@ async fn bots_join_rooms_of_k_move_every_tick_and_see_every_state_in_order() {
         arena.moves as f64 > expected * 0.8,
         "one move per tick: {report:?}"
     );
+    // Sent moves per second: one per bot per tick, bar the ticks a late
+    // bot skipped (each one counted).
+    let due = 25.0 * 20.0;
+    assert!(
+        arena.moves_per_s > due * 0.8 && arena.moves_per_s <= due * 1.05,
+        "{arena:?}"
+    );
+    assert!(
+        (arena.moves_skipped as f64) < expected * 0.2,
+        "skipped moves are the bots' shortfall: {arena:?}"
+    );
     assert!(arena.tick_p50_us <= arena.tick_p99_us && arena.tick_p99_us <= arena.tick_max_us);
     assert_eq!(arena.tick_p99_us, report.p99_us);
     assert!(arena.move_p50_us > 0 && arena.move_p50_us <= arena.move_p99_us);
@@ -61,6 +72,8 @@ async fn bots_join_rooms_of_k_move_every_tick_and_see_every_state_in_order() {
         "ticks_out_of_order",
         "move_p50_us",
         "move_p99_us",
+        "moves_per_s",
+        "moves_skipped",
     ] {
         assert!(value.get(key).is_some(), "{key} missing from {line}");
     }

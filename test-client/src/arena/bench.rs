@@ -72,6 +72,15 @@ pub struct ArenaReport {
     pub states_unstamped: u64,
     /// Moves answered (either way).
     pub moves: u64,
+    /// Moves the bots sent in the window, per second. Every player moving
+    /// every tick is players x `tick_hz`; less means the bots fell behind.
+    #[serde(default)]
+    pub moves_per_s: f64,
+    /// Ticks at which a bot sent no move because it woke too late (its
+    /// ticker skips what it missed, as a real client's frame loop would):
+    /// the machine could not carry the load the run asked for.
+    #[serde(default)]
+    pub moves_skipped: u64,
     /// Move round trip, 50th percentile, µs.
     pub move_p50_us: u64,
     /// 99th percentile.
@@ -91,6 +100,10 @@ struct BotTally {
     unstamped: u64,
     /// Moves answered.
     moves: u64,
+    /// Moves sent in the window.
+    moves_sent: u64,
+    /// Ticks of the window at which it sent no move (it woke too late).
+    moves_skipped: u64,
 }
 
 /// The window, once every bot is ready.
@@ -229,6 +242,8 @@ fn arena_report(run: &Run, arena: &Arena, tallies: &[BotTally]) -> ArenaReport {
         ticks_out_of_order: sum(|t| t.ticks.out_of_order),
         states_unstamped: sum(|t| t.unstamped),
         moves: sum(|t| t.moves),
+        moves_per_s: (sum(|t| t.moves_sent) as f64 / secs * 10.0).round() / 10.0,
+        moves_skipped: sum(|t| t.moves_skipped),
         move_p50_us: at(0.5),
         move_p99_us: at(0.99),
     }
@@ -317,6 +332,36 @@ fn unexpected(expected: &'static str, got: Incoming) -> Failure {
     Failure::Unexpected { expected, got }
 }
 
+/// Counts the ticks a bot's ticker skipped: with
+/// [`MissedTickBehavior::Skip`] every tick falls on `first + k x period`,
+/// so a gap of more than one period between two ticks is that many
+/// ticks without a move.
+struct SkippedTicks {
+    /// The tick due next if none is skipped.
+    next: Instant,
+    period: Duration,
+}
+
+impl SkippedTicks {
+    fn new(first: Instant, period: Duration) -> Self {
+        Self {
+            next: first,
+            period,
+        }
+    }
+
+    /// The ticks skipped before the one scheduled at `at`.
+    fn before(&mut self, at: Instant) -> u64 {
+        let skipped = if at > self.next {
+            ((at - self.next).as_nanos() / self.period.as_nanos().max(1)) as u64
+        } else {
+            0
+        };
+        self.next = at + self.period;
+        skipped
+    }
+}
+
 /// A bot that has joined: its connection and what it waits for.
 struct Player<'a> {
     run: &'a Run,
@@ -377,6 +422,7 @@ impl<'a> Player<'a> {
         let first = w.start + period.mul_f64(rand::random::<f64>());
         let mut ticker = tokio::time::interval_at(first, period);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut skips = SkippedTicks::new(first, period);
         loop {
             tokio::select! {
                 biased;
@@ -387,8 +433,10 @@ impl<'a> Player<'a> {
                     if now >= w.end {
                         break;
                     }
+                    out.moves_skipped += skips.before(now);
                     self.expire_moves(now)?;
                     self.send_move().await?;
+                    out.moves_sent += 1;
                 }
             }
         }
@@ -488,5 +536,22 @@ impl<'a> Player<'a> {
             None => out.unstamped += 1,
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_on_time_skip_nothing_and_gaps_count_whole_periods() {
+        let period = Duration::from_millis(50);
+        let first = Instant::now();
+        let mut skips = SkippedTicks::new(first, period);
+        assert_eq!(skips.before(first), 0);
+        assert_eq!(skips.before(first + period), 0);
+        // The ticks at 2 and 3 periods were skipped; this one is at 4.
+        assert_eq!(skips.before(first + period * 4), 2);
+        assert_eq!(skips.before(first + period * 5), 0);
     }
 }
