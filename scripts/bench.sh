@@ -444,10 +444,18 @@ elif [[ ! -x "$arena_bin" ]]; then
 else
     stop gateway game-server redis echo-server haproxy \
         baseline-gateway baseline-game-server baseline-redis
-    start_gamemesh "arena-" "$bin" "$a_redis_port" "$a_gs_p2p" "$a_gs_mesh" "$a_gw_p2p" "$a_gw_port" "$arena_bin"
+    # Every run on a fresh stack: bots hang up without logging out, so their
+    # sessions stay resumable and their rooms keep ticking (PROTOCOL.md)
+    # until the sessions expire; on a reused stack each run would also
+    # carry the rooms of the runs before it.
+    arena_run() { # <label> <players>
+        stop arena-gateway arena-game-server arena-redis
+        start_gamemesh "arena-" "$bin" "$a_redis_port" "$a_gs_p2p" "$a_gs_mesh" "$a_gw_p2p" "$a_gw_port" "$arena_bin"
+        bench "$1" arena --mode arena --conns "$2" --room-size 10 --sources 4
+    }
     say "arena: 2000 players in rooms of 10, $repeat round(s)"
     for ((r = 1; r <= repeat; r++)); do
-        bench "arena 2000 players" arena --mode arena --conns 2000 --room-size 10 --sources 4
+        arena_run "arena 2000 players" 2000
     done
     # The ramp starts only if 2,000 held (in the last of its rounds).
     line=$(tail -n 1 "$out/results.jsonl" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["run"]))')
@@ -459,7 +467,7 @@ else
         say "arena: 2000 players fail the 50 ms bar; ramping down by 500"
         start_n=$((arena_max + 1))
         for n in 1500 1000 500; do
-            bench "arena ramp $n players" arena --mode arena --conns "$n" --room-size 10 --sources 4
+            arena_run "arena ramp $n players" "$n"
             line=$(tail -n 1 "$out/results.jsonl" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["run"]))')
             if arena_pass "$line" "$n"; then
                 last_pass=$n
@@ -468,7 +476,7 @@ else
         done
     fi
     for ((n = start_n; n <= arena_max; n += 1000)); do
-        bench "arena ramp $n players" arena --mode arena --conns "$n" --room-size 10 --sources 4
+        arena_run "arena ramp $n players" "$n"
         line=$(tail -n 1 "$out/results.jsonl" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["run"]))')
         if arena_pass "$line" "$n"; then
             last_pass=$n
