@@ -14,7 +14,7 @@
 
 use bytes::{Bytes, BytesMut};
 use gamemesh_proto::{FrameCodec, FrameError};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
@@ -91,25 +91,24 @@ impl TcpWire {
     /// readable first so that no buffer is held while it waits.
     /// Cancel-safe: nothing is read unless it lands in `input`.
     async fn fill(&mut self) -> Result<(), ReadError> {
-        loop {
-            self.read
-                .readable()
-                .await
-                .map_err(|e| ReadError::Io(e.to_string()))?;
-            if self.input.len() == self.input.capacity() {
-                self.input.reserve(READ_CHUNK);
-            }
-            match self.read.try_read_buf(&mut self.input) {
-                Ok(0) if self.input.is_empty() => return Err(ReadError::Closed),
-                Ok(0) => return Err(ReadError::Io("connection closed mid-frame".into())),
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if self.input.is_empty() {
-                        self.input = BytesMut::new();
-                    }
-                }
-                Err(e) => return Err(ReadError::Io(e.to_string())),
-            }
+        self.read
+            .readable()
+            .await
+            .map_err(|e| ReadError::Io(e.to_string()))?;
+        if self.input.len() == self.input.capacity() {
+            self.input.reserve(READ_CHUNK);
+        }
+        // tokio's read, not `try_read_buf`: a read that fills less than the
+        // room it had shows the socket drained, and tokio's read then
+        // forgets the readiness, so the next `fill` waits for new data
+        // instead of paying a read that only answers EAGAIN (one per client
+        // packet before). A readiness that was stale (the last read filled
+        // its room exactly) makes this read wait with the room reserved.
+        match self.read.read_buf(&mut self.input).await {
+            Ok(0) if self.input.is_empty() => Err(ReadError::Closed),
+            Ok(0) => Err(ReadError::Io("connection closed mid-frame".into())),
+            Ok(_) => Ok(()),
+            Err(e) => Err(ReadError::Io(e.to_string())),
         }
     }
 }
