@@ -74,6 +74,12 @@ pub struct HubMetrics {
     pub redis_errors: Counter,
     /// `gamemesh_redis_errors_total{kind="timeout"}`.
     pub redis_timeouts: Counter,
+    /// `gamemesh_session_flush_seconds`: one flusher pass that had
+    /// sessions to save. Above `--flush-interval-ms`, the flusher is
+    /// behind and a crash loses more than one interval of progress.
+    pub flush_seconds: Histogram,
+    /// `gamemesh_session_flush_saves_total`: sessions the flusher wrote.
+    pub flush_saves: Counter,
     /// `gamemesh_mesh_peers_up`: peer game servers live on the mesh.
     pub mesh_peers_up: Gauge,
     /// `gamemesh_mesh_peer_up_total`: a peer came up (first or again).
@@ -112,6 +118,8 @@ impl HubMetrics {
             redis_seconds: histogram!("gamemesh_redis_command_seconds"),
             redis_errors: counter!("gamemesh_redis_errors_total", "kind" => "error"),
             redis_timeouts: counter!("gamemesh_redis_errors_total", "kind" => "timeout"),
+            flush_seconds: histogram!("gamemesh_session_flush_seconds"),
+            flush_saves: counter!("gamemesh_session_flush_saves_total"),
             mesh_peers_up: gauge!("gamemesh_mesh_peers_up"),
             mesh_peer_up: counter!("gamemesh_mesh_peer_up_total"),
             mesh_peer_down: counter!("gamemesh_mesh_peer_down_total"),

@@ -82,6 +82,9 @@ async fn metrics_scraped_over_http_move_with_traffic() {
         ),
         moved(&gs0, "gamemesh_game_server_duplicates_total", "", 1.0),
         moved(&gs0, "gamemesh_redis_command_seconds_count", "", 1.0),
+        // The echoes dirtied the session; the flusher's pass saved it.
+        moved(&gs0, "gamemesh_session_flush_saves_total", "", 1.0),
+        moved(&gs0, "gamemesh_session_flush_seconds_count", "", 1.0),
     ];
     wait_for_async("game server counters move", TIMEOUT, || async {
         let s = metrics(gs).await;

@@ -376,7 +376,16 @@ pub async fn flush_once(state: &HubState, only_dirty: bool) {
         .filter(|a| !a.session.is_ended())
         .filter_map(|a| a.session.progress(only_dirty).map(|p| (a, p)))
         .unzip();
+    if progress.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
     let results = state.store.save_many(&progress, state.live_ttl).await;
+    let metrics = crate::metrics::hub();
+    metrics
+        .flush_seconds
+        .record(started.elapsed().as_secs_f64());
+    metrics.flush_saves.increment(progress.len() as u64);
     for ((a, p), r) in attached.iter().zip(&progress).zip(results) {
         match r {
             Ok(true) => a.session.saved(p),
