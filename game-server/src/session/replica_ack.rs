@@ -31,8 +31,10 @@
 //!    the primary's credentials and TLS, [`RedisConn::node_client`]):
 //!    - the sentinels name another primary (on a cluster: the slot map
 //!      changed), or a replica answers as a primary promoted from this one,
-//!      or as the replica of another node: **a failover has begun**;
-//!      refused.
+//!      or as the replica of another node (told by the replication id it
+//!      has from its primary, so a replica that names this primary by a
+//!      hostname where the sentinels announce an IP is still this one's):
+//!      **a failover has begun**; refused.
 //!    - a replica answers as this primary's replica with its link up: it
 //!      is **slow**, and would be promoted with whatever it has. `WAIT`
 //!      again (one bound at a time) for up to [`CONFIRM_WINDOW`], then
@@ -193,8 +195,13 @@ enum Replication {
     /// (`master_replid2`): a replica promoted from us keeps ours there.
     Primary { view: PrimaryView, replid2: String },
     /// `role:slave`, following `master` (`host:port`), its link up
-    /// (`master_link_status:up`) or not (connecting, syncing).
-    Replica { master: String, linked: bool },
+    /// (`master_link_status:up`) or not (connecting, syncing), with the
+    /// replication id it has from that primary (`master_replid`).
+    Replica {
+        master: String,
+        linked: bool,
+        replid: Option<String>,
+    },
 }
 
 /// What a look after a missed `WAIT` found (step 4).
@@ -471,7 +478,8 @@ fn classify(
             Some(Replication::Replica {
                 master,
                 linked: true,
-            }) if primary.is_some_and(|p| p != master) => {
+                replid: theirs,
+            }) if follows_another(primary, replid, master, theirs.as_deref()) => {
                 let why = format!("replica {addr} follows {master}");
                 return Some(Verdict::FailoverBegun(why));
             }
@@ -492,6 +500,23 @@ fn classify(
         })
         .collect();
     Some(Verdict::Down(each.join(", ")))
+}
+
+/// Whether a linked replica follows a node other than the login's
+/// primary. Its replication id says so whatever name it gives its primary
+/// (a hostname where the sentinels announce an IP, or the other way
+/// round): a linked replica has its primary's id, and a promoted node
+/// takes a new one. By address only when either id is unknown.
+fn follows_another(
+    primary: Option<&str>,
+    replid: Option<&str>,
+    master: &str,
+    theirs: Option<&str>,
+) -> bool {
+    match (replid, theirs) {
+        (Some(ours), Some(theirs)) => ours != theirs,
+        _ => primary.is_some_and(|p| p != master),
+    }
 }
 
 /// Whether the game server followed a failover since `mark`, or the
@@ -540,6 +565,7 @@ impl Replication {
             "slave" => Some(Self::Replica {
                 master: format!("{}:{}", field("master_host")?, field("master_port")?),
                 linked: field("master_link_status").as_deref() == Some("up"),
+                replid: field("master_replid"),
             }),
             _ => None,
         }
@@ -600,10 +626,16 @@ mod tests {
         })
     }
 
+    /// A replica of the primary whose id is `ours` (the test's primary).
     fn replica(master: &str, linked: bool) -> Option<Replication> {
+        replica_of(master, linked, None)
+    }
+
+    fn replica_of(master: &str, linked: bool, replid: Option<&str>) -> Option<Replication> {
         Some(Replication::Replica {
             master: master.into(),
             linked,
+            replid: replid.map(Into::into),
         })
     }
 
@@ -625,11 +657,11 @@ mod tests {
         );
         assert_eq!(
             Replication::parse(&replica_info("up")),
-            replica("127.0.0.1:6379", true)
+            replica_of("127.0.0.1:6379", true, Some("ours"))
         );
         assert_eq!(
             Replication::parse(&replica_info("down")),
-            replica("127.0.0.1:6379", false)
+            replica_of("127.0.0.1:6379", false, Some("ours"))
         );
         assert_eq!(Replication::parse("# Replication\r\n"), None);
         assert_eq!(Listed::parse("slave_read_only:1"), None);
@@ -663,6 +695,26 @@ mod tests {
         ));
         // A cluster's slot primary is not known by address.
         assert_eq!(classify(None, Some("ours"), &moved), Some(Verdict::Slow));
+        // Its replication id tells, whatever the replica calls its primary:
+        // ours under a hostname is ours (slow), another's is a failover,
+        // at our address or not, and on a cluster too.
+        let by_name = [(
+            "r:1".to_string(),
+            replica_of("redis-0.redis:6379", true, Some("ours")),
+        )];
+        assert_eq!(classify(p, Some("ours"), &by_name), Some(Verdict::Slow));
+        let new_stream = [(
+            "r:1".to_string(),
+            replica_of("127.0.0.1:6379", true, Some("new")),
+        )];
+        assert!(matches!(
+            classify(p, Some("ours"), &new_stream),
+            Some(Verdict::FailoverBegun(_))
+        ));
+        assert!(matches!(
+            classify(None, Some("ours"), &new_stream),
+            Some(Verdict::FailoverBegun(_))
+        ));
         // A promotion wins over another replica that is only slow.
         let both = [
             ("r:1".to_string(), replica("127.0.0.1:6379", true)),
