@@ -73,14 +73,43 @@ def ready(admin_port: int) -> bool:
         return False
 
 
+def thread_states(pid: int) -> list[str]:
+    """The scheduler state (R, S, T, ...) of each thread of `pid`, from
+    /proc/<pid>/task/<tid>/stat; ["gone"] when the process is gone."""
+    try:
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+            # "tid (comm) S ...": comm may hold spaces and parentheses.
+            states.append(stat[stat.rindex(")") + 1 :].split()[0])
+        return states
+    except (OSError, ValueError, IndexError):
+        return ["gone"]
+
+
 @dataclass
 class Cluster:
     client_port: int
     game_server: subprocess.Popen
 
     def pause_game_server(self) -> None:
-        """SIGSTOP: the game server stalls (it answers nothing) until resumed."""
+        """SIGSTOP: the game server stalls (it answers nothing) until resumed.
+
+        Returns once every thread has stopped: a signal stops a
+        multi-threaded process one thread at a time, as each is next
+        scheduled, so on a busy machine the others can still answer a
+        request sent right after the kill.
+        """
         self.game_server.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not all(s == "T" for s in thread_states(self.game_server.pid)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"game server (pid {self.game_server.pid}) not stopped 5 s after SIGSTOP: "
+                    f"thread states {thread_states(self.game_server.pid)}"
+                )
+            time.sleep(0.005)
 
     def resume_game_server(self) -> None:
         self.game_server.send_signal(signal.SIGCONT)

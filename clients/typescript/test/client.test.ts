@@ -115,7 +115,7 @@ test("pushes arrive as events", async () => {
 test("a request without an answer times out", async () => {
   const client = await login(nextUser++);
   try {
-    cluster.pauseGameServer();
+    await cluster.pauseGameServer();
     try {
       await assert.rejects(client.echo(bytes("void"), { timeoutMs: 300 }), RequestTimeout);
     } finally { cluster.resumeGameServer(); }

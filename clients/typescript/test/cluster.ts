@@ -8,7 +8,7 @@
  * GAMEMESH_BIN_DIR names a directory that holds them.
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { openSync, mkdtempSync } from "node:fs";
+import { openSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -46,6 +46,23 @@ export async function waitUntil(what: string, condition: () => Promise<boolean>,
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * The scheduler state (R, S, T, ...) of each thread of `pid`, from
+ * /proc/<pid>/task/<tid>/stat; ["gone"] when the process is gone.
+ */
+function threadStates(pid: number | undefined): string[] {
+  try {
+    // "tid (comm) S ...": comm may hold spaces and parentheses, so the
+    // state is the first field after the last ')'.
+    return readdirSync(`/proc/${pid}/task`).map((tid) => {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      return stat.slice(stat.lastIndexOf(")") + 1).trim()[0] ?? "?";
+    });
+  } catch {
+    return ["gone"];
   }
 }
 
@@ -138,8 +155,17 @@ export class Cluster {
     return `ws://127.0.0.1:${this.wsPort}`;
   }
 
-  /** SIGSTOP: the game server answers nothing until resumed. */
-  pauseGameServer(): void { this.gameServer.kill("SIGSTOP"); }
+  /**
+   * SIGSTOP, then waits until every thread of the game server has stopped.
+   * A signal stops a multi-threaded process one thread at a time, as each
+   * is next scheduled: on a busy machine its other threads can still
+   * answer a request sent right after kill() returns.
+   */
+  async pauseGameServer(): Promise<void> {
+    this.gameServer.kill("SIGSTOP");
+    const pid = this.gameServer.pid;
+    await waitUntil("every game-server thread stopped", async () => threadStates(pid).every((s) => s === "T"), 5_000);
+  }
   resumeGameServer(): void { this.gameServer.kill("SIGCONT"); }
 
   stop(): void {
