@@ -26,7 +26,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use gamemesh_proto::client::{
     client_packet, server_packet, ChatJoinRequest, ChatLeaveRequest, ChatListRoomsRequest,
     ChatSayRequest, ChatWhisperRequest, ClientPacket, HeartbeatRequest, ServerPacket,
@@ -34,7 +33,7 @@ use gamemesh_proto::client::{
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
-use crate::client::{error_code_name, kick_reason_name, token_for, Client, ClientError};
+use crate::client::{error_code_name, kick_reason_name, Client, ClientError};
 
 /// How often an idle chat sends a heartbeat (the gateway's idle timeout is
 /// 30 s by default).
@@ -301,28 +300,14 @@ impl Chat {
 /// the connection closing. `Ok(false)` when an `/expect` failed or the
 /// session was kicked.
 pub async fn run(opts: &ChatOptions) -> anyhow::Result<bool> {
-    let token = token_for(opts.auth_secret.as_deref(), opts.user);
-    let mut tries = 0;
-    let (client, login) = loop {
-        let mut client = Client::connect_with_timeout(&opts.addr, opts.timeout).await?;
-        let login = client
-            .login(opts.user, &token)
-            .await
-            .with_context(|| format!("login as user {} failed", opts.user))?;
-        tries += 1;
-        match opts.game_server {
-            Some(want) if login.game_server_node_id != want => {
-                if tries >= 10 {
-                    anyhow::bail!(
-                        "10 connections to {} never reached game server {want}; is it running?",
-                        opts.addr
-                    );
-                }
-                client.logout().await?;
-            }
-            _ => break (client, login),
-        }
-    };
+    let (client, login) = crate::commands::logged_in_on(
+        &opts.addr,
+        opts.auth_secret.as_deref(),
+        opts.user,
+        opts.timeout,
+        opts.game_server,
+    )
+    .await?;
     println!(
         "logged in as user-{} (session {}) on game server {}; /help lists the commands",
         opts.user, login.session_id, login.game_server_node_id

@@ -21,12 +21,39 @@ async fn logged_in(
     user: u64,
     timeout: Duration,
 ) -> anyhow::Result<(Client, gamemesh_proto::client::LoginResponse)> {
-    let mut client = Client::connect_with_timeout(addr, timeout).await?;
-    let login = client
-        .login(user, &token_for(secret, user))
-        .await
-        .with_context(|| format!("login as user {user} failed"))?;
-    Ok((client, login))
+    logged_in_on(addr, secret, user, timeout, None).await
+}
+
+/// Connections tried before [`logged_in_on`] gives up on reaching the
+/// wanted game server.
+const TRIES_FOR_A_GAME_SERVER: usize = 20;
+
+/// Connects and logs in as `user`; with `game_server`, on that game
+/// server: the gateway places new sessions itself, so a login that lands
+/// elsewhere is logged out and tried again on a new connection.
+pub(crate) async fn logged_in_on(
+    addr: &str,
+    secret: Option<&str>,
+    user: u64,
+    timeout: Duration,
+    game_server: Option<u64>,
+) -> anyhow::Result<(Client, gamemesh_proto::client::LoginResponse)> {
+    let token = token_for(secret, user);
+    for _ in 0..TRIES_FOR_A_GAME_SERVER {
+        let mut client = Client::connect_with_timeout(addr, timeout).await?;
+        let login = client
+            .login(user, &token)
+            .await
+            .with_context(|| format!("login as user {user} failed"))?;
+        match game_server {
+            Some(want) if login.game_server_node_id != want => client.logout().await?,
+            _ => return Ok((client, login)),
+        }
+    }
+    anyhow::bail!(
+        "{TRIES_FOR_A_GAME_SERVER} connections to {addr} never reached game server {}; is it running?",
+        game_server.unwrap_or_default()
+    )
 }
 
 /// `login`: logs in once and prints the reply; with `listen` > 0, stays

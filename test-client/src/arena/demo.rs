@@ -11,13 +11,13 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use gamemesh_proto::client::{client_packet, server_packet, ClientPacket, ErrorCode};
 use tokio::time::Instant;
 
 use super::proto::{JoinRequest, JoinResponse, LeaveRequest, MoveRequest, MoveResponse, State};
 use super::wire::{self, Incoming};
-use crate::client::{token_for, Client};
+use crate::client::Client;
 
 /// What `arena-demo` is given.
 #[derive(Debug, Clone)]
@@ -65,20 +65,15 @@ fn describe(s: &State) -> String {
 
 /// Connects and logs in, on the wanted game server if one is given.
 async fn login(opts: &DemoOptions) -> anyhow::Result<(Client, u64)> {
-    let token = token_for(opts.auth_secret.as_deref(), opts.user);
-    for _ in 0..20 {
-        let mut c = Client::connect_with_timeout(&opts.addr, opts.timeout).await?;
-        let login = c.login(opts.user, &token).await.context("login")?;
-        match opts.game_server {
-            Some(want) if login.game_server_node_id != want => c.logout().await?,
-            _ => return Ok((c, login.game_server_node_id)),
-        }
-    }
-    bail!(
-        "20 connections to {} never reached game server {:?}",
-        opts.addr,
-        opts.game_server
+    let (c, login) = crate::commands::logged_in_on(
+        &opts.addr,
+        opts.auth_secret.as_deref(),
+        opts.user,
+        opts.timeout,
+        opts.game_server,
     )
+    .await?;
+    Ok((c, login.game_server_node_id))
 }
 
 /// Sends a game request and returns its payload, or the error as a line.
