@@ -430,11 +430,11 @@ done
 # error) or --arena-max is reached. If 2,000 already fails, the ramp goes
 # down instead (1,500, 1,000, 500) to the largest count that holds it.
 arena_bin="$bin/arena-server"
-arena_pass() { # <json line> <players>: true when the run held the 50 ms bar
-    python3 -c 'import json,sys
-r = json.loads(sys.argv[1]); n = int(sys.argv[2])
+arena_pass() { # <players>: true when the last run recorded held the 50 ms bar
+    tail -n 1 "$out/results.jsonl" | python3 -c 'import json,sys
+r = json.load(sys.stdin)["run"]; n = int(sys.argv[1])
 ok = not r.get("failed") and r.get("players") == n and r.get("errors") == 0 and r.get("p99_us", 1e18) <= 50000
-sys.exit(0 if ok else 1)' "$1" "$2"
+sys.exit(0 if ok else 1)' "$1"
 }
 if ((redis_cluster || idle_only)); then
     : # the cluster comparison or the idle case only
@@ -458,18 +458,16 @@ else
         arena_run "arena 2000 players" 2000
     done
     # The ramp starts only if 2,000 held (in the last of its rounds).
-    line=$(tail -n 1 "$out/results.jsonl" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["run"]))')
     last_pass=""
     start_n=3000
-    if arena_pass "$line" 2000; then
+    if arena_pass 2000; then
         last_pass=2000
     else
         say "arena: 2000 players fail the 50 ms bar; ramping down by 500"
         start_n=$((arena_max + 1))
         for n in 1500 1000 500; do
             arena_run "arena ramp $n players" "$n"
-            line=$(tail -n 1 "$out/results.jsonl" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["run"]))')
-            if arena_pass "$line" "$n"; then
+            if arena_pass "$n"; then
                 last_pass=$n
                 break
             fi
@@ -477,8 +475,7 @@ else
     fi
     for ((n = start_n; n <= arena_max; n += 1000)); do
         arena_run "arena ramp $n players" "$n"
-        line=$(tail -n 1 "$out/results.jsonl" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["run"]))')
-        if arena_pass "$line" "$n"; then
+        if arena_pass "$n"; then
             last_pass=$n
         else
             say "arena ramp: $n players fail the 50 ms bar; stopping"
