@@ -332,34 +332,17 @@ fn unexpected(expected: &'static str, got: Incoming) -> Failure {
     Failure::Unexpected { expected, got }
 }
 
-/// Counts the ticks a bot's ticker skipped: with
-/// [`MissedTickBehavior::Skip`] every tick falls on `first + k x period`,
-/// so a gap of more than one period between two ticks is that many
-/// ticks without a move.
-struct SkippedTicks {
-    /// The tick due next if none is skipped.
-    next: Instant,
-    period: Duration,
-}
-
-impl SkippedTicks {
-    fn new(first: Instant, period: Duration) -> Self {
-        Self {
-            next: first,
-            period,
-        }
+/// The ticks of a ticker that starts at `first` with `period` that fall
+/// before `end`: the moves a bot owes the window. With
+/// [`MissedTickBehavior::Skip`] a late bot keeps to that schedule and
+/// moves at fewer of them; the difference is its skipped moves.
+fn ticks_due(first: Instant, period: Duration, end: Instant) -> u64 {
+    if end <= first {
+        return 0;
     }
-
-    /// The ticks skipped before the one scheduled at `at`.
-    fn before(&mut self, at: Instant) -> u64 {
-        let skipped = if at > self.next {
-            ((at - self.next).as_nanos() / self.period.as_nanos().max(1)) as u64
-        } else {
-            0
-        };
-        self.next = at + self.period;
-        skipped
-    }
+    let span = (end - first).as_nanos();
+    let period = period.as_nanos().max(1);
+    span.div_ceil(period) as u64
 }
 
 /// A bot that has joined: its connection and what it waits for.
@@ -422,7 +405,6 @@ impl<'a> Player<'a> {
         let first = w.start + period.mul_f64(rand::random::<f64>());
         let mut ticker = tokio::time::interval_at(first, period);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut skips = SkippedTicks::new(first, period);
         loop {
             tokio::select! {
                 biased;
@@ -433,13 +415,13 @@ impl<'a> Player<'a> {
                     if now >= w.end {
                         break;
                     }
-                    out.moves_skipped += skips.before(now);
                     self.expire_moves(now)?;
                     self.send_move().await?;
                     out.moves_sent += 1;
                 }
             }
         }
+        out.moves_skipped = ticks_due(first, period, w.end).saturating_sub(out.moves_sent);
         // Drain: the moves in flight get their round trip recorded.
         let deadline = Instant::now() + timeout;
         while !self.moves.is_empty() {
@@ -544,14 +526,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ticks_on_time_skip_nothing_and_gaps_count_whole_periods() {
+    fn a_window_owes_a_move_at_every_tick_before_its_end() {
         let period = Duration::from_millis(50);
         let first = Instant::now();
-        let mut skips = SkippedTicks::new(first, period);
-        assert_eq!(skips.before(first), 0);
-        assert_eq!(skips.before(first + period), 0);
-        // The ticks at 2 and 3 periods were skipped; this one is at 4.
-        assert_eq!(skips.before(first + period * 4), 2);
-        assert_eq!(skips.before(first + period * 5), 0);
+        assert_eq!(ticks_due(first, period, first), 0);
+        assert_eq!(
+            ticks_due(first, period, first + Duration::from_millis(1)),
+            1
+        );
+        // Ticks at 0, 50, 100 and 150 ms; the one at 200 ms is the end.
+        assert_eq!(ticks_due(first, period, first + period * 4), 4);
+        assert_eq!(
+            ticks_due(first, period, first + Duration::from_millis(201)),
+            5
+        );
+        assert_eq!(ticks_due(first + period, period, first), 0);
     }
 }
